@@ -1,0 +1,48 @@
+//! Sets of certificate serials as sorted runs.
+
+/// The serials `lo..=hi`. In a normalized list, ranges are sorted, disjoint and never
+/// adjacent (a run ends where the next gap begins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SerialRange {
+    /// First serial of the run.
+    pub lo: u64,
+    /// Last serial of the run (inclusive).
+    pub hi: u64,
+}
+
+impl SerialRange {
+    /// Number of serials in the run, saturating at `u64::MAX` for the full range.
+    pub fn len(&self) -> u64 {
+        (self.hi - self.lo).saturating_add(1)
+    }
+
+    /// Never true: a range holds at least one serial.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Sorts ranges and merges overlapping and adjacent ones into runs.
+pub(crate) fn normalize(mut ranges: Vec<SerialRange>) -> Vec<SerialRange> {
+    ranges.sort_unstable();
+    let mut out: Vec<SerialRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.lo <= last.hi.saturating_add(1) => {
+                if r.hi > last.hi {
+                    last.hi = r.hi;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+/// Whether `serial` is in normalized `runs`.
+pub(crate) fn contains(runs: &[SerialRange], serial: u64) -> bool {
+    // Index of the first run starting above `serial`; the run before it is the candidate.
+    let i = runs.partition_point(|r| r.lo <= serial);
+    i > 0 && runs[i - 1].hi >= serial
+}
