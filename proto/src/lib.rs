@@ -2,7 +2,15 @@
 //!
 //! - [`krl`]: OpenSSH key revocation lists (`PROTOCOL.krl`), read and written. The encoder
 //!   never writes a KRL that sshd would refuse to load.
+//! - [`v1`]: the agent <-> control plane gRPC protocol, generated at build time from
+//!   `proto/signoff/v1/*.proto` by a pure-Rust protobuf compiler (no `protoc` needed).
 
 #![forbid(unsafe_code)]
 
 pub mod krl;
+
+/// Generated gRPC messages and services of `proto/signoff/v1/agent.proto`.
+#[allow(missing_docs, missing_debug_implementations, unused_qualifications, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("signoff.v1");
+}
