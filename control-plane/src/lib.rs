@@ -1,0 +1,9 @@
+//! The signoff control plane: the store, the service layer every adapter goes through
+//! (HTTP API, SCIM, admin CLI, dashboard, agent gRPC), per-host views and the audit log.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod model;
+pub mod service;
+pub mod store;
+pub mod views;

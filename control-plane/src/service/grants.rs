@@ -1,0 +1,205 @@
+//! Grants: a person may log in as a Unix account on the hosts of a group.
+
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::hosts::group_ids;
+use super::users::user_id;
+use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
+use crate::model::{Grant, Invalid, validate_account, validate_group_name, validate_user_name};
+
+/// A grant to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    /// The person.
+    pub user: String,
+    /// The Unix account.
+    pub account: String,
+    /// The host group.
+    pub group: String,
+    /// Unix seconds after which the grant stops letting anyone in.
+    #[serde(default)]
+    pub not_after: Option<i64>,
+}
+
+const SELECT: &str = "SELECT g.id, u.name, g.account, hg.name, g.not_after FROM grants g
+     JOIN users u ON u.id = g.user_id JOIN host_groups hg ON hg.id = g.group_id";
+
+fn grant(r: &sqlx::sqlite::SqliteRow) -> Grant {
+    Grant {
+        id: r.get(0),
+        user: r.get(1),
+        account: r.get(2),
+        group: r.get(3),
+        not_after: r.get(4),
+    }
+}
+
+impl Service {
+    /// Lets a person log in as an account on a group's hosts.
+    pub async fn create_grant(&self, actor: &Actor, new: NewGrant, reason: &str) -> Result<Grant> {
+        validate_user_name("user", &new.user)?;
+        validate_account("account", &new.account)?;
+        validate_group_name("group", &new.group)?;
+        if let Some(t) = new.not_after
+            && t <= self.now()
+        {
+            return Err(Invalid::new("not_after", "is in the past").into());
+        }
+        let mut w = self.write(actor, "grant.create", true).await?;
+        let rev = w.rev();
+        let uid = user_id(&mut w.tx, &new.user).await?;
+        let gid = group_ids(&mut w.tx, std::slice::from_ref(&new.group)).await?[0];
+        let id = sqlx::query("INSERT INTO grants (user_id, account, group_id, not_after, since_rev) VALUES (?, ?, ?, ?, ?)")
+            .bind(uid)
+            .bind(&new.account)
+            .bind(gid)
+            .bind(new.not_after)
+            .bind(rev)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!("{} already holds a grant for {} on {}", new.user, new.account, new.group)
+                })
+            })?
+            .last_insert_rowid();
+        let g = Grant {
+            id,
+            user: new.user.clone(),
+            account: new.account.clone(),
+            group: new.group.clone(),
+            not_after: new.not_after,
+        };
+        w.commit(
+            "grant.create",
+            &format!("user:{}", new.user),
+            reason,
+            serde_json::to_value(&g).unwrap_or_default(),
+        )
+        .await?;
+        Ok(g)
+    }
+
+    /// Live grants, optionally of one person.
+    pub async fn list_grants(&self, user: Option<&str>) -> Result<Vec<Grant>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE g.until_rev IS NULL AND (? IS NULL OR u.name = ?) ORDER BY u.name, g.account, hg.name"
+        ))
+        .bind(user)
+        .bind(user)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows.iter().map(grant).collect())
+    }
+
+    /// Withdraws a grant.
+    pub async fn delete_grant(&self, actor: &Actor, id: i64, reason: &str) -> Result<Grant> {
+        let mut w = self.write(actor, "grant.delete", true).await?;
+        let rev = w.rev();
+        let g = sqlx::query(&format!("{SELECT} WHERE g.id = ? AND g.until_rev IS NULL"))
+            .bind(id)
+            .fetch_optional(&mut *w.tx)
+            .await?
+            .map(|r| grant(&r))
+            .ok_or_else(|| ServiceError::not_found("grant", id.to_string()))?;
+        sqlx::query("UPDATE grants SET until_rev = ? WHERE id = ?")
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit(
+            "grant.delete",
+            &format!("user:{}", g.user),
+            reason,
+            serde_json::to_value(&g).unwrap_or_default(),
+        )
+        .await?;
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::NewUser;
+    use crate::service::testing::service;
+
+    async fn setup() -> Service {
+        let (svc, _) = service().await;
+        svc.create_user(
+            &Actor::cli(),
+            NewUser {
+                name: "alice".into(),
+                ..Default::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
+        svc.create_group(&Actor::cli(), "web", "").await.unwrap();
+        svc
+    }
+
+    fn new(group: &str) -> NewGrant {
+        NewGrant {
+            user: "alice".into(),
+            account: "deploy".into(),
+            group: group.into(),
+            not_after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_list_delete() {
+        let svc = setup().await;
+        let g = svc
+            .create_grant(&Actor::cli(), new("web"), "on call")
+            .await
+            .unwrap();
+        assert_eq!(
+            svc.list_grants(Some("alice")).await.unwrap(),
+            vec![g.clone()]
+        );
+        assert!(svc.list_grants(Some("bob")).await.unwrap().is_empty());
+        svc.delete_grant(&Actor::cli(), g.id, "done").await.unwrap();
+        assert!(svc.list_grants(None).await.unwrap().is_empty());
+        assert!(matches!(
+            svc.delete_grant(&Actor::cli(), g.id, "").await,
+            Err(ServiceError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn rejections() {
+        let svc = setup().await;
+        svc.create_grant(&Actor::cli(), new("web"), "")
+            .await
+            .unwrap();
+        assert!(matches!(
+            svc.create_grant(&Actor::cli(), new("web"), "").await,
+            Err(ServiceError::Conflict(_))
+        ));
+        assert!(matches!(
+            svc.create_grant(&Actor::cli(), new("db"), "").await,
+            Err(ServiceError::NotFound {
+                kind: "host group",
+                ..
+            })
+        ));
+        let mut bad = new("web");
+        bad.account = "Root".into();
+        assert!(matches!(
+            svc.create_grant(&Actor::cli(), bad, "").await,
+            Err(ServiceError::Invalid(_))
+        ));
+        let mut past = new("web");
+        past.account = "other".into();
+        past.not_after = Some(1);
+        assert!(matches!(
+            svc.create_grant(&Actor::cli(), past, "").await,
+            Err(ServiceError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,273 @@
+//! The service layer: every action on the model, authorized by the caller's adapter and
+//! audited here, in one place. HTTP, SCIM, the CLI and the dashboard are thin adapters.
+//!
+//! Writes are serialized by one lock and run in one transaction each: the change, its new
+//! revision (if it changes what hosts must know) and its audit row commit together, and the
+//! commit is fsynced before the call returns. Subscribers learn the new revision after.
+
+mod grants;
+mod hosts;
+mod revocations;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{Mutex, MutexGuard, watch};
+
+use crate::audit;
+use crate::model::Invalid;
+
+pub use grants::NewGrant;
+pub use hosts::NewHost;
+pub use revocations::RevocationRecord;
+pub(crate) use revocations::from_columns as revocation_from_columns;
+pub use tokens::{AuthError, Scope, Token, TokenInfo};
+pub use users::{NewUser, UserUpdate};
+
+/// Where time comes from; tests move it.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// Who is acting, as recorded in the audit log (`token:NAME`, `operator:NAME`, `cli`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The admin CLI on the server machine.
+    pub fn cli() -> Self {
+        Actor("cli".to_owned())
+    }
+}
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The input is not acceptable.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The thing named does not exist.
+    #[error("{kind} {name:?} does not exist")]
+    NotFound {
+        /// `user`, `host`, `host group`, …
+        kind: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error("store error")]
+    Store(#[from] sqlx::Error),
+}
+
+impl ServiceError {
+    pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        ServiceError::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+/// Result of a service call.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// The service layer over one store.
+#[derive(Debug, Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+    writer: Mutex<()>,
+    revision: watch::Sender<i64>,
+}
+
+impl Service {
+    /// A service over an opened, migrated store.
+    pub async fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Result<Self> {
+        let current: i64 = sqlx::query("SELECT ifnull(max(revision), 0) FROM revisions")
+            .fetch_one(&pool)
+            .await?
+            .get(0);
+        let (revision, _) = watch::channel(current);
+        Ok(Service {
+            inner: Arc::new(Inner {
+                pool,
+                clock,
+                writer: Mutex::new(()),
+                revision,
+            }),
+        })
+    }
+
+    /// The store, for the read paths of adapters that need raw access (metrics).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    /// Unix seconds now, by the service's clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// The latest committed revision.
+    pub fn revision(&self) -> i64 {
+        *self.inner.revision.borrow()
+    }
+
+    /// A receiver that sees each new revision once it is durable.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.revision.subscribe()
+    }
+
+    /// Checks the audit chain.
+    pub async fn verify_audit(&self) -> Result<audit::Verification> {
+        Ok(audit::verify(&self.inner.pool).await?)
+    }
+
+    /// A page of the audit log.
+    pub async fn audit_log(
+        &self,
+        filter: &str,
+        before_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<audit::Record>> {
+        Ok(audit::list(&self.inner.pool, filter, before_seq, limit.clamp(1, 1000)).await?)
+    }
+
+    /// Starts a write: takes the writer lock, opens a transaction and, when the change
+    /// affects what hosts must know, allocates the next revision.
+    async fn write<'a>(
+        &'a self,
+        actor: &'a Actor,
+        summary: &str,
+        new_revision: bool,
+    ) -> Result<Write<'a>> {
+        let guard = self.inner.writer.lock().await;
+        let mut tx = self.inner.pool.begin().await?;
+        let now = self.now();
+        let revision = if new_revision {
+            let id =
+                sqlx::query("INSERT INTO revisions (created_at, actor, summary) VALUES (?, ?, ?)")
+                    .bind(now)
+                    .bind(&actor.0)
+                    .bind(summary)
+                    .execute(&mut *tx)
+                    .await?
+                    .last_insert_rowid();
+            Some(id)
+        } else {
+            None
+        };
+        Ok(Write {
+            service: self,
+            _guard: guard,
+            tx,
+            actor,
+            now,
+            revision,
+        })
+    }
+}
+
+/// One write in progress. Dropping it without [`Write::commit`] rolls everything back.
+struct Write<'a> {
+    service: &'a Service,
+    _guard: MutexGuard<'a, ()>,
+    tx: Transaction<'static, Sqlite>,
+    actor: &'a Actor,
+    now: i64,
+    revision: Option<i64>,
+}
+
+impl Write<'_> {
+    /// The revision this write creates; only valid for writes that create one.
+    fn rev(&self) -> i64 {
+        self.revision.unwrap_or(0)
+    }
+
+    /// Records the audit entry and commits. The revision is published only after the
+    /// commit is durable.
+    async fn commit(
+        mut self,
+        action: &str,
+        target: &str,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        crate::model::validate_text("reason", reason, 1024)?;
+        let entry = audit::Entry {
+            actor: &self.actor.0,
+            action,
+            target,
+            reason,
+            details,
+            revision: self.revision,
+        };
+        audit::append(&mut self.tx, self.now, &entry).await?;
+        self.tx.commit().await?;
+        if let Some(revision) = self.revision {
+            self.service.inner.revision.send_replace(revision);
+        }
+        Ok(())
+    }
+}
+
+/// Maps a unique-constraint violation to a conflict with `message`; passes other errors on.
+fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> String) -> ServiceError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ServiceError::Conflict(message()),
+        _ => ServiceError::Store(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::{Clock, Service};
+
+    /// A clock tests set by hand.
+    #[derive(Debug, Default)]
+    pub struct ManualClock(pub AtomicI64);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A service over a fresh in-memory store, with its clock.
+    pub async fn service() -> (Service, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
+        let svc = Service::new(crate::store::open_memory().await, clock.clone())
+            .await
+            .expect("service");
+        (svc, clock)
+    }
+}

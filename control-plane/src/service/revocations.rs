@@ -1,0 +1,355 @@
+//! Trusted user CAs and the revocation set, and the KRL built from it.
+
+use serde::Serialize;
+use signoff_proto::krl::{CaScope, KrlBuilder};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
+use crate::model::{
+    Invalid, Revocation, TrustedCa, parse_public_key, parse_sha256_fingerprint, validate_key_id,
+    validate_user_name,
+};
+
+/// A live revocation with its id and provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevocationRecord {
+    /// Id, for withdrawing it.
+    pub id: i64,
+    /// What is revoked.
+    #[serde(flatten)]
+    pub revocation: Revocation,
+    /// Why.
+    pub reason: String,
+    /// The revision that added it.
+    pub revision: i64,
+}
+
+impl Service {
+    /// Trusts a user CA.
+    pub async fn add_ca(
+        &self,
+        actor: &Actor,
+        name: &str,
+        public_key: &str,
+        reason: &str,
+    ) -> Result<TrustedCa> {
+        validate_user_name("name", name)?;
+        let key = parse_public_key("public_key", public_key)?;
+        let mut w = self.write(actor, "ca.add", true).await?;
+        let rev = w.rev();
+        sqlx::query("INSERT INTO trusted_cas (name, public_key, fingerprint, since_rev) VALUES (?, ?, ?, ?)")
+            .bind(name)
+            .bind(&key.openssh)
+            .bind(&key.fingerprint)
+            .bind(rev)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || format!("a CA named {name:?} or with key {} is already trusted", key.fingerprint)))?;
+        let ca = TrustedCa {
+            name: name.to_owned(),
+            public_key: key.openssh,
+            fingerprint: key.fingerprint,
+        };
+        w.commit(
+            "ca.add",
+            &format!("ca:{name}"),
+            reason,
+            serde_json::to_value(&ca).unwrap_or_default(),
+        )
+        .await?;
+        Ok(ca)
+    }
+
+    /// Trusted CAs.
+    pub async fn list_cas(&self) -> Result<Vec<TrustedCa>> {
+        let rows = sqlx::query("SELECT name, public_key, fingerprint FROM trusted_cas WHERE until_rev IS NULL ORDER BY name")
+            .fetch_all(&self.inner.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TrustedCa {
+                name: r.get(0),
+                public_key: r.get(1),
+                fingerprint: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Stops trusting a CA.
+    pub async fn remove_ca(&self, actor: &Actor, name: &str, reason: &str) -> Result<()> {
+        let mut w = self.write(actor, "ca.remove", true).await?;
+        let rev = w.rev();
+        let n = sqlx::query(
+            "UPDATE trusted_cas SET until_rev = ? WHERE name = ? AND until_rev IS NULL",
+        )
+        .bind(rev)
+        .bind(name)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(ServiceError::not_found("CA", name));
+        }
+        w.commit(
+            "ca.remove",
+            &format!("ca:{name}"),
+            reason,
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Adds a revocation. `ca` in the request may be a trusted CA's name or fingerprint;
+    /// it is stored as the fingerprint.
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        revocation: Revocation,
+        reason: &str,
+    ) -> Result<RevocationRecord> {
+        let mut w = self.write(actor, "revocation.add", true).await?;
+        let rev = w.rev();
+        let normalized = normalize(&mut w.tx, revocation).await?;
+        let (kind, ca, value, lo, hi) = columns(&normalized);
+        let id = sqlx::query(
+            "INSERT INTO revocations (kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(ca)
+        .bind(&value)
+        .bind(lo)
+        .bind(hi)
+        .bind(reason)
+        .bind(rev)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || "this is already revoked".to_owned()))?
+        .last_insert_rowid();
+        let record = RevocationRecord {
+            id,
+            revocation: normalized,
+            reason: reason.to_owned(),
+            revision: rev,
+        };
+        w.commit(
+            "revocation.add",
+            &format!("revocation:{id}"),
+            reason,
+            serde_json::to_value(&record).unwrap_or_default(),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// Withdraws a revocation.
+    pub async fn unrevoke(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
+        let mut w = self.write(actor, "revocation.remove", true).await?;
+        let rev = w.rev();
+        let n =
+            sqlx::query("UPDATE revocations SET until_rev = ? WHERE id = ? AND until_rev IS NULL")
+                .bind(rev)
+                .bind(id)
+                .execute(&mut *w.tx)
+                .await?
+                .rows_affected();
+        if n == 0 {
+            return Err(ServiceError::not_found("revocation", id.to_string()));
+        }
+        w.commit(
+            "revocation.remove",
+            &format!("revocation:{id}"),
+            reason,
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Live revocations.
+    pub async fn list_revocations(&self) -> Result<Vec<RevocationRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev
+             FROM revocations WHERE until_rev IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RevocationRecord {
+                id: r.get(0),
+                revocation: from_columns(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)),
+                reason: r.get(6),
+                revision: r.get(7),
+            })
+            .collect())
+    }
+
+    /// The OpenSSH KRL of the live revocation set, for sshd's `RevokedKeys` on hosts
+    /// without an agent. With `ca` (name or fingerprint), certificate sections are limited
+    /// to that CA and to any-CA revocations.
+    pub async fn krl(&self, ca: Option<&str>) -> Result<Vec<u8>> {
+        let mut conn = self.inner.pool.acquire().await?;
+        let only = match ca {
+            Some(ca) => Some(resolve_ca(&mut conn, "ca", ca).await?.0),
+            None => None,
+        };
+        let revision = self.revision();
+        let records = self.list_revocations().await?;
+        let mut b = KrlBuilder::new();
+        b.version(u64::try_from(revision).unwrap_or(0))
+            .generated_date(u64::try_from(self.now()).unwrap_or(0));
+        for r in &records {
+            match &r.revocation {
+                Revocation::KeyId { ca, key_id } => {
+                    if let Some(scope) =
+                        scope_for(&mut conn, ca.as_deref(), only.as_deref()).await?
+                    {
+                        // Validated on the way in: no NUL.
+                        let _ = b.revoke_key_id(&scope, key_id.as_bytes());
+                    }
+                }
+                Revocation::Serial { ca, lo, hi } => {
+                    if let Some(scope) = scope_for(&mut conn, Some(ca), only.as_deref()).await? {
+                        let _ = b.revoke_serial_range(&scope, *lo, *hi);
+                    }
+                }
+                Revocation::Key { public_key } => {
+                    if let Ok(k) = ssh_key::PublicKey::from_openssh(public_key) {
+                        b.revoke_key(k.key_data());
+                    }
+                }
+                Revocation::Sha256 { fingerprint } => {
+                    if let Ok(ssh_key::Fingerprint::Sha256(h)) =
+                        fingerprint.parse::<ssh_key::Fingerprint>()
+                    {
+                        b.revoke_sha256(h);
+                    }
+                }
+            }
+        }
+        Ok(b.build().encode())
+    }
+}
+
+/// The KRL scope for a revocation under CA fingerprint `ca` (None: any CA), or None when
+/// `only` excludes it.
+async fn scope_for(
+    conn: &mut SqliteConnection,
+    ca: Option<&str>,
+    only: Option<&str>,
+) -> Result<Option<CaScope>> {
+    let Some(fp) = ca else {
+        return Ok(Some(CaScope::Any));
+    };
+    if only.is_some_and(|o| o != fp) {
+        return Ok(None);
+    }
+    // A CA that is no longer trusted keeps its revocations: look at every row ever.
+    let line: Option<String> = sqlx::query(
+        "SELECT public_key FROM trusted_cas WHERE fingerprint = ? ORDER BY since_rev DESC LIMIT 1",
+    )
+    .bind(fp)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.get(0));
+    Ok(line
+        .and_then(|l| ssh_key::PublicKey::from_openssh(&l).ok())
+        .map(|k| CaScope::key(k.key_data())))
+}
+
+/// Resolves a CA given by name or fingerprint to (fingerprint, name).
+async fn resolve_ca(
+    conn: &mut SqliteConnection,
+    field: &str,
+    ca: &str,
+) -> Result<(String, String)> {
+    sqlx::query("SELECT fingerprint, name FROM trusted_cas WHERE (name = ? OR fingerprint = ?) AND until_rev IS NULL")
+        .bind(ca)
+        .bind(ca)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| (r.get(0), r.get(1)))
+        .ok_or_else(|| Invalid::new(field, format!("{ca:?} is not a trusted CA (give its name or SHA256 fingerprint)")).into())
+}
+
+async fn normalize(conn: &mut SqliteConnection, r: Revocation) -> Result<Revocation> {
+    Ok(match r {
+        Revocation::KeyId { ca, key_id } => {
+            validate_key_id("key_id", &key_id)?;
+            let ca = match ca {
+                Some(ca) => Some(resolve_ca(conn, "ca", &ca).await?.0),
+                None => None,
+            };
+            Revocation::KeyId { ca, key_id }
+        }
+        Revocation::Serial { ca, lo, hi } => {
+            if lo == 0 {
+                return Err(Invalid::new(
+                    "lo",
+                    "serial 0 means \"no serial\" and cannot be revoked; revoke the key ID",
+                )
+                .into());
+            }
+            if lo > hi {
+                return Err(Invalid::new("hi", format!("range {lo}-{hi} is empty")).into());
+            }
+            if i64::try_from(hi).is_err() {
+                return Err(Invalid::new("hi", "serials above 2^63-1 are not supported").into());
+            }
+            Revocation::Serial {
+                ca: resolve_ca(conn, "ca", &ca).await?.0,
+                lo,
+                hi,
+            }
+        }
+        Revocation::Key { public_key } => Revocation::Key {
+            public_key: parse_public_key("public_key", &public_key)?.openssh,
+        },
+        Revocation::Sha256 { fingerprint } => Revocation::Sha256 {
+            fingerprint: parse_sha256_fingerprint("fingerprint", &fingerprint)?,
+        },
+    })
+}
+
+type Columns = (
+    &'static str,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn columns(r: &Revocation) -> Columns {
+    match r {
+        Revocation::KeyId { ca, key_id } => ("key_id", ca.clone(), key_id.clone(), None, None),
+        Revocation::Serial { ca, lo, hi } => (
+            "serial",
+            Some(ca.clone()),
+            String::new(),
+            i64::try_from(*lo).ok(),
+            i64::try_from(*hi).ok(),
+        ),
+        Revocation::Key { public_key } => ("key", None, public_key.clone(), None, None),
+        Revocation::Sha256 { fingerprint } => ("sha256", None, fingerprint.clone(), None, None),
+    }
+}
+
+pub(crate) fn from_columns(
+    kind: String,
+    ca: Option<String>,
+    value: String,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) -> Revocation {
+    let serial = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+    match kind.as_str() {
+        "key_id" => Revocation::KeyId { ca, key_id: value },
+        "serial" => Revocation::Serial {
+            ca: ca.unwrap_or_default(),
+            lo: serial(lo),
+            hi: serial(hi),
+        },
+        "key" => Revocation::Key { public_key: value },
+        _ => Revocation::Sha256 { fingerprint: value },
+    }
+}

@@ -1,0 +1,356 @@
+//! What one host must know at one revision, and the change between two revisions.
+//!
+//! Rows of the store are versioned (`since_rev`, `until_rev`), so the view at any revision
+//! is a query, and a delta looks only at rows that changed between the two revisions: its
+//! cost follows the change, not the fleet.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection};
+
+use crate::model::Revocation;
+use crate::service::{Result, Service};
+
+/// Key of a principals entry: (Unix account, user name).
+pub type EntryKey = (String, String);
+
+/// Who may log in as one account: one user's identities and the grant's expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Entry {
+    /// Certificate key IDs of the user.
+    pub key_ids: BTreeSet<String>,
+    /// Principals the certificate must carry one of.
+    pub principals: BTreeSet<String>,
+    /// Plain public keys, for AuthorizedKeysCommand.
+    pub authorized_keys: BTreeSet<String>,
+    /// Unix seconds after which the grant expires; `None` for never.
+    pub not_after: Option<i64>,
+}
+
+/// Everything one host must know at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct HostView {
+    /// The revision this view is at.
+    pub revision: i64,
+    /// Principals entries for users with a live grant on this host.
+    pub entries: BTreeMap<EntryKey, Entry>,
+    /// The whole revocation set.
+    pub revocations: BTreeSet<Revocation>,
+    /// Names of users who are signed off.
+    pub disabled_users: BTreeSet<String>,
+}
+
+/// The change from one view to a later one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Delta {
+    /// Revision the delta applies to.
+    pub from: i64,
+    /// Revision it produces.
+    pub to: i64,
+    /// Entries added or changed.
+    pub upsert: BTreeMap<EntryKey, Entry>,
+    /// Entries withdrawn.
+    pub remove: BTreeSet<EntryKey>,
+    /// Revocations added.
+    pub add_revocations: BTreeSet<Revocation>,
+    /// Revocations withdrawn.
+    pub remove_revocations: BTreeSet<Revocation>,
+    /// Users newly disabled.
+    pub add_disabled: BTreeSet<String>,
+    /// Users re-enabled.
+    pub remove_disabled: BTreeSet<String>,
+}
+
+impl Delta {
+    /// True when applying it changes nothing but the revision.
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty()
+            && self.remove.is_empty()
+            && self.add_revocations.is_empty()
+            && self.remove_revocations.is_empty()
+            && self.add_disabled.is_empty()
+            && self.remove_disabled.is_empty()
+    }
+}
+
+impl HostView {
+    /// Applies a delta that starts at this view's revision.
+    pub fn apply(&mut self, d: &Delta) {
+        for k in &d.remove {
+            self.entries.remove(k);
+        }
+        for (k, e) in &d.upsert {
+            self.entries.insert(k.clone(), e.clone());
+        }
+        for r in &d.remove_revocations {
+            self.revocations.remove(r);
+        }
+        self.revocations.extend(d.add_revocations.iter().cloned());
+        for u in &d.remove_disabled {
+            self.disabled_users.remove(u);
+        }
+        self.disabled_users.extend(d.add_disabled.iter().cloned());
+        self.revision = d.to;
+    }
+}
+
+/// Diffs two maps of entries restricted to the same users.
+fn diff_entries(
+    old: &BTreeMap<EntryKey, Entry>,
+    new: &BTreeMap<EntryKey, Entry>,
+    delta: &mut Delta,
+) {
+    for (k, e) in new {
+        if old.get(k) != Some(e) {
+            delta.upsert.insert(k.clone(), e.clone());
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            delta.remove.insert(k.clone());
+        }
+    }
+}
+
+impl Service {
+    /// The view of `host` at revision `rev`.
+    pub async fn host_view(&self, host: &str, rev: i64) -> Result<HostView> {
+        let mut conn = self.pool().acquire().await?;
+        Ok(HostView {
+            revision: rev,
+            entries: entries(&mut conn, host, rev, None).await?,
+            revocations: revocations_at(&mut conn, rev).await?,
+            disabled_users: disabled_at(&mut conn, rev, None).await?,
+        })
+    }
+
+    /// The delta that turns the view of `host` at `from` into its view at `to`.
+    pub async fn host_delta(&self, host: &str, from: i64, to: i64) -> Result<Delta> {
+        let mut conn = self.pool().acquire().await?;
+        let mut delta = Delta {
+            from,
+            to,
+            ..Delta::default()
+        };
+        let membership_changed: bool = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM host_group_members WHERE host_id = ?
+               AND ((since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)))",
+        )
+        .bind(host)
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0);
+        let users = if membership_changed {
+            None
+        } else {
+            Some(touched_users(&mut conn, from, to).await?)
+        };
+        let old = entries(&mut conn, host, from, users.as_ref()).await?;
+        let new = entries(&mut conn, host, to, users.as_ref()).await?;
+        diff_entries(&old, &new, &mut delta);
+
+        for r in sqlx::query(
+            "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi, since_rev, until_rev
+             FROM revocations
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let since: i64 = r.get(5);
+            let until: Option<i64> = r.get(6);
+            let live_at = |rev: i64| since <= rev && until.is_none_or(|u| u > rev);
+            let rev = revocation(&r);
+            match (live_at(from), live_at(to)) {
+                (false, true) => {
+                    delta.add_revocations.insert(rev);
+                }
+                (true, false) => {
+                    delta.remove_revocations.insert(rev);
+                }
+                _ => {}
+            }
+        }
+
+        let changed_status: BTreeSet<i64> = sqlx::query(
+            "SELECT user_id FROM user_status
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        if !changed_status.is_empty() {
+            let old = disabled_at(&mut conn, from, Some(&changed_status)).await?;
+            let new = disabled_at(&mut conn, to, Some(&changed_status)).await?;
+            delta.add_disabled = new.difference(&old).cloned().collect();
+            delta.remove_disabled = old.difference(&new).cloned().collect();
+        }
+        Ok(delta)
+    }
+}
+
+/// Users any of whose rows changed in `(from, to]`.
+async fn touched_users(conn: &mut SqliteConnection, from: i64, to: i64) -> Result<BTreeSet<i64>> {
+    let mut out = BTreeSet::new();
+    for table in [
+        "user_status",
+        "user_key_ids",
+        "user_principals",
+        "user_keys",
+        "grants",
+    ] {
+        let sql = format!(
+            "SELECT DISTINCT user_id FROM {table}
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)"
+        );
+        for r in sqlx::query(&sql)
+            .bind(from)
+            .bind(to)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            out.insert(r.get::<i64, _>(0));
+        }
+    }
+    Ok(out)
+}
+
+fn revocation(r: &sqlx::sqlite::SqliteRow) -> Revocation {
+    crate::service::revocation_from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+async fn revocations_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeSet<Revocation>> {
+    Ok(sqlx::query(
+        "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi FROM revocations
+         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
+    )
+    .bind(rev)
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(revocation)
+    .collect())
+}
+
+async fn disabled_at(
+    conn: &mut SqliteConnection,
+    rev: i64,
+    only: Option<&BTreeSet<i64>>,
+) -> Result<BTreeSet<String>> {
+    Ok(sqlx::query(
+        "SELECT u.id, u.name FROM user_status s JOIN users u ON u.id = s.user_id
+         WHERE s.status = 'disabled' AND s.since_rev <= ? AND (s.until_rev IS NULL OR s.until_rev > ?)",
+    )
+    .bind(rev)
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .filter(|r| only.is_none_or(|o| o.contains(&r.get::<i64, _>(0))))
+    .map(|r| r.get(1))
+    .collect())
+}
+
+/// Principals entries of `host` at `rev`, for all users or only `only`.
+async fn entries(
+    conn: &mut SqliteConnection,
+    host: &str,
+    rev: i64,
+    only: Option<&BTreeSet<i64>>,
+) -> Result<BTreeMap<EntryKey, Entry>> {
+    if only.is_some_and(BTreeSet::is_empty) {
+        return Ok(BTreeMap::new());
+    }
+    let grants = sqlx::query(
+        "SELECT g.account, u.name, u.id, g.not_after
+         FROM grants g
+         JOIN users u ON u.id = g.user_id
+         JOIN user_status s ON s.user_id = u.id AND s.status = 'active'
+              AND s.since_rev <= ?1 AND (s.until_rev IS NULL OR s.until_rev > ?1)
+         WHERE g.since_rev <= ?1 AND (g.until_rev IS NULL OR g.until_rev > ?1)
+           AND g.group_id IN (SELECT group_id FROM host_group_members
+                              WHERE host_id = ?2 AND since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1))",
+    )
+    .bind(rev)
+    .bind(host)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut out: BTreeMap<EntryKey, Entry> = BTreeMap::new();
+    let mut identities: BTreeMap<i64, Entry> = BTreeMap::new();
+    for g in grants {
+        let user_id: i64 = g.get(2);
+        if only.is_some_and(|o| !o.contains(&user_id)) {
+            continue;
+        }
+        if let std::collections::btree_map::Entry::Vacant(slot) = identities.entry(user_id) {
+            slot.insert(identity(conn, user_id, rev).await?);
+        }
+        let not_after: Option<i64> = g.get(3);
+        let key = (g.get::<String, _>(0), g.get::<String, _>(1));
+        match out.get_mut(&key) {
+            // Two grants for one account through two groups: the longer one counts.
+            Some(e) => {
+                e.not_after = match (e.not_after, not_after) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                }
+            }
+            None => {
+                let mut e = identities.get(&user_id).cloned().unwrap_or_default();
+                e.not_after = not_after;
+                out.insert(key, e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn identity(conn: &mut SqliteConnection, user: i64, rev: i64) -> Result<Entry> {
+    let mut e = Entry::default();
+    for (table, column) in [
+        ("user_key_ids", "key_id"),
+        ("user_principals", "principal"),
+        ("user_keys", "public_key"),
+    ] {
+        let sql = format!(
+            "SELECT {column} FROM {table} WHERE user_id = ? AND since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)"
+        );
+        let values: BTreeSet<String> = sqlx::query(&sql)
+            .bind(user)
+            .bind(rev)
+            .bind(rev)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        match table {
+            "user_key_ids" => e.key_ids = values,
+            "user_principals" => e.principals = values,
+            _ => e.authorized_keys = values,
+        }
+    }
+    Ok(e)
+}
+
+#[cfg(test)]
+mod tests;
