@@ -2,6 +2,7 @@
 //! (HTTP API, SCIM, admin CLI, dashboard, agent gRPC), per-host views and the audit log.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod audit;
 pub mod model;
 pub mod service;

@@ -8,6 +8,7 @@
 mod grants;
 mod hosts;
 mod revocations;
+mod stats;
 mod tokens;
 mod users;
 
@@ -24,6 +25,7 @@ pub use grants::NewGrant;
 pub use hosts::NewHost;
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
+pub use stats::Counts;
 pub use tokens::{AuthError, Scope, Token, TokenInfo};
 pub use users::{NewUser, UserUpdate};
 

@@ -188,13 +188,13 @@ impl Service {
     /// without an agent. With `ca` (name or fingerprint), certificate sections are limited
     /// to that CA and to any-CA revocations.
     pub async fn krl(&self, ca: Option<&str>) -> Result<Vec<u8>> {
+        let revision = self.revision();
+        let records = self.list_revocations().await?;
         let mut conn = self.inner.pool.acquire().await?;
         let only = match ca {
             Some(ca) => Some(resolve_ca(&mut conn, "ca", ca).await?.0),
             None => None,
         };
-        let revision = self.revision();
-        let records = self.list_revocations().await?;
         let mut b = KrlBuilder::new();
         b.version(u64::try_from(revision).unwrap_or(0))
             .generated_date(u64::try_from(self.now()).unwrap_or(0));

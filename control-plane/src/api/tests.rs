@@ -1,0 +1,432 @@
+//! The API over real HTTP on a loopback port.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::service::testing::{ManualClock, service};
+use crate::service::{Actor, Scope};
+
+struct Server {
+    base: String,
+    admin: String,
+    clock: std::sync::Arc<ManualClock>,
+    service: crate::service::Service,
+    http: Client,
+}
+
+async fn start() -> Server {
+    let (svc, clock) = service().await;
+    let admin = svc.bootstrap_token().await.unwrap().unwrap().secret;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let app = super::router(svc.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        base: format!("http://{addr}"),
+        admin,
+        clock,
+        service: svc,
+        http: Client::new(),
+    }
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = if path.starts_with("/krl") || path.starts_with("/metrics") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/api/v1{path}", self.base)
+        };
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.admin.clone()), body)
+            .await
+    }
+
+    async fn token(&self, scopes: &[Scope], expires_at: Option<i64>) -> String {
+        self.service
+            .create_token(&Actor::cli(), "t", scopes, expires_at, "")
+            .await
+            .unwrap()
+            .secret
+    }
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// Replays every operation of the OpenAPI document, in its order, with its example: the
+/// server answers with the documented success status, and refuses a request without a
+/// token on every secured operation.
+#[tokio::test]
+async fn every_documented_operation_behaves_as_documented() {
+    let s = start().await;
+    let (status, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push((
+                op["x-order"].as_u64().unwrap(),
+                path.clone(),
+                method.clone(),
+                op.clone(),
+            ));
+        }
+    }
+    ops.sort_by_key(|o| o.0);
+    assert!(ops.len() >= 30, "only {} operations documented", ops.len());
+    for (_, path, method, op) in ops {
+        let example = op["x-example-path"].as_str().unwrap();
+        let method: Method = method.to_uppercase().parse().unwrap();
+        let body = op["requestBody"]["content"]["application/json"]["example"].clone();
+        let body = (!body.is_null()).then_some(body);
+        let secured = !op["security"].as_array().unwrap().is_empty();
+        if secured {
+            let (status, v) = s.call(method.clone(), example, None, body.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without token: {v}"
+            );
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{path} does not document 401"
+            );
+        }
+        let (status, v) = s.admin(method.clone(), example, body).await;
+        let documented: Vec<u16> = op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.parse().unwrap())
+            .collect();
+        let success = documented
+            .iter()
+            .copied()
+            .filter(|c| *c < 300)
+            .collect::<Vec<_>>();
+        assert_eq!(success.len(), 1);
+        assert_eq!(status.as_u16(), success[0], "{method} {example}: {v}");
+        if let Some(schema) = op["responses"][success[0].to_string()]["content"]["application/json"]
+            ["schema"]["$ref"]
+            .as_str()
+        {
+            let name = schema.rsplit('/').next().unwrap();
+            let schema = &doc["components"]["schemas"][name];
+            for field in schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    v.get(field.as_str().unwrap()).is_some(),
+                    "{path}: response lacks {field}: {v}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_token_is_refused() {
+    let s = start().await;
+    let (status, v) = s.call(Method::GET, "/users", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&v), "unauthorized");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Bearer"));
+}
+
+#[tokio::test]
+async fn a_malformed_authorization_header_is_refused() {
+    let s = start().await;
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/users", s.base))
+        .header("Authorization", format!("Basic {}", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_unknown_token_is_refused() {
+    let s = start().await;
+    let (status, v) = s.call(Method::GET, "/users", Some("so_forged"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["message"], "unknown token");
+}
+
+#[tokio::test]
+async fn the_wrong_scope_is_forbidden() {
+    let s = start().await;
+    let read = s.token(&[Scope::Read], None).await;
+    let (status, _) = s.call(Method::GET, "/users", Some(&read), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users",
+            Some(&read),
+            Some(json!({"name": "mallory"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&v), "forbidden");
+    assert!(v["error"]["message"].as_str().unwrap().contains("write"));
+    // Nothing was created.
+    assert!(s.service.list_users().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let s = start().await;
+    let now = s.service.now();
+    let t = s.token(&[Scope::Read], Some(now + 10)).await;
+    assert_eq!(
+        s.call(Method::GET, "/users", Some(&t), None).await.0,
+        StatusCode::OK
+    );
+    s.clock.0.store(now + 10, Ordering::SeqCst);
+    let (status, v) = s.call(Method::GET, "/users", Some(&t), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["message"], "token expired");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused() {
+    let s = start().await;
+    let t = s
+        .service
+        .create_token(&Actor::cli(), "ci", &[Scope::Read], None, "")
+        .await
+        .unwrap();
+    s.service
+        .revoke_token(&Actor::cli(), t.info.id, "leaked")
+        .await
+        .unwrap();
+    let (status, v) = s.call(Method::GET, "/users", Some(&t.secret), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["message"], "token revoked");
+}
+
+#[tokio::test]
+async fn a_bad_key_is_invalid_and_names_the_field() {
+    let s = start().await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "alice", "public_keys": ["ssh-ed25519 AAAAnope"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&v), "invalid");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("public_keys[0]:"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_user_is_a_conflict() {
+    let s = start().await;
+    let body = json!({"name": "alice"});
+    assert_eq!(
+        s.admin(Method::POST, "/users", Some(body.clone())).await.0,
+        StatusCode::CREATED
+    );
+    let (status, v) = s.admin(Method::POST, "/users", Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&v), "conflict");
+}
+
+#[tokio::test]
+async fn an_unknown_host_group_is_not_found() {
+    let s = start().await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/hosts",
+            Some(json!({"id": "web1", "groups": ["nope"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["message"], "host group \"nope\" does not exist");
+}
+
+#[tokio::test]
+async fn malformed_json_and_unknown_fields_are_bad_requests() {
+    let s = start().await;
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/users", s.base))
+        .bearer_auth(&s.admin)
+        .header("Content-Type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "alice", "admin": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("admin"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_endpoints_are_json_404s() {
+    let s = start().await;
+    let (status, v) = s.admin(Method::GET, "/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&v), "not_found");
+}
+
+#[tokio::test]
+async fn a_bad_revision_query_is_a_bad_request() {
+    let s = start().await;
+    s.admin(Method::POST, "/groups", Some(json!({"name": "web"})))
+        .await;
+    s.admin(
+        Method::POST,
+        "/hosts",
+        Some(json!({"id": "web1", "groups": ["web"]})),
+    )
+    .await;
+    let (status, _) = s
+        .admin(Method::GET, "/hosts/web1/view?revision=999", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .admin(Method::GET, "/hosts/web1/view?revision=abc", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_krl_endpoint_serves_the_revocation_set() {
+    let s = start().await;
+    let ca = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2ADVX7YIkfRzLTX7/c44vUOuaZhBNshwWrNH/4mlJT";
+    s.admin(
+        Method::POST,
+        "/cas",
+        Some(json!({"name": "corp", "public_key": ca})),
+    )
+    .await;
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(json!({"kind": "serial", "ca": "corp", "lo": 7, "hi": 9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    s.admin(
+        Method::POST,
+        "/revocations",
+        Some(json!({"kind": "key_id", "key_id": "bob@corp"})),
+    )
+    .await;
+    let bytes = s
+        .http
+        .get(format!("{}/krl", s.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let krl = signoff_proto::krl::Krl::decode(&bytes).unwrap();
+    let sections: Vec<_> = krl.certs().collect();
+    assert_eq!(sections.len(), 2);
+    assert_eq!(sections[0].1.key_ids(), &[b"bob@corp".to_vec()]);
+    assert_eq!(sections[1].1.serials()[0].lo, 7);
+    assert_eq!(krl.version(), s.service.revision() as u64);
+    let resp = s
+        .http
+        .get(format!("{}/krl?ca=unknown", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_the_revision() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "alice"})))
+        .await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("signoff_revision 1"), "{text}");
+    assert!(
+        text.contains(
+            "signoff_http_requests_total{method=\"POST\",route=\"/api/v1/users\",status=\"201\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("signoff_users{status=\"active\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn every_change_is_audited_under_the_token_name() {
+    let s = start().await;
+    s.admin(
+        Method::POST,
+        "/users",
+        Some(json!({"name": "alice", "reason": "hired"})),
+    )
+    .await;
+    let (_, log) = s
+        .admin(Method::GET, "/audit?filter=user.create", None)
+        .await;
+    let row = &log[0];
+    assert_eq!(row["actor"], "token:admin");
+    assert_eq!(row["target"], "user:alice");
+    assert_eq!(row["reason"], "hired");
+    let (_, v) = s.admin(Method::GET, "/audit/verify", None).await;
+    assert!(v["broken"].is_null(), "{v}");
+}
