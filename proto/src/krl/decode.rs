@@ -177,7 +177,7 @@ fn certificates(s: &mut Reader<'_>, b: &mut KrlBuilder) -> Result<(), DecodeErro
         let mut sub = s.sub("certificate subsection")?;
         match kind {
             CERT_SERIAL_LIST => {
-                let ranges = b.serials_mut(&ca);
+                let mut ranges = Vec::with_capacity(sub.remaining() / 8);
                 while !sub.is_empty() {
                     let at = sub.clone();
                     let serial = sub.u64("serial")?;
@@ -189,6 +189,7 @@ fn certificates(s: &mut Reader<'_>, b: &mut KrlBuilder) -> Result<(), DecodeErro
                         hi: serial,
                     });
                 }
+                b.add_serials(&ca, ranges);
             }
             CERT_SERIAL_RANGE => {
                 let at = sub.clone();
@@ -200,13 +201,18 @@ fn certificates(s: &mut Reader<'_>, b: &mut KrlBuilder) -> Result<(), DecodeErro
                 if lo > hi {
                     return Err(at.error(K::InvertedRange { lo, hi }));
                 }
-                b.serials_mut(&ca).push(SerialRange { lo, hi });
+                b.add_serials(&ca, [SerialRange { lo, hi }]);
             }
-            CERT_SERIAL_BITMAP => bitmap(&mut sub, b.serials_mut(&ca))?,
+            CERT_SERIAL_BITMAP => {
+                let mut ranges = Vec::new();
+                bitmap(&mut sub, &mut ranges)?;
+                b.add_serials(&ca, ranges);
+            }
             CERT_KEY_ID => {
-                let ids = b.key_ids.entry(ca.clone()).or_default();
                 while !sub.is_empty() {
-                    ids.push(sub.cstring("key ID")?.to_vec());
+                    let id = sub.cstring("key ID")?;
+                    // A C string has no NUL, so this cannot fail.
+                    let _ = b.revoke_key_id(&ca, id);
                 }
             }
             CERT_EXTENSION => extension(&mut sub)?,

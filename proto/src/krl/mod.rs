@@ -185,6 +185,33 @@ pub enum Revocation {
     CaKey,
 }
 
+/// The fields of an OpenSSH certificate that revocation looks at. Taken apart rather than
+/// as an `ssh_key::Certificate`, which (in ssh-key 0.6) refuses certificates valid forever
+/// and key IDs that are not UTF-8, both of which OpenSSH accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct CertFields<'a> {
+    /// The certified plain key.
+    pub key: &'a KeyData,
+    /// The serial; 0 means none.
+    pub serial: u64,
+    /// The key ID, raw bytes.
+    pub key_id: &'a [u8],
+    /// The CA key that signed it.
+    pub ca: &'a KeyData,
+}
+
+impl<'a> CertFields<'a> {
+    /// The fields of a certificate ssh-key could parse.
+    pub fn of(cert: &'a Certificate) -> Self {
+        CertFields {
+            key: cert.public_key(),
+            serial: cert.serial(),
+            key_id: cert.key_id().as_bytes(),
+            ca: cert.signature_key(),
+        }
+    }
+}
+
 /// Collects revocations in any order; [`KrlBuilder::build`] normalizes them.
 #[derive(Debug, Clone, Default)]
 pub struct KrlBuilder {
@@ -240,7 +267,7 @@ impl KrlBuilder {
         if lo > hi {
             return Err(RevokeError::EmptyRange { lo, hi });
         }
-        self.serials_mut(ca).push(SerialRange { lo, hi });
+        self.add_serials(ca, [SerialRange { lo, hi }]);
         Ok(self)
     }
 
@@ -250,7 +277,7 @@ impl KrlBuilder {
         ca: &CaScope,
         ranges: impl IntoIterator<Item = SerialRange>,
     ) -> Result<&mut Self, RevokeError> {
-        let target = self.serials_mut(ca);
+        let mut checked = Vec::new();
         for r in ranges {
             if r.lo == 0 {
                 return Err(RevokeError::SerialZero);
@@ -258,13 +285,21 @@ impl KrlBuilder {
             if r.lo > r.hi {
                 return Err(RevokeError::EmptyRange { lo: r.lo, hi: r.hi });
             }
-            target.push(r);
+            checked.push(r);
         }
+        self.add_serials(ca, checked);
         Ok(self)
     }
 
-    fn serials_mut(&mut self, ca: &CaScope) -> &mut Vec<SerialRange> {
-        self.serials.entry(ca.clone()).or_default()
+    /// Appends to the serial ranges of `ca`. Looks up before inserting so the common case
+    /// does not clone the CA blob.
+    fn add_serials(&mut self, ca: &CaScope, ranges: impl IntoIterator<Item = SerialRange>) {
+        match self.serials.get_mut(ca) {
+            Some(v) => v.extend(ranges),
+            None => {
+                self.serials.insert(ca.clone(), ranges.into_iter().collect());
+            }
+        }
     }
 
     /// Revokes every certificate of `ca` whose key ID is `key_id`.
@@ -272,10 +307,12 @@ impl KrlBuilder {
         if key_id.contains(&0) {
             return Err(RevokeError::NulInKeyId);
         }
-        self.key_ids
-            .entry(ca.clone())
-            .or_default()
-            .push(key_id.to_vec());
+        match self.key_ids.get_mut(ca) {
+            Some(ids) => ids.push(key_id.to_vec()),
+            None => {
+                self.key_ids.insert(ca.clone(), vec![key_id.to_vec()]);
+            }
+        }
         Ok(self)
     }
 
@@ -299,23 +336,13 @@ impl KrlBuilder {
 
     /// Revokes a certificate as `ssh-keygen -k` does for a bare certificate line: by serial
     /// under its CA, or by key ID when its serial is 0.
-    pub fn revoke_certificate(&mut self, cert: &Certificate) -> &mut Self {
-        let ca = CaScope::key(cert.signature_key());
-        let serial = cert.serial();
-        if serial == 0 {
-            // ssh-key guarantees a key ID is a Rust string, so it holds no interior NUL
-            // only if the CA wrote none; a NUL-bearing ID cannot be matched by OpenSSH.
-            let id = cert.key_id().as_bytes();
-            if !id.contains(&0) {
-                self.key_ids.entry(ca).or_default().push(id.to_vec());
-            }
+    pub fn revoke_certificate(&mut self, cert: &CertFields<'_>) -> Result<&mut Self, RevokeError> {
+        let ca = CaScope::key(cert.ca);
+        if cert.serial == 0 {
+            self.revoke_key_id(&ca, cert.key_id)
         } else {
-            self.serials_mut(&ca).push(SerialRange {
-                lo: serial,
-                hi: serial,
-            });
+            self.revoke_serial(&ca, cert.serial)
         }
-        self
     }
 
     /// Sorts and merges everything into a [`Krl`].
@@ -422,23 +449,22 @@ impl Krl {
     }
 
     /// Whether a certificate is revoked: its key, its serial or key ID under its CA or
-    /// under any CA, or its CA key, as OpenSSH checks them.
-    pub fn check_certificate(&self, cert: &Certificate) -> Option<Revocation> {
-        if let Some(r) = self.check_key(cert.public_key()) {
+    /// under any CA, or its CA key, as OpenSSH's `ssh_krl_check_key` checks them.
+    pub fn check_certificate(&self, cert: &CertFields<'_>) -> Option<Revocation> {
+        if let Some(r) = self.check_key(cert.key) {
             return Some(r);
         }
-        let ca = CaScope::key(cert.signature_key());
+        let ca = CaScope::key(cert.ca);
         for scope in [&ca, &CaScope::Any] {
             if let Some(r) = self
                 .certs
                 .get(scope)
-                .and_then(|c| c.revokes(cert.serial(), cert.key_id().as_bytes()))
+                .and_then(|c| c.revokes(cert.serial, cert.key_id))
             {
                 return Some(r);
             }
         }
-        self.check_key(cert.signature_key())
-            .map(|_| Revocation::CaKey)
+        self.check_key(cert.ca).map(|_| Revocation::CaKey)
     }
 
     /// Encodes the KRL. Deterministic: equal KRLs give equal bytes.

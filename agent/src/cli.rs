@@ -1,0 +1,155 @@
+//! Command-line interface of `signoff-agent`: clap types only, no behavior.
+//!
+//! The subcommand tree grows one variant per command (`run`, `enroll`, `principals`,
+//! `status`, … in later work); each variant's arguments live in their own struct.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// signoff host agent and the commands sshd runs.
+#[derive(Debug, Parser)]
+#[command(name = "signoff-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build, check and print OpenSSH key revocation lists (KRLs).
+    #[command(subcommand)]
+    Krl(KrlCommand),
+}
+
+/// `signoff-agent krl …`.
+#[derive(Debug, Subcommand)]
+pub enum KrlCommand {
+    /// Build a KRL from revocation spec files (the format of `ssh-keygen -k`).
+    ///
+    /// Spec lines: `serial: N`, `serial: N-M`, `id: KEYID` (these two need -s),
+    /// `hash: SHA256:…`, `key: KEY`, `sha1: KEY`, `sha256: KEY`, or a bare public key or
+    /// certificate line. OUT is replaced atomically, and only when every line is valid.
+    Build(KrlBuildArgs),
+    /// Check public keys or certificates against a KRL, like `ssh-keygen -Q`.
+    ///
+    /// Prints `FILE (comment): ok` or `FILE (comment): REVOKED` per key; exits 1 if any is
+    /// revoked, 2 on errors. With no KEY, only checks that the KRL loads.
+    Check(KrlCheckArgs),
+    /// Print a KRL as a readable listing, a spec file where possible.
+    Dump(KrlDumpArgs),
+}
+
+/// `krl build`.
+#[derive(Debug, Args)]
+pub struct KrlBuildArgs {
+    /// Write the KRL to this file (mode 0644, replaced atomically).
+    #[arg(short = 'f', long = "file", value_name = "OUT")]
+    pub output: PathBuf,
+    /// CA public key whose certificates `serial:` and `id:` lines revoke; `none` for any CA.
+    #[arg(short = 's', long = "ca", value_name = "CA.pub|none")]
+    pub ca: Option<PathBuf>,
+    /// KRL version number stored in the header.
+    #[arg(
+        short = 'z',
+        long = "krl-version",
+        value_name = "VERSION",
+        default_value_t = 0
+    )]
+    pub version: u64,
+    /// Comment stored in the header.
+    #[arg(short = 'C', long = "comment", value_name = "COMMENT")]
+    pub comment: Option<OsString>,
+    /// Revocation spec files; `-` reads standard input.
+    #[arg(value_name = "SPECFILE", required = true)]
+    pub spec_files: Vec<PathBuf>,
+}
+
+/// `krl check`.
+#[derive(Debug, Args)]
+pub struct KrlCheckArgs {
+    /// The KRL to check against.
+    #[arg(short = 'f', long = "file", value_name = "KRL")]
+    pub krl: PathBuf,
+    /// Public key or certificate files (`*.pub`, `*-cert.pub`).
+    #[arg(value_name = "KEY.pub")]
+    pub key_files: Vec<PathBuf>,
+}
+
+/// `krl dump`.
+#[derive(Debug, Args)]
+pub struct KrlDumpArgs {
+    /// The KRL to print.
+    #[arg(short = 'f', long = "file", value_name = "KRL")]
+    pub krl: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn build_parses_like_ssh_keygen() {
+        let cli = Cli::try_parse_from([
+            "signoff-agent",
+            "krl",
+            "build",
+            "-f",
+            "out.krl",
+            "-s",
+            "none",
+            "-z",
+            "12",
+            "-C",
+            "weekly",
+            "a.spec",
+            "-",
+        ])
+        .unwrap();
+        let Command::Krl(KrlCommand::Build(args)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(args.output, PathBuf::from("out.krl"));
+        assert_eq!(args.ca, Some(PathBuf::from("none")));
+        assert_eq!(args.version, 12);
+        assert_eq!(args.comment, Some(OsString::from("weekly")));
+        assert_eq!(
+            args.spec_files,
+            [PathBuf::from("a.spec"), PathBuf::from("-")]
+        );
+    }
+
+    #[test]
+    fn build_needs_output_and_a_spec_file() {
+        assert!(Cli::try_parse_from(["signoff-agent", "krl", "build", "a.spec"]).is_err());
+        assert!(Cli::try_parse_from(["signoff-agent", "krl", "build", "-f", "o"]).is_err());
+    }
+
+    #[test]
+    fn build_refuses_a_non_numeric_version() {
+        let args = ["signoff-agent", "krl", "build", "-f", "o", "-z", "x", "s"];
+        assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    #[test]
+    fn check_and_dump_parse() {
+        let cli =
+            Cli::try_parse_from(["signoff-agent", "krl", "check", "-f", "k", "a.pub", "b.pub"])
+                .unwrap();
+        let Command::Krl(KrlCommand::Check(args)) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(args.key_files.len(), 2);
+        let cli = Cli::try_parse_from(["signoff-agent", "krl", "dump", "-f", "k"]).unwrap();
+        assert!(matches!(cli.command, Command::Krl(KrlCommand::Dump(_))));
+    }
+}
