@@ -10,7 +10,12 @@
 pub mod krl;
 
 /// Generated gRPC messages and services of `proto/signoff/v1/agent.proto`.
-#[allow(missing_docs, missing_debug_implementations, unused_qualifications, clippy::all)]
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    unused_qualifications,
+    clippy::all
+)]
 pub mod v1 {
     tonic::include_proto!("signoff.v1");
 }

@@ -6,8 +6,6 @@
 //! without breaking the cap is one our program considers, and all list entries share one
 //! subsection, so our output is never larger than a loadable ssh-keygen KRL of the same set.
 
-use std::collections::VecDeque;
-
 use super::serials::SerialRange;
 use super::wire::{put_section, put_string, put_u32, put_u64};
 use super::{
@@ -138,103 +136,157 @@ enum Piece {
 }
 
 /// The cheapest encoding of `runs`, in run order.
-fn plan(runs: &[SerialRange]) -> Vec<Piece> {
-    if runs.is_empty() {
-        return Vec::new();
-    }
-    let with_list = solve(runs, true);
-    let uses_list = with_list.pieces.iter().any(|p| matches!(p, Piece::List(_)));
-    if !uses_list {
-        return with_list.pieces;
-    }
-    // The list subsection's header is paid once; a plan without any list may still win.
-    let without_list = solve(runs, false);
-    if with_list.cost + SUBSECTION_HEADER <= without_list.cost {
-        with_list.pieces
-    } else {
-        without_list.pieces
-    }
-}
-
-#[derive(Debug)]
-struct Solution {
-    cost: u64,
-    pieces: Vec<Piece>,
-}
-
-/// Minimum-cost partition of `runs` into listed runs, range runs and bitmaps of
-/// consecutive runs spanning at most [`MAX_BITMAP_SPAN`] serials.
 ///
-/// `best[i]` is the cost of runs `0..i`. A bitmap of runs `j..=i` costs
-/// `BITMAP_BASE_COST + 1 + floor((hi_i + 1 - lo_j) / 8)`. Writing `a = hi_i + 1`, `b = lo_j`,
+/// A dynamic program over the runs in two layers: plans that have not listed any serial
+/// yet, and plans that have (and so paid the list subsection's header once). A bitmap of
+/// runs `j..=i` costs `BITMAP_BASE_COST + 1 + floor((hi_i + 1 - lo_j) / 8)` and may span at
+/// most [`MAX_BITMAP_SPAN`] serials. Writing `a = hi_i + 1`, `b = lo_j`,
 /// `floor((a - b) / 8) = a/8 - b/8 - [a%8 < b%8]`, so for each residue `b % 8` the best `j`
 /// is the one minimizing `best[j] - b/8` within the span window: eight sliding-window
-/// minima make the whole program linear in the number of runs.
-fn solve(runs: &[SerialRange], allow_list: bool) -> Solution {
+/// minima per layer make the program linear in the number of runs.
+fn plan(runs: &[SerialRange]) -> Vec<Piece> {
     let n = runs.len();
-    let mut best: Vec<u64> = Vec::with_capacity(n + 1);
-    best.push(0);
-    // For run i: usize::MAX when it stands alone, else the first run of its bitmap.
-    let mut bitmap_from: Vec<usize> = Vec::with_capacity(n);
-    let mut windows: [VecDeque<(usize, i128)>; 8] = Default::default();
+    if n == 0 {
+        return Vec::new();
+    }
+    // best[layer][i]: cheapest plan for runs 0..i; layer 1 has used the list.
+    let mut best = [Vec::with_capacity(n + 1), Vec::with_capacity(n + 1)];
+    best[0].push(0u64);
+    best[1].push(u64::MAX / 4);
+    let mut step = [Vec::with_capacity(n), Vec::with_capacity(n)];
+    let mut windows: [[Window; 8]; 2] = Default::default();
 
+    let mut windows_empty = true;
     for (i, run) in runs.iter().enumerate() {
-        let key = i128::from(best[i]) - i128::from(run.lo >> 3);
-        let window = &mut windows[(run.lo & 7) as usize];
-        while window.back().is_some_and(|&(_, k)| k >= key) {
-            window.pop_back();
-        }
-        window.push_back((i, key));
-
-        let mut cost = best[i] + alone_cost(run, allow_list);
-        let mut from = usize::MAX;
-        let a = u128::from(run.hi) + 1;
-        for (residue, window) in windows.iter_mut().enumerate() {
-            while window
-                .front()
-                .is_some_and(|&(j, _)| run.hi - runs[j].lo >= MAX_BITMAP_SPAN)
-            {
-                window.pop_front();
+        // After a gap wider than a bitmap can span, nothing before this run can share a
+        // bitmap with it or with anything after it: the windows start afresh. Sparse
+        // serials make this the common case, so it skips the window scan.
+        let isolated = i == 0 || run.lo - runs[i - 1].hi > MAX_BITMAP_SPAN;
+        if isolated && !windows_empty {
+            for w in windows.iter_mut().flatten() {
+                w.clear();
             }
-            if let Some(&(j, k)) = window.front() {
-                let borrow = i128::from((a & 7) < residue as u128);
-                let c = k + (a >> 3) as i128 - borrow + (BITMAP_BASE_COST + 1) as i128;
-                // c is a real byte count, so it is non-negative and fits u64.
-                let c = c as u64;
-                if c < cost {
-                    cost = c;
-                    from = j;
+            windows_empty = true;
+        }
+        let residue = (run.lo & 7) as usize;
+        // Three or more serials cost more listed (24+ bytes) than as a range (21).
+        let list = (run.len() <= 2).then(|| list_cost(run));
+        let a = (run.hi >> 3) as i64 + i64::from(run.hi & 7 == 7);
+        let a_residue = (run.hi.wrapping_add(1) & 7) as usize;
+        let alone_span = (run.hi - run.lo).saturating_add(1);
+        for layer in 0..2 {
+            let key = best[layer][i] as i64 - (run.lo >> 3) as i64;
+            windows[layer][residue].push(i, key);
+            windows_empty = false;
+
+            let (mut cost, mut how) = (best[layer][i] + RANGE_COST, Step::Range);
+            if let (1, Some(list)) = (layer, list) {
+                if best[1][i] + list < cost {
+                    (cost, how) = (best[1][i] + list, Step::List);
+                }
+                if best[0][i] + list + SUBSECTION_HEADER < cost {
+                    (cost, how) = (best[0][i] + list + SUBSECTION_HEADER, Step::FirstList);
                 }
             }
+            if isolated {
+                if alone_span <= MAX_BITMAP_SPAN && best[layer][i] + bitmap_cost(alone_span) < cost
+                {
+                    (cost, how) = (best[layer][i] + bitmap_cost(alone_span), Step::Bitmap(i));
+                }
+                best[layer].push(cost);
+                step[layer].push(how);
+                continue;
+            }
+            for (r, window) in windows[layer].iter_mut().enumerate() {
+                window.expire(|j| run.hi - runs[j].lo >= MAX_BITMAP_SPAN);
+                if let Some((j, k)) = window.front() {
+                    let c = k + a - i64::from(a_residue < r) + (BITMAP_BASE_COST + 1) as i64;
+                    // A real byte count: non-negative.
+                    let c = c as u64;
+                    if c < cost {
+                        (cost, how) = (c, Step::Bitmap(j));
+                    }
+                }
+            }
+            best[layer].push(cost);
+            step[layer].push(how);
         }
-        best.push(cost);
-        bitmap_from.push(from);
     }
 
+    let mut layer = usize::from(best[1][n] < best[0][n]);
     let mut pieces = Vec::new();
     let mut i = n;
     while i > 0 {
         let last = i - 1;
-        match bitmap_from[last] {
-            usize::MAX => {
-                pieces.push(if allow_list && list_cost(&runs[last]) < RANGE_COST {
-                    Piece::List(last)
-                } else {
-                    Piece::Range(last)
-                });
+        match step[layer][last] {
+            Step::Range => {
+                pieces.push(Piece::Range(last));
                 i = last;
             }
-            first => {
+            Step::List => {
+                pieces.push(Piece::List(last));
+                i = last;
+            }
+            Step::FirstList => {
+                pieces.push(Piece::List(last));
+                layer = 0;
+                i = last;
+            }
+            Step::Bitmap(first) => {
                 pieces.push(Piece::Bitmap { first, last });
                 i = first;
             }
         }
     }
     pieces.reverse();
-    debug_assert_eq!(cost_of(runs, &pieces), best[n]);
-    Solution {
-        cost: best[n],
-        pieces,
+    debug_assert_eq!(cost_of(runs, &pieces), best[0][n].min(best[1][n]));
+    pieces
+}
+
+/// How the program reached run `i` in one layer.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Range,
+    /// Listed, the list subsection already paid for.
+    List,
+    /// Listed, paying for the list subsection (coming from the no-list layer).
+    FirstList,
+    /// The last run of a bitmap starting at this run.
+    Bitmap(usize),
+}
+
+/// Sliding-window minimum: candidates `(run index, key)` with increasing keys from front to
+/// back; a `Vec` with a moving head, cheaper than a `VecDeque` here.
+#[derive(Debug, Default)]
+struct Window {
+    items: Vec<(usize, i64)>,
+    head: usize,
+}
+
+impl Window {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.head = 0;
+    }
+
+    fn push(&mut self, j: usize, key: i64) {
+        while self.items.len() > self.head && self.items.last().is_some_and(|&(_, k)| k >= key) {
+            self.items.pop();
+        }
+        if self.head == self.items.len() {
+            self.clear();
+        }
+        self.items.push((j, key));
+    }
+
+    fn expire(&mut self, too_old: impl Fn(usize) -> bool) {
+        while self.head < self.items.len() && too_old(self.items[self.head].0) {
+            self.head += 1;
+        }
+    }
+
+    fn front(&self) -> Option<(usize, i64)> {
+        self.items.get(self.head).copied()
     }
 }
 
@@ -242,24 +294,22 @@ fn list_cost(run: &SerialRange) -> u64 {
     run.len().saturating_mul(8)
 }
 
-fn alone_cost(run: &SerialRange, allow_list: bool) -> u64 {
-    if allow_list {
-        list_cost(run).min(RANGE_COST)
-    } else {
-        RANGE_COST
-    }
-}
-
-/// Byte cost of a plan's serial subsections, list header excluded; for checking `solve`.
+/// Byte cost of a plan's serial subsections; for checking `plan`.
 fn cost_of(runs: &[SerialRange], pieces: &[Piece]) -> u64 {
-    pieces
-        .iter()
-        .map(|p| match *p {
-            Piece::List(i) => list_cost(&runs[i]),
-            Piece::Range(_) => RANGE_COST,
-            Piece::Bitmap { first, last } => bitmap_cost(runs[last].hi - runs[first].lo + 1),
-        })
-        .sum()
+    let list_header = if pieces.iter().any(|p| matches!(p, Piece::List(_))) {
+        SUBSECTION_HEADER
+    } else {
+        0
+    };
+    list_header
+        + pieces
+            .iter()
+            .map(|p| match *p {
+                Piece::List(i) => list_cost(&runs[i]),
+                Piece::Range(_) => RANGE_COST,
+                Piece::Bitmap { first, last } => bitmap_cost(runs[last].hi - runs[first].lo + 1),
+            })
+            .sum::<u64>()
 }
 
 #[cfg(test)]

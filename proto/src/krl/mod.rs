@@ -297,7 +297,8 @@ impl KrlBuilder {
         match self.serials.get_mut(ca) {
             Some(v) => v.extend(ranges),
             None => {
-                self.serials.insert(ca.clone(), ranges.into_iter().collect());
+                self.serials
+                    .insert(ca.clone(), ranges.into_iter().collect());
             }
         }
     }

@@ -13,7 +13,12 @@ fn ed25519(byte: u8) -> KeyData {
 }
 
 fn runs(pairs: &[(u64, u64)]) -> Vec<SerialRange> {
-    serials::normalize(pairs.iter().map(|&(lo, hi)| SerialRange { lo, hi }).collect())
+    serials::normalize(
+        pairs
+            .iter()
+            .map(|&(lo, hi)| SerialRange { lo, hi })
+            .collect(),
+    )
 }
 
 fn krl_with_serials(pairs: &[(u64, u64)]) -> Krl {
@@ -55,12 +60,23 @@ fn bitmaps(bytes: &[u8]) -> Vec<(u64, usize)> {
 #[test]
 fn normalize_merges_overlapping_and_adjacent_runs() {
     assert_eq!(
-        runs(&[(5, 9), (1, 1), (2, 3), (10, 10), (20, 30), (25, 26), (u64::MAX, u64::MAX)]),
+        runs(&[
+            (5, 9),
+            (1, 1),
+            (2, 3),
+            (10, 10),
+            (20, 30),
+            (25, 26),
+            (u64::MAX, u64::MAX)
+        ]),
         vec![
             SerialRange { lo: 1, hi: 3 },
             SerialRange { lo: 5, hi: 10 },
             SerialRange { lo: 20, hi: 30 },
-            SerialRange { lo: u64::MAX, hi: u64::MAX },
+            SerialRange {
+                lo: u64::MAX,
+                hi: u64::MAX
+            },
         ]
     );
 }
@@ -68,7 +84,14 @@ fn normalize_merges_overlapping_and_adjacent_runs() {
 #[test]
 fn contains_checks_run_bounds() {
     let r = runs(&[(5, 9), (20, 20)]);
-    for (s, want) in [(4, false), (5, true), (9, true), (10, false), (20, true), (21, false)] {
+    for (s, want) in [
+        (4, false),
+        (5, true),
+        (9, true),
+        (10, false),
+        (20, true),
+        (21, false),
+    ] {
         assert_eq!(serials::contains(&r, s), want, "serial {s}");
     }
     assert!(!serials::contains(&[], 1));
@@ -87,7 +110,9 @@ fn empty_krl_round_trips_and_has_fixed_header() {
 #[test]
 fn header_fields_round_trip() {
     let mut b = KrlBuilder::new();
-    b.version(42).generated_date(1_700_000_000).comment(b"fleet\0 krl");
+    b.version(42)
+        .generated_date(1_700_000_000)
+        .comment(b"fleet\0 krl");
     let krl = b.build();
     let back = Krl::decode(&krl.encode()).unwrap();
     assert_eq!(back.version(), 42);
@@ -167,7 +192,10 @@ fn encoding_is_deterministic_whatever_the_insertion_order() {
 #[test]
 fn builder_rejects_serial_zero_inverted_ranges_and_nul_ids() {
     let mut b = KrlBuilder::new();
-    assert_eq!(b.revoke_serial(&CaScope::Any, 0).err(), Some(RevokeError::SerialZero));
+    assert_eq!(
+        b.revoke_serial(&CaScope::Any, 0).err(),
+        Some(RevokeError::SerialZero)
+    );
     assert_eq!(
         b.revoke_serial_range(&CaScope::Any, 9, 3).err(),
         Some(RevokeError::EmptyRange { lo: 9, hi: 3 })
@@ -182,7 +210,9 @@ fn builder_rejects_serial_zero_inverted_ranges_and_nul_ids() {
 fn check_key_matches_each_plain_key_rule() {
     let (k1, k2, k3, k4) = (ed25519(1), ed25519(2), ed25519(3), ed25519(4));
     let mut b = KrlBuilder::new();
-    b.revoke_key(&k1).revoke_sha1(sha1_of(&k2)).revoke_sha256(sha256_of(&k3));
+    b.revoke_key(&k1)
+        .revoke_sha1(sha1_of(&k2))
+        .revoke_sha256(sha256_of(&k3));
     let krl = Krl::decode(&b.build().encode()).unwrap();
     assert_eq!(krl.check_key(&k1), Some(Revocation::ExplicitKey));
     assert_eq!(krl.check_key(&k2), Some(Revocation::Sha1));
@@ -269,7 +299,10 @@ fn rejects_trailing_bytes_in_a_section() {
     wire::put_string(&mut body, &[7; 32]);
     body.push(0);
     let err = Krl::decode(&with_section(SECTION_FINGERPRINT_SHA256, &body)).unwrap_err();
-    assert!(matches!(err.kind, DecodeErrorKind::Truncated { .. }), "{err}");
+    assert!(
+        matches!(err.kind, DecodeErrorKind::Truncated { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -283,7 +316,10 @@ fn rejects_trailing_bytes_in_a_range_subsection() {
 
 #[test]
 fn rejects_unknown_section() {
-    assert_eq!(kind_of(&with_section(6, &[])), DecodeErrorKind::UnknownSection(6));
+    assert_eq!(
+        kind_of(&with_section(6, &[])),
+        DecodeErrorKind::UnknownSection(6)
+    );
 }
 
 #[test]
@@ -307,7 +343,10 @@ fn rejects_a_range_starting_at_zero() {
 #[test]
 fn rejects_an_inverted_range() {
     let b = cert_section(&[], &[(RANGE, u64s(&[10, 9]))]);
-    assert_eq!(kind_of(&b), DecodeErrorKind::InvertedRange { lo: 10, hi: 9 });
+    assert_eq!(
+        kind_of(&b),
+        DecodeErrorKind::InvertedRange { lo: 10, hi: 9 }
+    );
 }
 
 #[test]
@@ -344,7 +383,10 @@ fn accepts_a_bitmap_with_leading_zeros_as_openssh_does() {
     let (_, certs) = krl.certs().next().unwrap();
     assert_eq!(
         certs.serials(),
-        &[SerialRange { lo: 100, hi: 100 }, SerialRange { lo: 102, hi: 102 }]
+        &[
+            SerialRange { lo: 100, hi: 100 },
+            SerialRange { lo: 102, hi: 102 }
+        ]
     );
 }
 
@@ -410,7 +452,10 @@ fn rejects_an_unknown_critical_extension() {
         kind_of(&b),
         DecodeErrorKind::CriticalExtension("x@example.com".into())
     );
-    let c = cert_section(&[], &[(CERT_EXTENSION, extension_body(b"y@example.com", true))]);
+    let c = cert_section(
+        &[],
+        &[(CERT_EXTENSION, extension_body(b"y@example.com", true))],
+    );
     assert_eq!(
         kind_of(&c),
         DecodeErrorKind::CriticalExtension("y@example.com".into())
@@ -421,7 +466,10 @@ fn rejects_an_unknown_critical_extension() {
 fn ignores_an_unknown_non_critical_extension() {
     let b = with_section(SECTION_EXTENSION, &extension_body(b"x@example.com", false));
     assert!(Krl::decode(&b).unwrap().is_empty());
-    let c = cert_section(&[], &[(CERT_EXTENSION, extension_body(b"y@example.com", false))]);
+    let c = cert_section(
+        &[],
+        &[(CERT_EXTENSION, extension_body(b"y@example.com", false))],
+    );
     assert!(Krl::decode(&c).unwrap().is_empty());
 }
 
@@ -444,14 +492,22 @@ fn error_offsets_point_into_the_file() {
     let err = Krl::decode(&b).unwrap_err();
     // The zero is the last eight bytes of the file.
     assert_eq!(err.offset, b.len() - 8);
-    assert!(err.to_string().starts_with(&format!("at byte {}: ", b.len() - 8)));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("at byte {}: ", b.len() - 8))
+    );
 }
 
 // ---- properties -------------------------------------------------------------------------
 
 /// Exhaustive minimum over every partition of `runs`, for checking the fast program.
 fn brute_force_cost(runs: &[SerialRange]) -> u64 {
-    fn go(runs: &[SerialRange], i: usize, used_list: bool, memo: &mut Vec<[Option<u64>; 2]>) -> u64 {
+    fn go(
+        runs: &[SerialRange],
+        i: usize,
+        used_list: bool,
+        memo: &mut Vec<[Option<u64>; 2]>,
+    ) -> u64 {
         if i == runs.len() {
             return if used_list { 5 } else { 0 };
         }
@@ -460,7 +516,11 @@ fn brute_force_cost(runs: &[SerialRange]) -> u64 {
         }
         let r = runs[i];
         let mut best = 21 + go(runs, i + 1, used_list, memo);
-        best = best.min(r.len().saturating_mul(8).saturating_add(go(runs, i + 1, true, memo)));
+        best = best.min(
+            r.len()
+                .saturating_mul(8)
+                .saturating_add(go(runs, i + 1, true, memo)),
+        );
         for j in i..runs.len() {
             let span = runs[j].hi - r.lo + 1;
             if span > MAX_BITMAP_SPAN {
