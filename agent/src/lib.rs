@@ -14,4 +14,6 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+pub mod identity;
 pub mod krl_tool;
+pub mod transport;

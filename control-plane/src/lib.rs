@@ -2,9 +2,13 @@
 //! (HTTP API, SCIM, admin CLI, dashboard, agent gRPC), per-host views and the audit log.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod api;
 pub mod audit;
+pub mod bootstrap;
+pub mod config;
 pub mod model;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod views;

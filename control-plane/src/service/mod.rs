@@ -5,8 +5,10 @@
 //! revision (if it changes what hosts must know) and its audit row commit together, and the
 //! commit is fsynced before the call returns. Subscribers learn the new revision after.
 
+mod enroll;
 mod grants;
 mod hosts;
+mod refresh;
 mod revocations;
 mod stats;
 mod tokens;
@@ -21,6 +23,7 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::audit;
 use crate::model::Invalid;
 
+pub use enroll::{EnrollError, JoinToken};
 pub use grants::NewGrant;
 pub use hosts::NewHost;
 pub use revocations::RevocationRecord;

@@ -165,6 +165,22 @@ impl Service {
         .await
     }
 
+    /// Wire blobs of every CA key ever trusted, by fingerprint: revocations name CAs by
+    /// fingerprint, and a CA that is no longer trusted keeps its revocations.
+    pub async fn ca_blobs(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        let rows =
+            sqlx::query("SELECT fingerprint, public_key FROM trusted_cas ORDER BY since_rev")
+                .fetch_all(&self.inner.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let key = ssh_key::PublicKey::from_openssh(&r.get::<String, _>(1)).ok()?;
+                Some((r.get(0), signoff_proto::krl::key_blob(key.key_data())))
+            })
+            .collect())
+    }
+
     /// Live revocations.
     pub async fn list_revocations(&self) -> Result<Vec<RevocationRecord>> {
         let rows = sqlx::query(

@@ -1,0 +1,185 @@
+//! How the agent reaches the control plane: TLS 1.3 to the agent listener, with the server
+//! checked against the agent CA — by its pin when enrolling, by the stored CA certificate
+//! afterwards — and the agent's own client certificate once it has one.
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The server URL is not `https://HOST:PORT`.
+    #[error("server URL {0:?} is not https://HOST:PORT")]
+    BadUrl(String),
+    /// A PEM input does not parse.
+    #[error("{0} does not parse as PEM")]
+    Pem(&'static str),
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused")]
+    Rustls(#[from] rustls::Error),
+    /// The connection failed.
+    #[error("cannot connect to {url}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The pin of a CA certificate: `SHA256:` and unpadded base64 of SHA-256 over its DER.
+pub fn pin_of(cert_der: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
+    )
+}
+
+/// Accepts a server whose chain includes the CA with the given pin and whose certificate
+/// that CA signed for the name connected to. Used once, at enrollment, before the agent
+/// has the CA certificate.
+#[derive(Debug)]
+struct PinnedCa {
+    pin: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| pin_of(c) == self.pin)
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "the server's agent CA does not match the pin {} (wrong --ca-pin, or not the signoff control plane)",
+                    self.pin
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn finish(mut config: ClientConfig) -> Arc<ClientConfig> {
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// TLS for enrollment: the server is trusted through the CA pin; no client certificate.
+pub fn enroll_config(pin: &str) -> Result<Arc<ClientConfig>, TransportError> {
+    let provider = provider();
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            pin: pin.to_owned(),
+            provider,
+        }))
+        .with_no_client_auth();
+    Ok(finish(config))
+}
+
+/// TLS for an enrolled agent: the server must chain to the stored agent CA, and the agent
+/// presents its client certificate. `client` is `None` only to test that the server
+/// refuses such a connection.
+pub fn mtls_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<ClientConfig>, TransportError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|_| TransportError::Pem("agent CA certificate"))?)?;
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| TransportError::Pem("client certificate"))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|_| TransportError::Pem("client key"))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(finish(config))
+}
+
+/// A gRPC channel to `url` (`https://HOST:PORT`) over `tls`. Connects lazily: the first
+/// call reports connection errors.
+pub fn channel(url: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportError> {
+    let uri: Uri = url.parse().map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(TransportError::BadUrl(url.to_owned()));
+    }
+    let host = uri.host().ok_or_else(|| TransportError::BadUrl(url.to_owned()))?.to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+    // tonic is given plain http:// and a connector that does TLS itself, so that rustls
+    // is configured here and nowhere else.
+    let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
+        .map_err(|_| TransportError::BadUrl(url.to_owned()))?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let addr = format!("{host}:{port}");
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+        let connector = connector.clone();
+        let name = name.clone();
+        let addr = addr.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    })))
+}

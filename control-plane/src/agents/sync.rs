@@ -1,0 +1,399 @@
+//! The gRPC services agents call: `Enrollment` (no client certificate) and `AgentSync`
+//! (mTLS): one long-lived stream per agent that carries its view, revision by revision.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use signoff_proto::v1;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pki::AgentCa;
+use super::tls::{host_id_of, not_after_of};
+use crate::api::Metrics;
+use crate::model::Revocation;
+use crate::service::{EnrollError, Service, ServiceError};
+use crate::views::{Delta, Entry, EntryKey, HostView};
+
+/// How long an agent has to say Hello after opening its stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The agent-facing gRPC services.
+#[derive(Debug, Clone)]
+pub struct AgentServer {
+    service: Service,
+    ca: Arc<AgentCa>,
+    metrics: Arc<Metrics>,
+    cert_validity_secs: i64,
+    heartbeat: Duration,
+}
+
+impl AgentServer {
+    /// Services over `service`, issuing certificates valid `cert_validity_secs` and sending
+    /// a heartbeat on idle streams every `heartbeat`.
+    pub fn new(
+        service: Service,
+        ca: Arc<AgentCa>,
+        metrics: Arc<Metrics>,
+        cert_validity_secs: i64,
+        heartbeat: Duration,
+    ) -> Self {
+        AgentServer {
+            service,
+            ca,
+            metrics,
+            cert_validity_secs,
+            heartbeat,
+        }
+    }
+
+    /// The host id of a request's verified client certificate, refusing removed hosts.
+    async fn authenticate<T>(&self, req: &Request<T>) -> Result<(String, Option<i64>), Status> {
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "a client certificate from the agent CA is required; run `signoff-agent enroll`",
+            )
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let host = host_id_of(leaf)
+            .ok_or_else(|| Status::unauthenticated("client certificate names no single host"))?;
+        if !self.service.host_is_live(&host).await.map_err(internal)? {
+            return Err(Status::permission_denied(format!(
+                "host {host:?} has been removed or was never enrolled"
+            )));
+        }
+        Ok((host, not_after_of(leaf)))
+    }
+}
+
+fn internal(e: ServiceError) -> Status {
+    tracing::error!(error = ?e, "agent request failed");
+    Status::internal("internal error; see the control plane's log")
+}
+
+#[tonic::async_trait]
+impl v1::enrollment_server::Enrollment for AgentServer {
+    async fn enroll(
+        &self,
+        req: Request<v1::EnrollRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let now = self.service.now();
+        // Check and sign the request before spending the token, so a bad request leaves
+        // the token usable; the certificate is only handed out once the host exists.
+        let issued = self
+            .ca
+            .issue_client(&r.csr_der, &r.host_id, now, self.cert_validity_secs)
+            .map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        self.service
+            .enroll_host(&r.join_token, &r.host_id, &r.hostname)
+            .await
+            .map_err(|e| match e {
+                EnrollError::UnknownToken
+                | EnrollError::TokenExpired
+                | EnrollError::TokenUsed(_) => Status::permission_denied(e.to_string()),
+                EnrollError::Service(ServiceError::Invalid(i)) => {
+                    Status::invalid_argument(i.to_string())
+                }
+                EnrollError::Service(ServiceError::Conflict(m)) => Status::already_exists(m),
+                EnrollError::Service(ServiceError::NotFound { kind, name }) => {
+                    Status::failed_precondition(format!("{kind} {name:?} does not exist"))
+                }
+                EnrollError::Service(e) => internal(e),
+                #[allow(unreachable_patterns)]
+                e => Status::internal(e.to_string()),
+            })?;
+        self.service
+            .record_contact(&r.host_id, None, None, Some(issued.not_after))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(v1::EnrollResponse {
+            host_id: r.host_id,
+            certificate_pem: issued.pem,
+            ca_certificate_pem: self.ca.cert_pem().to_owned(),
+            not_after: u64::try_from(issued.not_after).unwrap_or(0),
+        }))
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::agent_sync_server::AgentSync for AgentServer {
+    type SyncStream = ControlStream;
+
+    async fn sync(
+        &self,
+        req: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<ControlStream>, Status> {
+        let (host, not_after) = self.authenticate(&req).await?;
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(v1::AgentMessage {
+                body: Some(v1::agent_message::Body::Hello(h)),
+            }))) => h,
+            Ok(Ok(_)) => return Err(Status::invalid_argument("the first message must be Hello")),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10 s")),
+        };
+        if hello.host_id != host {
+            return Err(Status::permission_denied(format!(
+                "stream claims host {:?} but the client certificate is for {host:?}",
+                hello.host_id
+            )));
+        }
+        self.service
+            .record_contact(&host, None, Some(&hello.agent_version), not_after)
+            .await
+            .map_err(internal)?;
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.metrics
+                .connected_agents
+                .fetch_add(1, Ordering::Relaxed);
+            if let Err(status) = this
+                .drive(&host, hello.applied_revision, &mut inbound, &tx)
+                .await
+            {
+                let _ = tx.send(Err(status)).await;
+            }
+            this.metrics
+                .connected_agents
+                .fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn renew(
+        &self,
+        req: Request<v1::RenewRequest>,
+    ) -> Result<Response<v1::RenewResponse>, Status> {
+        let (host, _) = self.authenticate(&req).await?;
+        let issued = self
+            .ca
+            .issue_client(
+                &req.get_ref().csr_der,
+                &host,
+                self.service.now(),
+                self.cert_validity_secs,
+            )
+            .map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        self.service
+            .record_contact(&host, None, None, Some(issued.not_after))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(v1::RenewResponse {
+            certificate_pem: issued.pem,
+            not_after: u64::try_from(issued.not_after).unwrap_or(0),
+        }))
+    }
+}
+
+type Outbound = mpsc::Sender<Result<v1::ControlMessage, Status>>;
+
+impl AgentServer {
+    /// Sends the agent what it lacks, then each new revision, acks recorded as they come.
+    async fn drive(
+        &self,
+        host: &str,
+        applied: u64,
+        inbound: &mut Streaming<v1::AgentMessage>,
+        tx: &Outbound,
+    ) -> Result<(), Status> {
+        let mut revisions = self.service.subscribe();
+        let current = *revisions.borrow_and_update();
+        let applied = i64::try_from(applied).unwrap_or(i64::MAX);
+        let mut sent = if applied == 0 || applied > current {
+            // New agent, or one that knows a future we never had (a restored backup):
+            // start it afresh.
+            self.send(tx, self.snapshot(host, current).await?).await?;
+            current
+        } else if applied < current {
+            self.send(tx, self.delta(host, applied, current).await?)
+                .await?;
+            current
+        } else {
+            self.send(tx, self.heartbeat(current)).await?;
+            current
+        };
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        heartbeat.reset();
+        loop {
+            tokio::select! {
+                changed = revisions.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // the service is shutting down
+                    }
+                    let new = *revisions.borrow_and_update();
+                    if !self.service.host_is_live(host).await.map_err(internal)? {
+                        return Err(Status::permission_denied(format!("host {host:?} has been removed")));
+                    }
+                    if new > sent {
+                        self.send(tx, self.delta(host, sent, new).await?).await?;
+                        sent = new;
+                        heartbeat.reset();
+                    }
+                }
+                msg = inbound.message() => match msg {
+                    Ok(Some(v1::AgentMessage { body: Some(v1::agent_message::Body::Ack(ack)) })) => {
+                        let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
+                        self.service.record_contact(host, Some(rev), None, None).await.map_err(internal)?;
+                    }
+                    Ok(Some(_)) => return Err(Status::invalid_argument("only Ack is expected after Hello")),
+                    Ok(None) | Err(_) => return Ok(()), // the agent went away
+                },
+                _ = heartbeat.tick() => {
+                    self.send(tx, self.heartbeat(sent)).await?;
+                }
+                () = tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn send(&self, tx: &Outbound, body: v1::control_message::Body) -> Result<(), Status> {
+        tx.send(Ok(v1::ControlMessage { body: Some(body) }))
+            .await
+            .map_err(|_| Status::cancelled("agent stream closed"))
+    }
+
+    fn heartbeat(&self, revision: i64) -> v1::control_message::Body {
+        v1::control_message::Body::Heartbeat(v1::Heartbeat {
+            revision: u64::try_from(revision).unwrap_or(0),
+            server_time: u64::try_from(self.service.now()).unwrap_or(0),
+        })
+    }
+
+    async fn snapshot(&self, host: &str, rev: i64) -> Result<v1::control_message::Body, Status> {
+        let view = self.service.host_view(host, rev).await.map_err(internal)?;
+        let cas = self.service.ca_blobs().await.map_err(internal)?;
+        Ok(v1::control_message::Body::Snapshot(to_proto_view(
+            &view, &cas,
+        )))
+    }
+
+    async fn delta(
+        &self,
+        host: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<v1::control_message::Body, Status> {
+        let d = self
+            .service
+            .host_delta(host, from, to)
+            .await
+            .map_err(internal)?;
+        let cas = self.service.ca_blobs().await.map_err(internal)?;
+        Ok(v1::control_message::Body::Delta(to_proto_delta(&d, &cas)))
+    }
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_proto_entry((account, user): &EntryKey, e: &Entry) -> v1::PrincipalsEntry {
+    v1::PrincipalsEntry {
+        account: account.clone(),
+        user: user.clone(),
+        key_ids: e.key_ids.iter().cloned().collect(),
+        principals: e.principals.iter().cloned().collect(),
+        authorized_keys: e.authorized_keys.iter().cloned().collect(),
+        not_after: e.not_after.map_or(0, u),
+    }
+}
+
+/// Groups revocations by CA as the protocol carries them. A revocation whose CA key or
+/// public key cannot be rendered (never the case for what the service stored) is skipped
+/// with an error log rather than stopping every host's sync.
+pub fn to_proto_revocations<'a>(
+    revocations: impl IntoIterator<Item = &'a Revocation>,
+    cas: &BTreeMap<String, Vec<u8>>,
+) -> v1::RevocationSet {
+    let mut by_ca: BTreeMap<Vec<u8>, v1::CaRevocations> = BTreeMap::new();
+    let mut set = v1::RevocationSet::default();
+    fn bucket<'m>(
+        by_ca: &'m mut BTreeMap<Vec<u8>, v1::CaRevocations>,
+        blob: &[u8],
+    ) -> &'m mut v1::CaRevocations {
+        by_ca
+            .entry(blob.to_vec())
+            .or_insert_with(|| v1::CaRevocations {
+                ca_key: blob.to_vec(),
+                ..Default::default()
+            })
+    }
+    for r in revocations {
+        match r {
+            Revocation::KeyId { ca: None, key_id } => {
+                bucket(&mut by_ca, &[]).key_ids.push(key_id.clone())
+            }
+            Revocation::KeyId {
+                ca: Some(fp),
+                key_id,
+            } => match cas.get(fp) {
+                Some(blob) => bucket(&mut by_ca, blob).key_ids.push(key_id.clone()),
+                None => tracing::error!(?r, "revocation names a CA never trusted; skipped"),
+            },
+            Revocation::Serial { ca, lo, hi } => match cas.get(ca) {
+                Some(blob) => bucket(&mut by_ca, blob)
+                    .serials
+                    .push(v1::SerialRange { lo: *lo, hi: *hi }),
+                None => tracing::error!(?r, "revocation names a CA never trusted; skipped"),
+            },
+            Revocation::Key { public_key } => match ssh_key::PublicKey::from_openssh(public_key) {
+                Ok(k) => set.keys.push(signoff_proto::krl::key_blob(k.key_data())),
+                Err(e) => tracing::error!(?r, %e, "stored key does not parse; skipped"),
+            },
+            Revocation::Sha256 { fingerprint } => match fingerprint.parse::<ssh_key::Fingerprint>()
+            {
+                Ok(ssh_key::Fingerprint::Sha256(h)) => set.sha256.push(h.to_vec()),
+                _ => tracing::error!(?r, "stored fingerprint does not parse; skipped"),
+            },
+        }
+    }
+    set.certificates = by_ca.into_values().collect();
+    set
+}
+
+/// A view as the protocol carries it.
+pub fn to_proto_view(v: &HostView, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostView {
+    v1::HostView {
+        revision: u(v.revision),
+        principals: v
+            .entries
+            .iter()
+            .map(|(k, e)| to_proto_entry(k, e))
+            .collect(),
+        revocations: Some(to_proto_revocations(&v.revocations, cas)),
+        disabled_users: v.disabled_users.iter().cloned().collect(),
+    }
+}
+
+/// A delta as the protocol carries it.
+pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostViewDelta {
+    v1::HostViewDelta {
+        from_revision: u(d.from),
+        revision: u(d.to),
+        upsert_principals: d.upsert.iter().map(|(k, e)| to_proto_entry(k, e)).collect(),
+        remove_principals: d
+            .remove
+            .iter()
+            .map(|(account, user)| v1::PrincipalsKey {
+                account: account.clone(),
+                user: user.clone(),
+            })
+            .collect(),
+        add_revocations: Some(to_proto_revocations(&d.add_revocations, cas)),
+        remove_revocations: Some(to_proto_revocations(&d.remove_revocations, cas)),
+        add_disabled_users: d.add_disabled.iter().cloned().collect(),
+        remove_disabled_users: d.remove_disabled.iter().cloned().collect(),
+    }
+}

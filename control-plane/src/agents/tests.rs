@@ -1,0 +1,350 @@
+//! The agent listener over real TLS on a loopback port, with the agent's own transport.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rcgen::{CertificateParams, KeyPair};
+use signoff_agent::transport;
+use signoff_proto::v1;
+use signoff_proto::v1::agent_sync_client::AgentSyncClient;
+use signoff_proto::v1::enrollment_client::EnrollmentClient;
+use tokio::sync::oneshot;
+use tonic::Code;
+
+use super::listener;
+use super::pki::AgentCa;
+use super::sync::AgentServer;
+use crate::api::Metrics;
+use crate::model::Revocation;
+use crate::service::testing::{ManualClock, service};
+use crate::service::{Actor, NewGrant, NewUser, Service};
+
+struct Plane {
+    url: String,
+    ca: Arc<AgentCa>,
+    service: Service,
+    clock: Arc<ManualClock>,
+    metrics: Arc<Metrics>,
+    _stop: oneshot::Sender<()>,
+}
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn start() -> Plane {
+    let (svc, clock) = service().await;
+    // rustls checks certificate validity against the system clock.
+    clock.0.store(real_now(), Ordering::SeqCst);
+    let a = Actor::cli();
+    svc.create_group(&a, "web", "").await.unwrap();
+    let new = NewUser {
+        name: "alice".into(),
+        key_ids: vec!["alice@corp".into()],
+        ..Default::default()
+    };
+    svc.create_user(&a, new, "").await.unwrap();
+    let grant = NewGrant {
+        user: "alice".into(),
+        account: "deploy".into(),
+        group: "web".into(),
+        not_after: None,
+    };
+    svc.create_grant(&a, grant, "").await.unwrap();
+    let now = svc.now();
+    let ca = Arc::new(AgentCa::generate(now).unwrap());
+    let (cert, key) = ca.issue_server(&["localhost".into()], now, 86_400).unwrap();
+    let tls = Arc::new(super::tls::server_config(&ca, &cert.pem, &key).unwrap());
+    let metrics = Arc::new(Metrics::default());
+    let server = AgentServer::new(
+        svc.clone(),
+        ca.clone(),
+        metrics.clone(),
+        86_400,
+        Duration::from_secs(3600),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(listener::serve(listener, tls, server, async {
+        let _ = stopped.await;
+    }));
+    Plane {
+        url: format!("https://localhost:{port}"),
+        ca,
+        service: svc,
+        clock,
+        metrics,
+        _stop: stop,
+    }
+}
+
+fn csr() -> (Vec<u8>, String) {
+    let key = KeyPair::generate().unwrap();
+    let der = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    (der, key.serialize_pem())
+}
+
+impl Plane {
+    async fn join_token(&self) -> String {
+        self.service
+            .create_join_token(&Actor::cli(), &["web".into()], 3600, "")
+            .await
+            .unwrap()
+            .secret
+    }
+
+    async fn enroll(
+        &self,
+        pin: &str,
+        token: &str,
+        host: &str,
+    ) -> Result<(String, String), tonic::Status> {
+        let channel =
+            transport::channel(&self.url, transport::enroll_config(pin).unwrap()).unwrap();
+        let (csr, key) = csr();
+        let resp = EnrollmentClient::new(channel)
+            .enroll(v1::EnrollRequest {
+                join_token: token.into(),
+                host_id: host.into(),
+                hostname: String::new(),
+                csr_der: csr,
+            })
+            .await?
+            .into_inner();
+        assert_eq!(resp.ca_certificate_pem, self.ca.cert_pem());
+        Ok((resp.certificate_pem, key))
+    }
+
+    async fn enrolled(&self, host: &str) -> (String, String) {
+        let token = self.join_token().await;
+        self.enroll(&self.ca.pin(), &token, host).await.unwrap()
+    }
+
+    fn client(&self, cert: Option<(&str, &str)>) -> AgentSyncClient<tonic::transport::Channel> {
+        let tls = transport::mtls_config(self.ca.cert_pem(), cert).unwrap();
+        AgentSyncClient::new(transport::channel(&self.url, tls).unwrap())
+    }
+}
+
+type Outbox = tokio::sync::mpsc::Sender<v1::AgentMessage>;
+
+async fn open(
+    client: &mut AgentSyncClient<tonic::transport::Channel>,
+    host: &str,
+    applied: u64,
+) -> Result<(Outbox, tonic::Streaming<v1::ControlMessage>), tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(v1::AgentMessage {
+        body: Some(v1::agent_message::Body::Hello(v1::Hello {
+            host_id: host.into(),
+            applied_revision: applied,
+            agent_version: "test".into(),
+        })),
+    })
+    .await
+    .unwrap();
+    let stream = client
+        .sync(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, stream))
+}
+
+async fn next(
+    stream: &mut tonic::Streaming<v1::ControlMessage>,
+) -> Result<v1::control_message::Body, tonic::Status> {
+    let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a message within 10 s")?;
+    Ok(msg.expect("stream open").body.expect("a body"))
+}
+
+#[tokio::test]
+async fn an_enrolled_agent_gets_its_view_then_each_change() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let (tx, mut stream) = open(&mut client, "web1", 0).await.unwrap();
+    let v1::control_message::Body::Snapshot(view) = next(&mut stream).await.unwrap() else {
+        panic!("expected a snapshot");
+    };
+    assert_eq!(view.revision, p.service.revision() as u64);
+    assert_eq!(view.principals.len(), 1);
+    assert_eq!(view.principals[0].account, "deploy");
+    assert_eq!(view.principals[0].key_ids, vec!["alice@corp"]);
+    assert_eq!(p.metrics.connected_agents.load(Ordering::Relaxed), 1);
+
+    p.service
+        .revoke(
+            &Actor::cli(),
+            Revocation::KeyId {
+                ca: None,
+                key_id: "bob@corp".into(),
+            },
+            "",
+        )
+        .await
+        .unwrap();
+    let v1::control_message::Body::Delta(delta) = next(&mut stream).await.unwrap() else {
+        panic!("expected a delta");
+    };
+    assert_eq!(delta.from_revision, view.revision);
+    assert_eq!(delta.revision, p.service.revision() as u64);
+    assert_eq!(
+        delta.add_revocations.unwrap().certificates[0].key_ids,
+        vec!["bob@corp"]
+    );
+
+    tx.send(v1::AgentMessage {
+        body: Some(v1::agent_message::Body::Ack(v1::Ack {
+            revision: delta.revision,
+        })),
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.service.get_host("web1").await.unwrap().acked_revision != delta.revision as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "ack never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_gets_only_the_delta() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let applied = p.service.revision() as u64;
+    p.service
+        .set_user_status(
+            &Actor::cli(),
+            "alice",
+            crate::model::UserStatus::Disabled,
+            "",
+        )
+        .await
+        .unwrap();
+    let mut client = p.client(Some((&cert, &key)));
+    let (_tx, mut stream) = open(&mut client, "web1", applied).await.unwrap();
+    let v1::control_message::Body::Delta(d) = next(&mut stream).await.unwrap() else {
+        panic!("expected a delta")
+    };
+    assert_eq!(d.from_revision, applied);
+    assert_eq!(d.add_disabled_users, vec!["alice"]);
+    assert_eq!(d.remove_principals.len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_pin_fails_enrollment_and_spends_nothing() {
+    let p = start().await;
+    let token = p.join_token().await;
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let err = p.enroll(wrong, &token, "web1").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(format!("{err:?}").contains("pin"), "{err:?}");
+    // The token is still good.
+    p.enroll(&p.ca.pin(), &token, "web1").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reused_join_token_is_refused() {
+    let p = start().await;
+    let token = p.join_token().await;
+    p.enroll(&p.ca.pin(), &token, "web1").await.unwrap();
+    let err = p.enroll(&p.ca.pin(), &token, "web2").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("already used"), "{err}");
+}
+
+#[tokio::test]
+async fn an_expired_join_token_is_refused() {
+    let p = start().await;
+    let token = p.join_token().await;
+    p.clock.0.fetch_add(3600, Ordering::SeqCst);
+    let err = p.enroll(&p.ca.pin(), &token, "web1").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("expired"), "{err}");
+}
+
+#[tokio::test]
+async fn no_client_certificate_is_refused() {
+    let p = start().await;
+    p.enrolled("web1").await;
+    let mut client = p.client(None);
+    let err = open(&mut client, "web1", 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    let p = start().await;
+    let other = AgentCa::generate(p.service.now()).unwrap();
+    let (csr, key) = csr();
+    let forged = other
+        .issue_client(&csr, "web1", p.service.now(), 3600)
+        .unwrap();
+    p.enrolled("web1").await;
+    let mut client = p.client(Some((&forged.pem, &key)));
+    let err = format!("{:?}", open(&mut client, "web1", 0).await.unwrap_err());
+    // The server's TLS refuses the certificate (it carries the same CA name, so the
+    // signature check is what fails): the request never reaches the service.
+    assert!(
+        err.contains("received fatal alert: DecryptError") || err.contains("UnknownCA"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let p = start().await;
+    p.enrolled("web1").await;
+    let (csr, key) = csr();
+    // Issued two days ago for one day. (The clock here is the real one: rustls checks
+    // validity against the system time.)
+    let now = real_now();
+    let expired =
+        p.ca.issue_client(&csr, "web1", now - 2 * 86_400, 86_400)
+            .unwrap();
+    let mut client = p.client(Some((&expired.pem, &key)));
+    let err = format!("{:?}", open(&mut client, "web1", 0).await.unwrap_err());
+    assert!(
+        err.contains("received fatal alert: CertificateExpired"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_host_is_refused_and_its_open_stream_ends() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let (_tx, mut stream) = open(&mut client, "web1", 0).await.unwrap();
+    next(&mut stream).await.unwrap();
+    p.service
+        .remove_host(&Actor::cli(), "web1", "decommissioned")
+        .await
+        .unwrap();
+    let err = next(&mut stream).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    let err = open(&mut client, "web1", 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_claiming_another_host_is_refused() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    p.enrolled("web2").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let err = open(&mut client, "web2", 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("claims host \"web2\""), "{err}");
+}

@@ -1,0 +1,976 @@
+//! The data directory and the server's own keys: made on first start, checked on every
+//! start.
+//!
+//! | file | what | mode |
+//! | --- | --- | --- |
+//! | `agent-ca.key` | agent CA private key, PKCS#8 PEM (ECDSA P-256) | 0600 |
+//! | `agent-ca.crt` | agent CA certificate, PEM, self-signed, valid 10 years | 0644 |
+//! | `order-signing.key` | Ed25519 key that signs kill and sign-off orders, OpenSSH format | 0600 |
+//! | `order-signing.key.pub` | its public key, for the agents' `allowed_signers` | 0644 |
+//!
+//! The server refuses to start when a private key file may be read or written by group or
+//! others, when the data directory may be written by group or others, or when only half
+//! of a pair is present: a new CA or signing key would silently lock out every enrolled
+//! agent, so that is left to the operator.
+//!
+//! The **CA pin** agents are enrolled with is `SHA256:` followed by the SHA-256 digest of
+//! the DER encoding of the agent CA certificate (the bytes inside the single `CERTIFICATE`
+//! block of `agent-ca.crt`), in standard base64 without `=` padding, as OpenSSH writes
+//! fingerprints. The same value by hand:
+//!
+//! ```text
+//! openssl x509 -in agent-ca.crt -outform DER | openssl dgst -sha256 -binary | base64 | tr -d =
+//! ```
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::service::{Service, ServiceError, Token};
+
+/// The agent CA private key, in the data directory.
+pub const AGENT_CA_KEY: &str = "agent-ca.key";
+/// The agent CA certificate, in the data directory.
+pub const AGENT_CA_CERT: &str = "agent-ca.crt";
+/// The order-signing private key, in the data directory.
+pub const ORDER_SIGNING_KEY: &str = "order-signing.key";
+/// The order-signing public key, in the data directory.
+pub const ORDER_SIGNING_PUB: &str = "order-signing.key.pub";
+
+/// How long the agent CA certificate is valid: ten years.
+const CA_VALIDITY_SECS: i64 = 3653 * 86400;
+/// The CA certificate is valid from a little before now, for clocks that lag.
+const CA_BACKDATE_SECS: i64 = 3600;
+/// The comment of the order-signing key.
+const ORDER_KEY_COMMENT: &str = "signoff order signing";
+
+/// Why the data directory or the keys in it cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// The data directory does not exist and cannot be made.
+    #[error("cannot create the data directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The data directory path names something else.
+    #[error("data directory {} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Others could replace the keys.
+    #[error(
+        "data directory {path} is writable by group or others (mode {mode:04o}); run `chmod 700 {path}`",
+        path = path.display()
+    )]
+    InsecureDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A private key file may be read or written by group or others.
+    #[error(
+        "{path} is readable or writable by group or others (mode {mode:04o}); run `chmod 600 {path}`",
+        path = path.display()
+    )]
+    InsecureKey {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key path names a directory or a device.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file cannot be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// One half of a key pair is there, the other is not.
+    #[error(
+        "{present} exists but {missing} does not: restore {missing} from a backup, or move {present} away to make a new {what} ({consequence})",
+        present = present.display(),
+        missing = missing.display()
+    )]
+    Incomplete {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that is missing.
+        missing: PathBuf,
+        /// `agent CA` or `order-signing key`.
+        what: &'static str,
+        /// What replacing it costs.
+        consequence: &'static str,
+    },
+    /// A file does not hold what it should.
+    #[error("{} is not {what}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+        /// Why it does not, if known.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Both halves of a pair are present but do not belong together.
+    #[error(
+        "{public} does not belong to the private key in {private}: restore the matching pair from a backup",
+        public = public.display(),
+        private = private.display()
+    )]
+    Mismatch {
+        /// The certificate or public key file.
+        public: PathBuf,
+        /// The private key file.
+        private: PathBuf,
+    },
+    /// Key generation failed.
+    #[error("cannot generate the {what}")]
+    Generate {
+        /// What was being made.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The first admin token cannot be stored.
+    #[error("cannot create the bootstrap admin token")]
+    Token(#[source] ServiceError),
+}
+
+type Result<T, E = BootstrapError> = std::result::Result<T, E>;
+
+/// The agent CA, as loaded from the data directory.
+#[derive(Clone)]
+pub struct AgentCa {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The private key, PKCS#8 PEM.
+    key_pem: String,
+    /// `SHA256:…` over `cert_der`; see the module documentation.
+    pub pin: String,
+}
+
+impl AgentCa {
+    /// The private key, PKCS#8 PEM.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+}
+
+impl fmt::Debug for AgentCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentCa")
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The order-signing key, as loaded from the data directory.
+#[derive(Clone)]
+pub struct OrderSigner {
+    key: ssh_key::PrivateKey,
+    /// The public key, one OpenSSH line (`ssh-ed25519 AAAA… signoff order signing`).
+    pub public_openssh: String,
+}
+
+impl OrderSigner {
+    /// The private key.
+    pub fn private_key(&self) -> &ssh_key::PrivateKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for OrderSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrderSigner")
+            .field("public", &self.public_openssh)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's own keys, and which of them this start made.
+#[derive(Debug, Clone)]
+pub struct ServerKeys {
+    /// Issues agents' client certificates.
+    pub agent_ca: AgentCa,
+    /// Signs orders.
+    pub order_signer: OrderSigner,
+    /// Whether the agent CA was made by this start.
+    pub created_agent_ca: bool,
+    /// Whether the order-signing key was made by this start.
+    pub created_order_signer: bool,
+}
+
+/// The pin of a CA certificate: `SHA256:` and the unpadded base64 of SHA-256 over its DER.
+pub fn ca_pin(cert_der: &[u8]) -> String {
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
+    )
+}
+
+/// Makes the data directory (mode 0700) if it does not exist; refuses one that group or
+/// others may write.
+pub fn ensure_data_dir(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_dir() => Err(BootstrapError::NotADirectory {
+            path: path.to_owned(),
+        }),
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(BootstrapError::InsecureDir {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|source| BootstrapError::CreateDir {
+                path: path.to_owned(),
+                source,
+            }),
+        Err(source) => Err(BootstrapError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Refuses a private key file that is not a regular file or that group or others may
+/// read or write.
+pub fn check_private_file(path: &Path) -> Result<()> {
+    let m = fs::metadata(path).map_err(|source| BootstrapError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !m.is_file() {
+        return Err(BootstrapError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let mode = m.permissions().mode() & 0o7777;
+    if mode & 0o066 != 0 {
+        return Err(BootstrapError::InsecureKey {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Loads the server's keys from `data_dir`, making those that do not exist yet. `now`
+/// (Unix seconds) dates a new CA certificate. The directory must exist
+/// ([`ensure_data_dir`]).
+pub fn prepare_keys(data_dir: &Path, now: i64) -> Result<ServerKeys> {
+    let (agent_ca, created_agent_ca) = agent_ca(data_dir, now)?;
+    let (order_signer, created_order_signer) = order_signer(data_dir)?;
+    Ok(ServerKeys {
+        agent_ca,
+        order_signer,
+        created_agent_ca,
+        created_order_signer,
+    })
+}
+
+/// Creates the first admin API token if the store has no token at all.
+pub async fn admin_token(service: &Service) -> Result<Option<Token>> {
+    service
+        .bootstrap_token()
+        .await
+        .map_err(BootstrapError::Token)
+}
+
+fn exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(BootstrapError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|source| BootstrapError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn agent_ca(dir: &Path, now: i64) -> Result<(AgentCa, bool)> {
+    let key_path = dir.join(AGENT_CA_KEY);
+    let cert_path = dir.join(AGENT_CA_CERT);
+    const CONSEQUENCE: &str = "every agent must then be enrolled again";
+    match (exists(&key_path)?, exists(&cert_path)?) {
+        (false, false) => {
+            let ca = generate_agent_ca(now)?;
+            write_new(&cert_path, ca.cert_pem.as_bytes(), 0o644)?;
+            write_new(&key_path, ca.key_pem.as_bytes(), 0o600)?;
+            sync_dir(dir)?;
+            Ok((ca, true))
+        }
+        (true, false) => Err(BootstrapError::Incomplete {
+            present: key_path,
+            missing: cert_path,
+            what: "agent CA",
+            consequence: CONSEQUENCE,
+        }),
+        (false, true) => Err(BootstrapError::Incomplete {
+            present: cert_path,
+            missing: key_path,
+            what: "agent CA",
+            consequence: CONSEQUENCE,
+        }),
+        (true, true) => Ok((load_agent_ca(&key_path, &cert_path)?, false)),
+    }
+}
+
+fn generate_agent_ca(now: i64) -> Result<AgentCa> {
+    let generate = |source: Box<dyn std::error::Error + Send + Sync>| BootstrapError::Generate {
+        what: "agent CA",
+        source,
+    };
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| generate(Box::new(e)))?;
+    let mut params = rcgen::CertificateParams::default();
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::OrganizationName, "signoff");
+    name.push(rcgen::DnType::CommonName, "signoff agent CA");
+    params.distinguished_name = name;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(now - CA_BACKDATE_SECS)
+        .map_err(|e| generate(Box::new(e)))?;
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(now + CA_VALIDITY_SECS)
+        .map_err(|e| generate(Box::new(e)))?;
+    let mut serial = [0u8; 16];
+    random_bytes(&mut serial).map_err(|e| generate(Box::new(e)))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| generate(Box::new(e)))?;
+    let cert_der = cert.der().to_vec();
+    Ok(AgentCa {
+        cert_pem: cert.pem(),
+        pin: ca_pin(&cert_der),
+        cert_der,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn load_agent_ca(key_path: &Path, cert_path: &Path) -> Result<AgentCa> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    check_private_file(key_path)?;
+    let key_pem = read_text(key_path)?;
+    let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| BootstrapError::Corrupt {
+        path: key_path.to_owned(),
+        what: "a PEM private key",
+        source: Some(Box::new(e)),
+    })?;
+    let cert_pem = read_text(cert_path)?;
+    let corrupt_cert =
+        |source: Option<Box<dyn std::error::Error + Send + Sync>>| BootstrapError::Corrupt {
+            path: cert_path.to_owned(),
+            what: "one PEM certificate",
+            source,
+        };
+    let mut blocks = CertificateDer::pem_slice_iter(cert_pem.as_bytes());
+    let der = match (blocks.next(), blocks.next()) {
+        (Some(Ok(der)), None) => der,
+        (Some(Err(e)), _) => return Err(corrupt_cert(Some(Box::new(e)))),
+        _ => return Err(corrupt_cert(None)),
+    };
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| corrupt_cert(Some(Box::new(e))))?;
+    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(BootstrapError::Mismatch {
+            public: cert_path.to_owned(),
+            private: key_path.to_owned(),
+        });
+    }
+    let cert_der = der.to_vec();
+    Ok(AgentCa {
+        pin: ca_pin(&cert_der),
+        cert_der,
+        cert_pem,
+        key_pem,
+    })
+}
+
+fn order_signer(dir: &Path) -> Result<(OrderSigner, bool)> {
+    let key_path = dir.join(ORDER_SIGNING_KEY);
+    let pub_path = dir.join(ORDER_SIGNING_PUB);
+    if !exists(&key_path)? {
+        if exists(&pub_path)? {
+            return Err(BootstrapError::Incomplete {
+                present: pub_path,
+                missing: key_path,
+                what: "order-signing key",
+                consequence: "every agent's allowed_signers must then be updated",
+            });
+        }
+        let signer = generate_order_signer()?;
+        let private = signer
+            .key
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| BootstrapError::Generate {
+                what: "order-signing key",
+                source: Box::new(e),
+            })?;
+        write_new(
+            &pub_path,
+            format!("{}\n", signer.public_openssh).as_bytes(),
+            0o644,
+        )?;
+        write_new(&key_path, private.as_bytes(), 0o600)?;
+        sync_dir(dir)?;
+        return Ok((signer, true));
+    }
+    check_private_file(&key_path)?;
+    let text = read_text(&key_path)?;
+    let corrupt =
+        |what, source: Option<Box<dyn std::error::Error + Send + Sync>>| BootstrapError::Corrupt {
+            path: key_path.clone(),
+            what,
+            source,
+        };
+    let key = ssh_key::PrivateKey::from_openssh(&text)
+        .map_err(|e| corrupt("an OpenSSH private key", Some(Box::new(e))))?;
+    if key.is_encrypted() {
+        return Err(corrupt(
+            "an unencrypted OpenSSH private key (the server signs unattended)",
+            None,
+        ));
+    }
+    if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+        return Err(corrupt("an Ed25519 key", None));
+    }
+    let signer = signer_from(key)?;
+    if exists(&pub_path)? {
+        let on_disk =
+            ssh_key::PublicKey::from_openssh(read_text(&pub_path)?.trim()).map_err(|e| {
+                BootstrapError::Corrupt {
+                    path: pub_path.clone(),
+                    what: "an OpenSSH public key",
+                    source: Some(Box::new(e)),
+                }
+            })?;
+        if on_disk.key_data() != signer.key.public_key().key_data() {
+            return Err(BootstrapError::Mismatch {
+                public: pub_path,
+                private: key_path,
+            });
+        }
+    } else {
+        // The public half is derived from the private one: put it back.
+        write_new(
+            &pub_path,
+            format!("{}\n", signer.public_openssh).as_bytes(),
+            0o644,
+        )?;
+        sync_dir(dir)?;
+    }
+    Ok((signer, false))
+}
+
+fn generate_order_signer() -> Result<OrderSigner> {
+    let mut seed = [0u8; 32];
+    random_bytes(&mut seed).map_err(|e| BootstrapError::Generate {
+        what: "order-signing key",
+        source: Box::new(e),
+    })?;
+    let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+    seed.fill(0);
+    let key = ssh_key::PrivateKey::new(
+        ssh_key::private::KeypairData::Ed25519(pair),
+        ORDER_KEY_COMMENT,
+    )
+    .map_err(|e| BootstrapError::Generate {
+        what: "order-signing key",
+        source: Box::new(e),
+    })?;
+    signer_from(key)
+}
+
+fn signer_from(key: ssh_key::PrivateKey) -> Result<OrderSigner> {
+    let public_openssh = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| BootstrapError::Generate {
+            what: "order-signing public key",
+            source: Box::new(e),
+        })?;
+    Ok(OrderSigner {
+        key,
+        public_openssh,
+    })
+}
+
+fn random_bytes(buf: &mut [u8]) -> Result<(), rand::rand_core::OsError> {
+    use rand::TryRngCore as _;
+    rand::rngs::OsRng.try_fill_bytes(buf)
+}
+
+/// Writes a new file through a temporary one, fsynced, with `mode`; an existing `path`
+/// is replaced.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let write_err = |source| BootstrapError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_err(e)),
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(write_err)?;
+    file.write_all(contents).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(write_err)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| BootstrapError::Write {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// What a first start made and must tell the operator once, on stdout.
+#[derive(Debug)]
+pub struct FirstStart {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The HTTP base URL (`http://127.0.0.1:8080`).
+    pub url: String,
+    /// The admin token, if this start made it.
+    pub token: Option<Token>,
+    /// The CA pin, if this start made the agent CA.
+    pub ca_pin: Option<String>,
+    /// The order-signing public key, if this start made it.
+    pub order_key: Option<String>,
+}
+
+impl FirstStart {
+    /// The notice for what this start made, or `None` if it made nothing.
+    pub fn new(
+        data_dir: &Path,
+        url: String,
+        keys: &ServerKeys,
+        token: Option<Token>,
+    ) -> Option<Self> {
+        let notice = FirstStart {
+            data_dir: data_dir.to_owned(),
+            url,
+            token,
+            ca_pin: keys.created_agent_ca.then(|| keys.agent_ca.pin.clone()),
+            order_key: keys
+                .created_order_signer
+                .then(|| keys.order_signer.public_openssh.clone()),
+        };
+        (notice.token.is_some() || notice.ca_pin.is_some() || notice.order_key.is_some())
+            .then_some(notice)
+    }
+}
+
+impl fmt::Display for FirstStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = self.data_dir.display();
+        writeln!(f, "signoff-server: first start in {dir}")?;
+        if let Some(token) = &self.token {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Admin API token \"{}\" (scopes read, write, signoff). It is shown only this once:",
+                token.info.name
+            )?;
+            writeln!(f)?;
+            writeln!(f, "    {}", token.secret)?;
+            writeln!(f)?;
+            writeln!(f, "Send it as a bearer token:")?;
+            writeln!(
+                f,
+                "    curl -H 'Authorization: Bearer {}' {}/api/v1/users",
+                token.secret, self.url
+            )?;
+            writeln!(
+                f,
+                "More tokens: signoff-server token create NAME --scope read|write|signoff"
+            )?;
+        }
+        if let Some(pin) = &self.ca_pin {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Agent CA created: {dir}/{AGENT_CA_CERT} (key {AGENT_CA_KEY}). Agents enroll with its pin:"
+            )?;
+            writeln!(f)?;
+            writeln!(f, "    {pin}")?;
+            writeln!(f)?;
+            writeln!(
+                f,
+                "    signoff-agent enroll --server URL --token JOIN_TOKEN --ca-pin {pin}"
+            )?;
+            writeln!(
+                f,
+                "The pin is SHA-256 over the DER bytes of the certificate, base64 without padding:"
+            )?;
+            writeln!(
+                f,
+                "    openssl x509 -in {dir}/{AGENT_CA_CERT} -outform DER | openssl dgst -sha256 -binary | base64 | tr -d ="
+            )?;
+        }
+        if let Some(key) = &self.order_key {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Order-signing key created: {dir}/{ORDER_SIGNING_KEY}. Agents trust orders signed by:"
+            )?;
+            writeln!(f, "    {key}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn data_dir() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        ensure_data_dir(&dir).unwrap();
+        (tmp, dir)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn first_start_makes_everything_with_private_modes() {
+        let (_tmp, dir) = data_dir();
+        assert_eq!(mode(&dir), 0o700);
+        let keys = prepare_keys(&dir, NOW).unwrap();
+        assert!(keys.created_agent_ca && keys.created_order_signer);
+        assert_eq!(mode(&dir.join(AGENT_CA_KEY)), 0o600);
+        assert_eq!(mode(&dir.join(ORDER_SIGNING_KEY)), 0o600);
+        assert!(keys.agent_ca.pin.starts_with("SHA256:") && !keys.agent_ca.pin.ends_with('='));
+        assert_eq!(keys.agent_ca.pin.len(), "SHA256:".len() + 43);
+        assert!(keys.order_signer.public_openssh.starts_with("ssh-ed25519 "));
+        assert!(!format!("{keys:?}").contains("PRIVATE KEY"));
+
+        // The CA is a CA, dated from the clock given.
+        let (_, cert) = x509_parser::parse_x509_certificate(&keys.agent_ca.cert_der).unwrap();
+        assert!(cert.is_ca());
+        assert_eq!(
+            cert.validity().not_before.timestamp(),
+            NOW - CA_BACKDATE_SECS
+        );
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            NOW + CA_VALIDITY_SECS
+        );
+
+        // A second start loads the same keys and makes nothing.
+        let again = prepare_keys(&dir, NOW + 10).unwrap();
+        assert!(!again.created_agent_ca && !again.created_order_signer);
+        assert_eq!(again.agent_ca.pin, keys.agent_ca.pin);
+        assert_eq!(
+            again.order_signer.public_openssh,
+            keys.order_signer.public_openssh
+        );
+        assert!(FirstStart::new(&dir, "http://x".into(), &again, None).is_none());
+    }
+
+    #[test]
+    fn the_pin_is_sha256_of_the_certificate_der() {
+        let (_tmp, dir) = data_dir();
+        let keys = prepare_keys(&dir, NOW).unwrap();
+        let pem = fs::read_to_string(dir.join(AGENT_CA_CERT)).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let digest = Sha256::digest(&der);
+        let expected = format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(digest)
+                .trim_end_matches('=')
+        );
+        assert_eq!(keys.agent_ca.pin, expected);
+    }
+
+    #[test]
+    fn group_readable_ca_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        chmod(&dir.join(AGENT_CA_KEY), 0o640);
+        let err = prepare_keys(&dir, NOW).unwrap_err();
+        assert!(
+            matches!(err, BootstrapError::InsecureKey { mode: 0o640, .. }),
+            "{err}"
+        );
+        let path = dir.join(AGENT_CA_KEY);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{p} is readable or writable by group or others (mode 0640); run `chmod 600 {p}`",
+                p = path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn world_writable_ca_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        chmod(&dir.join(AGENT_CA_KEY), 0o602);
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::InsecureKey { mode: 0o602, .. })
+        ));
+    }
+
+    #[test]
+    fn world_readable_order_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        chmod(&dir.join(ORDER_SIGNING_KEY), 0o644);
+        let err = prepare_keys(&dir, NOW).unwrap_err();
+        assert!(
+            matches!(&err, BootstrapError::InsecureKey { path, .. } if path.ends_with(ORDER_SIGNING_KEY)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn key_path_that_is_a_directory_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::remove_file(dir.join(ORDER_SIGNING_KEY)).unwrap();
+        fs::create_dir(dir.join(ORDER_SIGNING_KEY)).unwrap();
+        chmod(&dir.join(ORDER_SIGNING_KEY), 0o700);
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn group_writable_data_dir_is_refused() {
+        let (_tmp, dir) = data_dir();
+        chmod(&dir, 0o770);
+        let err = ensure_data_dir(&dir).unwrap_err();
+        assert!(
+            matches!(err, BootstrapError::InsecureDir { mode: 0o770, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        // Readable by others is fine: the key files are private themselves.
+        chmod(&dir, 0o755);
+        ensure_data_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn data_dir_that_is_a_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("data");
+        fs::write(&file, "").unwrap();
+        assert!(matches!(
+            ensure_data_dir(&file),
+            Err(BootstrapError::NotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn ca_key_without_certificate_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::remove_file(dir.join(AGENT_CA_CERT)).unwrap();
+        let err = prepare_keys(&dir, NOW).unwrap_err();
+        assert!(matches!(err, BootstrapError::Incomplete { .. }), "{err}");
+        assert!(err.to_string().contains("enrolled again"), "{err}");
+    }
+
+    #[test]
+    fn ca_certificate_without_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::remove_file(dir.join(AGENT_CA_KEY)).unwrap();
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::Incomplete { .. })
+        ));
+    }
+
+    #[test]
+    fn order_public_key_without_private_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::remove_file(dir.join(ORDER_SIGNING_KEY)).unwrap();
+        let err = prepare_keys(&dir, NOW).unwrap_err();
+        assert!(err.to_string().contains("allowed_signers"), "{err}");
+    }
+
+    #[test]
+    fn missing_order_public_key_is_restored() {
+        let (_tmp, dir) = data_dir();
+        let keys = prepare_keys(&dir, NOW).unwrap();
+        fs::remove_file(dir.join(ORDER_SIGNING_PUB)).unwrap();
+        prepare_keys(&dir, NOW).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join(ORDER_SIGNING_PUB)).unwrap(),
+            format!("{}\n", keys.order_signer.public_openssh)
+        );
+    }
+
+    #[test]
+    fn certificate_of_another_ca_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        let other = generate_agent_ca(NOW).unwrap();
+        fs::write(dir.join(AGENT_CA_CERT), other.cert_pem).unwrap();
+        let err = prepare_keys(&dir, NOW).unwrap_err();
+        assert!(matches!(err, BootstrapError::Mismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn order_public_key_of_another_key_is_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        let other = generate_order_signer().unwrap();
+        fs::write(dir.join(ORDER_SIGNING_PUB), other.public_openssh).unwrap();
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::Mismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_files_are_refused() {
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::write(dir.join(AGENT_CA_CERT), "not a certificate").unwrap();
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::Corrupt { .. })
+        ));
+
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::write(dir.join(AGENT_CA_KEY), "not a key").unwrap();
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::Corrupt { .. })
+        ));
+
+        let (_tmp, dir) = data_dir();
+        prepare_keys(&dir, NOW).unwrap();
+        fs::write(dir.join(ORDER_SIGNING_KEY), "not a key").unwrap();
+        assert!(matches!(
+            prepare_keys(&dir, NOW),
+            Err(BootstrapError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn the_order_key_signs_sshsig() {
+        let (_tmp, dir) = data_dir();
+        let keys = prepare_keys(&dir, NOW).unwrap();
+        let sig = keys
+            .order_signer
+            .private_key()
+            .sign("signoff", ssh_key::HashAlg::Sha512, b"order")
+            .unwrap();
+        let public = ssh_key::PublicKey::from_openssh(&keys.order_signer.public_openssh).unwrap();
+        public.verify("signoff", b"order", &sig).unwrap();
+    }
+
+    #[tokio::test]
+    async fn admin_token_only_once() {
+        let (svc, _) = crate::service::testing::service().await;
+        let token = admin_token(&svc).await.unwrap().unwrap();
+        assert!(token.secret.starts_with("so_"));
+        assert!(admin_token(&svc).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn notice_names_the_token_and_pin() {
+        let (_tmp, dir) = data_dir();
+        let keys = prepare_keys(&dir, NOW).unwrap();
+        let notice = FirstStart::new(&dir, "http://127.0.0.1:8080".into(), &keys, None)
+            .unwrap()
+            .to_string();
+        assert!(
+            notice.contains(&format!("    {}\n", keys.agent_ca.pin)),
+            "{notice}"
+        );
+        assert!(!notice.contains("Admin API token"), "{notice}");
+    }
+}

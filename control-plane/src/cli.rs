@@ -1,0 +1,1082 @@
+//! The command line of `signoff-server`: the clap types, and the admin commands, each a
+//! thin call into the service layer (which validates and audits) with its output as
+//! aligned tables, or as JSON of the model types with `--json`.
+//!
+//! Admin commands open the store named by the configuration directly, in this process;
+//! a running server picks their changes up within [`REVISION_POLL_INTERVAL`]. They are
+//! recorded in the audit log as `cli:$USER`.
+//!
+//! [`REVISION_POLL_INTERVAL`]: signoff_control_plane::server::REVISION_POLL_INTERVAL
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use signoff_control_plane::bootstrap::{self, BootstrapError};
+use signoff_control_plane::config::{self, Config, ConfigError};
+use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, UserStatus};
+use signoff_control_plane::server::{self, ServerError};
+use signoff_control_plane::service::{
+    Actor, NewGrant, NewHost, NewUser, RevocationRecord, Scope, Service, ServiceError, SystemClock,
+    TokenInfo,
+};
+use signoff_control_plane::store::{self, OpenError};
+
+/// `EX_USAGE` from sysexits.h: bad arguments or configuration.
+pub const EXIT_USAGE: u8 = 64;
+
+/// signoff control plane: the server, and the admin commands that operate on its store.
+#[derive(Debug, Parser)]
+#[command(name = "signoff-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it: data in ./signoff-data, HTTP on
+    /// 127.0.0.1:8080, agents on 127.0.0.1:7443.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON (the API's model types) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+    /// People: their key IDs, principals, keys and status.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Host groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Hosts and their groups.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Who may log in as which account on which host group.
+    #[command(subcommand)]
+    Grant(GrantCommand),
+    /// SSH certificate authorities whose user certificates hosts trust.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// The revocation set: key IDs, serials, keys.
+    #[command(subcommand)]
+    Revoke(RevokeCommand),
+    /// API bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Validate the configuration (and the HTTPS files it names), print it resolved with
+    /// secrets redacted, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// Why an admin action is taken, recorded in the audit log.
+#[derive(Debug, Args)]
+pub struct Reason {
+    /// Why, for the audit log.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+}
+
+/// `user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a person, active.
+    Add {
+        /// Unique name; also their default certificate principal.
+        name: String,
+        /// A certificate key ID that identifies them (repeatable).
+        #[arg(long = "key-id", value_name = "ID")]
+        key_ids: Vec<String>,
+        /// A certificate principal that is theirs (repeatable; default: NAME).
+        #[arg(long = "principal", value_name = "P")]
+        principals: Vec<String>,
+        /// A file of plain public keys they may use, one per line (repeatable).
+        #[arg(long = "key-file", value_name = "F.pub")]
+        key_files: Vec<PathBuf>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List everyone.
+    List,
+    /// Show one person.
+    Show {
+        /// Their name.
+        name: String,
+    },
+    /// Disable a person: no login anywhere from the next revision hosts apply.
+    Disable {
+        /// Their name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Enable a disabled person again.
+    Enable {
+        /// Their name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
+/// `group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a host group.
+    Add {
+        /// Unique name.
+        name: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List host groups and their hosts.
+    List,
+}
+
+/// `host …`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Register a host.
+    Add {
+        /// Unique id; it will appear in the host's agent certificate.
+        id: String,
+        /// The name people know it by (default: ID).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// A host group it belongs to (repeatable).
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List hosts.
+    List,
+    /// Decommission a host: its agent's certificate is refused from now on.
+    Remove {
+        /// Its id.
+        id: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Replace a host's groups (none: it leaves every group).
+    Groups {
+        /// Its id.
+        id: String,
+        /// The groups it belongs to from now on.
+        groups: Vec<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// `grant …`.
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Let USER log in as ACCOUNT on the hosts of GROUP.
+    Add {
+        /// The person.
+        user: String,
+        /// The Unix account.
+        account: String,
+        /// The host group.
+        group: String,
+        /// Until when: RFC 3339 (2026-12-31T18:00:00Z) or Unix seconds.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List grants.
+    List {
+        /// Only this person's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Withdraw a grant.
+    Remove {
+        /// The grant's id (see `grant list`).
+        id: i64,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// `ca …`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Trust a CA's user certificates.
+    Add {
+        /// Unique name.
+        name: String,
+        /// The CA's public key (OpenSSH format).
+        file: PathBuf,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List trusted CAs.
+    List,
+    /// Stop trusting a CA; its revocations stay.
+    Remove {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// `revoke …`.
+#[derive(Debug, Subcommand)]
+pub enum RevokeCommand {
+    /// Revoke every certificate with this key ID.
+    KeyId {
+        /// The key ID.
+        id: String,
+        /// Only certificates of this CA (name or SHA256 fingerprint); default: any CA.
+        #[arg(long)]
+        ca: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Revoke a CA's certificates by serial: N or N-M.
+    Serial {
+        /// A serial or an inclusive range; serial 0 cannot be revoked.
+        range: String,
+        /// The CA (name or SHA256 fingerprint).
+        #[arg(long)]
+        ca: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Revoke a plain public key and every certificate for it.
+    Key {
+        /// The public key (OpenSSH format).
+        file: PathBuf,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Revoke the key with this fingerprint.
+    Sha256 {
+        /// `SHA256:…` as `ssh-keygen -l` prints it.
+        fingerprint: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List the revocation set.
+    List,
+    /// Take an entry out of the revocation set.
+    Remove {
+        /// Its id (see `revoke list`).
+        id: i64,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// A token scope on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// Read everything.
+    Read,
+    /// Change users, hosts, grants, CAs, revocations, tokens.
+    Write,
+    /// Sign people off.
+    Signoff,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(s: ScopeArg) -> Scope {
+        match s {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::Write => Scope::Write,
+            ScopeArg::Signoff => Scope::Signoff,
+        }
+    }
+}
+
+/// `token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a bearer token; its secret is printed once.
+    Create {
+        /// Name, recorded as `token:NAME` in the audit log.
+        name: String,
+        /// What it may do (repeatable or comma-separated).
+        #[arg(long = "scope", value_enum, value_delimiter = ',', required = true)]
+        scopes: Vec<ScopeArg>,
+        /// Lifetime, e.g. 30d or 12h; default: until revoked.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Its id (see `token list`).
+        id: i64,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// `audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 and name the first broken row if it does not hold.
+    Verify,
+    /// Show the latest entries, newest first.
+    List {
+        /// Only entries whose actor, action or target contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only entries before this sequence number (for paging).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<i64>,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// An argument is not acceptable.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration is not acceptable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server failed to start or stopped.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The data directory is not usable.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The service refused or failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// An input file cannot be read.
+    #[error("cannot read {}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// stdout is closed or full.
+    #[error("cannot write to stdout")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error: 64 for usage and configuration, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Config(_) => EXIT_USAGE,
+            CliError::Server(e) if e.is_config() => EXIT_USAGE,
+            _ => 1,
+        }
+    }
+
+    /// Whether stdout went away (`… | head`): exit quietly.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Runs a command. `app` makes the HTTP router for `serve`.
+pub async fn run(cli: Cli, app: impl FnOnce(Service) -> Router) -> Result<ExitCode, CliError> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) if args.check_config => {
+            config.tls_server_config()?;
+            let mut out = io::stdout().lock();
+            write!(out, "{}", config.to_toml())?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(_) => {
+            server::run(config, app).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let service = open_store(&config).await?;
+            let mut out = Output {
+                json: cli.json,
+                w: io::stdout().lock(),
+            };
+            let result = admin(&service, command, &mut out).await;
+            service.pool().close().await;
+            result
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Service, CliError> {
+    bootstrap::ensure_data_dir(&config.data_dir)?;
+    let pool = store::open(config.database_url.expose()).await?;
+    Ok(Service::new(pool, Arc::new(SystemClock)).await?)
+}
+
+/// `cli:$USER`, or `cli` when the user is unknown.
+fn actor() -> Actor {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default();
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
+    if user.is_empty() {
+        Actor::cli()
+    } else {
+        Actor(format!("cli:{user}"))
+    }
+}
+
+async fn admin(
+    svc: &Service,
+    command: Command,
+    out: &mut Output<'_>,
+) -> Result<ExitCode, CliError> {
+    let who = actor();
+    let who = &who;
+    match command {
+        Command::Serve(_) => return Err(CliError::Usage("serve is not an admin command".into())),
+        Command::User(c) => match c {
+            UserCommand::Add {
+                name,
+                key_ids,
+                principals,
+                key_files,
+                reason,
+            } => {
+                let mut public_keys = Vec::new();
+                for f in &key_files {
+                    public_keys.extend(read_keys(f)?);
+                }
+                let new = NewUser {
+                    name,
+                    key_ids,
+                    principals,
+                    public_keys,
+                };
+                let user = svc.create_user(who, new, &reason.reason).await?;
+                out.emit(&user, |w| user_details(w, &user))?;
+            }
+            UserCommand::List => {
+                let users = svc.list_users().await?;
+                out.emit(&users, |w| users_table(w, &users))?;
+            }
+            UserCommand::Show { name } => {
+                let user = svc.get_user(&name).await?;
+                out.emit(&user, |w| user_details(w, &user))?;
+            }
+            UserCommand::Disable { name, reason } => {
+                let user = svc
+                    .set_user_status(who, &name, UserStatus::Disabled, &reason)
+                    .await?;
+                out.emit(&user, |w| user_details(w, &user))?;
+            }
+            UserCommand::Enable { name, reason } => {
+                let user = svc
+                    .set_user_status(who, &name, UserStatus::Active, &reason)
+                    .await?;
+                out.emit(&user, |w| user_details(w, &user))?;
+            }
+        },
+        Command::Group(c) => match c {
+            GroupCommand::Add { name, reason } => {
+                let group = svc.create_group(who, &name, &reason.reason).await?;
+                out.emit(&group, |w| writeln!(w, "host group {} created", group.name))?;
+            }
+            GroupCommand::List => {
+                let groups = svc.list_groups().await?;
+                out.emit(&groups, |w| {
+                    let mut t = Table::new(["NAME", "HOSTS"]);
+                    for g in &groups {
+                        t.row([g.name.clone(), g.hosts.join(",")]);
+                    }
+                    t.write(w)
+                })?;
+            }
+        },
+        Command::Host(c) => match c {
+            HostCommand::Add {
+                id,
+                hostname,
+                groups,
+                reason,
+            } => {
+                let new = NewHost {
+                    id,
+                    hostname: hostname.unwrap_or_default(),
+                    groups,
+                };
+                let host = svc.create_host(who, new, &reason.reason).await?;
+                out.emit(&host, |w| hosts_table(w, std::slice::from_ref(&host)))?;
+            }
+            HostCommand::List => {
+                let hosts = svc.list_hosts().await?;
+                out.emit(&hosts, |w| hosts_table(w, &hosts))?;
+            }
+            HostCommand::Remove { id, reason } => {
+                let host = svc.get_host(&id).await?;
+                svc.remove_host(who, &id, &reason.reason).await?;
+                out.emit(&host, |w| writeln!(w, "host {} removed", host.id))?;
+            }
+            HostCommand::Groups { id, groups, reason } => {
+                let host = svc
+                    .set_host_groups(who, &id, &groups, &reason.reason)
+                    .await?;
+                out.emit(&host, |w| hosts_table(w, std::slice::from_ref(&host)))?;
+            }
+        },
+        Command::Grant(c) => match c {
+            GrantCommand::Add {
+                user,
+                account,
+                group,
+                until,
+                reason,
+            } => {
+                let not_after = until.as_deref().map(parse_time).transpose()?;
+                let new = NewGrant {
+                    user,
+                    account,
+                    group,
+                    not_after,
+                };
+                let grant = svc.create_grant(who, new, &reason.reason).await?;
+                out.emit(&grant, |w| grants_table(w, std::slice::from_ref(&grant)))?;
+            }
+            GrantCommand::List { user } => {
+                let grants = svc.list_grants(user.as_deref()).await?;
+                out.emit(&grants, |w| grants_table(w, &grants))?;
+            }
+            GrantCommand::Remove { id, reason } => {
+                let grant = svc.delete_grant(who, id, &reason.reason).await?;
+                out.emit(&grant, |w| {
+                    writeln!(
+                        w,
+                        "grant {} removed ({} as {} on {})",
+                        grant.id, grant.user, grant.account, grant.group
+                    )
+                })?;
+            }
+        },
+        Command::Ca(c) => match c {
+            CaCommand::Add { name, file, reason } => {
+                let key = read_one_key(&file)?;
+                let ca = svc.add_ca(who, &name, &key, &reason.reason).await?;
+                out.emit(&ca, |w| cas_table(w, std::slice::from_ref(&ca)))?;
+            }
+            CaCommand::List => {
+                let cas = svc.list_cas().await?;
+                out.emit(&cas, |w| cas_table(w, &cas))?;
+            }
+            CaCommand::Remove { name, reason } => {
+                let ca = svc.list_cas().await?.into_iter().find(|ca| ca.name == name);
+                svc.remove_ca(who, &name, &reason.reason).await?;
+                match ca {
+                    Some(ca) => out.emit(&ca, |w| writeln!(w, "CA {} removed", ca.name))?,
+                    None => out.emit(&name, |w| writeln!(w, "CA {name} removed"))?,
+                }
+            }
+        },
+        Command::Revoke(c) => {
+            let (revocation, reason) = match c {
+                RevokeCommand::KeyId { id, ca, reason } => {
+                    (Revocation::KeyId { ca, key_id: id }, reason)
+                }
+                RevokeCommand::Serial { range, ca, reason } => {
+                    let (lo, hi) = parse_serials(&range)?;
+                    (Revocation::Serial { ca, lo, hi }, reason)
+                }
+                RevokeCommand::Key { file, reason } => (
+                    Revocation::Key {
+                        public_key: read_one_key(&file)?,
+                    },
+                    reason,
+                ),
+                RevokeCommand::Sha256 {
+                    fingerprint,
+                    reason,
+                } => (Revocation::Sha256 { fingerprint }, reason),
+                RevokeCommand::List => {
+                    let records = svc.list_revocations().await?;
+                    out.emit(&records, |w| revocations_table(w, &records))?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                RevokeCommand::Remove { id, reason } => {
+                    let record = svc
+                        .list_revocations()
+                        .await?
+                        .into_iter()
+                        .find(|r| r.id == id);
+                    svc.unrevoke(who, id, &reason.reason).await?;
+                    match record {
+                        Some(r) => out.emit(&r, |w| writeln!(w, "revocation {id} removed"))?,
+                        None => out.emit(&id, |w| writeln!(w, "revocation {id} removed"))?,
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            let record = svc.revoke(who, revocation, &reason.reason).await?;
+            out.emit(&record, |w| {
+                revocations_table(w, std::slice::from_ref(&record))
+            })?;
+        }
+        Command::Token(c) => match c {
+            TokenCommand::Create {
+                name,
+                scopes,
+                ttl,
+                reason,
+            } => {
+                let expires_at = match ttl {
+                    Some(ttl) => {
+                        let ttl = config::parse_duration(&ttl)
+                            .map_err(|e| CliError::Usage(format!("--ttl: {e}")))?;
+                        let secs = i64::try_from(ttl.as_secs())
+                            .map_err(|_| CliError::Usage("--ttl: too long".into()))?;
+                        Some(svc.now().saturating_add(secs))
+                    }
+                    None => None,
+                };
+                let scopes: Vec<Scope> = scopes.into_iter().map(Scope::from).collect();
+                let token = svc
+                    .create_token(who, &name, &scopes, expires_at, &reason.reason)
+                    .await?;
+                out.emit(&token, |w| {
+                    writeln!(
+                        w,
+                        "token {} created (id {}); its secret is shown only this once:",
+                        token.info.name, token.info.id
+                    )?;
+                    writeln!(w)?;
+                    writeln!(w, "    {}", token.secret)?;
+                    writeln!(w)?;
+                    tokens_table(w, std::slice::from_ref(&token.info))
+                })?;
+            }
+            TokenCommand::List => {
+                let tokens = svc.list_tokens().await?;
+                out.emit(&tokens, |w| tokens_table(w, &tokens))?;
+            }
+            TokenCommand::Revoke { id, reason } => {
+                svc.revoke_token(who, id, &reason.reason).await?;
+                let token = svc.list_tokens().await?.into_iter().find(|t| t.id == id);
+                match token {
+                    Some(t) => {
+                        out.emit(&t, |w| writeln!(w, "token {} ({}) revoked", t.id, t.name))?
+                    }
+                    None => out.emit(&id, |w| writeln!(w, "token {id} revoked"))?,
+                }
+            }
+        },
+        Command::Audit(c) => match c {
+            AuditCommand::Verify => {
+                let v = svc.verify_audit().await?;
+                out.emit(&v, |w| match &v.broken {
+                    None => writeln!(w, "audit log intact: {} rows", v.rows),
+                    Some(b) => writeln!(
+                        w,
+                        "audit log BROKEN at row {}: {} ({} rows before it verified)",
+                        b.seq, b.problem, v.rows
+                    ),
+                })?;
+                if v.broken.is_some() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            AuditCommand::List {
+                filter,
+                limit,
+                before,
+            } => {
+                let records = svc.audit_log(&filter, before, limit).await?;
+                out.emit(&records, |w| {
+                    let mut t = Table::new(["SEQ", "AT", "ACTOR", "ACTION", "TARGET", "REASON"]);
+                    for r in &records {
+                        t.row([
+                            r.seq.to_string(),
+                            time_text(r.at),
+                            r.actor.clone(),
+                            r.action.clone(),
+                            r.target.clone(),
+                            r.reason.clone(),
+                        ]);
+                    }
+                    t.write(w)
+                })?;
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where results go: JSON or human text.
+struct Output<'a> {
+    json: bool,
+    w: io::StdoutLock<'a>,
+}
+
+impl Output<'_> {
+    fn emit<T: Serialize>(
+        &mut self,
+        value: &T,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), CliError> {
+        if self.json {
+            serde_json::to_writer_pretty(&mut self.w, value).map_err(io::Error::from)?;
+            writeln!(self.w)?;
+        } else {
+            human(&mut self.w)?;
+        }
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
+/// A table whose columns are as wide as their widest cell, two spaces apart.
+struct Table<const N: usize> {
+    rows: Vec<[String; N]>,
+}
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&str; N]) -> Self {
+        Table {
+            rows: vec![header.map(str::to_owned)],
+        }
+    }
+
+    fn row(&mut self, cells: [String; N]) {
+        self.rows.push(cells);
+    }
+
+    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        let mut widths = [0usize; N];
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        for row in &self.rows {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                }
+            }
+            writeln!(w, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+fn or_dash(s: String) -> String {
+    if s.is_empty() { "-".to_owned() } else { s }
+}
+
+fn time_text(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn opt_time(t: Option<i64>) -> String {
+    t.map(time_text).unwrap_or_else(|| "-".to_owned())
+}
+
+fn status_text(s: UserStatus) -> &'static str {
+    match s {
+        UserStatus::Active => "active",
+        UserStatus::Disabled => "disabled",
+    }
+}
+
+fn users_table(w: &mut dyn Write, users: &[User]) -> io::Result<()> {
+    let mut t = Table::new(["NAME", "STATUS", "KEY IDS", "PRINCIPALS", "KEYS"]);
+    for u in users {
+        t.row([
+            u.name.clone(),
+            status_text(u.status).to_owned(),
+            or_dash(u.key_ids.join(", ")),
+            or_dash(u.principals.join(",")),
+            u.public_keys.len().to_string(),
+        ]);
+    }
+    t.write(w)
+}
+
+fn user_details(w: &mut dyn Write, u: &User) -> io::Result<()> {
+    let field = |w: &mut dyn Write, label: &str, values: &[String]| -> io::Result<()> {
+        if values.is_empty() {
+            return writeln!(w, "{label:<12} -");
+        }
+        for (i, v) in values.iter().enumerate() {
+            writeln!(w, "{:<12} {v}", if i == 0 { label } else { "" })?;
+        }
+        Ok(())
+    };
+    writeln!(w, "{:<12} {}", "name:", u.name)?;
+    writeln!(w, "{:<12} {}", "status:", status_text(u.status))?;
+    writeln!(w, "{:<12} {}", "created:", time_text(u.created_at))?;
+    field(w, "key ids:", &u.key_ids)?;
+    field(w, "principals:", &u.principals)?;
+    field(w, "keys:", &u.public_keys)
+}
+
+fn hosts_table(w: &mut dyn Write, hosts: &[Host]) -> io::Result<()> {
+    let mut t = Table::new(["ID", "HOSTNAME", "GROUPS", "ACKED", "LAST CONTACT"]);
+    for h in hosts {
+        t.row([
+            h.id.clone(),
+            h.hostname.clone(),
+            or_dash(h.groups.join(",")),
+            h.acked_revision.to_string(),
+            opt_time(h.last_contact),
+        ]);
+    }
+    t.write(w)
+}
+
+fn grants_table(w: &mut dyn Write, grants: &[Grant]) -> io::Result<()> {
+    let mut t = Table::new(["ID", "USER", "ACCOUNT", "GROUP", "UNTIL"]);
+    for g in grants {
+        t.row([
+            g.id.to_string(),
+            g.user.clone(),
+            g.account.clone(),
+            g.group.clone(),
+            opt_time(g.not_after),
+        ]);
+    }
+    t.write(w)
+}
+
+fn cas_table(w: &mut dyn Write, cas: &[TrustedCa]) -> io::Result<()> {
+    let mut t = Table::new(["NAME", "FINGERPRINT"]);
+    for ca in cas {
+        t.row([ca.name.clone(), ca.fingerprint.clone()]);
+    }
+    t.write(w)
+}
+
+fn revocations_table(w: &mut dyn Write, records: &[RevocationRecord]) -> io::Result<()> {
+    let mut t = Table::new(["ID", "KIND", "WHAT", "CA", "REVISION", "REASON"]);
+    for r in records {
+        let (kind, what, ca) = match &r.revocation {
+            Revocation::KeyId { ca, key_id } => (
+                "key-id",
+                key_id.clone(),
+                ca.clone().unwrap_or_else(|| "any".to_owned()),
+            ),
+            Revocation::Serial { ca, lo, hi } if lo == hi => ("serial", lo.to_string(), ca.clone()),
+            Revocation::Serial { ca, lo, hi } => ("serial", format!("{lo}-{hi}"), ca.clone()),
+            Revocation::Key { public_key } => ("key", public_key.clone(), "-".to_owned()),
+            Revocation::Sha256 { fingerprint } => ("sha256", fingerprint.clone(), "-".to_owned()),
+        };
+        t.row([
+            r.id.to_string(),
+            kind.to_owned(),
+            what,
+            ca,
+            r.revision.to_string(),
+            or_dash(r.reason.clone()),
+        ]);
+    }
+    t.write(w)
+}
+
+fn tokens_table(w: &mut dyn Write, tokens: &[TokenInfo]) -> io::Result<()> {
+    let mut t = Table::new(["ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "REVOKED"]);
+    for tok in tokens {
+        let scopes: Vec<&str> = tok
+            .scopes
+            .iter()
+            .map(|s| match s {
+                Scope::Read => "read",
+                Scope::Write => "write",
+                Scope::Signoff => "signoff",
+            })
+            .collect();
+        t.row([
+            tok.id.to_string(),
+            tok.name.clone(),
+            scopes.join(","),
+            time_text(tok.created_at),
+            opt_time(tok.expires_at),
+            opt_time(tok.revoked_at),
+        ]);
+    }
+    t.write(w)
+}
+
+/// The public keys in a file: every line that is not empty or a `#` comment.
+fn read_keys(path: &Path) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no public key",
+            path.display()
+        )));
+    }
+    Ok(keys)
+}
+
+fn read_one_key(path: &Path) -> Result<String, CliError> {
+    let mut keys = read_keys(path)?;
+    if keys.len() > 1 {
+        return Err(CliError::Usage(format!(
+            "{} holds {} keys; give a file with exactly one",
+            path.display(),
+            keys.len()
+        )));
+    }
+    Ok(keys.remove(0))
+}
+
+/// RFC 3339 or Unix seconds.
+fn parse_time(s: &str) -> Result<i64, CliError> {
+    if let Ok(unix) = s.parse::<i64>() {
+        return Ok(unix);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "--until: {s:?} is not a time (expected RFC 3339 like 2026-12-31T18:00:00Z, or Unix seconds)"
+            ))
+        })
+}
+
+/// `N` or `N-M`.
+fn parse_serials(s: &str) -> Result<(u64, u64), CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "{s:?} is not a serial or a range (expected N or N-M, e.g. 42 or 100-199)"
+        ))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((lo, hi)) => (lo, hi),
+        None => (s, s),
+    };
+    let lo = lo.trim().parse::<u64>().map_err(|_| bad())?;
+    let hi = hi.trim().parse::<u64>().map_err(|_| bad())?;
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tables_align() {
+        let mut t = Table::new(["ID", "NAME", "NOTE"]);
+        t.row(["1".into(), "alice".into(), "x".into()]);
+        t.row(["10".into(), "bo".into(), String::new()]);
+        let mut out = Vec::new();
+        t.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID  NAME   NOTE\n1   alice  x\n10  bo\n"
+        );
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1800000000").unwrap(), 1_800_000_000);
+        assert_eq!(parse_time("2027-01-15T08:00:00Z").unwrap(), 1_800_000_000);
+        assert_eq!(
+            parse_time("2027-01-15T09:00:00+01:00").unwrap(),
+            1_800_000_000
+        );
+        assert_eq!(time_text(1_800_000_000), "2027-01-15T08:00:00Z");
+        let e = parse_time("tomorrow").unwrap_err();
+        assert_eq!(e.exit_code(), EXIT_USAGE);
+        assert!(e.to_string().contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn serials() {
+        assert_eq!(parse_serials("42").unwrap(), (42, 42));
+        assert_eq!(parse_serials("100-199").unwrap(), (100, 199));
+        for bad in ["", "a", "1-", "-5", "1-2-3", "0x10"] {
+            assert!(parse_serials(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("k.pub");
+        std::fs::write(&f, "# comment\n\nssh-ed25519 AAAA a\nssh-ed25519 BBBB b\n").unwrap();
+        assert_eq!(read_keys(&f).unwrap().len(), 2);
+        assert!(
+            read_one_key(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("holds 2 keys")
+        );
+        std::fs::write(&f, "# nothing\n").unwrap();
+        assert!(
+            read_keys(&f)
+                .unwrap_err()
+                .to_string()
+                .contains("holds no public key")
+        );
+        assert!(matches!(
+            read_keys(&tmp.path().join("missing.pub")),
+            Err(CliError::ReadFile { .. })
+        ));
+    }
+}

@@ -1,0 +1,766 @@
+//! The server's configuration: a TOML file (every key optional), validated whole before
+//! anything is bound.
+//!
+//! ```toml
+//! data_dir = "/var/lib/signoff"          # default ./signoff-data
+//! database_url = "sqlite:///var/lib/signoff/signoff.db"   # default: signoff.db in data_dir
+//! drain_timeout = "10s"                  # how long shutdown waits for in-flight requests
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//! [http.tls]                             # optional; plain HTTP without it
+//! cert = "/etc/signoff/https.crt"        # PEM chain, leaf first
+//! key = "/etc/signoff/https.key"         # PEM private key, mode 0600
+//!
+//! [agents]
+//! listen = "127.0.0.1:7443"
+//! cert_validity = "24h"                  # lifetime of agent client certificates
+//! join_token_ttl = "1h"                  # lifetime of join tokens
+//! ```
+//!
+//! Durations are a number and a unit (`s`, `m`, `h`, `d`), possibly several: `90s`, `15m`,
+//! `1h30m`, `7d`. Relative paths are resolved against the working directory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `data_dir` when the file names none.
+pub const DEFAULT_DATA_DIR: &str = "./signoff-data";
+/// `http.listen` when the file names none.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// `agents.listen` when the file names none.
+pub const DEFAULT_AGENTS_LISTEN: &str = "127.0.0.1:7443";
+/// `agents.cert_validity` when the file names none.
+pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// `agents.join_token_ttl` when the file names none.
+pub const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// `drain_timeout` when the file names none.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration that cannot be used. Displayed as `config FILE: KEY: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {}: cannot read the file", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML, has an unknown key or a value of the wrong type; toml's
+    /// message names the key and the line.
+    #[error("config {}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value parses but is not acceptable.
+    #[error("config {origin}: {key}: {message}")]
+    Invalid {
+        /// The file, or `(defaults)`.
+        origin: String,
+        /// The key, dotted (`http.listen`).
+        key: &'static str,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// The HTTPS key file may be read or written by group or others.
+    #[error("config {origin}: {key}")]
+    Insecure {
+        /// The configuration file, or `(defaults)`.
+        origin: String,
+        /// The key naming the file.
+        key: &'static str,
+        /// What is wrong with the file and what to do.
+        #[source]
+        source: Box<crate::bootstrap::BootstrapError>,
+    },
+    /// A file the configuration names (TLS certificate or key) cannot be used.
+    #[error("config {origin}: {key}: {message}")]
+    File {
+        /// The configuration file, or `(defaults)`.
+        origin: String,
+        /// The key naming the file.
+        key: &'static str,
+        /// What is wrong with the file and what to do.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// The file as written: every key optional.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout: Option<String>,
+    #[serde(default)]
+    http: HttpFile,
+    #[serde(default)]
+    agents: AgentsFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_validity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_token_ttl: Option<String>,
+}
+
+/// The HTTPS certificate chain and key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1); readable by the server's user only.
+    pub key: PathBuf,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from; `None` for the defaults.
+    pub source: Option<PathBuf>,
+    /// Where the store, the agent CA and the order-signing key live (absolute).
+    pub data_dir: PathBuf,
+    /// The store.
+    pub database_url: DatabaseUrl,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub drain_timeout: Duration,
+    /// The HTTP listener (API, metrics, KRL, dashboard).
+    pub http: HttpConfig,
+    /// The agent gRPC listener and agent credentials.
+    pub agents: AgentsConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// HTTPS files; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `[agents]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentsConfig {
+    /// Address of the agent gRPC listener (mTLS).
+    pub listen: SocketAddr,
+    /// Lifetime of the client certificates the agent CA issues.
+    pub cert_validity: Duration,
+    /// Lifetime of join tokens.
+    pub join_token_ttl: Duration,
+}
+
+/// A database URL; `Debug` and `Display` hide its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included, for opening the store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _secret)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, or the defaults when `path` is `None`. Files named
+    /// by the configuration are checked by [`Config::tls_server_config`].
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Config::from_toml("", None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, Some(path))
+    }
+
+    /// Validates configuration text; `path` only names it in errors.
+    pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.map(Path::to_owned).unwrap_or_default(),
+            source: Box::new(source),
+        })?;
+        let origin = origin(path);
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key,
+            message,
+        };
+
+        let data_dir = file
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "is empty; name a directory".to_owned()));
+        }
+        let data_dir = std::path::absolute(&data_dir).map_err(|e| {
+            invalid(
+                "data_dir",
+                format!("cannot resolve {:?}: {e}", data_dir.display().to_string()),
+            )
+        })?;
+        let database_url = match file.database_url {
+            Some(url) => {
+                if !url.starts_with("sqlite:") {
+                    return Err(invalid(
+                        "database_url",
+                        format!(
+                            "{:?} is not supported: only SQLite (\"sqlite://PATH\") for now",
+                            redact_url(&url)
+                        ),
+                    ));
+                }
+                url
+            }
+            None => crate::store::default_url(&data_dir),
+        };
+        let listen = |key: &'static str, value: Option<String>, default: &str| {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            value.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    key,
+                    format!("{value:?} is not an address (expected IP:PORT, e.g. \"{default}\")"),
+                )
+            })
+        };
+        let duration = |key: &'static str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|e| invalid(key, e.to_string())),
+        };
+
+        let http_listen = listen("http.listen", file.http.listen, DEFAULT_HTTP_LISTEN)?;
+        let agents_listen = listen("agents.listen", file.agents.listen, DEFAULT_AGENTS_LISTEN)?;
+        if http_listen == agents_listen && http_listen.port() != 0 {
+            return Err(invalid(
+                "agents.listen",
+                format!("{agents_listen} is also http.listen; give each its own port"),
+            ));
+        }
+        let cert_validity = duration(
+            "agents.cert_validity",
+            file.agents.cert_validity,
+            DEFAULT_CERT_VALIDITY,
+        )?;
+        within(
+            &invalid,
+            "agents.cert_validity",
+            cert_validity,
+            Duration::from_secs(5 * 60),
+            Duration::from_secs(366 * 86400),
+        )?;
+        let join_token_ttl = duration(
+            "agents.join_token_ttl",
+            file.agents.join_token_ttl,
+            DEFAULT_JOIN_TOKEN_TTL,
+        )?;
+        within(
+            &invalid,
+            "agents.join_token_ttl",
+            join_token_ttl,
+            Duration::from_secs(60),
+            Duration::from_secs(366 * 86400),
+        )?;
+        let drain_timeout = duration("drain_timeout", file.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?;
+        within(
+            &invalid,
+            "drain_timeout",
+            drain_timeout,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?;
+        let tls = match file.http.tls {
+            Some(tls) => Some(TlsFiles {
+                cert: absolute(&invalid, "http.tls.cert", &tls.cert)?,
+                key: absolute(&invalid, "http.tls.key", &tls.key)?,
+            }),
+            None => None,
+        };
+        Ok(Config {
+            source: path.map(Path::to_owned),
+            data_dir,
+            database_url: DatabaseUrl(database_url),
+            drain_timeout,
+            http: HttpConfig {
+                listen: http_listen,
+                tls,
+            },
+            agents: AgentsConfig {
+                listen: agents_listen,
+                cert_validity,
+                join_token_ttl,
+            },
+        })
+    }
+
+    /// The resolved configuration as TOML, every key present, the database password
+    /// replaced by `***`. It is itself a valid configuration file.
+    pub fn to_toml(&self) -> String {
+        let file = File {
+            data_dir: Some(self.data_dir.clone()),
+            database_url: Some(self.database_url.to_string()),
+            drain_timeout: Some(format_duration(self.drain_timeout)),
+            http: HttpFile {
+                listen: Some(self.http.listen.to_string()),
+                tls: self.http.tls.clone(),
+            },
+            agents: AgentsFile {
+                listen: Some(self.agents.listen.to_string()),
+                cert_validity: Some(format_duration(self.agents.cert_validity)),
+                join_token_ttl: Some(format_duration(self.agents.join_token_ttl)),
+            },
+        };
+        // Only strings and tables of strings: serialization cannot fail.
+        toml::to_string(&file).unwrap_or_default()
+    }
+
+    /// How errors name this configuration: its file, or `(defaults)`.
+    pub fn origin(&self) -> String {
+        origin(self.source.as_deref())
+    }
+
+    /// Loads the HTTPS certificate and key, if configured, into a rustls server
+    /// configuration. Refuses a key file that group or others may read or write.
+    pub fn tls_server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, ConfigError> {
+        let Some(tls) = &self.http.tls else {
+            return Ok(None);
+        };
+        tls_server_config(&self.origin(), tls).map(Some)
+    }
+}
+
+fn origin(path: Option<&Path>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "(defaults)".to_owned(),
+    }
+}
+
+fn within(
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!(
+                "{} is out of range (allowed {} to {})",
+                format_duration(value),
+                format_duration(min),
+                format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn absolute(
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+    key: &'static str,
+    path: &Path,
+) -> Result<PathBuf, ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(invalid(key, "is empty; name a PEM file".to_owned()));
+    }
+    std::path::absolute(path)
+        .map_err(|e| invalid(key, format!("cannot resolve {}: {e}", path.display())))
+}
+
+fn tls_server_config(
+    origin: &str,
+    files: &TlsFiles,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let file_error =
+        |key: &'static str,
+         message: String,
+         source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+            ConfigError::File {
+                origin: origin.to_owned(),
+                key,
+                message,
+                source,
+            }
+        };
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            file_error(
+                key,
+                format!("cannot read {}", path.display()),
+                Some(Box::new(e)),
+            )
+        })
+    };
+
+    crate::bootstrap::check_private_file(&files.key).map_err(|e| ConfigError::Insecure {
+        origin: origin.to_owned(),
+        key: "http.tls.key",
+        source: Box::new(e),
+    })?;
+    let cert_pem = read("http.tls.cert", &files.cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            file_error(
+                "http.tls.cert",
+                format!("{} is not a PEM certificate chain", files.cert.display()),
+                Some(Box::new(e)),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(file_error(
+            "http.tls.cert",
+            format!(
+                "{} holds no \"BEGIN CERTIFICATE\" block",
+                files.cert.display()
+            ),
+            None,
+        ));
+    }
+    let key_pem = read("http.tls.key", &files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        file_error(
+            "http.tls.key",
+            format!(
+                "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                files.key.display()
+            ),
+            Some(Box::new(e)),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| {
+            file_error(
+                "http.tls",
+                "no usable TLS versions".to_owned(),
+                Some(Box::new(e)),
+            )
+        })?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            file_error(
+                "http.tls.key",
+                format!(
+                    "{} does not go with the certificate in {}",
+                    files.key.display(),
+                    files.cert.display()
+                ),
+                Some(Box::new(e)),
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a duration (expected a number and a unit s, m, h or d, e.g. \"90s\", \"15m\", \"24h\", \"7d\", \"1h30m\")"
+)]
+pub struct BadDuration(pub String);
+
+/// Parses `90s`, `15m`, `24h`, `7d`, `1h30m`, `0s`.
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
+    let bad = || BadDuration(text.to_owned());
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        let scale = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(scale)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats whole seconds the way [`parse_duration`] reads them: `1d`, `1h30m`, `0s`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, scale) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= scale {
+            out.push_str(&format!("{}{unit}", secs / scale));
+            secs %= scale;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, Some(Path::new("/etc/signoff/server.toml")))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(None).unwrap();
+        assert!(c.data_dir.is_absolute() && c.data_dir.ends_with("signoff-data"));
+        assert_eq!(
+            c.database_url.expose(),
+            format!("sqlite://{}", c.data_dir.join("signoff.db").display())
+        );
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.agents.listen.to_string(), "127.0.0.1:7443");
+        assert_eq!(c.agents.cert_validity, Duration::from_secs(86400));
+        assert_eq!(c.agents.join_token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.drain_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.tls, None);
+    }
+
+    #[test]
+    fn full_file() {
+        let c = Config::from_toml(
+            r#"
+            data_dir = "/var/lib/signoff"
+            drain_timeout = "30s"
+            [http]
+            listen = "[::1]:8443"
+            [http.tls]
+            cert = "/etc/signoff/https.crt"
+            key = "/etc/signoff/https.key"
+            [agents]
+            listen = "0.0.0.0:7443"
+            cert_validity = "7d"
+            join_token_ttl = "15m"
+            "#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/signoff"));
+        assert_eq!(
+            c.database_url.expose(),
+            "sqlite:///var/lib/signoff/signoff.db"
+        );
+        assert_eq!(c.http.listen.to_string(), "[::1]:8443");
+        assert_eq!(
+            c.http.tls.as_ref().unwrap().key,
+            Path::new("/etc/signoff/https.key")
+        );
+        assert_eq!(c.agents.cert_validity, Duration::from_secs(7 * 86400));
+        assert_eq!(c.agents.join_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn resolved_toml_reads_back_the_same() {
+        let c = Config::from_toml(
+            "data_dir = \"/srv/so\"\n[agents]\ncert_validity = \"90m\"\n",
+            None,
+        )
+        .unwrap();
+        let text = c.to_toml();
+        assert!(text.contains("cert_validity = \"1h30m\""), "{text}");
+        assert_eq!(Config::from_toml(&text, None).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[http]\nlisten_on = \"x\"\n", Some(Path::new("/c.toml")))
+            .unwrap_err();
+        let chain = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(chain.starts_with("config /c.toml: "), "{chain}");
+        assert!(chain.contains("unknown field `listen_on`"), "{chain}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = Config::from_toml("drain_timeout = 10\n", None).unwrap_err();
+        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert!(source.contains("drain_timeout"), "{source}");
+    }
+
+    #[test]
+    fn bad_address() {
+        assert_eq!(
+            err("[http]\nlisten = \"localhost:80x\"\n"),
+            "config /etc/signoff/server.toml: http.listen: \"localhost:80x\" is not an address (expected IP:PORT, e.g. \"127.0.0.1:8080\")"
+        );
+        assert!(err("[agents]\nlisten = \"7443\"\n").contains("agents.listen: \"7443\""));
+    }
+
+    #[test]
+    fn same_port_twice() {
+        assert!(
+            err("[http]\nlisten = \"127.0.0.1:9000\"\n[agents]\nlisten = \"127.0.0.1:9000\"\n")
+                .contains("agents.listen: 127.0.0.1:9000 is also http.listen")
+        );
+    }
+
+    #[test]
+    fn bad_durations() {
+        let e = err("[agents]\ncert_validity = \"24 hours\"\n");
+        assert!(
+            e.contains("agents.cert_validity: \"24 hours\" is not a duration"),
+            "{e}"
+        );
+        let e = err("drain_timeout = \"10\"\n");
+        assert!(e.contains("drain_timeout: \"10\" is not a duration"), "{e}");
+        let e = err("[agents]\njoin_token_ttl = \"0s\"\n");
+        assert!(
+            e.contains("agents.join_token_ttl: 0s is out of range (allowed 1m to 366d)"),
+            "{e}"
+        );
+        let e = err("[agents]\ncert_validity = \"400d\"\n");
+        assert!(
+            e.contains("agents.cert_validity: 400d is out of range"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unsupported_database_is_refused_without_its_password() {
+        let e = err("database_url = \"postgres://so:hunter2@db/signoff\"\n");
+        assert!(e.contains("database_url: \"postgres://so:***@db/signoff\" is not supported"));
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn empty_paths_are_refused() {
+        assert!(err("data_dir = \"\"\n").contains("data_dir: is empty"));
+        assert!(err("[http.tls]\ncert = \"\"\nkey = \"/k\"\n").contains("http.tls.cert: is empty"));
+        let e = Config::from_toml("[http.tls]\ncert = \"/c\"\n", None).unwrap_err();
+        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert!(source.contains("missing field `key`"), "{source}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let url = DatabaseUrl("postgres://so:hunter2@db:5432/signoff?x=1".into());
+        assert_eq!(url.to_string(), "postgres://so:***@db:5432/signoff?x=1");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(url.expose(), "postgres://so:hunter2@db:5432/signoff?x=1");
+        assert_eq!(redact_url("sqlite:///a@b/c.db"), "sqlite:///a@b/c.db");
+        assert_eq!(redact_url("postgres://so@db/x"), "postgres://so@db/x");
+    }
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("24h", 86400),
+            ("7d", 604800),
+            ("1h30m", 5400),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+            assert_eq!(
+                parse_duration(&format_duration(Duration::from_secs(secs))),
+                Ok(Duration::from_secs(secs))
+            );
+        }
+        for bad in [
+            "",
+            "10",
+            "h",
+            "1.5h",
+            "1w",
+            "-1s",
+            "1h 30m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(86400 + 61)), "1d1m1s");
+    }
+}

@@ -1,0 +1,458 @@
+//! `signoff-server serve`: check everything, bind, serve, and on SIGTERM or SIGINT stop
+//! accepting, drain in-flight requests within `drain_timeout`, exit.
+//!
+//! Order of a start: the configuration and the HTTPS files are validated, the data
+//! directory and the server's keys are checked (or made), the store is opened and
+//! migrated; only then is the HTTP port bound. The first admin token is made after the
+//! bind, so that the notice printing it can name the real address.
+//!
+//! The admin CLI writes to the same store from another process. A background task reads
+//! the latest revision every [`REVISION_POLL_INTERVAL`] and publishes it to the service's
+//! subscribers, so that those writes reach agents too.
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::serve::ListenerExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info, warn};
+
+use crate::bootstrap::{self, BootstrapError, FirstStart, ServerKeys};
+use crate::config::{Config, ConfigError, format_duration};
+use crate::service::{Clock, Service, ServiceError, SystemClock};
+use crate::store::{self, OpenError};
+
+/// How often the store's latest revision is read, for writes made by other processes.
+pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// A client that has not finished its TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait after an accept error that is not the client's (out of file descriptors).
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Completed TLS handshakes waiting for the HTTP server to take them.
+const TLS_ACCEPT_QUEUE: usize = 64;
+
+/// Why the server did not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration, or a file it names, is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory or the keys in it are not usable.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The store opened but cannot be read.
+    #[error("cannot read the store")]
+    Service(#[source] ServiceError),
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen for HTTP on {addr} (is another server running there?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The signal handlers cannot be installed.
+    #[error("cannot install the SIGTERM and SIGINT handlers")]
+    Signals(#[source] io::Error),
+    /// The HTTP server stopped without being asked to.
+    #[error("the HTTP server stopped unexpectedly")]
+    Serve(#[source] io::Error),
+    /// The first-start notice cannot be written to stdout.
+    #[error("cannot print the first-start notice (admin token and CA pin) to stdout")]
+    Output(#[source] io::Error),
+}
+
+impl ServerError {
+    /// Whether the operator's configuration is at fault (exit code 64).
+    pub fn is_config(&self) -> bool {
+        matches!(self, ServerError::Config(_))
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, then drains and returns. `app` makes the HTTP router
+/// from the service. The first-start notice goes to stdout; logs go to stderr.
+pub async fn run(config: Config, app: impl FnOnce(Service) -> Router) -> Result<(), ServerError> {
+    raise_open_file_limit();
+    let shutdown = shutdown_signal()?;
+    let mut server = Server::start(config).await?;
+    if let Some(notice) = server.take_first_start() {
+        let mut out = io::stdout().lock();
+        write!(out, "{notice}")
+            .and_then(|()| out.flush())
+            .map_err(ServerError::Output)?;
+    }
+    let router = app(server.service().clone());
+    server.serve(router, shutdown).await
+}
+
+/// A server that has checked everything and bound its HTTP port, not yet serving.
+pub struct Server {
+    config: Config,
+    service: Service,
+    keys: ServerKeys,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    local_addr: SocketAddr,
+    first_start: Option<FirstStart>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates, prepares the data directory and keys, opens the store, binds the HTTP
+    /// port and makes the first admin token if there is none.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        let tls = config.tls_server_config()?.map(TlsAcceptor::from);
+        bootstrap::ensure_data_dir(&config.data_dir)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let keys = bootstrap::prepare_keys(&config.data_dir, clock.now())?;
+        let pool = store::open(config.database_url.expose()).await?;
+        let service = Service::new(pool, clock)
+            .await
+            .map_err(ServerError::Service)?;
+
+        let addr = config.http.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+
+        let token = bootstrap::admin_token(&service).await?;
+        let url = format!(
+            "{}://{local_addr}",
+            if tls.is_some() { "https" } else { "http" }
+        );
+        info!(
+            data_dir = %config.data_dir.display(),
+            database = %config.database_url,
+            revision = service.revision(),
+            "store open"
+        );
+        info!(pin = %keys.agent_ca.pin, "agent CA");
+        let first_start = FirstStart::new(&config.data_dir, url, &keys, token);
+        Ok(Server {
+            config,
+            service,
+            keys,
+            listener,
+            tls,
+            local_addr,
+            first_start,
+        })
+    }
+
+    /// The bound HTTP address (the real port when the configuration said port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The service over the store.
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The agent CA and the order-signing key.
+    pub fn keys(&self) -> &ServerKeys {
+        &self.keys
+    }
+
+    /// What this start made and must tell the operator once; `None` after the first
+    /// call, or when it made nothing.
+    pub fn take_first_start(&mut self) -> Option<FirstStart> {
+        self.first_start.take()
+    }
+
+    /// Serves `app` until `shutdown` completes, then stops accepting, waits up to the
+    /// configured drain timeout for in-flight requests and returns. Requests still
+    /// running then are dropped; that is logged, not an error.
+    pub async fn serve(
+        self,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let Server {
+            config,
+            service,
+            listener,
+            tls,
+            local_addr,
+            ..
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let poller = tokio::spawn(poll_revisions(
+            service.clone(),
+            REVISION_POLL_INTERVAL,
+            stop_rx.clone(),
+        ));
+        let graceful = {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let mut http = match tls {
+            None => {
+                info!("listening for HTTP on http://{local_addr}");
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(graceful)
+                        .into_future(),
+                )
+            }
+            Some(acceptor) => {
+                info!("listening for HTTPS on https://{local_addr}");
+                // `tap_io` makes the peer address available as `ConnectInfo<SocketAddr>`,
+                // as it is over plain TCP.
+                let listener = TlsListener::new(listener, local_addr, acceptor).tap_io(|_| ());
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(graceful)
+                        .into_future(),
+                )
+            }
+        };
+
+        let stopped_early = tokio::select! {
+            () = shutdown => None,
+            res = &mut http => Some(res),
+        };
+        stop_tx.send_replace(true);
+        let _ = poller.await;
+        match stopped_early {
+            Some(res) => Err(ServerError::Serve(match res {
+                Ok(Ok(())) => io::Error::other("the accept loop ended"),
+                Ok(Err(e)) => e,
+                Err(join) => io::Error::other(join),
+            })),
+            None => {
+                let drain = config.drain_timeout;
+                info!(
+                    "stopped accepting; draining in-flight requests for up to {}",
+                    format_duration(drain)
+                );
+                match tokio::time::timeout(drain, &mut http).await {
+                    Ok(Ok(Ok(()))) => {
+                        // Every request is done: close the store cleanly (checkpoints the
+                        // WAL). Commits are durable already; this only tidies up.
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(2), service.pool().close())
+                                .await;
+                        info!("drained; exiting");
+                        Ok(())
+                    }
+                    Ok(Ok(Err(e))) => Err(ServerError::Serve(e)),
+                    Ok(Err(join)) => Err(ServerError::Serve(io::Error::other(join))),
+                    Err(_) => {
+                        http.abort();
+                        warn!(
+                            "drain timeout of {} elapsed; dropping the requests still in flight",
+                            format_duration(drain)
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed now, so a signal
+/// that arrives during startup is not lost.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!("{name} received: shutting down");
+    })
+}
+
+/// Raises the soft open-file limit to the hard limit: each agent holds a connection.
+fn raise_open_file_limit() {
+    let before = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _hard)) => soft,
+        Err(e) => {
+            warn!("cannot read the open-file limit: {e}");
+            return;
+        }
+    };
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(after) if after > before => info!("raised the open-file limit from {before} to {after}"),
+        Ok(after) => info!("open-file limit {after}"),
+        Err(e) => warn!("cannot raise the open-file limit from {before}: {e}"),
+    }
+}
+
+/// Publishes revisions committed by other processes until `stop` turns true.
+async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match service.refresh_revision().await {
+            Ok(_) if failing => {
+                info!("reading the latest revision works again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                warn!("cannot read the latest revision (retrying every {every:?}): {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshakes off the accept loop, so
+/// that one slow client cannot hold up the others.
+#[derive(Debug)]
+struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, local_addr: SocketAddr, acceptor: TlsAcceptor) -> Self {
+        let (tx, rx) = mpsc::channel(TLS_ACCEPT_QUEUE);
+        tokio::spawn(accept_tls(listener, acceptor, tx));
+        TlsListener {
+            handshaken: rx,
+            local_addr,
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(conn) => conn,
+            // The accept task only ends once this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// Runs until the [`TlsListener`] is dropped, which closes the port.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            res = listener.accept() => res,
+            () = tx.closed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                warn!("cannot accept connections, retrying in {ACCEPT_ERROR_BACKOFF:?}: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
+                    () = tx.closed() => return,
+                }
+            }
+        };
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Actor, NewUser};
+
+    #[tokio::test]
+    async fn writes_of_another_process_reach_subscribers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = store::default_url(tmp.path());
+        let server = Service::new(store::open(&url).await.unwrap(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        // The admin CLI: its own pool, its own service, the same file.
+        let cli = Service::new(store::open(&url).await.unwrap(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let mut rx = server.subscribe();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let poller = tokio::spawn(poll_revisions(
+            server.clone(),
+            Duration::from_millis(10),
+            stop_rx,
+        ));
+        let user = NewUser {
+            name: "alice".into(),
+            ..Default::default()
+        };
+        cli.create_user(&Actor::cli(), user, "").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|r| *r == 1))
+            .await
+            .expect("the poller publishes the CLI's revision")
+            .unwrap();
+        stop_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), poller)
+            .await
+            .expect("the poller stops when asked")
+            .unwrap();
+    }
+}

@@ -1,0 +1,290 @@
+//! Join tokens, enrollment and what the control plane records of each agent's contact.
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::hosts::group_ids;
+use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
+use crate::model::{
+    Host, Invalid, validate_group_name, validate_host_id, validate_list, validate_text,
+};
+
+/// A new join token: the secret is shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinToken {
+    /// Id.
+    pub id: i64,
+    /// The secret to give `signoff-agent enroll --token`.
+    pub secret: String,
+    /// Groups the host will join.
+    pub groups: Vec<String>,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// Why enrollment was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrollError {
+    /// No such token.
+    #[error("unknown join token")]
+    UnknownToken,
+    /// The token was already used.
+    #[error(
+        "join token already used (by host {0:?}); make a new one with `signoff-server token create`"
+    )]
+    TokenUsed(String),
+    /// The token expired.
+    #[error("join token expired; make a new one with `signoff-server token create`")]
+    TokenExpired,
+    /// Anything else the service refuses (bad host id, duplicate host, …).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<sqlx::Error> for EnrollError {
+    fn from(e: sqlx::Error) -> Self {
+        EnrollError::Service(ServiceError::Store(e))
+    }
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Service {
+    /// Makes a single-use join token for hosts that will join `groups`.
+    pub async fn create_join_token(
+        &self,
+        actor: &Actor,
+        groups: &[String],
+        ttl_secs: i64,
+        reason: &str,
+    ) -> Result<JoinToken> {
+        validate_list("groups", groups, validate_group_name)?;
+        if !(60..=30 * 86_400).contains(&ttl_secs) {
+            return Err(Invalid::new("ttl", "must be between 1 minute and 30 days").into());
+        }
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let secret = format!(
+            "sj_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
+        let mut w = self.write(actor, "join_token.create", false).await?;
+        // Refuse unknown groups now rather than at enrollment.
+        group_ids(&mut w.tx, groups).await?;
+        let expires_at = w.now + ttl_secs;
+        let id = sqlx::query(
+            "INSERT INTO join_tokens (hash, groups, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(hash(&secret))
+        .bind(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()))
+        .bind(w.now)
+        .bind(expires_at)
+        .execute(&mut *w.tx)
+        .await?
+        .last_insert_rowid();
+        w.commit(
+            "join_token.create",
+            &format!("join_token:{id}"),
+            reason,
+            serde_json::json!({ "groups": groups, "expires_at": expires_at }),
+        )
+        .await?;
+        Ok(JoinToken {
+            id,
+            secret,
+            groups: groups.to_vec(),
+            expires_at,
+        })
+    }
+
+    /// Spends a join token on a new host. The host exists, in the token's groups, once this
+    /// returns; the caller then issues its certificate.
+    pub async fn enroll_host(
+        &self,
+        secret: &str,
+        host_id: &str,
+        hostname: &str,
+    ) -> Result<Host, EnrollError> {
+        validate_host_id("host_id", host_id).map_err(ServiceError::from)?;
+        validate_text("hostname", hostname, 253).map_err(ServiceError::from)?;
+        let actor = Actor(format!("agent:{host_id}"));
+        let mut w = self.write(&actor, "host.enroll", true).await?;
+        let rev = w.rev();
+        let row = sqlx::query(
+            "SELECT id, groups, expires_at, used_by_host FROM join_tokens WHERE hash = ?",
+        )
+        .bind(hash(secret))
+        .fetch_optional(&mut *w.tx)
+        .await?
+        .ok_or(EnrollError::UnknownToken)?;
+        let token_id: i64 = row.get(0);
+        if let Some(host) = row.get::<Option<String>, _>(3) {
+            return Err(EnrollError::TokenUsed(host));
+        }
+        if row.get::<i64, _>(2) <= w.now {
+            return Err(EnrollError::TokenExpired);
+        }
+        let groups: Vec<String> =
+            serde_json::from_str(&row.get::<String, _>(1)).unwrap_or_default();
+        let group_ids = group_ids(&mut w.tx, &groups).await?;
+        let hostname = if hostname.is_empty() {
+            host_id
+        } else {
+            hostname
+        };
+        sqlx::query("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, ?)")
+            .bind(host_id)
+            .bind(hostname)
+            .bind(w.now)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!("host {host_id:?} is already enrolled (host ids are never reused)")
+                })
+            })?;
+        for g in group_ids {
+            sqlx::query(
+                "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
+            )
+            .bind(host_id)
+            .bind(g)
+            .bind(rev)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_host = ? WHERE id = ?")
+            .bind(w.now)
+            .bind(host_id)
+            .bind(token_id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit(
+            "host.enroll",
+            &format!("host:{host_id}"),
+            "",
+            serde_json::json!({ "join_token": token_id, "groups": groups }),
+        )
+        .await?;
+        Ok(self.get_host(host_id).await?)
+    }
+
+    /// Whether `host_id` may connect: it exists and has not been removed.
+    pub async fn host_is_live(&self, host_id: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 FROM hosts WHERE id = ? AND removed_rev IS NULL")
+                .bind(host_id)
+                .fetch_optional(self.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Records an agent's contact: its acked revision (if any), version and certificate
+    /// expiry. Not audited and creates no revision: it is telemetry, written often.
+    pub async fn record_contact(
+        &self,
+        host_id: &str,
+        acked_revision: Option<i64>,
+        agent_version: Option<&str>,
+        cert_not_after: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET last_contact = ?,
+                acked_revision = max(acked_revision, ifnull(?, acked_revision)),
+                agent_version = ifnull(?, agent_version),
+                cert_not_after = ifnull(?, cert_not_after)
+             WHERE id = ?",
+        )
+        .bind(self.now())
+        .bind(acked_revision)
+        .bind(agent_version)
+        .bind(cert_not_after)
+        .bind(host_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::service::testing::service;
+
+    #[tokio::test]
+    async fn a_join_token_enrolls_one_host_into_its_groups() {
+        let (svc, _) = service().await;
+        svc.create_group(&Actor::cli(), "web", "").await.unwrap();
+        let t = svc
+            .create_join_token(&Actor::cli(), &["web".into()], 3600, "")
+            .await
+            .unwrap();
+        let host = svc
+            .enroll_host(&t.secret, "web1", "web1.example.com")
+            .await
+            .unwrap();
+        assert_eq!(host.groups, vec!["web"]);
+        let again = svc.enroll_host(&t.secret, "web2", "").await.unwrap_err();
+        assert!(
+            matches!(again, EnrollError::TokenUsed(ref h) if h == "web1"),
+            "{again}"
+        );
+        assert!(svc.get_host("web2").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_expired_or_unknown_token_is_refused() {
+        let (svc, clock) = service().await;
+        let t = svc
+            .create_join_token(&Actor::cli(), &[], 60, "")
+            .await
+            .unwrap();
+        clock.0.fetch_add(60, Ordering::SeqCst);
+        assert!(matches!(
+            svc.enroll_host(&t.secret, "h", "").await,
+            Err(EnrollError::TokenExpired)
+        ));
+        assert!(matches!(
+            svc.enroll_host("sj_nope", "h", "").await,
+            Err(EnrollError::UnknownToken)
+        ));
+        assert!(svc.list_hosts().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_token_for_an_unknown_group_is_refused_up_front() {
+        let (svc, _) = service().await;
+        let err = svc
+            .create_join_token(&Actor::cli(), &["nope".into()], 3600, "")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_removed_host_is_not_live_and_its_id_is_not_reused() {
+        let (svc, _) = service().await;
+        let t = svc
+            .create_join_token(&Actor::cli(), &[], 3600, "")
+            .await
+            .unwrap();
+        svc.enroll_host(&t.secret, "h1", "").await.unwrap();
+        assert!(svc.host_is_live("h1").await.unwrap());
+        svc.remove_host(&Actor::cli(), "h1", "gone").await.unwrap();
+        assert!(!svc.host_is_live("h1").await.unwrap());
+        let t = svc
+            .create_join_token(&Actor::cli(), &[], 3600, "")
+            .await
+            .unwrap();
+        assert!(svc.enroll_host(&t.secret, "h1", "").await.is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! `signoff-server serve` as an operator runs it: first start, restart, SIGTERM, SIGKILL,
+//! and admin CLI writes reaching the running server.
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{DEADLINE, Env};
+use nix::sys::signal::Signal;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// The drain timeout of these servers; SIGTERM must end them well within it.
+const DRAIN: Duration = Duration::from_secs(3);
+
+fn env() -> Env {
+    Env::new("drain_timeout = \"3s\"")
+}
+
+fn line_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    text.lines().map(str::trim).find(|l| l.starts_with(marker))
+}
+
+/// Asks the running server for its revision over the API.
+async fn api_revision(client: &reqwest::Client, url: &str, token: &str) -> i64 {
+    let v: Value = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["revision"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn first_start_prints_token_and_pin_once() {
+    let env = env();
+    let server = env.serve();
+    let client = reqwest::Client::new();
+    let users = server.url("/api/v1/users");
+    server.signal(Signal::SIGTERM);
+    let sent = Instant::now();
+    let (status, stdout, stderr) = server.wait(DEADLINE);
+    assert!(status.success(), "{status}: {stderr:#?}");
+    assert!(sent.elapsed() < DRAIN, "exited within the drain timeout");
+
+    let token = line_after(&stdout, "so_").expect("the token on a line of its own");
+    let pin = line_after(&stdout, "SHA256:").expect("the pin on a line of its own");
+    assert!(
+        stdout.contains(&format!("Bearer {token}' http://127.0.0.1:")),
+        "{stdout}"
+    );
+
+    // The pin is SHA-256 over the certificate's DER, base64 without padding.
+    let pem = std::fs::read(env.data_dir.join("agent-ca.crt")).unwrap();
+    let der = CertificateDer::from_pem_slice(&pem).unwrap();
+    let digest = Sha256::digest(der.as_ref());
+    assert_eq!(
+        pin,
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        )
+    );
+    // Logs go to stderr, the notice to stdout only.
+    assert!(
+        !stderr.iter().any(|l| l.contains(token)),
+        "token not logged"
+    );
+
+    // The second start prints nothing, and the token still works.
+    let server = env.serve();
+    let response = client
+        .get(server.url("/api/v1/users"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_ne!(users, server.url("/api/v1/users"), "a fresh port each time");
+    server.signal(Signal::SIGTERM);
+    let (status, stdout, _) = server.wait(DEADLINE);
+    assert!(status.success());
+    assert_eq!(stdout, "", "nothing printed on the second start");
+
+    let tokens: Vec<Value> = env.json(&["token", "list"]);
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0]["name"], "admin");
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let env = env();
+    let server = env.serve();
+    let (token, client) = (admin_token(&env), reqwest::Client::new());
+
+    let created = client
+        .post(server.url("/api/v1/users"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "alice", "reason": "hired" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    server.signal(Signal::SIGKILL);
+    let (status, _, _) = server.wait(DEADLINE);
+    assert_eq!(status.code(), None, "killed");
+
+    let server = env.serve();
+    let alice: Value = env.json(&["user", "show", "alice"]);
+    assert_eq!(alice["status"], "active");
+    let users: Vec<Value> = client
+        .get(server.url("/api/v1/users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 1);
+    // The bootstrap token, the test's token, alice.
+    assert_eq!(env.ok(&["audit", "verify"]), "audit log intact: 3 rows\n");
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait(DEADLINE).0.success());
+}
+
+#[tokio::test]
+async fn cli_writes_reach_the_running_server() {
+    let env = env();
+    let server = env.serve();
+    let token = admin_token(&env);
+    let client = reqwest::Client::new();
+    let revision = server.url("/api/v1/revision");
+    assert_eq!(api_revision(&client, &revision, &token).await, 0);
+
+    // Another process writes to the store; the server publishes the new revision.
+    env.ok(&["user", "add", "alice"]);
+    env.ok(&["group", "add", "web"]);
+    env.ok(&["host", "add", "web1", "--group", "web"]);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if api_revision(&client, &revision, &token).await == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revision 2 never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A write through the server's own API follows on.
+    let created = client
+        .post(server.url("/api/v1/users"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "bob" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(api_revision(&client, &revision, &token).await, 3);
+
+    server.signal(Signal::SIGINT);
+    assert!(server.wait(DEADLINE).0.success(), "SIGINT drains too");
+}
+
+/// The bootstrap token is on the first start's stdout, which these tests only read once
+/// the server has exited: they make their own token with the CLI.
+fn admin_token(env: &Env) -> String {
+    let token: Value = env.json(&[
+        "token", "create", "test", "--scope", "read", "--scope", "write",
+    ]);
+    token["secret"].as_str().unwrap().to_owned()
+}
