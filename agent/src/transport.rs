@@ -9,7 +9,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Why a connection could not be set up.
@@ -40,14 +39,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The pin of a CA certificate: `SHA256:` and unpadded base64 of SHA-256 over its DER.
-pub fn pin_of(cert_der: &[u8]) -> String {
-    use base64::Engine as _;
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
-}
+pub use signoff_proto::pin::ca_pin as pin_of;
 
 /// Accepts a server whose chain includes the CA with the given pin and whose certificate
 /// that CA signed for the name connected to. Used once, at enrollment, before the agent

@@ -28,9 +28,6 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
-
 use crate::service::{Service, ServiceError, Token};
 
 /// The agent CA private key, in the data directory.
@@ -234,11 +231,25 @@ pub struct ServerKeys {
 }
 
 /// The pin of a CA certificate: `SHA256:` and the unpadded base64 of SHA-256 over its DER.
-pub fn ca_pin(cert_der: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
+pub use signoff_proto::pin::ca_pin;
+
+/// The pin of the agent CA in `data_dir`, without creating anything.
+pub fn agent_ca_pin(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(AGENT_CA_CERT);
+    let pem = fs::read(&path).map_err(|source| BootstrapError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    use rustls::pki_types::pem::PemObject as _;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).map_err(|_| {
+        BootstrapError::Read {
+            path,
+            source: io::Error::other(
+                "not a PEM certificate; start `signoff-server serve` once to create the agent CA",
+            ),
+        }
+    })?;
+    Ok(ca_pin(&der))
 }
 
 /// Makes the data directory (mode 0700) if it does not exist; refuses one that group or
@@ -749,6 +760,8 @@ mod tests {
 
     #[test]
     fn the_pin_is_sha256_of_the_certificate_der() {
+        use base64::Engine as _;
+        use sha2::{Digest as _, Sha256};
         let (_tmp, dir) = data_dir();
         let keys = prepare_keys(&dir, NOW).unwrap();
         let pem = fs::read_to_string(dir.join(AGENT_CA_CERT)).unwrap();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use signoff_control_plane::api::Metrics;
 use signoff_control_plane::bootstrap::{self, BootstrapError};
 use signoff_control_plane::config::{self, Config, ConfigError};
 use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, UserStatus};
@@ -68,9 +69,12 @@ pub enum Command {
     /// The revocation set: key IDs, serials, keys.
     #[command(subcommand)]
     Revoke(RevokeCommand),
-    /// API bearer tokens.
+    /// Single-use join tokens for enrolling agents.
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(JoinTokenCommand),
+    /// API bearer tokens (for HR systems, automation, scripts).
+    #[command(subcommand, name = "api-token")]
+    ApiToken(TokenCommand),
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -313,6 +317,22 @@ impl From<ScopeArg> for Scope {
 
 /// `token …`.
 #[derive(Debug, Subcommand)]
+pub enum JoinTokenCommand {
+    /// Make a single-use join token; its secret is printed once, with the enroll command.
+    Create {
+        /// Host groups the enrolled host joins (repeatable or comma-separated).
+        #[arg(long = "groups", alias = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime, e.g. 1h; default: `agents.join_token_ttl` of the config.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// `api-token …`.
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Make a bearer token; its secret is printed once.
     Create {
@@ -410,7 +430,10 @@ impl CliError {
 }
 
 /// Runs a command. `app` makes the HTTP router for `serve`.
-pub async fn run(cli: Cli, app: impl FnOnce(Service) -> Router) -> Result<ExitCode, CliError> {
+pub async fn run(
+    cli: Cli,
+    app: impl FnOnce(Service, Arc<Metrics>) -> Router,
+) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve(args) if args.check_config => {
@@ -424,6 +447,20 @@ pub async fn run(cli: Cli, app: impl FnOnce(Service) -> Router) -> Result<ExitCo
             server::run(config, app).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token(JoinTokenCommand::Create {
+            groups,
+            ttl,
+            reason,
+        }) => {
+            let service = open_store(&config).await?;
+            let mut out = Output {
+                json: cli.json,
+                w: io::stdout().lock(),
+            };
+            let result = join_token(&service, &config, groups, ttl, &reason.reason, &mut out).await;
+            service.pool().close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         command => {
             let service = open_store(&config).await?;
             let mut out = Output {
@@ -435,6 +472,64 @@ pub async fn run(cli: Cli, app: impl FnOnce(Service) -> Router) -> Result<ExitCo
             result
         }
     }
+}
+
+/// `token create`: the secret, and the command that enrolls a host with it.
+async fn join_token(
+    svc: &Service,
+    config: &Config,
+    groups: Vec<String>,
+    ttl: Option<String>,
+    reason: &str,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let ttl = match ttl {
+        Some(t) => {
+            config::parse_duration(&t).map_err(|e| CliError::Usage(format!("--ttl: {e}")))?
+        }
+        None => config.agents.join_token_ttl,
+    };
+    let ttl =
+        i64::try_from(ttl.as_secs()).map_err(|_| CliError::Usage("--ttl: too long".into()))?;
+    let token = svc
+        .create_join_token(&actor(), &groups, ttl, reason)
+        .await?;
+    let ca = bootstrap::agent_ca_pin(&config.data_dir)?;
+    let host = config
+        .agents
+        .server_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let url = format!("https://{host}:{}", config.agents.listen.port());
+    #[derive(Serialize)]
+    struct JoinTokenOut<'a> {
+        #[serde(flatten)]
+        token: &'a signoff_control_plane::service::JoinToken,
+        server: &'a str,
+        ca_pin: &'a str,
+    }
+    let shown = JoinTokenOut {
+        token: &token,
+        server: &url,
+        ca_pin: &ca,
+    };
+    out.emit(&shown, |w| {
+        writeln!(
+            w,
+            "join token {} for groups [{}], valid until {}; shown only this once. On the host:",
+            token.id,
+            token.groups.join(", "),
+            token.expires_at
+        )?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "    signoff-agent enroll --server {url} --token {} --ca-pin {ca}",
+            token.secret
+        )
+    })?;
+    Ok(())
 }
 
 async fn open_store(config: &Config) -> Result<Service, CliError> {
@@ -653,7 +748,8 @@ async fn admin(
                 revocations_table(w, std::slice::from_ref(&record))
             })?;
         }
-        Command::Token(c) => match c {
+        Command::Token(_) => unreachable!("join tokens are handled in run()"),
+        Command::ApiToken(c) => match c {
             TokenCommand::Create {
                 name,
                 scopes,

@@ -16,6 +16,7 @@
 //! listen = "127.0.0.1:7443"
 //! cert_validity = "24h"                  # lifetime of agent client certificates
 //! join_token_ttl = "1h"                  # lifetime of join tokens
+//! server_names = ["localhost", "127.0.0.1"]  # names agents reach the listener by
 //! ```
 //!
 //! Durations are a number and a unit (`s`, `m`, `h`, `d`), possibly several: `90s`, `15m`,
@@ -135,6 +136,8 @@ struct AgentsFile {
     cert_validity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     join_token_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_names: Option<Vec<String>>,
 }
 
 /// The HTTPS certificate chain and key, PEM files.
@@ -182,6 +185,9 @@ pub struct AgentsConfig {
     pub cert_validity: Duration,
     /// Lifetime of join tokens.
     pub join_token_ttl: Duration,
+    /// DNS names and IP addresses in the agent listener's certificate: what agents'
+    /// `--server` URLs may name.
+    pub server_names: Vec<String>,
 }
 
 /// A database URL; `Debug` and `Display` hide its password.
@@ -323,6 +329,24 @@ impl Config {
             Duration::from_secs(60),
             Duration::from_secs(366 * 86400),
         )?;
+        let server_names = file
+            .agents
+            .server_names
+            .unwrap_or_else(|| vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        if server_names.is_empty() || server_names.len() > 64 {
+            return Err(invalid(
+                "agents.server_names",
+                "give 1 to 64 names".to_owned(),
+            ));
+        }
+        for name in &server_names {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(invalid(
+                    "agents.server_names",
+                    format!("{name:?} is not a DNS name or IP address"),
+                ));
+            }
+        }
         let drain_timeout = duration("drain_timeout", file.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?;
         within(
             &invalid,
@@ -351,6 +375,7 @@ impl Config {
                 listen: agents_listen,
                 cert_validity,
                 join_token_ttl,
+                server_names,
             },
         })
     }
@@ -370,6 +395,7 @@ impl Config {
                 listen: Some(self.agents.listen.to_string()),
                 cert_validity: Some(format_duration(self.agents.cert_validity)),
                 join_token_ttl: Some(format_duration(self.agents.join_token_ttl)),
+                server_names: Some(self.agents.server_names.clone()),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.

@@ -38,7 +38,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli, signoff_control_plane::api::router)) {
+    match runtime.block_on(cli::run(
+        cli,
+        signoff_control_plane::api::router_with_metrics,
+    )) {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => ExitCode::FAILURE,
         Err(e) => {

@@ -24,6 +24,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
+use crate::agents::listener as agent_listener;
+use crate::agents::sync::AgentServer;
+use crate::agents::{pki, tls as agent_tls};
+use crate::api::Metrics;
 use crate::bootstrap::{self, BootstrapError, FirstStart, ServerKeys};
 use crate::config::{Config, ConfigError, format_duration};
 use crate::service::{Clock, Service, ServiceError, SystemClock};
@@ -32,6 +36,8 @@ use crate::store::{self, OpenError};
 /// How often the store's latest revision is read, for writes made by other processes.
 pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A client that has not finished its TLS handshake by then is dropped.
+/// How often an idle agent stream carries a heartbeat (strict-mode agents count on it).
+const AGENT_HEARTBEAT: Duration = Duration::from_secs(15);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wait after an accept error that is not the client's (out of file descriptors).
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_secs(1);
@@ -54,8 +60,8 @@ pub enum ServerError {
     /// The store opened but cannot be read.
     #[error("cannot read the store")]
     Service(#[source] ServiceError),
-    /// The HTTP address cannot be bound.
-    #[error("cannot listen for HTTP on {addr} (is another server running there?)")]
+    /// An address cannot be bound.
+    #[error("cannot listen on {addr} (is another server running there?)")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -63,6 +69,9 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The agent listener's TLS cannot be set up from the agent CA.
+    #[error("cannot set up the agent listener's TLS")]
+    AgentTls(#[source] pki::PkiError),
     /// The signal handlers cannot be installed.
     #[error("cannot install the SIGTERM and SIGINT handlers")]
     Signals(#[source] io::Error),
@@ -83,7 +92,10 @@ impl ServerError {
 
 /// Serves until SIGTERM or SIGINT, then drains and returns. `app` makes the HTTP router
 /// from the service. The first-start notice goes to stdout; logs go to stderr.
-pub async fn run(config: Config, app: impl FnOnce(Service) -> Router) -> Result<(), ServerError> {
+pub async fn run(
+    config: Config,
+    app: impl FnOnce(Service, Arc<Metrics>) -> Router,
+) -> Result<(), ServerError> {
     raise_open_file_limit();
     let shutdown = shutdown_signal()?;
     let mut server = Server::start(config).await?;
@@ -93,7 +105,7 @@ pub async fn run(config: Config, app: impl FnOnce(Service) -> Router) -> Result<
             .and_then(|()| out.flush())
             .map_err(ServerError::Output)?;
     }
-    let router = app(server.service().clone());
+    let router = app(server.service().clone(), server.metrics());
     server.serve(router, shutdown).await
 }
 
@@ -106,6 +118,16 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     local_addr: SocketAddr,
     first_start: Option<FirstStart>,
+    metrics: Arc<Metrics>,
+    agents: AgentListener,
+}
+
+/// The bound agent listener and what it serves.
+struct AgentListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    server: AgentServer,
 }
 
 impl std::fmt::Debug for Server {
@@ -139,6 +161,9 @@ impl Server {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
 
+        let metrics = Arc::new(Metrics::default());
+        let agents = bind_agents(&config, &keys, &service, &metrics).await?;
+
         let token = bootstrap::admin_token(&service).await?;
         let url = format!(
             "{}://{local_addr}",
@@ -160,7 +185,19 @@ impl Server {
             tls,
             local_addr,
             first_start,
+            metrics,
+            agents,
         })
+    }
+
+    /// The bound agent listener's address.
+    pub fn agent_addr(&self) -> SocketAddr {
+        self.agents.local_addr
+    }
+
+    /// Counters shared by the HTTP layer and the agent listener.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The bound HTTP address (the real port when the configuration said port 0).
@@ -198,6 +235,7 @@ impl Server {
             listener,
             tls,
             local_addr,
+            agents,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -212,6 +250,22 @@ impl Server {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }
         };
+        info!(
+            "listening for agents on https://{} (mTLS)",
+            agents.local_addr
+        );
+        let agent_shutdown = {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }
+        };
+        let agent_task = tokio::spawn(agent_listener::serve(
+            agents.listener,
+            agents.tls,
+            agents.server,
+            agent_shutdown,
+        ));
         let mut http = match tls {
             None => {
                 info!("listening for HTTP on http://{local_addr}");
@@ -242,6 +296,9 @@ impl Server {
         };
         stop_tx.send_replace(true);
         let _ = poller.await;
+        // Agent streams are long-lived: they end at once and their agents reconnect
+        // elsewhere or after the restart, with backoff.
+        agent_task.abort();
         match stopped_early {
             Some(res) => Err(ServerError::Serve(match res {
                 Ok(Ok(())) => io::Error::other("the accept loop ended"),
@@ -415,6 +472,47 @@ fn is_connection_error(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
+}
+
+/// Binds the agent listener with a certificate from the agent CA for the configured names.
+async fn bind_agents(
+    config: &Config,
+    keys: &ServerKeys,
+    service: &Service,
+    metrics: &Arc<Metrics>,
+) -> Result<AgentListener, ServerError> {
+    let now = service.now();
+    let ca = Arc::new(
+        pki::AgentCa::from_pem(&keys.agent_ca.cert_pem, keys.agent_ca.key_pem())
+            .map_err(ServerError::AgentTls)?,
+    );
+    // Re-issued at every start, so a year is plenty.
+    let (cert, key) = ca
+        .issue_server(&config.agents.server_names, now, 365 * 86_400)
+        .map_err(ServerError::AgentTls)?;
+    let tls = agent_tls::server_config(&ca, &cert.pem, &key)
+        .map_err(|e| ServerError::AgentTls(pki::PkiError::Tls(e.to_string())))?;
+    let addr = config.agents.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let validity = i64::try_from(config.agents.cert_validity.as_secs()).unwrap_or(86_400);
+    let server = AgentServer::new(
+        service.clone(),
+        ca,
+        metrics.clone(),
+        validity,
+        AGENT_HEARTBEAT,
+    );
+    Ok(AgentListener {
+        listener,
+        local_addr,
+        tls: Arc::new(tls),
+        server,
+    })
 }
 
 #[cfg(test)]

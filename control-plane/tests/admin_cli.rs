@@ -203,26 +203,34 @@ fn cas_and_revocations() {
 fn tokens() {
     let env = Env::new("");
     let token: Value = env.json(&[
-        "token", "create", "hr-feed", "--scope", "signoff", "--scope", "read", "--ttl", "30d",
+        "api-token",
+        "create",
+        "hr-feed",
+        "--scope",
+        "signoff",
+        "--scope",
+        "read",
+        "--ttl",
+        "30d",
     ]);
     assert!(token["secret"].as_str().unwrap().starts_with("so_"));
     assert_eq!(token["scopes"], serde_json::json!(["read", "signoff"]));
     let ttl = token["expires_at"].as_i64().unwrap() - token["created_at"].as_i64().unwrap();
     assert_eq!(ttl, 30 * 86400);
-    let ci: Value = env.json(&["token", "create", "ci", "--scope", "read,write"]);
+    let ci: Value = env.json(&["api-token", "create", "ci", "--scope", "read,write"]);
     assert_eq!(ci["expires_at"], Value::Null);
 
-    let list: Vec<Value> = env.json(&["token", "list"]);
+    let list: Vec<Value> = env.json(&["api-token", "list"]);
     assert_eq!(list.len(), 2);
     assert!(
         list.iter().all(|t| t.get("secret").is_none()),
         "no secrets listed"
     );
-    let revoked: Value = env.json(&["token", "revoke", &ci["id"].to_string()]);
+    let revoked: Value = env.json(&["api-token", "revoke", &ci["id"].to_string()]);
     assert!(revoked["revoked_at"].is_i64());
 
     // The human form shows the secret once, on its own line.
-    let text = env.ok(&["token", "create", "ops", "--scope", "write"]);
+    let text = env.ok(&["api-token", "create", "ops", "--scope", "write"]);
     assert!(
         text.lines()
             .any(|l| l.trim().starts_with("so_") && l.starts_with("    ")),
@@ -274,11 +282,20 @@ fn bad_arguments_exit_64() {
             "is not a serial or a range",
         ),
         (&["revoke", "serial", "5"][..], "--ca"),
-        (&["token", "create", "t"][..], "--scope"),
-        (&["token", "create", "t", "--scope", "admin"][..], "admin"),
+        (&["api-token", "create", "t"][..], "--scope"),
+        (
+            &["api-token", "create", "t", "--scope", "admin"][..],
+            "admin",
+        ),
         (
             &[
-                "token", "create", "t", "--scope", "read", "--ttl", "forever",
+                "api-token",
+                "create",
+                "t",
+                "--scope",
+                "read",
+                "--ttl",
+                "forever",
             ][..],
             "--ttl: \"forever\" is not a duration",
         ),

@@ -93,7 +93,7 @@ async fn first_start_prints_token_and_pin_once() {
     assert!(status.success());
     assert_eq!(stdout, "", "nothing printed on the second start");
 
-    let tokens: Vec<Value> = env.json(&["token", "list"]);
+    let tokens: Vec<Value> = env.json(&["api-token", "list"]);
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0]["name"], "admin");
 }
@@ -179,7 +179,39 @@ async fn cli_writes_reach_the_running_server() {
 /// the server has exited: they make their own token with the CLI.
 fn admin_token(env: &Env) -> String {
     let token: Value = env.json(&[
-        "token", "create", "test", "--scope", "read", "--scope", "write",
+        "api-token",
+        "create",
+        "test",
+        "--scope",
+        "read",
+        "--scope",
+        "write",
     ]);
     token["secret"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_join_token_comes_with_the_enroll_command_and_the_pin() {
+    let env = env();
+    let server = env.serve();
+    server.signal(Signal::SIGTERM);
+    let (status, stdout, _) = server.wait(DEADLINE);
+    assert!(status.success());
+    let pin = line_after(&stdout, "SHA256:").unwrap().to_owned();
+
+    env.ok(&["group", "add", "web"]);
+    let text = env.ok(&["token", "create", "--groups", "web", "--ttl", "10m"]);
+    let enroll = line_after(&text, "signoff-agent enroll").expect("the enroll command");
+    assert!(enroll.contains(&format!("--ca-pin {pin}")), "{enroll}");
+    assert!(enroll.contains("--token sj_"), "{enroll}");
+    let json: Value = env.json(&["token", "create", "--groups", "web"]);
+    assert_eq!(json["groups"], serde_json::json!(["web"]));
+    assert_eq!(json["ca_pin"], pin);
+    let out = env.run(&["token", "create", "--groups", "nope"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("host group \"nope\" does not exist"),
+        "{stderr}"
+    );
 }

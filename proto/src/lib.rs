@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod krl;
+pub mod pin;
 
 /// Generated gRPC messages and services of `proto/signoff/v1/agent.proto`.
 #[allow(

@@ -6,13 +6,11 @@
 //! they are given the CA's pin, `SHA256:` and the unpadded base64 of SHA-256 over the CA
 //! certificate's DER, as OpenSSH prints key fingerprints.
 
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// Why a certificate could not be made.
@@ -33,6 +31,9 @@ pub enum PkiError {
     /// Signing failed.
     #[error("cannot sign certificate")]
     Sign(#[source] rcgen::Error),
+    /// The TLS configuration built from the certificates was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 /// The CA certificate and key.
@@ -179,12 +180,7 @@ impl AgentCa {
 }
 
 /// The pin of a CA certificate.
-pub fn pin_of(cert_der: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
-}
+pub use signoff_proto::pin::ca_pin as pin_of;
 
 #[cfg(test)]
 mod tests {

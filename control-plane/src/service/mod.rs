@@ -173,7 +173,9 @@ impl Service {
         new_revision: bool,
     ) -> Result<Write<'a>> {
         let guard = self.inner.writer.lock().await;
-        let mut tx = self.inner.pool.begin().await?;
+        // IMMEDIATE takes SQLite's write lock now, so a writer in another process (the
+        // admin CLI) waits on the busy timeout instead of failing mid-transaction.
+        let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = self.now();
         let revision = if new_revision {
             let id =
@@ -236,7 +238,15 @@ impl Write<'_> {
         audit::append(&mut self.tx, self.now, &entry).await?;
         self.tx.commit().await?;
         if let Some(revision) = self.revision {
-            self.service.inner.revision.send_replace(revision);
+            // Another process may have committed and published a later revision already;
+            // subscribers never see the number go back.
+            self.service.inner.revision.send_if_modified(|r| {
+                let newer = revision > *r;
+                if newer {
+                    *r = revision;
+                }
+                newer
+            });
         }
         Ok(())
     }
