@@ -25,7 +25,9 @@ use crate::transport::{self, TransportError};
 #[non_exhaustive]
 pub enum IdentityError {
     /// Already enrolled; re-enrolling would replace a working identity.
-    #[error("this host is already enrolled as {host_id:?} (identity in {dir}); pass --force to enroll again")]
+    #[error(
+        "this host is already enrolled as {host_id:?} (identity in {dir}); pass --force to enroll again"
+    )]
     AlreadyEnrolled {
         /// The current host id.
         host_id: String,
@@ -150,7 +152,10 @@ impl Identity {
     }
 
     /// Renews key and certificate over an mTLS connection, storing both.
-    pub async fn renew(&mut self, client: &mut AgentSyncClient<tonic::transport::Channel>) -> Result<(), IdentityError> {
+    pub async fn renew(
+        &mut self,
+        client: &mut AgentSyncClient<tonic::transport::Channel>,
+    ) -> Result<(), IdentityError> {
         let (key, csr) = key_and_csr(&self.host_id)?;
         let resp = client
             .renew(v1::RenewRequest { csr_der: csr })
@@ -161,7 +166,11 @@ impl Identity {
         // Key first: a crash between the two leaves a new key with the old certificate,
         // which fails TLS and is fixed by re-enrolling, never a key others can read.
         write_atomic(&self.dir.join("key.pem"), key.as_bytes(), 0o600)?;
-        write_atomic(&self.dir.join("cert.pem"), resp.certificate_pem.as_bytes(), 0o644)?;
+        write_atomic(
+            &self.dir.join("cert.pem"),
+            resp.certificate_pem.as_bytes(),
+            0o644,
+        )?;
         self.key_pem = key;
         self.cert_pem = resp.certificate_pem;
         self.not_after = not_after;
@@ -230,11 +239,19 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, IdentityError> {
             source,
         })?;
     write_atomic(&opts.dir.join("key.pem"), key.as_bytes(), 0o600)?;
-    write_atomic(&opts.dir.join("ca.pem"), resp.ca_certificate_pem.as_bytes(), 0o644)?;
+    write_atomic(
+        &opts.dir.join("ca.pem"),
+        resp.ca_certificate_pem.as_bytes(),
+        0o644,
+    )?;
     write_atomic(&opts.dir.join("server"), opts.server.as_bytes(), 0o644)?;
     write_atomic(&opts.dir.join("host_id"), resp.host_id.as_bytes(), 0o644)?;
     // The certificate last: its presence is what "enrolled" means.
-    write_atomic(&opts.dir.join("cert.pem"), resp.certificate_pem.as_bytes(), 0o644)?;
+    write_atomic(
+        &opts.dir.join("cert.pem"),
+        resp.certificate_pem.as_bytes(),
+        0o644,
+    )?;
     Ok(Identity {
         dir: opts.dir.clone(),
         host_id: resp.host_id,

@@ -70,9 +70,10 @@ impl ServerCertVerifier for PinnedCa {
             })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
         verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
     }
 
@@ -82,7 +83,12 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -91,11 +97,18 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -121,7 +134,10 @@ pub fn enroll_config(pin: &str) -> Result<Arc<ClientConfig>, TransportError> {
 /// TLS for an enrolled agent: the server must chain to the stored agent CA, and the agent
 /// presents its client certificate. `client` is `None` only to test that the server
 /// refuses such a connection.
-pub fn mtls_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<ClientConfig>, TransportError> {
+pub fn mtls_config(
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> Result<Arc<ClientConfig>, TransportError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.map_err(|_| TransportError::Pem("agent CA certificate"))?)?;
@@ -146,14 +162,23 @@ pub fn mtls_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<Cli
 /// A gRPC channel to `url` (`https://HOST:PORT`) over `tls`. Connects lazily: the first
 /// call reports connection errors.
 pub fn channel(url: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportError> {
-    let uri: Uri = url.parse().map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
     if uri.scheme_str() != Some("https") {
         return Err(TransportError::BadUrl(url.to_owned()));
     }
-    let host = uri.host().ok_or_else(|| TransportError::BadUrl(url.to_owned()))?.to_owned();
+    let host = uri
+        .host()
+        .ok_or_else(|| TransportError::BadUrl(url.to_owned()))?
+        .to_owned();
     let port = uri.port_u16().unwrap_or(443);
-    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
-        .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+    let name = ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
     // tonic is given plain http:// and a connector that does TLS itself, so that rustls
     // is configured here and nowhere else.
     let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
@@ -163,15 +188,17 @@ pub fn channel(url: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportEr
         .keep_alive_timeout(std::time::Duration::from_secs(20));
     let connector = tokio_rustls::TlsConnector::from(tls);
     let addr = format!("{host}:{port}");
-    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-        let connector = connector.clone();
-        let name = name.clone();
-        let addr = addr.clone();
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let name = name.clone();
+            let addr = addr.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        })),
+    )
 }

@@ -1,1 +1,29 @@
-//! harness
+//! End-to-end test harness for signoff: drives the real OpenSSH tools (`ssh-keygen`,
+//! `sshd`, `ssh`) and the real `signoff-agent` binary, and checks what a user would see.
+//!
+//! - [`tools`]: where the OpenSSH programs are, and which package to install if not.
+//! - [`agent`]: builds and locates `signoff-agent`.
+//! - [`keys`]: key pairs and certificates made by `ssh-keygen`.
+//! - [`krl`]: `ssh-keygen -k`/`-Q` and `signoff-agent krl build`/`check`/`dump`.
+//! - [`sshd`]: a real sshd on a loopback port, and `ssh` logins to it.
+//! - [`seed`]: replayable randomness.
+//! - [`command`]: running programs with a deadline.
+//!
+//! Tests run as root (sshd needs it); a missing tool fails the test with the package to
+//! install, it never skips it.
+
+pub mod agent;
+pub mod command;
+pub mod keys;
+pub mod krl;
+pub mod seed;
+pub mod sshd;
+pub mod tools;
+
+/// Where a failing test leaves its inputs for a human to look at (`tests/artifacts/NAME`).
+pub fn artifacts_dir(name: &str) -> std::path::PathBuf {
+    agent::workspace_root()
+        .join("tests")
+        .join("artifacts")
+        .join(name)
+}

@@ -1,0 +1,264 @@
+//! A real `sshd` on a loopback port, and the real `ssh` client to log in to it.
+
+use std::fs::{self, File};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use tempfile::TempDir;
+
+use crate::command::run_with_deadline;
+use crate::keys::{KeyPair, KeyType};
+use crate::tools::{SSH, SSHD};
+
+/// sshd's privilege-separation directory; sshd refuses to start without it.
+const PRIVSEP_DIR: &str = "/run/sshd";
+/// How long sshd may take to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How many fresh ports to try when another process takes ours first.
+const PORT_ATTEMPTS: usize = 5;
+/// How long one `ssh` login may take before it counts as hung.
+const LOGIN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What an sshd under test trusts and refuses.
+#[derive(Debug, Clone)]
+pub struct SshdConfig {
+    /// `TrustedUserCAKeys`.
+    pub trusted_user_ca_keys: PathBuf,
+    /// `RevokedKeys`.
+    pub revoked_keys: PathBuf,
+}
+
+/// A running `/usr/sbin/sshd -D -e` on 127.0.0.1, killed on drop.
+///
+/// It has its own host key and config in a temporary directory; it admits certificates
+/// signed by `TrustedUserCAKeys` whose principals name the account, for any account
+/// including root (`PermitRootLogin yes`), and reads no authorized_keys files.
+#[derive(Debug)]
+pub struct Sshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Sshd {
+    /// Starts sshd and waits until its port accepts connections.
+    pub fn start(config: &SshdConfig) -> Result<Sshd> {
+        let sshd = SSHD.path()?;
+        ensure_privsep_dir()?;
+        let dir = tempfile::Builder::new().prefix("signoff-sshd-").tempdir()?;
+        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
+        let config_path = dir.path().join("sshd_config");
+        fs::write(&config_path, config_text(config, &host_key.private))?;
+
+        let mut last_log = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port()?;
+            let log = dir.path().join(format!("sshd-{attempt}.log"));
+            let log_file = File::create(&log)?;
+            let mut child = Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&config_path)
+                .args(["-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .with_context(|| format!("starting {}", sshd.display()))?;
+            match wait_listening(&mut child, port, &log) {
+                Ok(true) => {
+                    return Ok(Sshd {
+                        child,
+                        port,
+                        log,
+                        _dir: dir,
+                    });
+                }
+                Ok(false) => last_log = read_log(&log),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+        bail!("sshd could not bind a free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}")
+    }
+
+    /// The loopback port sshd listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything sshd has logged so far (it runs with `-e` and `LogLevel VERBOSE`).
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// Waits until sshd's log contains `needle`, or fails with the log after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_for_log_count(needle, 1, timeout)
+    }
+
+    /// Waits until sshd's log contains `needle` at least `count` times.
+    pub fn wait_for_log_count(
+        &self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let text = self.log();
+            if text.matches(needle).count() >= count {
+                return Ok(text);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "sshd did not log {needle:?} {count} times within {timeout:?}; its log:\n{text}"
+                );
+            }
+            thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Logs in as `user` with `key` and its certificate `cert`, running `true`.
+    pub fn login(&self, user: &str, key: &Path, cert: &Path) -> Result<Login> {
+        ssh_login(self.port, user, key, cert)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_text(config: &SshdConfig, host_key: &Path) -> String {
+    format!(
+        "ListenAddress 127.0.0.1\n\
+         HostKey {host_key}\n\
+         PidFile none\n\
+         UsePAM no\n\
+         StrictModes no\n\
+         PermitRootLogin yes\n\
+         AuthorizedKeysFile none\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         TrustedUserCAKeys {ca}\n\
+         RevokedKeys {krl}\n\
+         LogLevel VERBOSE\n",
+        host_key = host_key.display(),
+        ca = config.trusted_user_ca_keys.display(),
+        krl = config.revoked_keys.display(),
+    )
+}
+
+fn ensure_privsep_dir() -> Result<()> {
+    if Path::new(PRIVSEP_DIR).is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(PRIVSEP_DIR).with_context(|| {
+        format!("creating {PRIVSEP_DIR}, sshd's privilege-separation directory (run as root)")
+    })
+}
+
+/// A port that was free a moment ago: bind 127.0.0.1:0, read the port, let it go.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until sshd accepts connections on `port` (`Ok(true)`), or exits because the
+/// port was taken (`Ok(false)`); any other exit or the deadline is an error.
+fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + START_DEADLINE;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let text = read_log(log);
+            if text.contains("Address already in use") || text.contains("Cannot bind any address") {
+                return Ok(false);
+            }
+            bail!("sshd exited ({status}) before listening on port {port}:\n{text}");
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            bail!(
+                "sshd did not listen on port {port} within {START_DEADLINE:?}:\n{}",
+                read_log(log)
+            );
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The result of one `ssh` login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// Whether ssh exited 0 (authenticated and ran `true`).
+    pub success: bool,
+    /// ssh's exit code (255 for a connection or authentication failure).
+    pub code: Option<i32>,
+    /// What ssh printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs the real client:
+/// `ssh -i KEY -o CertificateFile=CERT -o BatchMode=yes … -p PORT USER@127.0.0.1 true`,
+/// with no user config, agent or known_hosts.
+pub fn ssh_login(port: u16, user: &str, key: &Path, cert: &Path) -> Result<Login> {
+    let mut cmd = SSH.command()?;
+    cmd.args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            &port.to_string(),
+            &format!("{user}@127.0.0.1"),
+            "true",
+        ]);
+    let out = run_with_deadline(&mut cmd, LOGIN_DEADLINE)?;
+    Ok(Login {
+        success: out.success(),
+        code: out.code(),
+        stderr: out.stderr,
+    })
+}

@@ -1,0 +1,58 @@
+//! The OpenSSH programs the tests drive, at the paths Debian installs them.
+//!
+//! A missing tool is an error naming the package to install, never a skipped test: a suite
+//! that quietly skips its end-to-end checks on a machine without sshd tests nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// An external program and the Debian package that provides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    /// Absolute path of the program.
+    pub path: &'static str,
+    /// Debian package that installs it.
+    pub package: &'static str,
+}
+
+/// `ssh-keygen`, for keys, certificates and the reference KRL encoder/checker.
+pub const SSH_KEYGEN: Tool = Tool {
+    path: "/usr/bin/ssh-keygen",
+    package: "openssh-client",
+};
+
+/// The OpenSSH client.
+pub const SSH: Tool = Tool {
+    path: "/usr/bin/ssh",
+    package: "openssh-client",
+};
+
+/// The OpenSSH server (the absolute path matters: sshd re-executes itself).
+pub const SSHD: Tool = Tool {
+    path: "/usr/sbin/sshd",
+    package: "openssh-server",
+};
+
+impl Tool {
+    /// The program's path, or an error saying which package to install.
+    pub fn path(&self) -> Result<&'static Path> {
+        let path = Path::new(self.path);
+        if !path.is_file() {
+            bail!(
+                "{} not found: install the Debian package {} \
+                 (`apt-get install --no-install-recommends {}`; scripts/test does this)",
+                self.path,
+                self.package,
+                self.package
+            );
+        }
+        Ok(path)
+    }
+
+    /// A [`Command`] for the program.
+    pub fn command(&self) -> Result<Command> {
+        Ok(Command::new(self.path()?))
+    }
+}
