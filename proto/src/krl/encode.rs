@@ -66,13 +66,14 @@ pub(super) fn encode(krl: &Krl) -> Vec<u8> {
 
 fn put_cert_subsections(out: &mut Vec<u8>, certs: &CertRevocations) {
     let runs = &certs.serials;
-    let mut listed = Vec::new();
-    for piece in plan(runs) {
-        match piece {
-            Piece::List(i) => {
-                let r = runs[i];
-                listed.extend(r.lo..=r.hi);
-            }
+    let pieces = plan(runs);
+    // The plan's cost is the exact size of what follows: reserve it once instead of
+    // growing (and copying) megabytes of output step by step.
+    out.reserve(usize::try_from(cost_of(runs, &pieces)).unwrap_or(0));
+    let mut listed = 0usize;
+    for piece in &pieces {
+        match *piece {
+            Piece::List(i) => listed += usize::try_from(runs[i].len()).unwrap_or(usize::MAX),
             Piece::Range(i) => {
                 let r = runs[i];
                 put_section(out, CERT_SERIAL_RANGE, |s| {
@@ -87,12 +88,20 @@ fn put_cert_subsections(out: &mut Vec<u8>, certs: &CertRevocations) {
             }
         }
     }
-    for chunk in listed.chunks(LIST_CHUNK) {
+    // All listed serials share one subsection (a few for more than LIST_CHUNK of them).
+    let mut serials = pieces.iter().flat_map(|p| match *p {
+        Piece::List(i) => runs[i].lo..=runs[i].hi,
+        #[allow(clippy::reversed_empty_ranges)]
+        _ => 1..=0,
+    });
+    while listed > 0 {
+        let n = listed.min(LIST_CHUNK);
         put_section(out, CERT_SERIAL_LIST, |s| {
-            for &serial in chunk {
+            for serial in serials.by_ref().take(n) {
                 put_u64(s, serial);
             }
         });
+        listed -= n;
     }
     if !certs.key_ids.is_empty() {
         put_section(out, CERT_KEY_ID, |s| {
@@ -156,17 +165,19 @@ fn plan(runs: &[SerialRange]) -> Vec<Piece> {
     let mut step = [Vec::with_capacity(n), Vec::with_capacity(n)];
     let mut windows: [[Window; 8]; 2] = Default::default();
 
-    let mut windows_empty = true;
+    // Bit `8 * layer + residue` set: that window may hold candidates.
+    let mut nonempty: u16 = 0;
     for (i, run) in runs.iter().enumerate() {
         // After a gap wider than a bitmap can span, nothing before this run can share a
         // bitmap with it or with anything after it: the windows start afresh. Sparse
         // serials make this the common case, so it skips the window scan.
         let isolated = i == 0 || run.lo - runs[i - 1].hi > MAX_BITMAP_SPAN;
-        if isolated && !windows_empty {
-            for w in windows.iter_mut().flatten() {
-                w.clear();
+        if isolated {
+            while nonempty != 0 {
+                let w = nonempty.trailing_zeros() as usize;
+                windows[w / 8][w % 8].clear();
+                nonempty &= nonempty - 1;
             }
-            windows_empty = true;
         }
         let residue = (run.lo & 7) as usize;
         // Three or more serials cost more listed (24+ bytes) than as a range (21).
@@ -177,7 +188,7 @@ fn plan(runs: &[SerialRange]) -> Vec<Piece> {
         for layer in 0..2 {
             let key = best[layer][i] as i64 - (run.lo >> 3) as i64;
             windows[layer][residue].push(i, key);
-            windows_empty = false;
+            nonempty |= 1 << (8 * layer + residue);
 
             let (mut cost, mut how) = (best[layer][i] + RANGE_COST, Step::Range);
             if let (1, Some(list)) = (layer, list) {
