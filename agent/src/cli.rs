@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use signoff_agent::config::DEFAULT_CONFIG_PATH;
 
 /// signoff host agent and the commands sshd runs.
 #[derive(Debug, Parser)]
@@ -23,6 +24,16 @@ pub enum Command {
     /// Build, check and print OpenSSH key revocation lists (KRLs).
     #[command(subcommand)]
     Krl(KrlCommand),
+    /// sshd's AuthorizedPrincipalsCommand: print the principals to accept for a certificate.
+    ///
+    /// Run by sshd as `principals [--config FILE] %u %i %s %F %f`. Prints one principal per
+    /// line from the persisted host view, or nothing and exits 1 (the reason on stderr).
+    Principals(PrincipalsArgs),
+    /// sshd's AuthorizedKeysCommand: print the authorized keys of an account.
+    ///
+    /// Run by sshd as `authorized-keys [--config FILE] %u`. Prints the plain public keys
+    /// that live grants of the account hold, minus revoked ones, or nothing and exits 1.
+    AuthorizedKeys(AuthorizedKeysArgs),
 }
 
 /// `signoff-agent krl …`.
@@ -41,6 +52,36 @@ pub enum KrlCommand {
     Check(KrlCheckArgs),
     /// Print a KRL as a readable listing, a spec file where possible.
     Dump(KrlDumpArgs),
+}
+
+/// `principals`.
+#[derive(Debug, Args)]
+pub struct PrincipalsArgs {
+    /// Agent configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// `%u %i %s %F %f`: account, key ID, serial, CA fingerprint, key fingerprint. Taken
+    /// verbatim once the first one is seen, so a key ID that looks like an option (the
+    /// certificate's holder may choose it) is still only a key ID.
+    #[arg(
+        value_names = ["USER", "KEYID", "SERIAL", "CA_FP", "KEY_FP"],
+        num_args = 5,
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub certificate: Vec<String>,
+}
+
+/// `authorized-keys`.
+#[derive(Debug, Args)]
+pub struct AuthorizedKeysArgs {
+    /// Agent configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// `%u`: the account.
+    #[arg(value_name = "USER")]
+    pub user: String,
 }
 
 /// `krl build`.
@@ -138,6 +179,103 @@ mod tests {
     fn build_refuses_a_non_numeric_version() {
         let args = ["signoff-agent", "krl", "build", "-f", "o", "-z", "x", "s"];
         assert!(Cli::try_parse_from(args).is_err());
+    }
+
+    fn principals_args(argv: &[&str]) -> PrincipalsArgs {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Principals(args) = cli.command else {
+            panic!("{cli:?}");
+        };
+        args
+    }
+
+    #[test]
+    fn principals_parses_as_sshd_runs_it() {
+        let args = principals_args(&[
+            "signoff-agent",
+            "principals",
+            "root",
+            "alice@corp",
+            "7",
+            "SHA256:ca",
+            "SHA256:k",
+        ]);
+        assert_eq!(args.config, PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert_eq!(
+            args.certificate,
+            ["root", "alice@corp", "7", "SHA256:ca", "SHA256:k"]
+        );
+        let args = principals_args(&[
+            "signoff-agent",
+            "principals",
+            "--config",
+            "/etc/x.toml",
+            "root",
+            "",
+            "0",
+            "a",
+            "b",
+        ]);
+        assert_eq!(args.config, PathBuf::from("/etc/x.toml"));
+        assert_eq!(args.certificate, ["root", "", "0", "a", "b"]);
+    }
+
+    #[test]
+    fn principals_takes_a_key_id_that_looks_like_an_option_verbatim() {
+        for key_id in [
+            "--config=/tmp/evil.toml",
+            "--config",
+            "-h",
+            "--help",
+            "--",
+            "-",
+        ] {
+            let args = principals_args(&[
+                "signoff-agent",
+                "principals",
+                "root",
+                key_id,
+                "7",
+                "SHA256:ca",
+                "SHA256:k",
+            ]);
+            assert_eq!(args.config, PathBuf::from(DEFAULT_CONFIG_PATH), "{key_id}");
+            assert_eq!(args.certificate[1], key_id);
+        }
+    }
+
+    #[test]
+    fn principals_needs_five_arguments() {
+        assert!(
+            Cli::try_parse_from(["signoff-agent", "principals", "root", "id", "7", "a"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "signoff-agent",
+                "principals",
+                "root",
+                "id",
+                "7",
+                "a",
+                "b",
+                "c"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn authorized_keys_parses() {
+        let cli =
+            Cli::try_parse_from(["signoff-agent", "authorized-keys", "--config", "c", "root"])
+                .unwrap();
+        let Command::AuthorizedKeys(args) = cli.command else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(
+            (args.config, args.user),
+            (PathBuf::from("c"), "root".to_owned())
+        );
     }
 
     #[test]

@@ -8,12 +8,23 @@
 //!   `ssh-keygen -k` spec files, checked and listed like `ssh-keygen -Q`.
 //! - [`atomic`]: crash-safe file replacement, used for every file sshd reads (the KRL named
 //!   by `RevokedKeys` above all: sshd refuses every key when that file is unreadable).
+//! - [`config`]: the agent's configuration file (`/etc/signoff/agent.toml`).
+//! - [`state`]: the host view (grants, revocations, disabled users) in memory, as snapshots
+//!   and deltas apply to it, and on disk in a format the sshd commands query with a few
+//!   positioned reads; the last-contact time.
+//! - [`krl_writer`]: the KRL for sshd's `RevokedKeys`, built from the host view.
+//! - [`principals`]: `signoff-agent principals` and `authorized-keys`, the commands sshd runs
+//!   at every login.
 //!
 //! The binary's `main.rs` only parses arguments and maps errors to exit codes.
 
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+pub mod config;
 pub mod identity;
 pub mod krl_tool;
+pub mod krl_writer;
+pub mod principals;
+pub mod state;
 pub mod transport;

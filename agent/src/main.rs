@@ -1,7 +1,8 @@
 //! `signoff-agent`: parses arguments, calls the library, maps the outcome to an exit code.
 //!
-//! Exit codes: 0 success; 1 `krl check` found a revoked key (as `ssh-keygen -Q`); 2 usage
-//! or input error, reported on stderr as `signoff-agent: error: …`.
+//! Exit codes: 0 success; 1 `krl check` found a revoked key (as `ssh-keygen -Q`), or
+//! `principals` / `authorized-keys` printed nothing (the reason on stderr); 2 usage or input
+//! error, reported on stderr as `signoff-agent: error: …`.
 
 mod cli;
 
@@ -12,10 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser as _;
 use signoff_agent::krl_tool::{self, BuildOptions, CaChoice, KrlToolError};
+use signoff_agent::principals;
 
 use cli::{Cli, Command, KrlCommand};
 
 const EXIT_REVOKED: u8 = 1;
+const EXIT_DENIED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
@@ -59,6 +62,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             krl_tool::dump(&args.krl, &mut io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Principals(args) => {
+            let [user, key_id, serial, ca_fp, key_fp] = args.certificate.as_slice() else {
+                anyhow::bail!("principals takes exactly five arguments");
+            };
+            let ok = principals::run_principals(
+                &args.config,
+                [user, key_id, serial, ca_fp, key_fp],
+                now_unix_secs(),
+                &mut io::stdout().lock(),
+                &mut io::stderr().lock(),
+            )?;
+            Ok(exit_for(ok))
+        }
+        Command::AuthorizedKeys(args) => {
+            let ok = principals::run_authorized_keys(
+                &args.config,
+                &args.user,
+                now_unix_secs(),
+                &mut io::stdout().lock(),
+                &mut io::stderr().lock(),
+            )?;
+            Ok(exit_for(ok))
+        }
+    }
+}
+
+/// `principals` and `authorized-keys`: 0 when something was printed, 1 when nothing was
+/// (sshd reads any non-zero status as "no principals" / "no keys").
+fn exit_for(printed: bool) -> ExitCode {
+    if printed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DENIED)
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`keys`]: key pairs and certificates made by `ssh-keygen`.
 //! - [`krl`]: `ssh-keygen -k`/`-Q` and `signoff-agent krl build`/`check`/`dump`.
 //! - [`sshd`]: a real sshd on a loopback port, and `ssh` logins to it.
+//! - [`principals`]: `signoff-agent principals` installed where sshd runs it, and an sshd
+//!   wired to it.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
 //!
@@ -16,6 +18,7 @@ pub mod agent;
 pub mod command;
 pub mod keys;
 pub mod krl;
+pub mod principals;
 pub mod seed;
 pub mod sshd;
 pub mod tools;

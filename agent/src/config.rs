@@ -1,0 +1,387 @@
+//! The agent's configuration file, `/etc/signoff/agent.toml` by default.
+//!
+//! TOML, unknown keys refused. Every key has a default, so an empty file is a valid
+//! configuration. Adding a key means adding one field to [`Config`] with a
+//! `#[serde(default = …)]` and, if it can be wrong in a way the type does not catch, a check
+//! in [`Config::validate`].
+//!
+//! ```toml
+//! state_dir = "/var/lib/signoff"             # where the host view and the contact time live
+//! krl_path = "/var/lib/signoff/revoked.krl"  # sshd's RevokedKeys
+//! mode = "best_effort"                       # or "strict": refuse logins when out of touch
+//! max_staleness = "1h"                       # strict mode: how long without contact is too long
+//!
+//! [[break_glass]]                            # always allowed, whatever the state says
+//! account = "root"
+//! principals = ["emergency"]
+//! ```
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Where the agent looks for its configuration when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/signoff/agent.toml";
+/// Default for [`Config::state_dir`].
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/signoff";
+/// Default for [`Config::krl_path`].
+pub const DEFAULT_KRL_PATH: &str = "/var/lib/signoff/revoked.krl";
+/// Default for [`Config::max_staleness`]: one hour.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
+
+/// A configuration file that could not be used. The agent must not start on one, and the
+/// sshd commands refuse every login with one (break-glass principals live in this file, so
+/// there is nothing else to fall back on).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read (missing, or not readable by this user).
+    #[error("cannot read configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("invalid configuration file {path}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (it names the line and the key).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// The file parses but a value makes no sense.
+    #[error("invalid configuration file {path}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// What the sshd commands do when the agent has not heard from the control plane for a
+/// while.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Answer from the last state received, however old (a warning is logged when it is
+    /// older than [`Config::max_staleness`]).
+    #[default]
+    BestEffort,
+    /// Refuse every login (except break-glass ones) when the last contact with the control
+    /// plane is older than [`Config::max_staleness`] or unknown.
+    Strict,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::BestEffort => "best_effort",
+            Mode::Strict => "strict",
+        })
+    }
+}
+
+/// Principals that `signoff-agent principals` prints for `account` whatever the state says,
+/// so that a broken control plane or a lost state file never locks everyone out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlass {
+    /// The unix account (`%u`).
+    pub account: String,
+    /// The certificate principals admitted for it.
+    pub principals: Vec<String>,
+}
+
+/// The agent's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the persisted host view and the last-contact time. Must be writable by
+    /// the agent (root) only and readable by the `AuthorizedPrincipalsCommandUser`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Where the KRL for sshd's `RevokedKeys` is written.
+    #[serde(default = "default_krl_path")]
+    pub krl_path: PathBuf,
+    /// Whether a stale state is still used.
+    #[serde(default)]
+    pub mode: Mode,
+    /// How old the last contact may be in [`Mode::Strict`], as `90s`, `15m`, `1h`, `1d` or a
+    /// sum like `1h30m`.
+    #[serde(
+        default = "default_max_staleness",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub max_staleness: Duration,
+    /// Always-admitted principals, per account.
+    #[serde(default)]
+    pub break_glass: Vec<BreakGlass>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+fn default_krl_path() -> PathBuf {
+    PathBuf::from(DEFAULT_KRL_PATH)
+}
+
+fn default_max_staleness() -> Duration {
+    DEFAULT_MAX_STALENESS
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: default_state_dir(),
+            krl_path: default_krl_path(),
+            mode: Mode::default(),
+            max_staleness: default_max_staleness(),
+            break_glass: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate().map_err(|problem| ConfigError::Invalid {
+            path: path.to_owned(),
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types do not; the error says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.state_dir.is_absolute() {
+            return Err(format!(
+                "state_dir = {:?} must be an absolute path",
+                self.state_dir
+            ));
+        }
+        if !self.krl_path.is_absolute() {
+            return Err(format!(
+                "krl_path = {:?} must be an absolute path",
+                self.krl_path
+            ));
+        }
+        if self.max_staleness.is_zero() {
+            return Err("max_staleness must be longer than 0s".to_owned());
+        }
+        for bg in &self.break_glass {
+            if bg.account.is_empty() || bg.account.chars().any(char::is_control) {
+                return Err(format!(
+                    "break_glass account {:?} must be a non-empty unix account name",
+                    bg.account
+                ));
+            }
+            if bg.principals.is_empty() {
+                return Err(format!(
+                    "break_glass for account {:?} lists no principals",
+                    bg.account
+                ));
+            }
+            if let Some(p) = bg.principals.iter().find(|p| !is_valid_principal(p)) {
+                return Err(format!(
+                    "break_glass principal {p:?} for account {:?} must be non-empty, without \
+                     spaces or control characters, and not start with '#'",
+                    bg.account
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The break-glass principals for `account`, in configuration order (may be empty).
+    pub fn break_glass_principals<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.break_glass
+            .iter()
+            .filter(move |bg| bg.account == account)
+            .flat_map(|bg| bg.principals.iter().map(String::as_str))
+    }
+}
+
+/// Whether `p` can be printed as one line of an sshd principals answer and be read back by
+/// sshd as exactly that principal: sshd splits a line at whitespace (text before the last
+/// blank is taken as key options) and skips lines starting with `#`.
+pub fn is_valid_principal(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('#') && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses `90s`, `15m`, `1h`, `2d` and sums of them such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("invalid duration {text:?}: use a number and a unit s, m, h or d, e.g. \"1h30m\"")
+    };
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        let scale = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        total = number
+            .checked_mul(scale)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + unit.len_utf8()..];
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("agent.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        let c = Config::default();
+        assert_eq!(c.state_dir, Path::new("/var/lib/signoff"));
+        assert_eq!(c.krl_path, Path::new("/var/lib/signoff/revoked.krl"));
+        assert_eq!(c.mode, Mode::BestEffort);
+        assert_eq!(c.max_staleness, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = parse(
+            r#"
+            state_dir = "/srv/signoff"
+            krl_path = "/etc/ssh/revoked.krl"
+            mode = "strict"
+            max_staleness = "1h30m"
+
+            [[break_glass]]
+            account = "root"
+            principals = ["emergency", "oncall"]
+
+            [[break_glass]]
+            account = "deploy"
+            principals = ["ci"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Strict);
+        assert_eq!(c.max_staleness, Duration::from_secs(5400));
+        assert_eq!(
+            c.break_glass_principals("root").collect::<Vec<_>>(),
+            ["emergency", "oncall"]
+        );
+        assert_eq!(
+            c.break_glass_principals("deploy").collect::<Vec<_>>(),
+            ["ci"]
+        );
+        assert_eq!(c.break_glass_principals("alice").count(), 0);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = parse("stat_dir = \"/x\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        let err =
+            parse("[[break_glass]]\naccount = \"root\"\nprincipals = [\"e\"]\nx = 1").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_mode_is_refused() {
+        assert!(matches!(
+            parse("mode = \"lenient\"").unwrap_err(),
+            ConfigError::Parse { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for text in [
+            "max_staleness = \"0s\"",
+            "state_dir = \"relative\"",
+            "krl_path = \"revoked.krl\"",
+            "[[break_glass]]\naccount = \"root\"\nprincipals = []",
+            "[[break_glass]]\naccount = \"\"\nprincipals = [\"e\"]",
+            "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a b\"]",
+            "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a\\nb\"]",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1h1m1s"), Ok(Duration::from_secs(3661)));
+        for bad in ["", "1", "h", "1x", "1h 5m", "-1s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            parse("max_staleness = \"soon\"").unwrap_err(),
+            ConfigError::Parse { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn principal_validity() {
+        assert!(is_valid_principal("alice"));
+        assert!(is_valid_principal("a,b@example.com"));
+        for bad in ["", "a b", "a\tb", "a\nb", "#x", "a\0"] {
+            assert!(!is_valid_principal(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Harness for `signoff-agent principals` as sshd's `AuthorizedPrincipalsCommand`.
+//!
+//! sshd runs a principals command only from a root-owned path none of whose directories is
+//! group- or world-writable (so never from `target/` or `/tmp`), as an unprivileged user.
+//! [`InstalledAgent`] copies the agent binary to `/usr/local/libexec/signoff-test/RANDOM/`
+//! and removes it on drop; [`ensure_system_user`] creates the `signoff` user the command
+//! runs as; [`HostDir`] is a state directory that user can read; [`PrincipalsSshd`] is a
+//! real sshd wired to all three.
+
+use std::fs::{self, File, Permissions};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use rand::Rng as _;
+use tempfile::TempDir;
+
+use crate::command::run;
+use crate::keys::{KeyPair, KeyType};
+use crate::sshd::{Login, free_port, ssh_login};
+use crate::tools::SSHD;
+
+/// Where test copies of the agent go: root-owned, mode 0755 all the way up.
+pub const INSTALL_ROOT: &str = "/usr/local/libexec/signoff-test";
+/// The user sshd runs the principals command as, as in production.
+pub const COMMAND_USER: &str = "signoff";
+
+const START_DEADLINE: Duration = Duration::from_secs(20);
+const PORT_ATTEMPTS: usize = 5;
+
+/// A copy of the agent binary at a path sshd accepts; removed on drop.
+#[derive(Debug)]
+pub struct InstalledAgent {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl InstalledAgent {
+    /// Copies `bin` to `/usr/local/libexec/signoff-test/RANDOM/signoff-agent`, root-owned,
+    /// mode 0755, directories included.
+    pub fn install(bin: &Path) -> Result<InstalledAgent> {
+        let root = Path::new(INSTALL_ROOT);
+        fs::create_dir_all(root)
+            .with_context(|| format!("creating {INSTALL_ROOT} (run as root)"))?;
+        for dir in [Path::new("/usr/local/libexec"), root] {
+            fs::set_permissions(dir, Permissions::from_mode(0o755))?;
+        }
+        let dir = root.join(format!("{:016x}", rand::rng().random::<u64>()));
+        fs::create_dir(&dir)?;
+        fs::set_permissions(&dir, Permissions::from_mode(0o755))?;
+        let installed = InstalledAgent {
+            bin: dir.join("signoff-agent"),
+            dir,
+        };
+        fs::copy(bin, &installed.bin)
+            .with_context(|| format!("copying {} to {}", bin.display(), installed.bin.display()))?;
+        fs::set_permissions(&installed.bin, Permissions::from_mode(0o755))?;
+        Ok(installed)
+    }
+
+    /// The installed binary.
+    pub fn path(&self) -> &Path {
+        &self.bin
+    }
+}
+
+impl Drop for InstalledAgent {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Creates the system user `signoff` (no home, no shell) unless it exists.
+pub fn ensure_system_user() -> Result<()> {
+    if run(Command::new("id").arg(COMMAND_USER))?.success() {
+        return Ok(());
+    }
+    let out = run(Command::new("useradd").args([
+        "--system",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        COMMAND_USER,
+    ]))?;
+    // Another test process may have created it meanwhile (useradd exits 9).
+    if !out.success() && !run(Command::new("id").arg(COMMAND_USER))?.success() {
+        bail!("useradd {COMMAND_USER} failed: {}", out.stderr);
+    }
+    Ok(())
+}
+
+/// A temporary state directory with an agent config, readable by [`COMMAND_USER`].
+#[derive(Debug)]
+pub struct HostDir {
+    dir: TempDir,
+}
+
+impl HostDir {
+    /// A new directory (mode 0755) holding `agent.toml` that names it as `state_dir` and
+    /// `revoked.krl` in it as `krl_path`, followed by `extra_config`.
+    pub fn new(extra_config: &str) -> Result<HostDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("signoff-principals-")
+            .tempdir()?;
+        fs::set_permissions(dir.path(), Permissions::from_mode(0o755))?;
+        let host = HostDir { dir };
+        host.write_config(extra_config)?;
+        Ok(host)
+    }
+
+    /// Rewrites `agent.toml` with the directory's paths and `extra_config`.
+    pub fn write_config(&self, extra_config: &str) -> Result<()> {
+        let text = format!(
+            "state_dir = {:?}\nkrl_path = {:?}\n{extra_config}\n",
+            self.path().display().to_string(),
+            self.krl().display().to_string(),
+        );
+        fs::write(self.config(), text)?;
+        fs::set_permissions(self.config(), Permissions::from_mode(0o644))?;
+        Ok(())
+    }
+
+    /// The directory (the agent's `state_dir`).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `agent.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.path().join("agent.toml")
+    }
+
+    /// `revoked.krl`, sshd's `RevokedKeys`.
+    pub fn krl(&self) -> PathBuf {
+        self.path().join("revoked.krl")
+    }
+}
+
+/// A running sshd (killed on drop) whose `AuthorizedPrincipalsCommand` is
+/// `AGENT principals --config CONFIG %u %i %s %F %f`, run as [`COMMAND_USER`].
+#[derive(Debug)]
+pub struct PrincipalsSshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl PrincipalsSshd {
+    /// Starts sshd trusting user CA `ca_pub`, with `RevokedKeys` `krl` (which must exist),
+    /// and waits until it listens.
+    pub fn start(agent: &Path, config: &Path, ca_pub: &Path, krl: &Path) -> Result<PrincipalsSshd> {
+        let sshd = SSHD.path()?;
+        if !Path::new("/run/sshd").is_dir() {
+            fs::create_dir_all("/run/sshd")?;
+        }
+        let dir = tempfile::Builder::new().prefix("signoff-sshd-").tempdir()?;
+        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
+        let config_path = dir.path().join("sshd_config");
+        fs::write(
+            &config_path,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 HostKey {host_key}\n\
+                 PidFile none\n\
+                 UsePAM no\n\
+                 StrictModes no\n\
+                 PermitRootLogin yes\n\
+                 AuthorizedKeysFile none\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 TrustedUserCAKeys {ca}\n\
+                 RevokedKeys {krl}\n\
+                 AuthorizedPrincipalsCommand {agent} principals --config {config} %u %i %s %F %f\n\
+                 AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
+                 LogLevel VERBOSE\n",
+                host_key = host_key.private.display(),
+                ca = ca_pub.display(),
+                krl = krl.display(),
+                agent = agent.display(),
+                config = config.display(),
+            ),
+        )?;
+        let mut last_log = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port()?;
+            let log = dir.path().join(format!("sshd-{attempt}.log"));
+            let log_file = File::create(&log)?;
+            let mut child = Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&config_path)
+                .args(["-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .with_context(|| format!("starting {}", sshd.display()))?;
+            match wait_listening(&mut child, port, &log) {
+                Ok(true) => {
+                    return Ok(PrincipalsSshd {
+                        child,
+                        port,
+                        log,
+                        _dir: dir,
+                    });
+                }
+                Ok(false) => last_log = read_log(&log),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+        bail!("sshd could not bind a free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}")
+    }
+
+    /// Everything sshd (and the principals command, on its stderr) has logged so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// Waits until the log contains `needle`, or fails with the log after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log();
+            if text.contains(needle) {
+                return Ok(text);
+            }
+            if Instant::now() >= deadline {
+                bail!("sshd did not log {needle:?} within {timeout:?}; its log:\n{text}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Logs in as `user` with `key` and its certificate `cert`, running `true`.
+    pub fn login(&self, user: &str, key: &Path, cert: &Path) -> Result<Login> {
+        ssh_login(self.port, user, key, cert)
+    }
+}
+
+impl Drop for PrincipalsSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let text = read_log(log);
+            if text.contains("Address already in use") || text.contains("Cannot bind any address") {
+                return Ok(false);
+            }
+            bail!("sshd exited ({status}) before listening on port {port}:\n{text}");
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "sshd did not listen on port {port} within {START_DEADLINE:?}:\n{}",
+                read_log(log)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
