@@ -218,7 +218,7 @@ pub struct KrlBuilder {
     version: u64,
     generated_date: u64,
     comment: Vec<u8>,
-    serials: BTreeMap<CaScope, Vec<SerialRange>>,
+    serials: BTreeMap<CaScope, serials::Pending>,
     key_ids: BTreeMap<CaScope, Vec<Vec<u8>>>,
     explicit_keys: Vec<Vec<u8>>,
     sha1: Vec<[u8; 20]>,
@@ -294,12 +294,12 @@ impl KrlBuilder {
     /// Appends to the serial ranges of `ca`. Looks up before inserting so the common case
     /// does not clone the CA blob.
     fn add_serials(&mut self, ca: &CaScope, ranges: impl IntoIterator<Item = SerialRange>) {
-        match self.serials.get_mut(ca) {
-            Some(v) => v.extend(ranges),
-            None => {
-                self.serials
-                    .insert(ca.clone(), ranges.into_iter().collect());
-            }
+        let pending = match self.serials.get_mut(ca) {
+            Some(p) => p,
+            None => self.serials.entry(ca.clone()).or_default(),
+        };
+        for r in ranges {
+            pending.push(r);
         }
     }
 
@@ -350,7 +350,7 @@ impl KrlBuilder {
     pub fn build(self) -> Krl {
         let mut certs: BTreeMap<CaScope, CertRevocations> = BTreeMap::new();
         for (ca, ranges) in self.serials {
-            certs.entry(ca).or_default().serials = serials::normalize(ranges);
+            certs.entry(ca).or_default().serials = ranges.normalize();
         }
         for (ca, mut ids) in self.key_ids {
             ids.sort_unstable();
