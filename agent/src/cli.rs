@@ -1,7 +1,6 @@
 //! Command-line interface of `signoff-agent`: clap types only, no behavior.
 //!
-//! The subcommand tree grows one variant per command (`run`, `enroll`, `principals`,
-//! `status`, … in later work); each variant's arguments live in their own struct.
+//! One variant per command; each variant's arguments live in their own struct.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -34,6 +33,55 @@ pub enum Command {
     /// Run by sshd as `authorized-keys [--config FILE] %u`. Prints the plain public keys
     /// that live grants of the account hold, minus revoked ones, or nothing and exits 1.
     AuthorizedKeys(AuthorizedKeysArgs),
+    /// Enroll this host with the control plane (once; `--force` to do it again).
+    Enroll(EnrollArgs),
+    /// Run the agent daemon: keep the host view and the KRL in step with the control plane.
+    Run(RunArgs),
+    /// Show whether the daemon is connected, what it has applied, the KRL and certificate.
+    Status(StatusArgs),
+}
+
+/// `enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The control plane's agent listener, `https://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The single-use join token from `signoff-server token create`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: String,
+    /// The agent CA pin `SHA256:…` printed by `signoff-server` (the server is trusted only
+    /// if its CA matches it).
+    #[arg(long, value_name = "PIN")]
+    pub ca_pin: String,
+    /// Host id to ask for; default: this machine's hostname.
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
+    /// Replace an existing identity.
+    #[arg(long)]
+    pub force: bool,
+    /// Agent configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Agent configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Agent configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `signoff-agent krl …`.

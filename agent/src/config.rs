@@ -10,6 +10,7 @@
 //! krl_path = "/var/lib/signoff/revoked.krl"  # sshd's RevokedKeys
 //! mode = "best_effort"                       # or "strict": refuse logins when out of touch
 //! max_staleness = "1h"                       # strict mode: how long without contact is too long
+//! identity_dir = "/var/lib/signoff/identity" # key (0600), certificate, CA; made by `enroll`
 //!
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
@@ -30,6 +31,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/signoff/agent.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/signoff";
 /// Default for [`Config::krl_path`].
 pub const DEFAULT_KRL_PATH: &str = "/var/lib/signoff/revoked.krl";
+/// Default for [`Config::identity_dir`].
+pub const DEFAULT_IDENTITY_DIR: &str = "/var/lib/signoff/identity";
 /// Default for [`Config::max_staleness`]: one hour.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 
@@ -125,6 +128,14 @@ pub struct Config {
     /// Always-admitted principals, per account.
     #[serde(default)]
     pub break_glass: Vec<BreakGlass>,
+    /// The agent's key, client certificate and the agent CA certificate (made by
+    /// `signoff-agent enroll`; the directory is 0700, root only).
+    #[serde(default = "default_identity_dir")]
+    pub identity_dir: PathBuf,
+}
+
+fn default_identity_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_IDENTITY_DIR)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -147,6 +158,7 @@ impl Default for Config {
             mode: Mode::default(),
             max_staleness: default_max_staleness(),
             break_glass: Vec::new(),
+            identity_dir: default_identity_dir(),
         }
     }
 }

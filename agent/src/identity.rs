@@ -93,6 +93,8 @@ pub struct Identity {
     pub key_pem: String,
     /// Agent CA certificate, PEM.
     pub ca_pem: String,
+    /// Unix seconds from which the certificate is valid.
+    pub not_before: i64,
     /// Unix seconds at which the certificate expires.
     pub not_after: i64,
 }
@@ -104,11 +106,14 @@ fn read(dir: &Path, name: &str) -> Result<String, IdentityError> {
         .map_err(|source| IdentityError::Read { path, source })
 }
 
-/// Unix seconds at which a PEM certificate expires.
-pub fn not_after(cert_pem: &str) -> Option<i64> {
+/// Unix seconds between which a PEM certificate is valid.
+pub fn validity(cert_pem: &str) -> Option<(i64, i64)> {
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some(cert.validity().not_after.timestamp())
+    Some((
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    ))
 }
 
 impl Identity {
@@ -129,11 +134,13 @@ impl Identity {
             return Err(IdentityError::KeyMode { path: key_path });
         }
         let cert_pem = read(dir, "cert.pem")?;
+        let (not_before, not_after) = validity(&cert_pem).ok_or(IdentityError::BadCertificate)?;
         Ok(Identity {
             dir: dir.to_owned(),
             host_id: read(dir, "host_id")?,
             server: read(dir, "server")?,
-            not_after: not_after(&cert_pem).ok_or(IdentityError::BadCertificate)?,
+            not_before,
+            not_after,
             cert_pem,
             key_pem: read(dir, "key.pem")?,
             ca_pem: read(dir, "ca.pem")?,
@@ -145,10 +152,10 @@ impl Identity {
         transport::mtls_config(&self.ca_pem, Some((&self.cert_pem, &self.key_pem)))
     }
 
-    /// Whether the certificate should be renewed now: less than a third of a day, or of
-    /// its remaining life since `issued_at`, is left.
-    pub fn renewal_due(&self, now: i64, validity_secs: i64) -> bool {
-        self.not_after - now < (validity_secs / 3).max(60)
+    /// Whether the certificate should be renewed now: a third or less of its lifetime is
+    /// left (8 hours of a day's certificate), so there is time to retry.
+    pub fn renewal_due(&self, now: i64) -> bool {
+        self.not_after - now <= (self.not_after - self.not_before) / 3
     }
 
     /// Renews key and certificate over an mTLS connection, storing both.
@@ -162,7 +169,8 @@ impl Identity {
             .await
             .map_err(IdentityError::Refused)?
             .into_inner();
-        let not_after = not_after(&resp.certificate_pem).ok_or(IdentityError::BadCertificate)?;
+        let (not_before, not_after) =
+            validity(&resp.certificate_pem).ok_or(IdentityError::BadCertificate)?;
         // Key first: a crash between the two leaves a new key with the old certificate,
         // which fails TLS and is fixed by re-enrolling, never a key others can read.
         write_atomic(&self.dir.join("key.pem"), key.as_bytes(), 0o600)?;
@@ -173,6 +181,7 @@ impl Identity {
         )?;
         self.key_pem = key;
         self.cert_pem = resp.certificate_pem;
+        self.not_before = not_before;
         self.not_after = not_after;
         Ok(())
     }
@@ -229,7 +238,8 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, IdentityError> {
         .await
         .map_err(IdentityError::Refused)?
         .into_inner();
-    let not_after = not_after(&resp.certificate_pem).ok_or(IdentityError::BadCertificate)?;
+    let (not_before, not_after) =
+        validity(&resp.certificate_pem).ok_or(IdentityError::BadCertificate)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -259,6 +269,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, IdentityError> {
         cert_pem: resp.certificate_pem,
         key_pem: key,
         ca_pem: resp.ca_certificate_pem,
+        not_before,
         not_after,
     })
 }

@@ -22,9 +22,11 @@
 
 pub mod atomic;
 pub mod config;
+pub mod daemon;
 pub mod identity;
 pub mod krl_tool;
 pub mod krl_writer;
 pub mod principals;
 pub mod state;
+pub mod status;
 pub mod transport;

@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser as _;
+use signoff_agent::config::Config;
 use signoff_agent::krl_tool::{self, BuildOptions, CaChoice, KrlToolError};
-use signoff_agent::principals;
+use signoff_agent::{daemon, identity, principals, status};
 
 use cli::{Cli, Command, KrlCommand};
 
@@ -75,6 +76,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             Ok(exit_for(ok))
         }
+        Command::Enroll(args) => {
+            let config = Config::load(&args.config)?;
+            let host_id = match args.host_id {
+                Some(id) => id,
+                None => hostname()?,
+            };
+            let options = identity::EnrollOptions {
+                server: args.server,
+                token: args.token,
+                ca_pin: args.ca_pin,
+                hostname: host_id.clone(),
+                host_id,
+                dir: config.identity_dir,
+                force: args.force,
+            };
+            let identity = runtime()?.block_on(identity::enroll(&options))?;
+            print_quietly(&format!(
+                "enrolled as {} with {}; certificate valid until {} (Unix). Start the agent: signoff-agent run\n",
+                identity.host_id, identity.server, identity.not_after
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let config = Config::load(&args.config)?;
+            tracing_subscriber::fmt()
+                .with_writer(io::stderr)
+                .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let rt = runtime()?;
+            rt.block_on(async {
+                let shutdown = shutdown_signal()?;
+                daemon::run(config, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let config = Config::load(&args.config)?;
+            let status = status::gather(&config, now_unix_secs());
+            let text = if args.json {
+                serde_json::to_string_pretty(&status)? + "\n"
+            } else {
+                status.to_string()
+            };
+            print_quietly(&text)?;
+            Ok(if status.connected {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_DENIED)
+            })
+        }
         Command::AuthorizedKeys(args) => {
             let ok = principals::run_authorized_keys(
                 &args.config,
@@ -86,6 +142,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit_for(ok))
         }
     }
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn print_quietly(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A runtime for the networked commands; the sshd commands never start one.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Completes on SIGTERM or SIGINT; installed before the daemon starts so none is lost.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// This machine's hostname, the default host id.
+fn hostname() -> anyhow::Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    Ok(name.trim().to_owned())
 }
 
 /// `principals` and `authorized-keys`: 0 when something was printed, 1 when nothing was

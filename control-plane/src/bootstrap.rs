@@ -664,7 +664,7 @@ impl fmt::Display for FirstStart {
             )?;
             writeln!(
                 f,
-                "More tokens: signoff-server token create NAME --scope read|write|signoff"
+                "More tokens: signoff-server api-token create NAME --scope read|write|signoff"
             )?;
         }
         if let Some(pin) = &self.ca_pin {
@@ -679,6 +679,10 @@ impl fmt::Display for FirstStart {
             writeln!(
                 f,
                 "    signoff-agent enroll --server URL --token JOIN_TOKEN --ca-pin {pin}"
+            )?;
+            writeln!(
+                f,
+                "(`signoff-server token create --groups GROUP` makes a join token and prints this command in full.)"
             )?;
             writeln!(
                 f,

@@ -1,0 +1,303 @@
+//! `signoff-agent run`: keeps this host in step with the control plane.
+//!
+//! First, a KRL sshd can load is made sure of at `krl_path` (sshd refuses every key when
+//! `RevokedKeys` is missing or unparsable). Then, forever: connect over mTLS, say Hello with
+//! the last applied revision, and for each snapshot or delta apply it, persist the host view
+//! and the KRL atomically, and only then ack it. Every message from the control plane
+//! refreshes the contact time that strict mode checks. On any failure, reconnect after an
+//! exponential backoff with full jitter, so that a restart of the control plane does not
+//! bring every agent back in the same second.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use signoff_proto::v1;
+use signoff_proto::v1::agent_sync_client::AgentSyncClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+
+use crate::atomic::write_atomic;
+use crate::config::Config;
+use crate::identity::{Identity, IdentityError};
+use crate::krl_writer::{self, KrlWriteError};
+use crate::state::{self, ApplyError, State};
+use crate::transport::{self, TransportError};
+
+/// Where the daemon tells `signoff-agent status` how it is doing.
+pub const STATUS_FILE: &str = "status.json";
+
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A stream that lasted this long was healthy: the next failure starts the backoff afresh.
+const HEALTHY: Duration = Duration::from_secs(60);
+
+/// Why the daemon cannot run at all (errors of one connection are retried, not returned).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The KRL sshd reads cannot be made valid.
+    #[error("cannot make sure a valid KRL is at {path}")]
+    Krl {
+        /// The KRL path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: KrlWriteError,
+    },
+    /// The state directory or the KRL's directory cannot be created.
+    #[error("cannot create the directory {path}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No usable identity.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// One connection's failure; the daemon reconnects after it.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the control plane refused: {}", .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("certificate renewal failed")]
+    Renew(#[source] IdentityError),
+    #[error("cannot apply the update")]
+    Apply(#[from] ApplyError),
+    #[error("cannot persist the host view")]
+    Persist(#[from] state::PersistError),
+    #[error("the control plane closed the stream")]
+    Closed,
+}
+
+/// What `signoff-agent status` shows of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// Whether the sync stream is up.
+    pub connected: bool,
+    /// The control plane's agent URL.
+    pub server: String,
+    /// This host's id.
+    pub host_id: String,
+    /// Unix seconds at which `connected` last changed.
+    pub since: u64,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn write_status(dir: &Path, status: &DaemonStatus) {
+    let bytes = serde_json::to_vec_pretty(status).unwrap_or_default();
+    if let Err(e) = write_atomic(&dir.join(STATUS_FILE), &bytes, state::writer::FILE_MODE) {
+        warn!(error = %e, "cannot write the status file");
+    }
+}
+
+/// Full-jitter exponential backoff.
+#[derive(Debug)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let ceiling = MIN_BACKOFF
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(MAX_BACKOFF);
+        self.attempt = self.attempt.saturating_add(1);
+        // At least 100 ms so that a flapping server is not hammered.
+        let millis = rand::rng().random_range(100..=ceiling.as_millis().max(100) as u64);
+        Duration::from_millis(millis)
+    }
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    // Before anything else: sshd must never find its RevokedKeys file missing or broken.
+    for dir in [Some(config.state_dir.as_path()), config.krl_path.parent()]
+        .into_iter()
+        .flatten()
+    {
+        fs::create_dir_all(dir).map_err(|source| DaemonError::StateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    match krl_writer::ensure_krl(&config.krl_path, now()) {
+        Ok(outcome) => info!(path = %config.krl_path.display(), ?outcome, "KRL checked"),
+        Err(source) => {
+            return Err(DaemonError::Krl {
+                path: config.krl_path.clone(),
+                source,
+            });
+        }
+    }
+    let mut identity = Identity::load(&config.identity_dir)?;
+    let mut state = match state::load(&config.state_dir) {
+        Ok(Some(s)) => {
+            info!(revision = s.revision(), "host view loaded");
+            s
+        }
+        Ok(None) => State::new(),
+        Err(e) => {
+            // Start afresh: the control plane sends a snapshot for revision 0. Until then
+            // the principals command refuses (the file is corrupt), which fails closed.
+            warn!(error = %e, "persisted host view unusable; asking for a snapshot");
+            State::new()
+        }
+    };
+    let mut status = DaemonStatus {
+        connected: false,
+        server: identity.server.clone(),
+        host_id: identity.host_id.clone(),
+        since: now(),
+        last_error: None,
+    };
+    write_status(&config.state_dir, &status);
+
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff { attempt: 0 };
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = session(&config, &mut identity, &mut state, &mut status) => r,
+            () = &mut shutdown => return Ok(()),
+        };
+        let error = match result {
+            Ok(()) => SessionError::Closed,
+            Err(e) => e,
+        };
+        warn!(error = %error_chain(&error), "sync stream ended; reconnecting");
+        status.connected = false;
+        status.since = now();
+        status.last_error = Some(error_chain(&error));
+        write_status(&config.state_dir, &status);
+        if started.elapsed() >= HEALTHY {
+            backoff.attempt = 0;
+        }
+        let delay = backoff.next();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+fn client(
+    identity: &Identity,
+) -> Result<AgentSyncClient<tonic::transport::Channel>, TransportError> {
+    Ok(AgentSyncClient::new(transport::channel(
+        &identity.server,
+        identity.tls()?,
+    )?))
+}
+
+/// One connection: renew if due, then the sync stream until it fails.
+async fn session(
+    config: &Config,
+    identity: &mut Identity,
+    state: &mut State,
+    status: &mut DaemonStatus,
+) -> Result<(), SessionError> {
+    let mut sync = client(identity)?;
+    if identity.renewal_due(i64::try_from(now()).unwrap_or(i64::MAX)) {
+        identity
+            .renew(&mut sync)
+            .await
+            .map_err(SessionError::Renew)?;
+        info!(not_after = identity.not_after, "client certificate renewed");
+        sync = client(identity)?;
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let hello = v1::AgentMessage {
+        body: Some(v1::agent_message::Body::Hello(v1::Hello {
+            host_id: identity.host_id.clone(),
+            applied_revision: state.revision(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })),
+    };
+    // The channel has room: this cannot block.
+    let _ = tx.send(hello).await;
+    let mut stream = sync.sync(ReceiverStream::new(rx)).await?.into_inner();
+    status.connected = true;
+    status.since = now();
+    status.last_error = None;
+    write_status(&config.state_dir, status);
+    info!(server = %identity.server, revision = state.revision(), "sync stream up");
+
+    let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
+    loop {
+        let until_renewal =
+            Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
+        let message = tokio::select! {
+            m = stream.message() => m?,
+            // Renewal is due: end this stream; the next session renews first.
+            () = tokio::time::sleep(until_renewal) => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Err(SessionError::Closed);
+        };
+        let at = now();
+        if let Err(e) = state::record_contact(&config.state_dir, at) {
+            warn!(error = %e, "cannot record the contact time");
+        }
+        let applied = match message.body {
+            Some(v1::control_message::Body::Snapshot(view)) => {
+                *state = State::from_snapshot(view)?;
+                true
+            }
+            Some(v1::control_message::Body::Delta(delta)) => {
+                state.apply_delta(&delta)?;
+                true
+            }
+            Some(v1::control_message::Body::Heartbeat(_)) | None => false,
+        };
+        if applied {
+            // fsync-heavy: off the async workers.
+            let report = tokio::task::block_in_place(|| {
+                state.persist(&config.state_dir, &config.krl_path, at)
+            })?;
+            info!(
+                revision = state.revision(),
+                bytes = report.state_bytes,
+                "host view applied"
+            );
+            let ack = v1::AgentMessage {
+                body: Some(v1::agent_message::Body::Ack(v1::Ack {
+                    revision: state.revision(),
+                })),
+            };
+            if tx.send(ack).await.is_err() {
+                return Err(SessionError::Closed);
+            }
+        }
+    }
+}
