@@ -2,12 +2,16 @@
 //!
 //! - [`krl`]: OpenSSH key revocation lists (`PROTOCOL.krl`), read and written. The encoder
 //!   never writes a KRL that sshd would refuse to load.
+//! - [`orders`]: the canonical bytes of kill orders and their SSHSIG signatures, which
+//!   `ssh-keygen -Y verify` checks.
+//! - [`pin`]: the agent CA pin.
 //! - [`v1`]: the agent <-> control plane gRPC protocol, generated at build time from
 //!   `proto/signoff/v1/*.proto` by a pure-Rust protobuf compiler (no `protoc` needed).
 
 #![forbid(unsafe_code)]
 
 pub mod krl;
+pub mod orders;
 pub mod pin;
 
 /// Generated gRPC messages and services of `proto/signoff/v1/agent.proto`.

@@ -1,0 +1,300 @@
+//! Orders the control plane signs and agents execute: the canonical bytes of a kill order,
+//! signed as SSHSIG (OpenSSH's own signature format, Ed25519), so that
+//! `ssh-keygen -Y verify -n signoff-order -I signoff -f allowed_signers -s order.sig < order`
+//! checks a stored order with no signoff code at all.
+//!
+//! Canonical bytes are SSH wire fields in a fixed order, with no optional parts, so one
+//! order has exactly one encoding:
+//!
+//! ```text
+//! string  "signoff kill order v1"
+//! string  host_id
+//! string  session_id
+//! string  reason
+//! string  operator
+//! uint64  not_before      (Unix seconds)
+//! uint64  not_after       (Unix seconds)
+//! string  nonce           (16 random bytes)
+//! ```
+
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+
+/// The SSHSIG namespace of every signoff order: a signature made for anything else (a git
+/// commit, a file) never verifies as an order.
+pub const NAMESPACE: &str = "signoff-order";
+
+const KILL_ORDER_TAG: &[u8] = b"signoff kill order v1";
+
+/// Longest text field accepted in an order.
+const MAX_FIELD: usize = 1024;
+
+/// End one SSH session on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillOrder {
+    /// The host that must execute it; every other host refuses it.
+    pub host_id: String,
+    /// The session, as the host's agent reported it.
+    pub session_id: String,
+    /// Why, as the operator gave it.
+    pub reason: String,
+    /// Who ordered it (`operator:alice`, `token:hr`).
+    pub operator: String,
+    /// Unix seconds before which it is refused.
+    pub not_before: u64,
+    /// Unix seconds from which it is refused.
+    pub not_after: u64,
+    /// Random, unique per order: an agent refuses a nonce it has seen.
+    pub nonce: [u8; 16],
+}
+
+/// Why bytes are not a kill order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrderError {
+    /// The data ends inside a field.
+    #[error("order truncated in {0}")]
+    Truncated(&'static str),
+    /// Bytes left after the last field.
+    #[error("{0} unexpected bytes after the order")]
+    Trailing(usize),
+    /// Not a kill order of a version we know.
+    #[error("not a signoff kill order (v1)")]
+    WrongTag,
+    /// A text field is not UTF-8 or too long.
+    #[error("{0} is not valid text of at most 1024 bytes")]
+    BadText(&'static str),
+    /// The nonce is not 16 bytes.
+    #[error("nonce must be 16 bytes")]
+    BadNonce,
+    /// The validity window is empty.
+    #[error("not_after is not after not_before")]
+    BadWindow,
+    /// The signature is not an armored SSHSIG.
+    #[error("signature does not parse: {0}")]
+    BadSignature(String),
+    /// Signing failed.
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], OrderError> {
+        if self.0.len() < n {
+            return Err(OrderError::Truncated(what));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, OrderError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], OrderError> {
+        let b = self.take(4, what)?;
+        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        self.take(len, what)
+    }
+
+    fn text(&mut self, what: &'static str) -> Result<String, OrderError> {
+        let b = self.bytes(what)?;
+        if b.len() > MAX_FIELD {
+            return Err(OrderError::BadText(what));
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| OrderError::BadText(what))
+    }
+}
+
+impl KillOrder {
+    /// The canonical bytes; these are what is signed and what is sent.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_string(&mut out, KILL_ORDER_TAG);
+        put_string(&mut out, self.host_id.as_bytes());
+        put_string(&mut out, self.session_id.as_bytes());
+        put_string(&mut out, self.reason.as_bytes());
+        put_string(&mut out, self.operator.as_bytes());
+        out.extend_from_slice(&self.not_before.to_be_bytes());
+        out.extend_from_slice(&self.not_after.to_be_bytes());
+        put_string(&mut out, &self.nonce);
+        out
+    }
+
+    /// Parses canonical bytes, refusing anything else (including trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<KillOrder, OrderError> {
+        let mut r = Reader(bytes);
+        if r.bytes("tag")? != KILL_ORDER_TAG {
+            return Err(OrderError::WrongTag);
+        }
+        let order = KillOrder {
+            host_id: r.text("host_id")?,
+            session_id: r.text("session_id")?,
+            reason: r.text("reason")?,
+            operator: r.text("operator")?,
+            not_before: r.u64("not_before")?,
+            not_after: r.u64("not_after")?,
+            nonce: r
+                .bytes("nonce")?
+                .try_into()
+                .map_err(|_| OrderError::BadNonce)?,
+        };
+        if !r.0.is_empty() {
+            return Err(OrderError::Trailing(r.0.len()));
+        }
+        if order.not_after <= order.not_before {
+            return Err(OrderError::BadWindow);
+        }
+        Ok(order)
+    }
+}
+
+/// Signs canonical order bytes; returns the armored SSHSIG (`-----BEGIN SSH SIGNATURE-----`).
+pub fn sign(key: &PrivateKey, order_bytes: &[u8]) -> Result<String, OrderError> {
+    let sig = key
+        .sign(NAMESPACE, HashAlg::Sha512, order_bytes)
+        .map_err(|e| OrderError::Sign(e.to_string()))?;
+    sig.to_pem(LineEnding::LF)
+        .map_err(|e| OrderError::Sign(e.to_string()))
+}
+
+/// Why a signature does not make an order valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// The signature does not parse.
+    #[error("signature does not parse")]
+    Malformed,
+    /// Made for another namespace.
+    #[error("signature is for namespace {0:?}, not {NAMESPACE:?}")]
+    WrongNamespace(String),
+    /// The signing key is not a trusted signer.
+    #[error("signed by a key that is not in allowed_signers")]
+    UnknownSigner,
+    /// The signature does not match the bytes.
+    #[error("signature does not match the order")]
+    Invalid,
+}
+
+/// Verifies `signature_pem` over `order_bytes` against `trusted` signer keys; returns the
+/// key that signed it.
+pub fn verify<'k>(
+    order_bytes: &[u8],
+    signature_pem: &str,
+    trusted: &'k [PublicKey],
+) -> Result<&'k PublicKey, SignatureError> {
+    let sig = SshSig::from_pem(signature_pem).map_err(|_| SignatureError::Malformed)?;
+    if sig.namespace() != NAMESPACE {
+        return Err(SignatureError::WrongNamespace(sig.namespace().to_owned()));
+    }
+    let signer = trusted
+        .iter()
+        .find(|k| k.key_data() == sig.public_key())
+        .ok_or(SignatureError::UnknownSigner)?;
+    signer
+        .verify(NAMESPACE, order_bytes, &sig)
+        .map_err(|_| SignatureError::Invalid)?;
+    Ok(signer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> PrivateKey {
+        PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+    }
+
+    fn order() -> KillOrder {
+        KillOrder {
+            host_id: "web1".into(),
+            session_id: "1234:5678".into(),
+            reason: "stolen laptop".into(),
+            operator: "operator:alice".into(),
+            not_before: 1_800_000_000,
+            not_after: 1_800_000_300,
+            nonce: [7; 16],
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip() {
+        let bytes = order().encode();
+        assert_eq!(KillOrder::decode(&bytes).unwrap(), order());
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused() {
+        let bytes = order().encode();
+        for n in 0..bytes.len() {
+            assert!(KillOrder::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(KillOrder::decode(&longer), Err(OrderError::Trailing(1)));
+    }
+
+    #[test]
+    fn an_empty_window_is_refused() {
+        let mut o = order();
+        o.not_after = o.not_before;
+        assert_eq!(KillOrder::decode(&o.encode()), Err(OrderError::BadWindow));
+    }
+
+    #[test]
+    fn a_signed_order_verifies_with_its_signer_only() {
+        let signer = key(1);
+        let bytes = order().encode();
+        let sig = sign(&signer, &bytes).unwrap();
+        let trusted = [signer.public_key().clone()];
+        assert!(verify(&bytes, &sig, &trusted).is_ok());
+        assert_eq!(
+            verify(&bytes, &sig, &[key(2).public_key().clone()]),
+            Err(SignatureError::UnknownSigner)
+        );
+    }
+
+    #[test]
+    fn a_forged_order_is_refused() {
+        let signer = key(1);
+        let bytes = order().encode();
+        let sig = sign(&signer, &bytes).unwrap();
+        let mut forged = order();
+        forged.host_id = "web2".into();
+        let trusted = [signer.public_key().clone()];
+        assert_eq!(
+            verify(&forged.encode(), &sig, &trusted),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_signature_for_another_namespace_is_refused() {
+        let signer = key(1);
+        let bytes = order().encode();
+        let other = signer
+            .sign("git", HashAlg::Sha512, &bytes)
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap();
+        let trusted = [signer.public_key().clone()];
+        assert_eq!(
+            verify(&bytes, &other, &trusted),
+            Err(SignatureError::WrongNamespace("git".into()))
+        );
+        assert_eq!(
+            verify(&bytes, "garbage", &trusted),
+            Err(SignatureError::Malformed)
+        );
+    }
+}

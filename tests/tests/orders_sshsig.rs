@@ -1,0 +1,115 @@
+//! Signed orders against the real `ssh-keygen -Y`: what the control plane signs, OpenSSH
+//! verifies, and what OpenSSH signs in our namespace, we verify.
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::process::{Command, Stdio};
+
+use signoff_proto::orders::{self, KillOrder, NAMESPACE};
+use ssh_key::PrivateKey;
+
+fn order() -> KillOrder {
+    KillOrder {
+        host_id: "web1".into(),
+        session_id: "4242:123456".into(),
+        reason: "laptop stolen".into(),
+        operator: "operator:alice".into(),
+        not_before: 1_800_000_000,
+        not_after: 1_800_000_300,
+        nonce: *b"0123456789abcdef",
+    }
+}
+
+/// Runs `ssh-keygen -Y verify` on `message` and `signature`; returns (success, output).
+fn ssh_keygen_verify(
+    dir: &std::path::Path,
+    allowed: &str,
+    message: &[u8],
+    signature: &str,
+) -> (bool, String) {
+    fs::write(dir.join("allowed_signers"), allowed).unwrap();
+    fs::write(dir.join("order.sig"), signature).unwrap();
+    fs::write(dir.join("order.bin"), message).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f"])
+        .arg(dir.join("allowed_signers"))
+        .args(["-I", "signoff", "-n", NAMESPACE, "-s"])
+        .arg(dir.join("order.sig"))
+        .stdin(fs::File::open(dir.join("order.bin")).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("ssh-keygen (package openssh-client) must be installed");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn signer() -> PrivateKey {
+    PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]))
+}
+
+fn allowed(key: &PrivateKey) -> String {
+    format!("signoff {}\n", key.public_key().to_openssh().unwrap())
+}
+
+#[test]
+fn a_stored_order_verifies_with_ssh_keygen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let bytes = order().encode();
+    let sig = orders::sign(&key, &bytes).unwrap();
+    let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&key), &bytes, &sig);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Good \"signoff-order\" signature for signoff"),
+        "{out}"
+    );
+}
+
+#[test]
+fn ssh_keygen_refuses_a_forged_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let sig = orders::sign(&key, &order().encode()).unwrap();
+    let mut forged = order();
+    forged.host_id = "db1".into();
+    let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&key), &forged.encode(), &sig);
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn ssh_keygen_refuses_a_signer_not_in_allowed_signers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = order().encode();
+    let sig = orders::sign(&signer(), &bytes).unwrap();
+    let other = PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]));
+    let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&other), &bytes, &sig);
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn we_verify_what_ssh_keygen_signs_in_our_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("signer");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = order().encode();
+    fs::write(dir.path().join("order.bin"), &bytes).unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
+        .arg(&key_path)
+        .arg(dir.path().join("order.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sig = fs::read_to_string(dir.path().join("order.bin.sig")).unwrap();
+    let public = ssh_key::PublicKey::read_openssh_file(&key_path.with_extension("pub")).unwrap();
+    assert!(orders::verify(&bytes, &sig, std::slice::from_ref(&public)).is_ok());
+    assert!(orders::verify(&bytes[1..], &sig, &[public]).is_err());
+}
