@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod identity;
 pub mod krl_tool;
 pub mod krl_writer;
+pub mod orders;
 pub mod principals;
 pub mod state;
 pub mod status;
