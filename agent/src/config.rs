@@ -11,6 +11,7 @@
 //! mode = "best_effort"                       # or "strict": refuse logins when out of touch
 //! max_staleness = "1h"                       # strict mode: how long without contact is too long
 //! identity_dir = "/var/lib/signoff/identity" # key (0600), certificate, CA; made by `enroll`
+//! allowed_signers = "/etc/signoff/allowed_signers"  # who may sign kill orders; none: no orders
 //!
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
@@ -132,6 +133,10 @@ pub struct Config {
     /// `signoff-agent enroll`; the directory is 0700, root only).
     #[serde(default = "default_identity_dir")]
     pub identity_dir: PathBuf,
+    /// OpenSSH `allowed_signers` file of the keys whose kill orders this agent executes.
+    /// Installed by Ansible, never learned from the wire. Without it, every order is refused.
+    #[serde(default)]
+    pub allowed_signers: Option<PathBuf>,
 }
 
 fn default_identity_dir() -> PathBuf {
@@ -159,6 +164,7 @@ impl Default for Config {
             max_staleness: default_max_staleness(),
             break_glass: Vec::new(),
             identity_dir: default_identity_dir(),
+            allowed_signers: None,
         }
     }
 }

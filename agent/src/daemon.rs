@@ -25,6 +25,7 @@ use crate::atomic::write_atomic;
 use crate::config::Config;
 use crate::identity::{Identity, IdentityError};
 use crate::krl_writer::{self, KrlWriteError};
+use crate::orders;
 use crate::state::{self, ApplyError, State};
 use crate::transport::{self, TransportError};
 
@@ -278,6 +279,16 @@ async fn session(
                 state.apply_delta(&delta)?;
                 true
             }
+            Some(v1::control_message::Body::Kill(order)) => {
+                let result = execute_kill(config, &identity.host_id, &order, at);
+                let msg = v1::AgentMessage {
+                    body: Some(v1::agent_message::Body::OrderResult(result)),
+                };
+                if tx.send(msg).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+                false
+            }
             Some(v1::control_message::Body::Heartbeat(_)) | None => false,
         };
         if applied {
@@ -301,3 +312,54 @@ async fn session(
         }
     }
 }
+
+/// Checks a kill order and, if it holds, executes it. Nothing is killed on any doubt.
+fn execute_kill(
+    config: &Config,
+    host_id: &str,
+    order: &v1::SignedOrder,
+    now: u64,
+) -> v1::OrderResult {
+    let nonce = signoff_proto::orders::KillOrder::decode(&order.order)
+        .map(|o| o.nonce.to_vec())
+        .unwrap_or_default();
+    let refuse = |why: String| {
+        warn!(refusal = %why, "kill order refused");
+        v1::OrderResult {
+            nonce: nonce.clone(),
+            executed: false,
+            refusal: why,
+            ..Default::default()
+        }
+    };
+    let Some(path) = &config.allowed_signers else {
+        return refuse(
+            "no allowed_signers file is configured: this agent executes no orders".into(),
+        );
+    };
+    let signers = match orders::load_allowed_signers(path) {
+        Ok(s) => s,
+        Err(e) => return refuse(error_chain(&e)),
+    };
+    let mut nonces = orders::NonceStore::load(&config.state_dir.join(NONCE_FILE), now);
+    match orders::check(
+        &order.order,
+        &order.signature,
+        &signers,
+        host_id,
+        now,
+        &mut nonces,
+    ) {
+        Ok(kill) => {
+            info!(session = %kill.session_id, operator = %kill.operator, "kill order verified");
+            refuse(format!(
+                "session {} not killed: this agent version does not execute kill orders yet",
+                kill.session_id
+            ))
+        }
+        Err(e) => refuse(error_chain(&e)),
+    }
+}
+
+/// Nonces of kill orders seen, kept until the orders expire.
+const NONCE_FILE: &str = "order-nonces";

@@ -161,6 +161,7 @@ impl Server {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
 
+        service.set_order_signer(keys.order_signer.private_key().clone());
         let metrics = Arc::new(Metrics::default());
         let agents = bind_agents(&config, &keys, &service, &metrics).await?;
 

@@ -159,11 +159,21 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
             this.metrics
                 .connected_agents
                 .fetch_add(1, Ordering::Relaxed);
+            let mut connection = this.service.host_connected(&host);
             if let Err(status) = this
-                .drive(&host, hello.applied_revision, &mut inbound, &tx)
+                .drive(
+                    &host,
+                    hello.applied_revision,
+                    &mut inbound,
+                    &tx,
+                    &mut connection.orders,
+                )
                 .await
             {
                 let _ = tx.send(Err(status)).await;
+            }
+            if let Err(e) = this.service.host_disconnected(connection).await {
+                tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
             }
             this.metrics
                 .connected_agents
@@ -207,6 +217,7 @@ impl AgentServer {
         applied: u64,
         inbound: &mut Streaming<v1::AgentMessage>,
         tx: &Outbound,
+        orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
     ) -> Result<(), Status> {
         let mut revisions = self.service.subscribe();
         let current = *revisions.borrow_and_update();
@@ -243,18 +254,60 @@ impl AgentServer {
                     }
                 }
                 msg = inbound.message() => match msg {
-                    Ok(Some(v1::AgentMessage { body: Some(v1::agent_message::Body::Ack(ack)) })) => {
-                        let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
-                        self.service.record_contact(host, Some(rev), None, None).await.map_err(internal)?;
+                    Ok(Some(v1::AgentMessage { body: Some(body) })) => self.received(host, sent, body).await?,
+                    Ok(Some(v1::AgentMessage { body: None })) => {
+                        return Err(Status::invalid_argument("empty message"));
                     }
-                    Ok(Some(_)) => return Err(Status::invalid_argument("only Ack is expected after Hello")),
                     Ok(None) | Err(_) => return Ok(()), // the agent went away
                 },
+                Some(order) = orders.recv() => {
+                    self.send(tx, v1::control_message::Body::Kill(order)).await?;
+                }
                 _ = heartbeat.tick() => {
                     self.send(tx, self.heartbeat(sent)).await?;
                 }
                 () = tx.closed() => return Ok(()),
             }
+        }
+    }
+
+    /// Handles one message from the agent after its Hello.
+    async fn received(
+        &self,
+        host: &str,
+        sent: i64,
+        body: v1::agent_message::Body,
+    ) -> Result<(), Status> {
+        use v1::agent_message::Body;
+        match body {
+            Body::Ack(ack) => {
+                let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
+                self.service
+                    .record_contact(host, Some(rev), None, None)
+                    .await
+                    .map_err(internal)
+            }
+            Body::SessionStarted(s) => self
+                .service
+                .session_started(host, &s)
+                .await
+                .map_err(internal),
+            Body::SessionEnded(e) => self
+                .service
+                .session_ended(host, &e.id, i64::try_from(e.ended_at).unwrap_or(0))
+                .await
+                .map_err(internal),
+            Body::SessionList(l) => self
+                .service
+                .session_list(host, &l.sessions)
+                .await
+                .map_err(internal),
+            Body::OrderResult(r) => self
+                .service
+                .record_order_result(host, &r)
+                .await
+                .map_err(internal),
+            Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }
 

@@ -18,7 +18,7 @@ use super::sync::AgentServer;
 use crate::api::Metrics;
 use crate::model::Revocation;
 use crate::service::testing::{ManualClock, service};
-use crate::service::{Actor, NewGrant, NewUser, Service};
+use crate::service::{Actor, NewGrant, NewUser, Service, ServiceError};
 
 struct Plane {
     url: String,
@@ -347,4 +347,142 @@ async fn a_stream_claiming_another_host_is_refused() {
     let err = open(&mut client, "web2", 0).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("claims host \"web2\""), "{err}");
+}
+
+fn session(id: &str, port: u32) -> v1::Session {
+    v1::Session {
+        id: id.into(),
+        account: "deploy".into(),
+        key_id: "alice@corp".into(),
+        serial: 42,
+        ca_fingerprint: "SHA256:ca".into(),
+        key_fingerprint: "SHA256:key".into(),
+        source_address: "127.0.0.1".into(),
+        source_port: port,
+        started_at: 1_800_000_000,
+        tty: String::new(),
+        pids: vec![100, 101],
+    }
+}
+
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn reported_sessions_are_listed_killed_by_signed_order_and_marked_unknown_on_disconnect() {
+    let p = start().await;
+    let signer = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
+    p.service.set_order_signer(signer.clone());
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let (tx, mut stream) = open(&mut client, "web1", 0).await.unwrap();
+    next(&mut stream).await.unwrap();
+    let send = |body| v1::AgentMessage { body: Some(body) };
+    tx.send(send(v1::agent_message::Body::SessionList(
+        v1::SessionList {
+            sessions: vec![session("1:1", 50001), session("2:2", 50002)],
+        },
+    )))
+    .await
+    .unwrap();
+    let svc = p.service.clone();
+    let filter = crate::service::SessionFilter {
+        user: Some("alice".into()),
+        ..Default::default()
+    };
+    until("both sessions listed", async || {
+        svc.list_sessions(&filter).await.unwrap().len() == 2
+    })
+    .await;
+    tx.send(send(v1::agent_message::Body::SessionEnded(
+        v1::SessionEnded {
+            id: "2:2".into(),
+            ended_at: 1,
+        },
+    )))
+    .await
+    .unwrap();
+    until("the ended one gone", async || {
+        svc.list_sessions(&filter).await.unwrap().len() == 1
+    })
+    .await;
+
+    let order = p
+        .service
+        .kill_session(&Actor::cli(), "web1", "1:1", "suspicious")
+        .await
+        .unwrap();
+    assert_eq!(order.state, "sent");
+    let v1::control_message::Body::Kill(signed) = next(&mut stream).await.unwrap() else {
+        panic!("expected a kill order");
+    };
+    signoff_proto::orders::verify(
+        &signed.order,
+        &signed.signature,
+        &[signer.public_key().clone()],
+    )
+    .unwrap();
+    let kill = signoff_proto::orders::KillOrder::decode(&signed.order).unwrap();
+    assert_eq!(
+        (kill.host_id.as_str(), kill.session_id.as_str()),
+        ("web1", "1:1")
+    );
+    assert_eq!(kill.operator, "cli");
+    tx.send(send(v1::agent_message::Body::OrderResult(
+        v1::OrderResult {
+            nonce: kill.nonce.to_vec(),
+            executed: true,
+            refusal: String::new(),
+            ended_pids: vec![100, 101],
+            remaining_pids: vec![],
+        },
+    )))
+    .await
+    .unwrap();
+    until("the result audited", async || {
+        !svc.audit_log("session.kill.result", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    assert_eq!(
+        svc.audit_log("session.kill", None, 10).await.unwrap().len(),
+        2
+    );
+
+    drop(tx);
+    drop(stream);
+    until(
+        "sessions of a disconnected host marked unknown",
+        async || {
+            svc.list_sessions(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .all(|s| s.state == "unknown")
+        },
+    )
+    .await;
+    // An order for a host that is not connected is not queued.
+    let order = p
+        .service
+        .kill_session(&Actor::cli(), "web1", "1:1", "again")
+        .await
+        .unwrap();
+    assert_eq!(order.state, "undelivered");
+    let ended = p
+        .service
+        .kill_session(&Actor::cli(), "web1", "2:2", "")
+        .await
+        .unwrap_err();
+    assert!(matches!(ended, ServiceError::Conflict(_)), "{ended}");
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Caller};
 use crate::model::{Revocation, UserStatus};
-use crate::service::{NewGrant, NewHost, NewUser, Scope, UserUpdate};
+use crate::service::{NewGrant, NewHost, NewUser, Scope, SessionFilter, UserUpdate};
 
 /// JSON body whose rejection is an [`ApiError`].
 #[derive(Debug, FromRequest)]
@@ -523,6 +523,59 @@ pub(crate) async fn krl_handler(
         ],
         bytes,
     ))
+}
+
+// ---- sessions ---------------------------------------------------------------------------
+
+pub(crate) async fn list_sessions_handler(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<SessionFilter>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Scope::Read)?;
+    if let Some(state) = &filter.state
+        && !["live", "unknown", "ended"].contains(&state.as_str())
+    {
+        return Err(ApiError::bad_request("state: one of live, unknown, ended"));
+    }
+    Ok(Json(s.service.list_sessions(&filter).await?))
+}
+
+pub(crate) async fn get_session_handler(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((host, id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Scope::Read)?;
+    Ok(Json(s.service.get_session(&host, &id).await?))
+}
+
+pub(crate) async fn kill_session_handler(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((host, id)): Path<(String, String)>,
+    Json(req): Json<ReasonBody>,
+) -> ApiResult<impl IntoResponse> {
+    let actor = caller.require(Scope::Signoff)?.actor();
+    let order = s
+        .service
+        .kill_session(&actor, &host, &id, &req.reason)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
+}
+
+pub(crate) async fn kill_user_sessions_handler(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(req): Json<ReasonBody>,
+) -> ApiResult<impl IntoResponse> {
+    let actor = caller.require(Scope::Signoff)?.actor();
+    let orders = s
+        .service
+        .kill_user_sessions(&actor, &name, &req.reason)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(orders)))
 }
 
 // ---- tokens and audit -------------------------------------------------------------------

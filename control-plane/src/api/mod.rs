@@ -101,6 +101,16 @@ pub fn router_with_metrics(service: Service, metrics: Arc<Metrics>) -> Router {
             get(handlers::list_tokens_handler).post(handlers::create_token_handler),
         )
         .route("/tokens/{id}", delete(handlers::revoke_token_handler))
+        .route("/sessions", get(handlers::list_sessions_handler))
+        .route("/sessions/{host}/{id}", get(handlers::get_session_handler))
+        .route(
+            "/sessions/{host}/{id}/kill",
+            post(handlers::kill_session_handler),
+        )
+        .route(
+            "/users/{name}/kill-sessions",
+            post(handlers::kill_user_sessions_handler),
+        )
         .route("/audit", get(handlers::audit_log_handler))
         .route("/audit/verify", get(handlers::audit_verify_handler))
         .fallback(error::not_found_handler);

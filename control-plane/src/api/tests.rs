@@ -86,6 +86,21 @@ fn error_code(v: &Value) -> &str {
 #[tokio::test]
 async fn every_documented_operation_behaves_as_documented() {
     let s = start().await;
+    // The session examples need a session and an order-signing key.
+    s.service.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[1; 32]),
+    ));
+    let session = signoff_proto::v1::Session {
+        id: "4242:1".into(),
+        account: "deploy".into(),
+        key_id: "alice@corp".into(),
+        serial: 7,
+        source_address: "127.0.0.1".into(),
+        source_port: 50000,
+        started_at: 1_800_000_000,
+        ..Default::default()
+    };
+    s.service.session_started("web1", &session).await.unwrap();
     let (status, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let mut ops = Vec::new();

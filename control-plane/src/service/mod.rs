@@ -10,6 +10,7 @@ mod grants;
 mod hosts;
 mod refresh;
 mod revocations;
+mod sessions;
 mod stats;
 mod tokens;
 mod users;
@@ -28,6 +29,7 @@ pub use grants::NewGrant;
 pub use hosts::NewHost;
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
+pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};
 pub use stats::Counts;
 pub use tokens::{AuthError, Scope, Token, TokenInfo};
 pub use users::{NewUser, UserUpdate};
@@ -109,6 +111,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     writer: Mutex<()>,
     revision: watch::Sender<i64>,
+    session_events: tokio::sync::broadcast::Sender<SessionEvent>,
+    outboxes: sessions::Outboxes,
+    order_signer: std::sync::Mutex<Option<ssh_key::PrivateKey>>,
 }
 
 impl Service {
@@ -125,6 +130,9 @@ impl Service {
                 clock,
                 writer: Mutex::new(()),
                 revision,
+                session_events: tokio::sync::broadcast::channel(1024).0,
+                outboxes: sessions::Outboxes::default(),
+                order_signer: std::sync::Mutex::new(None),
             }),
         })
     }

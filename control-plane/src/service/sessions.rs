@@ -1,0 +1,444 @@
+//! Live sessions as agents report them, and kill orders: signed here, delivered on the
+//! host's sync stream, their outcome recorded and audited.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use signoff_proto::orders::{self, KillOrder};
+use signoff_proto::v1;
+use sqlx::Row;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Actor, Result, Service, ServiceError};
+use crate::model::{Invalid, validate_text};
+
+/// How long a kill order is valid after it is signed.
+pub const KILL_ORDER_TTL_SECS: i64 = 300;
+
+/// A session as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The host.
+    pub host_id: String,
+    /// Unique on the host.
+    pub id: String,
+    /// The Unix account.
+    pub account: String,
+    /// The person whose key ID the certificate carries, if known.
+    pub user: Option<String>,
+    /// Certificate key ID (empty for a plain key).
+    pub key_id: String,
+    /// Certificate serial (0 for none).
+    pub serial: u64,
+    /// CA fingerprint (empty for a plain key).
+    pub ca_fingerprint: String,
+    /// Key fingerprint.
+    pub key_fingerprint: String,
+    /// Client address.
+    pub source_address: String,
+    /// Client port.
+    pub source_port: u32,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// `pts/N`, or empty.
+    pub tty: String,
+    /// Processes of the login.
+    pub pids: Vec<u32>,
+    /// `live`, `unknown` (its agent is disconnected) or `ended`.
+    pub state: String,
+    /// Unix seconds, once ended.
+    pub ended_at: Option<i64>,
+}
+
+/// What changed, for live views (the dashboard's event stream).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// Started, or known again after a reconnect.
+    Started(Box<SessionRecord>),
+    /// Ended.
+    Ended {
+        /// The host.
+        host_id: String,
+        /// The session.
+        id: String,
+    },
+    /// The host's agent disconnected: its sessions are of unknown state.
+    HostUnknown {
+        /// The host.
+        host_id: String,
+    },
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFilter {
+    /// Only this person's (by key ID).
+    pub user: Option<String>,
+    /// Only on this host.
+    pub host: Option<String>,
+    /// Only as this account.
+    pub account: Option<String>,
+    /// Only in this state; default: live and unknown.
+    pub state: Option<String>,
+}
+
+/// A kill order on its way to a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct KillOrderRecord {
+    /// The order's nonce, hex; identifies it.
+    pub nonce: String,
+    /// The host.
+    pub host_id: String,
+    /// The session.
+    pub session_id: String,
+    /// `sent`, `executed`, `refused` or `undelivered`.
+    pub state: String,
+    /// Unix seconds after which the agent refuses it.
+    pub not_after: i64,
+}
+
+/// Per-host outboxes of the connected agents' sync streams, with a connection number so
+/// that a stream ending late never unregisters the newer stream of a reconnected agent.
+#[derive(Debug, Default)]
+pub(crate) struct Outboxes {
+    by_host: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<v1::SignedOrder>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Outboxes {
+    fn send(&self, host: &str, order: v1::SignedOrder) -> bool {
+        self.by_host
+            .lock()
+            .ok()
+            .and_then(|m| m.get(host).map(|(_, tx)| tx.send(order).is_ok()))
+            .unwrap_or(false)
+    }
+}
+
+/// A connected agent's stream, as registered.
+#[derive(Debug)]
+pub struct Connection {
+    /// The host.
+    pub host: String,
+    number: u64,
+    /// Kill orders to send on the stream.
+    pub orders: mpsc::UnboundedReceiver<v1::SignedOrder>,
+}
+
+fn record(r: &sqlx::sqlite::SqliteRow) -> SessionRecord {
+    SessionRecord {
+        host_id: r.get("host_id"),
+        id: r.get("id"),
+        account: r.get("account"),
+        user: r.get("user"),
+        key_id: r.get("key_id"),
+        serial: u64::try_from(r.get::<i64, _>("serial")).unwrap_or(0),
+        ca_fingerprint: r.get("ca_fingerprint"),
+        key_fingerprint: r.get("key_fingerprint"),
+        source_address: r.get("source_address"),
+        source_port: u32::try_from(r.get::<i64, _>("source_port")).unwrap_or(0),
+        started_at: r.get("started_at"),
+        tty: r.get("tty"),
+        pids: serde_json::from_str(&r.get::<String, _>("pids")).unwrap_or_default(),
+        state: r.get("state"),
+        ended_at: r.get("ended_at"),
+    }
+}
+
+const SELECT: &str = "SELECT s.*, (SELECT u.name FROM user_key_ids k JOIN users u ON u.id = k.user_id
+         WHERE k.key_id = s.key_id AND s.key_id != '' ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1) AS user
+     FROM sessions s";
+
+impl Service {
+    /// Events of sessions starting and ending, as they are recorded.
+    pub fn watch_sessions(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.session_events.subscribe()
+    }
+
+    /// Registers a connected agent's stream; [`Service::host_disconnected`] ends it.
+    pub fn host_connected(&self, host: &str) -> Connection {
+        let (tx, orders) = mpsc::unbounded_channel();
+        let number = self
+            .inner
+            .outboxes
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = self.inner.outboxes.by_host.lock() {
+            m.insert(host.to_owned(), (number, tx));
+        }
+        Connection {
+            host: host.to_owned(),
+            number,
+            orders,
+        }
+    }
+
+    async fn upsert_session(&self, host: &str, s: &v1::Session) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
+                source_address, source_port, started_at, tty, pids, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')
+             ON CONFLICT (host_id, id) DO UPDATE SET state = 'live', ended_at = NULL, pids = excluded.pids",
+        )
+        .bind(host)
+        .bind(&s.id)
+        .bind(&s.account)
+        .bind(&s.key_id)
+        .bind(i64::try_from(s.serial).unwrap_or(i64::MAX))
+        .bind(&s.ca_fingerprint)
+        .bind(&s.key_fingerprint)
+        .bind(&s.source_address)
+        .bind(i64::from(s.source_port))
+        .bind(i64::try_from(s.started_at).unwrap_or(0))
+        .bind(&s.tty)
+        .bind(serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into()))
+        .execute(self.pool())
+        .await?;
+        if let Ok(r) = self.get_session(host, &s.id).await {
+            let _ = self.inner.session_events.send(SessionEvent::Started(Box::new(r)));
+        }
+        Ok(())
+    }
+
+    /// An agent reports a new session.
+    pub async fn session_started(&self, host: &str, s: &v1::Session) -> Result<()> {
+        self.upsert_session(host, s).await
+    }
+
+    /// An agent reports a session ended.
+    pub async fn session_ended(&self, host: &str, id: &str, ended_at: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'")
+            .bind(ended_at)
+            .bind(host)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        let _ = self.inner.session_events.send(SessionEvent::Ended {
+            host_id: host.to_owned(),
+            id: id.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// An agent's full list after it (re)connected: what it no longer lists has ended.
+    pub async fn session_list(&self, host: &str, list: &[v1::Session]) -> Result<()> {
+        let known: Vec<String> =
+            sqlx::query("SELECT id FROM sessions WHERE host_id = ? AND state != 'ended'")
+                .bind(host)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        let now = self.now();
+        for id in known {
+            if !list.iter().any(|s| s.id == id) {
+                self.session_ended(host, &id, now).await?;
+            }
+        }
+        for s in list {
+            self.upsert_session(host, s).await?;
+        }
+        Ok(())
+    }
+
+    /// The host's agent disconnected: its sessions are of unknown state, not dropped —
+    /// unless it has connected again meanwhile.
+    pub async fn host_disconnected(&self, connection: Connection) -> Result<()> {
+        let host = connection.host.as_str();
+        let current = match self.inner.outboxes.by_host.lock() {
+            Ok(mut m) if m.get(host).is_some_and(|(n, _)| *n == connection.number) => {
+                m.remove(host);
+                true
+            }
+            _ => false,
+        };
+        if !current {
+            return Ok(());
+        }
+        sqlx::query("UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state = 'live'")
+            .bind(host)
+            .execute(self.pool())
+            .await?;
+        let _ = self.inner.session_events.send(SessionEvent::HostUnknown {
+            host_id: host.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Sessions matching `filter`, newest first.
+    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
+               AND (? IS NULL OR user = ?)
+               AND (CASE WHEN ? IS NULL THEN state != 'ended' ELSE state = ? END)
+             ORDER BY started_at DESC, host_id, id LIMIT 10000"
+        ))
+        .bind(&filter.host)
+        .bind(&filter.host)
+        .bind(&filter.account)
+        .bind(&filter.account)
+        .bind(&filter.user)
+        .bind(&filter.user)
+        .bind(&filter.state)
+        .bind(&filter.state)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    /// One session.
+    pub async fn get_session(&self, host: &str, id: &str) -> Result<SessionRecord> {
+        sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
+            .bind(host)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| record(&r))
+            .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))
+    }
+
+    /// Signs a kill order for a live session and sends it on the host's stream. Audited
+    /// whether or not the host is connected; an order that could not be sent is
+    /// `undelivered` (a one-shot order expires within minutes: it is not queued).
+    pub async fn kill_session(
+        &self,
+        actor: &Actor,
+        host: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<KillOrderRecord> {
+        validate_text("reason", reason, 1024)?;
+        let session = self.get_session(host, id).await?;
+        if session.state == "ended" {
+            return Err(ServiceError::Conflict(format!(
+                "session {host}/{id} has already ended"
+            )));
+        }
+        let signer = self
+            .inner
+            .order_signer
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| {
+                ServiceError::Conflict("this server has no order-signing key loaded".into())
+            })?;
+        let now = self.now();
+        let mut nonce = [0u8; 16];
+        rand::rng().fill_bytes(&mut nonce);
+        let order = KillOrder {
+            host_id: host.to_owned(),
+            session_id: id.to_owned(),
+            reason: reason.to_owned(),
+            operator: actor.0.clone(),
+            not_before: u64::try_from(now).unwrap_or(0),
+            not_after: u64::try_from(now + KILL_ORDER_TTL_SECS).unwrap_or(0),
+            nonce,
+        };
+        let bytes = order.encode();
+        let signature =
+            orders::sign(&signer, &bytes).map_err(|e| Invalid::new("order", e.to_string()))?;
+        let delivered = self.inner.outboxes.send(
+            host,
+            v1::SignedOrder {
+                order: bytes.clone(),
+                signature: signature.clone(),
+            },
+        );
+        let state = if delivered { "sent" } else { "undelivered" };
+        let nonce_hex = hex::encode(nonce);
+        let w = self.write(actor, "session.kill", false).await?;
+        let mut w = w;
+        sqlx::query(
+            "INSERT INTO kill_orders (nonce, host_id, session_id, operator, reason, created_at, not_after, order_bytes, signature, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&nonce_hex)
+        .bind(host)
+        .bind(id)
+        .bind(&actor.0)
+        .bind(reason)
+        .bind(now)
+        .bind(now + KILL_ORDER_TTL_SECS)
+        .bind(&bytes)
+        .bind(&signature)
+        .bind(state)
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit(
+            "session.kill",
+            &format!("session:{host}/{id}"),
+            reason,
+            serde_json::json!({ "order": nonce_hex, "state": state, "user": session.user, "account": session.account }),
+        )
+        .await?;
+        Ok(KillOrderRecord {
+            nonce: nonce_hex,
+            host_id: host.to_owned(),
+            session_id: id.to_owned(),
+            state: state.to_owned(),
+            not_after: now + KILL_ORDER_TTL_SECS,
+        })
+    }
+
+    /// Kill orders for every live session of a person.
+    pub async fn kill_user_sessions(
+        &self,
+        actor: &Actor,
+        user: &str,
+        reason: &str,
+    ) -> Result<Vec<KillOrderRecord>> {
+        self.get_user(user).await?;
+        let filter = SessionFilter {
+            user: Some(user.to_owned()),
+            ..SessionFilter::default()
+        };
+        let mut out = Vec::new();
+        for s in self.list_sessions(&filter).await? {
+            out.push(self.kill_session(actor, &s.host_id, &s.id, reason).await?);
+        }
+        Ok(out)
+    }
+
+    /// Records what an agent did with an order, in the audit log too.
+    pub async fn record_order_result(&self, host: &str, result: &v1::OrderResult) -> Result<()> {
+        let nonce = hex::encode(&result.nonce);
+        let state = if result.executed {
+            "executed"
+        } else {
+            "refused"
+        };
+        let details = serde_json::json!({
+            "order": nonce, "executed": result.executed, "refusal": result.refusal,
+            "ended_pids": result.ended_pids, "remaining_pids": result.remaining_pids,
+        });
+        let actor = Actor(format!("agent:{host}"));
+        let mut w = self.write(&actor, "session.kill.result", false).await?;
+        sqlx::query("UPDATE kill_orders SET state = ?, result = ? WHERE nonce = ? AND host_id = ?")
+            .bind(state)
+            .bind(details.to_string())
+            .bind(&nonce)
+            .bind(host)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit(
+            "session.kill.result",
+            &format!("host:{host}"),
+            &result.refusal,
+            details,
+        )
+        .await
+    }
+
+    /// Loads the key orders are signed with.
+    pub fn set_order_signer(&self, key: ssh_key::PrivateKey) {
+        if let Ok(mut s) = self.inner.order_signer.lock() {
+            *s = Some(key);
+        }
+    }
+}
