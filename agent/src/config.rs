@@ -137,6 +137,9 @@ pub struct Config {
     /// Installed by Ansible, never learned from the wire. Without it, every order is refused.
     #[serde(default)]
     pub allowed_signers: Option<PathBuf>,
+    /// Which sshd's sessions to watch, and how to kill them.
+    #[serde(default)]
+    pub sessions: crate::sessions::SessionsConfig,
 }
 
 fn default_identity_dir() -> PathBuf {
@@ -165,6 +168,7 @@ impl Default for Config {
             break_glass: Vec::new(),
             identity_dir: default_identity_dir(),
             allowed_signers: None,
+            sessions: crate::sessions::SessionsConfig::default(),
         }
     }
 }
@@ -194,6 +198,7 @@ impl Config {
 
     /// Checks what the types do not; the error says what to change.
     pub fn validate(&self) -> Result<(), String> {
+        self.sessions.validate()?;
         if !self.state_dir.is_absolute() {
             return Err(format!(
                 "state_dir = {:?} must be an absolute path",

@@ -26,11 +26,16 @@ use crate::config::Config;
 use crate::identity::{Identity, IdentityError};
 use crate::krl_writer::{self, KrlWriteError};
 use crate::orders;
+use crate::sessions::{
+    Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
+};
 use crate::state::{self, ApplyError, State};
 use crate::transport::{self, TransportError};
 
 /// Where the daemon tells `signoff-agent status` how it is doing.
 pub const STATUS_FILE: &str = "status.json";
+/// Held locked (`flock`) by the running daemon for its whole life.
+pub const LOCK_FILE: &str = "agent.lock";
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -64,6 +69,12 @@ pub enum DaemonError {
     /// No usable identity.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Another daemon holds the state directory.
+    #[error("another signoff-agent is already running with state directory {0}")]
+    AlreadyRunning(PathBuf),
+    /// The session watcher cannot start.
+    #[error("cannot watch sessions")]
+    Sessions(#[from] WatchError),
 }
 
 /// One connection's failure; the daemon reconnects after it.
@@ -150,10 +161,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             });
         }
     }
+    // One daemon per state directory; `status` also learns from this lock whether one runs.
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(config.state_dir.join(LOCK_FILE))
+        .map_err(|source| DaemonError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+    if lock.try_lock().is_err() {
+        return Err(DaemonError::AlreadyRunning(config.state_dir.clone()));
+    }
+    remove_leftover_temp_files(&config);
     let mut identity = Identity::load(&config.identity_dir)?;
     let mut state = match state::load(&config.state_dir) {
         Ok(Some(s)) => {
             info!(revision = s.revision(), "host view loaded");
+            // A crash may have left the KRL behind the view: bring it level now.
+            if let Err(e) =
+                krl_writer::write_krl(&config.krl_path, s.revocations(), s.revision(), now())
+            {
+                warn!(error = %error_chain(&e), "cannot rewrite the KRL from the host view");
+            }
             s
         }
         Ok(None) => State::new(),
@@ -173,13 +204,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     write_status(&config.state_dir, &status);
 
+    let (events_tx, mut events) = mpsc::channel(4096);
+    let watcher = SessionWatcher::start(config.sessions.clone(), events_tx).await?;
+    let sessions = watcher.handle();
+
     tokio::pin!(shutdown);
     let mut backoff = Backoff { attempt: 0 };
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut status) => r,
-            () = &mut shutdown => return Ok(()),
+            r = session(&config, &mut identity, &mut state, &mut status, &sessions, &mut events) => r,
+            () = &mut shutdown => {
+                stopped(&config, &mut status);
+                return Ok(());
+            }
         };
         let error = match result {
             Ok(()) => SessionError::Closed,
@@ -194,9 +232,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             backoff.attempt = 0;
         }
         let delay = backoff.next();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = &mut shutdown => return Ok(()),
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                () = &mut wake => break,
+                () = &mut shutdown => {
+                stopped(&config, &mut status);
+                return Ok(());
+            }
+                // Session events while disconnected: the full list sent on reconnect
+                // covers them.
+                Some(_) = events.recv() => {}
+            }
+        }
+    }
+}
+
+/// Records a clean stop for `status`.
+fn stopped(config: &Config, status: &mut DaemonStatus) {
+    status.connected = false;
+    status.since = now();
+    status.last_error = Some("the agent was stopped".into());
+    write_status(&config.state_dir, status);
+}
+
+/// Removes the temporary files a crash in the middle of an atomic write leaves behind
+/// (`.NAME.XXXXXX.tmp`, see `atomic::write_atomic`): a host view can be large, and a crash
+/// loop must not fill the disk.
+fn remove_leftover_temp_files(config: &Config) {
+    let dirs = [Some(config.state_dir.as_path()), config.krl_path.parent()];
+    for dir in dirs.into_iter().flatten() {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        info!(file = %entry.path().display(), "removed a temporary file left by a crash")
+                    }
+                    Err(e) => {
+                        warn!(file = %entry.path().display(), error = %e, "cannot remove a leftover temporary file")
+                    }
+                }
+            }
         }
     }
 }
@@ -227,6 +309,8 @@ async fn session(
     identity: &mut Identity,
     state: &mut State,
     status: &mut DaemonStatus,
+    sessions: &WatcherHandle,
+    events: &mut mpsc::Receiver<SessionEvent>,
 ) -> Result<(), SessionError> {
     let mut sync = client(identity)?;
     if identity.renewal_due(i64::try_from(now()).unwrap_or(i64::MAX)) {
@@ -243,6 +327,7 @@ async fn session(
             host_id: identity.host_id.clone(),
             applied_revision: state.revision(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            heartbeat_secs: heartbeat_secs(config),
         })),
     };
     // The channel has room: this cannot block.
@@ -253,6 +338,15 @@ async fn session(
     status.last_error = None;
     write_status(&config.state_dir, status);
     info!(server = %identity.server, revision = state.revision(), "sync stream up");
+    // Every live session, so the control plane's view heals after any gap.
+    let list = v1::AgentMessage {
+        body: Some(v1::agent_message::Body::SessionList(v1::SessionList {
+            sessions: sessions.snapshot().iter().map(to_proto_session).collect(),
+        })),
+    };
+    if tx.send(list).await.is_err() {
+        return Err(SessionError::Closed);
+    }
 
     let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
     loop {
@@ -262,6 +356,19 @@ async fn session(
             m = stream.message() => m?,
             // Renewal is due: end this stream; the next session renews first.
             () = tokio::time::sleep(until_renewal) => return Ok(()),
+            Some(event) = events.recv() => {
+                let body = match event {
+                    SessionEvent::Started(s) => v1::agent_message::Body::SessionStarted(to_proto_session(&s)),
+                    SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
+                        id: id.to_string(),
+                        ended_at: now(),
+                    }),
+                };
+                if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+                continue;
+            }
         };
         let Some(message) = message else {
             return Err(SessionError::Closed);
@@ -280,7 +387,7 @@ async fn session(
                 true
             }
             Some(v1::control_message::Body::Kill(order)) => {
-                let result = execute_kill(config, &identity.host_id, &order, at);
+                let result = execute_kill(config, &identity.host_id, &order, at, sessions).await;
                 let msg = v1::AgentMessage {
                     body: Some(v1::agent_message::Body::OrderResult(result)),
                 };
@@ -314,11 +421,12 @@ async fn session(
 }
 
 /// Checks a kill order and, if it holds, executes it. Nothing is killed on any doubt.
-fn execute_kill(
+async fn execute_kill(
     config: &Config,
     host_id: &str,
     order: &v1::SignedOrder,
     now: u64,
+    sessions: &WatcherHandle,
 ) -> v1::OrderResult {
     let nonce = signoff_proto::orders::KillOrder::decode(&order.order)
         .map(|o| o.nonce.to_vec())
@@ -351,11 +459,26 @@ fn execute_kill(
         &mut nonces,
     ) {
         Ok(kill) => {
-            info!(session = %kill.session_id, operator = %kill.operator, "kill order verified");
-            refuse(format!(
-                "session {} not killed: this agent version does not execute kill orders yet",
-                kill.session_id
-            ))
+            info!(session = %kill.session_id, operator = %kill.operator, reason = %kill.reason, "kill order verified");
+            let id: SessionId = match kill.session_id.parse() {
+                Ok(id) => id,
+                Err(e) => return refuse(e.to_string()),
+            };
+            let handle = sessions.clone();
+            match tokio::task::spawn_blocking(move || handle.kill_blocking(&id)).await {
+                Ok(Ok(report)) => {
+                    info!(session = %kill.session_id, ended = ?report.ended_pids(), remaining = ?report.remaining_pids(), "session killed");
+                    v1::OrderResult {
+                        nonce,
+                        executed: true,
+                        refusal: String::new(),
+                        ended_pids: report.ended_pids(),
+                        remaining_pids: report.remaining_pids(),
+                    }
+                }
+                Ok(Err(e)) => refuse(error_chain(&e)),
+                Err(e) => refuse(format!("kill task failed: {e}")),
+            }
         }
         Err(e) => refuse(error_chain(&e)),
     }
@@ -363,3 +486,31 @@ fn execute_kill(
 
 /// Nonces of kill orders seen, kept until the orders expire.
 const NONCE_FILE: &str = "order-nonces";
+
+/// The heartbeat interval to ask for: in strict mode a third of `max_staleness`, so that a
+/// connected, idle agent never goes stale; otherwise the control plane's default.
+fn heartbeat_secs(config: &Config) -> u32 {
+    match config.mode {
+        crate::config::Mode::Strict => {
+            u32::try_from((config.max_staleness.as_secs() / 3).max(1)).unwrap_or(u32::MAX)
+        }
+        crate::config::Mode::BestEffort => 0,
+    }
+}
+
+/// A session as the protocol carries it.
+fn to_proto_session(s: &Session) -> v1::Session {
+    v1::Session {
+        id: s.id.to_string(),
+        account: s.account.clone(),
+        key_id: s.key_id().unwrap_or_default().to_owned(),
+        serial: s.serial().unwrap_or(0),
+        ca_fingerprint: s.ca_fingerprint().unwrap_or_default().to_owned(),
+        key_fingerprint: s.key_fingerprint().unwrap_or_default().to_owned(),
+        source_address: s.source.ip().to_string(),
+        source_port: u32::from(s.source.port()),
+        started_at: s.started_at_unix(),
+        tty: s.tty().unwrap_or_default().to_owned(),
+        pids: s.processes.iter().map(|p| p.pid).collect(),
+    }
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::daemon::{DaemonStatus, STATUS_FILE};
+use crate::daemon::{DaemonStatus, LOCK_FILE, STATUS_FILE};
 use crate::identity::Identity;
 use crate::state::{self, STATE_FILE, StateFile};
 
@@ -43,6 +43,14 @@ pub struct Status {
 /// Gathers the status from the files the daemon keeps; never fails, lists problems instead.
 pub fn gather(config: &Config, now: u64) -> Status {
     let mut problems = Vec::new();
+    // The running daemon holds this lock; if we can take it, no daemon runs, whatever its
+    // last status file says.
+    let daemon_running = fs::File::open(config.state_dir.join(LOCK_FILE))
+        .map(|f| f.try_lock().is_err())
+        .unwrap_or(false);
+    if !daemon_running {
+        problems.push("the agent daemon is not running".to_owned());
+    }
     let daemon: Option<DaemonStatus> = match fs::read(config.state_dir.join(STATUS_FILE)) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| problems.push(format!("status file unreadable: {e}")))
@@ -70,7 +78,7 @@ pub fn gather(config: &Config, now: u64) -> Status {
         .map_err(|e| problems.push(e.to_string()))
         .ok();
     Status {
-        connected: daemon.as_ref().is_some_and(|d| d.connected),
+        connected: daemon_running && daemon.as_ref().is_some_and(|d| d.connected),
         server: daemon
             .as_ref()
             .map(|d| d.server.clone())

@@ -18,6 +18,7 @@ pub mod agent;
 pub mod command;
 pub mod keys;
 pub mod krl;
+pub mod plane;
 pub mod principals;
 pub mod seed;
 pub mod sshd;

@@ -408,12 +408,12 @@ impl SpecReader {
         let mut line = 0;
         while !rest.is_empty() {
             line += 1;
-            if self.ca.is_some() {
-                if let Some((range, len)) = plain_serial_line(rest) {
-                    self.push_serials(range);
-                    rest = &rest[len..];
-                    continue;
-                }
+            if self.ca.is_some()
+                && let Some((range, len)) = plain_serial_line(rest)
+            {
+                self.push_serials(range);
+                rest = &rest[len..];
+                continue;
             }
             let (raw, next) = match rest.iter().position(|&b| b == b'\n') {
                 Some(end) => (&rest[..end], &rest[end + 1..]),
@@ -433,10 +433,10 @@ impl SpecReader {
 
     /// Hands the collected serials to the builder and returns it.
     pub fn finish(mut self) -> Result<KrlBuilder, RevokeError> {
-        if let Some(ca) = &self.ca {
-            if !self.serials.is_empty() {
-                self.builder.revoke_serial_ranges(ca, self.serials)?;
-            }
+        if let Some(ca) = &self.ca
+            && !self.serials.is_empty()
+        {
+            self.builder.revoke_serial_ranges(ca, self.serials)?;
         }
         Ok(self.builder)
     }
@@ -445,11 +445,12 @@ impl SpecReader {
     /// a sorted spec of a million consecutive serials then stays one range, and the
     /// builder's sort has nothing to do. The set of serials is the same either way.
     fn push_serials(&mut self, range: SerialRange) {
-        if let Some(last) = self.serials.last_mut() {
-            if range.lo >= last.lo && range.lo <= last.hi.saturating_add(1) {
-                last.hi = last.hi.max(range.hi);
-                return;
-            }
+        if let Some(last) = self.serials.last_mut()
+            && range.lo >= last.lo
+            && range.lo <= last.hi.saturating_add(1)
+        {
+            last.hi = last.hi.max(range.hi);
+            return;
         }
         self.serials.push(range);
     }

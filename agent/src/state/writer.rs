@@ -112,18 +112,21 @@ pub fn write_state_file(path: &Path, state: &State, now: u64) -> Result<u64, Per
 }
 
 impl State {
-    /// Writes the view to `STATE_DIR/hostview`, then the KRL built from its revocation set
-    /// to `krl_path`, each atomically and durably, stamped with `now` (Unix seconds). Only
-    /// once this returns may the revision be acked.
+    /// Writes the KRL built from the revocation set to `krl_path`, then the view to
+    /// `STATE_DIR/hostview`, each atomically and durably, stamped with `now` (Unix
+    /// seconds). Only once this returns may the revision be acked. The KRL goes first: a
+    /// crash between the two leaves the view at the older revision, which the agent
+    /// reports on reconnect and so receives the change again; the other order would leave
+    /// the KRL behind with nothing to bring it forward.
     pub fn persist(
         &self,
         state_dir: &Path,
         krl_path: &Path,
         now: u64,
     ) -> Result<PersistReport, PersistError> {
-        let state_bytes = write_state_file(&state_dir.join(STATE_FILE), self, now)?;
         let krl = krl_writer::write_krl(krl_path, &self.revocations, self.revision, now)
             .map_err(PersistError::Krl)?;
+        let state_bytes = write_state_file(&state_dir.join(STATE_FILE), self, now)?;
         Ok(PersistReport { state_bytes, krl })
     }
 }

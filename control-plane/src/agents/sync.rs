@@ -160,6 +160,13 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 .connected_agents
                 .fetch_add(1, Ordering::Relaxed);
             let mut connection = this.service.host_connected(&host);
+            let heartbeat = match hello.heartbeat_secs {
+                0 => this.heartbeat,
+                asked => Duration::from_secs(u64::from(asked)).clamp(
+                    Duration::from_secs(1),
+                    this.heartbeat.max(Duration::from_secs(1)),
+                ),
+            };
             if let Err(status) = this
                 .drive(
                     &host,
@@ -167,6 +174,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                     &mut inbound,
                     &tx,
                     &mut connection.orders,
+                    heartbeat,
                 )
                 .await
             {
@@ -218,6 +226,7 @@ impl AgentServer {
         inbound: &mut Streaming<v1::AgentMessage>,
         tx: &Outbound,
         orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
+        heartbeat_every: Duration,
     ) -> Result<(), Status> {
         let mut revisions = self.service.subscribe();
         let current = *revisions.borrow_and_update();
@@ -235,7 +244,7 @@ impl AgentServer {
             self.send(tx, self.heartbeat(current)).await?;
             current
         };
-        let mut heartbeat = tokio::time::interval(self.heartbeat);
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.reset();
         loop {
             tokio::select! {

@@ -148,6 +148,7 @@ async fn open(
             host_id: host.into(),
             applied_revision: applied,
             agent_version: "test".into(),
+            heartbeat_secs: 0,
         })),
     })
     .await

@@ -199,7 +199,10 @@ impl Service {
         .execute(self.pool())
         .await?;
         if let Ok(r) = self.get_session(host, &s.id).await {
-            let _ = self.inner.session_events.send(SessionEvent::Started(Box::new(r)));
+            let _ = self
+                .inner
+                .session_events
+                .send(SessionEvent::Started(Box::new(r)));
         }
         Ok(())
     }

@@ -1,0 +1,1068 @@
+//! What `/proc` says about sshd and the processes of its logins.
+//!
+//! A login of *our* sshd is a process that is an sshd (`comm` `sshd` or `sshd-session`),
+//! has a connection title (see [`super::title`]), is a child of our listener (or, after the
+//! listener restarted, an orphan whose connection socket is on our listening port), and
+//! holds a TCP socket whose local end is our listening port: its other end is the client's
+//! address and port, the key that ties the login to its `Accepted` log line.
+//!
+//! The processes of a login are the monitor's descendants and, under `UsePAM yes` with
+//! `pam_loginuid`, every process with the login's kernel audit session id
+//! (`/proc/PID/sessionid`), daemonized ones included. An audit session id is only used when
+//! it is set (not 4294967295) and is not the listener's own (sshd started from someone's
+//! login shell hands its id to every connection until PAM sets a fresh one).
+//!
+//! Every reader takes the `/proc` root as a parameter so tests can build a fake one.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::title::{self, Program, Role, Title, Ttys};
+
+/// `/proc/PID/sessionid` when no audit session was ever set.
+pub const AUDIT_UNSET: u32 = u32::MAX;
+
+/// Clock ticks per second in `/proc/PID/stat` times (`USER_HZ`: 100 on every Linux
+/// architecture that exposes it to user space).
+pub const TICKS_PER_SECOND: u64 = 100;
+
+/// A process, named so that a recycled PID is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessRef {
+    /// The PID.
+    pub pid: u32,
+    /// Start time in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start_ticks: u64,
+}
+
+/// The fields of `/proc/PID/stat` that matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The PID.
+    pub pid: u32,
+    /// The executable's name, at most 15 bytes (not changed by `setproctitle`).
+    pub comm: String,
+    /// `R`, `S`, `Z`, …
+    pub state: char,
+    /// The parent's PID.
+    pub ppid: u32,
+    /// Start time in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+impl Stat {
+    /// The process as a [`ProcessRef`].
+    pub fn process_ref(&self) -> ProcessRef {
+        ProcessRef {
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+        }
+    }
+
+    /// Whether the process has exited (a zombie waits only to be reaped).
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// A TCP socket of a network namespace (`/proc/PID/net/tcp{,6}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+    /// The kernel's state number (1 established, 10 listen, …).
+    pub state: u8,
+    /// The socket inode, as `/proc/PID/fd` links show it (`socket:[INODE]`).
+    pub inode: u64,
+}
+
+/// `TCP_LISTEN` in `/proc/net/tcp`.
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// Reads a `/proc` tree (the real one, or a fake one in tests).
+#[derive(Debug, Clone)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Default for Procfs {
+    fn default() -> Self {
+        Procfs::new("/proc")
+    }
+}
+
+impl Procfs {
+    /// A reader of the tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Procfs {
+        Procfs { root: root.into() }
+    }
+
+    fn path(&self, pid: u32, file: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(file)
+    }
+
+    /// Every PID in the tree (processes only; threads are not listed at the top).
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut pids = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// `/proc/PID/stat`.
+    pub fn stat(&self, pid: u32) -> io::Result<Stat> {
+        let text = fs::read_to_string(self.path(pid, "stat"))?;
+        parse_stat(&text).ok_or_else(|| invalid(format!("unparsable /proc/{pid}/stat")))
+    }
+
+    /// `/proc/PID/cmdline`, raw.
+    pub fn cmdline(&self, pid: u32) -> io::Result<Vec<u8>> {
+        fs::read(self.path(pid, "cmdline"))
+    }
+
+    /// The process's sshd title, if it has one.
+    pub fn title(&self, pid: u32) -> Option<Title> {
+        self.cmdline(pid)
+            .ok()
+            .and_then(|c| title::parse_cmdline(&c))
+    }
+
+    /// `/proc/PID/sessionid`: the kernel audit session id, `None` when unset (or when the
+    /// kernel has no audit support).
+    pub fn audit_session(&self, pid: u32) -> io::Result<Option<u32>> {
+        match fs::read_to_string(self.path(pid, "sessionid")) {
+            Ok(text) => {
+                let id: u32 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(format!("unparsable /proc/{pid}/sessionid")))?;
+                Ok((id != AUDIT_UNSET).then_some(id))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.path(pid, "stat").exists() => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Inodes of the sockets the process has open.
+    pub fn socket_inodes(&self, pid: u32) -> io::Result<Vec<u64>> {
+        let mut inodes = Vec::new();
+        for entry in fs::read_dir(self.path(pid, "fd"))? {
+            let Ok(entry) = entry else { continue };
+            let Ok(target) = fs::read_link(entry.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+            {
+                inodes.push(inode);
+            }
+        }
+        Ok(inodes)
+    }
+
+    /// Every TCP socket (IPv4 and IPv6) of the network namespace `pid` is in.
+    pub fn tcp_sockets(&self, pid: u32) -> io::Result<Vec<TcpSocket>> {
+        let mut sockets = Vec::new();
+        for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
+            match fs::read_to_string(self.path(pid, file)) {
+                Ok(text) => sockets.extend(text.lines().skip(1).filter_map(|l| parse_tcp(l, v6))),
+                // A kernel without IPv6 has no tcp6.
+                Err(e) if v6 && e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sockets)
+    }
+
+    /// Time since boot, in clock ticks (`/proc/uptime`), on the clock process start times
+    /// use.
+    pub fn uptime_ticks(&self) -> io::Result<u64> {
+        let text = fs::read_to_string(self.root.join("uptime"))?;
+        let first = text.split_whitespace().next().unwrap_or_default();
+        let (secs, frac) = first.split_once('.').unwrap_or((first, "0"));
+        let secs: u64 = secs
+            .parse()
+            .map_err(|_| invalid("unparsable /proc/uptime"))?;
+        let hundredths: u64 = format!("{frac:0<2}")[..2]
+            .parse()
+            .map_err(|_| invalid("unparsable /proc/uptime"))?;
+        Ok(secs * TICKS_PER_SECOND + hundredths * TICKS_PER_SECOND / 100)
+    }
+
+    /// Boot time, from `btime` in `/proc/stat`.
+    pub fn boot_time(&self) -> io::Result<SystemTime> {
+        let text = fs::read_to_string(self.root.join("stat"))?;
+        let secs: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| invalid("no btime in /proc/stat"))?;
+        Ok(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// Whether the process runs as root (its `/proc/PID` directory is owned by its
+    /// effective uid).
+    pub fn is_root(&self, pid: u32) -> bool {
+        fs::metadata(self.root.join(pid.to_string())).is_ok_and(|m| m.uid() == 0)
+    }
+
+    /// Whether `process` is still the same live process (not exited, PID not reused).
+    pub fn is_alive(&self, process: ProcessRef) -> bool {
+        self.stat(process.pid)
+            .is_ok_and(|s| s.start_ticks == process.start_ticks && !s.is_dead())
+    }
+
+    /// Every process's stat and audit session id. Processes that vanish while being read
+    /// are left out.
+    pub fn table(&self) -> io::Result<ProcessTable> {
+        let mut procs = HashMap::new();
+        for pid in self.pids()? {
+            let Ok(stat) = self.stat(pid) else { continue };
+            let audit_session = self.audit_session(pid).ok().flatten();
+            procs.insert(
+                pid,
+                ProcInfo {
+                    stat,
+                    audit_session,
+                },
+            );
+        }
+        Ok(ProcessTable { procs })
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// `PID (COMM) STATE PPID …`; `COMM` may hold spaces and parentheses, so the fields start
+/// after the *last* `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find(" (")?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].parse().ok()?;
+    let comm = text.get(open + 2..close)?.to_owned();
+    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // fields[0] is field 3 (state); start time is field 22.
+    Some(Stat {
+        pid,
+        comm,
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// One line of `/proc/net/tcp` or `tcp6`.
+fn parse_tcp(line: &str, v6: bool) -> Option<TcpSocket> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Some(TcpSocket {
+        local: parse_hex_endpoint(f.get(1)?, v6)?,
+        remote: parse_hex_endpoint(f.get(2)?, v6)?,
+        state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+        inode: f.get(9)?.parse().ok()?,
+    })
+}
+
+/// `0100007F:08AE`: the address as the kernel's 32-bit words in native byte order, printed
+/// in hex, then the port in hex.
+fn parse_hex_endpoint(s: &str, v6: bool) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let hex = addr.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = if v6 {
+        if addr.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for i in 0..4 {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+        }
+        IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical()
+    } else {
+        if addr.len() != 8 {
+            return None;
+        }
+        IpAddr::V4(Ipv4Addr::from(word(0)?))
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// One process in a [`ProcessTable`].
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    /// Its stat.
+    pub stat: Stat,
+    /// Its audit session id, `None` when unset.
+    pub audit_session: Option<u32>,
+}
+
+/// Every process at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessTable {
+    /// By PID.
+    pub procs: HashMap<u32, ProcInfo>,
+}
+
+impl ProcessTable {
+    /// `root` (if still the same process) and all its descendants, by parent links.
+    pub fn descendants(&self, root: ProcessRef) -> Vec<ProcessRef> {
+        let Some(info) = self.procs.get(&root.pid) else {
+            return Vec::new();
+        };
+        if info.stat.start_ticks != root.start_ticks {
+            return Vec::new();
+        }
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for p in self.procs.values() {
+            children.entry(p.stat.ppid).or_default().push(p.stat.pid);
+        }
+        let mut out = vec![root];
+        let mut seen = HashSet::from([root.pid]);
+        let mut i = 0;
+        while i < out.len() {
+            for &child in children.get(&out[i].pid).into_iter().flatten() {
+                if let Some(c) = self.procs.get(&child)
+                    // A child cannot be older than its parent: guards against a PID that
+                    // was reused between reading the two.
+                    && c.stat.start_ticks >= out[i].start_ticks
+                    && seen.insert(child)
+                {
+                    out.push(c.stat.process_ref());
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Every process whose audit session id is `id`.
+    pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
+        self.procs
+            .values()
+            .filter(|p| p.audit_session == Some(id))
+            .map(|p| p.stat.process_ref())
+            .collect()
+    }
+
+    /// The processes of a login: the monitor's descendants and, when `audit_session` is
+    /// given, every process with it. Sorted by PID.
+    pub fn members(&self, monitor: ProcessRef, audit_session: Option<u32>) -> Vec<ProcessRef> {
+        let mut all: HashSet<ProcessRef> = self.descendants(monitor).into_iter().collect();
+        if let Some(id) = audit_session {
+            all.extend(self.with_audit_session(id));
+        }
+        let mut all: Vec<ProcessRef> = all.into_iter().collect();
+        all.sort();
+        all
+    }
+}
+
+/// Which sshd the agent watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshdSelector {
+    /// The listener whose PID is in this file (sshd's `PidFile`; Debian: `/run/sshd.pid`).
+    PidFile(PathBuf),
+    /// The sshd listening on this TCP port (any address).
+    Port(u16),
+}
+
+/// The listener(s) of the watched sshd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener processes (one per sshd; empty when none is running).
+    pub processes: Vec<ProcessRef>,
+    /// The ports they listen on.
+    pub ports: Vec<u16>,
+    /// The listener's audit session id, which a login must not share to be told apart by
+    /// it.
+    pub audit_session: Option<u32>,
+}
+
+/// One client connection of the watched sshd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The per-connection monitor (the listener's child).
+    pub monitor: ProcessRef,
+    /// The monitor's title.
+    pub monitor_title: Title,
+    /// The post-authentication session process, when it is not the monitor itself (a
+    /// non-root login, or any login from OpenSSH 9.8 on).
+    pub session_process: Option<(ProcessRef, Title)>,
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// The server's address and port.
+    pub local: SocketAddr,
+    /// The login's audit session id, if set and distinct from the listener's.
+    pub audit_session: Option<u32>,
+}
+
+impl Connection {
+    /// Whether the login is authenticated (titles tell; the log line alone does not make a
+    /// session).
+    pub fn is_authenticated(&self) -> bool {
+        self.monitor_title.is_authenticated()
+            || self
+                .session_process
+                .as_ref()
+                .is_some_and(|(_, t)| t.is_authenticated())
+    }
+
+    /// The account, from the session process's title or the monitor's.
+    pub fn account(&self) -> Option<&str> {
+        match self.session_title().map(|t| &t.role) {
+            Some(Role::Session { user, .. }) => Some(user.as_str()),
+            _ => match &self.monitor_title.role {
+                Role::Session { user, .. }
+                | Role::PostauthMonitor { user }
+                | Role::Monitor { user } => Some(user.as_str()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The ttys part of the session title, if the login has reached it.
+    pub fn ttys(&self) -> Option<&Ttys> {
+        match self.session_title().map(|t| &t.role) {
+            Some(Role::Session { ttys, .. }) => Some(ttys),
+            _ => None,
+        }
+    }
+
+    /// The title of the process that runs the login's session channels: the child, or the
+    /// monitor itself for root on OpenSSH before 9.8.
+    fn session_title(&self) -> Option<&Title> {
+        match &self.session_process {
+            Some((_, t)) => Some(t),
+            None if matches!(self.monitor_title.role, Role::Session { .. }) => {
+                Some(&self.monitor_title)
+            }
+            None => None,
+        }
+    }
+}
+
+/// What one scan found.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The watched sshd's listener.
+    pub listener: Listener,
+    /// Its client connections, authenticated or not.
+    pub connections: Vec<Connection>,
+}
+
+/// sshd processes: the listener(s) and connection processes, by PID.
+struct SshdProcs {
+    stats: HashMap<u32, (Stat, Option<Title>)>,
+}
+
+impl Procfs {
+    fn sshd_procs(&self) -> io::Result<SshdProcs> {
+        let mut stats = HashMap::new();
+        for pid in self.pids()? {
+            let Ok(stat) = self.stat(pid) else { continue };
+            if Program::from_comm(&stat.comm).is_none() || stat.is_dead() {
+                continue;
+            }
+            let title = self.title(pid);
+            stats.insert(pid, (stat, title));
+        }
+        Ok(SshdProcs { stats })
+    }
+
+    /// Finds the watched sshd's listener(s) among `procs`.
+    fn listener(&self, selector: &SshdSelector, procs: &SshdProcs) -> io::Result<Listener> {
+        let candidates: Vec<u32> = match selector {
+            SshdSelector::PidFile(path) => match fs::read_to_string(path) {
+                Ok(text) => text.trim().parse().ok().into_iter().collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            },
+            SshdSelector::Port(_) => procs
+                .stats
+                .iter()
+                .filter(|(_, (_, t))| t.as_ref().is_some_and(|t| t.role == Role::Listener))
+                .map(|(&pid, _)| pid)
+                .collect(),
+        };
+        let mut listener = Listener::default();
+        for pid in candidates {
+            let Some((stat, _)) = procs.stats.get(&pid) else {
+                continue;
+            };
+            let Ok(inodes) = self.socket_inodes(pid) else {
+                continue;
+            };
+            let Ok(sockets) = self.tcp_sockets(pid) else {
+                continue;
+            };
+            let ports: Vec<u16> = sockets
+                .iter()
+                .filter(|s| s.state == TCP_LISTEN && inodes.contains(&s.inode))
+                .map(|s| s.local.port())
+                .collect();
+            if let SshdSelector::Port(port) = selector
+                && !ports.contains(port)
+            {
+                continue;
+            }
+            listener.processes.push(stat.process_ref());
+            for p in ports {
+                if !listener.ports.contains(&p) {
+                    listener.ports.push(p);
+                }
+            }
+            if listener.audit_session.is_none() {
+                listener.audit_session = self.audit_session(pid).ok().flatten();
+            }
+        }
+        if let SshdSelector::Port(port) = selector
+            && !listener.ports.contains(port)
+        {
+            listener.ports.push(*port);
+        }
+        Ok(listener)
+    }
+
+    /// The watched sshd's connections. `known_ports` are ports it listened on before
+    /// (used when its listener is gone or restarted and left orphaned logins behind).
+    pub fn scan(&self, selector: &SshdSelector, known_ports: &[u16]) -> io::Result<Scan> {
+        let procs = self.sshd_procs()?;
+        let listener = self.listener(selector, &procs)?;
+        let listener_pids: HashSet<u32> = listener.processes.iter().map(|p| p.pid).collect();
+        let mut ports: Vec<u16> = listener.ports.clone();
+        ports.extend(known_ports.iter().filter(|p| !listener.ports.contains(p)));
+
+        let connection_role = |t: &Option<Title>| {
+            t.as_ref().is_some_and(|t| {
+                matches!(
+                    t.role,
+                    Role::Monitor { .. } | Role::PostauthMonitor { .. } | Role::Session { .. }
+                )
+            })
+        };
+        let mut connections = Vec::new();
+        for (stat, title) in procs.stats.values() {
+            if !connection_role(title) || listener_pids.contains(&stat.pid) {
+                continue;
+            }
+            let parent_is_listener = listener_pids.contains(&stat.ppid);
+            // An sshd connection process whose parent is another connection process is a
+            // monitor's child, not a connection of its own.
+            let parent_is_connection = procs
+                .stats
+                .get(&stat.ppid)
+                .is_some_and(|(_, t)| connection_role(t));
+            if parent_is_connection {
+                continue;
+            }
+            let Some(title) = title.clone() else { continue };
+            let Some((local, peer)) = self.connection_socket(stat.pid, &ports) else {
+                continue;
+            };
+            // Not our listener's child: accept an orphan only on our port, and only if it
+            // runs as root as every monitor does (anyone can name a process "sshd").
+            if !parent_is_listener && (!ports.contains(&local.port()) || !self.is_root(stat.pid)) {
+                continue;
+            }
+            let session_process = procs
+                .stats
+                .values()
+                .filter(|(s, _)| s.ppid == stat.pid && s.start_ticks >= stat.start_ticks)
+                .find_map(|(s, t)| match t {
+                    Some(t) if matches!(t.role, Role::Session { .. }) => {
+                        Some((s.process_ref(), t.clone()))
+                    }
+                    _ => None,
+                });
+            let audit_session = self
+                .audit_session(stat.pid)
+                .ok()
+                .flatten()
+                .filter(|id| Some(*id) != listener.audit_session);
+            connections.push(Connection {
+                monitor: stat.process_ref(),
+                monitor_title: title,
+                session_process,
+                peer,
+                local,
+                audit_session,
+            });
+        }
+        connections.sort_by_key(|c| c.monitor);
+        Ok(Scan {
+            listener,
+            connections,
+        })
+    }
+
+    /// The connection socket of a monitor: the TCP socket it holds whose local port is one
+    /// of `ports` (any non-listening TCP socket when no port is known).
+    fn connection_socket(&self, pid: u32, ports: &[u16]) -> Option<(SocketAddr, SocketAddr)> {
+        let inodes = self.socket_inodes(pid).ok()?;
+        if inodes.is_empty() {
+            return None;
+        }
+        let sockets = self.tcp_sockets(pid).ok()?;
+        sockets
+            .iter()
+            .filter(|s| s.state != TCP_LISTEN && inodes.contains(&s.inode))
+            .find(|s| ports.is_empty() || ports.contains(&s.local.port()))
+            .map(|s| (s.local, s.remote))
+    }
+}
+
+/// The wall-clock time of a process start, given boot time.
+pub fn start_time(boot: SystemTime, start_ticks: u64) -> SystemTime {
+    boot + Duration::from_millis(start_ticks.saturating_mul(1000 / TICKS_PER_SECOND))
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A fake `/proc` tree for tests.
+
+    use std::fs;
+    use std::net::SocketAddr;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use tempfile::TempDir;
+
+    /// A `/proc` with `stat` (btime) and `uptime`.
+    pub struct FakeProc {
+        pub dir: TempDir,
+    }
+
+    /// A process to put into it.
+    pub struct FakeProcess<'a> {
+        pub pid: u32,
+        pub ppid: u32,
+        pub comm: &'a str,
+        pub cmdline: &'a str,
+        pub start: u64,
+        pub sessionid: u32,
+        pub sockets: &'a [u64],
+    }
+
+    fn hex_endpoint(addr: SocketAddr) -> String {
+        match addr {
+            SocketAddr::V4(a) => format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(a.ip().octets()),
+                a.port()
+            ),
+            SocketAddr::V6(a) => {
+                let o = a.ip().octets();
+                let words: String = o
+                    .chunks(4)
+                    .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect();
+                format!("{words}:{:04X}", a.port())
+            }
+        }
+    }
+
+    impl FakeProc {
+        pub fn new() -> FakeProc {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join("stat"), "cpu 1 2 3\nbtime 1700000000\n").unwrap();
+            fs::write(dir.path().join("uptime"), "1234.56 99.00\n").unwrap();
+            fs::create_dir(dir.path().join("net")).unwrap();
+            let f = FakeProc { dir };
+            f.set_sockets(&[]);
+            f
+        }
+
+        pub fn root(&self) -> &Path {
+            self.dir.path()
+        }
+
+        pub fn add(&self, p: &FakeProcess<'_>) {
+            let d = self.root().join(p.pid.to_string());
+            fs::create_dir_all(d.join("fd")).unwrap();
+            // One network namespace for all.
+            symlink("../net", d.join("net")).unwrap();
+            fs::write(
+                d.join("stat"),
+                format!(
+                    "{} ({}) S {} {} {} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {} 1000 100",
+                    p.pid, p.comm, p.ppid, p.pid, p.pid, p.start
+                ),
+            )
+            .unwrap();
+            let mut cmdline = p.cmdline.as_bytes().to_vec();
+            cmdline.extend_from_slice(&[0; 8]);
+            fs::write(d.join("cmdline"), cmdline).unwrap();
+            fs::write(d.join("sessionid"), p.sessionid.to_string()).unwrap();
+            symlink("/dev/null", d.join("fd/0")).unwrap();
+            for (i, inode) in p.sockets.iter().enumerate() {
+                symlink(format!("socket:[{inode}]"), d.join(format!("fd/{}", i + 3))).unwrap();
+            }
+        }
+
+        /// Sets the TCP tables.
+        pub fn set_sockets(&self, sockets: &[(SocketAddr, SocketAddr, u8, u64)]) {
+            let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+            let mut v4 = header.to_owned();
+            let mut v6 = header.to_owned();
+            for (i, (local, remote, state, inode)) in sockets.iter().enumerate() {
+                let line = format!(
+                    "{i:4}: {} {} {state:02X} 00000000:00000000 00:00000000 00000000     0        0 {inode} 1 0000000000000000 100 0 0 10 0\n",
+                    hex_endpoint(*local),
+                    hex_endpoint(*remote)
+                );
+                if local.is_ipv4() {
+                    v4.push_str(&line);
+                } else {
+                    v6.push_str(&line);
+                }
+            }
+            let d = self.root().join("net");
+            fs::write(d.join("tcp"), v4).unwrap();
+            fs::write(d.join("tcp6"), v6).unwrap();
+        }
+
+        pub fn remove(&self, pid: u32) {
+            fs::remove_dir_all(self.root().join(pid.to_string())).unwrap();
+        }
+
+        pub fn set_cmdline(&self, pid: u32, cmdline: &str) {
+            fs::write(
+                self.root().join(pid.to_string()).join("cmdline"),
+                format!("{cmdline}\0\0"),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{FakeProc, FakeProcess};
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let s = parse_stat(
+            "4242 (a) b (c)) S 1 4242 4242 34816 4242 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 1",
+        )
+        .unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.start_ticks, 987_654);
+        assert!(parse_stat("garbage").is_none());
+        assert!(parse_stat("1 (x) S").is_none());
+    }
+
+    #[test]
+    fn real_proc_self() {
+        let p = Procfs::default();
+        let me = std::process::id();
+        let stat = p.stat(me).unwrap();
+        assert_eq!(stat.pid, me);
+        assert!(p.is_alive(stat.process_ref()));
+        assert!(!p.is_alive(ProcessRef {
+            pid: me,
+            start_ticks: stat.start_ticks + 1
+        }));
+        assert!(p.uptime_ticks().unwrap() >= stat.start_ticks);
+        assert!(p.boot_time().unwrap() < SystemTime::now());
+        let table = p.table().unwrap();
+        assert!(table.procs.contains_key(&me));
+        assert!(
+            table
+                .descendants(stat.process_ref())
+                .contains(&stat.process_ref())
+        );
+    }
+
+    #[test]
+    fn real_tcp_sockets_parse() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let p = Procfs::default();
+        let me = std::process::id();
+        let sockets = p.tcp_sockets(me).unwrap();
+        let inodes = p.socket_inodes(me).unwrap();
+        let local = client.local_addr().unwrap();
+        let ours = sockets
+            .iter()
+            .find(|s| s.local == local && inodes.contains(&s.inode))
+            .unwrap();
+        assert_eq!(ours.remote, addr(&format!("127.0.0.1:{port}")));
+        assert!(
+            sockets
+                .iter()
+                .any(|s| s.state == TCP_LISTEN && s.local.port() == port)
+        );
+    }
+
+    #[test]
+    fn hex_endpoints() {
+        assert_eq!(
+            parse_hex_endpoint(
+                &format!("{:08X}:08AE", u32::from_ne_bytes([127, 0, 0, 1])),
+                false
+            ),
+            Some(addr("127.0.0.1:2222"))
+        );
+        let v6 = format!(
+            "{:08X}{:08X}{:08X}{:08X}:0016",
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+            u32::from_ne_bytes([10, 0, 0, 9])
+        );
+        // IPv4-mapped, as an IPv6 listener sees an IPv4 client.
+        assert_eq!(parse_hex_endpoint(&v6, true), Some(addr("10.0.0.9:22")));
+        assert_eq!(parse_hex_endpoint("zz:0016", false), None);
+        assert_eq!(parse_hex_endpoint("0100007F", false), None);
+    }
+
+    const LISTENER: &str = "sshd: /usr/sbin/sshd -D -p 2222 [listener] 0 of 10-100 startups";
+
+    /// Two sshds (ports 2222 and 2223), with a non-root login, a root login, a login in
+    /// pre-authentication and an unrelated process on the first, a login on the second.
+    fn two_sshds() -> FakeProc {
+        let f = FakeProc::new();
+        let sp = |pid, ppid, cmdline, sessionid, sockets| FakeProcess {
+            pid,
+            ppid,
+            comm: "sshd",
+            cmdline,
+            start: u64::from(pid) * 10,
+            sessionid,
+            sockets,
+        };
+        f.add(&sp(100, 1, LISTENER, AUDIT_UNSET, &[1]));
+        f.add(&sp(
+            200,
+            1,
+            "sshd: /usr/sbin/sshd -D -p 2223 [listener] 0 of 10-100 startups",
+            AUDIT_UNSET,
+            &[2],
+        ));
+        // Non-root: monitor and child, sharing the socket; a shell below.
+        f.add(&sp(110, 100, "sshd: alice [priv]", 5, &[11]));
+        f.add(&sp(111, 110, "sshd: alice@pts/3", 5, &[11]));
+        f.add(&FakeProcess {
+            pid: 112,
+            ppid: 111,
+            comm: "bash",
+            cmdline: "-bash",
+            start: 1120,
+            sessionid: 5,
+            sockets: &[],
+        });
+        // A process of alice's that left the tree (setsid + reparented to init).
+        f.add(&FakeProcess {
+            pid: 300,
+            ppid: 1,
+            comm: "sleep",
+            cmdline: "sleep",
+            start: 3000,
+            sessionid: 5,
+            sockets: &[],
+        });
+        // Root, one process.
+        f.add(&sp(120, 100, "sshd: root@notty", 6, &[12]));
+        // Pre-authentication: a monitor and its [net] child.
+        f.add(&sp(130, 100, "sshd: bob [priv]", AUDIT_UNSET, &[13]));
+        f.add(&sp(131, 130, "sshd: bob [net]", AUDIT_UNSET, &[13]));
+        // The other sshd's login.
+        f.add(&sp(210, 200, "sshd: carol [priv]", 7, &[21]));
+        f.add(&sp(211, 210, "sshd: carol@notty", 7, &[21]));
+        // Something that calls itself sshd but is nobody's child and has no socket.
+        f.add(&sp(400, 1, "sshd: mallory@pts/9", AUDIT_UNSET, &[]));
+        f.set_sockets(&[
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("0.0.0.0:2223"), addr("0.0.0.0:0"), TCP_LISTEN, 2),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
+            (addr("127.0.0.1:2223"), addr("127.0.0.1:40004"), 1, 21),
+        ]);
+        f
+    }
+
+    #[test]
+    fn scan_finds_only_the_selected_sshds_connections() {
+        let f = two_sshds();
+        let p = Procfs::new(f.root());
+        let scan = p.scan(&SshdSelector::Port(2222), &[]).unwrap();
+        assert_eq!(
+            scan.listener.processes,
+            [ProcessRef {
+                pid: 100,
+                start_ticks: 1000
+            }]
+        );
+        assert_eq!(scan.listener.ports, [2222]);
+        type Summary<'a> = (u32, SocketAddr, bool, Option<&'a str>, Option<u32>);
+        let summary: Vec<Summary<'_>> = scan
+            .connections
+            .iter()
+            .map(|c| {
+                (
+                    c.monitor.pid,
+                    c.peer,
+                    c.is_authenticated(),
+                    c.account(),
+                    c.audit_session,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (110, addr("127.0.0.1:40001"), true, Some("alice"), Some(5)),
+                (120, addr("[::1]:40002"), true, Some("root"), Some(6)),
+                (130, addr("127.0.0.1:40003"), false, Some("bob"), None),
+            ]
+        );
+        assert_eq!(
+            scan.connections[0].ttys(),
+            Some(&Ttys::Pty(vec!["pts/3".into()]))
+        );
+        assert_eq!(scan.connections[1].ttys(), Some(&Ttys::NoTty));
+        assert_eq!(scan.connections[2].ttys(), None);
+
+        let scan = p.scan(&SshdSelector::Port(2223), &[]).unwrap();
+        assert_eq!(scan.connections.len(), 1);
+        assert_eq!(scan.connections[0].account(), Some("carol"));
+        assert_eq!(scan.connections[0].local, addr("127.0.0.1:2223"));
+    }
+
+    #[test]
+    fn scan_by_pid_file() {
+        let f = two_sshds();
+        let pid_file = f.root().join("sshd.pid");
+        fs::write(&pid_file, "200\n").unwrap();
+        let p = Procfs::new(f.root());
+        let scan = p
+            .scan(&SshdSelector::PidFile(pid_file.clone()), &[])
+            .unwrap();
+        assert_eq!(scan.listener.ports, [2223]);
+        assert_eq!(scan.connections.len(), 1);
+        // No pid file: no listener, no connections (unless ports were known).
+        fs::remove_file(&pid_file).unwrap();
+        let scan = p.scan(&SshdSelector::PidFile(pid_file), &[]).unwrap();
+        assert!(scan.listener.processes.is_empty());
+        assert!(scan.connections.is_empty());
+    }
+
+    #[test]
+    fn orphaned_logins_after_a_listener_restart() {
+        let f = two_sshds();
+        // The listener is gone; its logins were re-parented to init.
+        f.remove(100);
+        f.remove(110);
+        f.add(&FakeProcess {
+            pid: 110,
+            ppid: 1,
+            comm: "sshd",
+            cmdline: "sshd: alice [priv]",
+            start: 1100,
+            sessionid: 5,
+            sockets: &[11],
+        });
+        f.set_sockets(&[
+            (addr("0.0.0.0:2223"), addr("0.0.0.0:0"), TCP_LISTEN, 2),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+            (addr("127.0.0.1:2223"), addr("127.0.0.1:40004"), 1, 21),
+        ]);
+        let p = Procfs::new(f.root());
+        let scan = p.scan(&SshdSelector::Port(2222), &[]).unwrap();
+        assert!(scan.listener.processes.is_empty());
+        let pids: Vec<u32> = scan.connections.iter().map(|c| c.monitor.pid).collect();
+        // alice's orphan holds a socket on 2222; mallory's process holds none.
+        assert_eq!(pids, [110]);
+    }
+
+    #[test]
+    fn audit_session_shared_with_the_listener_is_not_used() {
+        let f = FakeProc::new();
+        let sp = |pid, ppid, cmdline, sockets| FakeProcess {
+            pid,
+            ppid,
+            comm: "sshd",
+            cmdline,
+            start: 1,
+            sessionid: 9,
+            sockets,
+        };
+        f.add(&sp(100, 1, LISTENER, &[1]));
+        f.add(&sp(110, 100, "sshd: root@notty", &[11]));
+        f.set_sockets(&[
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+        ]);
+        let scan = Procfs::new(f.root())
+            .scan(&SshdSelector::Port(2222), &[])
+            .unwrap();
+        assert_eq!(scan.listener.audit_session, Some(9));
+        assert_eq!(scan.connections[0].audit_session, None);
+    }
+
+    #[test]
+    fn members_of_a_login() {
+        let f = two_sshds();
+        let p = Procfs::new(f.root());
+        let table = p.table().unwrap();
+        let monitor = ProcessRef {
+            pid: 110,
+            start_ticks: 1100,
+        };
+        let pids = |v: Vec<ProcessRef>| v.into_iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(table.members(monitor, Some(5))), [110, 111, 112, 300]);
+        // Without an audit session id only the tree is known.
+        assert_eq!(pids(table.members(monitor, None)), [110, 111, 112]);
+        // A recycled monitor PID matches nothing.
+        let stale = ProcessRef {
+            pid: 110,
+            start_ticks: 1,
+        };
+        assert_eq!(pids(table.members(stale, None)), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn uptime_and_boot_time() {
+        let f = FakeProc::new();
+        let p = Procfs::new(f.root());
+        assert_eq!(p.uptime_ticks().unwrap(), 123_456);
+        assert_eq!(
+            p.boot_time().unwrap(),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            start_time(UNIX_EPOCH, 250),
+            UNIX_EPOCH + Duration::from_millis(2500)
+        );
+    }
+}

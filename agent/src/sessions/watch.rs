@@ -1,0 +1,1473 @@
+//! The session watcher: sshd's log as it is written, `/proc` when the log says something
+//! happened, and `/proc` every few seconds regardless.
+//!
+//! - A log line about a connection (`Accepted …`, `Starting session …`, `Disconnected …`)
+//!   makes the watcher scan `/proc` at once and then again after 2, 4, 8 … up to 50 ms
+//!   until what the line announced is visible (the post-authentication process exists;
+//!   the monitor is gone), or a few seconds passed.
+//! - A login is announced ([`SessionEvent::Started`]) once `/proc` shows it authenticated
+//!   and its `Accepted` line is in (a login without one is announced after
+//!   [`LOG_GRACE`], unattributed), and once its session channel is open or
+//!   [`CHANNEL_WAIT`] passed (so that the tty is known; `ssh -N` opens none).
+//! - A session ends ([`SessionEvent::Ended`]) when its monitor process is gone.
+//! - Every `reconcile_interval` the whole picture is rebuilt from `/proc`, the member
+//!   processes refreshed and the log file re-read, whatever inotify said.
+//!
+//! The log file is followed through rotation (inotify on its directory; a new inode is
+//! read from its start, the old one to its end) and truncation. At start the last
+//! [`BACKFILL_BYTES`] of it are read, so that sessions older than the agent are
+//! attributed too. The journal is read with `journalctl --follow --output=json`, from the
+//! oldest live login on, and resumed after its cursor if `journalctl` exits.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notify::Watcher as _;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::log::{self, LogEvent, LogRecord, RecordSplitter};
+use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, SshdSelector};
+use super::title::Ttys;
+use super::{Attribution, LogSource, Session, SessionId, SessionsConfig};
+use crate::kill::{self, KillError, KillReport};
+
+/// How long a login with no `Accepted` line waits for one before it is announced
+/// unattributed.
+pub const LOG_GRACE: Duration = Duration::from_secs(2);
+/// How long an authenticated login waits for its first session channel before it is
+/// announced without one.
+pub const CHANNEL_WAIT: Duration = Duration::from_millis(250);
+/// How long a log line keeps the watcher scanning quickly.
+const URGENT_FOR: Duration = Duration::from_secs(3);
+/// First and longest pause between the quick scans.
+const MIN_STEP: Duration = Duration::from_millis(2);
+const MAX_STEP: Duration = Duration::from_millis(50);
+/// How long an `Accepted` line that matched no login is kept.
+const RECORD_TTL: Duration = Duration::from_secs(60);
+/// At most this many unmatched `Accepted` lines are kept (oldest dropped first).
+const MAX_RECORDS: usize = 10_000;
+/// How much of the end of the log file is read at start.
+pub const BACKFILL_BYTES: u64 = 16 * 1024 * 1024;
+/// How many ended sessions are remembered, so that a kill order that arrives after the
+/// client left still finds the processes it left behind.
+const ENDED_KEPT: usize = 1024;
+/// Log lines arrive with the clock tick they were read in; allow one tick of rounding
+/// against a process start time.
+const TICK_SLACK: u64 = 1;
+
+/// A session came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A login was detected (also sent for every login live when the watcher starts).
+    Started(Box<Session>),
+    /// A login ended: its monitor process is gone.
+    Ended(SessionId),
+}
+
+/// Why the watcher cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The `[sessions]` configuration is invalid.
+    #[error("invalid [sessions] configuration: {0}")]
+    Config(String),
+    /// `/proc` cannot be read.
+    #[error("cannot read /proc")]
+    Proc(#[source] io::Error),
+    /// The log file's directory cannot be watched.
+    #[error("cannot watch {path} for changes")]
+    Notify {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: notify::Error,
+    },
+    /// `journalctl` cannot be started.
+    #[error("cannot start journalctl to read sshd's log")]
+    Journal(#[source] io::Error),
+    /// The thread of a [`BlockingWatcher`] could not start or ended.
+    #[error("the session watcher thread failed")]
+    Thread(#[source] io::Error),
+}
+
+/// What the watcher shares with its handles.
+#[derive(Debug, Default)]
+struct Shared {
+    sessions: Mutex<BTreeMap<SessionId, Session>>,
+    ended: Mutex<VecDeque<Session>>,
+    rescan: Notify,
+    kill_grace: Mutex<Duration>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere never leaves these maps half-updated (every update is one call).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A cheap, cloneable view of a running watcher.
+#[derive(Debug, Clone)]
+pub struct WatcherHandle {
+    shared: Arc<Shared>,
+}
+
+impl WatcherHandle {
+    /// Every live session, as of the last scan.
+    pub fn snapshot(&self) -> Vec<Session> {
+        lock(&self.shared.sessions).values().cloned().collect()
+    }
+
+    /// One live session.
+    pub fn get(&self, id: &SessionId) -> Option<Session> {
+        lock(&self.shared.sessions).get(id).cloned()
+    }
+
+    /// Asks for a scan of `/proc` now (after a kill, say).
+    pub fn rescan(&self) {
+        self.shared.rescan.notify_one();
+    }
+
+    /// Kills session `id` (live, or ended recently and leaving processes behind) with the
+    /// configured grace, then asks for a rescan. Blocks for up to the grace and a couple
+    /// of seconds: call it from `spawn_blocking`.
+    pub fn kill_blocking(&self, id: &SessionId) -> Result<KillReport, KillError> {
+        let session = self.get(id).or_else(|| {
+            lock(&self.shared.ended)
+                .iter()
+                .find(|s| s.id == *id)
+                .cloned()
+        });
+        let Some(session) = session else {
+            return Err(KillError::UnknownSession(*id));
+        };
+        let grace = *lock(&self.shared.kill_grace);
+        let report = kill::kill_session(&session, grace);
+        self.rescan();
+        report
+    }
+}
+
+/// The watcher, running on the caller's tokio runtime; stops when dropped or when the
+/// event receiver is dropped.
+#[derive(Debug)]
+pub struct SessionWatcher {
+    handle: WatcherHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SessionWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SessionWatcher {
+    /// Starts watching: reads the end of the log, scans `/proc`, sends
+    /// [`SessionEvent::Started`] for every live login, then follows both.
+    pub async fn start(
+        config: SessionsConfig,
+        events: mpsc::Sender<SessionEvent>,
+    ) -> Result<SessionWatcher, WatchError> {
+        Self::start_in(config, Procfs::default(), events).await
+    }
+
+    /// [`SessionWatcher::start`] against another `/proc` tree (tests).
+    pub async fn start_in(
+        config: SessionsConfig,
+        procfs: Procfs,
+        events: mpsc::Sender<SessionEvent>,
+    ) -> Result<SessionWatcher, WatchError> {
+        config.validate().map_err(WatchError::Config)?;
+        let shared = Arc::new(Shared {
+            kill_grace: Mutex::new(config.kill_grace),
+            ..Shared::default()
+        });
+        let boot = procfs.boot_time().map_err(WatchError::Proc)?;
+        let source_kind = resolve_source(&config.sshd_log);
+        let mut tracker = Tracker::new(
+            procfs.clone(),
+            config.selector(),
+            !matches!(source_kind, LogSource::None),
+            config.reconcile_interval,
+            boot,
+        );
+        let now = Instant::now();
+
+        let mut source = match &source_kind {
+            LogSource::File(path) => {
+                let mut tail = FileTail::open(path.clone());
+                for record in tail.backfill() {
+                    tracker.on_backfill(record, now);
+                }
+                let wake = Arc::new(Notify::new());
+                let watcher = watch_file(path, Arc::clone(&wake))?;
+                Source::File {
+                    tail,
+                    wake,
+                    _watcher: watcher,
+                }
+            }
+            LogSource::Journal => {
+                // From a little before the oldest live login, so that it is attributed.
+                let initial = procfs
+                    .scan(&tracker.selector, &[])
+                    .map_err(WatchError::Proc)?;
+                let oldest = initial
+                    .connections
+                    .iter()
+                    .map(|c| procfs::start_time(boot, c.monitor.start_ticks))
+                    .min()
+                    .unwrap_or_else(SystemTime::now);
+                let since = oldest
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .saturating_sub(5);
+                Source::Journal(spawn_journal(since)?)
+            }
+            LogSource::None | LogSource::Auto => Source::None,
+        };
+        info!(log = ?source_kind, sshd = ?tracker.selector, "watching SSH sessions");
+
+        // First scan before returning: the caller's snapshot starts complete (logins
+        // waiting for their log line or channel are announced by the loop).
+        let first = tracker.scan(Instant::now()).map_err(WatchError::Proc)?;
+        tracker.forget_backfill();
+        publish(&shared, &first);
+        for event in first {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+        if let Source::File { tail, .. } = &mut source {
+            // Lines written since the backfill.
+            let records = tail.read_new();
+            tracker.on_records(records, &procfs, Instant::now());
+        }
+
+        let handle = WatcherHandle {
+            shared: Arc::clone(&shared),
+        };
+        let task = tokio::spawn(run(tracker, source, shared, events));
+        Ok(SessionWatcher { handle, task })
+    }
+
+    /// A handle for snapshots, rescans and kills.
+    pub fn handle(&self) -> WatcherHandle {
+        self.handle.clone()
+    }
+
+    /// Every live session.
+    pub fn snapshot(&self) -> Vec<Session> {
+        self.handle.snapshot()
+    }
+}
+
+fn resolve_source(configured: &LogSource) -> LogSource {
+    match configured {
+        LogSource::Auto => {
+            if Path::new("/run/systemd/journal/socket").exists() {
+                LogSource::Journal
+            } else if Path::new("/var/log/auth.log").exists() {
+                LogSource::File(PathBuf::from("/var/log/auth.log"))
+            } else {
+                warn!(
+                    "no journal and no /var/log/auth.log: sessions are found in /proc only, \
+                     without key attribution; set [sessions] sshd_log"
+                );
+                LogSource::None
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// Applies events to the shared snapshot before they are sent, so that a receiver that
+/// looks at the snapshot sees at least what it was told.
+fn publish(shared: &Shared, events: &[SessionEvent]) {
+    let mut sessions = lock(&shared.sessions);
+    for event in events {
+        match event {
+            SessionEvent::Started(s) => {
+                sessions.insert(s.id, (**s).clone());
+            }
+            SessionEvent::Ended(id) => {
+                if let Some(s) = sessions.remove(id) {
+                    let mut ended = lock(&shared.ended);
+                    if ended.len() >= ENDED_KEPT {
+                        ended.pop_front();
+                    }
+                    ended.push_back(s);
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    mut tracker: Tracker,
+    mut source: Source,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<SessionEvent>,
+) {
+    let procfs = tracker.procfs.clone();
+    let mut last_error: Option<Instant> = None;
+    loop {
+        let due = tracker.next_scan;
+        tokio::select! {
+            () = events.closed() => return,
+            () = shared.rescan.notified() => tracker.hurry(Instant::now()),
+            records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
+            () = tokio::time::sleep_until(due.into()) => {}
+        }
+        let now = Instant::now();
+        if now < tracker.next_scan {
+            continue;
+        }
+        let reconciling = now >= tracker.next_reconcile;
+        match tracker.scan(now) {
+            Ok(found) => {
+                // Refresh what the snapshot holds of live sessions (ttys, processes).
+                {
+                    let mut sessions = lock(&shared.sessions);
+                    for (id, s) in &tracker.sessions {
+                        if let Some(old) = sessions.get_mut(id) {
+                            *old = s.clone();
+                        }
+                    }
+                }
+                publish(&shared, &found);
+                for event in found {
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                // Once a minute at most: a broken /proc would otherwise flood the log.
+                if last_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60)) {
+                    warn!(error = %e, "cannot scan /proc for SSH sessions");
+                    last_error = Some(now);
+                }
+            }
+        }
+        if reconciling && let Source::File { tail, .. } = &mut source {
+            // In case inotify missed a write (a log on a network file system, say).
+            let records = tail.read_new();
+            tracker.on_records(records, &procfs, Instant::now());
+        }
+    }
+}
+
+/// Where log lines come from.
+enum Source {
+    File {
+        tail: FileTail,
+        wake: Arc<Notify>,
+        _watcher: notify::RecommendedWatcher,
+    },
+    Journal(mpsc::Receiver<LogRecord>),
+    None,
+}
+
+impl Source {
+    /// Waits for new log records (forever for [`Source::None`]).
+    async fn next(&mut self) -> Vec<LogRecord> {
+        match self {
+            Source::File { tail, wake, .. } => {
+                wake.notified().await;
+                tail.read_new()
+            }
+            Source::Journal(rx) => match rx.recv().await {
+                Some(first) => {
+                    let mut out = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        out.push(more);
+                    }
+                    out
+                }
+                None => std::future::pending().await,
+            },
+            Source::None => std::future::pending().await,
+        }
+    }
+}
+
+/// inotify on the log file's directory: catches writes, and the file being replaced.
+fn watch_file(path: &Path, wake: Arc<Notify>) -> Result<notify::RecommendedWatcher, WatchError> {
+    let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
+    let name = path.file_name().map(ToOwned::to_owned);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => e.paths.is_empty() || e.paths.iter().any(|p| p.file_name() == name.as_deref()),
+            // An overflowed queue lost events: read anyway.
+            Err(_) => true,
+        };
+        if relevant {
+            wake.notify_one();
+        }
+    })
+    .map_err(|source| WatchError::Notify {
+        path: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|source| WatchError::Notify {
+            path: dir.clone(),
+            source,
+        })?;
+    Ok(watcher)
+}
+
+/// Follows a log file by inode and offset.
+#[derive(Debug)]
+struct FileTail {
+    path: PathBuf,
+    file: Option<(File, u64)>,
+    offset: u64,
+    splitter: RecordSplitter,
+}
+
+impl FileTail {
+    fn open(path: PathBuf) -> FileTail {
+        FileTail {
+            path,
+            file: None,
+            offset: 0,
+            splitter: RecordSplitter::default(),
+        }
+    }
+
+    /// Opens the file and reads its last [`BACKFILL_BYTES`] (from a line start).
+    fn backfill(&mut self) -> Vec<LogRecord> {
+        let Ok(file) = File::open(&self.path) else {
+            return Vec::new();
+        };
+        let Ok(meta) = file.metadata() else {
+            return Vec::new();
+        };
+        let start = meta.len().saturating_sub(BACKFILL_BYTES);
+        self.file = Some((file, meta.ino()));
+        self.offset = start;
+        self.splitter.reset();
+        let mut records = self.read_new_lines();
+        if start > 0 && !records.is_empty() {
+            // The first record was cut by the start offset.
+            records.remove(0);
+        }
+        parse_lines(records)
+    }
+
+    fn read_new(&mut self) -> Vec<LogRecord> {
+        parse_lines(self.read_new_lines())
+    }
+
+    fn read_new_lines(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let current = std::fs::metadata(&self.path).ok();
+        // Replaced (rotated): finish the old file, then start the new one from 0.
+        if let (Some((_, ino)), Some(meta)) = (&self.file, &current)
+            && meta.ino() != *ino
+        {
+            lines.extend(self.drain());
+            self.file = None;
+        }
+        if self.file.is_none() {
+            let Ok(file) = File::open(&self.path) else {
+                return lines;
+            };
+            let Ok(meta) = file.metadata() else {
+                return lines;
+            };
+            self.file = Some((file, meta.ino()));
+            self.offset = 0;
+            self.splitter.reset();
+        }
+        lines.extend(self.drain());
+        lines
+    }
+
+    /// Reads the open file from the offset to its end.
+    fn drain(&mut self) -> Vec<String> {
+        let Some((file, _)) = &mut self.file else {
+            return Vec::new();
+        };
+        if let Ok(meta) = file.metadata()
+            && meta.len() < self.offset
+        {
+            // Truncated (copytruncate rotation): start over.
+            self.offset = 0;
+            self.splitter.reset();
+        }
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.offset += n as u64;
+                    lines.extend(self.splitter.push(&buf[..n]));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(error = %e, path = %self.path.display(), "reading sshd's log");
+                    break;
+                }
+            }
+        }
+        lines
+    }
+}
+
+fn parse_lines(lines: Vec<String>) -> Vec<LogRecord> {
+    lines
+        .iter()
+        .filter_map(|l| log::parse_file_line(l))
+        .collect()
+}
+
+/// Runs `journalctl --follow` for sshd's messages, restarting it after its last cursor if
+/// it exits; records arrive on the returned channel.
+fn spawn_journal(since_unix: u64) -> Result<mpsc::Receiver<LogRecord>, WatchError> {
+    let (tx, rx) = mpsc::channel(1024);
+    let first = journal_command(&format!("--since=@{since_unix}"))
+        .spawn()
+        .map_err(WatchError::Journal)?;
+    tokio::spawn(async move {
+        let mut child = first;
+        let mut cursor: Option<String> = None;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if let Some(stdout) = child.stdout.take() {
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(c) = journal_cursor(&line) {
+                        cursor = Some(c);
+                    }
+                    if let Some(record) = log::parse_journal_line(&line)
+                        && tx.send(record).await.is_err()
+                    {
+                        return;
+                    }
+                    backoff = Duration::from_secs(1);
+                }
+            }
+            let _ = child.kill().await;
+            warn!("journalctl exited; restarting it in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            let from = match &cursor {
+                Some(c) => format!("--after-cursor={c}"),
+                None => format!("--since=@{since_unix}"),
+            };
+            match journal_command(&from).spawn() {
+                Ok(c) => child = c,
+                Err(e) => warn!(error = %e, "cannot restart journalctl"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn journal_command(from: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("journalctl");
+    cmd.args([
+        "--follow",
+        "--output=json",
+        "--no-pager",
+        "--quiet",
+        from,
+        "_COMM=sshd",
+        "_COMM=sshd-session",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true);
+    cmd
+}
+
+fn journal_cursor(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(v.get("__CURSOR")?.as_str()?.to_owned())
+}
+
+/// An `Accepted` line (or an unreadable one: `accepted` is `None`) waiting for, or
+/// consumed by, its login.
+#[derive(Debug, Clone)]
+struct LoginRecord {
+    accepted: Option<log::Accepted>,
+    /// The logging PID, when the source tells.
+    pid: Option<u32>,
+    /// When it was read, in clock ticks since boot; `None` for lines read at start.
+    read_at_ticks: Option<u64>,
+    seen: Instant,
+    /// Arrival order, for dropping the oldest.
+    seq: u64,
+}
+
+impl LoginRecord {
+    /// Whether this line can be about `conn`: logged by its monitor (when the PID is
+    /// known) and not before the connection began.
+    fn fits(&self, conn: &Connection) -> bool {
+        self.pid.is_none_or(|p| p == conn.monitor.pid)
+            && self
+                .read_at_ticks
+                .is_none_or(|t| t + TICK_SLACK >= conn.monitor.start_ticks)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Urgent {
+    until: Instant,
+    /// The line announced an end (`Disconnected`, `Connection closed` …).
+    end: bool,
+}
+
+/// The watcher's state, without I/O of its own other than `/proc` reads: log records and
+/// the time are given to it.
+#[derive(Debug)]
+struct Tracker {
+    procfs: Procfs,
+    selector: SshdSelector,
+    log_enabled: bool,
+    boot: SystemTime,
+    reconcile_interval: Duration,
+    known_ports: Vec<u16>,
+    sessions: BTreeMap<SessionId, Session>,
+    records: HashMap<SocketAddr, Vec<LoginRecord>>,
+    /// Authenticated logins not announced yet, with when they were first seen.
+    first_seen: HashMap<ProcessRef, Instant>,
+    urgent: HashMap<SocketAddr, Urgent>,
+    records_seen: u64,
+    step: Duration,
+    next_scan: Instant,
+    next_reconcile: Instant,
+}
+
+impl Tracker {
+    fn new(
+        procfs: Procfs,
+        selector: SshdSelector,
+        log_enabled: bool,
+        reconcile_interval: Duration,
+        boot: SystemTime,
+    ) -> Tracker {
+        let now = Instant::now();
+        Tracker {
+            procfs,
+            selector,
+            log_enabled,
+            boot,
+            reconcile_interval,
+            known_ports: Vec::new(),
+            sessions: BTreeMap::new(),
+            records: HashMap::new(),
+            first_seen: HashMap::new(),
+            urgent: HashMap::new(),
+            records_seen: 0,
+            step: MIN_STEP,
+            next_scan: now,
+            next_reconcile: now,
+        }
+    }
+
+    /// Scan now and quickly after.
+    fn hurry(&mut self, now: Instant) {
+        self.step = MIN_STEP;
+        self.next_scan = now;
+    }
+
+    /// A line read at start: only the latest `Accepted` per connection counts (earlier
+    /// ones are older connections from the same address and port).
+    fn on_backfill(&mut self, record: LogRecord, now: Instant) {
+        let (source, accepted) = match record.event {
+            LogEvent::Accepted(a) => (a.source, Some(a)),
+            LogEvent::Unreadable(source) => (source, None),
+            LogEvent::Mention(_) => return,
+        };
+        self.records_seen += 1;
+        self.records.insert(
+            source,
+            vec![LoginRecord {
+                accepted,
+                pid: record.pid,
+                read_at_ticks: None,
+                seen: now,
+                seq: self.records_seen,
+            }],
+        );
+    }
+
+    /// Drops what the start-up backfill found and no live login claimed.
+    fn forget_backfill(&mut self) {
+        for list in self.records.values_mut() {
+            list.retain(|r| r.read_at_ticks.is_some() || r.pid.is_some());
+        }
+        self.records.retain(|_, l| !l.is_empty());
+    }
+
+    fn on_records(&mut self, records: Vec<LogRecord>, procfs: &Procfs, now: Instant) {
+        if records.is_empty() {
+            return;
+        }
+        let ticks = procfs.uptime_ticks().ok();
+        for record in records {
+            self.on_record(record, ticks, now);
+        }
+    }
+
+    fn on_record(&mut self, record: LogRecord, read_at_ticks: Option<u64>, now: Instant) {
+        let (source, accepted) = match record.event {
+            LogEvent::Accepted(a) => (a.source, Some(a)),
+            LogEvent::Unreadable(source) => (source, None),
+            LogEvent::Mention(source) => {
+                let known = self.sessions.values().any(|s| s.source == source)
+                    || self.records.contains_key(&source);
+                if known {
+                    self.urgent.insert(
+                        source,
+                        Urgent {
+                            until: now + URGENT_FOR,
+                            end: true,
+                        },
+                    );
+                    self.hurry(now);
+                }
+                return;
+            }
+        };
+        self.records_seen += 1;
+        let login = LoginRecord {
+            accepted,
+            pid: record.pid,
+            read_at_ticks,
+            seen: now,
+            seq: self.records_seen,
+        };
+        // A second line for a login already announced: say so, and stop trusting it.
+        for s in self.sessions.values_mut() {
+            if s.source == source
+                && login.pid.is_none_or(|p| p == s.monitor.pid)
+                && read_at_ticks.is_none_or(|t| t + TICK_SLACK >= s.monitor.start_ticks)
+                && s.attribution != Attribution::Conflicting
+            {
+                warn!(
+                    session = %s.id,
+                    %source,
+                    "a second Accepted line for a live session: its attribution is no longer trusted"
+                );
+                s.attribution = Attribution::Conflicting;
+            }
+        }
+        self.records.entry(source).or_default().push(login);
+        self.urgent.insert(
+            source,
+            Urgent {
+                until: now + URGENT_FOR,
+                end: false,
+            },
+        );
+        self.trim_records(now);
+        self.hurry(now);
+    }
+
+    fn trim_records(&mut self, now: Instant) {
+        self.records.retain(|_, list| {
+            list.retain(|r| now.duration_since(r.seen) < RECORD_TTL);
+            !list.is_empty()
+        });
+        let total: usize = self.records.values().map(Vec::len).sum();
+        if total > MAX_RECORDS {
+            // Down to 90%, so that a flood does not sort on every line.
+            let keep = MAX_RECORDS * 9 / 10;
+            let mut seqs: Vec<u64> = self.records.values().flatten().map(|r| r.seq).collect();
+            seqs.sort_unstable();
+            let cutoff = seqs[total - keep];
+            self.records.retain(|_, list| {
+                list.retain(|r| r.seq >= cutoff);
+                !list.is_empty()
+            });
+        }
+    }
+
+    /// What the log says about `conn` (whose titles name `account`), and whether it said
+    /// anything at all.
+    fn attribution(&self, conn: &Connection, account: &str) -> (Attribution, bool) {
+        let fitting: Vec<&LoginRecord> = self
+            .records
+            .get(&conn.peer)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.fits(conn))
+            .collect();
+        let Some(first) = fitting.first() else {
+            return (Attribution::Unknown, false);
+        };
+        let conflict = fitting.iter().any(|r| r.accepted != first.accepted);
+        match &first.accepted {
+            Some(a) if !conflict && a.account == account => {
+                (Attribution::Logged(Box::new(a.clone())), true)
+            }
+            _ => (Attribution::Conflicting, true),
+        }
+    }
+
+    /// Scans `/proc`; returns what started and ended.
+    fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
+        let scan = self.procfs.scan(&self.selector, &self.known_ports)?;
+        for p in &scan.listener.ports {
+            if !self.known_ports.contains(p) {
+                self.known_ports.push(*p);
+            }
+        }
+        let reconcile = now >= self.next_reconcile;
+        let live: HashMap<ProcessRef, &Connection> = scan
+            .connections
+            .iter()
+            .filter(|c| c.is_authenticated())
+            .map(|c| (c.monitor, c))
+            .collect();
+
+        let mut events = Vec::new();
+        let gone: Vec<SessionId> = self
+            .sessions
+            .keys()
+            .filter(|id| !live.contains_key(&id.0))
+            .copied()
+            .collect();
+        for id in gone {
+            self.sessions.remove(&id);
+            events.push(SessionEvent::Ended(id));
+        }
+        self.first_seen.retain(|m, _| live.contains_key(m));
+
+        let mut table: Option<ProcessTable> = None;
+        let mut waiting = false;
+        let mut fresh: Vec<&Connection> = live
+            .values()
+            .filter(|c| !self.sessions.contains_key(&SessionId(c.monitor)))
+            .copied()
+            .collect();
+        fresh.sort_by_key(|c| c.monitor);
+        for conn in fresh {
+            let first = *self.first_seen.entry(conn.monitor).or_insert(now);
+            let age = now.duration_since(first);
+            let Some(account) = conn.account().map(str::to_owned) else {
+                continue;
+            };
+            let ttys = conn.ttys().cloned().unwrap_or(Ttys::NoChannel);
+            let (attribution, logged) = self.attribution(conn, &account);
+            let channel_ready = ttys != Ttys::NoChannel || age >= CHANNEL_WAIT;
+            let log_ready = logged || !self.log_enabled || age >= LOG_GRACE;
+            if !(channel_ready && log_ready) {
+                waiting = true;
+                continue;
+            }
+            if table.is_none() {
+                table = Some(self.procfs.table()?);
+            }
+            let processes = table
+                .as_ref()
+                .map(|t| t.members(conn.monitor, conn.audit_session))
+                .unwrap_or_default();
+            let session = Session {
+                id: SessionId(conn.monitor),
+                account,
+                source: conn.peer,
+                local: conn.local,
+                started_at: procfs::start_time(self.boot, conn.monitor.start_ticks),
+                ttys,
+                attribution,
+                monitor: conn.monitor,
+                session_process: conn.session_process.as_ref().map(|(p, _)| *p),
+                audit_session: conn.audit_session,
+                processes,
+                listeners: scan.listener.processes.clone(),
+            };
+            // The line is used up; a later one for this connection is a conflict.
+            if let Some(list) = self.records.get_mut(&conn.peer) {
+                list.retain(|r| !r.fits(conn));
+            }
+            self.records.retain(|_, l| !l.is_empty());
+            self.first_seen.remove(&conn.monitor);
+            self.sessions.insert(session.id, session.clone());
+            events.push(SessionEvent::Started(Box::new(session)));
+        }
+
+        // Keep live sessions current: ttys change as channels open, processes come and go.
+        if reconcile && !self.sessions.is_empty() && table.is_none() {
+            table = Some(self.procfs.table()?);
+        }
+        for (id, s) in &mut self.sessions {
+            let Some(conn) = live.get(&id.0) else {
+                continue;
+            };
+            if let Some(t) = conn.ttys() {
+                s.ttys = t.clone();
+            }
+            s.session_process = conn.session_process.as_ref().map(|(p, _)| *p);
+            if reconcile && let Some(t) = &table {
+                s.processes = t.members(conn.monitor, conn.audit_session);
+            }
+        }
+
+        // Quick scans go on while a log line's news is not visible yet.
+        let connections = &scan.connections;
+        let sessions = &self.sessions;
+        self.urgent.retain(|addr, u| {
+            if now >= u.until {
+                return false;
+            }
+            let mut conns = connections.iter().filter(|c| c.peer == *addr);
+            if u.end {
+                conns.next().is_some()
+            } else {
+                conns.any(|c| !sessions.contains_key(&SessionId(c.monitor)))
+            }
+        });
+        if reconcile {
+            self.trim_records(now);
+            self.next_reconcile = now + self.reconcile_interval;
+        }
+        if waiting || !self.urgent.is_empty() {
+            self.next_scan = now + self.step;
+            self.step = (self.step * 2).min(MAX_STEP);
+        } else {
+            self.step = MIN_STEP;
+            self.next_scan = self.next_reconcile;
+        }
+        self.next_scan = self.next_scan.min(self.next_reconcile);
+        Ok(events)
+    }
+}
+
+/// A [`SessionWatcher`] on a thread of its own, for callers without a tokio runtime (the
+/// end-to-end tests, a command-line listing). Stops when dropped.
+#[derive(Debug)]
+pub struct BlockingWatcher {
+    handle: WatcherHandle,
+    events: std::sync::mpsc::Receiver<SessionEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl BlockingWatcher {
+    /// Starts the watcher and waits for its first scan.
+    pub fn start(config: SessionsConfig) -> Result<BlockingWatcher, WatchError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (event_tx, events) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("session-watcher".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(WatchError::Thread(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let (tx, mut rx) = mpsc::channel(1024);
+                    let watcher = match SessionWatcher::start(config, tx).await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(watcher.handle()));
+                    let mut stop_rx = stop_rx;
+                    loop {
+                        tokio::select! {
+                            event = rx.recv() => match event {
+                                Some(e) => {
+                                    if event_tx.send(e).is_err() {
+                                        return;
+                                    }
+                                }
+                                None => return,
+                            },
+                            _ = &mut stop_rx => return,
+                        }
+                    }
+                });
+            })
+            .map_err(WatchError::Thread)?;
+        let handle = match ready_rx.recv() {
+            Ok(Ok(handle)) => handle,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(WatchError::Thread(io::Error::other(
+                    "the watcher thread ended before starting",
+                )));
+            }
+        };
+        Ok(BlockingWatcher {
+            handle,
+            events,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The handle for snapshots, rescans and kills.
+    pub fn handle(&self) -> &WatcherHandle {
+        &self.handle
+    }
+
+    /// The next event, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<SessionEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for BlockingWatcher {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::log::{Accepted, AcceptedKey};
+    use crate::sessions::procfs::fake::{FakeProc, FakeProcess};
+    use crate::sessions::procfs::{AUDIT_UNSET, TCP_LISTEN};
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const LISTENER: &str = "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups";
+
+    struct World {
+        fake: FakeProc,
+        tracker: Tracker,
+        now: Instant,
+    }
+
+    impl World {
+        fn new(log_enabled: bool) -> World {
+            let fake = FakeProc::new();
+            fake.add(&FakeProcess {
+                pid: 100,
+                ppid: 1,
+                comm: "sshd",
+                cmdline: LISTENER,
+                start: 10,
+                sessionid: AUDIT_UNSET,
+                sockets: &[1],
+            });
+            let selector = SshdSelector::Port(2222);
+            let tracker = Tracker::new(
+                Procfs::new(fake.root()),
+                selector,
+                log_enabled,
+                Duration::from_secs(3),
+                UNIX_EPOCH,
+            );
+            let mut w = World {
+                fake,
+                tracker,
+                now: Instant::now(),
+            };
+            w.sockets(&[]);
+            w
+        }
+
+        /// Client connections `(port, inode)` to 127.0.0.1:2222.
+        fn sockets(&mut self, clients: &[(u16, u64)]) {
+            let mut all = vec![(addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1)];
+            for (port, inode) in clients {
+                all.push((
+                    addr("127.0.0.1:2222"),
+                    SocketAddr::new("127.0.0.1".parse().unwrap(), *port),
+                    1,
+                    *inode,
+                ));
+            }
+            self.fake.set_sockets(&all);
+        }
+
+        fn sshd(&self, pid: u32, ppid: u32, title: &str, sessionid: u32, inode: u64) {
+            self.fake.add(&FakeProcess {
+                pid,
+                ppid,
+                comm: "sshd",
+                cmdline: title,
+                start: u64::from(pid),
+                sessionid,
+                sockets: &[inode],
+            });
+        }
+
+        fn scan(&mut self) -> Vec<SessionEvent> {
+            self.tracker.scan(self.now).unwrap()
+        }
+
+        fn advance(&mut self, d: Duration) {
+            self.now += d;
+        }
+
+        fn accepted(&mut self, port: u16, account: &str, key_id: &str) {
+            let record = LogRecord {
+                pid: None,
+                event: LogEvent::Accepted(Accepted {
+                    method: "publickey".into(),
+                    account: account.into(),
+                    source: SocketAddr::new("127.0.0.1".parse().unwrap(), port),
+                    key: Some(AcceptedKey::Certificate {
+                        key_type: "ED25519-CERT".into(),
+                        key_fingerprint: "SHA256:k".into(),
+                        key_id: key_id.into(),
+                        serial: 9,
+                        ca_type: "ED25519".into(),
+                        ca_fingerprint: "SHA256:ca".into(),
+                    }),
+                }),
+            };
+            // Read "now": well after the fake processes' start ticks.
+            self.tracker.on_record(record, Some(100_000), self.now);
+        }
+    }
+
+    fn started(events: &[SessionEvent]) -> Vec<&Session> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Started(s) => Some(&**s),
+                SessionEvent::Ended(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn login_announced_with_its_log_line_and_ended_when_the_monitor_goes() {
+        let mut w = World::new(true);
+        assert!(w.scan().is_empty());
+        // Pre-authentication: nothing yet.
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        w.sshd(111, 110, "sshd: alice [net]", AUDIT_UNSET, 11);
+        assert!(w.scan().is_empty());
+        // Authenticated: the log line, then the session child.
+        w.accepted(40001, "alice", "alice@corp");
+        assert_eq!(
+            w.tracker.next_scan, w.now,
+            "a log line asks for a scan at once"
+        );
+        w.fake.remove(111);
+        w.sshd(112, 110, "sshd: alice@pts/4", 7, 11);
+        let events = w.scan();
+        let s = started(&events);
+        assert_eq!(s.len(), 1);
+        let s = s[0];
+        assert_eq!(s.id.to_string(), "110:110");
+        assert_eq!(s.account, "alice");
+        assert_eq!(s.source, addr("127.0.0.1:40001"));
+        assert_eq!(s.key_id(), Some("alice@corp"));
+        assert_eq!(s.tty(), Some("pts/4"));
+        assert_eq!(s.session_process.map(|p| p.pid), Some(112));
+        assert_eq!(s.listeners.len(), 1);
+        // Announced once.
+        w.advance(Duration::from_millis(10));
+        assert!(w.scan().is_empty());
+        // The monitor goes.
+        w.fake.remove(112);
+        w.fake.remove(110);
+        assert_eq!(
+            w.scan(),
+            [SessionEvent::Ended(SessionId(ProcessRef {
+                pid: 110,
+                start_ticks: 110
+            }))]
+        );
+        assert!(w.tracker.sessions.is_empty());
+    }
+
+    #[test]
+    fn login_waits_for_its_log_line_then_goes_unattributed() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(120, 100, "sshd: root@notty", 5, 11);
+        assert!(w.scan().is_empty(), "waits for the Accepted line");
+        assert!(w.tracker.next_scan < w.now + MAX_STEP + MAX_STEP);
+        w.advance(LOG_GRACE);
+        let events = w.scan();
+        let s = started(&events);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].attribution, Attribution::Unknown);
+        assert_eq!(s[0].audit_session, Some(5));
+    }
+
+    #[test]
+    fn without_a_log_logins_are_announced_at_once() {
+        let mut w = World::new(false);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(120, 100, "sshd: root@notty", 5, 11);
+        assert_eq!(started(&w.scan()).len(), 1);
+    }
+
+    #[test]
+    fn login_waits_briefly_for_its_channel() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(130, 100, "sshd: bob", AUDIT_UNSET, 11);
+        w.accepted(40001, "bob", "bob@corp");
+        assert!(w.scan().is_empty(), "no channel yet");
+        w.fake.set_cmdline(130, "sshd: bob@notty");
+        w.advance(Duration::from_millis(5));
+        let events = w.scan();
+        assert_eq!(started(&events)[0].ttys, Ttys::NoTty);
+
+        // `ssh -N`: no channel ever.
+        w.sockets(&[(40001, 11), (40002, 12)]);
+        w.sshd(140, 100, "sshd: carol", AUDIT_UNSET, 12);
+        w.accepted(40002, "carol", "carol@corp");
+        assert!(w.scan().is_empty());
+        w.advance(CHANNEL_WAIT);
+        let events = w.scan();
+        assert_eq!(started(&events)[0].ttys, Ttys::NoChannel);
+    }
+
+    #[test]
+    fn two_accepted_lines_for_one_connection_are_a_conflict() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        w.accepted(40001, "root", "forged");
+        w.accepted(40001, "root", "real");
+        let events = w.scan();
+        assert_eq!(started(&events)[0].attribution, Attribution::Conflicting);
+    }
+
+    #[test]
+    fn a_later_second_line_withdraws_the_attribution() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        w.accepted(40001, "root", "real");
+        assert_eq!(started(&w.scan())[0].key_id(), Some("real"));
+        w.accepted(40001, "root", "forged");
+        let s = w.tracker.sessions.values().next().unwrap();
+        assert_eq!(s.attribution, Attribution::Conflicting);
+    }
+
+    #[test]
+    fn account_mismatch_is_a_conflict() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        w.accepted(40001, "alice", "alice@corp");
+        assert_eq!(started(&w.scan())[0].attribution, Attribution::Conflicting);
+    }
+
+    #[test]
+    fn a_line_older_than_the_connection_is_not_its_line() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        // Read at tick 50, the monitor started at tick 150: an earlier connection's line.
+        let record = LogRecord {
+            pid: None,
+            event: LogEvent::Accepted(Accepted {
+                method: "password".into(),
+                account: "root".into(),
+                source: addr("127.0.0.1:40001"),
+                key: None,
+            }),
+        };
+        w.tracker.on_record(record, Some(50), w.now);
+        assert!(w.scan().is_empty());
+        // A line logged by another PID is not its line either.
+        let record = LogRecord {
+            pid: Some(999),
+            event: LogEvent::Accepted(Accepted {
+                method: "password".into(),
+                account: "root".into(),
+                source: addr("127.0.0.1:40001"),
+                key: None,
+            }),
+        };
+        w.tracker.on_record(record, None, w.now);
+        assert!(w.scan().is_empty());
+        w.advance(LOG_GRACE);
+        assert_eq!(started(&w.scan())[0].attribution, Attribution::Unknown);
+    }
+
+    #[test]
+    fn quick_scans_after_a_disconnect_until_the_session_is_gone() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        w.accepted(40001, "root", "k");
+        assert_eq!(started(&w.scan()).len(), 1);
+        w.advance(Duration::from_millis(1));
+        w.scan();
+        assert_eq!(w.tracker.next_scan, w.tracker.next_reconcile, "quiet again");
+        let mention = LogRecord {
+            pid: None,
+            event: LogEvent::Mention(addr("127.0.0.1:40001")),
+        };
+        w.tracker.on_record(mention, Some(100_000), w.now);
+        assert_eq!(w.tracker.next_scan, w.now);
+        assert!(w.scan().is_empty(), "still there");
+        assert!(w.tracker.next_scan <= w.now + MAX_STEP);
+        w.fake.remove(150);
+        w.advance(Duration::from_millis(2));
+        assert!(matches!(w.scan()[..], [SessionEvent::Ended(_)]));
+        assert_eq!(w.tracker.next_scan, w.tracker.next_reconcile);
+        // A mention of an unknown connection does not hurry anything.
+        w.advance(Duration::from_millis(2));
+        let mention = LogRecord {
+            pid: None,
+            event: LogEvent::Mention(addr("127.0.0.1:5")),
+        };
+        w.tracker.on_record(mention, None, w.now);
+        assert!(w.tracker.next_scan > w.now);
+    }
+
+    #[test]
+    fn processes_refresh_on_reconcile() {
+        let mut w = World::new(false);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        let events = w.scan();
+        assert_eq!(started(&events)[0].processes.len(), 1);
+        w.fake.add(&FakeProcess {
+            pid: 160,
+            ppid: 1,
+            comm: "sleep",
+            cmdline: "sleep",
+            start: 160,
+            sessionid: 5,
+            sockets: &[],
+        });
+        w.advance(Duration::from_secs(3));
+        w.scan();
+        let s = w.tracker.sessions.values().next().unwrap();
+        let pids: Vec<u32> = s.processes.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [150, 160]);
+    }
+
+    #[test]
+    fn records_are_bounded() {
+        let mut w = World::new(true);
+        for i in 0..(MAX_RECORDS + 100) {
+            let port = u16::try_from(i % 60_000).unwrap() + 1;
+            let ip = if i < 60_000 { "127.0.0.2" } else { "127.0.0.3" };
+            let record = LogRecord {
+                pid: None,
+                event: LogEvent::Accepted(Accepted {
+                    method: "password".into(),
+                    account: "x".into(),
+                    source: SocketAddr::new(ip.parse().unwrap(), port),
+                    key: None,
+                }),
+            };
+            w.tracker.on_record(record, None, w.now);
+        }
+        let total: usize = w.tracker.records.values().map(Vec::len).sum();
+        assert!(total <= MAX_RECORDS, "{total}");
+    }
+
+    #[test]
+    fn file_tail_follows_writes_rotation_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sshd.log");
+        let line =
+            |port: u16| format!("Accepted password for root from 127.0.0.1 port {port} ssh2\r\n");
+        std::fs::write(&path, line(1)).unwrap();
+        let mut tail = FileTail::open(path.clone());
+        assert_eq!(tail.backfill().len(), 1);
+        assert!(tail.read_new().is_empty());
+        let append = |text: &str| {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        // A record written in two parts.
+        let l2 = line(2);
+        append(&l2[..10]);
+        assert!(tail.read_new().is_empty());
+        append(&l2[10..]);
+        let got = tail.read_new();
+        assert_eq!(got.len(), 1);
+        // Rotation: the old file gets one more line, then a new file appears.
+        append(&line(3));
+        std::fs::rename(&path, dir.path().join("sshd.log.1")).unwrap();
+        std::fs::write(&path, line(4)).unwrap();
+        let ports: Vec<u16> = tail
+            .read_new()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                LogEvent::Accepted(a) => Some(a.source.port()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ports, [3, 4]);
+        // Truncation.
+        std::fs::write(&path, "").unwrap();
+        assert!(tail.read_new().is_empty());
+        append(&line(5));
+        assert_eq!(tail.read_new().len(), 1);
+    }
+
+    #[test]
+    fn backfill_keeps_the_latest_line_per_connection() {
+        let mut w = World::new(true);
+        let rec = |key_id: &str| LogRecord {
+            pid: None,
+            event: LogEvent::Accepted(Accepted {
+                method: "publickey".into(),
+                account: "root".into(),
+                source: addr("127.0.0.1:40001"),
+                key: Some(AcceptedKey::Plain {
+                    key_type: "ED25519".into(),
+                    fingerprint: format!("SHA256:{key_id}"),
+                }),
+            }),
+        };
+        w.tracker.on_backfill(rec("old"), w.now);
+        w.tracker.on_backfill(rec("new"), w.now);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        let events = w.scan();
+        assert_eq!(started(&events)[0].key_fingerprint(), Some("SHA256:new"));
+        w.tracker.forget_backfill();
+        assert!(w.tracker.records.is_empty());
+    }
+}
