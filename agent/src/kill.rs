@@ -426,6 +426,17 @@ mod tests {
 
     impl Drop for Fake {
         fn drop(&mut self) {
+            // The whole tree: a `sleep` left behind would outlive the test.
+            if let (Ok(table), Ok(stat)) = (
+                Procfs::default().table(),
+                Procfs::default().stat(self.0.id()),
+            ) {
+                for p in table.descendants(stat.process_ref()) {
+                    if let Ok(pid) = i32::try_from(p.pid) {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+            }
             let _ = self.0.kill();
             let _ = self.0.wait();
         }

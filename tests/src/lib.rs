@@ -21,6 +21,7 @@ pub mod krl;
 pub mod plane;
 pub mod principals;
 pub mod seed;
+pub mod sessions;
 pub mod sshd;
 pub mod tools;
 

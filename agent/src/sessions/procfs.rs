@@ -20,7 +20,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::title::{self, Program, Role, Title, Ttys};
 
@@ -489,9 +489,83 @@ impl Procfs {
         Ok(SshdProcs { stats })
     }
 
+    /// The ports `pid` listens on.
+    fn listening_ports(&self, pid: u32) -> io::Result<Vec<u16>> {
+        let inodes = self.socket_inodes(pid)?;
+        let mut ports: Vec<u16> = self
+            .tcp_sockets(pid)?
+            .iter()
+            .filter(|s| s.state == TCP_LISTEN && inodes.contains(&s.inode))
+            .map(|s| s.local.port())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(ports)
+    }
+
+    /// The connection socket of a monitor: the TCP socket it holds whose local port is one
+    /// of `ports` (any non-listening TCP socket when no port is known), as (local, peer).
+    fn connection_socket(&self, pid: u32, ports: &[u16]) -> Option<(SocketAddr, SocketAddr)> {
+        let inodes = self.socket_inodes(pid).ok()?;
+        if inodes.is_empty() {
+            return None;
+        }
+        let sockets = self.tcp_sockets(pid).ok()?;
+        sockets
+            .iter()
+            .filter(|s| s.state != TCP_LISTEN && inodes.contains(&s.inode))
+            .find(|s| ports.is_empty() || ports.contains(&s.local.port()))
+            .map(|s| (s.local, s.remote))
+    }
+
+    /// One scan for the connections of the sshd `selector` names (see [`Scanner`]).
+    pub fn scan(&self, selector: &SshdSelector, known_ports: &[u16]) -> io::Result<Scan> {
+        let mut scanner = Scanner::new(self.clone(), selector.clone());
+        scanner.known_ports = known_ports.to_vec();
+        scanner.scan()
+    }
+}
+
+/// How long a listener's ports are trusted before they are read again (sshd re-executes
+/// itself on SIGHUP, keeping its PID, and may listen elsewhere afterwards).
+const LISTENER_PORTS_TTL: Duration = Duration::from_secs(60);
+
+/// Finds one sshd's connections, scan after scan.
+///
+/// The kernel builds `/proc/PID/net/tcp` by walking its whole connection table, which
+/// makes it the one expensive read here (milliseconds on an idle machine, more on a busy
+/// one). So what cannot change for a process is remembered: a listener's ports (for a
+/// minute), a connection's addresses (for its lifetime); a scan reads the TCP tables only
+/// for processes it has not seen before.
+#[derive(Debug)]
+pub struct Scanner {
+    procfs: Procfs,
+    selector: SshdSelector,
+    known_ports: Vec<u16>,
+    listener_ports: HashMap<ProcessRef, (Vec<u16>, Instant)>,
+    sockets: HashMap<ProcessRef, (SocketAddr, SocketAddr)>,
+}
+
+impl Scanner {
+    /// A scanner for the sshd `selector` names.
+    pub fn new(procfs: Procfs, selector: SshdSelector) -> Scanner {
+        Scanner {
+            procfs,
+            selector,
+            known_ports: Vec::new(),
+            listener_ports: HashMap::new(),
+            sockets: HashMap::new(),
+        }
+    }
+
+    /// The sshd it looks for.
+    pub fn selector(&self) -> &SshdSelector {
+        &self.selector
+    }
+
     /// Finds the watched sshd's listener(s) among `procs`.
-    fn listener(&self, selector: &SshdSelector, procs: &SshdProcs) -> io::Result<Listener> {
-        let candidates: Vec<u32> = match selector {
+    fn listener(&mut self, procs: &SshdProcs) -> io::Result<Listener> {
+        let candidates: Vec<u32> = match &self.selector {
             SshdSelector::PidFile(path) => match fs::read_to_string(path) {
                 Ok(text) => text.trim().parse().ok().into_iter().collect(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -504,38 +578,46 @@ impl Procfs {
                 .map(|(&pid, _)| pid)
                 .collect(),
         };
+        let now = Instant::now();
+        self.listener_ports.retain(|p, (_, read)| {
+            procs
+                .stats
+                .get(&p.pid)
+                .is_some_and(|(s, _)| s.start_ticks == p.start_ticks)
+                && now.duration_since(*read) < LISTENER_PORTS_TTL
+        });
         let mut listener = Listener::default();
         for pid in candidates {
             let Some((stat, _)) = procs.stats.get(&pid) else {
                 continue;
             };
-            let Ok(inodes) = self.socket_inodes(pid) else {
-                continue;
+            let process = stat.process_ref();
+            let ports = match self.listener_ports.get(&process) {
+                Some((ports, _)) => ports.clone(),
+                None => {
+                    let Ok(ports) = self.procfs.listening_ports(pid) else {
+                        continue;
+                    };
+                    self.listener_ports.insert(process, (ports.clone(), now));
+                    ports
+                }
             };
-            let Ok(sockets) = self.tcp_sockets(pid) else {
-                continue;
-            };
-            let ports: Vec<u16> = sockets
-                .iter()
-                .filter(|s| s.state == TCP_LISTEN && inodes.contains(&s.inode))
-                .map(|s| s.local.port())
-                .collect();
-            if let SshdSelector::Port(port) = selector
+            if let SshdSelector::Port(port) = &self.selector
                 && !ports.contains(port)
             {
                 continue;
             }
-            listener.processes.push(stat.process_ref());
+            listener.processes.push(process);
             for p in ports {
                 if !listener.ports.contains(&p) {
                     listener.ports.push(p);
                 }
             }
             if listener.audit_session.is_none() {
-                listener.audit_session = self.audit_session(pid).ok().flatten();
+                listener.audit_session = self.procfs.audit_session(pid).ok().flatten();
             }
         }
-        if let SshdSelector::Port(port) = selector
+        if let SshdSelector::Port(port) = &self.selector
             && !listener.ports.contains(port)
         {
             listener.ports.push(*port);
@@ -543,14 +625,25 @@ impl Procfs {
         Ok(listener)
     }
 
-    /// The watched sshd's connections. `known_ports` are ports it listened on before
-    /// (used when its listener is gone or restarted and left orphaned logins behind).
-    pub fn scan(&self, selector: &SshdSelector, known_ports: &[u16]) -> io::Result<Scan> {
-        let procs = self.sshd_procs()?;
-        let listener = self.listener(selector, &procs)?;
+    /// The watched sshd's connections, authenticated or not. Ports it listened on before
+    /// are remembered, to find the logins it left orphaned when its listener is gone or
+    /// restarted.
+    pub fn scan(&mut self) -> io::Result<Scan> {
+        let procs = self.procfs.sshd_procs()?;
+        let listener = self.listener(&procs)?;
+        for p in &listener.ports {
+            if !self.known_ports.contains(p) {
+                self.known_ports.push(*p);
+            }
+        }
         let listener_pids: HashSet<u32> = listener.processes.iter().map(|p| p.pid).collect();
-        let mut ports: Vec<u16> = listener.ports.clone();
-        ports.extend(known_ports.iter().filter(|p| !listener.ports.contains(p)));
+        let ports = self.known_ports.clone();
+        self.sockets.retain(|p, _| {
+            procs
+                .stats
+                .get(&p.pid)
+                .is_some_and(|(s, _)| s.start_ticks == p.start_ticks)
+        });
 
         let connection_role = |t: &Option<Title>| {
             t.as_ref().is_some_and(|t| {
@@ -576,12 +669,28 @@ impl Procfs {
                 continue;
             }
             let Some(title) = title.clone() else { continue };
-            let Some((local, peer)) = self.connection_socket(stat.pid, &ports) else {
+            let process = stat.process_ref();
+            let addresses = match self.sockets.get(&process) {
+                Some(a) => Some(*a),
+                // Read only for this sshd's children and orphans, never for another
+                // sshd's connections (their sockets are not on our ports anyway).
+                None if parent_is_listener || !procs.stats.contains_key(&stat.ppid) => {
+                    let found = self.procfs.connection_socket(stat.pid, &ports);
+                    if let Some(a) = found {
+                        self.sockets.insert(process, a);
+                    }
+                    found
+                }
+                None => None,
+            };
+            let Some((local, peer)) = addresses else {
                 continue;
             };
             // Not our listener's child: accept an orphan only on our port, and only if it
             // runs as root as every monitor does (anyone can name a process "sshd").
-            if !parent_is_listener && (!ports.contains(&local.port()) || !self.is_root(stat.pid)) {
+            if !parent_is_listener
+                && (!ports.contains(&local.port()) || !self.procfs.is_root(stat.pid))
+            {
                 continue;
             }
             let session_process = procs
@@ -595,12 +704,13 @@ impl Procfs {
                     _ => None,
                 });
             let audit_session = self
+                .procfs
                 .audit_session(stat.pid)
                 .ok()
                 .flatten()
                 .filter(|id| Some(*id) != listener.audit_session);
             connections.push(Connection {
-                monitor: stat.process_ref(),
+                monitor: process,
                 monitor_title: title,
                 session_process,
                 peer,
@@ -613,21 +723,6 @@ impl Procfs {
             listener,
             connections,
         })
-    }
-
-    /// The connection socket of a monitor: the TCP socket it holds whose local port is one
-    /// of `ports` (any non-listening TCP socket when no port is known).
-    fn connection_socket(&self, pid: u32, ports: &[u16]) -> Option<(SocketAddr, SocketAddr)> {
-        let inodes = self.socket_inodes(pid).ok()?;
-        if inodes.is_empty() {
-            return None;
-        }
-        let sockets = self.tcp_sockets(pid).ok()?;
-        sockets
-            .iter()
-            .filter(|s| s.state != TCP_LISTEN && inodes.contains(&s.inode))
-            .find(|s| ports.is_empty() || ports.contains(&s.local.port()))
-            .map(|s| (s.local, s.remote))
     }
 }
 
@@ -957,6 +1052,42 @@ mod tests {
         assert_eq!(scan.connections.len(), 1);
         assert_eq!(scan.connections[0].account(), Some("carol"));
         assert_eq!(scan.connections[0].local, addr("127.0.0.1:2223"));
+    }
+
+    #[test]
+    fn scanner_reads_tcp_tables_once_per_process() {
+        let f = two_sshds();
+        let p = Procfs::new(f.root());
+        let mut scanner = Scanner::new(p.clone(), SshdSelector::Port(2222));
+        assert_eq!(scanner.scan().unwrap().connections.len(), 3);
+        // Known processes keep their addresses without the tables.
+        f.set_sockets(&[]);
+        assert_eq!(scanner.scan().unwrap().connections.len(), 3);
+        assert!(
+            p.scan(&SshdSelector::Port(2222), &[])
+                .unwrap()
+                .connections
+                .is_empty()
+        );
+        // A new process (same PID, new start time) is looked up afresh.
+        f.remove(120);
+        f.add(&FakeProcess {
+            pid: 120,
+            ppid: 100,
+            comm: "sshd",
+            cmdline: "sshd: root@notty",
+            start: 9999,
+            sessionid: 6,
+            sockets: &[12],
+        });
+        let pids: Vec<u32> = scanner
+            .scan()
+            .unwrap()
+            .connections
+            .iter()
+            .map(|c| c.monitor.pid)
+            .collect();
+        assert_eq!(pids, [110, 130]);
     }
 
     #[test]

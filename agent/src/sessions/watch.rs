@@ -10,6 +10,9 @@
 //!   [`LOG_GRACE`], unattributed), and once its session channel is open or
 //!   [`CHANNEL_WAIT`] passed (so that the tty is known; `ssh -N` opens none).
 //! - A session ends ([`SessionEvent::Ended`]) when its monitor process is gone.
+//! - What changes in a live session later (ttys as channels open, member processes, an
+//!   attribution withdrawn by a second `Accepted` line) shows in the snapshot
+//!   ([`WatcherHandle::snapshot`]), not as an event.
 //! - Every `reconcile_interval` the whole picture is rebuilt from `/proc`, the member
 //!   processes refreshed and the log file re-read, whatever inotify said.
 //!
@@ -19,7 +22,7 @@
 //! attributed too. The journal is read with `journalctl --follow --output=json`, from the
 //! oldest live login on, and resumed after its cursor if `journalctl` exits.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::net::SocketAddr;
@@ -36,7 +39,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::log::{self, LogEvent, LogRecord, RecordSplitter};
-use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, SshdSelector};
+use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector};
 use super::title::Ttys;
 use super::{Attribution, LogSource, Session, SessionId, SessionsConfig};
 use crate::kill::{self, KillError, KillReport};
@@ -107,7 +110,7 @@ struct Shared {
     sessions: Mutex<BTreeMap<SessionId, Session>>,
     ended: Mutex<VecDeque<Session>>,
     rescan: Notify,
-    kill_grace: Mutex<Duration>,
+    kill_grace: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,8 +153,7 @@ impl WatcherHandle {
         let Some(session) = session else {
             return Err(KillError::UnknownSession(*id));
         };
-        let grace = *lock(&self.shared.kill_grace);
-        let report = kill::kill_session(&session, grace);
+        let report = kill::kill_session(&session, self.shared.kill_grace);
         self.rescan();
         report
     }
@@ -173,7 +175,9 @@ impl Drop for SessionWatcher {
 
 impl SessionWatcher {
     /// Starts watching: reads the end of the log, scans `/proc`, sends
-    /// [`SessionEvent::Started`] for every live login, then follows both.
+    /// [`SessionEvent::Started`] for every live login, then follows both. Never waits for
+    /// `events` to have room: when its receiver falls a whole channel behind, events are
+    /// dropped (with a warning) and [`WatcherHandle::snapshot`] is the way to catch up.
     pub async fn start(
         config: SessionsConfig,
         events: mpsc::Sender<SessionEvent>,
@@ -189,7 +193,7 @@ impl SessionWatcher {
     ) -> Result<SessionWatcher, WatchError> {
         config.validate().map_err(WatchError::Config)?;
         let shared = Arc::new(Shared {
-            kill_grace: Mutex::new(config.kill_grace),
+            kill_grace: config.kill_grace,
             ..Shared::default()
         });
         let boot = procfs.boot_time().map_err(WatchError::Proc)?;
@@ -220,7 +224,7 @@ impl SessionWatcher {
             LogSource::Journal => {
                 // From a little before the oldest live login, so that it is attributed.
                 let initial = procfs
-                    .scan(&tracker.selector, &[])
+                    .scan(tracker.scanner.selector(), &[])
                     .map_err(WatchError::Proc)?;
                 let oldest = initial
                     .connections
@@ -236,18 +240,13 @@ impl SessionWatcher {
             }
             LogSource::None | LogSource::Auto => Source::None,
         };
-        info!(log = ?source_kind, sshd = ?tracker.selector, "watching SSH sessions");
+        info!(log = ?source_kind, sshd = ?tracker.scanner.selector(), "watching SSH sessions");
 
         // First scan before returning: the caller's snapshot starts complete (logins
         // waiting for their log line or channel are announced by the loop).
         let first = tracker.scan(Instant::now()).map_err(WatchError::Proc)?;
         tracker.forget_backfill();
         publish(&shared, &first);
-        for event in first {
-            if events.send(event).await.is_err() {
-                break;
-            }
-        }
         if let Source::File { tail, .. } = &mut source {
             // Lines written since the backfill.
             let records = tail.read_new();
@@ -257,7 +256,7 @@ impl SessionWatcher {
         let handle = WatcherHandle {
             shared: Arc::clone(&shared),
         };
-        let task = tokio::spawn(run(tracker, source, shared, events));
+        let task = tokio::spawn(run(tracker, source, shared, events, first));
         Ok(SessionWatcher { handle, task })
     }
 
@@ -318,10 +317,16 @@ async fn run(
     mut source: Source,
     shared: Arc<Shared>,
     events: mpsc::Sender<SessionEvent>,
+    first: Vec<SessionEvent>,
 ) {
     let procfs = tracker.procfs.clone();
     let mut last_error: Option<Instant> = None;
+    let mut sender = EventSender::new(events);
+    if sender.send_all(first).is_err() {
+        return;
+    }
     loop {
+        let events = &sender.events;
         let due = tracker.next_scan;
         tokio::select! {
             () = events.closed() => return,
@@ -346,10 +351,8 @@ async fn run(
                     }
                 }
                 publish(&shared, &found);
-                for event in found {
-                    if events.send(event).await.is_err() {
-                        return;
-                    }
+                if sender.send_all(found).is_err() {
+                    return;
                 }
             }
             Err(e) => {
@@ -365,6 +368,53 @@ async fn run(
             let records = tail.read_new();
             tracker.on_records(records, &procfs, Instant::now());
         }
+    }
+}
+
+/// Sends events without ever waiting: a receiver that falls a whole channel behind
+/// loses events (and is told in the log) rather than stopping the watcher, whose
+/// snapshot, which kills rely on, must stay current.
+struct EventSender {
+    events: mpsc::Sender<SessionEvent>,
+    dropped: u64,
+    last_warning: Option<Instant>,
+}
+
+/// The receiver is gone.
+struct Closed;
+
+impl EventSender {
+    fn new(events: mpsc::Sender<SessionEvent>) -> EventSender {
+        EventSender {
+            events,
+            dropped: 0,
+            last_warning: None,
+        }
+    }
+
+    fn send_all(&mut self, events: Vec<SessionEvent>) -> Result<(), Closed> {
+        for event in events {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped += 1;
+                    let now = Instant::now();
+                    if self
+                        .last_warning
+                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
+                    {
+                        warn!(
+                            dropped = self.dropped,
+                            "session events dropped: their receiver is a whole channel behind \
+                             (the snapshot still has every session)"
+                        );
+                        self.last_warning = Some(now);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -623,6 +673,11 @@ struct LoginRecord {
 }
 
 impl LoginRecord {
+    /// Read from the file at start: neither when nor by whom it was logged is known.
+    fn is_backfill(&self) -> bool {
+        self.read_at_ticks.is_none() && self.pid.is_none()
+    }
+
     /// Whether this line can be about `conn`: logged by its monitor (when the PID is
     /// known) and not before the connection began.
     fn fits(&self, conn: &Connection) -> bool {
@@ -645,16 +700,17 @@ struct Urgent {
 #[derive(Debug)]
 struct Tracker {
     procfs: Procfs,
-    selector: SshdSelector,
+    scanner: Scanner,
     log_enabled: bool,
     boot: SystemTime,
     reconcile_interval: Duration,
-    known_ports: Vec<u16>,
     sessions: BTreeMap<SessionId, Session>,
     records: HashMap<SocketAddr, Vec<LoginRecord>>,
     /// Authenticated logins not announced yet, with when they were first seen.
     first_seen: HashMap<ProcessRef, Instant>,
     urgent: HashMap<SocketAddr, Urgent>,
+    /// Client addresses of every connection (authenticated or not) at the last scan.
+    last_peers: HashSet<SocketAddr>,
     records_seen: u64,
     step: Duration,
     next_scan: Instant,
@@ -671,16 +727,16 @@ impl Tracker {
     ) -> Tracker {
         let now = Instant::now();
         Tracker {
+            scanner: Scanner::new(procfs.clone(), selector),
             procfs,
-            selector,
             log_enabled,
             boot,
             reconcile_interval,
-            known_ports: Vec::new(),
             sessions: BTreeMap::new(),
             records: HashMap::new(),
             first_seen: HashMap::new(),
             urgent: HashMap::new(),
+            last_peers: HashSet::new(),
             records_seen: 0,
             step: MIN_STEP,
             next_scan: now,
@@ -715,12 +771,15 @@ impl Tracker {
         );
     }
 
-    /// Drops what the start-up backfill found and no live login claimed.
+    /// Drops what the start-up backfill found for no current connection. (A connection
+    /// still authenticating keeps its line: it may be its own, just logged; if a line is
+    /// logged for it later, that one replaces it.)
     fn forget_backfill(&mut self) {
-        for list in self.records.values_mut() {
-            list.retain(|r| r.read_at_ticks.is_some() || r.pid.is_some());
-        }
-        self.records.retain(|_, l| !l.is_empty());
+        let peers = &self.last_peers;
+        self.records.retain(|peer, list| {
+            list.retain(|r| !r.is_backfill() || peers.contains(peer));
+            !list.is_empty()
+        });
     }
 
     fn on_records(&mut self, records: Vec<LogRecord>, procfs: &Procfs, now: Instant) {
@@ -776,7 +835,11 @@ impl Tracker {
                 s.attribution = Attribution::Conflicting;
             }
         }
-        self.records.entry(source).or_default().push(login);
+        let list = self.records.entry(source).or_default();
+        if login.read_at_ticks.is_some() {
+            list.retain(|r| !r.is_backfill());
+        }
+        list.push(login);
         self.urgent.insert(
             source,
             Urgent {
@@ -831,13 +894,9 @@ impl Tracker {
 
     /// Scans `/proc`; returns what started and ended.
     fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
-        let scan = self.procfs.scan(&self.selector, &self.known_ports)?;
-        for p in &scan.listener.ports {
-            if !self.known_ports.contains(p) {
-                self.known_ports.push(*p);
-            }
-        }
+        let scan = self.scanner.scan()?;
         let reconcile = now >= self.next_reconcile;
+        self.last_peers = scan.connections.iter().map(|c| c.peer).collect();
         let live: HashMap<ProcessRef, &Connection> = scan
             .connections
             .iter()
@@ -1249,6 +1308,12 @@ mod tests {
         w.advance(Duration::from_millis(5));
         let events = w.scan();
         assert_eq!(started(&events)[0].ttys, Ttys::NoTty);
+        // Another channel, with a pty, on the same connection.
+        w.fake.set_cmdline(130, "sshd: bob@pts/7");
+        w.advance(Duration::from_millis(5));
+        assert!(w.scan().is_empty());
+        let s = w.tracker.sessions.values().next().unwrap();
+        assert_eq!(s.tty(), Some("pts/7"), "the snapshot follows");
 
         // `ssh -N`: no channel ever.
         w.sockets(&[(40001, 11), (40002, 12)]);
@@ -1469,5 +1534,48 @@ mod tests {
         assert_eq!(started(&events)[0].key_fingerprint(), Some("SHA256:new"));
         w.tracker.forget_backfill();
         assert!(w.tracker.records.is_empty());
+    }
+
+    #[test]
+    fn backfill_for_a_connection_still_authenticating_waits_for_it() {
+        let mut w = World::new(true);
+        let rec = |key_id: &str| LogRecord {
+            pid: None,
+            event: LogEvent::Accepted(Accepted {
+                method: "publickey".into(),
+                account: "alice".into(),
+                source: addr("127.0.0.1:40001"),
+                key: Some(AcceptedKey::Plain {
+                    key_type: "ED25519".into(),
+                    fingerprint: format!("SHA256:{key_id}"),
+                }),
+            }),
+        };
+        w.tracker.on_backfill(rec("old"), w.now);
+        w.tracker.on_backfill(
+            LogRecord {
+                pid: None,
+                event: LogEvent::Mention(addr("1.1.1.1:1")),
+            },
+            w.now,
+        );
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        assert!(w.scan().is_empty());
+        w.tracker.forget_backfill();
+        assert_eq!(
+            w.tracker.records.len(),
+            1,
+            "kept for the connection in progress"
+        );
+        // Its own line arrives: it replaces the backfilled one, no conflict.
+        let mut own = rec("own");
+        if let LogEvent::Accepted(a) = &mut own.event {
+            a.account = "alice".into();
+        }
+        w.tracker.on_record(own, Some(100_000), w.now);
+        w.sshd(111, 110, "sshd: alice@notty", 7, 11);
+        let events = w.scan();
+        assert_eq!(started(&events)[0].key_fingerprint(), Some("SHA256:own"));
     }
 }

@@ -1,0 +1,486 @@
+//! Harness for the session watcher and kills: a real sshd with `UsePAM yes` (so that
+//! `pam_loginuid` gives each login its kernel audit session id, as on a real host), logging
+//! to a file of its own with `-E`; a non-root test account; and real `ssh` clients that
+//! stay connected in the background.
+//!
+//! Everything cleans up after itself: a [`PamSshd`] kills, on drop, its listener and every
+//! process of every login it served (by their audit session ids, which it collects from
+//! its connection processes while they live and from [`PamSshd::track`]); an [`SshClient`]
+//! kills its `ssh`.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use signoff_agent::sessions::procfs::{ProcessRef, Procfs};
+use tempfile::TempDir;
+
+use crate::command::{run, wait_until};
+use crate::keys::{KeyPair, KeyType};
+use crate::sshd::free_port;
+use crate::tools::{SSH, SSHD};
+
+/// The non-root account the tests log in to.
+pub const TEST_ACCOUNT: &str = "signoff-test";
+
+const START_DEADLINE: Duration = Duration::from_secs(20);
+const PORT_ATTEMPTS: usize = 5;
+
+/// Creates [`TEST_ACCOUNT`] (home directory, `/bin/bash`) unless it exists.
+pub fn ensure_test_account() -> Result<()> {
+    if run(Command::new("id").arg(TEST_ACCOUNT))?.success() {
+        return Ok(());
+    }
+    let out =
+        run(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", TEST_ACCOUNT]))?;
+    // Another test process may have created it meanwhile (useradd exits 9).
+    if !out.success() && !run(Command::new("id").arg(TEST_ACCOUNT))?.success() {
+        bail!(
+            "useradd {TEST_ACCOUNT} failed (run as root): {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+/// A running `sshd -D -E LOG` on 127.0.0.1 with `UsePAM yes`, trusting one user CA.
+#[derive(Debug)]
+pub struct PamSshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    pid_file: PathBuf,
+    tracked: Mutex<BTreeSet<u32>>,
+    dir: TempDir,
+}
+
+impl PamSshd {
+    /// Starts sshd trusting user CA `ca_pub` and waits until it listens.
+    pub fn start(ca_pub: &Path) -> Result<PamSshd> {
+        let sshd = SSHD.path()?;
+        if !Path::new("/run/sshd").is_dir() {
+            fs::create_dir_all("/run/sshd").context("creating /run/sshd (run as root)")?;
+        }
+        if !Path::new("/etc/pam.d/sshd").is_file() {
+            bail!(
+                "/etc/pam.d/sshd is missing: install openssh-server (it ships sshd's PAM service)"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("signoff-pam-sshd-")
+            .tempdir()?;
+        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
+        let config = dir.path().join("sshd_config");
+        let pid_file = dir.path().join("sshd.pid");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 HostKey {host_key}\n\
+                 PidFile {pid_file}\n\
+                 UsePAM yes\n\
+                 StrictModes no\n\
+                 PermitRootLogin yes\n\
+                 AuthorizedKeysFile none\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 TrustedUserCAKeys {ca}\n\
+                 LogLevel VERBOSE\n",
+                host_key = host_key.private.display(),
+                pid_file = pid_file.display(),
+                ca = ca_pub.display(),
+            ),
+        )?;
+        let mut last_log = String::new();
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port()?;
+            let log = dir.path().join(format!("sshd-{attempt}.log"));
+            File::create(&log)?;
+            let mut child = Command::new(sshd)
+                .args(["-D", "-E"])
+                .arg(&log)
+                .arg("-f")
+                .arg(&config)
+                .args(["-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", sshd.display()))?;
+            match wait_listening(&mut child, port, &log) {
+                Ok(true) => {
+                    return Ok(PamSshd {
+                        child,
+                        port,
+                        log,
+                        pid_file,
+                        tracked: Mutex::new(BTreeSet::new()),
+                        dir,
+                    });
+                }
+                Ok(false) => last_log = read_log(&log),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+        bail!("sshd could not bind a free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}")
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The listener's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The `-E` log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Its `PidFile`.
+    pub fn pid_file(&self) -> &Path {
+        &self.pid_file
+    }
+
+    /// A scratch directory removed with the sshd.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// Remembers a login's audit session id, so that its processes are killed on drop even
+    /// after its connection ended.
+    pub fn track(&self, audit_session: u32) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(audit_session);
+    }
+
+    /// The audit session ids of the logins it serves now.
+    fn live_audit_sessions(&self) -> Vec<u32> {
+        let p = Procfs::default();
+        let Ok(table) = p.table() else {
+            return Vec::new();
+        };
+        let listener = table.procs.get(&self.pid()).and_then(|i| i.audit_session);
+        table
+            .procs
+            .values()
+            .filter(|i| i.stat.ppid == self.pid())
+            .filter_map(|i| i.audit_session)
+            .filter(|id| Some(*id) != listener)
+            .collect()
+    }
+}
+
+impl Drop for PamSshd {
+    fn drop(&mut self) {
+        let mut audit: BTreeSet<u32> = self
+            .tracked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        audit.extend(self.live_audit_sessions());
+        let listener = Procfs::default()
+            .stat(self.pid())
+            .map(|s| s.process_ref())
+            .ok();
+        // The connection processes first (the listener's tree), then the listener.
+        if let Some(listener) = listener {
+            let tree: Vec<ProcessRef> = Procfs::default()
+                .table()
+                .map(|t| t.descendants(listener))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.pid != listener.pid)
+                .collect();
+            kill_all(&tree);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        kill_audit_sessions(&audit);
+    }
+}
+
+/// SIGKILLs every process with one of the audit session ids, until none is left (a few
+/// seconds at most).
+pub fn kill_audit_sessions(ids: &BTreeSet<u32>) {
+    if ids.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_of(ids);
+        if left.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        kill_all(&left);
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Live (not zombie) processes with one of the audit session ids, never this one.
+pub fn processes_of(ids: &BTreeSet<u32>) -> Vec<ProcessRef> {
+    let me = std::process::id();
+    Procfs::default()
+        .table()
+        .map(|t| {
+            t.procs
+                .values()
+                .filter(|i| i.audit_session.is_some_and(|id| ids.contains(&id)))
+                .filter(|i| !i.stat.is_dead() && i.stat.pid != me && i.stat.pid > 1)
+                .map(|i| i.stat.process_ref())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kill_all(processes: &[ProcessRef]) {
+    let p = Procfs::default();
+    let pids: Vec<String> = processes
+        .iter()
+        .filter(|r| p.is_alive(**r))
+        .map(|r| r.pid.to_string())
+        .collect();
+    if !pids.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(&pids)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + START_DEADLINE;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let text = read_log(log);
+            if text.contains("Address already in use") || text.contains("Cannot bind any address") {
+                return Ok(false);
+            }
+            bail!("sshd exited ({status}) before listening on port {port}:\n{text}");
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            bail!(
+                "sshd did not listen on port {port} within {START_DEADLINE:?}:\n{}",
+                read_log(log)
+            );
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// How an [`SshClient`] connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions<'a> {
+    /// `-tt`: a pty even without a terminal on stdin.
+    pub pty: bool,
+    /// The remote command.
+    pub command: &'a str,
+    /// `-v`, so that [`SshClient::authenticated_at`] can tell when authentication ended.
+    pub verbose: bool,
+}
+
+/// A real `ssh` client running in the background; killed on drop.
+#[derive(Debug)]
+pub struct SshClient {
+    child: Child,
+    stderr: Arc<Mutex<Vec<(Instant, String)>>>,
+    reader: Option<thread::JoinHandle<()>>,
+    /// When it was started.
+    pub started: Instant,
+}
+
+impl SshClient {
+    /// `ssh -i KEY -o CertificateFile=CERT … -p PORT USER@127.0.0.1 COMMAND`, with no user
+    /// config, agent or known_hosts, stdin closed.
+    pub fn spawn(
+        port: u16,
+        user: &str,
+        key: &Path,
+        cert: &Path,
+        options: &ClientOptions<'_>,
+    ) -> Result<SshClient> {
+        let mut cmd = SSH.command()?;
+        cmd.args(["-F", "/dev/null", "-i"])
+            .arg(key)
+            .arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "ConnectTimeout=20",
+                "-p",
+                &port.to_string(),
+            ]);
+        if options.verbose {
+            cmd.arg("-v");
+        } else {
+            cmd.args(["-o", "LogLevel=ERROR"]);
+        }
+        if options.pty {
+            cmd.arg("-tt");
+        }
+        cmd.arg(format!("{user}@127.0.0.1")).arg(options.command);
+        let started = Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting ssh")?;
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let reader = child.stderr.take().map(|pipe| {
+            let lines = Arc::clone(&stderr);
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    lines
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((Instant::now(), line));
+                }
+            })
+        });
+        Ok(SshClient {
+            child,
+            stderr,
+            reader,
+            started,
+        })
+    }
+
+    /// The client's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(_, l)| format!("{l}\n"))
+            .collect()
+    }
+
+    /// When the verbose client printed `Authenticated to …`.
+    pub fn authenticated_at(&self) -> Option<Instant> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(_, l)| l.contains("Authenticated to "))
+            .map(|(t, _)| *t)
+    }
+
+    /// The local end of its connection to `server_port`, once connected.
+    pub fn local_addr(&self, server_port: u16, timeout: Duration) -> Result<SocketAddr> {
+        let p = Procfs::default();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let (Ok(inodes), Ok(sockets)) =
+                (p.socket_inodes(self.pid()), p.tcp_sockets(self.pid()))
+                && let Some(s) = sockets
+                    .iter()
+                    .find(|s| inodes.contains(&s.inode) && s.remote.port() == server_port)
+            {
+                return Ok(s.local);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "ssh (pid {}) has no connection to port {server_port} after {timeout:?}; stderr:\n{}",
+                    self.pid(),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the client to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        Ok(wait_until(&mut self.child, Instant::now() + timeout)?)
+    }
+
+    /// Makes the client exit (SIGTERM, as when a user closes it) and reaps it.
+    pub fn exit(&mut self) -> Result<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        match self.wait_exit(Duration::from_secs(10))? {
+            Some(status) => Ok(status),
+            None => {
+                self.child.kill()?;
+                Ok(self.child.wait()?)
+            }
+        }
+    }
+}
+
+impl Drop for SshClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// p50 and p99 (nearest rank) of `samples`.
+pub fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = |q: f64| {
+        let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(i).copied().unwrap_or_default()
+    };
+    (rank(0.50), rank(0.99))
+}
