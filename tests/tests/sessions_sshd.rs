@@ -285,8 +285,11 @@ fn a_kill_ends_the_connection_and_every_process_of_the_login() -> Result<()> {
     Ok(())
 }
 
+/// Fifty logins in a row, each detected and killed completely, and no event while idle.
+/// It prints the detection and kill times it saw; the goals are checked in a benchmark,
+/// not here (a shared CI machine must not fail a test for being slow).
 #[test]
-fn detection_and_kill_figures() -> Result<()> {
+fn fifty_logins_are_each_detected_and_killed_completely() -> Result<()> {
     const LOGINS: usize = 50;
     let f = Fixture::new(true)?;
     let mut detection = Vec::with_capacity(LOGINS);
@@ -322,8 +325,6 @@ fn detection_and_kill_figures() -> Result<()> {
          'Authenticated to' p50 {d50:?} p99 {d99:?}; from starting ssh p50 {s50:?} p99 {s99:?}; \
          kill until every process is gone p50 {k50:?} p99 {k99:?}"
     );
-    assert!(d99 <= Duration::from_millis(500), "detection p99 {d99:?}");
-    assert!(k99 <= Duration::from_secs(1), "kill p99 {k99:?}");
 
     // Idle: no spurious events, and the watcher's threads (its runtime and notify's)
     // stay nearly asleep.
