@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -78,6 +79,23 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Sign a person off everywhere: disable them, revoke their key IDs and keys, end every
+    /// session of theirs on every host; prints progress until every host has confirmed.
+    Signoff(SignoffArgs),
+}
+
+/// `signoff USER`.
+#[derive(Debug, Args)]
+pub struct SignoffArgs {
+    /// The person.
+    pub user: String,
+    /// Why, for the audit log and the signed statement hosts receive.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// How long to print progress before giving up waiting (the sign-off itself is
+    /// durable and goes on): e.g. 30s, 5m; 0 to not wait.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub wait: String,
 }
 
 /// `serve`.
@@ -125,6 +143,14 @@ pub enum UserCommand {
     },
     /// Disable a person: no login anywhere from the next revision hosts apply.
     Disable {
+        /// Their name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Re-enable a signed-off person: withdraws the sign-off and the revocations it added.
+    Reenable {
         /// Their name.
         name: String,
         /// Why, for the audit log.
@@ -461,6 +487,18 @@ pub async fn run(
             service.pool().close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Signoff(args) => {
+            let service = open_store(&config).await?;
+            let keys = bootstrap::prepare_keys(&config.data_dir, service.now())?;
+            service.set_order_signer(keys.order_signer.private_key().clone());
+            let mut out = Output {
+                json: cli.json,
+                w: io::stdout().lock(),
+            };
+            let result = signoff(&service, args, &mut out).await;
+            service.pool().close().await;
+            result
+        }
         command => {
             let service = open_store(&config).await?;
             let mut out = Output {
@@ -532,6 +570,81 @@ async fn join_token(
     Ok(())
 }
 
+/// `signoff USER`: signs off, then prints each change of progress until the sign-off is
+/// complete (exit 0) or `--wait` runs out (exit 75, EX_TEMPFAIL: it goes on without us).
+async fn signoff(
+    svc: &Service,
+    args: SignoffArgs,
+    out: &mut Output<'_>,
+) -> Result<ExitCode, CliError> {
+    let wait = if args.wait.trim() == "0" {
+        Duration::ZERO
+    } else {
+        config::parse_duration(&args.wait)
+            .map_err(|e| CliError::Usage(format!("--wait {:?}: {e}", args.wait)))?
+    };
+    let record = svc.sign_off(&actor(), &args.user, &args.reason).await?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut progress = svc.watch_signoffs();
+    let mut last = None;
+    let mut record = record;
+    loop {
+        let tally = record.tally();
+        if !out.json && last != Some(tally) {
+            let (confirmed, pending, offline) = tally;
+            writeln!(
+                out.w,
+                "sign-off #{} of {}: {confirmed}/{} hosts confirmed, {pending} pending, {offline} offline",
+                record.id,
+                record.user,
+                record.hosts.len()
+            )?;
+            out.w.flush()?;
+            last = Some(tally);
+        }
+        if record.completed_at.is_some() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        // Confirmations are written by the server process: poll the store, and wake early
+        // when this process sees progress itself.
+        let _ = tokio::time::timeout(Duration::from_millis(100), progress.changed()).await;
+        record = svc.get_signoff(record.id).await?;
+    }
+    let complete = record.completed_at.is_some();
+    out.emit(&record, |w| {
+        if complete {
+            writeln!(w, "complete: every host has confirmed")
+        } else {
+            writeln!(
+                w,
+                "not complete yet; it goes on and offline hosts converge when they reconnect"
+            )?;
+            for h in record.hosts.iter().filter(|h| h.confirmed_at.is_none()) {
+                let state = serde_json::to_value(h.state).unwrap_or_default();
+                writeln!(
+                    w,
+                    "  waiting for {} ({}){}",
+                    h.host,
+                    state.as_str().unwrap_or("?"),
+                    h.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )?;
+            }
+            Ok(())
+        }
+    })?;
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_TEMPFAIL)
+    })
+}
+
+/// `EX_TEMPFAIL` from sysexits.h: not done yet, try again later.
+pub const EXIT_TEMPFAIL: u8 = 75;
+
 async fn open_store(config: &Config) -> Result<Service, CliError> {
     bootstrap::ensure_data_dir(&config.data_dir)?;
     let pool = store::open(config.database_url.expose()).await?;
@@ -597,6 +710,10 @@ async fn admin(
                 let user = svc
                     .set_user_status(who, &name, UserStatus::Disabled, &reason)
                     .await?;
+                out.emit(&user, |w| user_details(w, &user))?;
+            }
+            UserCommand::Reenable { name, reason } => {
+                let user = svc.reenable_user(who, &name, &reason).await?;
                 out.emit(&user, |w| user_details(w, &user))?;
             }
             UserCommand::Enable { name, reason } => {
@@ -748,7 +865,9 @@ async fn admin(
                 revocations_table(w, std::slice::from_ref(&record))
             })?;
         }
-        Command::Token(_) => unreachable!("join tokens are handled in run()"),
+        Command::Token(_) | Command::Signoff(_) => {
+            unreachable!("join tokens and sign-offs are handled in run()")
+        }
         Command::ApiToken(c) => match c {
             TokenCommand::Create {
                 name,

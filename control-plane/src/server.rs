@@ -152,6 +152,11 @@ impl Server {
         let service = Service::new(pool, clock)
             .await
             .map_err(ServerError::Service)?;
+        // No agent is connected yet, whatever a crash left recorded.
+        service
+            .reset_hosts_online()
+            .await
+            .map_err(ServerError::Service)?;
 
         let addr = config.http.listen;
         let listener = TcpListener::bind(addr)

@@ -39,6 +39,17 @@ pub struct HostView {
     pub revocations: BTreeSet<Revocation>,
     /// Names of users who are signed off.
     pub disabled_users: BTreeSet<String>,
+    /// Signed sign-off statements in force, by sign-off id.
+    pub signoffs: BTreeMap<i64, Statement>,
+}
+
+/// A signed sign-off statement as hosts receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    /// Canonical bytes (`signoff_proto::orders::SignoffStatement`).
+    pub statement: Vec<u8>,
+    /// Armored SSHSIG over them.
+    pub signature: String,
 }
 
 /// The change from one view to a later one.
@@ -60,6 +71,10 @@ pub struct Delta {
     pub add_disabled: BTreeSet<String>,
     /// Users re-enabled.
     pub remove_disabled: BTreeSet<String>,
+    /// Sign-off statements that came into force.
+    pub add_signoffs: BTreeMap<i64, Statement>,
+    /// Sign-offs withdrawn (the person was re-enabled).
+    pub remove_signoffs: BTreeSet<i64>,
 }
 
 impl Delta {
@@ -71,6 +86,8 @@ impl Delta {
             && self.remove_revocations.is_empty()
             && self.add_disabled.is_empty()
             && self.remove_disabled.is_empty()
+            && self.add_signoffs.is_empty()
+            && self.remove_signoffs.is_empty()
     }
 }
 
@@ -91,6 +108,12 @@ impl HostView {
             self.disabled_users.remove(u);
         }
         self.disabled_users.extend(d.add_disabled.iter().cloned());
+        for id in &d.remove_signoffs {
+            self.signoffs.remove(id);
+        }
+        for (id, st) in &d.add_signoffs {
+            self.signoffs.insert(*id, st.clone());
+        }
         self.revision = d.to;
     }
 }
@@ -122,6 +145,7 @@ impl Service {
             entries: entries(&mut conn, host, rev, None).await?,
             revocations: revocations_at(&mut conn, rev).await?,
             disabled_users: disabled_at(&mut conn, rev, None).await?,
+            signoffs: signoffs_at(&mut conn, rev).await?,
         })
     }
 
@@ -200,6 +224,31 @@ impl Service {
             delta.add_disabled = new.difference(&old).cloned().collect();
             delta.remove_disabled = old.difference(&new).cloned().collect();
         }
+
+        for r in sqlx::query(
+            "SELECT id, statement, signature, since_rev, until_rev FROM signoffs
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let since: i64 = r.get(3);
+            let until: Option<i64> = r.get(4);
+            let live_at = |rev: i64| since <= rev && until.is_none_or(|u| u > rev);
+            match (live_at(from), live_at(to)) {
+                (false, true) => {
+                    delta.add_signoffs.insert(r.get(0), statement(&r));
+                }
+                (true, false) => {
+                    delta.remove_signoffs.insert(r.get(0));
+                }
+                _ => {}
+            }
+        }
         Ok(delta)
     }
 }
@@ -247,6 +296,27 @@ async fn revocations_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeSe
     .await?
     .iter()
     .map(revocation)
+    .collect())
+}
+
+fn statement(r: &sqlx::sqlite::SqliteRow) -> Statement {
+    Statement {
+        statement: r.get(1),
+        signature: r.get(2),
+    }
+}
+
+async fn signoffs_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeMap<i64, Statement>> {
+    Ok(sqlx::query(
+        "SELECT id, statement, signature FROM signoffs
+         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
+    )
+    .bind(rev)
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), statement(r)))
     .collect())
 }
 

@@ -75,6 +75,9 @@ pub enum OrderError {
     /// Signing failed.
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// A list is not sorted or repeats an item.
+    #[error("{0} are not sorted and unique")]
+    NotCanonical(&'static str),
 }
 
 fn put_string(out: &mut Vec<u8>, s: &[u8]) {
@@ -156,6 +159,116 @@ impl KillOrder {
             return Err(OrderError::BadWindow);
         }
         Ok(order)
+    }
+}
+
+/// A person is signed off: every session of the identities named here is to end, on every
+/// host, whenever that host learns of it. Unlike a [`KillOrder`] it names no host and has no
+/// expiry (a host that was offline for a week must still enforce it); it is withdrawn from
+/// hosts' views when the person is re-enabled.
+///
+/// ```text
+/// string  "signoff sign-off v1"
+/// uint64  signoff_id
+/// string  user
+/// string  reason
+/// string  operator
+/// uint64  issued_at       (Unix seconds)
+/// uint32  count, then that many string key_id              (sorted, unique)
+/// uint32  count, then that many string key_fingerprint     (SHA256:…, sorted, unique)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignoffStatement {
+    /// The control plane's id of the sign-off.
+    pub signoff_id: u64,
+    /// The person's name at the control plane.
+    pub user: String,
+    /// Why, as given.
+    pub reason: String,
+    /// Who signed them off (`operator:alice`, `token:hr`, `scim`).
+    pub operator: String,
+    /// Unix seconds.
+    pub issued_at: u64,
+    /// Certificate key IDs of the person: sessions whose certificate carries one of them end.
+    pub key_ids: Vec<String>,
+    /// `SHA256:…` fingerprints of the person's plain keys: sessions with one of them end.
+    pub key_fingerprints: Vec<String>,
+}
+
+const SIGNOFF_TAG: &[u8] = b"signoff sign-off v1";
+
+/// Most key IDs or fingerprints one statement may name.
+const MAX_IDENTITIES: usize = 4096;
+
+impl SignoffStatement {
+    /// The canonical bytes; lists are written sorted and without duplicates, so one
+    /// statement has one encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_string(&mut out, SIGNOFF_TAG);
+        out.extend_from_slice(&self.signoff_id.to_be_bytes());
+        put_string(&mut out, self.user.as_bytes());
+        put_string(&mut out, self.reason.as_bytes());
+        put_string(&mut out, self.operator.as_bytes());
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        for list in [&self.key_ids, &self.key_fingerprints] {
+            let set: std::collections::BTreeSet<&String> = list.iter().collect();
+            out.extend_from_slice(&(set.len() as u32).to_be_bytes());
+            for item in set {
+                put_string(&mut out, item.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Parses canonical bytes, refusing anything else: unsorted or repeated list items,
+    /// trailing bytes, another tag.
+    pub fn decode(bytes: &[u8]) -> Result<SignoffStatement, OrderError> {
+        let mut r = Reader(bytes);
+        if r.bytes("tag")? != SIGNOFF_TAG {
+            return Err(OrderError::WrongTag);
+        }
+        let signoff_id = r.u64("signoff_id")?;
+        let user = r.text("user")?;
+        let reason = r.text("reason")?;
+        let operator = r.text("operator")?;
+        let issued_at = r.u64("issued_at")?;
+        let mut lists = [Vec::new(), Vec::new()];
+        for (list, what) in lists.iter_mut().zip(["key_ids", "key_fingerprints"]) {
+            let b = r.take(4, what)?;
+            let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            if n > MAX_IDENTITIES {
+                return Err(OrderError::BadText(what));
+            }
+            for _ in 0..n {
+                let item = r.text(what)?;
+                if list.last().is_some_and(|prev: &String| *prev >= item) {
+                    return Err(OrderError::NotCanonical(what));
+                }
+                list.push(item);
+            }
+        }
+        if !r.0.is_empty() {
+            return Err(OrderError::Trailing(r.0.len()));
+        }
+        let [key_ids, key_fingerprints] = lists;
+        Ok(SignoffStatement {
+            signoff_id,
+            user,
+            reason,
+            operator,
+            issued_at,
+            key_ids,
+            key_fingerprints,
+        })
+    }
+
+    /// True when a session with this certificate key ID (empty for none) or key fingerprint
+    /// belongs to the signed-off person.
+    pub fn covers(&self, key_id: &str, key_fingerprint: &str) -> bool {
+        (!key_id.is_empty() && self.key_ids.iter().any(|k| k == key_id))
+            || (!key_fingerprint.is_empty()
+                && self.key_fingerprints.iter().any(|f| f == key_fingerprint))
     }
 }
 
@@ -242,6 +355,68 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(KillOrder::decode(&longer), Err(OrderError::Trailing(1)));
+    }
+
+    fn statement() -> SignoffStatement {
+        SignoffStatement {
+            signoff_id: 42,
+            user: "mallory".into(),
+            reason: "left the company".into(),
+            operator: "token:hr".into(),
+            issued_at: 1_800_000_000,
+            key_ids: vec!["mallory@corp".into(), "mallory-laptop".into()],
+            key_fingerprints: vec!["SHA256:abc".into()],
+        }
+    }
+
+    #[test]
+    fn a_statement_round_trips_in_canonical_order() {
+        let s = statement();
+        let decoded = SignoffStatement::decode(&s.encode()).unwrap();
+        assert_eq!(decoded.key_ids, vec!["mallory-laptop", "mallory@corp"]);
+        assert_eq!(decoded.encode(), s.encode());
+        assert!(decoded.covers("mallory@corp", ""));
+        assert!(decoded.covers("", "SHA256:abc"));
+        assert!(!decoded.covers("", ""));
+        assert!(!decoded.covers("alice", "SHA256:xyz"));
+    }
+
+    #[test]
+    fn a_statement_is_not_an_order_and_truncations_are_refused() {
+        let bytes = statement().encode();
+        assert_eq!(KillOrder::decode(&bytes), Err(OrderError::WrongTag));
+        assert_eq!(
+            SignoffStatement::decode(&order().encode()),
+            Err(OrderError::WrongTag)
+        );
+        for n in 0..bytes.len() {
+            assert!(SignoffStatement::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            SignoffStatement::decode(&longer),
+            Err(OrderError::Trailing(1))
+        );
+    }
+
+    #[test]
+    fn an_unsorted_statement_is_refused() {
+        let mut bytes = Vec::new();
+        put_string(&mut bytes, SIGNOFF_TAG);
+        bytes.extend_from_slice(&1u64.to_be_bytes());
+        for field in ["u", "r", "o"] {
+            put_string(&mut bytes, field.as_bytes());
+        }
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        bytes.extend_from_slice(&2u32.to_be_bytes());
+        put_string(&mut bytes, b"b");
+        put_string(&mut bytes, b"a");
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            SignoffStatement::decode(&bytes),
+            Err(OrderError::NotCanonical("key_ids"))
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ fn alice_view(revocations: Option<v1::RevocationSet>) -> v1::HostView {
         }],
         revocations,
         disabled_users: vec![],
+        signoffs: vec![],
     }
 }
 

@@ -343,6 +343,8 @@ impl State {
             principals: self.entries.values().map(Into::into).collect(),
             revocations: Some(self.revocations.to_proto()),
             disabled_users: self.disabled_users.iter().cloned().collect(),
+            // Sign-off statements live beside the host view (`signoffs.rs`).
+            signoffs: Vec::new(),
         }
     }
 }

@@ -81,6 +81,7 @@ pub(crate) fn sample_view() -> v1::HostView {
             sha256: vec![format::sha256(&key_blob(21)).to_vec()],
         }),
         disabled_users: vec!["dave".into()],
+        signoffs: vec![],
     }
 }
 
@@ -150,6 +151,7 @@ fn snapshot_then_delta() {
         }),
         add_disabled_users: vec!["erin".into()],
         remove_disabled_users: vec!["dave".into()],
+        ..Default::default()
     };
     s.apply_delta(&delta).unwrap();
     assert_eq!(s.revision(), 43);

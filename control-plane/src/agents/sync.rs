@@ -18,7 +18,7 @@ use super::tls::{host_id_of, not_after_of};
 use crate::api::Metrics;
 use crate::model::Revocation;
 use crate::service::{EnrollError, Service, ServiceError};
-use crate::views::{Delta, Entry, EntryKey, HostView};
+use crate::views::{Delta, Entry, EntryKey, HostView, Statement};
 
 /// How long an agent has to say Hello after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,6 +160,9 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 .connected_agents
                 .fetch_add(1, Ordering::Relaxed);
             let mut connection = this.service.host_connected(&host);
+            if let Err(e) = this.service.set_host_online(&host, true).await {
+                tracing::error!(host, error = ?e, "cannot mark the host online");
+            }
             let heartbeat = match hello.heartbeat_secs {
                 0 => this.heartbeat,
                 asked => Duration::from_secs(u64::from(asked)).clamp(
@@ -316,6 +319,11 @@ impl AgentServer {
                 .record_order_result(host, &r)
                 .await
                 .map_err(internal),
+            Body::SignoffResult(r) => self
+                .service
+                .record_signoff_result(host, &r)
+                .await
+                .map_err(internal),
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }
@@ -425,6 +433,14 @@ pub fn to_proto_revocations<'a>(
     set
 }
 
+fn to_proto_statement(id: i64, st: &Statement) -> v1::SignedStatement {
+    v1::SignedStatement {
+        id: u(id),
+        statement: st.statement.clone(),
+        signature: st.signature.clone(),
+    }
+}
+
 /// A view as the protocol carries it.
 pub fn to_proto_view(v: &HostView, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostView {
     v1::HostView {
@@ -436,6 +452,11 @@ pub fn to_proto_view(v: &HostView, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostV
             .collect(),
         revocations: Some(to_proto_revocations(&v.revocations, cas)),
         disabled_users: v.disabled_users.iter().cloned().collect(),
+        signoffs: v
+            .signoffs
+            .iter()
+            .map(|(id, st)| to_proto_statement(*id, st))
+            .collect(),
     }
 }
 
@@ -457,5 +478,11 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
         remove_revocations: Some(to_proto_revocations(&d.remove_revocations, cas)),
         add_disabled_users: d.add_disabled.iter().cloned().collect(),
         remove_disabled_users: d.remove_disabled.iter().cloned().collect(),
+        add_signoffs: d
+            .add_signoffs
+            .iter()
+            .map(|(id, st)| to_proto_statement(*id, st))
+            .collect(),
+        remove_signoffs: d.remove_signoffs.iter().map(|id| u(*id)).collect(),
     }
 }

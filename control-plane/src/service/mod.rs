@@ -11,6 +11,7 @@ mod hosts;
 mod refresh;
 mod revocations;
 mod sessions;
+mod signoff;
 mod stats;
 mod tokens;
 mod users;
@@ -30,6 +31,7 @@ pub use hosts::NewHost;
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};
+pub use signoff::{SignoffHost, SignoffHostState, SignoffRecord};
 pub use stats::Counts;
 pub use tokens::{AuthError, Scope, Token, TokenInfo};
 pub use users::{NewUser, UserUpdate};
@@ -114,6 +116,7 @@ struct Inner {
     session_events: tokio::sync::broadcast::Sender<SessionEvent>,
     outboxes: sessions::Outboxes,
     order_signer: std::sync::Mutex<Option<ssh_key::PrivateKey>>,
+    signoff_progress: watch::Sender<u64>,
 }
 
 impl Service {
@@ -133,6 +136,7 @@ impl Service {
                 session_events: tokio::sync::broadcast::channel(1024).0,
                 outboxes: sessions::Outboxes::default(),
                 order_signer: std::sync::Mutex::new(None),
+                signoff_progress: watch::channel(0).0,
             }),
         })
     }

@@ -263,6 +263,7 @@ impl Service {
         if !current {
             return Ok(());
         }
+        self.set_host_online(host, false).await?;
         sqlx::query("UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state = 'live'")
             .bind(host)
             .execute(self.pool())

@@ -23,6 +23,8 @@ enum Op {
     RevokeKeyId(u8),
     RevokeSerial(u64),
     Unrevoke(usize),
+    SignOff(usize),
+    Reenable(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -36,6 +38,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4u8).prop_map(Op::RevokeKeyId),
         1 => (1..50u64).prop_map(Op::RevokeSerial),
         1 => (0..8usize).prop_map(Op::Unrevoke),
+        1 => (0..3usize).prop_map(Op::SignOff),
+        1 => (0..3usize).prop_map(Op::Reenable),
     ]
 }
 
@@ -62,6 +66,9 @@ async fn setup() -> Service {
         svc.create_user(&a, new, "").await.unwrap();
     }
     svc.add_ca(&a, "ca", CA, "").await.unwrap();
+    svc.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]),
+    ));
     svc
 }
 
@@ -128,6 +135,8 @@ async fn run(svc: &Service, op: &Op) {
             Some(r) => svc.unrevoke(&a, r.id, "").await,
             None => Ok(()),
         },
+        Op::SignOff(u) => svc.sign_off(&a, USERS[*u], "left").await.map(drop),
+        Op::Reenable(u) => svc.reenable_user(&a, USERS[*u], "back").await.map(drop),
     };
 }
 
