@@ -9,6 +9,7 @@ mod error;
 mod handlers;
 mod metrics;
 mod openapi;
+mod signoffs;
 
 use std::sync::Arc;
 
@@ -66,6 +67,16 @@ pub fn router_with_metrics(service: Service, metrics: Arc<Metrics>) -> Router {
             post(handlers::disable_user_handler),
         )
         .route("/users/{name}/enable", post(handlers::enable_user_handler))
+        .route(
+            "/users/{name}/signoff",
+            get(signoffs::get_user_signoff_handler).post(signoffs::signoff_user_handler),
+        )
+        .route(
+            "/users/{name}/reenable",
+            post(signoffs::reenable_user_handler),
+        )
+        .route("/signoffs", get(signoffs::list_signoffs_handler))
+        .route("/signoffs/{id}", get(signoffs::get_signoff_handler))
         .route(
             "/groups",
             get(handlers::list_groups_handler).post(handlers::create_group_handler),

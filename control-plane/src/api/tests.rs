@@ -445,3 +445,110 @@ async fn every_change_is_audited_under_the_token_name() {
     let (_, v) = s.admin(Method::GET, "/audit/verify", None).await;
     assert!(v["broken"].is_null(), "{v}");
 }
+
+async fn start_with_person() -> Server {
+    let s = start().await;
+    s.service.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[1; 32]),
+    ));
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "mallory", "key_ids": ["mallory@corp"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    s
+}
+
+#[tokio::test]
+async fn signing_off_needs_the_signoff_scope() {
+    let s = start_with_person().await;
+    let write = s.token(&[Scope::Read, Scope::Write], None).await;
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users/mallory/signoff",
+            Some(&write),
+            Some(json!({"reason": "left"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("signoff"));
+    let (status, _) = s.admin(Method::GET, "/users/mallory/signoff", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was signed off");
+    assert_eq!(
+        s.service.get_user("mallory").await.unwrap().status,
+        crate::model::UserStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn a_signoff_without_a_reason_or_for_nobody_is_refused() {
+    let s = start_with_person().await;
+    let (status, v) = s
+        .admin(Method::POST, "/users/mallory/signoff", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/mallory/signoff",
+            Some(json!({"reason": " "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/nobody/signoff",
+            Some(json!({"reason": "left"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert!(s.service.list_signoffs().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn signing_off_twice_returns_the_first_record_and_reenable_is_explicit() {
+    let s = start_with_person().await;
+    let (status, first) = s
+        .admin(
+            Method::POST,
+            "/users/mallory/signoff",
+            Some(json!({"reason": "left"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = s
+        .admin(
+            Method::POST,
+            "/users/mallory/signoff",
+            Some(json!({"reason": "left"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    // Plain enable does not undo a sign-off.
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/mallory/enable",
+            Some(json!({"reason": "oops"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/mallory/reenable",
+            Some(json!({"reason": "rehired"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "active");
+    let (status, v) = s.admin(Method::GET, "/users/mallory/signoff", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["in_force"], false);
+}
