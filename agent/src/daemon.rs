@@ -29,6 +29,7 @@ use crate::orders;
 use crate::sessions::{
     Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
 };
+use crate::signoffs::{Signoffs, SignoffsError};
 use crate::state::{self, ApplyError, State};
 use crate::transport::{self, TransportError};
 
@@ -90,6 +91,8 @@ enum SessionError {
     Apply(#[from] ApplyError),
     #[error("cannot persist the host view")]
     Persist(#[from] state::PersistError),
+    #[error("cannot persist the sign-off statements")]
+    Signoffs(#[from] SignoffsError),
     #[error("the control plane closed the stream")]
     Closed,
 }
@@ -195,6 +198,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             State::new()
         }
     };
+    let mut signoffs = match Signoffs::load(&config.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            // The statements may be newer than nothing the host view says: ask for a
+            // snapshot, which carries them all again.
+            warn!(error = %error_chain(&e), "sign-off statements unusable; asking for a snapshot");
+            state = State::new();
+            Signoffs::default()
+        }
+    };
     let mut status = DaemonStatus {
         connected: false,
         server: identity.server.clone(),
@@ -207,13 +220,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (events_tx, mut events) = mpsc::channel(4096);
     let watcher = SessionWatcher::start(config.sessions.clone(), events_tx).await?;
     let sessions = watcher.handle();
+    // Results of sign-off enforcement not yet told to the control plane.
+    let mut unreported: Vec<v1::SignoffResult> = Vec::new();
 
     tokio::pin!(shutdown);
     let mut backoff = Backoff { attempt: 0 };
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut status, &sessions, &mut events) => r,
+            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut unreported, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
                 stopped(&config, &mut status);
                 return Ok(());
@@ -242,8 +257,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 return Ok(());
             }
                 // Session events while disconnected: the full list sent on reconnect
-                // covers them.
-                Some(_) = events.recv() => {}
+                // covers them; a signed-off person's new session still ends at once.
+                Some(event) = events.recv() => {
+                    if let SessionEvent::Started(s) = event {
+                        unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
+                    }
+                }
             }
         }
     }
@@ -304,10 +323,13 @@ fn client(
 }
 
 /// One connection: renew if due, then the sync stream until it fails.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     config: &Config,
     identity: &mut Identity,
     state: &mut State,
+    signoffs: &mut Signoffs,
+    unreported: &mut Vec<v1::SignoffResult>,
     status: &mut DaemonStatus,
     sessions: &WatcherHandle,
     events: &mut mpsc::Receiver<SessionEvent>,
@@ -347,6 +369,11 @@ async fn session(
     if tx.send(list).await.is_err() {
         return Err(SessionError::Closed);
     }
+    // Every statement this host holds, enforced again and reported: a result lost with a
+    // previous stream must not leave a sign-off waiting for this host forever.
+    let mut results = std::mem::take(unreported);
+    results.extend(enforce(config, signoffs, None, None, sessions).await);
+    send_results(&tx, results).await?;
 
     let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
     loop {
@@ -358,7 +385,14 @@ async fn session(
             () = tokio::time::sleep(until_renewal) => return Ok(()),
             Some(event) = events.recv() => {
                 let body = match event {
-                    SessionEvent::Started(s) => v1::agent_message::Body::SessionStarted(to_proto_session(&s)),
+                    SessionEvent::Started(s) => {
+                        let results = enforce(config, signoffs, None, Some(&s), sessions).await;
+                        if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
+                            return Err(SessionError::Closed);
+                        }
+                        send_results(&tx, results).await?;
+                        continue;
+                    }
                     SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
                         id: id.to_string(),
                         ended_at: now(),
@@ -379,12 +413,13 @@ async fn session(
         }
         let applied = match message.body {
             Some(v1::control_message::Body::Snapshot(view)) => {
+                signoffs.replace(&view.signoffs);
                 *state = State::from_snapshot(view)?;
-                true
+                Some(signoffs.ids())
             }
             Some(v1::control_message::Body::Delta(delta)) => {
                 state.apply_delta(&delta)?;
-                true
+                Some(signoffs.apply(&delta.add_signoffs, &delta.remove_signoffs))
             }
             Some(v1::control_message::Body::Kill(order)) => {
                 let result = execute_kill(config, &identity.host_id, &order, at, sessions).await;
@@ -394,14 +429,17 @@ async fn session(
                 if tx.send(msg).await.is_err() {
                     return Err(SessionError::Closed);
                 }
-                false
+                None
             }
-            Some(v1::control_message::Body::Heartbeat(_)) | None => false,
+            Some(v1::control_message::Body::Heartbeat(_)) | None => None,
         };
-        if applied {
-            // fsync-heavy: off the async workers.
+        if let Some(new_statements) = applied {
+            // fsync-heavy: off the async workers. The statements go first: the host view
+            // carries the revision, so a crash in between makes the control plane resend
+            // them.
             let report = tokio::task::block_in_place(|| {
-                state.persist(&config.state_dir, &config.krl_path, at)
+                signoffs.persist(&config.state_dir)?;
+                Ok::<_, SessionError>(state.persist(&config.state_dir, &config.krl_path, at)?)
             })?;
             info!(
                 revision = state.revision(),
@@ -416,8 +454,109 @@ async fn session(
             if tx.send(ack).await.is_err() {
                 return Err(SessionError::Closed);
             }
+            // Revocations and disabled identities are in force now; then the sessions.
+            if !new_statements.is_empty() {
+                let results =
+                    enforce(config, signoffs, Some(&new_statements), None, sessions).await;
+                send_results(&tx, results).await?;
+            }
         }
     }
+}
+
+async fn send_results(
+    tx: &mpsc::Sender<v1::AgentMessage>,
+    results: Vec<v1::SignoffResult>,
+) -> Result<(), SessionError> {
+    for r in results {
+        let msg = v1::AgentMessage {
+            body: Some(v1::agent_message::Body::SignoffResult(r)),
+        };
+        if tx.send(msg).await.is_err() {
+            return Err(SessionError::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Ends the sessions of the people the statements `ids` (all when `None`) sign off: every
+/// live session, or only `new_session` when one just started. A statement that does not
+/// verify kills nothing. With `new_session`, only statements that ended it are reported.
+async fn enforce(
+    config: &Config,
+    signoffs: &Signoffs,
+    ids: Option<&std::collections::BTreeSet<u64>>,
+    new_session: Option<&Session>,
+    sessions: &WatcherHandle,
+) -> Vec<v1::SignoffResult> {
+    if signoffs.is_empty() {
+        return Vec::new();
+    }
+    let signers = match &config.allowed_signers {
+        None => Err(
+            "no allowed_signers file is configured: this agent enforces no sign-off statements"
+                .to_owned(),
+        ),
+        Some(path) => orders::load_allowed_signers(path).map_err(|e| error_chain(&e)),
+    };
+    let checked = signoffs.check(ids, signers.as_deref().map_err(String::as_str));
+    let live = match new_session {
+        Some(s) => vec![s.clone()],
+        None => sessions.snapshot(),
+    };
+    let mut results = Vec::new();
+    for c in checked {
+        let e = match c {
+            Ok(e) => e,
+            Err((id, why)) => {
+                warn!(signoff = id, refusal = %why, "sign-off statement not enforced");
+                if new_session.is_none() {
+                    results.push(v1::SignoffResult {
+                        signoff_id: id,
+                        refusal: why,
+                        ..Default::default()
+                    });
+                }
+                continue;
+            }
+        };
+        let mut r = v1::SignoffResult {
+            signoff_id: e.id,
+            enforced: true,
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        for s in live.iter().filter(|s| {
+            e.statement.covers(
+                s.key_id().unwrap_or_default(),
+                s.key_fingerprint().unwrap_or_default(),
+            )
+        }) {
+            let id = s.id;
+            let handle = sessions.clone();
+            match tokio::task::spawn_blocking(move || handle.kill_blocking(&id)).await {
+                Ok(Ok(report)) => {
+                    info!(signoff = e.id, user = %e.statement.user, session = %id, ended = ?report.ended_pids(), remaining = ?report.remaining_pids(), "session of a signed-off person ended");
+                    r.ended_sessions.push(id.to_string());
+                    r.ended_pids.extend(report.ended_pids());
+                    r.remaining_pids.extend(report.remaining_pids());
+                }
+                // Gone by itself meanwhile.
+                Ok(Err(crate::kill::KillError::UnknownSession(_))) => {}
+                Ok(Err(err)) => problems.push(format!("session {id}: {}", error_chain(&err))),
+                Err(err) => problems.push(format!("session {id}: kill task failed: {err}")),
+            }
+        }
+        if !problems.is_empty() {
+            r.enforced = false;
+            r.refusal = problems.join("; ");
+            warn!(signoff = e.id, refusal = %r.refusal, "sign-off not fully enforced");
+        }
+        if new_session.is_none() || !r.ended_sessions.is_empty() || !r.enforced {
+            results.push(r);
+        }
+    }
+    results
 }
 
 /// Checks a kill order and, if it holds, executes it. Nothing is killed on any doubt.

@@ -15,6 +15,8 @@
 //! - [`krl_writer`]: the KRL for sshd's `RevokedKeys`, built from the host view.
 //! - [`principals`]: `signoff-agent principals` and `authorized-keys`, the commands sshd runs
 //!   at every login.
+//! - [`signoffs`]: signed sign-off statements; the daemon ends every session of the people
+//!   they name.
 //!
 //! The binary's `main.rs` only parses arguments and maps errors to exit codes.
 
@@ -30,6 +32,7 @@ pub mod krl_writer;
 pub mod orders;
 pub mod principals;
 pub mod sessions;
+pub mod signoffs;
 pub mod state;
 pub mod status;
 pub mod transport;
