@@ -64,6 +64,12 @@ pub struct PamSshd {
 impl PamSshd {
     /// Starts sshd trusting user CA `ca_pub` and waits until it listens.
     pub fn start(ca_pub: &Path) -> Result<PamSshd> {
+        PamSshd::start_with(ca_pub, "")
+    }
+
+    /// [`PamSshd::start`] with `extra` lines appended to its `sshd_config` (an
+    /// `AuthorizedPrincipalsCommand` and `RevokedKeys`, say).
+    pub fn start_with(ca_pub: &Path, extra: &str) -> Result<PamSshd> {
         let sshd = SSHD.path()?;
         if !Path::new("/run/sshd").is_dir() {
             fs::create_dir_all("/run/sshd").context("creating /run/sshd (run as root)")?;
@@ -93,7 +99,8 @@ impl PamSshd {
                  PasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n\
                  TrustedUserCAKeys {ca}\n\
-                 LogLevel VERBOSE\n",
+                 LogLevel VERBOSE\n\
+                 {extra}\n",
                 host_key = host_key.private.display(),
                 pid_file = pid_file.display(),
                 ca = ca_pub.display(),
