@@ -369,6 +369,50 @@ impl ControlPlane {
             .ok_or_else(|| anyhow!("GET /api/v1/revision: no revision in {}", res.body))
     }
 
+    /// Kills the server with SIGKILL: no drain, no chance to finish anything.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        let server = self
+            .server
+            .take()
+            .ok_or_else(|| anyhow!("the control plane is not running"))?;
+        server.kill()
+    }
+
+    /// Starts the server again on the same data directory and config (the agent port
+    /// stays; the HTTP port is a new one), after [`ControlPlane::stop`] or
+    /// [`ControlPlane::kill`].
+    pub fn restart(&mut self) -> Result<()> {
+        if self.server.is_some() {
+            bail!("the control plane is running");
+        }
+        let n = fs::read_dir(self.dir.path())?.count();
+        let log = self.dir.path().join(format!("server-restart-{n}.log"));
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .env("USER", "e2e")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("restarting {} serve", self.bin.display()))?;
+        let mut process = Process { child };
+        match wait_listening(&mut process, &log)? {
+            Some(http) => {
+                self.http = http;
+                self.log = log;
+                self.server = Some(process);
+                Ok(())
+            }
+            None => bail!(
+                "signoff-server exited on restart; its log:\n{}",
+                read_text(&log)
+            ),
+        }
+    }
+
     /// Sends SIGTERM and waits for the server to drain and exit; returns how it exited.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         let server = self
@@ -521,6 +565,14 @@ impl Agent {
                 .args(["--ca-pin", &token.ca_pin])
                 .args(["--host-id", host_id]),
         )?;
+        Ok(())
+    }
+
+    /// Appends `text` to the agent's config (a `[sessions]` table, say); read at the next
+    /// start.
+    pub fn append_config(&self, text: &str) -> Result<()> {
+        let mut f = OpenOptions::new().append(true).open(self.config())?;
+        writeln!(f, "\n{text}")?;
         Ok(())
     }
 
