@@ -8,6 +8,7 @@
 //! - [`sshd`]: a real sshd on a loopback port, and `ssh` logins to it.
 //! - [`principals`]: `signoff-agent principals` installed where sshd runs it, and an sshd
 //!   wired to it.
+//! - [`fleet`]: a control plane and hosts (agent + sshd each) for sign-off tests.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
 //!
@@ -16,6 +17,7 @@
 
 pub mod agent;
 pub mod command;
+pub mod fleet;
 pub mod keys;
 pub mod krl;
 pub mod plane;

@@ -1,0 +1,312 @@
+//! A small fleet for sign-off tests and benchmarks: the real `signoff-server`, real agents
+//! enrolled over mTLS, each beside its own real sshd (`UsePAM yes`, the agent's principals
+//! command and KRL, the agent watching that sshd's sessions), one person with a grant on
+//! every host, and real `ssh` clients holding sessions open.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::Value;
+use signoff_agent::sessions::procfs::Procfs;
+
+use crate::agent::agent_binary;
+use crate::keys::{self, CertRequest, KeyPair, KeyType};
+use crate::plane::{Agent, ControlPlane, WAIT, http_request, sync, wait_for};
+use crate::principals::{COMMAND_USER, InstalledAgent, ensure_system_user};
+use crate::sessions::{ClientOptions, PamSshd, SshClient, TEST_ACCOUNT, ensure_test_account};
+use crate::sshd::{Login, ssh_login};
+use tempfile::TempDir;
+
+/// The host group every host joins.
+pub const GROUP: &str = "web";
+/// The person.
+pub const USER: &str = "mallory";
+/// Their certificate's key ID.
+pub const KEY_ID: &str = "mallory@corp";
+
+/// One host: its agent and the sshd it serves.
+#[derive(Debug)]
+pub struct Host {
+    /// Its id at the control plane.
+    pub id: String,
+    /// Its agent.
+    pub agent: Agent,
+    /// Its sshd.
+    pub sshd: PamSshd,
+}
+
+/// The control plane, its CA and person, and hosts made on demand.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The control plane.
+    pub plane: ControlPlane,
+    /// An API token with scopes read and signoff.
+    pub signoff_token: String,
+    /// Where keys and certificates are.
+    pub keys: TempDir,
+    /// The user CA every sshd trusts.
+    pub ca: KeyPair,
+    /// The person's key.
+    pub user_key: KeyPair,
+    /// Their certificate (key ID [`KEY_ID`], principal [`USER`]).
+    pub cert: PathBuf,
+    installed: InstalledAgent,
+    /// The agents' `allowed_signers` (the control plane's order key).
+    pub allowed_signers: PathBuf,
+}
+
+impl Fleet {
+    /// The control plane with CA `corp`, group [`GROUP`], the person with a grant for
+    /// [`TEST_ACCOUNT`] there, and an `allowed_signers` with the order key.
+    pub fn new() -> Result<Fleet> {
+        ensure_system_user()?;
+        ensure_test_account()?;
+        let plane = ControlPlane::start()?;
+        let keys = tempfile::Builder::new()
+            .prefix("signoff-e2e-keys-")
+            .tempdir()?;
+        let ca = KeyPair::generate(keys.path(), "ca", KeyType::Ed25519)?;
+        let user_key = KeyPair::generate(keys.path(), "user", KeyType::Ed25519)?;
+        plane.cli(&["ca", "add", "corp", &ca.public.display().to_string()])?;
+        plane.cli(&["group", "add", GROUP])?;
+        plane.cli(&["user", "add", USER, "--key-id", KEY_ID])?;
+        plane.cli(&["grant", "add", USER, TEST_ACCOUNT, GROUP])?;
+        let token = plane.cli_json(&["api-token", "create", "hr", "--scope", "read,signoff"])?;
+        let signoff_token = token["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no secret in {token}"))?
+            .to_owned();
+        let cert = keys::sign(&CertRequest {
+            ca: ca.clone(),
+            subject: user_key.clone(),
+            out: keys.path().join("mallory-cert"),
+            key_id: KEY_ID.to_owned(),
+            principals: USER.to_owned(),
+            serial: 77,
+        })?;
+        // Agents trust the control plane's order-signing key, installed beside them (as
+        // Ansible does), never learned from the wire.
+        let signer = fs::read_to_string(plane.data_dir().join("order-signing.key.pub"))
+            .context("reading the order-signing public key")?;
+        let allowed_signers = keys.path().join("allowed_signers");
+        fs::write(
+            &allowed_signers,
+            format!("signoff namespaces=\"signoff-order\" {}", signer.trim()),
+        )?;
+        let installed = InstalledAgent::install(agent_binary()?)?;
+        Ok(Fleet {
+            plane,
+            signoff_token,
+            keys,
+            ca,
+            user_key,
+            cert,
+            installed,
+            allowed_signers,
+        })
+    }
+
+    /// A host `id` in the group: sshd wired to a new agent, which is enrolled, started and
+    /// in sync.
+    pub fn host(&self, id: &str) -> Result<Host> {
+        let mut agent = Agent::new(&format!(
+            "allowed_signers = {:?}\n",
+            self.allowed_signers.display().to_string()
+        ))?;
+        let sshd = PamSshd::start_with(
+            &self.ca.public,
+            &format!(
+                "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
+                 AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
+                 RevokedKeys {}\n",
+                self.installed.path().display(),
+                agent.config().display(),
+                agent.krl_path().display(),
+            ),
+        )?;
+        agent.append_config(&format!(
+            "[sessions]\nsshd_log = {:?}\nsshd_port = {}\nreconcile_interval = \"1s\"\n",
+            sshd.log_path().display().to_string(),
+            sshd.port()
+        ))?;
+        agent.enroll(&self.plane, id, GROUP)?;
+        agent.start()?;
+        sync(&self.plane, &mut agent)?;
+        Ok(Host {
+            id: id.to_owned(),
+            agent,
+            sshd,
+        })
+    }
+
+    /// A session held open by a real client running `sleep MARKER`; `marker` makes its
+    /// command findable in /proc.
+    pub fn open(&self, host: &Host, pty: bool, marker: u32) -> Result<Held> {
+        let command = format!("sleep {marker}");
+        let client = SshClient::spawn(
+            host.sshd.port(),
+            TEST_ACCOUNT,
+            &self.user_key.private,
+            &self.cert,
+            &ClientOptions {
+                pty,
+                command: &command,
+                verbose: false,
+            },
+        )?;
+        Ok(Held { client, marker })
+    }
+
+    /// One login (`ssh … true`) of the person to `host`.
+    pub fn login(&self, host: &Host) -> Result<Login> {
+        ssh_login(
+            host.sshd.port(),
+            TEST_ACCOUNT,
+            &self.user_key.private,
+            &self.cert,
+        )
+    }
+
+    /// A request to the HTTP API with the read+signoff token: (status, JSON body).
+    pub fn hr(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let body = body.map(Value::to_string);
+        let res = http_request(
+            self.plane.http_addr(),
+            method,
+            path,
+            &self.signoff_token,
+            body.as_deref(),
+        )?;
+        let v = serde_json::from_str(&res.body).unwrap_or(Value::String(res.body.clone()));
+        Ok((res.status, v))
+    }
+
+    /// Live sessions of the person at the control plane, as (host, source port).
+    pub fn live_sessions(&self) -> Result<Vec<(String, u64)>> {
+        let (status, v) = self.hr("GET", &format!("/api/v1/sessions?user={USER}"), None)?;
+        if status != 200 {
+            bail!("GET /api/v1/sessions answered {status}: {v}");
+        }
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["state"] == "live")
+            .map(|s| {
+                (
+                    s["host_id"].as_str().unwrap_or_default().to_owned(),
+                    s["source_port"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    pub fn wait_live_sessions(&self, expected: usize, why: &str) -> Result<()> {
+        wait_for(
+            format_args!("{expected} live sessions of {USER} at the control plane ({why})"),
+            WAIT,
+            || Ok((self.live_sessions()?.len() == expected).then_some(())),
+        )
+        .map_err(|e| anyhow!("{e:#}\nsessions: {:?}", self.live_sessions()))
+    }
+
+    /// Waits until the person's latest sign-off satisfies `done`.
+    pub fn wait_signoff(&self, what: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+        let mut last = Value::Null;
+        wait_for(format_args!("the sign-off to be {what}"), WAIT, || {
+            let (status, v) = self.hr("GET", &format!("/api/v1/users/{USER}/signoff"), None)?;
+            if status != 200 {
+                bail!("GET signoff answered {status}: {v}");
+            }
+            last = v.clone();
+            Ok(done(&v).then_some(v))
+        })
+        .map_err(|e| {
+            anyhow!(
+                "{e:#}\nlast record: {last:#}\nserver log:\n{}",
+                self.plane.log()
+            )
+        })
+    }
+}
+
+/// Host states of a sign-off record: (host, state).
+pub fn host_states(record: &Value) -> Vec<(String, String)> {
+    record["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or_default().to_owned(),
+                h["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// PIDs of processes whose command line is `sleep MARKER` (the sessions' commands).
+pub fn sleeping(marker: u32) -> Vec<u32> {
+    let p = Procfs::default();
+    let want = format!("sleep\0{marker}\0");
+    p.pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|pid| {
+            p.cmdline(*pid)
+                .map(|c| c == want.as_bytes())
+                .unwrap_or(false)
+                && p.stat(*pid).is_ok_and(|s| !s.is_dead())
+        })
+        .collect()
+}
+
+/// Waits until the client's connection ended and no process of session `marker` is left.
+pub fn wait_gone(held: &mut Held, host: &Host) -> Result<()> {
+    let marker = held.marker;
+    let exited = held.client.wait_exit(WAIT)?;
+    if exited.is_none() {
+        bail!(
+            "the ssh client of session {marker} on {} is still connected; agent log:\n{}",
+            host.id,
+            host.agent.log()
+        );
+    }
+    wait_for(
+        format_args!("no process of session {marker} left on {}", host.id),
+        WAIT,
+        || Ok(sleeping(marker).is_empty().then_some(())),
+    )
+}
+
+/// A session held open by [`Fleet::open`]. On drop, its command is killed too: a
+/// non-pty session's command outlives its client and sshd.
+#[derive(Debug)]
+pub struct Held {
+    /// The client.
+    pub client: SshClient,
+    /// The number in its `sleep` command.
+    pub marker: u32,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for pid in sleeping(self.marker) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Asserts that `login` was refused with `Permission denied`.
+pub fn assert_refused(login: &Login, host: &Host) {
+    assert!(
+        !login.success && login.stderr.contains("Permission denied"),
+        "a new login of the signed-off person on {} must be refused; ssh exited {:?}: {}\nsshd log:\n{}",
+        host.id,
+        login.code,
+        login.stderr,
+        host.sshd.log()
+    );
+}
