@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
 use signoff_agent::sessions::procfs::Procfs;
 
-use crate::agent::agent_binary;
+use crate::agent::{Profile, agent_binary, release_agent_binary};
 use crate::keys::{self, CertRequest, KeyPair, KeyType};
-use crate::plane::{Agent, ControlPlane, WAIT, http_request, sync, wait_for};
+use crate::plane::{Agent, ControlPlane, WAIT, http_request, server_binary, sync, wait_for};
 use crate::principals::{COMMAND_USER, InstalledAgent, ensure_system_user};
 use crate::sessions::{ClientOptions, PamSshd, SshClient, TEST_ACCOUNT, ensure_test_account};
 use crate::sshd::{Login, ssh_login};
@@ -52,6 +52,7 @@ pub struct Fleet {
     /// Their certificate (key ID [`KEY_ID`], principal [`USER`]).
     pub cert: PathBuf,
     installed: InstalledAgent,
+    agent_bin: PathBuf,
     /// The agents' `allowed_signers` (the control plane's order key).
     pub allowed_signers: PathBuf,
 }
@@ -60,9 +61,14 @@ impl Fleet {
     /// The control plane with CA `corp`, group [`GROUP`], the person with a grant for
     /// [`TEST_ACCOUNT`] there, and an `allowed_signers` with the order key.
     pub fn new() -> Result<Fleet> {
+        Fleet::with_profile(Profile::Debug)
+    }
+
+    /// [`Fleet::new`] with the binaries of `profile` (release for benchmarks).
+    pub fn with_profile(profile: Profile) -> Result<Fleet> {
         ensure_system_user()?;
         ensure_test_account()?;
-        let plane = ControlPlane::start()?;
+        let plane = ControlPlane::start_with(&server_binary(profile)?)?;
         let keys = tempfile::Builder::new()
             .prefix("signoff-e2e-keys-")
             .tempdir()?;
@@ -94,7 +100,11 @@ impl Fleet {
             &allowed_signers,
             format!("signoff namespaces=\"signoff-order\" {}", signer.trim()),
         )?;
-        let installed = InstalledAgent::install(agent_binary()?)?;
+        let agent_bin = match profile {
+            Profile::Debug => agent_binary()?,
+            Profile::Release => release_agent_binary()?,
+        };
+        let installed = InstalledAgent::install(agent_bin)?;
         Ok(Fleet {
             plane,
             signoff_token,
@@ -103,6 +113,7 @@ impl Fleet {
             user_key,
             cert,
             installed,
+            agent_bin: agent_bin.to_owned(),
             allowed_signers,
         })
     }
@@ -110,10 +121,13 @@ impl Fleet {
     /// A host `id` in the group: sshd wired to a new agent, which is enrolled, started and
     /// in sync.
     pub fn host(&self, id: &str) -> Result<Host> {
-        let mut agent = Agent::new(&format!(
-            "allowed_signers = {:?}\n",
-            self.allowed_signers.display().to_string()
-        ))?;
+        let mut agent = Agent::with_binary(
+            &self.agent_bin,
+            &format!(
+                "allowed_signers = {:?}\n",
+                self.allowed_signers.display().to_string()
+            ),
+        )?;
         let sshd = PamSshd::start_with(
             &self.ca.public,
             &format!(

@@ -234,8 +234,9 @@ fn the_cli_prints_progress_until_every_host_confirmed_or_its_wait_runs_out() -> 
     let out = fleet.plane.cli_run(&["signoff", USER])?;
     assert_eq!(
         out.code(),
-        Some(2),
-        "clap refuses a sign-off without --reason"
+        Some(64),
+        "a sign-off without --reason is a usage error"
     );
+    assert!(out.stderr.contains("--reason"), "{}", out.stderr);
     Ok(())
 }
