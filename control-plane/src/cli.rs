@@ -329,6 +329,8 @@ pub enum ScopeArg {
     Write,
     /// Sign people off.
     Signoff,
+    /// SCIM 2.0 provisioning (`/scim/v2`) for an identity provider; good for nothing else.
+    Scim,
 }
 
 impl From<ScopeArg> for Scope {
@@ -337,6 +339,7 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Read => Scope::Read,
             ScopeArg::Write => Scope::Write,
             ScopeArg::Signoff => Scope::Signoff,
+            ScopeArg::Scim => Scope::Scim,
         }
     }
 }
@@ -1147,6 +1150,7 @@ fn tokens_table(w: &mut dyn Write, tokens: &[TokenInfo]) -> io::Result<()> {
                 Scope::Read => "read",
                 Scope::Write => "write",
                 Scope::Signoff => "signoff",
+                Scope::Scim => "scim",
             })
             .collect();
         t.row([

@@ -17,6 +17,9 @@
 //! cert_validity = "24h"                  # lifetime of agent client certificates
 //! join_token_ttl = "1h"                  # lifetime of join tokens
 //! server_names = ["localhost", "127.0.0.1"]  # names agents reach the listener by
+//!
+//! [webhook]                              # optional; POST /hooks/hr answers 404 without it
+//! secret_file = "/etc/signoff/hr-webhook.secret"  # HMAC key, mode 0600, at least 32 bytes
 //! ```
 //!
 //! Durations are a number and a unit (`s`, `m`, `h`, `d`), possibly several: `90s`, `15m`,
@@ -40,6 +43,9 @@ pub const DEFAULT_AGENTS_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 /// `agents.join_token_ttl` when the file names none.
 pub const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// The shortest HR webhook key accepted, in bytes: 256 bits of hex-encoded randomness is
+/// 64; 32 bytes still leaves no room for guessing.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
 /// `drain_timeout` when the file names none.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -116,6 +122,21 @@ struct File {
     http: HttpFile,
     #[serde(default)]
     agents: AgentsFile,
+    #[serde(default, skip_serializing_if = "WebhookFile::is_empty")]
+    webhook: WebhookFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_file: Option<PathBuf>,
+}
+
+impl WebhookFile {
+    fn is_empty(&self) -> bool {
+        self.secret_file.is_none()
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -165,6 +186,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The agent gRPC listener and agent credentials.
     pub agents: AgentsConfig,
+    /// The HR webhook's HMAC key file; the webhook is off without it.
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// `[http]`.
@@ -362,6 +385,10 @@ impl Config {
             }),
             None => None,
         };
+        let webhook_secret_file = match file.webhook.secret_file {
+            Some(p) => Some(absolute(&invalid, "webhook.secret_file", &p)?),
+            None => None,
+        };
         Ok(Config {
             source: path.map(Path::to_owned),
             data_dir,
@@ -377,6 +404,7 @@ impl Config {
                 join_token_ttl,
                 server_names,
             },
+            webhook_secret_file,
         })
     }
 
@@ -397,9 +425,48 @@ impl Config {
                 join_token_ttl: Some(format_duration(self.agents.join_token_ttl)),
                 server_names: Some(self.agents.server_names.clone()),
             },
+            webhook: WebhookFile {
+                secret_file: self.webhook_secret_file.clone(),
+            },
         };
         // Only strings and tables of strings: serialization cannot fail.
         toml::to_string(&file).unwrap_or_default()
+    }
+
+    /// Reads the HR webhook's HMAC key, if configured. Refuses a file that group or others
+    /// may read or write, and a key shorter than [`MIN_WEBHOOK_SECRET`] bytes (surrounding
+    /// whitespace, such as the newline an editor adds, is not part of it).
+    pub fn webhook_secret(&self) -> Result<Option<crate::hooks::WebhookSecret>, ConfigError> {
+        let Some(path) = &self.webhook_secret_file else {
+            return Ok(None);
+        };
+        let origin = self.origin();
+        crate::bootstrap::check_private_file(path).map_err(|e| ConfigError::Insecure {
+            origin: origin.clone(),
+            key: "webhook.secret_file",
+            source: Box::new(e),
+        })?;
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::File {
+            origin: origin.clone(),
+            key: "webhook.secret_file",
+            message: format!("cannot read {}", path.display()),
+            source: Some(Box::new(e)),
+        })?;
+        let secret = bytes.trim_ascii();
+        if secret.len() < MIN_WEBHOOK_SECRET {
+            return Err(ConfigError::File {
+                origin,
+                key: "webhook.secret_file",
+                message: format!(
+                    "{} holds {} bytes; use at least {MIN_WEBHOOK_SECRET} random bytes \
+                     (e.g. `openssl rand -hex 32 > FILE`)",
+                    path.display(),
+                    secret.len()
+                ),
+                source: None,
+            });
+        }
+        Ok(Some(crate::hooks::WebhookSecret::new(secret.to_vec())))
     }
 
     /// How errors name this configuration: its file, or `(defaults)`.
@@ -788,5 +855,50 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(Duration::from_secs(86400 + 61)), "1d1m1s");
+    }
+
+    fn webhook_config(dir: &Path, secret: &[u8], mode: u32) -> Config {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = dir.join("hr.secret");
+        std::fs::write(&file, secret).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let c = Config::from_toml(
+            &format!("[webhook]\nsecret_file = {:?}\n", file.display().to_string()),
+            Some(Path::new("/c.toml")),
+        )
+        .unwrap();
+        assert_eq!(c.webhook_secret_file.as_deref(), Some(file.as_path()));
+        c
+    }
+
+    #[test]
+    fn webhook_secret_is_read_from_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = webhook_config(dir.path(), format!("{}\n", "ab".repeat(32)).as_bytes(), 0o600);
+        let secret = c.webhook_secret().unwrap().unwrap();
+        // The trailing newline is not part of the key, and the key is never printed.
+        assert_eq!(secret.len(), 64);
+        assert!(!format!("{secret:?}").contains("abab"));
+        assert!(c.to_toml().contains("[webhook]"), "{}", c.to_toml());
+        assert!(Config::load(None).unwrap().webhook_secret().unwrap().is_none());
+    }
+
+    #[test]
+    fn webhook_secret_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = webhook_config(dir.path(), "ab".repeat(32).as_bytes(), 0o644);
+        let e = c.webhook_secret().unwrap_err();
+        assert!(matches!(e, ConfigError::Insecure { key: "webhook.secret_file", .. }), "{e}");
+    }
+
+    #[test]
+    fn short_or_missing_webhook_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = webhook_config(dir.path(), b"hunter2\n", 0o600);
+        let e = c.webhook_secret().unwrap_err().to_string();
+        assert!(e.contains("webhook.secret_file") && e.contains("holds 7 bytes"), "{e}");
+        std::fs::remove_file(dir.path().join("hr.secret")).unwrap();
+        let e = c.webhook_secret().unwrap_err().to_string();
+        assert!(e.contains("webhook.secret_file"), "{e}");
     }
 }

@@ -105,7 +105,8 @@ pub async fn run(
             .and_then(|()| out.flush())
             .map_err(ServerError::Output)?;
     }
-    let router = app(server.service().clone(), server.metrics());
+    let hooks = crate::hooks::router(server.service().clone(), server.webhook_secret.clone());
+    let router = app(server.service().clone(), server.metrics()).merge(hooks);
     server.serve(router, shutdown).await
 }
 
@@ -120,6 +121,8 @@ pub struct Server {
     first_start: Option<FirstStart>,
     metrics: Arc<Metrics>,
     agents: AgentListener,
+    /// The HR webhook's key, read and checked at start; the webhook is off without it.
+    webhook_secret: Option<crate::hooks::WebhookSecret>,
 }
 
 /// The bound agent listener and what it serves.
@@ -145,6 +148,7 @@ impl Server {
     /// port and makes the first admin token if there is none.
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         let tls = config.tls_server_config()?.map(TlsAcceptor::from);
+        let webhook_secret = config.webhook_secret()?;
         bootstrap::ensure_data_dir(&config.data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let keys = bootstrap::prepare_keys(&config.data_dir, clock.now())?;
@@ -193,6 +197,7 @@ impl Server {
             first_start,
             metrics,
             agents,
+            webhook_secret,
         })
     }
 

@@ -15,6 +15,7 @@ mod signoff;
 mod stats;
 mod tokens;
 mod users;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -20,15 +20,19 @@ pub enum Scope {
     Write,
     /// Sign people off.
     Signoff,
+    /// Provision and deprovision people over SCIM 2.0 (`/scim/v2`), and nothing else: an
+    /// identity provider's token is good for SCIM only, and SCIM takes no other token.
+    Scim,
 }
 
 impl Scope {
-    /// Parses `read`, `write` or `signoff`.
+    /// Parses `read`, `write`, `signoff` or `scim`.
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
             "signoff" => Some(Scope::Signoff),
+            "scim" => Some(Scope::Scim),
             _ => None,
         }
     }
@@ -38,6 +42,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Signoff => "signoff",
+            Scope::Scim => "scim",
         }
     }
 }
@@ -124,7 +129,7 @@ impl Service {
     ) -> Result<Token> {
         validate_user_name("name", name)?;
         if scopes.is_empty() {
-            return Err(Invalid::new("scopes", "give at least one of read, write, signoff").into());
+            return Err(Invalid::new("scopes", "give at least one of read, write, signoff, scim").into());
         }
         if expires_at.is_some_and(|t| t <= self.now()) {
             return Err(Invalid::new("expires_at", "is in the past").into());
