@@ -355,6 +355,10 @@ pub enum JoinTokenCommand {
         /// Lifetime, e.g. 1h; default: `agents.join_token_ttl` of the config.
         #[arg(long)]
         ttl: Option<String>,
+        /// How many tokens (one per host of a fleet being rolled out); more than one prints
+        /// one per line (`--json`: an array).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
         #[command(flatten)]
         reason: Reason,
     },
@@ -479,6 +483,7 @@ pub async fn run(
         Command::Token(JoinTokenCommand::Create {
             groups,
             ttl,
+            count,
             reason,
         }) => {
             let service = open_store(&config).await?;
@@ -486,7 +491,16 @@ pub async fn run(
                 json: cli.json,
                 w: io::stdout().lock(),
             };
-            let result = join_token(&service, &config, groups, ttl, &reason.reason, &mut out).await;
+            let result = join_token(
+                &service,
+                &config,
+                groups,
+                ttl,
+                count,
+                &reason.reason,
+                &mut out,
+            )
+            .await;
             service.pool().close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
@@ -521,6 +535,7 @@ async fn join_token(
     config: &Config,
     groups: Vec<String>,
     ttl: Option<String>,
+    count: u32,
     reason: &str,
     out: &mut Output<'_>,
 ) -> Result<(), CliError> {
@@ -532,10 +547,14 @@ async fn join_token(
     };
     let ttl =
         i64::try_from(ttl.as_secs()).map_err(|_| CliError::Usage("--ttl: too long".into()))?;
-    let token = svc
-        .create_join_token(&actor(), &groups, ttl, reason)
-        .await?;
     let ca = bootstrap::agent_ca_pin(&config.data_dir)?;
+    let mut tokens = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        tokens.push(
+            svc.create_join_token(&actor(), &groups, ttl, reason)
+                .await?,
+        );
+    }
     let host = config
         .agents
         .server_names
@@ -550,12 +569,44 @@ async fn join_token(
         server: &'a str,
         ca_pin: &'a str,
     }
-    let shown = JoinTokenOut {
-        token: &token,
-        server: &url,
-        ca_pin: &ca,
-    };
+    let shown: Vec<JoinTokenOut<'_>> = tokens
+        .iter()
+        .map(|token| JoinTokenOut {
+            token,
+            server: &url,
+            ca_pin: &ca,
+        })
+        .collect();
+    if let [one] = shown.as_slice() {
+        let token = one.token;
+        return emit_join_token(out, one, token, &url, &ca);
+    }
     out.emit(&shown, |w| {
+        writeln!(
+            w,
+            "{} join tokens for groups [{}], shown only this once; on each host, one of:",
+            tokens.len(),
+            groups.join(", ")
+        )?;
+        for t in &tokens {
+            writeln!(
+                w,
+                "signoff-agent enroll --server {url} --token {} --ca-pin {ca}",
+                t.secret
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn emit_join_token<T: Serialize>(
+    out: &mut Output<'_>,
+    shown: &T,
+    token: &signoff_control_plane::service::JoinToken,
+    url: &str,
+    ca: &str,
+) -> Result<(), CliError> {
+    out.emit(shown, |w| {
         writeln!(
             w,
             "join token {} for groups [{}], valid until {}; shown only this once. On the host:",

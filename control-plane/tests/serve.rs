@@ -207,6 +207,14 @@ async fn a_join_token_comes_with_the_enroll_command_and_the_pin() {
     let json: Value = env.json(&["token", "create", "--groups", "web"]);
     assert_eq!(json["groups"], serde_json::json!(["web"]));
     assert_eq!(json["ca_pin"], pin);
+    // A batch for a fleet roll-out: distinct single-use tokens.
+    let many: Vec<Value> = env.json(&["token", "create", "--groups", "web", "--count", "3"]);
+    let secrets: std::collections::BTreeSet<&str> =
+        many.iter().filter_map(|t| t["secret"].as_str()).collect();
+    assert_eq!(secrets.len(), 3, "{many:?}");
+    assert!(many.iter().all(|t| t["ca_pin"] == pin));
+    let out = env.run(&["token", "create", "--groups", "web", "--count", "0"]);
+    assert_eq!(out.status.code(), Some(64));
     let out = env.run(&["token", "create", "--groups", "nope"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
