@@ -1,0 +1,383 @@
+//! The narrow interface the dashboard needs from the control plane, with its own plain
+//! data types. The control plane implements [`Backend`] with its service layer, which
+//! checks the operator's role again and writes the audit row (`operator:NAME`): the
+//! dashboard never touches the store.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+/// What an operator may do. Ordered: each role may do everything the one before may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads every page.
+    Viewer,
+    /// Also kills sessions and signs people off.
+    Operator,
+    /// Also re-enables people and manages operators.
+    Admin,
+}
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    /// `viewer`, `operator` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `s`, if any.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operator account: a member of the security staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    /// Login name.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, once disabled; a disabled operator cannot log in or act.
+    pub disabled_at: Option<i64>,
+}
+
+/// A host and its agent, as the Hosts page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Id (the name in its agent's certificate).
+    pub id: String,
+    /// Hostname, as enrolled (free text: may contain anything).
+    pub hostname: String,
+    /// Host groups.
+    pub groups: Vec<String>,
+    /// Whether its agent holds a sync stream now.
+    pub online: bool,
+    /// The revision its agent has applied.
+    pub acked_revision: i64,
+    /// The agent's version, once it reported it.
+    pub agent_version: Option<String>,
+    /// Unix seconds of its agent's last message.
+    pub last_contact: Option<i64>,
+    /// Unix seconds at which its agent's client certificate expires.
+    pub cert_not_after: Option<i64>,
+}
+
+/// An SSH session on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The host.
+    pub host_id: String,
+    /// Unique on the host.
+    pub id: String,
+    /// The Unix account.
+    pub account: String,
+    /// The person the certificate's key ID belongs to, if known.
+    pub user: Option<String>,
+    /// Certificate key ID (empty for a plain key).
+    pub key_id: String,
+    /// Certificate serial (0 for none).
+    pub serial: u64,
+    /// Client address.
+    pub source_address: String,
+    /// Client port.
+    pub source_port: u32,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// `pts/N`, or empty for a session without a terminal.
+    pub tty: String,
+    /// `live`, or `unknown` while its host's agent is disconnected.
+    pub state: String,
+}
+
+/// Which sessions to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct SessionFilter {
+    /// Only this person's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Only on this host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Only as this Unix account.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// A grant: the person may log in as `account` on the hosts of `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Unix account.
+    pub account: String,
+    /// Host group.
+    pub group: String,
+    /// Unix seconds after which it no longer holds.
+    pub not_after: Option<i64>,
+}
+
+/// A person who may log in to hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Name.
+    pub name: String,
+    /// Whether they may log in (false once signed off or disabled).
+    pub active: bool,
+    /// Certificate key IDs that identify them.
+    pub key_ids: Vec<String>,
+    /// Plain public keys (OpenSSH lines) they may use.
+    pub public_keys: Vec<String>,
+    /// Certificate principals that are theirs.
+    pub principals: Vec<String>,
+    /// Where they may log in.
+    pub grants: Vec<Grant>,
+}
+
+/// Where one host stands on a sign-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignoffHostState {
+    /// Applied it and ended every session of the person.
+    Confirmed,
+    /// Connected, not confirmed yet.
+    Pending,
+    /// Its agent is not connected; it converges when it returns.
+    Offline,
+}
+
+impl SignoffHostState {
+    /// `confirmed`, `pending` or `offline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignoffHostState::Confirmed => "confirmed",
+            SignoffHostState::Pending => "pending",
+            SignoffHostState::Offline => "offline",
+        }
+    }
+}
+
+/// One host's part in a sign-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignoffHost {
+    /// The host id.
+    pub host: String,
+    /// Where it stands.
+    pub state: SignoffHostState,
+    /// Unix seconds of its confirmation.
+    pub confirmed_at: Option<i64>,
+    /// Sessions it ended for this sign-off.
+    pub killed_sessions: Vec<String>,
+    /// What it reported when it could not enforce the sign-off.
+    pub last_error: Option<String>,
+}
+
+/// A sign-off and its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signoff {
+    /// Its id.
+    pub id: i64,
+    /// The person.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// Who (`operator:NAME`, `token:NAME`, `cli:USER`).
+    pub actor: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds at which every host had confirmed.
+    pub completed_at: Option<i64>,
+    /// False once the person was re-enabled.
+    pub in_force: bool,
+    /// The hosts it waits for.
+    pub hosts: Vec<SignoffHost>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What (`user.create`, `session.kill`, …).
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Why, as given.
+    pub reason: String,
+}
+
+/// The result of checking the audit log's hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheck {
+    /// Rows that verified.
+    pub rows: i64,
+    /// The first broken row and what is wrong with it.
+    pub broken: Option<(i64, String)>,
+}
+
+/// Something the pages show has changed; open pages re-render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A session started or ended, or a host's sessions became unknown.
+    Sessions,
+    /// A sign-off's progress moved.
+    Signoffs,
+    /// People, hosts or grants changed (a new revision).
+    Fleet,
+}
+
+impl Change {
+    /// The SSE event name.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Change::Sessions => "sessions",
+            Change::Signoffs => "signoffs",
+            Change::Fleet => "fleet",
+        }
+    }
+}
+
+/// Why the backend refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The thing named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The input is not acceptable; the message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operator's role does not allow it (or the operator is disabled).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The control plane failed; details are in its log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result of a backend call.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// What the dashboard needs from the control plane. Every action takes the operator it
+/// acts for; the implementation authorizes and audits it.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// Unix seconds now, by the control plane's clock.
+    fn now(&self) -> i64;
+    /// The latest revision (to tell how far a host lags).
+    fn revision(&self) -> i64;
+    /// Checks a password; `None` for a wrong name or password or a disabled operator.
+    fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> impl Future<Output = BackendResult<Option<Operator>>> + Send;
+    /// The operator `name` if it exists and is enabled.
+    fn operator(&self, name: &str) -> impl Future<Output = BackendResult<Option<Operator>>> + Send;
+    /// Every host, by id.
+    fn hosts(&self) -> impl Future<Output = BackendResult<Vec<Host>>> + Send;
+    /// One host.
+    fn host(&self, id: &str) -> impl Future<Output = BackendResult<Host>> + Send;
+    /// Live (and unknown) sessions matching `filter`, newest first.
+    fn sessions(
+        &self,
+        filter: &SessionFilter,
+    ) -> impl Future<Output = BackendResult<Vec<Session>>> + Send;
+    /// Start times of every session (live or ended) started at or after `since`.
+    fn login_times(&self, since: i64) -> impl Future<Output = BackendResult<Vec<i64>>> + Send;
+    /// Every person, by name.
+    fn people(&self) -> impl Future<Output = BackendResult<Vec<Person>>> + Send;
+    /// One person.
+    fn person(&self, name: &str) -> impl Future<Output = BackendResult<Person>> + Send;
+    /// Every sign-off, newest first.
+    fn signoffs(&self) -> impl Future<Output = BackendResult<Vec<Signoff>>> + Send;
+    /// One sign-off.
+    fn signoff(&self, id: i64) -> impl Future<Output = BackendResult<Signoff>> + Send;
+    /// The person's latest sign-off, if any.
+    fn latest_signoff(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = BackendResult<Option<Signoff>>> + Send;
+    /// Audit rows whose actor, action or target contains `filter`, newest first, before
+    /// sequence number `before` if given.
+    fn audit(
+        &self,
+        filter: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> impl Future<Output = BackendResult<Vec<AuditEntry>>> + Send;
+    /// Checks the audit log's hash chain.
+    fn verify_audit(&self) -> impl Future<Output = BackendResult<AuditCheck>> + Send;
+    /// Every operator account, by name.
+    fn operators(&self) -> impl Future<Output = BackendResult<Vec<Operator>>> + Send;
+    /// Sends a kill order for one session.
+    fn kill_session(
+        &self,
+        by: &Operator,
+        host: &str,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+    /// Sends kill orders for every live session of a person; returns how many.
+    fn kill_person_sessions(
+        &self,
+        by: &Operator,
+        user: &str,
+    ) -> impl Future<Output = BackendResult<usize>> + Send;
+    /// Signs a person off everywhere; returns the sign-off's id (the existing one if
+    /// they are signed off already).
+    fn sign_off(
+        &self,
+        by: &Operator,
+        user: &str,
+        reason: &str,
+    ) -> impl Future<Output = BackendResult<i64>> + Send;
+    /// Re-enables a signed-off person (admins).
+    fn reenable(
+        &self,
+        by: &Operator,
+        user: &str,
+        reason: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+    /// Creates an operator account with a random password, which it returns (admins).
+    fn create_operator(
+        &self,
+        by: &Operator,
+        name: &str,
+        role: Role,
+    ) -> impl Future<Output = BackendResult<String>> + Send;
+    /// Changes an operator's role (admins).
+    fn set_operator_role(
+        &self,
+        by: &Operator,
+        name: &str,
+        role: Role,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+    /// Disables an operator account (admins); its web sessions end at their next request.
+    fn disable_operator(
+        &self,
+        by: &Operator,
+        name: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+    /// Changes as they happen; the sender side ends when the receiver is dropped.
+    fn changes(&self) -> mpsc::Receiver<Change>;
+}

@@ -1,0 +1,810 @@
+//! The pages (GET): each reads through the [`Backend`], shapes plain rows for its
+//! template and renders it. Values reach the HTML only through askama's escaping, and
+//! URLs are built here with every path segment percent-encoded.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::backend::{
+    Backend, Host, Operator, Person, Role, Session, SessionFilter, Signoff, SignoffHostState,
+};
+use crate::chart::{self, Chart};
+use crate::error::{PageError, safe_next};
+use crate::view::{Layout, ago, opt_time, query_value, render, seg, time_text};
+use crate::{App, Authed, authenticate};
+
+/// How many audit rows a page shows.
+const AUDIT_PAGE: i64 = 100;
+
+// ---- rows shared by several pages ----
+
+/// A session as a table row.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRow {
+    pub host: String,
+    pub host_url: String,
+    pub account: String,
+    pub person: String,
+    pub person_url: String,
+    pub key_id: String,
+    pub serial: String,
+    pub source: String,
+    pub started: String,
+    pub started_ago: String,
+    pub terminal: String,
+    pub state: String,
+    pub kill_url: String,
+    /// The row's DOM id (tests and people find a session by it).
+    pub dom_id: String,
+}
+
+impl SessionRow {
+    fn new(s: &Session, now: i64) -> Self {
+        let person = s.user.clone().unwrap_or_default();
+        SessionRow {
+            host_url: format!("/hosts/{}", seg(&s.host_id)),
+            person_url: if person.is_empty() {
+                String::new()
+            } else {
+                format!("/people/{}", seg(&person))
+            },
+            person,
+            account: s.account.clone(),
+            key_id: s.key_id.clone(),
+            serial: if s.serial == 0 {
+                "—".to_owned()
+            } else {
+                s.serial.to_string()
+            },
+            source: format!("{}:{}", s.source_address, s.source_port),
+            started: time_text(s.started_at),
+            started_ago: ago(now, s.started_at),
+            terminal: if s.tty.is_empty() {
+                "no".to_owned()
+            } else {
+                s.tty.clone()
+            },
+            state: s.state.clone(),
+            kill_url: format!("/sessions/{}/{}/kill", seg(&s.host_id), seg(&s.id)),
+            dom_id: format!("session-{}-{}", seg(&s.host_id), seg(&s.id)).replace('%', "_"),
+            host: s.host_id.clone(),
+        }
+    }
+}
+
+fn session_rows(sessions: &[Session], now: i64) -> Vec<SessionRow> {
+    sessions.iter().map(|s| SessionRow::new(s, now)).collect()
+}
+
+/// A host as a table row.
+#[derive(Debug, Clone)]
+pub(crate) struct HostRow {
+    pub id: String,
+    pub url: String,
+    pub hostname: String,
+    pub groups: String,
+    pub status: &'static str,
+    pub acked_revision: i64,
+    pub lag: i64,
+    pub agent_version: String,
+    pub last_contact: String,
+    pub cert_not_after: String,
+}
+
+/// `online`, `lagging` (online but behind) or `offline`.
+fn host_status(h: &Host, revision: i64) -> &'static str {
+    match (h.online, h.acked_revision < revision) {
+        (false, _) => "offline",
+        (true, true) => "lagging",
+        (true, false) => "online",
+    }
+}
+
+impl HostRow {
+    fn new(h: &Host, revision: i64, now: i64) -> Self {
+        HostRow {
+            id: h.id.clone(),
+            url: format!("/hosts/{}", seg(&h.id)),
+            hostname: h.hostname.clone(),
+            groups: h.groups.join(", "),
+            status: host_status(h, revision),
+            acked_revision: h.acked_revision,
+            lag: (revision - h.acked_revision).max(0),
+            agent_version: h.agent_version.clone().unwrap_or_else(|| "—".to_owned()),
+            last_contact: h
+                .last_contact
+                .map(|t| format!("{} ({})", time_text(t), ago(now, t)))
+                .unwrap_or_else(|| "never".to_owned()),
+            cert_not_after: opt_time(h.cert_not_after),
+        }
+    }
+}
+
+/// A sign-off as a list row.
+#[derive(Debug, Clone)]
+pub(crate) struct SignoffRow {
+    pub url: String,
+    pub person: String,
+    pub person_url: String,
+    pub reason: String,
+    pub actor: String,
+    pub created: String,
+    pub confirmed: usize,
+    pub total: usize,
+    pub status: &'static str,
+}
+
+fn signoff_status(s: &Signoff) -> &'static str {
+    if !s.in_force {
+        "withdrawn"
+    } else if s.completed_at.is_some() {
+        "complete"
+    } else {
+        "in progress"
+    }
+}
+
+impl SignoffRow {
+    fn new(s: &Signoff) -> Self {
+        SignoffRow {
+            url: format!("/signoffs/{}", s.id),
+            person_url: format!("/people/{}", seg(&s.user)),
+            person: s.user.clone(),
+            reason: s.reason.clone(),
+            actor: s.actor.clone(),
+            created: time_text(s.created_at),
+            confirmed: s
+                .hosts
+                .iter()
+                .filter(|h| h.state == SignoffHostState::Confirmed)
+                .count(),
+            total: s.hosts.len(),
+            status: signoff_status(s),
+        }
+    }
+}
+
+// ---- login ----
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage {
+    pub layout: Layout,
+    pub next: String,
+    pub login_csrf: String,
+    pub name: String,
+    pub error: String,
+}
+
+/// `GET /login`: the form, with a fresh double-submit token in a cookie and the form.
+pub(crate) async fn login_page_handler<B: Backend>(
+    State(app): State<App<B>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, PageError> {
+    let next = safe_next(q.next.as_deref().unwrap_or("/")).to_owned();
+    if authenticate(&app, &headers).await?.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    login_form(
+        &app,
+        next,
+        String::new(),
+        String::new(),
+        axum::http::StatusCode::OK,
+    )
+}
+
+/// The login form with a new double-submit token.
+pub(crate) fn login_form<B: Backend>(
+    app: &App<B>,
+    next: String,
+    name: String,
+    error: String,
+    status: axum::http::StatusCode,
+) -> Result<Response, PageError> {
+    let token = crate::auth::random_token();
+    let page = LoginPage {
+        layout: Layout::anonymous("Log in"),
+        next,
+        login_csrf: token.clone(),
+        name,
+        error,
+    };
+    let mut res = render(&page)?;
+    *res.status_mut() = status;
+    let cookie = app.auth.cookie(app.auth.login_cookie_name(), &token, 3600);
+    if let Ok(v) = cookie.parse() {
+        res.headers_mut().append(SET_COOKIE, v);
+    }
+    Ok(res)
+}
+
+// ---- overview ----
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub(crate) struct OverviewPage {
+    pub layout: Layout,
+    pub hosts_online: usize,
+    pub hosts_offline: usize,
+    pub hosts_lagging: usize,
+    pub live_sessions: usize,
+    pub in_progress: Vec<SignoffRow>,
+    pub chart: Chart,
+    pub chart_width: i64,
+    pub chart_height: i64,
+}
+
+/// `GET /`.
+pub(crate) async fn overview_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    let b = &app.backend;
+    let now = b.now();
+    let revision = b.revision();
+    let hosts = b.hosts().await?;
+    let sessions = b.sessions(&SessionFilter::default()).await?;
+    let signoffs = b.signoffs().await?;
+    let logins = b.login_times(now - 24 * 3600).await?;
+    let count = |status: &str| {
+        hosts
+            .iter()
+            .filter(|h| host_status(h, revision) == status)
+            .count()
+    };
+    render(&OverviewPage {
+        layout: Layout::new(&authed, "overview", "Overview"),
+        hosts_online: count("online"),
+        hosts_offline: count("offline"),
+        hosts_lagging: count("lagging"),
+        live_sessions: sessions.iter().filter(|s| s.state == "live").count(),
+        in_progress: signoffs
+            .iter()
+            .filter(|s| s.in_force && s.completed_at.is_none())
+            .map(SignoffRow::new)
+            .collect(),
+        chart: chart::logins_per_hour(now, &logins),
+        chart_width: chart::WIDTH,
+        chart_height: chart::HEIGHT,
+    })
+}
+
+// ---- sessions ----
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+pub(crate) struct SessionsPage {
+    pub layout: Layout,
+    pub filter_user: String,
+    pub filter_host: String,
+    pub filter_account: String,
+    pub sessions: Vec<SessionRow>,
+    pub kill_person_url: String,
+}
+
+/// Empty query values mean "any".
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `GET /sessions?user=&host=&account=`.
+pub(crate) async fn sessions_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Query(filter): Query<SessionFilter>,
+) -> Result<Response, PageError> {
+    let filter = SessionFilter {
+        user: non_empty(filter.user),
+        host: non_empty(filter.host),
+        account: non_empty(filter.account),
+    };
+    let sessions = app.backend.sessions(&filter).await?;
+    render(&SessionsPage {
+        layout: Layout::new(&authed, "sessions", "Sessions"),
+        kill_person_url: filter
+            .user
+            .as_deref()
+            .map(|u| format!("/people/{}/kill-sessions", seg(u)))
+            .unwrap_or_default(),
+        filter_user: filter.user.unwrap_or_default(),
+        filter_host: filter.host.unwrap_or_default(),
+        filter_account: filter.account.unwrap_or_default(),
+        sessions: session_rows(&sessions, app.backend.now()),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub(crate) struct ConfirmPage {
+    pub layout: Layout,
+    pub question: String,
+    pub details: Vec<(String, String)>,
+    pub action: String,
+    pub button: String,
+    pub cancel_url: String,
+}
+
+/// `GET /sessions/{host}/{id}/kill`: asks for confirmation (works without JavaScript).
+pub(crate) async fn kill_session_page_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path((host, id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    authed.require(Role::Operator)?;
+    let filter = SessionFilter {
+        host: Some(host.clone()),
+        ..Default::default()
+    };
+    let session = app
+        .backend
+        .sessions(&filter)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| {
+            PageError::NotFound(format!("no live session {id} on {host}; it may have ended"))
+        })?;
+    let row = SessionRow::new(&session, app.backend.now());
+    render(&ConfirmPage {
+        layout: Layout::new(&authed, "sessions", "Kill this session?"),
+        question: format!(
+            "End the SSH session of {} as {} on {}? Its connection and every process it started are terminated.",
+            if row.person.is_empty() {
+                &row.key_id
+            } else {
+                &row.person
+            },
+            row.account,
+            row.host
+        ),
+        details: vec![
+            ("Host".into(), row.host.clone()),
+            ("Account".into(), row.account.clone()),
+            ("Person".into(), row.person.clone()),
+            ("Key ID".into(), row.key_id.clone()),
+            ("From".into(), row.source.clone()),
+            ("Started".into(), row.started.clone()),
+        ],
+        action: row.kill_url.clone(),
+        button: "Kill session".into(),
+        cancel_url: "/sessions".into(),
+    })
+}
+
+// ---- hosts ----
+
+#[derive(Template)]
+#[template(path = "hosts.html")]
+pub(crate) struct HostsPage {
+    pub layout: Layout,
+    pub hosts: Vec<HostRow>,
+    pub revision: i64,
+}
+
+/// `GET /hosts`.
+pub(crate) async fn hosts_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    let revision = app.backend.revision();
+    let now = app.backend.now();
+    let hosts = app.backend.hosts().await?;
+    render(&HostsPage {
+        layout: Layout::new(&authed, "hosts", "Hosts"),
+        hosts: hosts
+            .iter()
+            .map(|h| HostRow::new(h, revision, now))
+            .collect(),
+        revision,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "host.html")]
+pub(crate) struct HostPage {
+    pub layout: Layout,
+    pub host: HostRow,
+    pub revision: i64,
+    pub sessions: Vec<SessionRow>,
+}
+
+/// `GET /hosts/{id}`.
+pub(crate) async fn host_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let revision = app.backend.revision();
+    let now = app.backend.now();
+    let host = app.backend.host(&id).await?;
+    let sessions = app
+        .backend
+        .sessions(&SessionFilter {
+            host: Some(id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    render(&HostPage {
+        layout: Layout::new(&authed, "hosts", format!("Host {id}")),
+        host: HostRow::new(&host, revision, now),
+        revision,
+        sessions: session_rows(&sessions, now),
+    })
+}
+
+// ---- people ----
+
+#[derive(Debug, Clone)]
+pub(crate) struct PersonRow {
+    pub name: String,
+    pub url: String,
+    pub active: bool,
+    pub key_ids: String,
+    pub keys: usize,
+    pub grants: String,
+}
+
+impl PersonRow {
+    fn new(p: &Person) -> Self {
+        PersonRow {
+            url: format!("/people/{}", seg(&p.name)),
+            name: p.name.clone(),
+            active: p.active,
+            key_ids: p.key_ids.join(", "),
+            keys: p.public_keys.len(),
+            grants: p
+                .grants
+                .iter()
+                .map(|g| format!("{}@{}", g.account, g.group))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "people.html")]
+pub(crate) struct PeoplePage {
+    pub layout: Layout,
+    pub people: Vec<PersonRow>,
+}
+
+/// `GET /people`.
+pub(crate) async fn people_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    let people = app.backend.people().await?;
+    render(&PeoplePage {
+        layout: Layout::new(&authed, "people", "People"),
+        people: people.iter().map(PersonRow::new).collect(),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct GrantRow {
+    pub account: String,
+    pub group: String,
+    pub until: String,
+}
+
+#[derive(Template)]
+#[template(path = "person.html")]
+pub(crate) struct PersonPage {
+    pub layout: Layout,
+    pub name: String,
+    pub active: bool,
+    pub key_ids: Vec<String>,
+    pub public_keys: Vec<String>,
+    pub principals: String,
+    pub grants: Vec<GrantRow>,
+    pub sessions: Vec<SessionRow>,
+    pub latest_signoff: Option<SignoffRow>,
+    pub signoff_url: String,
+    pub reenable_url: String,
+    pub kill_all_url: String,
+}
+
+/// `GET /people/{name}`.
+pub(crate) async fn person_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let person = app.backend.person(&name).await?;
+    let sessions = app
+        .backend
+        .sessions(&SessionFilter {
+            user: Some(name.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let latest = app.backend.latest_signoff(&name).await?;
+    render(&PersonPage {
+        layout: Layout::new(&authed, "people", name.clone()),
+        signoff_url: format!("/people/{}/signoff", seg(&name)),
+        reenable_url: format!("/people/{}/reenable", seg(&name)),
+        kill_all_url: format!("/people/{}/kill-sessions", seg(&name)),
+        name: person.name,
+        active: person.active,
+        key_ids: person.key_ids,
+        public_keys: person.public_keys,
+        principals: person.principals.join(", "),
+        grants: person
+            .grants
+            .iter()
+            .map(|g| GrantRow {
+                account: g.account.clone(),
+                group: g.group.clone(),
+                until: g
+                    .not_after
+                    .map(time_text)
+                    .unwrap_or_else(|| "no end".to_owned()),
+            })
+            .collect(),
+        sessions: session_rows(&sessions, app.backend.now()),
+        latest_signoff: latest.as_ref().map(SignoffRow::new),
+    })
+}
+
+/// `GET /people/{name}/kill-sessions`: asks for confirmation.
+pub(crate) async fn kill_person_page_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    authed.require(Role::Operator)?;
+    let person = app.backend.person(&name).await?;
+    let sessions = app
+        .backend
+        .sessions(&SessionFilter {
+            user: Some(name.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let hosts: std::collections::BTreeSet<&str> =
+        sessions.iter().map(|s| s.host_id.as_str()).collect();
+    render(&ConfirmPage {
+        layout: Layout::new(&authed, "sessions", format!("Kill all sessions of {name}?")),
+        question: format!(
+            "End every live SSH session of {} ({} now)? They can log in again unless they are signed off.",
+            person.name,
+            sessions.len()
+        ),
+        details: vec![
+            ("Person".into(), person.name.clone()),
+            ("Sessions".into(), sessions.len().to_string()),
+            (
+                "Hosts".into(),
+                hosts.into_iter().collect::<Vec<_>>().join(", "),
+            ),
+        ],
+        action: format!("/people/{}/kill-sessions", seg(&name)),
+        button: "Kill all their sessions".into(),
+        cancel_url: format!("/people/{}", seg(&name)),
+    })
+}
+
+// ---- sign-offs ----
+
+#[derive(Template)]
+#[template(path = "signoffs.html")]
+pub(crate) struct SignoffsPage {
+    pub layout: Layout,
+    pub signoffs: Vec<SignoffRow>,
+}
+
+/// `GET /signoffs`.
+pub(crate) async fn signoffs_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    let signoffs = app.backend.signoffs().await?;
+    render(&SignoffsPage {
+        layout: Layout::new(&authed, "signoffs", "Sign-offs"),
+        signoffs: signoffs.iter().map(SignoffRow::new).collect(),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SignoffHostRow {
+    pub host: String,
+    pub url: String,
+    pub state: &'static str,
+    pub confirmed_at: String,
+    pub killed: Vec<String>,
+    pub error: String,
+}
+
+#[derive(Template)]
+#[template(path = "signoff.html")]
+pub(crate) struct SignoffPage {
+    pub layout: Layout,
+    pub signoff: SignoffRow,
+    pub completed_at: String,
+    pub pending: usize,
+    pub offline: usize,
+    pub hosts: Vec<SignoffHostRow>,
+    pub killed_total: usize,
+}
+
+/// `GET /signoffs/{id}`.
+pub(crate) async fn signoff_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| PageError::NotFound(format!("no sign-off {id:?}")))?;
+    let s = app.backend.signoff(id).await?;
+    let count = |state| s.hosts.iter().filter(|h| h.state == state).count();
+    render(&SignoffPage {
+        layout: Layout::new(&authed, "signoffs", format!("Sign-off of {}", s.user)),
+        signoff: SignoffRow::new(&s),
+        completed_at: opt_time(s.completed_at),
+        pending: count(SignoffHostState::Pending),
+        offline: count(SignoffHostState::Offline),
+        killed_total: s.hosts.iter().map(|h| h.killed_sessions.len()).sum(),
+        hosts: s
+            .hosts
+            .iter()
+            .map(|h| SignoffHostRow {
+                url: format!("/hosts/{}", seg(&h.host)),
+                host: h.host.clone(),
+                state: h.state.as_str(),
+                confirmed_at: opt_time(h.confirmed_at),
+                killed: h.killed_sessions.clone(),
+                error: h.last_error.clone().unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+// ---- audit ----
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    before: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub(crate) struct AuditPage {
+    pub layout: Layout,
+    pub filter: String,
+    pub rows: Vec<AuditRow>,
+    pub chain_rows: i64,
+    pub broken: Option<(i64, String)>,
+    pub older_url: String,
+}
+
+/// `GET /audit?filter=&before=`.
+pub(crate) async fn audit_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, PageError> {
+    let before =
+        match q.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => Some(s.parse::<i64>().map_err(|_| {
+                PageError::Invalid(format!("before={s:?} is not a sequence number"))
+            })?),
+            None => None,
+        };
+    let filter = q.filter.trim().to_owned();
+    let entries = app.backend.audit(&filter, before, AUDIT_PAGE).await?;
+    let check = app.backend.verify_audit().await?;
+    let older_url = match entries.last() {
+        Some(last) if entries.len() as i64 == AUDIT_PAGE => {
+            format!("/audit?filter={}&before={}", query_value(&filter), last.seq)
+        }
+        _ => String::new(),
+    };
+    render(&AuditPage {
+        layout: Layout::new(&authed, "audit", "Audit log"),
+        rows: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                seq: e.seq,
+                at: time_text(e.at),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                reason: e.reason,
+            })
+            .collect(),
+        filter,
+        chain_rows: check.rows,
+        broken: check.broken,
+        older_url,
+    })
+}
+
+// ---- operators ----
+
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorRow {
+    pub name: String,
+    pub role: Role,
+    pub created: String,
+    pub disabled: String,
+    pub role_url: String,
+    pub disable_url: String,
+    pub is_self: bool,
+}
+
+#[derive(Template)]
+#[template(path = "operators.html")]
+pub(crate) struct OperatorsPage {
+    pub layout: Layout,
+    pub operators: Vec<OperatorRow>,
+    pub roles: [Role; 3],
+    /// A just-created account: (name, password), shown once.
+    pub created: Option<(String, String)>,
+}
+
+/// `GET /operators` (admins).
+pub(crate) async fn operators_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    operators_page(&app, &authed, None).await
+}
+
+/// The Operators page, with a just-created account's password if any.
+pub(crate) async fn operators_page<B: Backend>(
+    app: &App<B>,
+    authed: &Authed,
+    created: Option<(String, String)>,
+) -> Result<Response, PageError> {
+    authed.require(Role::Admin)?;
+    let operators = app.backend.operators().await?;
+    render(&OperatorsPage {
+        layout: Layout::new(authed, "operators", "Operators"),
+        operators: operators
+            .iter()
+            .map(|o: &Operator| OperatorRow {
+                role_url: format!("/operators/{}/role", seg(&o.name)),
+                disable_url: format!("/operators/{}/disable", seg(&o.name)),
+                is_self: o.name == authed.operator.name,
+                name: o.name.clone(),
+                role: o.role,
+                created: time_text(o.created_at),
+                disabled: opt_time(o.disabled_at),
+            })
+            .collect(),
+        roles: Role::ALL,
+        created,
+    })
+}
+
+/// Anything else.
+pub(crate) async fn not_found_handler() -> PageError {
+    PageError::NotFound("there is no page here".to_owned())
+}

@@ -1,0 +1,891 @@
+//! Router-level tests: the whole router, driven with `oneshot`, over an in-memory
+//! backend that records the actions it is asked for. The end-to-end tests in `tests/`
+//! run the same router inside the real control plane with a real browser.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use tokio::sync::mpsc;
+use tower::ServiceExt as _;
+
+use crate::backend::*;
+use crate::{DashboardConfig, router};
+
+const NOW: i64 = 1_800_000_000;
+const XSS: &str = "<script>alert(1)</script>";
+
+#[derive(Debug, Default)]
+struct State {
+    operators: Vec<(Operator, String)>,
+    sessions: Vec<Session>,
+    calls: Vec<String>,
+}
+
+/// An in-memory backend: operators `admin`, `op` and `viewer` (password = name + "-pw"),
+/// one host and one session whose hostname and key ID try to inject a script.
+#[derive(Debug, Clone)]
+struct Fake {
+    state: Arc<Mutex<State>>,
+    clock: Arc<AtomicI64>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        let op = |name: &str, role| {
+            (
+                Operator {
+                    name: name.to_owned(),
+                    role,
+                    created_at: NOW,
+                    disabled_at: None,
+                },
+                format!("{name}-pw"),
+            )
+        };
+        let state = State {
+            operators: vec![
+                op("admin", Role::Admin),
+                op("op", Role::Operator),
+                op("viewer", Role::Viewer),
+            ],
+            sessions: vec![Session {
+                host_id: "web-1".into(),
+                id: "1234".into(),
+                account: "deploy".into(),
+                user: Some("mallory".into()),
+                key_id: XSS.into(),
+                serial: 7,
+                source_address: "127.0.0.1".into(),
+                source_port: 40000,
+                started_at: NOW - 60,
+                tty: "pts/0".into(),
+                state: "live".into(),
+            }],
+            calls: Vec::new(),
+        };
+        Fake {
+            state: Arc::new(Mutex::new(state)),
+            clock: Arc::new(AtomicI64::new(NOW)),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn call(&self, what: String) {
+        self.state.lock().unwrap().calls.push(what);
+    }
+
+    fn check(&self, by: &Operator, needed: Role) -> BackendResult<()> {
+        if by.role >= needed {
+            Ok(())
+        } else {
+            Err(BackendError::Forbidden("role".into()))
+        }
+    }
+}
+
+impl Backend for Fake {
+    fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+    fn revision(&self) -> i64 {
+        5
+    }
+    async fn authenticate(&self, name: &str, password: &str) -> BackendResult<Option<Operator>> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .operators
+            .iter()
+            .find(|(o, p)| o.name == name && p == password && o.disabled_at.is_none())
+            .map(|(o, _)| o.clone()))
+    }
+    async fn operator(&self, name: &str) -> BackendResult<Option<Operator>> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .operators
+            .iter()
+            .find(|(o, _)| o.name == name && o.disabled_at.is_none())
+            .map(|(o, _)| o.clone()))
+    }
+    async fn hosts(&self) -> BackendResult<Vec<Host>> {
+        Ok(vec![self.host("web-1").await?])
+    }
+    async fn host(&self, id: &str) -> BackendResult<Host> {
+        if id != "web-1" {
+            return Err(BackendError::NotFound(format!(
+                "host {id:?} does not exist"
+            )));
+        }
+        Ok(Host {
+            id: "web-1".into(),
+            hostname: XSS.into(),
+            groups: vec!["web".into()],
+            online: true,
+            acked_revision: 4,
+            agent_version: Some("0.1.0".into()),
+            last_contact: Some(NOW - 5),
+            cert_not_after: Some(NOW + 86_400),
+        })
+    }
+    async fn sessions(&self, filter: &SessionFilter) -> BackendResult<Vec<Session>> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .sessions
+            .iter()
+            .filter(|s| filter.host.as_ref().is_none_or(|h| *h == s.host_id))
+            .filter(|s| filter.user.is_none() || filter.user == s.user)
+            .cloned()
+            .collect())
+    }
+    async fn login_times(&self, _since: i64) -> BackendResult<Vec<i64>> {
+        Ok(vec![NOW - 60, NOW - 7200])
+    }
+    async fn people(&self) -> BackendResult<Vec<Person>> {
+        Ok(vec![self.person("mallory").await?])
+    }
+    async fn person(&self, name: &str) -> BackendResult<Person> {
+        if name != "mallory" {
+            return Err(BackendError::NotFound(format!(
+                "user {name:?} does not exist"
+            )));
+        }
+        Ok(Person {
+            name: "mallory".into(),
+            active: true,
+            key_ids: vec![XSS.into()],
+            public_keys: vec![],
+            principals: vec!["mallory".into()],
+            grants: vec![Grant {
+                account: "deploy".into(),
+                group: "web".into(),
+                not_after: None,
+            }],
+        })
+    }
+    async fn signoffs(&self) -> BackendResult<Vec<Signoff>> {
+        Ok(vec![self.signoff(1).await?])
+    }
+    async fn signoff(&self, id: i64) -> BackendResult<Signoff> {
+        if id != 1 {
+            return Err(BackendError::NotFound(format!(
+                "sign-off {id} does not exist"
+            )));
+        }
+        Ok(Signoff {
+            id: 1,
+            user: "mallory".into(),
+            reason: XSS.into(),
+            actor: "operator:op".into(),
+            created_at: NOW - 10,
+            completed_at: None,
+            in_force: true,
+            hosts: vec![SignoffHost {
+                host: "web-1".into(),
+                state: SignoffHostState::Pending,
+                confirmed_at: None,
+                killed_sessions: vec![],
+                last_error: None,
+            }],
+        })
+    }
+    async fn latest_signoff(&self, _user: &str) -> BackendResult<Option<Signoff>> {
+        Ok(None)
+    }
+    async fn audit(
+        &self,
+        _filter: &str,
+        _before: Option<i64>,
+        _limit: i64,
+    ) -> BackendResult<Vec<AuditEntry>> {
+        Ok(vec![AuditEntry {
+            seq: 1,
+            at: NOW,
+            actor: "operator:op".into(),
+            action: "session.kill".into(),
+            target: XSS.into(),
+            reason: String::new(),
+        }])
+    }
+    async fn verify_audit(&self) -> BackendResult<AuditCheck> {
+        Ok(AuditCheck {
+            rows: 1,
+            broken: None,
+        })
+    }
+    async fn operators(&self) -> BackendResult<Vec<Operator>> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .operators
+            .iter()
+            .map(|(o, _)| o.clone())
+            .collect())
+    }
+    async fn kill_session(&self, by: &Operator, host: &str, id: &str) -> BackendResult<()> {
+        self.check(by, Role::Operator)?;
+        self.call(format!("kill {host}/{id} by {}", by.name));
+        Ok(())
+    }
+    async fn kill_person_sessions(&self, by: &Operator, user: &str) -> BackendResult<usize> {
+        self.check(by, Role::Operator)?;
+        self.call(format!("kill-all {user} by {}", by.name));
+        Ok(1)
+    }
+    async fn sign_off(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<i64> {
+        self.check(by, Role::Operator)?;
+        self.call(format!("signoff {user} ({reason}) by {}", by.name));
+        Ok(1)
+    }
+    async fn reenable(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<()> {
+        self.check(by, Role::Admin)?;
+        self.call(format!("reenable {user} ({reason}) by {}", by.name));
+        Ok(())
+    }
+    async fn create_operator(
+        &self,
+        by: &Operator,
+        name: &str,
+        role: Role,
+    ) -> BackendResult<String> {
+        self.check(by, Role::Admin)?;
+        self.call(format!("create-operator {name} {role} by {}", by.name));
+        Ok("generated-password".into())
+    }
+    async fn set_operator_role(&self, by: &Operator, name: &str, role: Role) -> BackendResult<()> {
+        self.check(by, Role::Admin)?;
+        self.call(format!("role {name} {role} by {}", by.name));
+        Ok(())
+    }
+    async fn disable_operator(&self, by: &Operator, name: &str) -> BackendResult<()> {
+        self.check(by, Role::Admin)?;
+        let mut state = self.state.lock().unwrap();
+        for (o, _) in state.operators.iter_mut().filter(|(o, _)| o.name == name) {
+            o.disabled_at = Some(NOW);
+        }
+        state.calls.push(format!("disable {name} by {}", by.name));
+        Ok(())
+    }
+    fn changes(&self) -> mpsc::Receiver<Change> {
+        let (tx, rx) = mpsc::channel(4);
+        let _ = tx.try_send(Change::Sessions);
+        // Keep the sender alive as long as the receiver, like a real subscription.
+        tokio::spawn(async move { tx.closed().await });
+        rx
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Res {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    body: String,
+}
+
+impl Res {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// The value of the hidden input `csrf` in the page.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("a csrf field") + marker.len();
+        let end = self.body[start..].find('"').expect("closing quote") + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Res {
+    let res = app.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    {
+        String::new()
+    } else {
+        let bytes = to_bytes(res.into_body(), 1 << 20).await.expect("body");
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Res {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(path);
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+fn post(path: &str, cookie: Option<&str>, form: &str) -> Request<Body> {
+    let mut b =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(form.to_owned())).expect("request")
+}
+
+/// `name=value` of the first `Set-Cookie` whose name is `name`.
+fn cookie_pair(res: &Res, name: &str) -> String {
+    res.set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", res.set_cookies()))
+}
+
+fn app_with(fake: &Fake, config: DashboardConfig) -> Router {
+    router(fake.clone(), config)
+}
+
+fn app(fake: &Fake) -> Router {
+    app_with(fake, DashboardConfig::default())
+}
+
+/// Logs `name` in; returns the session cookie (`signoff_session=…`).
+async fn login(app: &Router, name: &str) -> String {
+    let page = send(app, get("/login", None)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let res = send(
+        app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            &format!("name={name}&password={name}-pw&csrf={}&next=/", page.csrf()),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    cookie_pair(&res, "signoff_session")
+}
+
+const PAGES: [&str; 11] = [
+    "/",
+    "/sessions",
+    "/sessions/web-1/1234/kill",
+    "/hosts",
+    "/hosts/web-1",
+    "/people",
+    "/people/mallory",
+    "/signoffs",
+    "/signoffs/1",
+    "/audit",
+    "/operators",
+];
+
+#[tokio::test]
+async fn without_a_session_every_page_redirects_to_login_and_the_stream_refuses() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for page in PAGES {
+        let res = send(&app, get(page, None)).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{page}");
+        assert!(
+            res.location().starts_with("/login?next="),
+            "{page}: {}",
+            res.location()
+        );
+    }
+    let res = send(&app, get("/events", None)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    // A forged cookie is no session either.
+    let res = send(&app, get("/sessions", Some("signoff_session=forged"))).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let res = send(&app, get("/events", Some("signoff_session=forged"))).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn without_a_session_no_action_is_taken() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    for (path, form) in [
+        ("/sessions/web-1/1234/kill", "csrf=x"),
+        ("/people/mallory/kill-sessions", "csrf=x"),
+        ("/people/mallory/signoff", "csrf=x&reason=r&confirm=yes"),
+        ("/people/mallory/reenable", "csrf=x&reason=r&confirm=yes"),
+        ("/operators", "csrf=x&name=eve&role=admin"),
+        ("/operators/op/role", "csrf=x&role=admin"),
+        ("/operators/op/disable", "csrf=x"),
+        ("/logout", "csrf=x"),
+    ] {
+        let res = send(&app, post(path, None, form)).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(res.location().starts_with("/login"), "{path}");
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_pages_carry_the_csp() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let res = send(
+        &app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            &format!("name=op&password=op-pw&csrf={}&next=/sessions", page.csrf()),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/sessions");
+    let set = res
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("signoff_session="))
+        .expect("session cookie");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+
+    let cookie = cookie_pair(&res, "signoff_session");
+    for page in PAGES.iter().filter(|p| **p != "/operators") {
+        let res = send(&app, get(page, Some(&cookie))).await;
+        assert_eq!(res.status, StatusCode::OK, "{page}: {}", res.body);
+        let csp = res.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(!res.body.contains("<script>"), "{page}: no inline script");
+        assert!(!res.body.contains("style=\""), "{page}: no inline style");
+    }
+}
+
+#[tokio::test]
+async fn login_refuses_a_wrong_password_a_missing_token_and_an_open_redirect() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let token = page.csrf();
+
+    let res = send(
+        &app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            &format!("name=op&password=nope&csrf={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(res.body.contains("Wrong name or password."));
+    assert!(
+        res.set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("signoff_session="))
+    );
+
+    // The login form's token must match its cookie (login CSRF).
+    let res = send(
+        &app,
+        post(
+            "/login",
+            None,
+            &format!("name=op&password=op-pw&csrf={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = send(
+        &app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            "name=op&password=op-pw&csrf=other",
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+
+    let res = send(
+        &app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            &format!("name=op&password=op-pw&csrf={token}&next=//evil.example/"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/");
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let token = page.csrf();
+    for _ in 0..5 {
+        let res = send(
+            &app,
+            post(
+                "/login",
+                Some(&login_cookie),
+                &format!("name=op&password=guess&csrf={token}"),
+            ),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused until the window passes.
+    let right = format!("name=op&password=op-pw&csrf={token}");
+    let res = send(&app, post("/login", Some(&login_cookie), &right)).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    fake.clock.fetch_add(5 * 60, Ordering::SeqCst);
+    let res = send(&app, post("/login", Some(&login_cookie), &right)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_post_without_the_sessions_csrf_token_is_refused() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    for form in ["", "csrf=", "csrf=forged"] {
+        let res = send(&app, post("/sessions/web-1/1234/kill", Some(&cookie), form)).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form:?}");
+        assert!(res.body.contains("reload the page"), "{}", res.body);
+        let res = send(
+            &app,
+            post(
+                "/people/mallory/signoff",
+                Some(&cookie),
+                &format!("{form}&reason=r&confirm=yes"),
+            ),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form:?}");
+    }
+    // Another session's token is no good either.
+    let other = login(&app, "admin").await;
+    let other_token = send(&app, get("/sessions", Some(&other))).await.csrf();
+    let res = send(
+        &app,
+        post(
+            "/sessions/web-1/1234/kill",
+            Some(&cookie),
+            &format!("csrf={other_token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+    let token = send(&app, get("/sessions", Some(&cookie))).await.csrf();
+    let res = send(
+        &app,
+        post(
+            "/sessions/web-1/1234/kill",
+            Some(&cookie),
+            &format!("csrf={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(fake.calls(), ["kill web-1/1234 by op"]);
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_controls_and_their_hand_made_posts_are_refused() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let sessions = send(&app, get("/sessions", Some(&cookie))).await;
+    assert_eq!(sessions.status, StatusCode::OK);
+    assert!(sessions.body.contains("deploy"), "the session is listed");
+    assert!(
+        !sessions.body.contains(">Kill<"),
+        "no Kill button for a viewer"
+    );
+    let person = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert!(
+        !person.body.contains("Sign off"),
+        "no Sign off for a viewer"
+    );
+    assert!(
+        !person.body.contains("Kill all"),
+        "no Kill all for a viewer"
+    );
+    let nav = send(&app, get("/", Some(&cookie))).await;
+    assert!(
+        !nav.body.contains("href=\"/operators\""),
+        "no Operators for a viewer"
+    );
+
+    let token = sessions.csrf();
+    for (path, form) in [
+        ("/sessions/web-1/1234/kill", format!("csrf={token}")),
+        ("/people/mallory/kill-sessions", format!("csrf={token}")),
+        (
+            "/people/mallory/signoff",
+            format!("csrf={token}&reason=r&confirm=yes"),
+        ),
+        (
+            "/people/mallory/reenable",
+            format!("csrf={token}&reason=r&confirm=yes"),
+        ),
+        ("/operators", format!("csrf={token}&name=eve&role=admin")),
+        ("/operators/viewer/role", format!("csrf={token}&role=admin")),
+        ("/operators/op/disable", format!("csrf={token}")),
+    ] {
+        let res = send(&app, post(path, Some(&cookie), &form)).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}: {}", res.body);
+    }
+    for page in [
+        "/sessions/web-1/1234/kill",
+        "/people/mallory/kill-sessions",
+        "/operators",
+    ] {
+        let res = send(&app, get(page, Some(&cookie))).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{page}");
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn an_operator_sees_kill_and_sign_off_but_not_admin_controls() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    let sessions = send(&app, get("/sessions", Some(&cookie))).await;
+    assert!(sessions.body.contains(">Kill<"));
+    let person = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert!(person.body.contains("Sign off mallory"));
+    let res = send(&app, get("/operators", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn script_in_a_key_id_hostname_or_reason_is_shown_as_text() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "admin").await;
+    for page in [
+        "/sessions",
+        "/hosts",
+        "/hosts/web-1",
+        "/people",
+        "/people/mallory",
+        "/signoffs",
+        "/signoffs/1",
+        "/audit",
+    ] {
+        let res = send(&app, get(page, Some(&cookie))).await;
+        assert_eq!(res.status, StatusCode::OK, "{page}");
+        assert!(!res.body.contains(XSS), "{page} carries the raw script");
+        assert!(
+            res.body
+                .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || res.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page} shows it as text:\n{}",
+            res.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn sign_off_needs_a_reason_and_the_confirmation() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    let token = send(&app, get("/people/mallory", Some(&cookie)))
+        .await
+        .csrf();
+    for form in [
+        format!("csrf={token}&reason=&confirm=yes"),
+        format!("csrf={token}&reason=left"),
+        format!("csrf={token}&reason=left&confirm=no"),
+    ] {
+        let res = send(&app, post("/people/mallory/signoff", Some(&cookie), &form)).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{form}");
+    }
+    assert!(fake.calls().is_empty());
+    let res = send(
+        &app,
+        post(
+            "/people/mallory/signoff",
+            Some(&cookie),
+            &format!("csrf={token}&reason=left+the+company&confirm=yes"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/signoffs/1");
+    assert_eq!(fake.calls(), ["signoff mallory (left the company) by op"]);
+}
+
+#[tokio::test]
+async fn sessions_expire_and_logout_ends_them() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    fake.clock.fetch_add(31 * 60, Ordering::SeqCst);
+    let res = send(&app, get("/", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "idle for 31 minutes");
+
+    let cookie = login(&app, "op").await;
+    let token = send(&app, get("/", Some(&cookie))).await.csrf();
+    let res = send(
+        &app,
+        post("/logout", Some(&cookie), &format!("csrf={token}")),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/login");
+    let res = send(&app, get("/", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_disabled_operator_is_logged_out_at_once() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let op = login(&app, "op").await;
+    let admin = login(&app, "admin").await;
+    let token = send(&app, get("/operators", Some(&admin))).await.csrf();
+    let res = send(
+        &app,
+        post(
+            "/operators/op/disable",
+            Some(&admin),
+            &format!("csrf={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let res = send(&app, get("/sessions", Some(&op))).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let res = send(&app, get("/events", Some(&op))).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_admin_creates_an_operator_and_sees_the_password_once() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let admin = login(&app, "admin").await;
+    let token = send(&app, get("/operators", Some(&admin))).await.csrf();
+    let res = send(
+        &app,
+        post(
+            "/operators",
+            Some(&admin),
+            &format!("csrf={token}&name=eve&role=viewer"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains("generated-password"));
+    let res = send(
+        &app,
+        post(
+            "/operators",
+            Some(&admin),
+            &format!("csrf={token}&name=eve&role=root"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(fake.calls(), ["create-operator eve viewer by admin"]);
+}
+
+#[tokio::test]
+async fn tls_cookies_are_secure_with_the_host_prefix() {
+    let fake = Fake::new();
+    let app = app_with(
+        &fake,
+        DashboardConfig {
+            secure_cookies: true,
+            ..Default::default()
+        },
+    );
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "__Host-signoff_login");
+    let res = send(
+        &app,
+        post(
+            "/login",
+            Some(&login_cookie),
+            &format!("name=op&password=op-pw&csrf={}", page.csrf()),
+        ),
+    )
+    .await;
+    let set = res
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-signoff_session="))
+        .expect("session cookie");
+    assert!(set.contains("; Secure"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+}
+
+#[tokio::test]
+async fn the_event_stream_serves_a_logged_in_operator() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let res = send(&app, get("/events", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.headers[header::CONTENT_TYPE].to_str().unwrap(),
+        "text/event-stream"
+    );
+}
+
+#[tokio::test]
+async fn static_files_and_unknown_pages() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let res = send(&app, get("/static/live.js", None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.contains("EventSource"));
+    let res = send(&app, get("/static/style.css", None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let res = send(&app, get("/nothing-here", None)).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let cookie = login(&app, "viewer").await;
+    let res = send(&app, get("/hosts/nope", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert!(res.body.contains("does not exist"));
+}
