@@ -1,9 +1,10 @@
-//! Harness for `signoff-agent principals` as sshd's `AuthorizedPrincipalsCommand`.
+//! Harness for `signoff-sshd principals` / `authorized-keys` (or the same commands of
+//! `signoff-agent`) as sshd's `AuthorizedPrincipalsCommand` and `AuthorizedKeysCommand`.
 //!
 //! sshd runs a principals command only from a root-owned path none of whose directories is
 //! group- or world-writable (so never from `target/` or `/tmp`), as an unprivileged user.
-//! [`InstalledAgent`] copies the agent binary to `/usr/local/libexec/signoff-test/RANDOM/`
-//! and removes it on drop; [`ensure_system_user`] creates the `signoff` user the command
+//! [`InstalledAgent`] copies a binary of the agent package to
+//! `/usr/local/libexec/signoff-test/RANDOM/` and removes it on drop; [`ensure_system_user`] creates the `signoff` user the command
 //! runs as; [`HostDir`] is a state directory that user can read; [`PrincipalsSshd`] is a
 //! real sshd wired to all three.
 
@@ -21,7 +22,7 @@ use tempfile::TempDir;
 
 use crate::command::run;
 use crate::keys::{KeyPair, KeyType};
-use crate::sshd::{Login, free_port, ssh_login};
+use crate::sshd::{Login, free_port, ssh_login, ssh_login_plain_key};
 use crate::tools::SSHD;
 
 /// Where test copies of the agent go: root-owned, mode 0755 all the way up.
@@ -32,7 +33,8 @@ pub const COMMAND_USER: &str = "signoff";
 const START_DEADLINE: Duration = Duration::from_secs(20);
 const PORT_ATTEMPTS: usize = 5;
 
-/// A copy of the agent binary at a path sshd accepts; removed on drop.
+/// A copy of an agent binary (`signoff-sshd` or `signoff-agent`) at a path sshd accepts;
+/// removed on drop.
 #[derive(Debug)]
 pub struct InstalledAgent {
     dir: PathBuf,
@@ -40,9 +42,12 @@ pub struct InstalledAgent {
 }
 
 impl InstalledAgent {
-    /// Copies `bin` to `/usr/local/libexec/signoff-test/RANDOM/signoff-agent`, root-owned,
-    /// mode 0755, directories included.
+    /// Copies `bin` to `/usr/local/libexec/signoff-test/RANDOM/` under its own name,
+    /// root-owned, mode 0755, directories included.
     pub fn install(bin: &Path) -> Result<InstalledAgent> {
+        let name = bin
+            .file_name()
+            .with_context(|| format!("{} names no file", bin.display()))?;
         let root = Path::new(INSTALL_ROOT);
         fs::create_dir_all(root)
             .with_context(|| format!("creating {INSTALL_ROOT} (run as root)"))?;
@@ -53,7 +58,7 @@ impl InstalledAgent {
         fs::create_dir(&dir)?;
         fs::set_permissions(&dir, Permissions::from_mode(0o755))?;
         let installed = InstalledAgent {
-            bin: dir.join("signoff-agent"),
+            bin: dir.join(name),
             dir,
         };
         fs::copy(bin, &installed.bin)
@@ -143,7 +148,9 @@ impl HostDir {
 }
 
 /// A running sshd (killed on drop) whose `AuthorizedPrincipalsCommand` is
-/// `AGENT principals --config CONFIG %u %i %s %F %f`, run as [`COMMAND_USER`].
+/// `BIN principals --config CONFIG %u %i %s %F %f` and whose `AuthorizedKeysCommand` is
+/// `BIN authorized-keys --config CONFIG %u`, both run as [`COMMAND_USER`]. (sshd asks the
+/// keys command only about keys the principals rules did not admit.)
 #[derive(Debug)]
 pub struct PrincipalsSshd {
     child: Child,
@@ -153,9 +160,10 @@ pub struct PrincipalsSshd {
 }
 
 impl PrincipalsSshd {
-    /// Starts sshd trusting user CA `ca_pub`, with `RevokedKeys` `krl` (which must exist),
-    /// and waits until it listens.
-    pub fn start(agent: &Path, config: &Path, ca_pub: &Path, krl: &Path) -> Result<PrincipalsSshd> {
+    /// Starts sshd running the commands of `bin` (an installed `signoff-sshd` or
+    /// `signoff-agent`), trusting user CA `ca_pub`, with `RevokedKeys` `krl` (which must
+    /// exist), and waits until it listens.
+    pub fn start(bin: &Path, config: &Path, ca_pub: &Path, krl: &Path) -> Result<PrincipalsSshd> {
         let sshd = SSHD.path()?;
         if !Path::new("/run/sshd").is_dir() {
             fs::create_dir_all("/run/sshd")?;
@@ -178,13 +186,15 @@ impl PrincipalsSshd {
                  KbdInteractiveAuthentication no\n\
                  TrustedUserCAKeys {ca}\n\
                  RevokedKeys {krl}\n\
-                 AuthorizedPrincipalsCommand {agent} principals --config {config} %u %i %s %F %f\n\
+                 AuthorizedPrincipalsCommand {bin} principals --config {config} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
+                 AuthorizedKeysCommand {bin} authorized-keys --config {config} %u\n\
+                 AuthorizedKeysCommandUser {COMMAND_USER}\n\
                  LogLevel VERBOSE\n",
                 host_key = host_key.private.display(),
                 ca = ca_pub.display(),
                 krl = krl.display(),
-                agent = agent.display(),
+                bin = bin.display(),
                 config = config.display(),
             ),
         )?;
@@ -245,6 +255,11 @@ impl PrincipalsSshd {
     /// Logs in as `user` with `key` and its certificate `cert`, running `true`.
     pub fn login(&self, user: &str, key: &Path, cert: &Path) -> Result<Login> {
         ssh_login(self.port, user, key, cert)
+    }
+
+    /// Logs in as `user` with the plain key `key` (no certificate), running `true`.
+    pub fn login_with_plain_key(&self, user: &str, key: &Path) -> Result<Login> {
+        ssh_login_plain_key(self.port, user, key)
     }
 }
 

@@ -228,33 +228,44 @@ pub struct Login {
 /// `ssh -i KEY -o CertificateFile=CERT -o BatchMode=yes … -p PORT USER@127.0.0.1 true`,
 /// with no user config, agent or known_hosts.
 pub fn ssh_login(port: u16, user: &str, key: &Path, cert: &Path) -> Result<Login> {
+    login_with(port, user, key, Some(cert))
+}
+
+/// As [`ssh_login`] without `CertificateFile`: the plain key alone (ssh would still offer
+/// `KEY-cert.pub` if that file existed).
+pub fn ssh_login_plain_key(port: u16, user: &str, key: &Path) -> Result<Login> {
+    login_with(port, user, key, None)
+}
+
+fn login_with(port: u16, user: &str, key: &Path, cert: Option<&Path>) -> Result<Login> {
     let mut cmd = SSH.command()?;
-    cmd.args(["-F", "/dev/null", "-i"])
-        .arg(key)
-        .arg("-o")
-        .arg(format!("CertificateFile={}", cert.display()))
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "ConnectTimeout=20",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-            &port.to_string(),
-            &format!("{user}@127.0.0.1"),
-            "true",
-        ]);
+    cmd.args(["-F", "/dev/null", "-i"]).arg(key);
+    if let Some(cert) = cert {
+        cmd.arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()));
+    }
+    cmd.args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "ConnectTimeout=20",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        &port.to_string(),
+        &format!("{user}@127.0.0.1"),
+        "true",
+    ]);
     let out = run_with_deadline(&mut cmd, LOGIN_DEADLINE)?;
     Ok(Login {
         success: out.success(),

@@ -1,6 +1,6 @@
 //! The whole chain, as a user sees it: the real `signoff-server` (admin CLI and HTTP API),
 //! a real `signoff-agent` enrolled over mTLS and syncing, and a real sshd whose
-//! `AuthorizedPrincipalsCommand` is `signoff-agent principals` and whose `RevokedKeys` is
+//! `AuthorizedPrincipalsCommand` is `signoff-sshd principals` and whose `RevokedKeys` is
 //! the KRL the agent writes. Grants and revocations made at the control plane decide who
 //! logs in, without restarting sshd; the KRL on disk is always loadable, even while the
 //! agent is killed over and over; strict and best-effort modes behave as configured when
@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 use signoff_proto::krl::{CaScope, Krl};
-use signoff_tests::agent::agent_binary;
+use signoff_tests::agent::sshd_commands_binary;
 use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::krl::{Check, Verdict, ssh_keygen_check};
 use signoff_tests::plane::{Agent, ControlPlane, WAIT, sync, wait_for};
@@ -81,7 +81,7 @@ impl Fleet {
         agent.start()?;
         sync(&plane, &mut agent)?;
 
-        let installed = InstalledAgent::install(agent_binary()?)?;
+        let installed = InstalledAgent::install(sshd_commands_binary()?)?;
         let sshd = PrincipalsSshd::start(
             installed.path(),
             &agent.config(),

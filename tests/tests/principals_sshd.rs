@@ -1,17 +1,20 @@
-//! A real sshd whose `AuthorizedPrincipalsCommand` is `signoff-agent principals`, run as the
-//! unprivileged `signoff` user from a root-owned install path, admits exactly the
-//! certificates the persisted host view grants, as the real `ssh` client sees it.
+//! A real sshd whose `AuthorizedPrincipalsCommand` is `signoff-sshd principals` (and whose
+//! `AuthorizedKeysCommand` is `signoff-sshd authorized-keys`), run as the unprivileged
+//! `signoff` user from a root-owned install path, admits exactly the certificates and keys
+//! the persisted host view grants, as the real `ssh` client sees it. The same commands of
+//! `signoff-agent`, which stay part of the interface contract, are checked with sshd too.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
+use base64::Engine as _;
 use signoff_agent::krl_writer::ensure_krl;
 use signoff_agent::state::State;
 use signoff_agent::state::writer::{STATE_FILE, write_state_file};
 use signoff_proto::v1;
-use signoff_tests::agent::agent_binary;
+use signoff_tests::agent::{agent_binary, sshd_commands_binary};
 use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::principals::{HostDir, InstalledAgent, PrincipalsSshd, ensure_system_user};
 use signoff_tests::sshd::Login;
@@ -37,11 +40,16 @@ fn now() -> u64 {
 }
 
 impl Fixture {
-    /// sshd wired to a fresh state directory (no state yet, an empty KRL) whose agent
-    /// config ends with `extra_config`.
+    /// sshd running `signoff-sshd`, wired to a fresh state directory (no state yet, an
+    /// empty KRL) whose agent config ends with `extra_config`.
     fn new(extra_config: &str) -> Result<Fixture> {
+        Fixture::with_binary(sshd_commands_binary()?, extra_config)
+    }
+
+    /// As [`Fixture::new`], with sshd running the commands of `bin`.
+    fn with_binary(bin: &Path, extra_config: &str) -> Result<Fixture> {
         ensure_system_user()?;
-        let agent = InstalledAgent::install(agent_binary()?)?;
+        let agent = InstalledAgent::install(bin)?;
         let host = HostDir::new(extra_config)?;
         ensure_krl(&host.krl(), now())?;
         let keys = tempfile::Builder::new()
@@ -84,6 +92,11 @@ impl Fixture {
 
     fn login(&self, cert: &Path) -> Result<Login> {
         self.sshd.login(ACCOUNT, &self.user.private, cert)
+    }
+
+    /// Logs in with the user's plain key, no certificate (`AuthorizedKeysCommand`).
+    fn login_with_plain_key(&self) -> Result<Login> {
+        self.sshd.login_with_plain_key(ACCOUNT, &self.user.private)
     }
 
     fn assert_admitted(&self, login: &Login, what: &str) {
@@ -207,5 +220,76 @@ fn break_glass_principal_logs_in_without_any_state() -> Result<()> {
     // Only the break-glass principal: alice's certificate is refused.
     let cert = f.cert("alice", "alice@corp", "alice", 6)?;
     f.assert_refused(&f.login(&cert)?, "alice with no state");
+    Ok(())
+}
+
+/// alice's grant for root holding her plain key `key_line` as an authorized key.
+fn alice_key_view(key_line: String, revocations: Option<v1::RevocationSet>) -> v1::HostView {
+    let mut view = alice_view(revocations);
+    view.principals[0].authorized_keys = vec![key_line];
+    view
+}
+
+#[test]
+fn granted_plain_key_logs_in_through_authorized_keys() -> Result<()> {
+    let f = Fixture::new("")?;
+    f.write_state(alice_key_view(f.user.public_line()?, None))?;
+    let login = f.login_with_plain_key()?;
+    f.assert_admitted(&login, "alice's plain key with a grant");
+    Ok(())
+}
+
+#[test]
+fn plain_key_without_grant_is_refused() -> Result<()> {
+    let f = Fixture::new("")?;
+    // A grant for root, but holding another key.
+    let other = KeyPair::generate(f.keys.path(), "other", KeyType::Ed25519)?;
+    f.write_state(alice_key_view(other.public_line()?, None))?;
+    let login = f.login_with_plain_key()?;
+    f.assert_refused(&login, "a plain key no grant holds");
+    Ok(())
+}
+
+#[test]
+fn revoked_plain_key_is_refused_even_when_the_krl_lags() -> Result<()> {
+    let f = Fixture::new("")?;
+    let line = f.user.public_line()?;
+    f.write_state(alice_key_view(line.clone(), None))?;
+    f.assert_admitted(&f.login_with_plain_key()?, "before the revocation");
+
+    let blob = base64::engine::general_purpose::STANDARD.decode(
+        line.split_ascii_whitespace()
+            .nth(1)
+            .ok_or_else(|| anyhow::anyhow!("no key in {line:?}"))?,
+    )?;
+    f.write_state(alice_key_view(
+        line,
+        Some(v1::RevocationSet {
+            certificates: vec![],
+            keys: vec![blob],
+            sha256: vec![],
+        }),
+    ))?;
+    let login = f.login_with_plain_key()?;
+    f.assert_refused(&login, "alice's plain key after its revocation");
+    f.sshd.wait_for_log(
+        "authorized keys for account \"root\": denied: the matching grants hold nothing",
+        LOG_WAIT,
+    )?;
+    Ok(())
+}
+
+/// `signoff-agent principals` is still what the interface contract names: sshd running it
+/// admits a granted certificate and refuses one without a grant, as with `signoff-sshd`.
+#[test]
+fn signoff_agent_principals_still_answers_sshd() -> Result<()> {
+    let f = Fixture::with_binary(agent_binary()?, "")?;
+    f.write_state(alice_view(None))?;
+    let cert = f.cert("alice", "alice@corp", "alice", 7)?;
+    f.assert_admitted(&f.login(&cert)?, "alice with a grant, via signoff-agent");
+    let cert = f.cert("bob", "bob@corp", "alice", 8)?;
+    f.assert_refused(&f.login(&cert)?, "bob without a grant, via signoff-agent");
+    f.sshd
+        .wait_for_log("key ID \"bob@corp\", serial 8: denied: no grant", LOG_WAIT)?;
     Ok(())
 }

@@ -1,24 +1,26 @@
-//! `principals-bench`: the cost of one `signoff-agent principals` call, against `/bin/true`.
+//! `principals-bench`: the cost of one `principals` call as sshd makes it, by
+//! `signoff-sshd` (what sshd runs) and `signoff-agent` (the same command in the daemon's
+//! binary), against `/bin/true`.
 //!
 //! ```text
 //! cargo run --release -p signoff-tests --bin principals-bench [-- --users 100000 \
-//!     --grants 1000000 --calls 2000 --batch 100 --dir KEEP_STATE_HERE]
+//!     --grants 1000000 --calls 2000 --batch 100 --dir KEEP_STATE_HERE --static]
 //! ```
 //!
 //! Writes a host view of `--users` users holding `--grants` grants in all (each user ten
 //! accounts out of a thousand, one key ID, one principal, one authorized key) plus a
 //! revocation set (1% of users' key IDs revoked, as many serial ranges, 1,000 keys), with
-//! the agent's own writer. Builds the release agent three ways: as a plain `cargo build
-//! --release` makes it (dynamically linked), statically linked as a position-independent
-//! executable (`cargo rustc --release -p signoff-agent --bin signoff-agent -- -C
-//! target-feature=+crt-static`), and statically linked at a fixed address (the same plus
-//! `-C relocation-model=static`: nothing to relocate at start), or takes
-//! `SIGNOFF_AGENT_BIN` alone. Then runs `signoff-agent
-//! principals --config CFG ACCOUNT KEYID SERIAL CA_FP KEY_FP` `--calls` times with each
-//! binary, for granted certificates (rotating over 64 of them), and `/bin/true` as many
+//! the agent's own writer. Builds `signoff-sshd` and `signoff-agent` as a plain `cargo build
+//! --release` makes them (dynamically linked: what ships); with `--static`, also each
+//! statically linked as a position-independent executable (`cargo rustc --release -p
+//! signoff-agent --bin NAME -- -C target-feature=+crt-static`) and at a fixed address (the
+//! same plus `-C relocation-model=static`: nothing to relocate at start). `SIGNOFF_SSHD_BIN`
+//! and/or `SIGNOFF_AGENT_BIN` measure given binaries instead, building nothing. Then runs
+//! `BINARY principals --config CFG ACCOUNT KEYID SERIAL CA_FP KEY_FP` `--calls` times with
+//! each binary, for granted certificates (rotating over 64 of them), and `/bin/true` as many
 //! times, in alternating batches of `--batch`, each spawned the same way (stdout and stderr
-//! to pipes, as sshd does, environment cleared), and prints per-call mean, p50 and p99 and
-//! the ratio to `/bin/true`, as a markdown table.
+//! to pipes, as sshd does, environment cleared), and prints per-call mean, p50 and p99, the
+//! ratio to `/bin/true` and the minor page faults per call, as a markdown table.
 
 use std::env;
 use std::fmt::Write as _;
@@ -47,6 +49,8 @@ struct Options {
     batch: usize,
     /// Keep the state and config here instead of in a temporary directory.
     dir: Option<PathBuf>,
+    /// Also measure both binaries statically linked (static-pie and not PIE).
+    with_static: bool,
 }
 
 fn parse_options() -> Result<Options> {
@@ -56,9 +60,14 @@ fn parse_options() -> Result<Options> {
         calls: 2000,
         batch: 100,
         dir: None,
+        with_static: false,
     };
     let mut args = env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--static" {
+            o.with_static = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -148,6 +157,7 @@ fn view(o: &Options) -> v1::HostView {
             sha256: vec![],
         }),
         disabled_users: vec![],
+        signoffs: vec![],
     }
 }
 
@@ -193,71 +203,117 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
-/// The release agent binaries to measure, copied into `dir`: `(label, path)`.
-fn agent_binaries(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    if let Some(bin) = env::var_os("SIGNOFF_AGENT_BIN") {
-        return Ok(vec![("SIGNOFF_AGENT_BIN".into(), PathBuf::from(bin))]);
+/// One binary to measure: a row label and where its copy is.
+#[derive(Debug)]
+struct Measured {
+    label: String,
+    path: PathBuf,
+}
+
+/// The release binaries whose `principals` command is measured, copied into `dir`.
+fn binaries(o: &Options, dir: &Path) -> Result<Vec<Measured>> {
+    let given: Vec<Measured> = [
+        ("SIGNOFF_SSHD_BIN", "signoff-sshd"),
+        ("SIGNOFF_AGENT_BIN", "signoff-agent"),
+    ]
+    .into_iter()
+    .filter_map(|(var, name)| {
+        env::var_os(var).map(|bin| Measured {
+            label: format!("`{name} principals`, {var}"),
+            path: PathBuf::from(bin),
+        })
+    })
+    .collect();
+    if !given.is_empty() {
+        return Ok(given);
     }
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = target_dir().join("release").join("signoff-agent");
+    let release = target_dir().join("release");
     let mut out = Vec::new();
-    for (label, name, args) in [
-        (
-            "dynamic (`cargo build --release`)",
-            "signoff-agent-dynamic",
-            &[
-                "build",
-                "--release",
-                "-p",
-                "signoff-agent",
-                "--bin",
-                "signoff-agent",
-            ][..],
-        ),
+    // The shipped build: both binaries from one plain `cargo build --release`.
+    run_ok(Command::new(&cargo).current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "signoff-agent",
+        "--bins",
+    ]))
+    .context("building the release binaries")?;
+    for name in ["signoff-sshd", "signoff-agent"] {
+        out.push(Measured {
+            label: format!("`{name} principals`, dynamic (`cargo build --release`)"),
+            path: copy_binary(&release.join(name), &dir.join(format!("{name}-dynamic")))?,
+        });
+    }
+    if !o.with_static {
+        return Ok(out);
+    }
+    for (kind, flags) in [
         (
             "static-pie (`-C target-feature=+crt-static`)",
-            "signoff-agent-static-pie",
-            &[
-                "rustc",
-                "--release",
-                "-p",
-                "signoff-agent",
-                "--bin",
-                "signoff-agent",
-                "--",
-                "-C",
-                "target-feature=+crt-static",
-            ][..],
+            &["-C", "target-feature=+crt-static"][..],
         ),
         (
             "static, not PIE (`… -C relocation-model=static`)",
-            "signoff-agent-static",
             &[
-                "rustc",
-                "--release",
-                "-p",
-                "signoff-agent",
-                "--bin",
-                "signoff-agent",
-                "--",
                 "-C",
                 "target-feature=+crt-static",
                 "-C",
                 "relocation-model=static",
-            ][..],
+            ],
         ),
     ] {
-        run_ok(
-            Command::new(&cargo)
-                .current_dir(workspace_root())
-                .args(args),
-        )
-        .with_context(|| format!("building the {label} agent"))?;
-        let copy = dir.join(name);
-        fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
-        out.push((label.to_owned(), copy));
+        for name in ["signoff-sshd", "signoff-agent"] {
+            run_ok(
+                Command::new(&cargo)
+                    .current_dir(workspace_root())
+                    .args([
+                        "rustc",
+                        "--release",
+                        "-p",
+                        "signoff-agent",
+                        "--bin",
+                        name,
+                        "--",
+                    ])
+                    .args(flags),
+            )
+            .with_context(|| format!("building the {kind} {name}"))?;
+            let suffix = if flags.len() > 2 {
+                "static"
+            } else {
+                "static-pie"
+            };
+            out.push(Measured {
+                label: format!("`{name} principals`, {kind}"),
+                path: copy_binary(&release.join(name), &dir.join(format!("{name}-{suffix}")))?,
+            });
+        }
     }
     Ok(out)
+}
+
+/// Copies a freshly built binary out of `target/` (the next build overwrites it).
+fn copy_binary(built: &Path, copy: &Path) -> Result<PathBuf> {
+    fs::copy(built, copy).with_context(|| format!("copying {}", built.display()))?;
+    Ok(copy.to_owned())
+}
+
+/// Minor page faults of this process's waited-for children so far (`cminflt`, field 11 of
+/// `/proc/self/stat`): the difference over a batch, divided by its size, is the faults per
+/// call.
+fn children_minor_faults() -> Result<u64> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/self/stat")?;
+    let field = after_name
+        .split_ascii_whitespace()
+        .nth(11 - 3)
+        .context("unexpected /proc/self/stat")?;
+    Ok(field.parse()?)
 }
 
 fn main() -> Result<()> {
@@ -272,7 +328,7 @@ fn main() -> Result<()> {
         }
         None => temp.path().to_owned(),
     };
-    let agents = agent_binaries(&dir)?;
+    let binaries = binaries(&o, &dir)?;
 
     let started = Instant::now();
     let state = State::from_snapshot(view(&o))?;
@@ -324,8 +380,8 @@ fn main() -> Result<()> {
     }
     let in_process = started.elapsed() / rounds as u32;
 
-    let principals_cmd = |agent: &Path, q: &[String; 5]| {
-        let mut c = Command::new(agent);
+    let principals_cmd = |bin: &Path, q: &[String; 5]| {
+        let mut c = Command::new(bin);
         c.arg("principals")
             .arg("--config")
             .arg(&config)
@@ -344,14 +400,14 @@ fn main() -> Result<()> {
     };
 
     // Check the answers, and warm the page cache.
-    for (_, agent) in &agents {
+    for bin in &binaries {
         for q in &queries {
-            let (_, ok, out) = time_call(&mut principals_cmd(agent, q))?;
+            let (_, ok, out) = time_call(&mut principals_cmd(&bin.path, q))?;
             let want = format!("{}\n", q[1].trim_end_matches("@corp"));
             if !ok || out != want.as_bytes() {
                 bail!(
                     "{} principals {q:?} printed {:?}, want {want:?}",
-                    agent.display(),
+                    bin.path.display(),
                     String::from_utf8_lossy(&out)
                 );
             }
@@ -361,27 +417,34 @@ fn main() -> Result<()> {
         time_call(&mut true_cmd())?;
     }
 
-    let mut agent_times: Vec<Vec<Duration>> = vec![Vec::with_capacity(o.calls); agents.len()];
-    let mut true_times = Vec::with_capacity(o.calls);
+    // Per binary, then `/bin/true` last: call times and minor page faults in all.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(o.calls); binaries.len() + 1];
+    let mut faults = vec![0u64; binaries.len() + 1];
     let mut i = 0usize;
-    while true_times.len() < o.calls {
-        let n = o.batch.min(o.calls - true_times.len());
-        for (times, (_, agent)) in agent_times.iter_mut().zip(&agents) {
+    while i < o.calls {
+        let n = o.batch.min(o.calls - i);
+        for (b, bin) in binaries.iter().enumerate() {
+            let before = children_minor_faults()?;
             for k in 0..n {
                 let q = &queries[(i + k) % queries.len()];
-                let (t, ok, _) = time_call(&mut principals_cmd(agent, q))?;
+                let (t, ok, _) = time_call(&mut principals_cmd(&bin.path, q))?;
                 if !ok {
-                    bail!("{} principals {q:?} failed", agent.display());
+                    bail!("{} principals {q:?} failed", bin.path.display());
                 }
-                times.push(t);
+                times[b].push(t);
             }
+            faults[b] += children_minor_faults()? - before;
         }
+        let before = children_minor_faults()?;
         for _ in 0..n {
-            true_times.push(time_call(&mut true_cmd())?.0);
+            times[binaries.len()].push(time_call(&mut true_cmd())?.0);
         }
+        faults[binaries.len()] += children_minor_faults()? - before;
         i += n;
     }
-    let t = stats(true_times);
+    let per_call = |f: u64| f as f64 / o.calls as f64;
+    let true_faults = per_call(faults[binaries.len()]);
+    let t = stats(times.pop().context("no /bin/true times")?);
     let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
 
     let mut report = String::new();
@@ -405,26 +468,28 @@ fn main() -> Result<()> {
     )?;
     writeln!(
         report,
-        "| per call ({} calls each, alternating batches of {}) | mean | p50 | p99 | mean / true | p50 / true |",
+        "| per call ({} calls each, alternating batches of {}) | mean | p50 | p99 | mean / true | p50 / true | minor faults |",
         o.calls, o.batch
     )?;
-    writeln!(report, "| --- | --- | --- | --- | --- | --- |")?;
-    for (times, (label, agent)) in agent_times.into_iter().zip(&agents) {
+    writeln!(report, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
+    for ((times, bin), faults) in times.into_iter().zip(&binaries).zip(&faults) {
         let a = stats(times);
         writeln!(
             report,
-            "| `signoff-agent principals`, {label}, {:.1} MB | {} | {} | {} | {:.2}× | {:.2}× |",
-            fs::metadata(agent)?.len() as f64 / 1e6,
+            "| {}, {:.1} MB | {} | {} | {} | {:.2}× | {:.2}× | {:.1} |",
+            bin.label,
+            fs::metadata(&bin.path)?.len() as f64 / 1e6,
             us(a.mean),
             us(a.p50),
             us(a.p99),
             ratio(a.mean, t.mean),
             ratio(a.p50, t.p50),
+            per_call(*faults),
         )?;
     }
     writeln!(
         report,
-        "| `/bin/true` | {} | {} | {} | 1× | 1× |",
+        "| `/bin/true` | {} | {} | {} | 1× | 1× | {true_faults:.1} |",
         us(t.mean),
         us(t.p50),
         us(t.p99)
