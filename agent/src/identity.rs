@@ -187,7 +187,9 @@ impl Identity {
     }
 }
 
-fn key_and_csr(host_id: &str) -> Result<(String, Vec<u8>), IdentityError> {
+/// A new key (PEM) and a certificate signing request (DER) naming `host_id`, as enrollment
+/// and renewal send them.
+pub fn key_and_csr(host_id: &str) -> Result<(String, Vec<u8>), IdentityError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();

@@ -312,6 +312,7 @@ impl Server {
         agent_task.abort();
         match stopped_early {
             Some(res) => Err(ServerError::Serve(match res {
+        let _ = service.flush_contacts().await;
                 Ok(Ok(())) => io::Error::other("the accept loop ended"),
                 Ok(Err(e)) => e,
                 Err(join) => io::Error::other(join),
@@ -394,6 +395,9 @@ async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Rece
                 info!("reading the latest revision works again");
                 failing = false;
             }
+        if let Err(e) = service.flush_contacts().await {
+            warn!("cannot record agents' acks (retrying): {e}");
+        }
             Ok(_) => {}
             Err(e) if !failing => {
                 warn!("cannot read the latest revision (retrying every {every:?}): {e}");

@@ -369,6 +369,11 @@ impl ControlPlane {
             .ok_or_else(|| anyhow!("GET /api/v1/revision: no revision in {}", res.body))
     }
 
+    /// The server process's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|p| p.child.id())
+    }
+
     /// Kills the server with SIGKILL: no drain, no chance to finish anything.
     pub fn kill(&mut self) -> Result<ExitStatus> {
         let server = self

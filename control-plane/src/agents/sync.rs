@@ -149,8 +149,18 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 hello.host_id
             )));
         }
+        // What it says it has applied counts as acked: a reconnect with nothing new to
+        // apply brings no ack.
+        let applied = i64::try_from(hello.applied_revision)
+            .unwrap_or(0)
+            .min(self.service.revision());
         self.service
-            .record_contact(&host, None, Some(&hello.agent_version), not_after)
+            .record_contact(
+                &host,
+                Some(applied),
+                Some(&hello.agent_version),
+                not_after,
+            )
             .await
             .map_err(internal)?;
         let (tx, rx) = mpsc::channel(16);
@@ -294,10 +304,8 @@ impl AgentServer {
         match body {
             Body::Ack(ack) => {
                 let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
-                self.service
-                    .record_contact(host, Some(rev), None, None)
-                    .await
-                    .map_err(internal)
+                self.service.note_ack(host, rev);
+                Ok(())
             }
             Body::SessionStarted(s) => self
                 .service

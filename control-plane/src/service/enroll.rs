@@ -186,8 +186,67 @@ impl Service {
         )
     }
 
+    /// Notes that `host` acked `revision` now. Acks come from every agent on every
+    /// revision, so they are buffered and written in one transaction per
+    /// [`Service::flush_contacts`] rather than one fsynced commit each; the acked revision
+    /// is telemetry (lag on the dashboard) and what sign-off progress reads, both of which
+    /// see the buffer.
+    pub fn note_ack(&self, host: &str, revision: i64) {
+        let now = self.now();
+        if let Ok(mut m) = self.inner.contacts.lock() {
+            let e = m.entry(host.to_owned()).or_insert((revision, now));
+            e.0 = e.0.max(revision);
+            e.1 = now;
+        }
+    }
+
+    /// The acked revision of `host` not yet written to the store, if any.
+    pub(crate) fn buffered_ack(&self, host: &str) -> Option<i64> {
+        self.inner
+            .contacts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(host).map(|e| e.0))
+    }
+
+    /// Shows `host` with its buffered ack, if newer than what the store has.
+    pub(crate) fn overlay_contact(&self, host: &mut Host) {
+        if let Some((revision, at)) = self
+            .inner
+            .contacts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&host.id).copied())
+        {
+            host.acked_revision = host.acked_revision.max(revision);
+            host.last_contact = Some(host.last_contact.unwrap_or(0).max(at));
+        }
+    }
+
+    /// Writes the buffered acks in one transaction.
+    pub async fn flush_contacts(&self) -> Result<usize> {
+        let batch: Vec<(String, (i64, i64))> = match self.inner.contacts.lock() {
+            Ok(mut m) if !m.is_empty() => m.drain().collect(),
+            _ => return Ok(0),
+        };
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        for (host, (revision, at)) in &batch {
+            sqlx::query(
+                "UPDATE hosts SET last_contact = max(ifnull(last_contact, 0), ?),
+                    acked_revision = max(acked_revision, ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(revision)
+            .bind(host)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(batch.len())
+    }
+
     /// Records an agent's contact: its acked revision (if any), version and certificate
-    /// expiry. Not audited and creates no revision: it is telemetry, written often.
+    /// expiry. Not audited and creates no revision: it is telemetry.
     pub async fn record_contact(
         &self,
         host_id: &str,

@@ -185,7 +185,9 @@ impl Service {
     pub async fn get_host(&self, id: &str) -> Result<Host> {
         let mut conn = self.inner.pool.acquire().await?;
         live_host(&mut conn, id).await?;
-        load_host(&mut conn, id).await
+        let mut host = load_host(&mut conn, id).await?;
+        self.overlay_contact(&mut host);
+        Ok(host)
     }
 
     /// Every live host, by id.
@@ -200,7 +202,9 @@ impl Service {
                 .collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.push(load_host(&mut conn, &id).await?);
+            let mut host = load_host(&mut conn, &id).await?;
+            self.overlay_contact(&mut host);
+            out.push(host);
         }
         Ok(out)
     }

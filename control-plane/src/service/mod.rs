@@ -120,6 +120,8 @@ struct Inner {
     signoff_progress: watch::Sender<u64>,
 }
 
+    /// Acks not yet written: host → (acked revision, Unix seconds).
+    contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
 impl Service {
     /// A service over an opened, migrated store.
     pub async fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Result<Self> {
@@ -140,6 +142,7 @@ impl Service {
                 signoff_progress: watch::channel(0).0,
             }),
         })
+                contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
     }
 
     /// The store, for the read paths of adapters that need raw access (metrics).

@@ -370,7 +370,7 @@ impl Service {
             .filter(|s| !ended.contains(*s))
             .collect();
         let since_rev: i64 = row.get(2);
-        let acked: i64 = row.get(3);
+        let acked: i64 = row.get::<i64, _>(3).max(self.buffered_ack(host).unwrap_or(0));
         let done = r.enforced && r.remaining_pids.is_empty() && acked >= since_rev;
         if confirmed_at.is_some() && new_kills.is_empty() {
             return Ok(());
