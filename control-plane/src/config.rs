@@ -863,7 +863,10 @@ mod tests {
         std::fs::write(&file, secret).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
         let c = Config::from_toml(
-            &format!("[webhook]\nsecret_file = {:?}\n", file.display().to_string()),
+            &format!(
+                "[webhook]\nsecret_file = {:?}\n",
+                file.display().to_string()
+            ),
             Some(Path::new("/c.toml")),
         )
         .unwrap();
@@ -874,13 +877,23 @@ mod tests {
     #[test]
     fn webhook_secret_is_read_from_a_private_file() {
         let dir = tempfile::tempdir().unwrap();
-        let c = webhook_config(dir.path(), format!("{}\n", "ab".repeat(32)).as_bytes(), 0o600);
+        let c = webhook_config(
+            dir.path(),
+            format!("{}\n", "ab".repeat(32)).as_bytes(),
+            0o600,
+        );
         let secret = c.webhook_secret().unwrap().unwrap();
         // The trailing newline is not part of the key, and the key is never printed.
         assert_eq!(secret.len(), 64);
         assert!(!format!("{secret:?}").contains("abab"));
         assert!(c.to_toml().contains("[webhook]"), "{}", c.to_toml());
-        assert!(Config::load(None).unwrap().webhook_secret().unwrap().is_none());
+        assert!(
+            Config::load(None)
+                .unwrap()
+                .webhook_secret()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -888,7 +901,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = webhook_config(dir.path(), "ab".repeat(32).as_bytes(), 0o644);
         let e = c.webhook_secret().unwrap_err();
-        assert!(matches!(e, ConfigError::Insecure { key: "webhook.secret_file", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Insecure {
+                    key: "webhook.secret_file",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -896,7 +918,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = webhook_config(dir.path(), b"hunter2\n", 0o600);
         let e = c.webhook_secret().unwrap_err().to_string();
-        assert!(e.contains("webhook.secret_file") && e.contains("holds 7 bytes"), "{e}");
+        assert!(
+            e.contains("webhook.secret_file") && e.contains("holds 7 bytes"),
+            "{e}"
+        );
         std::fs::remove_file(dir.path().join("hr.secret")).unwrap();
         let e = c.webhook_secret().unwrap_err().to_string();
         assert!(e.contains("webhook.secret_file"), "{e}");

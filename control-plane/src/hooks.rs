@@ -69,7 +69,10 @@ impl WebhookSecret {
 
     /// `sha256=HEX` of a delivery: what a sender puts in `X-Signoff-Signature`.
     pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
-        format!("sha256={}", hex::encode(self.mac(timestamp, body).finalize().into_bytes()))
+        format!(
+            "sha256={}",
+            hex::encode(self.mac(timestamp, body).finalize().into_bytes())
+        )
     }
 
     fn mac(&self, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {

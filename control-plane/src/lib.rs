@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod hooks;
 pub mod model;
+pub mod scim;
 pub mod server;
 pub mod service;
 pub mod store;

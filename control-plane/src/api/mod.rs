@@ -1,5 +1,6 @@
 //! The HTTP JSON API under `/api/v1`, the KRL download at `/krl` and Prometheus metrics at
-//! `/metrics`: thin adapters over the service layer.
+//! `/metrics`: thin adapters over the service layer. SCIM 2.0 (`/scim/v2`, its own module)
+//! is mounted here too, behind the same metrics and body limit.
 //!
 //! Every `/api/v1` route except the OpenAPI document needs `Authorization: Bearer TOKEN`
 //! with the route's scope. Errors are JSON `{"error": {"code", "message"}}` with a stable
@@ -128,6 +129,7 @@ pub fn router_with_metrics(service: Service, metrics: Arc<Metrics>) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::scim::router(state.service.clone()))
         .route("/krl", get(handlers::krl_handler))
         .route("/metrics", get(metrics::metrics_handler))
         .layer(middleware::from_fn_with_state(

@@ -457,7 +457,7 @@ fn schemas() -> Value {
             "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"}}},
         "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
         "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
+            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
     })
 }
 
@@ -515,7 +515,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "signoff control plane API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Bearer tokens carry scopes read, write, signoff. Errors are {\"error\": {\"code\", \"message\"}}."},
+                 "description": "Bearer tokens carry scopes read, write, signoff, scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints) and is refused here. Errors are {\"error\": {\"code\", \"message\"}}."},
         "servers": [{"url": "/api/v1"}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

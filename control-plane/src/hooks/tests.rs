@@ -24,7 +24,9 @@ async fn setup() -> (Service, Arc<crate::service::testing::ManualClock>) {
         key_ids: vec!["alice@corp".into()],
         ..Default::default()
     };
-    svc.create_user(&Actor::cli(), alice, "hired").await.unwrap();
+    svc.create_user(&Actor::cli(), alice, "hired")
+        .await
+        .unwrap();
     (svc, clock)
 }
 
@@ -59,7 +61,10 @@ async fn send(
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A correctly signed delivery at `at`.
@@ -117,8 +122,17 @@ async fn a_signature_that_does_not_verify_is_refused() {
     let other = WebhookSecret::new(b"another key, just as long as the real one".to_vec());
     let sig = other.sign(&ts, body("alice").as_bytes());
     let (status, v) = send(&svc, Some(secret()), Some(&ts), Some(&sig), &body("alice")).await;
-    assert_eq!((status, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("does not verify"));
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::UNAUTHORIZED, "unauthorized"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify")
+    );
     // Signed for another body (the person swapped after signing).
     let sig = secret().sign(&ts, body("bob").as_bytes());
     let (status, _) = send(&svc, Some(secret()), Some(&ts), Some(&sig), &body("alice")).await;
@@ -159,7 +173,13 @@ async fn a_stale_or_future_timestamp_is_refused() {
     for at in [svc.now() - REPLAY_WINDOW - 1, svc.now() + REPLAY_WINDOW + 1] {
         let (status, v) = deliver(&svc, at, &body("alice")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("within 300 s"), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("within 300 s"),
+            "{v}"
+        );
     }
     assert!(!signed_off(&svc).await);
 }
@@ -170,11 +190,20 @@ async fn a_replayed_delivery_is_refused_even_after_a_re_enable() {
     let at = svc.now();
     let b = body("alice");
     assert_eq!(deliver(&svc, at, &b).await.0, StatusCode::CREATED);
-    svc.reenable_user(&Actor::cli(), "alice", "mistake").await.unwrap();
+    svc.reenable_user(&Actor::cli(), "alice", "mistake")
+        .await
+        .unwrap();
     clock.0.fetch_add(REPLAY_WINDOW, Ordering::SeqCst);
     let (status, v) = deliver(&svc, at, &b).await;
-    assert_eq!((status, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
-    assert_eq!(svc.get_user("alice").await.unwrap().status, crate::model::UserStatus::Active);
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{v}"
+    );
+    assert_eq!(
+        svc.get_user("alice").await.unwrap().status,
+        crate::model::UserStatus::Active
+    );
     assert_eq!(svc.list_signoffs().await.unwrap().len(), 1);
 }
 
@@ -183,11 +212,19 @@ async fn bad_bodies_and_unknown_events_are_refused() {
     let (svc, _) = setup().await;
     let now = svc.now();
     let (status, v) = deliver(&svc, now, "{not json").await;
-    assert_eq!((status, code(&v)), (StatusCode::BAD_REQUEST, "bad_request"), "{v}");
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{v}"
+    );
     let (status, v) = deliver(&svc, now, r#"{"event":"termination","usr":"alice"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     let (status, v) = deliver(&svc, now, r#"{"event":"hire","user":"alice"}"#).await;
-    assert_eq!((status, code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"), "{v}");
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        "{v}"
+    );
     assert!(!signed_off(&svc).await);
 }
 
@@ -197,12 +234,18 @@ async fn an_unknown_person_is_404_and_the_same_delivery_can_be_retried() {
     let b = body("carol");
     let at = svc.now();
     let (status, v) = deliver(&svc, at, &b).await;
-    assert_eq!((status, code(&v)), (StatusCode::NOT_FOUND, "not_found"), "{v}");
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{v}"
+    );
     let carol = NewUser {
         name: "carol".into(),
         ..Default::default()
     };
-    svc.create_user(&Actor::cli(), carol, "late paperwork").await.unwrap();
+    svc.create_user(&Actor::cli(), carol, "late paperwork")
+        .await
+        .unwrap();
     let (status, v) = deliver(&svc, at, &b).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
 }

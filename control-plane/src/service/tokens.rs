@@ -129,7 +129,9 @@ impl Service {
     ) -> Result<Token> {
         validate_user_name("name", name)?;
         if scopes.is_empty() {
-            return Err(Invalid::new("scopes", "give at least one of read, write, signoff, scim").into());
+            return Err(
+                Invalid::new("scopes", "give at least one of read, write, signoff, scim").into(),
+            );
         }
         if expires_at.is_some_and(|t| t <= self.now()) {
             return Err(Invalid::new("expires_at", "is in the past").into());

@@ -1,0 +1,104 @@
+//! SCIM error responses (RFC 7644 §3.12): `urn:ietf:params:scim:api:messages:2.0:Error`,
+//! the status as a string, a `scimType` where the RFC defines one, and a `detail` for people.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ERROR_SCHEMA, scim_json};
+use crate::service::ServiceError;
+
+/// An error as SCIM returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// RFC 7644 `scimType` (`invalidFilter`, `uniqueness`, `mutability`, `invalidSyntax`,
+    /// `invalidPath`, `noTarget`, `invalidValue`, …), when one applies.
+    pub scim_type: Option<&'static str>,
+    /// What was wrong, for people.
+    pub detail: String,
+}
+
+impl ScimError {
+    fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+        ScimError {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 with a `scimType`.
+    pub(crate) fn bad_request(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+    }
+
+    /// 401: no usable bearer token.
+    pub(crate) fn unauthorized(detail: impl Into<String>) -> Self {
+        ScimError::new(StatusCode::UNAUTHORIZED, None, detail)
+    }
+
+    /// 403: a token without the `scim` scope.
+    pub(crate) fn forbidden() -> Self {
+        ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "this token lacks the \"scim\" scope; create one with `signoff-server api-token create NAME --scope scim`",
+        )
+    }
+
+    /// 404.
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+        ScimError::new(StatusCode::NOT_FOUND, None, detail)
+    }
+
+    /// A service error where a conflict means the userName, a key ID or a key is taken.
+    pub(crate) fn uniqueness(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Conflict(m) => {
+                ScimError::new(StatusCode::CONFLICT, Some("uniqueness"), m)
+            }
+            e => e.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for ScimError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(i) => ScimError::bad_request("invalidValue", i.to_string()),
+            e @ ServiceError::NotFound { .. } => ScimError::not_found(e.to_string()),
+            ServiceError::Conflict(m) => ScimError::new(StatusCode::CONFLICT, None, m),
+            e => {
+                tracing::error!(error = ?e, "SCIM request failed");
+                ScimError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "internal error; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_str(),
+            "detail": self.detail,
+        });
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t);
+        }
+        let mut response = scim_json(self.status, body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"signoff SCIM\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,841 @@
+//! SCIM through the application's router with `oneshot`: every endpoint, every error body,
+//! and that deprovisioning is a real sign-off.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::model::UserStatus;
+use crate::service::testing::service;
+use crate::service::{Actor, NewUser, Scope, Service};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2ADVX7YIkfRzLTX7/c44vUOuaZhBNshwWrNH/4mlJT";
+const EXT: &str = super::SSH_EXTENSION;
+
+struct Env {
+    service: Service,
+    app: Router,
+    /// A token with the scim scope only, named `okta`.
+    scim: String,
+    /// A token with every other scope.
+    admin: String,
+}
+
+async fn env() -> Env {
+    let (service, _) = service().await;
+    service.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]),
+    ));
+    let admin = service.bootstrap_token().await.unwrap().unwrap().secret;
+    let scim = service
+        .create_token(&Actor::cli(), "okta", &[Scope::Scim], None, "IdP")
+        .await
+        .unwrap()
+        .secret;
+    Env {
+        app: crate::api::router(service.clone()),
+        service,
+        scim,
+        admin,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts a SCIM error body with this status and scimType (`None`: no scimType).
+    #[track_caller]
+    fn scim_error(&self, status: StatusCode, scim_type: Option<&str>) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.body["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status.as_str(), "{}", self.body);
+        assert_eq!(self.body["scimType"].as_str(), scim_type, "{}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert_eq!(self.headers[header::CONTENT_TYPE], "application/scim+json");
+    }
+
+    fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+}
+
+impl Env {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/scim+json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or_default().to_owned()))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn scim(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        self.call(
+            method,
+            &format!("/scim/v2{path}"),
+            Some(&self.scim),
+            body.as_deref(),
+        )
+        .await
+    }
+
+    async fn create(&self, name: &str) -> Reply {
+        let r = self
+            .scim(
+                Method::POST,
+                "/Users",
+                Some(json!({"schemas": [super::USER_SCHEMA], "userName": name})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r
+    }
+
+    async fn patch(&self, name: &str, operations: Value) -> Reply {
+        self.scim(
+            Method::PATCH,
+            &format!("/Users/{name}"),
+            Some(json!({"schemas": [super::PATCH_SCHEMA], "Operations": operations})),
+        )
+        .await
+    }
+
+    async fn signoffs(&self) -> usize {
+        self.service.list_signoffs().await.unwrap().len()
+    }
+}
+
+#[tokio::test]
+async fn discovery_endpoints_describe_users_and_the_ssh_extension() {
+    let e = env().await;
+    let r = e.scim(Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/scim+json");
+    assert_eq!(r.body["patch"]["supported"], true);
+    assert_eq!(r.body["filter"]["supported"], true);
+    assert_eq!(r.body["bulk"]["supported"], false);
+    assert_eq!(
+        r.body["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
+
+    let r = e.scim(Method::GET, "/ResourceTypes", None).await;
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(r.body["Resources"][0]["endpoint"], "/Users");
+    assert_eq!(r.body["Resources"][0]["schemaExtensions"][0]["schema"], EXT);
+    let r = e.scim(Method::GET, "/ResourceTypes/User", None).await;
+    assert_eq!((r.status, &r.body["id"]), (StatusCode::OK, &json!("User")));
+    e.scim(Method::GET, "/ResourceTypes/Group", None)
+        .await
+        .scim_error(StatusCode::NOT_FOUND, None);
+
+    let r = e.scim(Method::GET, "/Schemas", None).await;
+    assert_eq!(r.body["totalResults"], 2);
+    let r = e.scim(Method::GET, &format!("/Schemas/{EXT}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let names: Vec<&str> = r.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keyIds", "principals", "sshPublicKeys"]);
+    e.scim(Method::GET, "/Schemas/urn:nope", None)
+        .await
+        .scim_error(StatusCode::NOT_FOUND, None);
+    // Groups, Bulk, Me: not served, said in SCIM's words.
+    e.scim(Method::GET, "/Groups", None)
+        .await
+        .scim_error(StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_token_is_a_scim_401() {
+    let e = env().await;
+    for path in [
+        "/scim/v2/Users",
+        "/scim/v2/ServiceProviderConfig",
+        "/scim/v2/Groups",
+    ] {
+        let r = e.call(Method::GET, path, None, None).await;
+        r.scim_error(StatusCode::UNAUTHORIZED, None);
+        assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+        assert!(r.detail().contains("missing"), "{}", r.detail());
+        e.call(Method::GET, path, Some("so_not-a-token"), None)
+            .await
+            .scim_error(StatusCode::UNAUTHORIZED, None);
+    }
+    let r = e
+        .call(Method::DELETE, "/scim/v2/Users/alice", Some(""), None)
+        .await;
+    r.scim_error(StatusCode::UNAUTHORIZED, None);
+    // A revoked SCIM token.
+    let id = e.service.list_tokens().await.unwrap()[1].id;
+    e.service
+        .revoke_token(&Actor::cli(), id, "rotated")
+        .await
+        .unwrap();
+    let r = e.scim(Method::GET, "/Users", None).await;
+    r.scim_error(StatusCode::UNAUTHORIZED, None);
+    assert!(r.detail().contains("revoked"), "{}", r.detail());
+}
+
+#[tokio::test]
+async fn only_the_scim_scope_opens_scim_and_it_opens_nothing_else() {
+    let e = env().await;
+    e.create("alice").await;
+    // The admin token (read, write, signoff) cannot use SCIM.
+    let r = e
+        .call(Method::GET, "/scim/v2/Users", Some(&e.admin), None)
+        .await;
+    r.scim_error(StatusCode::FORBIDDEN, None);
+    assert!(r.detail().contains("scim"), "{}", r.detail());
+    let r = e
+        .call(Method::DELETE, "/scim/v2/Users/alice", Some(&e.admin), None)
+        .await;
+    r.scim_error(StatusCode::FORBIDDEN, None);
+    // The SCIM token cannot read, write or sign off through the API.
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/users", None),
+        (Method::GET, "/api/v1/revision", None),
+        (Method::POST, "/api/v1/users", Some(r#"{"name":"bob"}"#)),
+        (
+            Method::POST,
+            "/api/v1/users/alice/signoff",
+            Some(r#"{"reason":"x"}"#),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some(r#"{"name":"x","scopes":["write"]}"#),
+        ),
+    ] {
+        let r = e.call(method, path, Some(&e.scim), body).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "forbidden");
+    }
+    assert_eq!(e.signoffs().await, 0);
+}
+
+#[tokio::test]
+async fn create_returns_the_resource_with_its_location() {
+    let e = env().await;
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({
+                "schemas": [super::USER_SCHEMA, EXT],
+                "userName": "alice",
+                "externalId": "00u1abc",
+                "name": {"givenName": "Alice", "familyName": "Liddell"},
+                "emails": [{"value": "alice@example.com", "primary": true}],
+                "active": true,
+                EXT: {"keyIds": ["alice@corp"], "sshPublicKeys": [KEY]},
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/scim/v2/Users/alice");
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/scim+json");
+    assert_eq!(r.body["id"], "alice");
+    assert_eq!(r.body["userName"], "alice");
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["meta"]["resourceType"], "User");
+    assert_eq!(r.body["meta"]["location"], "/scim/v2/Users/alice");
+    assert!(r.body["meta"]["created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r.body[EXT]["keyIds"], json!(["alice@corp"]));
+    assert_eq!(r.body[EXT]["principals"], json!(["alice"]));
+    let user = e.service.get_user("alice").await.unwrap();
+    assert_eq!(user.public_keys.len(), 1);
+    let audit = e.service.audit_log("", None, 1).await.unwrap();
+    assert_eq!(audit[0].actor, "token:okta");
+    assert_eq!(audit[0].reason, "SCIM: provisioned by token:okta");
+
+    // Created inactive: disabled, not signed off (there is nothing to end).
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "bob", "active": false})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::CREATED, &json!(false))
+    );
+    assert_eq!(e.signoffs().await, 0);
+    // Azure-style flat extension attributes.
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "carol", format!("{EXT}:keyIds"): ["carol@corp"]})),
+        )
+        .await;
+    assert_eq!(r.body[EXT]["keyIds"], json!(["carol@corp"]), "{}", r.body);
+}
+
+#[tokio::test]
+async fn create_errors_are_scim_errors() {
+    let e = env().await;
+    e.create("alice").await;
+    let cases = [
+        (
+            json!({"userName": "alice"}).to_string(),
+            StatusCode::CONFLICT,
+            "uniqueness",
+        ),
+        (
+            json!({"schemas": [super::USER_SCHEMA]}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!({"userName": 42}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "<script>"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "bob", "active": "maybe"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "bob", EXT: {"keyIds": "x", "sshPublicKeys": [1]}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            json!({"userName": "bob", EXT: {"sshPublicKeys": ["ssh-ed25519 nope"]}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalidValue",
+        ),
+        (
+            "{\"userName\": ".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "invalidSyntax",
+        ),
+        ("[]".to_owned(), StatusCode::BAD_REQUEST, "invalidSyntax"),
+    ];
+    for (body, status, scim_type) in cases {
+        let r = e
+            .call(Method::POST, "/scim/v2/Users", Some(&e.scim), Some(&body))
+            .await;
+        r.scim_error(status, Some(scim_type));
+    }
+    // A key ID that belongs to someone else.
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "eve", EXT: {"keyIds": ["k"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "mallory", EXT: {"keyIds": ["k"]}})),
+    )
+    .await
+    .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
+    assert_eq!(e.service.list_users().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn get_returns_a_user_or_a_scim_404() {
+    let e = env().await;
+    e.create("alice").await;
+    let r = e.scim(Method::GET, "/Users/alice", None).await;
+    assert_eq!(
+        (r.status, &r.body["userName"]),
+        (StatusCode::OK, &json!("alice"))
+    );
+    let r = e.scim(Method::GET, "/Users/nobody", None).await;
+    r.scim_error(StatusCode::NOT_FOUND, None);
+    assert!(r.detail().contains("nobody"), "{}", r.detail());
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let e = env().await;
+    for name in ["ann", "ben", "cat", "dan", "eve"] {
+        e.create(name).await;
+    }
+    e.patch(
+        "dan",
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+
+    let names = |r: &Reply| -> Vec<String> {
+        r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = e
+        .scim(Method::GET, "/Users?startIndex=2&count=2", None)
+        .await;
+    assert_eq!(r.body["schemas"], json!([super::LIST_SCHEMA]));
+    assert_eq!(r.body["totalResults"], 5);
+    assert_eq!(r.body["itemsPerPage"], 2);
+    assert_eq!(r.body["startIndex"], 2);
+    assert_eq!(names(&r), ["ben", "cat"]);
+    let r = e
+        .scim(Method::GET, "/Users?startIndex=5&count=10", None)
+        .await;
+    assert_eq!(names(&r), ["eve"]);
+    let r = e
+        .scim(Method::GET, "/Users?startIndex=0&count=-1", None)
+        .await;
+    assert_eq!(
+        (
+            r.body["totalResults"].clone(),
+            r.body["itemsPerPage"].clone(),
+            r.body["startIndex"].clone()
+        ),
+        (json!(5), json!(0), json!(1))
+    );
+    let r = e.scim(Method::GET, "/Users?startIndex=9", None).await;
+    assert_eq!(
+        (r.body["totalResults"].clone(), names(&r).len()),
+        (json!(5), 0)
+    );
+
+    let r = e
+        .scim(Method::GET, "/Users?filter=userName%20eq%20%22cat%22", None)
+        .await;
+    assert_eq!(
+        (r.body["totalResults"].clone(), names(&r)),
+        (json!(1), vec!["cat".to_owned()])
+    );
+    let r = e
+        .scim(Method::GET, "/Users?filter=userName+eq+%22nobody%22", None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["totalResults"].clone()),
+        (StatusCode::OK, json!(0))
+    );
+    let r = e
+        .scim(Method::GET, "/Users?filter=active%20eq%20false", None)
+        .await;
+    assert_eq!(names(&r), ["dan"]);
+    let r = e
+        .scim(
+            Method::GET,
+            "/Users?filter=active%20eq%20true&count=1",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.body["totalResults"].clone(), names(&r)),
+        (json!(4), vec!["ann".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn bad_filters_and_paging_are_scim_400s() {
+    let e = env().await;
+    for filter in [
+        "userName%20sw%20%22a%22",
+        "userName%20eq%20alice",
+        "emails.value%20eq%20%22a%40b%22",
+        "externalId%20eq%20%22x%22",
+        "userName%20eq%20%22a%22%20and%20active%20eq%20true",
+        "active%20eq%20%22yes%22",
+        "garbage",
+    ] {
+        e.scim(Method::GET, &format!("/Users?filter={filter}"), None)
+            .await
+            .scim_error(StatusCode::BAD_REQUEST, Some("invalidFilter"));
+    }
+    for paging in ["count=ten", "startIndex=1.5"] {
+        e.scim(Method::GET, &format!("/Users?{paging}"), None)
+            .await
+            .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    }
+}
+
+#[tokio::test]
+async fn patch_active_false_signs_the_person_off_and_true_re_enables() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", EXT: {"keyIds": ["alice@corp"]}})),
+    )
+    .await;
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::OK, &json!(false)),
+        "{}",
+        r.body
+    );
+    let record = e.service.latest_signoff("alice").await.unwrap().unwrap();
+    assert!(record.in_force);
+    assert_eq!(record.actor, "token:okta");
+    assert_eq!(record.reason, "SCIM: deprovisioned by token:okta");
+    assert_eq!(record.key_ids, ["alice@corp"]);
+    // Again: the same one sign-off.
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    assert_eq!(e.signoffs().await, 1);
+
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        r.body
+    );
+    assert!(
+        !e.service
+            .latest_signoff("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .in_force
+    );
+    let audit = e.service.audit_log("", None, 1).await.unwrap();
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].reason.as_str()),
+        ("user.reenable", "SCIM: reactivated by token:okta")
+    );
+}
+
+#[tokio::test]
+async fn patch_in_the_shapes_azure_and_okta_send() {
+    let e = env().await;
+    for name in ["azure", "okta", "upper"] {
+        e.create(name).await;
+    }
+    // Azure AD: path-less, capitalised op, the boolean as a string.
+    let r = e
+        .patch(
+            "azure",
+            json!([{"op": "Replace", "value": {"active": "False"}}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::OK, &json!(false)),
+        "{}",
+        r.body
+    );
+    // Okta: path-less with a boolean, alongside attributes signoff does not keep.
+    let r = e
+        .patch(
+            "okta",
+            json!([{"op": "replace", "value": {"id": "okta", "active": false, "displayName": "O. K."}}]),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::OK, &json!(false)),
+        "{}",
+        r.body
+    );
+    // Fully qualified path.
+    let r = e
+        .patch(
+            "upper",
+            json!([{"op": "replace", "path": "urn:ietf:params:scim:schemas:core:2.0:User:active", "value": false}]),
+        )
+        .await;
+    assert_eq!(r.body["active"], false, "{}", r.body);
+    assert_eq!(e.signoffs().await, 3);
+    // Attributes signoff does not keep change nothing.
+    let r = e
+        .patch(
+            "azure",
+            json!([{"op": "Add", "path": "emails[type eq \"work\"].value", "value": "a@b"},
+                   {"op": "Replace", "path": "name.givenName", "value": "Az"},
+                   {"op": "Replace", "path": "externalId", "value": "x"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(e.signoffs().await, 3);
+}
+
+#[tokio::test]
+async fn patch_changes_the_ssh_identities() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", EXT: {"keyIds": ["a1"]}})),
+    )
+    .await;
+    let r = e
+        .patch(
+            "alice",
+            json!([
+                {"op": "add", "path": format!("{EXT}:keyIds"), "value": ["a2", "a3"]},
+                {"op": "remove", "path": format!("{EXT}:keyIds"), "value": [{"value": "a1"}]},
+                {"op": "replace", "value": {EXT: {"sshPublicKeys": [KEY], "principals": ["alice", "ops"]}}},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2", "a3"]));
+    assert_eq!(r.body[EXT]["principals"], json!(["alice", "ops"]));
+    assert_eq!(r.body["active"], true);
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "remove", "path": format!("{EXT}:sshPublicKeys")}]),
+        )
+        .await;
+    assert_eq!(r.body[EXT]["sshPublicKeys"], json!([]));
+    // A key ID someone else holds.
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "bob", EXT: {"keyIds": ["b1"]}})),
+    )
+    .await;
+    e.patch(
+        "alice",
+        json!([{"op": "add", "path": "keyIds", "value": ["b1"]}]),
+    )
+    .await
+    .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
+}
+
+#[tokio::test]
+async fn bad_patches_are_scim_400s_and_change_nothing() {
+    let e = env().await;
+    e.create("alice").await;
+    let replace_active = json!([{"op": "replace", "path": "active", "value": false}]);
+    let cases = [
+        (json!({"Operations": replace_active}), "invalidSyntax"),
+        (json!({"schemas": [super::PATCH_SCHEMA]}), "invalidSyntax"),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": []}),
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "frobnicate", "path": "active", "value": false}]}),
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": ["active=false"]}),
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": "maybe"}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active"}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "remove", "path": "active"}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "value": false}]}),
+            "invalidValue",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "remove"}]}),
+            "noTarget",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": 7, "value": 1}]}),
+            "invalidPath",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "keyIds[value eq \"x\"]", "value": "y"}]}),
+            "invalidPath",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "userName", "value": "mallory"}]}),
+            "mutability",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "id", "value": "bob"}]}),
+            "mutability",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "meta.created", "value": "x"}]}),
+            "invalidPath",
+        ),
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "meta", "value": {}}]}),
+            "mutability",
+        ),
+        // A bad operation after a good one: nothing of the request is applied.
+        (
+            json!({"schemas": [super::PATCH_SCHEMA], "Operations": [replace_active[0], {"op": "replace", "path": "active", "value": 3}]}),
+            "invalidValue",
+        ),
+    ];
+    for (body, scim_type) in cases {
+        let r = e
+            .scim(Method::PATCH, "/Users/alice", Some(body.clone()))
+            .await;
+        r.scim_error(StatusCode::BAD_REQUEST, Some(scim_type));
+    }
+    e.call(
+        Method::PATCH,
+        "/scim/v2/Users/alice",
+        Some(&e.scim),
+        Some("{oops"),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+    e.patch("nobody", replace_active)
+        .await
+        .scim_error(StatusCode::NOT_FOUND, None);
+    assert_eq!(e.signoffs().await, 0);
+    assert_eq!(
+        e.service.get_user("alice").await.unwrap().status,
+        UserStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn put_replaces_what_it_names_and_can_sign_off() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", EXT: {"keyIds": ["a1"], "sshPublicKeys": [KEY]}})),
+    )
+    .await;
+    let r = e
+        .scim(
+            Method::PUT,
+            "/Users/alice",
+            Some(json!({"schemas": [super::USER_SCHEMA], "userName": "alice", "active": true, EXT: {"keyIds": ["a2"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2"]));
+    // Omitted: left as it was.
+    assert_eq!(r.body[EXT]["sshPublicKeys"].as_array().unwrap().len(), 1);
+    let r = e
+        .scim(
+            Method::PUT,
+            "/Users/alice",
+            Some(json!({"userName": "alice", "active": false})),
+        )
+        .await;
+    assert_eq!(r.body["active"], false, "{}", r.body);
+    assert_eq!(
+        e.service
+            .latest_signoff("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .key_ids,
+        ["a2"]
+    );
+
+    e.scim(
+        Method::PUT,
+        "/Users/alice",
+        Some(json!({"userName": "alicia"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("mutability"));
+    e.scim(Method::PUT, "/Users/alice", Some(json!({"active": true})))
+        .await
+        .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    e.scim(
+        Method::PUT,
+        "/Users/nobody",
+        Some(json!({"userName": "nobody"})),
+    )
+    .await
+    .scim_error(StatusCode::NOT_FOUND, None);
+    assert_eq!(e.signoffs().await, 1);
+}
+
+#[tokio::test]
+async fn delete_signs_off_and_keeps_the_person() {
+    let e = env().await;
+    e.create("alice").await;
+    let r = e.scim(Method::DELETE, "/Users/alice", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let record = e.service.latest_signoff("alice").await.unwrap().unwrap();
+    assert_eq!(record.reason, "SCIM: deleted by token:okta");
+    let r = e.scim(Method::GET, "/Users/alice", None).await;
+    assert_eq!(
+        (r.status, &r.body["active"]),
+        (StatusCode::OK, &json!(false))
+    );
+    // Deleting again changes nothing.
+    assert_eq!(
+        e.scim(Method::DELETE, "/Users/alice", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(e.signoffs().await, 1);
+    e.scim(Method::DELETE, "/Users/nobody", None)
+        .await
+        .scim_error(StatusCode::NOT_FOUND, None);
+    // Creating the name again is a conflict: the person still exists.
+    e.scim(Method::POST, "/Users", Some(json!({"userName": "alice"})))
+        .await
+        .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
+    let _ = NewUser::default();
+}
