@@ -28,7 +28,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::service::{Service, ServiceError, Token};
+use crate::service::{NewOperator, Service, ServiceError, Token};
 
 /// The agent CA private key, in the data directory.
 pub const AGENT_CA_KEY: &str = "agent-ca.key";
@@ -162,6 +162,9 @@ pub enum BootstrapError {
     /// The first admin token cannot be stored.
     #[error("cannot create the bootstrap admin token")]
     Token(#[source] ServiceError),
+    /// The first dashboard admin cannot be stored.
+    #[error("cannot create the bootstrap dashboard admin")]
+    Operator(#[source] ServiceError),
 }
 
 type Result<T, E = BootstrapError> = std::result::Result<T, E>;
@@ -326,6 +329,15 @@ pub async fn admin_token(service: &Service) -> Result<Option<Token>> {
         .bootstrap_token()
         .await
         .map_err(BootstrapError::Token)
+}
+
+/// Creates the first dashboard admin (`admin`, random password) if there is no operator
+/// account at all.
+pub async fn admin_operator(service: &Service) -> Result<Option<NewOperator>> {
+    service
+        .bootstrap_operator()
+        .await
+        .map_err(BootstrapError::Operator)
 }
 
 fn exists(path: &Path) -> Result<bool> {
@@ -618,6 +630,8 @@ pub struct FirstStart {
     pub ca_pin: Option<String>,
     /// The order-signing public key, if this start made it.
     pub order_key: Option<String>,
+    /// The dashboard admin, if this start made it.
+    pub operator: Option<NewOperator>,
 }
 
 impl FirstStart {
@@ -627,6 +641,7 @@ impl FirstStart {
         url: String,
         keys: &ServerKeys,
         token: Option<Token>,
+        operator: Option<NewOperator>,
     ) -> Option<Self> {
         let notice = FirstStart {
             data_dir: data_dir.to_owned(),
@@ -636,9 +651,13 @@ impl FirstStart {
             order_key: keys
                 .created_order_signer
                 .then(|| keys.order_signer.public_openssh.clone()),
+            operator,
         };
-        (notice.token.is_some() || notice.ca_pin.is_some() || notice.order_key.is_some())
-            .then_some(notice)
+        (notice.token.is_some()
+            || notice.ca_pin.is_some()
+            || notice.order_key.is_some()
+            || notice.operator.is_some())
+        .then_some(notice)
     }
 }
 
@@ -665,6 +684,21 @@ impl fmt::Display for FirstStart {
             writeln!(
                 f,
                 "More tokens: signoff-server api-token create NAME --scope read|write|signoff"
+            )?;
+        }
+        if let Some(op) = &self.operator {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Dashboard admin \"{}\" created. Log in at {}/login with this password, shown only this once:",
+                op.account.name, self.url
+            )?;
+            writeln!(f)?;
+            writeln!(f, "    {}", op.password)?;
+            writeln!(f)?;
+            writeln!(
+                f,
+                "More operators: signoff-server operator create NAME --role viewer|operator|admin"
             )?;
         }
         if let Some(pin) = &self.ca_pin {
@@ -759,7 +793,7 @@ mod tests {
             again.order_signer.public_openssh,
             keys.order_signer.public_openssh
         );
-        assert!(FirstStart::new(&dir, "http://x".into(), &again, None).is_none());
+        assert!(FirstStart::new(&dir, "http://x".into(), &again, None, None).is_none());
     }
 
     #[test]
@@ -981,7 +1015,7 @@ mod tests {
     fn notice_names_the_token_and_pin() {
         let (_tmp, dir) = data_dir();
         let keys = prepare_keys(&dir, NOW).unwrap();
-        let notice = FirstStart::new(&dir, "http://127.0.0.1:8080".into(), &keys, None)
+        let notice = FirstStart::new(&dir, "http://127.0.0.1:8080".into(), &keys, None, None)
             .unwrap()
             .to_string();
         assert!(

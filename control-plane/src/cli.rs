@@ -23,8 +23,8 @@ use signoff_control_plane::config::{self, Config, ConfigError};
 use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, UserStatus};
 use signoff_control_plane::server::{self, ServerError};
 use signoff_control_plane::service::{
-    Actor, NewGrant, NewHost, NewUser, RevocationRecord, Scope, Service, ServiceError, SystemClock,
-    TokenInfo,
+    Actor, NewGrant, NewHost, NewOperator, NewUser, OperatorAccount, OperatorRole,
+    RevocationRecord, Scope, Service, ServiceError, SystemClock, TokenInfo,
 };
 use signoff_control_plane::store::{self, OpenError};
 
@@ -82,6 +82,72 @@ pub enum Command {
     /// Sign a person off everywhere: disable them, revoke their key IDs and keys, end every
     /// session of theirs on every host; prints progress until every host has confirmed.
     Signoff(SignoffArgs),
+    /// Dashboard operator accounts (security staff) and their roles.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+/// `operator …`.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an account with a random password, printed once.
+    Create {
+        /// Login name.
+        name: String,
+        /// viewer (read), operator (also kill and sign off), admin (also re-enable people
+        /// and manage operators).
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: RoleArg,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// List accounts.
+    List,
+    /// Change an account's role.
+    SetRole {
+        /// Login name.
+        name: String,
+        /// The new role.
+        #[arg(value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Disable an account: no more logins; its web sessions end at their next request.
+    Disable {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+    /// Give an account a new random password (printed once) and enable it again.
+    ResetPassword {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
+}
+
+/// A dashboard role on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Reads every page.
+    Viewer,
+    /// Also kills sessions and signs people off.
+    Operator,
+    /// Also re-enables people and manages operators.
+    Admin,
+}
+
+impl From<RoleArg> for OperatorRole {
+    fn from(r: RoleArg) -> OperatorRole {
+        match r {
+            RoleArg::Viewer => OperatorRole::Viewer,
+            RoleArg::Operator => OperatorRole::Operator,
+            RoleArg::Admin => OperatorRole::Admin,
+        }
+    }
 }
 
 /// `signoff USER`.
@@ -970,6 +1036,7 @@ async fn admin(
                 }
             }
         },
+        Command::Operator(c) => operator_command(svc, who, c, out).await?,
         Command::Audit(c) => match c {
             AuditCommand::Verify => {
                 let v = svc.verify_audit().await?;
@@ -1186,6 +1253,68 @@ fn revocations_table(w: &mut dyn Write, records: &[RevocationRecord]) -> io::Res
             ca,
             r.revision.to_string(),
             or_dash(r.reason.clone()),
+        ]);
+    }
+    t.write(w)
+}
+
+/// `operator …`.
+async fn operator_command(
+    svc: &Service,
+    who: &Actor,
+    command: OperatorCommand,
+    out: &mut Output<'_>,
+) -> Result<(), CliError> {
+    let created = |w: &mut dyn Write, op: &NewOperator, what: &str| {
+        writeln!(
+            w,
+            "operator {} ({}) {what}; the password is shown only this once:",
+            op.account.name,
+            op.account.role.as_str()
+        )?;
+        writeln!(w)?;
+        writeln!(w, "    {}", op.password)?;
+        writeln!(w)
+    };
+    match command {
+        OperatorCommand::Create { name, role, reason } => {
+            let op = svc
+                .create_operator(who, &name, role.into(), &reason.reason)
+                .await?;
+            out.emit(&op, |w| created(w, &op, "created"))?;
+        }
+        OperatorCommand::List => {
+            let ops = svc.list_operators().await?;
+            out.emit(&ops, |w| operators_table(w, &ops))?;
+        }
+        OperatorCommand::SetRole { name, role, reason } => {
+            let op = svc
+                .set_operator_role(who, &name, role.into(), &reason.reason)
+                .await?;
+            out.emit(&op, |w| operators_table(w, std::slice::from_ref(&op)))?;
+        }
+        OperatorCommand::Disable { name, reason } => {
+            let op = svc.disable_operator(who, &name, &reason.reason).await?;
+            out.emit(&op, |w| operators_table(w, std::slice::from_ref(&op)))?;
+        }
+        OperatorCommand::ResetPassword { name, reason } => {
+            let op = svc
+                .reset_operator_password(who, &name, &reason.reason)
+                .await?;
+            out.emit(&op, |w| created(w, &op, "has a new password"))?;
+        }
+    }
+    Ok(())
+}
+
+fn operators_table(w: &mut dyn Write, ops: &[OperatorAccount]) -> io::Result<()> {
+    let mut t = Table::new(["NAME", "ROLE", "CREATED", "DISABLED"]);
+    for o in ops {
+        t.row([
+            o.name.clone(),
+            o.role.as_str().to_owned(),
+            time_text(o.created_at),
+            opt_time(o.disabled_at),
         ]);
     }
     t.write(w)

@@ -20,6 +20,12 @@
 //!
 //! [webhook]                              # optional; POST /hooks/hr answers 404 without it
 //! secret_file = "/etc/signoff/hr-webhook.secret"  # HMAC key, mode 0600, at least 32 bytes
+//!
+//! [dashboard]                            # the web dashboard at `/`
+//! session_idle = "30m"                   # a web session unused this long ends
+//! session_max = "12h"                    # and ends this long after login regardless
+//! secure_cookies = true                  # default: true with [http.tls]; set it behind a
+//!                                        # proxy that terminates TLS
 //! ```
 //!
 //! Durations are a number and a unit (`s`, `m`, `h`, `d`), possibly several: `90s`, `15m`,
@@ -46,6 +52,10 @@ pub const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The shortest HR webhook key accepted, in bytes: 256 bits of hex-encoded randomness is
 /// 64; 32 bytes still leaves no room for guessing.
 pub const MIN_WEBHOOK_SECRET: usize = 32;
+/// `dashboard.session_idle` when the file names none.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// `dashboard.session_max` when the file names none.
+pub const DEFAULT_SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
 /// `drain_timeout` when the file names none.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +134,19 @@ struct File {
     agents: AgentsFile,
     #[serde(default, skip_serializing_if = "WebhookFile::is_empty")]
     webhook: WebhookFile,
+    #[serde(default)]
+    dashboard: DashboardFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_idle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_max: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -188,6 +211,19 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// The HR webhook's HMAC key file; the webhook is off without it.
     pub webhook_secret_file: Option<PathBuf>,
+    /// `[dashboard]`.
+    pub dashboard: DashboardSettings,
+}
+
+/// `[dashboard]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardSettings {
+    /// A web session unused this long ends.
+    pub session_idle: Duration,
+    /// A web session ends this long after login, however active.
+    pub session_max: Duration,
+    /// Cookies are `Secure` (true by default when `[http.tls]` is set).
+    pub secure_cookies: bool,
 }
 
 /// `[http]`.
@@ -385,6 +421,35 @@ impl Config {
             }),
             None => None,
         };
+        let session_idle = duration(
+            "dashboard.session_idle",
+            file.dashboard.session_idle,
+            DEFAULT_SESSION_IDLE,
+        )?;
+        within(
+            &invalid,
+            "dashboard.session_idle",
+            session_idle,
+            Duration::from_secs(60),
+            Duration::from_secs(7 * 86400),
+        )?;
+        let session_max = duration(
+            "dashboard.session_max",
+            file.dashboard.session_max,
+            DEFAULT_SESSION_MAX,
+        )?;
+        within(
+            &invalid,
+            "dashboard.session_max",
+            session_max,
+            session_idle,
+            Duration::from_secs(30 * 86400),
+        )?;
+        let dashboard = DashboardSettings {
+            session_idle,
+            session_max,
+            secure_cookies: file.dashboard.secure_cookies.unwrap_or(tls.is_some()),
+        };
         let webhook_secret_file = match file.webhook.secret_file {
             Some(p) => Some(absolute(&invalid, "webhook.secret_file", &p)?),
             None => None,
@@ -405,6 +470,7 @@ impl Config {
                 server_names,
             },
             webhook_secret_file,
+            dashboard,
         })
     }
 
@@ -427,6 +493,11 @@ impl Config {
             },
             webhook: WebhookFile {
                 secret_file: self.webhook_secret_file.clone(),
+            },
+            dashboard: DashboardFile {
+                session_idle: Some(format_duration(self.dashboard.session_idle)),
+                session_max: Some(format_duration(self.dashboard.session_max)),
+                secure_cookies: Some(self.dashboard.secure_cookies),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.

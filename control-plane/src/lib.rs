@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod bootstrap;
 pub mod config;
+pub mod dashboard;
 pub mod hooks;
 pub mod model;
 pub mod scim;

@@ -106,7 +106,11 @@ pub async fn run(
             .map_err(ServerError::Output)?;
     }
     let hooks = crate::hooks::router(server.service().clone(), server.webhook_secret.clone());
-    let router = app(server.service().clone(), server.metrics()).merge(hooks);
+    // The dashboard at `/`, beside the API's `/api/v1`.
+    let dashboard = crate::dashboard::router(server.service().clone(), &server.config);
+    let router = app(server.service().clone(), server.metrics())
+        .merge(hooks)
+        .merge(dashboard);
     server.serve(router, shutdown).await
 }
 
@@ -175,6 +179,7 @@ impl Server {
         let agents = bind_agents(&config, &keys, &service, &metrics).await?;
 
         let token = bootstrap::admin_token(&service).await?;
+        let operator = bootstrap::admin_operator(&service).await?;
         let url = format!(
             "{}://{local_addr}",
             if tls.is_some() { "https" } else { "http" }
@@ -186,7 +191,7 @@ impl Server {
             "store open"
         );
         info!(pin = %keys.agent_ca.pin, "agent CA");
-        let first_start = FirstStart::new(&config.data_dir, url, &keys, token);
+        let first_start = FirstStart::new(&config.data_dir, url, &keys, token, operator);
         Ok(Server {
             config,
             service,

@@ -8,6 +8,7 @@
 mod enroll;
 mod grants;
 mod hosts;
+mod operators;
 mod refresh;
 mod revocations;
 mod sessions;
@@ -29,6 +30,7 @@ use crate::model::Invalid;
 pub use enroll::{EnrollError, JoinToken};
 pub use grants::NewGrant;
 pub use hosts::NewHost;
+pub use operators::{NewOperator, OperatorAccount, OperatorRole};
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};

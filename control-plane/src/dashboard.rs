@@ -1,0 +1,519 @@
+//! The dashboard's [`Backend`], implemented with the service layer: each action reads the
+//! operator again from the store, checks their role (fail closed: an unknown, disabled or
+//! too-weak operator is refused) and calls the same service method as the API and the
+//! CLI, which audits it as `operator:NAME`.
+
+use std::collections::HashMap;
+
+use signoff_dashboard::backend::{
+    AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Change, Grant, Host, Operator,
+    Person, Role, Session, SessionFilter, Signoff, SignoffHost, SignoffHostState,
+};
+use sqlx::Row;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::model::UserStatus;
+use crate::service::{
+    self, OperatorAccount, OperatorRole, Service, ServiceError, SessionRecord, SignoffRecord,
+};
+
+/// The audit reason of a kill from the dashboard, which asks for confirmation, not a
+/// reason.
+const KILL_REASON: &str = "killed from the dashboard";
+
+/// The service layer, as the dashboard sees it.
+#[derive(Debug, Clone)]
+pub struct DashboardBackend {
+    service: Service,
+}
+
+impl DashboardBackend {
+    /// A backend over `service`.
+    pub fn new(service: Service) -> Self {
+        DashboardBackend { service }
+    }
+
+    /// The operator `by` as stored now, if enabled and at least `needed`.
+    async fn authorize(
+        &self,
+        by: &Operator,
+        needed: OperatorRole,
+    ) -> BackendResult<OperatorAccount> {
+        let account = self
+            .service
+            .get_operator(&by.name)
+            .await
+            .map_err(|e| match e {
+                ServiceError::NotFound { .. } => {
+                    BackendError::Forbidden(format!("operator {} does not exist", by.name))
+                }
+                e => backend_error(e),
+            })?;
+        if account.disabled_at.is_some() {
+            return Err(BackendError::Forbidden(format!(
+                "operator {} is disabled",
+                by.name
+            )));
+        }
+        if account.role < needed {
+            return Err(BackendError::Forbidden(format!(
+                "this needs the {} role; {} is {}",
+                needed.as_str(),
+                account.name,
+                account.role.as_str()
+            )));
+        }
+        Ok(account)
+    }
+}
+
+fn backend_error(e: ServiceError) -> BackendError {
+    match e {
+        ServiceError::Invalid(i) => BackendError::Invalid(i.to_string()),
+        e @ ServiceError::NotFound { .. } => BackendError::NotFound(e.to_string()),
+        ServiceError::Conflict(m) => BackendError::Conflict(m),
+        e => {
+            tracing::warn!("dashboard: service error: {e}");
+            BackendError::Internal(e.to_string())
+        }
+    }
+}
+
+fn role_to(r: OperatorRole) -> Role {
+    match r {
+        OperatorRole::Viewer => Role::Viewer,
+        OperatorRole::Operator => Role::Operator,
+        OperatorRole::Admin => Role::Admin,
+    }
+}
+
+fn role_from(r: Role) -> OperatorRole {
+    match r {
+        Role::Viewer => OperatorRole::Viewer,
+        Role::Operator => OperatorRole::Operator,
+        Role::Admin => OperatorRole::Admin,
+    }
+}
+
+fn operator(a: OperatorAccount) -> Operator {
+    Operator {
+        name: a.name,
+        role: role_to(a.role),
+        created_at: a.created_at,
+        disabled_at: a.disabled_at,
+    }
+}
+
+fn session(s: SessionRecord) -> Session {
+    Session {
+        host_id: s.host_id,
+        id: s.id,
+        account: s.account,
+        user: s.user,
+        key_id: s.key_id,
+        serial: s.serial,
+        source_address: s.source_address,
+        source_port: s.source_port,
+        started_at: s.started_at,
+        tty: s.tty,
+        state: s.state,
+    }
+}
+
+fn signoff(r: SignoffRecord) -> Signoff {
+    Signoff {
+        id: r.id,
+        user: r.user,
+        reason: r.reason,
+        actor: r.actor,
+        created_at: r.created_at,
+        completed_at: r.completed_at,
+        in_force: r.in_force,
+        hosts: r
+            .hosts
+            .into_iter()
+            .map(|h| SignoffHost {
+                host: h.host,
+                state: match h.state {
+                    service::SignoffHostState::Confirmed => SignoffHostState::Confirmed,
+                    service::SignoffHostState::Pending => SignoffHostState::Pending,
+                    service::SignoffHostState::Offline => SignoffHostState::Offline,
+                },
+                confirmed_at: h.confirmed_at,
+                killed_sessions: h.killed_sessions,
+                last_error: h.last_error,
+            })
+            .collect(),
+    }
+}
+
+/// What the agent reports about itself: read beside the host model, as telemetry (like
+/// the metrics endpoint does), not a decision.
+#[derive(Debug, Default)]
+struct AgentFacts {
+    online: bool,
+    agent_version: Option<String>,
+    cert_not_after: Option<i64>,
+}
+
+impl DashboardBackend {
+    async fn agent_facts(&self) -> BackendResult<HashMap<String, AgentFacts>> {
+        let rows = sqlx::query(
+            "SELECT id, online, agent_version, cert_not_after FROM hosts WHERE removed_rev IS NULL",
+        )
+        .fetch_all(self.service.pool())
+        .await
+        .map_err(|e| backend_error(e.into()))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>("id"),
+                    AgentFacts {
+                        online: r.get::<i64, _>("online") != 0,
+                        agent_version: r.get("agent_version"),
+                        cert_not_after: r.get("cert_not_after"),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn host(h: crate::model::Host, facts: Option<&AgentFacts>) -> Host {
+        let facts_default = AgentFacts::default();
+        let f = facts.unwrap_or(&facts_default);
+        Host {
+            id: h.id,
+            hostname: h.hostname,
+            groups: h.groups,
+            online: f.online,
+            acked_revision: h.acked_revision,
+            agent_version: f.agent_version.clone(),
+            last_contact: h.last_contact,
+            cert_not_after: f.cert_not_after,
+        }
+    }
+
+    fn person(u: crate::model::User, grants: Vec<Grant>) -> Person {
+        Person {
+            name: u.name,
+            active: u.status == UserStatus::Active,
+            key_ids: u.key_ids,
+            public_keys: u.public_keys,
+            principals: u.principals,
+            grants,
+        }
+    }
+}
+
+fn grant(g: &crate::model::Grant) -> Grant {
+    Grant {
+        account: g.account.clone(),
+        group: g.group.clone(),
+        not_after: g.not_after,
+    }
+}
+
+impl Backend for DashboardBackend {
+    fn now(&self) -> i64 {
+        self.service.now()
+    }
+
+    fn revision(&self) -> i64 {
+        self.service.revision()
+    }
+
+    async fn authenticate(&self, name: &str, password: &str) -> BackendResult<Option<Operator>> {
+        Ok(self
+            .service
+            .authenticate_operator(name, password)
+            .await
+            .map_err(backend_error)?
+            .map(operator))
+    }
+
+    async fn operator(&self, name: &str) -> BackendResult<Option<Operator>> {
+        match self.service.get_operator(name).await {
+            Ok(a) if a.disabled_at.is_none() => Ok(Some(operator(a))),
+            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+
+    async fn hosts(&self) -> BackendResult<Vec<Host>> {
+        let facts = self.agent_facts().await?;
+        let hosts = self.service.list_hosts().await.map_err(backend_error)?;
+        Ok(hosts
+            .into_iter()
+            .map(|h| {
+                let f = facts.get(&h.id);
+                Self::host(h, f)
+            })
+            .collect())
+    }
+
+    async fn host(&self, id: &str) -> BackendResult<Host> {
+        let h = self.service.get_host(id).await.map_err(backend_error)?;
+        let facts = self.agent_facts().await?;
+        let f = facts.get(&h.id);
+        Ok(Self::host(h, f))
+    }
+
+    async fn sessions(&self, filter: &SessionFilter) -> BackendResult<Vec<Session>> {
+        let filter = service::SessionFilter {
+            user: filter.user.clone(),
+            host: filter.host.clone(),
+            account: filter.account.clone(),
+            state: None,
+        };
+        Ok(self
+            .service
+            .list_sessions(&filter)
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(session)
+            .collect())
+    }
+
+    async fn login_times(&self, since: i64) -> BackendResult<Vec<i64>> {
+        let mut out = Vec::new();
+        for state in ["live", "unknown", "ended"] {
+            let filter = service::SessionFilter {
+                state: Some(state.to_owned()),
+                ..Default::default()
+            };
+            let sessions = self
+                .service
+                .list_sessions(&filter)
+                .await
+                .map_err(backend_error)?;
+            out.extend(
+                sessions
+                    .iter()
+                    .map(|s| s.started_at)
+                    .filter(|&t| t >= since),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn people(&self) -> BackendResult<Vec<Person>> {
+        let users = self.service.list_users().await.map_err(backend_error)?;
+        let mut grants: HashMap<String, Vec<Grant>> = HashMap::new();
+        for g in self
+            .service
+            .list_grants(None)
+            .await
+            .map_err(backend_error)?
+        {
+            grants.entry(g.user.clone()).or_default().push(grant(&g));
+        }
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let g = grants.remove(&u.name).unwrap_or_default();
+                Self::person(u, g)
+            })
+            .collect())
+    }
+
+    async fn person(&self, name: &str) -> BackendResult<Person> {
+        let u = self.service.get_user(name).await.map_err(backend_error)?;
+        let grants = self
+            .service
+            .list_grants(Some(name))
+            .await
+            .map_err(backend_error)?;
+        Ok(Self::person(u, grants.iter().map(grant).collect()))
+    }
+
+    async fn signoffs(&self) -> BackendResult<Vec<Signoff>> {
+        Ok(self
+            .service
+            .list_signoffs()
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(signoff)
+            .collect())
+    }
+
+    async fn signoff(&self, id: i64) -> BackendResult<Signoff> {
+        self.service
+            .get_signoff(id)
+            .await
+            .map(signoff)
+            .map_err(backend_error)
+    }
+
+    async fn latest_signoff(&self, user: &str) -> BackendResult<Option<Signoff>> {
+        Ok(self
+            .service
+            .latest_signoff(user)
+            .await
+            .map_err(backend_error)?
+            .map(signoff))
+    }
+
+    async fn audit(
+        &self,
+        filter: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> BackendResult<Vec<AuditEntry>> {
+        Ok(self
+            .service
+            .audit_log(filter, before, limit)
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|r| AuditEntry {
+                seq: r.seq,
+                at: r.at,
+                actor: r.actor,
+                action: r.action,
+                target: r.target,
+                reason: r.reason,
+            })
+            .collect())
+    }
+
+    async fn verify_audit(&self) -> BackendResult<AuditCheck> {
+        let v = self.service.verify_audit().await.map_err(backend_error)?;
+        Ok(AuditCheck {
+            rows: v.rows,
+            broken: v.broken.map(|b| (b.seq, b.problem)),
+        })
+    }
+
+    async fn operators(&self) -> BackendResult<Vec<Operator>> {
+        Ok(self
+            .service
+            .list_operators()
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(operator)
+            .collect())
+    }
+
+    async fn kill_session(&self, by: &Operator, host: &str, id: &str) -> BackendResult<()> {
+        let who = self.authorize(by, OperatorRole::Operator).await?;
+        self.service
+            .kill_session(&who.actor(), host, id, KILL_REASON)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn kill_person_sessions(&self, by: &Operator, user: &str) -> BackendResult<usize> {
+        let who = self.authorize(by, OperatorRole::Operator).await?;
+        Ok(self
+            .service
+            .kill_user_sessions(&who.actor(), user, KILL_REASON)
+            .await
+            .map_err(backend_error)?
+            .len())
+    }
+
+    async fn sign_off(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<i64> {
+        let who = self.authorize(by, OperatorRole::Operator).await?;
+        Ok(self
+            .service
+            .sign_off(&who.actor(), user, reason)
+            .await
+            .map_err(backend_error)?
+            .id)
+    }
+
+    async fn reenable(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<()> {
+        let who = self.authorize(by, OperatorRole::Admin).await?;
+        self.service
+            .reenable_user(&who.actor(), user, reason)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn create_operator(
+        &self,
+        by: &Operator,
+        name: &str,
+        role: Role,
+    ) -> BackendResult<String> {
+        let who = self.authorize(by, OperatorRole::Admin).await?;
+        Ok(self
+            .service
+            .create_operator(&who.actor(), name, role_from(role), "")
+            .await
+            .map_err(backend_error)?
+            .password)
+    }
+
+    async fn set_operator_role(&self, by: &Operator, name: &str, role: Role) -> BackendResult<()> {
+        let who = self.authorize(by, OperatorRole::Admin).await?;
+        self.service
+            .set_operator_role(&who.actor(), name, role_from(role), "")
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn disable_operator(&self, by: &Operator, name: &str) -> BackendResult<()> {
+        let who = self.authorize(by, OperatorRole::Admin).await?;
+        self.service
+            .disable_operator(&who.actor(), name, "")
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    fn changes(&self) -> mpsc::Receiver<Change> {
+        let (tx, rx) = mpsc::channel(64);
+        let mut sessions = self.service.watch_sessions();
+        let mut signoffs = self.service.watch_signoffs();
+        let mut revisions = self.service.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    event = sessions.recv() => match event {
+                        // Missed events still mean "sessions changed".
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Change::Sessions,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    changed = signoffs.changed() => match changed {
+                        Ok(()) => Change::Signoffs,
+                        Err(_) => return,
+                    },
+                    changed = revisions.changed() => match changed {
+                        Ok(()) => Change::Fleet,
+                        Err(_) => return,
+                    },
+                    () = tx.closed() => return,
+                };
+                // A full channel means the page has a refresh queued already.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(change) {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// The dashboard's router over `service`, with the session and cookie settings of
+/// `config`.
+pub fn router(service: Service, config: &crate::config::Config) -> axum::Router {
+    let settings = &config.dashboard;
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    signoff_dashboard::router(
+        DashboardBackend::new(service),
+        signoff_dashboard::DashboardConfig {
+            secure_cookies: settings.secure_cookies,
+            session_idle_secs: secs(settings.session_idle),
+            session_max_secs: secs(settings.session_max),
+            ..Default::default()
+        },
+    )
+}
