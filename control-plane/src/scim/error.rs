@@ -53,6 +53,15 @@ impl ScimError {
         ScimError::new(StatusCode::NOT_FOUND, None, detail)
     }
 
+    /// 405: the resource exists, the method does not apply to it.
+    pub(crate) fn method_not_allowed() -> Self {
+        ScimError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            "this method does not apply to this endpoint",
+        )
+    }
+
     /// A service error where a conflict means the userName, a key ID or a key is taken.
     pub(crate) fn uniqueness(e: ServiceError) -> Self {
         match e {

@@ -75,7 +75,8 @@ where
         )
         .route("/Schemas", get(discovery::schemas_handler))
         .route("/Schemas/{id}", get(discovery::schema_handler))
-        .fallback(not_found_handler);
+        .fallback(not_found_handler)
+        .method_not_allowed_fallback(method_not_allowed_handler);
     Router::new()
         .nest(BASE, scim)
         .with_state(ScimState { service })
@@ -83,6 +84,10 @@ where
 
 async fn not_found_handler(_caller: ScimCaller) -> ScimError {
     ScimError::not_found("no such SCIM endpoint; this server serves Users only")
+}
+
+async fn method_not_allowed_handler(_caller: ScimCaller) -> ScimError {
+    ScimError::method_not_allowed()
 }
 
 /// A JSON response with SCIM's content type.

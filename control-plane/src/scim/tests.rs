@@ -177,6 +177,10 @@ async fn discovery_endpoints_describe_users_and_the_ssh_extension() {
     e.scim(Method::GET, "/Schemas/urn:nope", None)
         .await
         .scim_error(StatusCode::NOT_FOUND, None);
+    // A method an endpoint does not take.
+    e.scim(Method::DELETE, "/Users", None)
+        .await
+        .scim_error(StatusCode::METHOD_NOT_ALLOWED, None);
     // Groups, Bulk, Me: not served, said in SCIM's words.
     e.scim(Method::GET, "/Groups", None)
         .await
