@@ -312,12 +312,12 @@ impl Server {
         };
         stop_tx.send_replace(true);
         let _ = poller.await;
+        let _ = service.flush_contacts().await;
         // Agent streams are long-lived: they end at once and their agents reconnect
         // elsewhere or after the restart, with backoff.
         agent_task.abort();
         match stopped_early {
             Some(res) => Err(ServerError::Serve(match res {
-        let _ = service.flush_contacts().await;
                 Ok(Ok(())) => io::Error::other("the accept loop ended"),
                 Ok(Err(e)) => e,
                 Err(join) => io::Error::other(join),
@@ -395,14 +395,14 @@ async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Rece
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
+        if let Err(e) = service.flush_contacts().await {
+            warn!("cannot record agents' acks (retrying): {e}");
+        }
         match service.refresh_revision().await {
             Ok(_) if failing => {
                 info!("reading the latest revision works again");
                 failing = false;
             }
-        if let Err(e) = service.flush_contacts().await {
-            warn!("cannot record agents' acks (retrying): {e}");
-        }
             Ok(_) => {}
             Err(e) if !failing => {
                 warn!("cannot read the latest revision (retrying every {every:?}): {e}");

@@ -120,10 +120,10 @@ struct Inner {
     outboxes: sessions::Outboxes,
     order_signer: std::sync::Mutex<Option<ssh_key::PrivateKey>>,
     signoff_progress: watch::Sender<u64>,
-}
-
     /// Acks not yet written: host → (acked revision, Unix seconds).
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+}
+
 impl Service {
     /// A service over an opened, migrated store.
     pub async fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Result<Self> {
@@ -142,9 +142,9 @@ impl Service {
                 outboxes: sessions::Outboxes::default(),
                 order_signer: std::sync::Mutex::new(None),
                 signoff_progress: watch::channel(0).0,
+                contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
-                contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
     }
 
     /// The store, for the read paths of adapters that need raw access (metrics).
