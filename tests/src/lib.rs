@@ -9,6 +9,8 @@
 //! - [`principals`]: `signoff-agent principals` installed where sshd runs it, and an sshd
 //!   wired to it.
 //! - [`fleet`]: a control plane and hosts (agent + sshd each) for sign-off tests.
+//! - [`order_server`]: a stand-in for the control plane's end of the agent stream, to
+//!   deliver crafted kill orders to a real agent.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
 //!
@@ -20,6 +22,7 @@ pub mod command;
 pub mod fleet;
 pub mod keys;
 pub mod krl;
+pub mod order_server;
 pub mod plane;
 pub mod principals;
 pub mod seed;
