@@ -10,7 +10,9 @@
 //!
 //! Only for dynamically linked glibc targets: a `+crt-static` build already links
 //! `libgcc_eh.a` (linking it twice would define every symbol twice), and other targets do
-//! not use `libgcc_s`.
+//! not use `libgcc_s`. A build script sees `crt-static` only when it comes from `RUSTFLAGS`
+//! (with `--target`), not from `cargo rustc -- -C target-feature=+crt-static`: build a
+//! static `signoff-sshd` the first way (agent README, "Building for production").
 
 use std::env;
 
