@@ -108,7 +108,9 @@ impl AgentSync for StandIn {
         &self,
         _req: Request<v1::RenewRequest>,
     ) -> Result<Response<v1::RenewResponse>, Status> {
-        Err(Status::unimplemented("the stand-in does not renew certificates"))
+        Err(Status::unimplemented(
+            "the stand-in does not renew certificates",
+        ))
     }
 }
 

@@ -172,7 +172,10 @@ fn id_of(session: &Value) -> Result<String> {
 /// found by its audit session id (detached ones included) and by its commands.
 fn wait_login_gone(login: &mut Login, audit_session: u32) -> Result<()> {
     if login.client.wait_exit(WAIT)?.is_none() {
-        bail!("the ssh client of login {:?} is still connected", login.markers);
+        bail!(
+            "the ssh client of login {:?} is still connected",
+            login.markers
+        );
     }
     let ids = BTreeSet::from([audit_session]);
     wait_for(
@@ -248,7 +251,10 @@ fn pty_and_non_pty_sessions_appear_with_their_attribution_and_end_when_the_clien
         assert_eq!(session["key_fingerprint"], key_fingerprint.as_str());
         let tty = session["tty"].as_str().unwrap_or_default();
         if pty {
-            assert!(tty.starts_with("pts/"), "a pty session has a tty: {session}");
+            assert!(
+                tty.starts_with("pts/"),
+                "a pty session has a tty: {session}"
+            );
         } else {
             assert_eq!(tty, "", "a non-pty session has none: {session}");
         }
@@ -482,10 +488,14 @@ impl Refusals {
             .filter(|(l, _)| !l.commands().is_empty())
             .map(|(_, id)| id.clone())
             .collect();
-        wait_for("the agent to list its sessions to the stand-in", WAIT, || {
-            let listed: BTreeSet<String> = self.server.listed_sessions().into_iter().collect();
-            Ok(listed.is_superset(&want).then_some(()))
-        })
+        wait_for(
+            "the agent to list its sessions to the stand-in",
+            WAIT,
+            || {
+                let listed: BTreeSet<String> = self.server.listed_sessions().into_iter().collect();
+                Ok(listed.is_superset(&want).then_some(()))
+            },
+        )
         .with_context(|| format!("agent log:\n{}", self.host.agent.log()))
     }
 
@@ -624,14 +634,20 @@ fn a_replayed_order_is_refused_also_after_an_agent_restart() -> Result<()> {
     reuse.nonce = KillOrder::decode(&first.order)?.nonce;
     let reuse = r.signed(&reuse)?;
     let result = r.server.deliver(first.clone())?;
-    assert!(!result.executed && result.refusal.contains("replayed"), "{result:?}");
+    assert!(
+        !result.executed && result.refusal.contains("replayed"),
+        "{result:?}"
+    );
     r.assert_refused(reuse.clone(), 1, "replayed")?;
 
     // The nonces are on disk: a restarted agent refuses both too.
     r.host.agent.stop()?;
     r.reconnect()?;
     let result = r.server.deliver(first)?;
-    assert!(!result.executed && result.refusal.contains("replayed"), "{result:?}");
+    assert!(
+        !result.executed && result.refusal.contains("replayed"),
+        "{result:?}"
+    );
     r.assert_refused(reuse, 1, "replayed")?;
     r.assert_valid_order_kills(1)
 }

@@ -10,6 +10,7 @@ mod error;
 mod handlers;
 mod metrics;
 mod openapi;
+mod session_events;
 mod signoffs;
 
 use std::sync::Arc;
@@ -114,6 +115,10 @@ pub fn router_with_metrics(service: Service, metrics: Arc<Metrics>) -> Router {
         )
         .route("/tokens/{id}", delete(handlers::revoke_token_handler))
         .route("/sessions", get(handlers::list_sessions_handler))
+        .route(
+            "/sessions/events",
+            get(session_events::session_events_handler),
+        )
         .route("/sessions/{host}/{id}", get(handlers::get_session_handler))
         .route(
             "/sessions/{host}/{id}/kill",

@@ -385,6 +385,56 @@ fn ops() -> Vec<Op> {
         },
         Op {
             method: "get",
+            path: "/sessions",
+            example_path: "/sessions?user=alice",
+            scope: Some("read"),
+            summary: "SSH sessions, newest first (?user=&host=&account=&state=live|unknown|ended; default: live and unknown)",
+            body: None,
+            ok: 200,
+            ok_schema: Some("SessionList"),
+        },
+        Op {
+            method: "get",
+            path: "/sessions/events",
+            example_path: "/sessions/events?follow=false",
+            scope: Some("read"),
+            summary: "Live feed of sessions as Server-Sent Events (text/event-stream), each event's data JSON: `snapshot` {sessions} first, then `started` and `updated` (a Session), `ended` {host_id, id}, `host_unknown` {host_id}; a client that falls behind gets `resync` {sessions, missed}, a fresh snapshot replacing what it had. ?follow=false ends the stream after the snapshot",
+            body: None,
+            ok: 200,
+            ok_schema: None,
+        },
+        Op {
+            method: "get",
+            path: "/sessions/{host}/{id}",
+            example_path: "/sessions/web1/4242:1",
+            scope: Some("read"),
+            summary: "One session",
+            body: None,
+            ok: 200,
+            ok_schema: Some("Session"),
+        },
+        Op {
+            method: "post",
+            path: "/sessions/{host}/{id}/kill",
+            example_path: "/sessions/web1/4242:1/kill",
+            scope: Some("signoff"),
+            summary: "End a session: a kill order signed with the order key is sent on the host's stream (202; state undelivered when its agent is not connected; 409 once the session has ended). The order and the agent's result are audited",
+            body: Some(("Reason", || json!({"reason": "compromised laptop"}))),
+            ok: 202,
+            ok_schema: Some("KillOrder"),
+        },
+        Op {
+            method: "post",
+            path: "/users/{name}/kill-sessions",
+            example_path: "/users/alice/kill-sessions",
+            scope: Some("signoff"),
+            summary: "End every live session of a person (a kill order each)",
+            body: Some(("Reason", || json!({"reason": "compromised laptop"}))),
+            ok: 202,
+            ok_schema: Some("KillOrderList"),
+        },
+        Op {
+            method: "get",
             path: "/audit",
             example_path: "/audit?limit=10",
             scope: Some("read"),
@@ -421,7 +471,7 @@ fn schemas() -> Value {
     let user = json!({"type": "object", "required": ["name", "status", "key_ids", "principals", "public_keys", "created_at"], "properties": {
         "name": {"type": "string"}, "status": {"enum": ["active", "disabled"]},
         "key_ids": strings, "principals": strings, "public_keys": strings, "created_at": {"type": "integer"}}});
-    json!({
+    let mut all = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"enum": ["unauthorized", "forbidden", "invalid", "bad_request", "not_found", "conflict", "internal"]},
             "message": {"type": "string"}}}}},
@@ -458,6 +508,29 @@ fn schemas() -> Value {
         "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
         "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
             "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
+    });
+    if let (Some(all), Value::Object(sessions)) = (all.as_object_mut(), session_schemas()) {
+        all.extend(sessions);
+    }
+    all
+}
+
+/// The sessions' schemas (apart: one `json!` of every schema exceeds the macro's recursion
+/// limit).
+fn session_schemas() -> Value {
+    json!({
+        "Session": {"type": "object", "required": ["host_id", "id", "account", "key_id", "serial", "source_address", "source_port", "started_at", "state"], "properties": {
+            "host_id": {"type": "string"}, "id": {"type": "string", "description": "PID:START_TICKS of the session's sshd process, unique on the host"},
+            "account": {"type": "string"}, "user": {"type": ["string", "null"], "description": "the person whose key ID the certificate carries"},
+            "key_id": {"type": "string"}, "serial": {"type": "integer"}, "ca_fingerprint": {"type": "string"}, "key_fingerprint": {"type": "string"},
+            "source_address": {"type": "string"}, "source_port": {"type": "integer"}, "started_at": {"type": "integer"},
+            "tty": {"type": "string", "description": "pts/N, or empty without a pty"}, "pids": {"type": "array", "items": {"type": "integer"}},
+            "state": {"enum": ["live", "unknown", "ended"], "description": "unknown while the host's agent is disconnected"}, "ended_at": {"type": ["integer", "null"]}}},
+        "SessionList": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}},
+        "KillOrder": {"type": "object", "required": ["nonce", "host_id", "session_id", "state", "not_after"], "properties": {
+            "nonce": {"type": "string", "description": "hex; names the order in the audit log"}, "host_id": {"type": "string"}, "session_id": {"type": "string"},
+            "state": {"enum": ["sent", "undelivered"]}, "not_after": {"type": "integer", "description": "Unix seconds after which the agent refuses it"}}},
+        "KillOrderList": {"type": "array", "items": {"$ref": "#/components/schemas/KillOrder"}},
     })
 }
 

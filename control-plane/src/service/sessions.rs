@@ -56,8 +56,10 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SessionEvent {
-    /// Started, or known again after a reconnect.
+    /// A session the table did not have (or had as ended).
     Started(Box<SessionRecord>),
+    /// A known session changed: live again after its agent reconnected, or its processes.
+    Updated(Box<SessionRecord>),
     /// Ended.
     Ended {
         /// The host.
@@ -178,6 +180,13 @@ impl Service {
     }
 
     async fn upsert_session(&self, host: &str, s: &v1::Session) -> Result<()> {
+        let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
+        let before: Option<(String, String)> =
+            sqlx::query_as("SELECT state, pids FROM sessions WHERE host_id = ? AND id = ?")
+                .bind(host)
+                .bind(&s.id)
+                .fetch_optional(self.pool())
+                .await?;
         sqlx::query(
             "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
                 source_address, source_port, started_at, tty, pids, state)
@@ -195,14 +204,20 @@ impl Service {
         .bind(i64::from(s.source_port))
         .bind(i64::try_from(s.started_at).unwrap_or(0))
         .bind(&s.tty)
-        .bind(serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into()))
+        .bind(&pids)
         .execute(self.pool())
         .await?;
+        // Every full list after a reconnect repeats what is known: only changes are events.
+        let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
+            None => SessionEvent::Started,
+            Some((state, _)) if state == "ended" => SessionEvent::Started,
+            Some((state, old_pids)) if state != "live" || *old_pids != pids => {
+                SessionEvent::Updated
+            }
+            Some(_) => return Ok(()),
+        };
         if let Ok(r) = self.get_session(host, &s.id).await {
-            let _ = self
-                .inner
-                .session_events
-                .send(SessionEvent::Started(Box::new(r)));
+            let _ = self.inner.session_events.send(event(Box::new(r)));
         }
         Ok(())
     }
@@ -214,12 +229,18 @@ impl Service {
 
     /// An agent reports a session ended.
     pub async fn session_ended(&self, host: &str, id: &str, ended_at: i64) -> Result<()> {
-        sqlx::query("UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'")
+        let ended = sqlx::query("UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'")
             .bind(ended_at)
             .bind(host)
             .bind(id)
             .execute(self.pool())
-            .await?;
+            .await?
+            .rows_affected();
+        // An end already recorded (from a full list, then the agent's own report) or of a
+        // session never known is no news.
+        if ended == 0 {
+            return Ok(());
+        }
         let _ = self.inner.session_events.send(SessionEvent::Ended {
             host_id: host.to_owned(),
             id: id.to_owned(),
