@@ -225,8 +225,9 @@ impl Service {
 
     /// Writes the buffered acks in one transaction.
     pub async fn flush_contacts(&self) -> Result<usize> {
+        // Copied, not drained: until the commit, readers must still find the acks here.
         let batch: Vec<(String, (i64, i64))> = match self.inner.contacts.lock() {
-            Ok(mut m) if !m.is_empty() => m.drain().collect(),
+            Ok(m) if !m.is_empty() => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             _ => return Ok(0),
         };
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
@@ -242,6 +243,14 @@ impl Service {
             .await?;
         }
         tx.commit().await?;
+        if let Ok(mut m) = self.inner.contacts.lock() {
+            for (host, written) in &batch {
+                // A newer ack that came in meanwhile stays for the next flush.
+                if m.get(host) == Some(written) {
+                    m.remove(host);
+                }
+            }
+        }
         Ok(batch.len())
     }
 
@@ -278,6 +287,27 @@ mod tests {
 
     use super::*;
     use crate::service::testing::service;
+
+    #[tokio::test]
+    async fn buffered_acks_are_seen_before_and_after_they_are_written() {
+        let (svc, _) = service().await;
+        svc.create_group(&Actor::cli(), "web", "").await.unwrap();
+        let t = svc
+            .create_join_token(&Actor::cli(), &["web".into()], 3600, "")
+            .await
+            .unwrap();
+        svc.enroll_host(&t.secret, "web1", "").await.unwrap();
+        svc.note_ack("web1", 7);
+        svc.note_ack("web1", 5);
+        assert_eq!(svc.buffered_ack("web1"), Some(7), "never goes back");
+        assert_eq!(svc.get_host("web1").await.unwrap().acked_revision, 7);
+        assert_eq!(svc.flush_contacts().await.unwrap(), 1);
+        assert_eq!(svc.buffered_ack("web1"), None);
+        let host = svc.get_host("web1").await.unwrap();
+        assert_eq!(host.acked_revision, 7);
+        assert!(host.last_contact.is_some());
+        assert_eq!(svc.flush_contacts().await.unwrap(), 0);
+    }
 
     #[tokio::test]
     async fn a_join_token_enrolls_one_host_into_its_groups() {

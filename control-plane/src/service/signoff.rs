@@ -370,7 +370,9 @@ impl Service {
             .filter(|s| !ended.contains(*s))
             .collect();
         let since_rev: i64 = row.get(2);
-        let acked: i64 = row.get::<i64, _>(3).max(self.buffered_ack(host).unwrap_or(0));
+        let acked: i64 = row
+            .get::<i64, _>(3)
+            .max(self.buffered_ack(host).unwrap_or(0));
         let done = r.enforced && r.remaining_pids.is_empty() && acked >= since_rev;
         if confirmed_at.is_some() && new_kills.is_empty() {
             return Ok(());
@@ -378,10 +380,12 @@ impl Service {
         let now = self.now();
         ended.extend(r.ended_sessions.iter().cloned());
         let error = (!done).then(|| {
-            if r.refusal.is_empty() {
+            if !r.refusal.is_empty() {
+                r.refusal.clone()
+            } else if !r.remaining_pids.is_empty() {
                 format!("processes still running: {:?}", r.remaining_pids)
             } else {
-                r.refusal.clone()
+                format!("reported before acking revision {since_rev} (acked {acked})")
             }
         });
         sqlx::query(

@@ -410,7 +410,7 @@ async fn run(o: Options) -> Result<()> {
                 break;
             }
             if t0.elapsed() > Duration::from_secs(120) {
-                bail!("sign-off not complete after 120 s");
+                bail!("sign-off not complete after 120 s: {v}");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
