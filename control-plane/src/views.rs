@@ -4,7 +4,7 @@
 //! is a query, and a delta looks only at rows that changed between the two revisions: its
 //! cost follows the change, not the fleet.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
@@ -142,7 +142,7 @@ impl Service {
         let mut conn = self.pool().acquire().await?;
         Ok(HostView {
             revision: rev,
-            entries: entries(&mut conn, host, rev, None).await?,
+            entries: entries(&mut conn, Scope::Host(host), rev, None).await?,
             revocations: revocations_at(&mut conn, rev).await?,
             disabled_users: disabled_at(&mut conn, rev, None).await?,
             signoffs: signoffs_at(&mut conn, rev).await?,
@@ -174,10 +174,107 @@ impl Service {
         } else {
             Some(touched_users(&mut conn, from, to).await?)
         };
-        let old = entries(&mut conn, host, from, users.as_ref()).await?;
-        let new = entries(&mut conn, host, to, users.as_ref()).await?;
+        let old = entries(&mut conn, Scope::Host(host), from, users.as_ref()).await?;
+        let new = entries(&mut conn, Scope::Host(host), to, users.as_ref()).await?;
         diff_entries(&old, &new, &mut delta);
+        global_delta(&mut conn, &mut delta).await?;
+        Ok(delta)
+    }
 
+    /// What every host's delta from `from` to `to` shares, computed once for a whole
+    /// fan-out: the revocation, disabled-user and sign-off changes, which hosts changed
+    /// group membership or were removed meanwhile, and every live host's groups. The rest
+    /// of a host's delta depends only on its groups ([`Service::plan_delta`]), so hosts
+    /// in the same groups share it: a revision costs per group combination, not per host.
+    pub async fn fanout_plan(&self, from: i64, to: i64) -> Result<FanoutPlan> {
+        let mut conn = self.pool().acquire().await?;
+        let mut global = Delta {
+            from,
+            to,
+            ..Delta::default()
+        };
+        global_delta(&mut conn, &mut global).await?;
+        let membership_changed = sqlx::query(
+            "SELECT DISTINCT host_id FROM host_group_members
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let removed =
+            sqlx::query("SELECT id FROM hosts WHERE removed_rev > ? AND removed_rev <= ?")
+                .bind(from)
+                .bind(to)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        let mut groups: HashMap<String, Vec<i64>> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT host_id, group_id FROM host_group_members
+             WHERE since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1)
+             ORDER BY host_id, group_id",
+        )
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            groups.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        Ok(FanoutPlan {
+            global,
+            membership_changed,
+            removed,
+            groups,
+            touched: touched_users(&mut conn, from, to).await?,
+        })
+    }
+
+    /// The delta of any host in `groups` (sorted) whose membership did not change within
+    /// the plan's range; equal to [`Service::host_delta`] for each such host.
+    pub async fn plan_delta(&self, plan: &FanoutPlan, groups: &[i64]) -> Result<Delta> {
+        let mut conn = self.pool().acquire().await?;
+        let mut delta = plan.global.clone();
+        let scope = Scope::Groups(groups);
+        let old = entries(&mut conn, scope, delta.from, Some(&plan.touched)).await?;
+        let new = entries(&mut conn, scope, delta.to, Some(&plan.touched)).await?;
+        diff_entries(&old, &new, &mut delta);
+        Ok(delta)
+    }
+}
+
+/// See [`Service::fanout_plan`].
+#[derive(Debug, Clone)]
+pub struct FanoutPlan {
+    /// The part of the delta every host shares (no principals entries).
+    pub global: Delta,
+    /// Hosts whose group membership changed in the range: their delta is their own.
+    pub membership_changed: HashSet<String>,
+    /// Hosts removed in the range.
+    pub removed: HashSet<String>,
+    /// Each host's groups at the end of the range, sorted; hosts in none are absent.
+    pub groups: HashMap<String, Vec<i64>>,
+    touched: BTreeSet<i64>,
+}
+
+impl FanoutPlan {
+    /// The groups `host` is in at the end of the range (none: empty).
+    pub fn groups_of(&self, host: &str) -> &[i64] {
+        self.groups.get(host).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Adds to `delta` the changes every host shares: revocations, disabled users, sign-offs.
+async fn global_delta(conn: &mut SqliteConnection, delta: &mut Delta) -> Result<()> {
+    let (from, to) = (delta.from, delta.to);
+    {
         for r in sqlx::query(
             "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi, since_rev, until_rev
              FROM revocations
@@ -219,8 +316,8 @@ impl Service {
         .map(|r| r.get(0))
         .collect();
         if !changed_status.is_empty() {
-            let old = disabled_at(&mut conn, from, Some(&changed_status)).await?;
-            let new = disabled_at(&mut conn, to, Some(&changed_status)).await?;
+            let old = disabled_at(&mut *conn, from, Some(&changed_status)).await?;
+            let new = disabled_at(&mut *conn, to, Some(&changed_status)).await?;
             delta.add_disabled = new.difference(&old).cloned().collect();
             delta.remove_disabled = old.difference(&new).cloned().collect();
         }
@@ -249,8 +346,8 @@ impl Service {
                 _ => {}
             }
         }
-        Ok(delta)
     }
+    Ok(())
 }
 
 /// Users any of whose rows changed in `(from, to]`.
@@ -339,30 +436,51 @@ async fn disabled_at(
     .collect())
 }
 
-/// Principals entries of `host` at `rev`, for all users or only `only`.
+/// Whose principals entries: one host's (through its group membership at the revision),
+/// or those of any host in exactly these groups.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    Host(&'a str),
+    Groups(&'a [i64]),
+}
+
+/// Principals entries of `scope` at `rev`, for all users or only `only`.
 async fn entries(
     conn: &mut SqliteConnection,
-    host: &str,
+    scope: Scope<'_>,
     rev: i64,
     only: Option<&BTreeSet<i64>>,
 ) -> Result<BTreeMap<EntryKey, Entry>> {
     if only.is_some_and(BTreeSet::is_empty) {
         return Ok(BTreeMap::new());
     }
-    let grants = sqlx::query(
-        "SELECT g.account, u.name, u.id, g.not_after
+    const SELECT: &str = "SELECT g.account, u.name, u.id, g.not_after
          FROM grants g
          JOIN users u ON u.id = g.user_id
          JOIN user_status s ON s.user_id = u.id AND s.status = 'active'
               AND s.since_rev <= ?1 AND (s.until_rev IS NULL OR s.until_rev > ?1)
-         WHERE g.since_rev <= ?1 AND (g.until_rev IS NULL OR g.until_rev > ?1)
-           AND g.group_id IN (SELECT group_id FROM host_group_members
-                              WHERE host_id = ?2 AND since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1))",
-    )
-    .bind(rev)
-    .bind(host)
-    .fetch_all(&mut *conn)
-    .await?;
+         WHERE g.since_rev <= ?1 AND (g.until_rev IS NULL OR g.until_rev > ?1)";
+    let grants = match scope {
+        Scope::Host(host) => {
+            sqlx::query(&format!(
+                "{SELECT} AND g.group_id IN (SELECT group_id FROM host_group_members
+                   WHERE host_id = ?2 AND since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1))"
+            ))
+            .bind(rev)
+            .bind(host)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Scope::Groups(groups) => {
+            sqlx::query(&format!(
+                "{SELECT} AND g.group_id IN (SELECT value FROM json_each(?2))"
+            ))
+            .bind(rev)
+            .bind(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()))
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
 
     let mut out: BTreeMap<EntryKey, Entry> = BTreeMap::new();
     let mut identities: BTreeMap<i64, Entry> = BTreeMap::new();

@@ -129,8 +129,8 @@ async fn acknowledged_writes_survive_sigkill() {
         .await
         .unwrap();
     assert_eq!(users.len(), 1);
-    // The bootstrap token, the test's token, alice.
-    assert_eq!(env.ok(&["audit", "verify"]), "audit log intact: 3 rows\n");
+    // The bootstrap token, the bootstrap dashboard admin, the test's token, alice.
+    assert_eq!(env.ok(&["audit", "verify"]), "audit log intact: 4 rows\n");
     server.signal(Signal::SIGTERM);
     assert!(server.wait(DEADLINE).0.success());
 }

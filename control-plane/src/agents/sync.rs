@@ -1,14 +1,14 @@
 //! The gRPC services agents call: `Enrollment` (no client certificate) and `AgentSync`
 //! (mTLS): one long-lived stream per agent that carries its view, revision by revision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use signoff_proto::v1;
-use tokio::sync::mpsc;
+use tokio::sync::{OnceCell, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,7 +18,7 @@ use super::tls::{host_id_of, not_after_of};
 use crate::api::Metrics;
 use crate::model::Revocation;
 use crate::service::{EnrollError, Service, ServiceError};
-use crate::views::{Delta, Entry, EntryKey, HostView, Statement};
+use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Statement};
 
 /// How long an agent has to say Hello after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +31,44 @@ pub struct AgentServer {
     metrics: Arc<Metrics>,
     cert_validity_secs: i64,
     heartbeat: Duration,
+    deltas: Arc<DeltaCache>,
+}
+
+/// Deltas shared by the streams of one fan-out: when a revision commits, every connected
+/// agent asks for the delta from the same revision to the same one; the plan is computed
+/// once and each group combination's delta once, instead of once per host.
+#[derive(Debug, Default)]
+struct DeltaCache {
+    plans: std::sync::Mutex<BTreeMap<(i64, i64), Arc<OnceCell<Arc<CachedPlan>>>>>,
+}
+
+#[derive(Debug)]
+struct CachedPlan {
+    plan: FanoutPlan,
+    by_groups: std::sync::Mutex<HashMap<Vec<i64>, Arc<OnceCell<v1::HostViewDelta>>>>,
+}
+
+/// Plans kept: the latest few ranges (reconnecting agents ask for one-off ranges).
+const PLANS_KEPT: usize = 16;
+
+impl DeltaCache {
+    fn cell(&self, from: i64, to: i64) -> Arc<OnceCell<Arc<CachedPlan>>> {
+        let mut plans = self
+            .plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cell = plans.entry((from, to)).or_default().clone();
+        while plans.len() > PLANS_KEPT {
+            // Oldest end revision first: those fan-outs are over.
+            let oldest = plans
+                .keys()
+                .min_by_key(|(f, t)| (*t, *f))
+                .copied()
+                .unwrap_or((from, to));
+            plans.remove(&oldest);
+        }
+        cell
+    }
 }
 
 impl AgentServer {
@@ -49,6 +87,7 @@ impl AgentServer {
             metrics,
             cert_validity_secs,
             heartbeat,
+            deltas: Arc::default(),
         }
     }
 
@@ -155,12 +194,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
             .unwrap_or(0)
             .min(self.service.revision());
         self.service
-            .record_contact(
-                &host,
-                Some(applied),
-                Some(&hello.agent_version),
-                not_after,
-            )
+            .record_contact(&host, Some(applied), Some(&hello.agent_version), not_after)
             .await
             .map_err(internal)?;
         let (tx, rx) = mpsc::channel(16);
@@ -266,9 +300,7 @@ impl AgentServer {
                         return Ok(()); // the service is shutting down
                     }
                     let new = *revisions.borrow_and_update();
-                    if !self.service.host_is_live(host).await.map_err(internal)? {
-                        return Err(Status::permission_denied(format!("host {host:?} has been removed")));
-                    }
+                    // (The delta refuses a host removed meanwhile.)
                     if new > sent {
                         self.send(tx, self.delta(host, sent, new).await?).await?;
                         sent = new;
@@ -357,19 +389,54 @@ impl AgentServer {
         )))
     }
 
+    /// The delta for `host`, shared with every host in the same groups (see
+    /// [`DeltaCache`]); refuses a host removed within the range.
     async fn delta(
         &self,
         host: &str,
         from: i64,
         to: i64,
     ) -> Result<v1::control_message::Body, Status> {
-        let d = self
-            .service
-            .host_delta(host, from, to)
+        let service = &self.service;
+        let cached = self
+            .deltas
+            .cell(from, to)
+            .get_or_try_init(|| async {
+                Ok::<_, ServiceError>(Arc::new(CachedPlan {
+                    plan: service.fanout_plan(from, to).await?,
+                    by_groups: std::sync::Mutex::default(),
+                }))
+            })
+            .await
+            .map_err(internal)?
+            .clone();
+        if cached.plan.removed.contains(host) {
+            return Err(Status::permission_denied(format!(
+                "host {host:?} has been removed"
+            )));
+        }
+        if cached.plan.membership_changed.contains(host) {
+            let d = service.host_delta(host, from, to).await.map_err(internal)?;
+            let cas = service.ca_blobs().await.map_err(internal)?;
+            return Ok(v1::control_message::Body::Delta(to_proto_delta(&d, &cas)));
+        }
+        let groups = cached.plan.groups_of(host).to_vec();
+        let cell = cached
+            .by_groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(groups.clone())
+            .or_default()
+            .clone();
+        let delta = cell
+            .get_or_try_init(|| async {
+                let d = service.plan_delta(&cached.plan, &groups).await?;
+                let cas = service.ca_blobs().await?;
+                Ok::<_, ServiceError>(to_proto_delta(&d, &cas))
+            })
             .await
             .map_err(internal)?;
-        let cas = self.service.ca_blobs().await.map_err(internal)?;
-        Ok(v1::control_message::Body::Delta(to_proto_delta(&d, &cas)))
+        Ok(v1::control_message::Body::Delta(delta.clone()))
     }
 }
 

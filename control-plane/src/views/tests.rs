@@ -160,8 +160,15 @@ proptest! {
                     let old = svc.host_view(host, from).await.unwrap();
                     for to in from..=end {
                         let mut applied = old.clone();
-                        applied.apply(&svc.host_delta(host, from, to).await.unwrap());
+                        let delta = svc.host_delta(host, from, to).await.unwrap();
+                        applied.apply(&delta);
                         assert_eq!(applied, svc.host_view(host, to).await.unwrap(), "{host} {from}->{to} after {ops:?}");
+                        // The fan-out path gives the same delta to every host it serves.
+                        let plan = svc.fanout_plan(from, to).await.unwrap();
+                        if !plan.membership_changed.contains(host) {
+                            let shared = svc.plan_delta(&plan, plan.groups_of(host)).await.unwrap();
+                            assert_eq!(shared, delta, "fan-out delta of {host} {from}->{to} after {ops:?}");
+                        }
                     }
                 }
             }
