@@ -39,8 +39,11 @@ pub struct AgentServer {
 /// once and each group combination's delta once, instead of once per host.
 #[derive(Debug, Default)]
 struct DeltaCache {
-    plans: std::sync::Mutex<BTreeMap<(i64, i64), Arc<OnceCell<Arc<CachedPlan>>>>>,
+    plans: std::sync::Mutex<BTreeMap<(i64, i64), PlanCell>>,
 }
+
+/// A plan being computed or computed, by the first stream that needs it.
+type PlanCell = Arc<OnceCell<Arc<CachedPlan>>>;
 
 #[derive(Debug)]
 struct CachedPlan {
@@ -52,7 +55,7 @@ struct CachedPlan {
 const PLANS_KEPT: usize = 16;
 
 impl DeltaCache {
-    fn cell(&self, from: i64, to: i64) -> Arc<OnceCell<Arc<CachedPlan>>> {
+    fn cell(&self, from: i64, to: i64) -> PlanCell {
         let mut plans = self
             .plans
             .lock()
