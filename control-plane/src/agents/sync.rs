@@ -196,19 +196,21 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
         let applied = i64::try_from(hello.applied_revision)
             .unwrap_or(0)
             .min(self.service.revision());
-        self.service
-            .record_contact(&host, Some(applied), Some(&hello.agent_version), not_after)
-            .await
-            .map_err(internal)?;
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
             this.metrics
                 .connected_agents
                 .fetch_add(1, Ordering::Relaxed);
+            // Registered first, then marked online: a previous stream of this host that
+            // ends now can no longer mark it offline.
             let mut connection = this.service.host_connected(&host);
-            if let Err(e) = this.service.set_host_online(&host, true).await {
-                tracing::error!(host, error = ?e, "cannot mark the host online");
+            if let Err(e) = this
+                .service
+                .agent_connected(&host, applied, &hello.agent_version, not_after)
+                .await
+            {
+                tracing::error!(host, error = ?e, "cannot record the agent's connection");
             }
             let heartbeat = match hello.heartbeat_secs {
                 0 => this.heartbeat,

@@ -254,6 +254,33 @@ impl Service {
         Ok(batch.len())
     }
 
+    /// An agent's stream is up: records its applied revision, version and certificate
+    /// expiry, and that it is online, in one write.
+    pub async fn agent_connected(
+        &self,
+        host_id: &str,
+        applied_revision: i64,
+        agent_version: &str,
+        cert_not_after: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET last_contact = ?, online = 1,
+                acked_revision = max(acked_revision, ?),
+                agent_version = ?,
+                cert_not_after = ifnull(?, cert_not_after)
+             WHERE id = ?",
+        )
+        .bind(self.now())
+        .bind(applied_revision)
+        .bind(agent_version)
+        .bind(cert_not_after)
+        .bind(host_id)
+        .execute(self.pool())
+        .await?;
+        self.signoff_progressed();
+        Ok(())
+    }
+
     /// Records an agent's contact: its acked revision (if any), version and certificate
     /// expiry. Not audited and creates no revision: it is telemetry.
     pub async fn record_contact(

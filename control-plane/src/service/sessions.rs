@@ -187,6 +187,13 @@ impl Service {
                 .bind(&s.id)
                 .fetch_optional(self.pool())
                 .await?;
+        if before
+            .as_ref()
+            .is_some_and(|(state, old_pids)| state == "live" && *old_pids == pids)
+        {
+            // Known as it is: no write (a reconnecting fleet repeats every session).
+            return Ok(());
+        }
         sqlx::query(
             "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
                 source_address, source_port, started_at, tty, pids, state)

@@ -279,7 +279,7 @@ impl Service {
         self.inner.signoff_progress.subscribe()
     }
 
-    fn signoff_progressed(&self) {
+    pub(crate) fn signoff_progressed(&self) {
         self.inner
             .signoff_progress
             .send_modify(|n| *n = n.wrapping_add(1));
