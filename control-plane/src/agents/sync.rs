@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use signoff_proto::v1;
@@ -223,7 +223,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 .drive(
                     &host,
                     hello.applied_revision,
-                    &mut inbound,
+                    inbound,
                     &tx,
                     &mut connection.orders,
                     heartbeat,
@@ -271,11 +271,14 @@ type Outbound = mpsc::Sender<Result<v1::ControlMessage, Status>>;
 
 impl AgentServer {
     /// Sends the agent what it lacks, then each new revision, acks recorded as they come.
+    ///
+    /// What the agent sends is handled by a task of its own: recording its session reports
+    /// waits on the store, and that must never hold up the next delta.
     async fn drive(
         &self,
         host: &str,
         applied: u64,
-        inbound: &mut Streaming<v1::AgentMessage>,
+        mut inbound: Streaming<v1::AgentMessage>,
         tx: &Outbound,
         orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
         heartbeat_every: Duration,
@@ -283,7 +286,7 @@ impl AgentServer {
         let mut revisions = self.service.subscribe();
         let current = *revisions.borrow_and_update();
         let applied = i64::try_from(applied).unwrap_or(i64::MAX);
-        let mut sent = if applied == 0 || applied > current {
+        let sent = if applied == 0 || applied > current {
             // New agent, or one that knows a future we never had (a restored backup):
             // start it afresh.
             self.send(tx, self.snapshot(host, current).await?).await?;
@@ -296,6 +299,55 @@ impl AgentServer {
             self.send(tx, self.heartbeat(current)).await?;
             current
         };
+        // The latest revision sent, for clamping acks; stored before each send.
+        let sent_shared = Arc::new(AtomicI64::new(sent));
+        let mut receiver = {
+            let this = self.clone();
+            let host = host.to_owned();
+            let sent = sent_shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    match inbound.message().await {
+                        Ok(Some(v1::AgentMessage { body: Some(body) })) => {
+                            this.received(&host, sent.load(Ordering::SeqCst), body)
+                                .await?;
+                        }
+                        Ok(Some(v1::AgentMessage { body: None })) => {
+                            return Err(Status::invalid_argument("empty message"));
+                        }
+                        Ok(None) | Err(_) => return Ok(()), // the agent went away
+                    }
+                }
+            })
+        };
+        let result = self
+            .send_loop(
+                host,
+                sent,
+                &mut revisions,
+                &sent_shared,
+                &mut receiver,
+                tx,
+                orders,
+                heartbeat_every,
+            )
+            .await;
+        receiver.abort();
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_loop(
+        &self,
+        host: &str,
+        mut sent: i64,
+        revisions: &mut tokio::sync::watch::Receiver<i64>,
+        sent_shared: &AtomicI64,
+        receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
+        tx: &Outbound,
+        orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
+        heartbeat_every: Duration,
+    ) -> Result<(), Status> {
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.reset();
         loop {
@@ -307,18 +359,19 @@ impl AgentServer {
                     let new = *revisions.borrow_and_update();
                     // (The delta refuses a host removed meanwhile.)
                     if new > sent {
-                        self.send(tx, self.delta(host, sent, new).await?).await?;
+                        let delta = self.delta(host, sent, new).await?;
+                        sent_shared.store(new, Ordering::SeqCst);
+                        self.send(tx, delta).await?;
                         sent = new;
                         heartbeat.reset();
                     }
                 }
-                msg = inbound.message() => match msg {
-                    Ok(Some(v1::AgentMessage { body: Some(body) })) => self.received(host, sent, body).await?,
-                    Ok(Some(v1::AgentMessage { body: None })) => {
-                        return Err(Status::invalid_argument("empty message"));
-                    }
-                    Ok(None) | Err(_) => return Ok(()), // the agent went away
-                },
+                done = &mut *receiver => {
+                    return match done {
+                        Ok(result) => result,
+                        Err(_) => Ok(()), // aborted or panicked: end the stream
+                    };
+                }
                 Some(order) = orders.recv() => {
                     self.send(tx, v1::control_message::Body::Kill(order)).await?;
                 }
