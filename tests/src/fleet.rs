@@ -119,8 +119,15 @@ impl Fleet {
     }
 
     /// A host `id` in the group: sshd wired to a new agent, which is enrolled, started and
-    /// in sync.
+    /// in sync. Its `/proc` safety-net rescan runs every second (the default is 3 s), so
+    /// that a test never waits long on a missed log line.
     pub fn host(&self, id: &str) -> Result<Host> {
+        self.host_with(id, Some("1s"))
+    }
+
+    /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
+    /// (for benchmarks of the agent as deployed).
+    pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
@@ -139,8 +146,11 @@ impl Fleet {
                 agent.krl_path().display(),
             ),
         )?;
+        let reconcile = reconcile_interval
+            .map(|i| format!("reconcile_interval = {i:?}\n"))
+            .unwrap_or_default();
         agent.append_config(&format!(
-            "[sessions]\nsshd_log = {:?}\nsshd_port = {}\nreconcile_interval = \"1s\"\n",
+            "[sessions]\nsshd_log = {:?}\nsshd_port = {}\n{reconcile}",
             sshd.log_path().display().to_string(),
             sshd.port()
         ))?;

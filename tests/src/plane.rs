@@ -658,6 +658,11 @@ impl Agent {
         read_text(&self.log)
     }
 
+    /// The daemon's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|p| p.child.id())
+    }
+
     /// How many times the daemon was started.
     pub fn starts(&self) -> usize {
         self.starts

@@ -15,11 +15,11 @@
 //! Every reader takes the `/proc` root as a parameter so tests can build a fake one.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Read as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::title::{self, Program, Role, Title, Ttys};
@@ -122,13 +122,16 @@ impl Procfs {
 
     /// `/proc/PID/stat`.
     pub fn stat(&self, pid: u32) -> io::Result<Stat> {
-        let text = fs::read_to_string(self.path(pid, "stat"))?;
-        parse_stat(&text).ok_or_else(|| invalid(format!("unparsable /proc/{pid}/stat")))
+        let bytes = read_small(&self.path(pid, "stat"))?;
+        String::from_utf8(bytes)
+            .ok()
+            .and_then(|text| parse_stat(&text))
+            .ok_or_else(|| invalid(format!("unparsable /proc/{pid}/stat")))
     }
 
     /// `/proc/PID/cmdline`, raw.
     pub fn cmdline(&self, pid: u32) -> io::Result<Vec<u8>> {
-        fs::read(self.path(pid, "cmdline"))
+        read_small(&self.path(pid, "cmdline"))
     }
 
     /// The process's sshd title, if it has one.
@@ -141,9 +144,10 @@ impl Procfs {
     /// `/proc/PID/sessionid`: the kernel audit session id, `None` when unset (or when the
     /// kernel has no audit support).
     pub fn audit_session(&self, pid: u32) -> io::Result<Option<u32>> {
-        match fs::read_to_string(self.path(pid, "sessionid")) {
-            Ok(text) => {
-                let id: u32 = text
+        match read_small(&self.path(pid, "sessionid")) {
+            Ok(bytes) => {
+                let id: u32 = std::str::from_utf8(&bytes)
+                    .map_err(|_| invalid(format!("unparsable /proc/{pid}/sessionid")))?
                     .trim()
                     .parse()
                     .map_err(|_| invalid(format!("unparsable /proc/{pid}/sessionid")))?;
@@ -245,6 +249,29 @@ impl Procfs {
         }
         Ok(ProcessTable { procs })
     }
+}
+
+/// Reads a small `/proc` file with as few system calls as the kernel allows. `fs::read`
+/// asks for the size first (always 0 here) and then reads in small growing steps, several
+/// calls per file; every scan reads a few files of every process on the host, so those
+/// calls were most of an idle agent's CPU time.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {

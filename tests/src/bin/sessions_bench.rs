@@ -1,0 +1,377 @@
+//! `sessions-bench`: how fast sessions show up at the control plane and how fast a kill
+//! order ends one, and what the agent costs while nothing happens.
+//!
+//! ```text
+//! cargo run --release -p signoff-tests --bin sessions-bench [-- --logins 50 --idle 60 --reconcile 3s]
+//! ```
+//!
+//! A release control plane and a release agent beside a real sshd (`UsePAM yes`, the
+//! agent's principals command and KRL, the agent watching that sshd's log and `/proc`), as
+//! in `signoff_tests::fleet`, and real `ssh` clients of a non-root account. The agent runs
+//! with its default configuration (a `/proc` rescan every 3 s) unless `--reconcile` says
+//! otherwise. The control
+//! plane is watched the way the dashboard watches it: through `GET /api/v1/sessions/events`
+//! (Server-Sent Events), read by a thread that timestamps each event as it arrives.
+//!
+//! - **login → event**: for each of `--logins` logins (every other one with a pty, each
+//!   running `sleep` and a `setsid` detached `sleep`), from the verbose client's
+//!   `Authenticated to …` line (sshd has accepted the certificate) until the `started`
+//!   event with the client's source port arrives; also from the client's start, which adds
+//!   the SSH handshake, PAM and the shell.
+//! - **kill → processes gone**: from just before `POST /api/v1/sessions/HOST/ID/kill` until
+//!   no process with the login's kernel audit session id is left (sshd's, the shell's, the
+//!   detached `sleep`), polled every millisecond; and until the `ended` event arrives.
+//! - **idle agent**: two sessions open and nothing changing for `--idle` seconds: the
+//!   agent's user+system CPU over that time, its RSS at the end and its peak RSS.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Value, json};
+use signoff_tests::agent::Profile;
+use signoff_tests::fleet::{Fleet, Host, sleeping};
+use signoff_tests::plane::{WAIT, wait_for};
+use signoff_tests::sessions::{ClientOptions, SshClient, TEST_ACCOUNT, percentiles, processes_of};
+
+struct Options {
+    logins: u32,
+    idle: Duration,
+    reconcile: Option<String>,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options {
+        logins: 50,
+        idle: Duration::from_secs(60),
+        reconcile: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || -> Result<u64> {
+            Ok(args
+                .next()
+                .ok_or_else(|| anyhow!("{a} needs a value"))?
+                .parse()?)
+        };
+        match a.as_str() {
+            "--logins" => o.logins = u32::try_from(value()?)?,
+            "--idle" => o.idle = Duration::from_secs(value()?),
+            "--reconcile" => {
+                o.reconcile = Some(args.next().ok_or_else(|| anyhow!("{a} needs a value"))?)
+            }
+            other => bail!(
+                "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL)"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// One Server-Sent Event as it arrived.
+#[derive(Debug, Clone)]
+struct Arrived {
+    at: Instant,
+    name: String,
+    data: Value,
+}
+
+/// The control plane's session feed, read by a thread of its own.
+struct Feed {
+    events: Arc<Mutex<Vec<Arrived>>>,
+}
+
+impl Feed {
+    /// Opens `GET /api/v1/sessions/events` (HTTP/1.0, so the body is not chunked) and waits
+    /// for its snapshot.
+    fn open(fleet: &Fleet) -> Result<Feed> {
+        let mut stream = TcpStream::connect(fleet.plane.http_addr())?;
+        stream.set_nodelay(true)?;
+        write!(
+            stream,
+            "GET /api/v1/sessions/events HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n",
+            fleet.signoff_token
+        )?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stream).lines();
+            // The response head.
+            for line in lines.by_ref() {
+                match line {
+                    Ok(l) if l.is_empty() => break,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+            let (mut name, mut data) = (String::new(), String::new());
+            for line in lines {
+                let Ok(line) = line else { return };
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                } else if line.is_empty() && !name.is_empty() {
+                    let arrived = Arrived {
+                        at: Instant::now(),
+                        name: std::mem::take(&mut name),
+                        data: serde_json::from_str(&std::mem::take(&mut data))
+                            .unwrap_or(Value::Null),
+                    };
+                    sink.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(arrived);
+                }
+            }
+        });
+        let feed = Feed { events };
+        feed.wait("the snapshot", |e| e.name == "snapshot")?;
+        Ok(feed)
+    }
+
+    /// Waits for the first event that satisfies `want`.
+    fn wait(&self, what: &str, want: impl Fn(&Arrived) -> bool) -> Result<Arrived> {
+        wait_for(format_args!("{what} on the session feed"), WAIT, || {
+            let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(r) = events.iter().find(|e| e.name == "resync") {
+                bail!("the feed fell behind: {:?}", r.data["missed"]);
+            }
+            Ok(events.iter().find(|e| want(e)).cloned())
+        })
+    }
+}
+
+/// A login held open: `sleep MARKER` and a detached `sleep MARKER+1`.
+struct Login {
+    client: SshClient,
+    markers: [u32; 2],
+}
+
+impl Login {
+    fn open(fleet: &Fleet, host: &Host, pty: bool, marker: u32) -> Result<Login> {
+        let command = format!(
+            "setsid sleep {} </dev/null >/dev/null 2>&1 & sleep {marker}",
+            marker + 1
+        );
+        let client = SshClient::spawn(
+            host.sshd.port(),
+            TEST_ACCOUNT,
+            &fleet.user_key.private,
+            &fleet.cert,
+            &ClientOptions {
+                pty,
+                command: &command,
+                verbose: true,
+            },
+        )?;
+        Ok(Login {
+            client,
+            markers: [marker, marker + 1],
+        })
+    }
+
+    fn commands(&self) -> Vec<u32> {
+        self.markers.iter().flat_map(|m| sleeping(*m)).collect()
+    }
+
+    fn audit_session(&self) -> Result<u32> {
+        let pid = wait_for("the login's commands to run", WAIT, || {
+            let pids = self.commands();
+            Ok((pids.len() == 2).then(|| pids[0]))
+        })?;
+        let id = fs::read_to_string(format!("/proc/{pid}/sessionid"))?
+            .trim()
+            .parse()?;
+        if id == u32::MAX {
+            bail!("no audit session id: is pam_loginuid in sshd's PAM stack?");
+        }
+        Ok(id)
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        for pid in self.commands() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// What `/proc/PID` says of a process's resources.
+struct Usage {
+    /// User + system CPU seconds.
+    cpu: f64,
+    /// Resident set, KiB: all of it, its peak, anonymous (heap, stacks), file-backed (code).
+    rss: u64,
+    peak: u64,
+    anon: u64,
+    file: u64,
+    threads: u64,
+}
+
+fn usage(pid: u32) -> Result<Usage> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("/proc/{pid}/stat does not parse"))?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    let seconds = ticks / 100.0;
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Usage {
+        cpu: seconds,
+        rss: kib("VmRSS:"),
+        peak: kib("VmHWM:"),
+        anon: kib("RssAnon:"),
+        file: kib("RssFile:"),
+        threads: kib("Threads:"),
+    })
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn summary(name: &str, samples: &[Duration]) {
+    let (p50, p99) = percentiles(samples);
+    let max = samples.iter().max().copied().unwrap_or_default();
+    println!(
+        "{name}: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+        samples.len(),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+}
+
+fn main() -> Result<()> {
+    let o = options()?;
+    let fleet = Fleet::with_profile(Profile::Release)?;
+    let mut host = fleet.host_with("bench-1", o.reconcile.as_deref())?;
+    let feed = Feed::open(&fleet)?;
+
+    let mut after_auth = Vec::new();
+    let mut after_spawn = Vec::new();
+    let mut kill_gone = Vec::new();
+    let mut kill_ended_event = Vec::new();
+    for i in 0..o.logins {
+        let mut login = Login::open(&fleet, &host, i % 2 == 0, 9000 + 10 * i)?;
+        let port = login.client.local_addr(host.sshd.port(), WAIT)?.port();
+        let started = feed.wait(&format!("the start of the login from port {port}"), |e| {
+            e.name == "started" && e.data["source_port"] == u64::from(port)
+        })?;
+        let authenticated = login
+            .client
+            .authenticated_at()
+            .ok_or_else(|| anyhow!("ssh -v printed no `Authenticated to`"))?;
+        after_auth.push(started.at.saturating_duration_since(authenticated));
+        after_spawn.push(started.at.saturating_duration_since(login.client.started));
+
+        let audit = BTreeSet::from([login.audit_session()?]);
+        host.sshd.track(*audit.first().unwrap_or(&0));
+        let id = started.data["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("started event without id: {:?}", started.data))?
+            .to_owned();
+        let t0 = Instant::now();
+        let (status, v) = fleet.hr(
+            "POST",
+            &format!("/api/v1/sessions/{}/{id}/kill", host.id),
+            Some(&json!({"reason": "benchmark"})),
+        )?;
+        if status != 202 || v["state"] != "sent" {
+            bail!("kill answered {status}: {v}");
+        }
+        let deadline = t0 + WAIT;
+        while !(processes_of(&audit).is_empty() && login.commands().is_empty()) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "login {i} not gone within {WAIT:?}; agent log:\n{}",
+                    host.agent.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        kill_gone.push(t0.elapsed());
+        let ended = feed.wait(&format!("the end of session {id}"), |e| {
+            e.name == "ended" && e.data["id"] == id.as_str()
+        })?;
+        kill_ended_event.push(ended.at.saturating_duration_since(t0));
+        if login.client.wait_exit(WAIT)?.is_none() {
+            bail!("the client of killed login {i} is still connected");
+        }
+    }
+
+    // Idle: two sessions open, nothing changing.
+    let _pty = Login::open(&fleet, &host, true, 8000)?;
+    let _plain = Login::open(&fleet, &host, false, 8010)?;
+    for login in [&_pty, &_plain] {
+        login.audit_session()?;
+    }
+    wait_for("both idle sessions at the control plane", WAIT, || {
+        let events = feed.events.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(
+            (events.iter().filter(|e| e.name == "started").count() as u32 == o.logins + 2)
+                .then_some(()),
+        )
+    })?;
+    let pid = host
+        .agent
+        .pid()
+        .ok_or_else(|| anyhow!("the agent is not running"))?;
+    let before = usage(pid)?;
+    let t0 = Instant::now();
+    thread::sleep(o.idle);
+    let after = usage(pid)?;
+    let wall = t0.elapsed().as_secs_f64();
+    host.agent
+        .check_running()
+        .context("the agent died while idle")?;
+    let events_while_idle = feed
+        .events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter(|e| e.at >= t0)
+        .count();
+
+    summary("login (Authenticated to) -> started event", &after_auth);
+    summary("login (ssh started) -> started event", &after_spawn);
+    summary("kill issued -> every process gone", &kill_gone);
+    summary("kill issued -> ended event", &kill_ended_event);
+    let cpu = after.cpu - before.cpu;
+    println!(
+        "agent (reconcile_interval {}) idle {wall:.0} s with 2 sessions open: CPU {cpu:.2} s = {:.3} %, \
+         RSS {:.1} MiB (anonymous {:.1}, file {:.1}), peak {:.1} MiB, {} threads, \
+         {events_while_idle} session events meanwhile",
+        o.reconcile.as_deref().unwrap_or("3s, the default"),
+        100.0 * cpu / wall,
+        mib(after.rss),
+        mib(after.anon),
+        mib(after.file),
+        mib(after.peak),
+        after.threads,
+    );
+    Ok(())
+}
