@@ -348,13 +348,18 @@ fn main() -> Result<()> {
     host.agent
         .check_running()
         .context("the agent died while idle")?;
-    let events_while_idle = feed
+    let events_while_idle: Vec<String> = feed
         .events
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .filter(|e| e.at >= t0)
-        .count();
+        .map(|e| format!("{} {}", e.name, e.data))
+        .collect();
+    for e in &events_while_idle {
+        println!("while idle: {e}");
+    }
+    let events_while_idle = events_while_idle.len();
 
     summary("login (Authenticated to) -> started event", &after_auth);
     summary("login (ssh started) -> started event", &after_spawn);
