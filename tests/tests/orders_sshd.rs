@@ -264,11 +264,14 @@ fn pty_and_non_pty_sessions_appear_with_their_attribution_and_end_when_the_clien
             .flatten()
             .filter_map(Value::as_u64)
             .collect();
-        for pid in login.commands() {
-            assert!(
-                pids.contains(&u64::from(pid)),
-                "the session's processes include its command {pid}: {session}"
-            );
+        // The processes as of the announcement (the command may not have started yet):
+        // every one of them is of this login.
+        assert!(!pids.is_empty(), "{session}");
+        let audit_session = login.audit_session()?.to_string();
+        for pid in pids {
+            if let Ok(id) = fs::read_to_string(format!("/proc/{pid}/sessionid")) {
+                assert_eq!(id.trim(), audit_session, "process {pid} of {session}");
+            }
         }
         // One GET names it too.
         let id = id_of(&session)?;
