@@ -1,6 +1,7 @@
 //! End-to-end test harness for signoff: drives the real OpenSSH tools (`ssh-keygen`,
 //! `sshd`, `ssh`) and the real `signoff-agent` binary, and checks what a user would see.
 //!
+//! - [`browser`]: headless Chromium over WebDriver, for the dashboard.
 //! - [`tools`]: where the OpenSSH programs are, and which package to install if not.
 //! - [`agent`]: builds and locates `signoff-agent`.
 //! - [`keys`]: key pairs and certificates made by `ssh-keygen`.
@@ -18,6 +19,7 @@
 //! install, it never skips it.
 
 pub mod agent;
+pub mod browser;
 pub mod command;
 pub mod fleet;
 pub mod keys;

@@ -1,0 +1,417 @@
+//! The dashboard, end to end, as security staff use it: the real `signoff-server` serving
+//! it, a real agent beside a real sshd (harness: `signoff_tests::fleet`), real `ssh`
+//! clients, and a real headless Chromium driven over WebDriver by chromedriver
+//! (`signoff_tests::browser`).
+//!
+//! - A login over ssh appears on the Sessions page without a reload; Kill, confirm: the
+//!   row goes away and the ssh client's connection is closed.
+//! - Sign off a person from their page: progress reaches complete, their session is gone.
+//! - A viewer sees no Kill or Sign off controls, and a hand-made POST as viewer is
+//!   refused; a POST without a valid CSRF token is refused.
+//! - A key ID and a hostname containing `<script>` are shown as text.
+//! - Not logged in: every page redirects to the login page and the event stream refuses.
+//!
+//! Screenshots of every page go to `tests/artifacts/dashboard/` (printed).
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use signoff_tests::artifacts_dir;
+use signoff_tests::browser::{Browser, http, http_full};
+use signoff_tests::fleet::{Fleet, GROUP, Host, USER, wait_gone};
+use signoff_tests::plane::{WAIT, wait_for};
+use signoff_tests::sessions::TEST_ACCOUNT;
+
+const XSS_KEY_ID: &str = "<script>document.title='pwned-key'</script>";
+const XSS_HOSTNAME: &str = "<script>document.title='pwned-host'</script>";
+
+/// Pages every operator may see (the person and a sign-off come later).
+const PAGES: [&str; 6] = ["/", "/sessions", "/hosts", "/people", "/signoffs", "/audit"];
+
+struct Dashboard {
+    base: String,
+    addr: SocketAddr,
+    shots: PathBuf,
+}
+
+impl Dashboard {
+    fn new(fleet: &Fleet) -> Result<Self> {
+        let addr = fleet.plane.http_addr();
+        let shots = artifacts_dir("dashboard");
+        fs::create_dir_all(&shots)?;
+        Ok(Dashboard {
+            base: format!("http://{addr}"),
+            addr,
+            shots,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn shot(&self, b: &Browser, name: &str) -> Result<()> {
+        b.screenshot(&self.shots.join(format!("{name}.png")))
+    }
+
+    /// Logs `name` in through the login form.
+    fn login(&self, b: &Browser, name: &str, password: &str) -> Result<()> {
+        b.goto(&self.url("/login"))?;
+        b.type_into(&b.find("#name")?, name)?;
+        b.type_into(&b.find("#password")?, password)?;
+        b.click(&b.find("form button[type=submit]")?)?;
+        wait_for(format_args!("{name} to be logged in"), WAIT, || {
+            Ok((!b.url()?.contains("/login")).then_some(()))
+        })
+    }
+
+    fn logout(&self, b: &Browser) -> Result<()> {
+        b.click(&b.find("form.logout button")?)?;
+        wait_for("the login page after logging out", WAIT, || {
+            Ok(b.url()?.contains("/login").then_some(()))
+        })
+    }
+
+    /// A form POST with the browser's session cookie, made by hand (not through a page).
+    fn hand_post(&self, b: &Browser, path: &str, form: &str) -> Result<u16> {
+        let session = b
+            .cookie("signoff_session")?
+            .ok_or_else(|| anyhow!("the browser holds no session cookie"))?;
+        let cookie = format!("signoff_session={session}");
+        let (status, _) = http(
+            self.addr,
+            "POST",
+            path,
+            &[
+                ("Cookie", &cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            form,
+        )?;
+        Ok(status)
+    }
+}
+
+/// An operator account made with the admin CLI: its password.
+fn operator(fleet: &Fleet, name: &str, role: &str) -> Result<String> {
+    let v = fleet
+        .plane
+        .cli_json(&["operator", "create", name, "--role", role])?;
+    v["password"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("operator create printed no password: {v}"))
+}
+
+/// The bootstrap admin's password, from the first-start notice on the server's stdout.
+fn bootstrap_admin_password(fleet: &Fleet) -> Result<String> {
+    let dir = fleet
+        .plane
+        .data_dir()
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("the data directory has no parent"))?;
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let is_notice = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("first-start-"));
+        if !is_notice {
+            continue;
+        }
+        let text = fs::read_to_string(&path)?;
+        let mut lines = text.lines();
+        if lines.any(|l| l.starts_with("Dashboard admin \"admin\" created")) {
+            return lines
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("no password after the notice in {}", path.display()));
+        }
+    }
+    bail!(
+        "no first-start notice names the dashboard admin in {}",
+        dir.display()
+    )
+}
+
+/// Rows of the Sessions table whose "From" cell is the client's address `local`.
+fn session_rows(b: &Browser, local: SocketAddr) -> Result<usize> {
+    let xpath = format!(
+        "//tr[contains(@class,'session')][td[normalize-space(.)='{}']]",
+        local
+    );
+    Ok(b.find_all_xpath(&xpath)?.len())
+}
+
+#[test]
+fn dashboard_end_to_end_in_a_real_browser() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let host = fleet.host("host-1")?;
+    let dash = Dashboard::new(&fleet)?;
+    println!("dashboard screenshots: {}", dash.shots.display());
+    let operator_pw = operator(&fleet, "sec-op", "operator")?;
+    let viewer_pw = operator(&fleet, "sec-viewer", "viewer")?;
+    let admin_pw = bootstrap_admin_password(&fleet)?;
+
+    not_logged_in_is_refused(&dash)?;
+
+    let b = Browser::start(1280, 900)?;
+    let result = (|| -> Result<()> {
+        kill_from_the_sessions_page(&fleet, &host, &dash, &b, &operator_pw)?;
+        csrf_is_required(&dash, &b)?;
+        sign_off_from_the_person_page(&fleet, &host, &dash, &b)?;
+        dash.logout(&b)?;
+        script_is_text_and_a_viewer_cannot_act(&fleet, &dash, &b, &viewer_pw)?;
+        dash.logout(&b)?;
+        admin_pages(&dash, &b, &admin_pw)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = dash.shot(&b, "failure");
+        eprintln!(
+            "page at failure: {:?}\nserver log:\n{}\nagent log:\n{}",
+            b.url(),
+            fleet.plane.log(),
+            host.agent.log()
+        );
+    }
+    result
+}
+
+/// Without a session: every page redirects to the login page, the event stream and every
+/// action refuse, and nothing happens.
+fn not_logged_in_is_refused(dash: &Dashboard) -> Result<()> {
+    let pages = PAGES.iter().copied().chain([
+        "/operators",
+        "/people/mallory",
+        "/hosts/host-1",
+        "/signoffs/1",
+    ]);
+    for page in pages {
+        let (status, headers, _) = http_full(dash.addr, "GET", page, &[], "")?;
+        let location = headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        assert_eq!(status, 303, "GET {page} without a session");
+        assert!(location.starts_with("/login"), "GET {page} → {location}");
+    }
+    let (status, _) = http(dash.addr, "GET", "/events", &[], "")?;
+    assert_eq!(status, 401, "the event stream without a session");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, _) = http(
+        dash.addr,
+        "POST",
+        &format!("/people/{USER}/signoff"),
+        &form,
+        "reason=x&confirm=yes&csrf=x",
+    )?;
+    assert_eq!(
+        status, 303,
+        "a sign-off without a session goes to the login page"
+    );
+    Ok(())
+}
+
+fn kill_from_the_sessions_page(
+    fleet: &Fleet,
+    host: &Host,
+    dash: &Dashboard,
+    b: &Browser,
+    password: &str,
+) -> Result<()> {
+    dash.login(b, "sec-op", password)?;
+    b.goto(&dash.url("/sessions"))?;
+    // Set on this page load: still there later means the page was never reloaded.
+    b.run_script("window.__sameLoad = 'yes'; return null;")?;
+    dash.shot(b, "sessions-empty")?;
+
+    let mut held = fleet.open(host, false, 7101)?;
+    let local = held.client.local_addr(host.sshd.port(), WAIT)?;
+    wait_for("the new ssh session on the Sessions page", WAIT, || {
+        Ok((session_rows(b, local)? == 1).then_some(()))
+    })?;
+    assert_eq!(
+        b.run_script("return window.__sameLoad || 'reloaded';")?,
+        "yes",
+        "the row must appear without a reload"
+    );
+    let row_text = b.text(&b.find("tr.session")?)?;
+    assert!(row_text.contains(TEST_ACCOUNT), "{row_text}");
+    assert!(row_text.contains(USER), "{row_text}");
+    dash.shot(b, "sessions")?;
+
+    b.click(&b.find("tr.session a.kill")?)?;
+    let confirm = b.find("#confirm")?;
+    dash.shot(b, "kill-confirm")?;
+    b.click(&confirm)?;
+    wait_for("the Sessions page after the kill", WAIT, || {
+        Ok(b.url()?.ends_with("/sessions").then_some(()))
+    })?;
+    wait_for("the killed session's row to go away", WAIT, || {
+        Ok((session_rows(b, local)? == 0).then_some(()))
+    })?;
+    wait_gone(&mut held, host)?;
+    Ok(())
+}
+
+/// A POST with the operator's session but no, or a forged, CSRF token is refused.
+fn csrf_is_required(dash: &Dashboard, b: &Browser) -> Result<()> {
+    for form in ["reason=x&confirm=yes", "reason=x&confirm=yes&csrf=forged"] {
+        let status = dash.hand_post(b, &format!("/people/{USER}/signoff"), form)?;
+        assert_eq!(status, 403, "sign-off POST with {form:?}");
+    }
+    b.goto(&dash.url(&format!("/people/{USER}")))?;
+    let status = b.text(&b.find("#person-status")?)?;
+    assert_eq!(status, "active", "the refused sign-off changed nothing");
+    Ok(())
+}
+
+fn sign_off_from_the_person_page(
+    fleet: &Fleet,
+    host: &Host,
+    dash: &Dashboard,
+    b: &Browser,
+) -> Result<()> {
+    let mut held = fleet.open(host, true, 7102)?;
+    fleet.wait_live_sessions(1, "a session for the sign-off to end")?;
+    b.goto(&dash.url(&format!("/people/{USER}")))?;
+    b.type_into(&b.find("#signoff-reason")?, "left the company")?;
+    b.click(&b.find("#signoff-confirm")?)?;
+    dash.shot(b, "person")?;
+    b.click(&b.find("#signoff-submit")?)?;
+    wait_for("the sign-off page", WAIT, || {
+        Ok(b.url()?.contains("/signoffs/").then_some(()))
+    })?;
+    wait_for("the sign-off to show complete", WAIT, || {
+        // Read in one script: the live update may swap the element between two calls.
+        let status = b.run_script(
+            "const e = document.getElementById('signoff-status'); return e ? e.textContent : null;",
+        )?;
+        Ok((status == "complete").then_some(()))
+    })?;
+    let page = b.source()?;
+    assert!(page.contains("host-1"), "the host is listed");
+    assert!(page.contains("confirmed"), "the host confirmed");
+    dash.shot(b, "signoff")?;
+    wait_gone(&mut held, host)?;
+    Ok(())
+}
+
+fn script_is_text_and_a_viewer_cannot_act(
+    fleet: &Fleet,
+    dash: &Dashboard,
+    b: &Browser,
+    password: &str,
+) -> Result<()> {
+    // After the sign-off (it would wait for this host, which never connects).
+    fleet.plane.cli(&[
+        "host",
+        "add",
+        "xss-host",
+        "--hostname",
+        XSS_HOSTNAME,
+        "--group",
+        GROUP,
+    ])?;
+    fleet
+        .plane
+        .cli(&["user", "add", "eve", "--key-id", XSS_KEY_ID])?;
+
+    dash.login(b, "sec-viewer", password)?;
+    b.goto(&dash.url("/hosts"))?;
+    let hostnames: Vec<String> = b
+        .find_all("td.hostname")?
+        .iter()
+        .map(|e| b.text(e))
+        .collect::<Result<_>>()?;
+    assert!(
+        hostnames.iter().any(|h| h == XSS_HOSTNAME),
+        "the hostname shows as text: {hostnames:?}"
+    );
+    dash.shot(b, "hosts")?;
+    b.goto(&dash.url("/people/eve"))?;
+    let key_ids = b.text(&b.find("dd.key-id")?)?;
+    assert_eq!(key_ids.trim(), XSS_KEY_ID, "the key ID shows as text");
+    for page in ["/hosts", "/people", "/people/eve"] {
+        b.goto(&dash.url(page))?;
+        let scripts = b.run_script("return document.scripts.length;")?;
+        assert_eq!(scripts, 1, "{page}: only live.js is a script");
+        let title = b.run_script("return document.title;")?;
+        assert!(
+            !title.as_str().unwrap_or("").contains("pwned"),
+            "{page}: no injected script ran ({title})"
+        );
+    }
+
+    // A viewer sees no controls…
+    b.goto(&dash.url("/sessions"))?;
+    assert!(b.find_all("a.kill")?.is_empty(), "no Kill for a viewer");
+    b.goto(&dash.url("/people/eve"))?;
+    assert!(
+        b.find_all("#signoff-submit")?.is_empty(),
+        "no Sign off for a viewer"
+    );
+    dash.shot(b, "person-as-viewer")?;
+    // …and a hand-made POST with their valid session and CSRF token is refused.
+    let csrf = b
+        .run_script("return document.querySelector('input[name=csrf]').value;")?
+        .as_str()
+        .map(str::to_owned)
+        .context("no CSRF token on the page")?;
+    let status = dash.hand_post(
+        b,
+        "/people/eve/signoff",
+        &format!("csrf={csrf}&reason=x&confirm=yes"),
+    )?;
+    assert_eq!(status, 403, "a viewer's sign-off POST");
+    let status = dash.hand_post(b, "/people/eve/kill-sessions", &format!("csrf={csrf}"))?;
+    assert_eq!(status, 403, "a viewer's kill POST");
+    let eve = fleet.plane.cli_json(&["user", "show", "eve"])?;
+    assert_eq!(eve["status"], "active", "the viewer changed nothing: {eve}");
+    Ok(())
+}
+
+/// The remaining pages, as the bootstrap admin; on a phone-sized window too.
+fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
+    dash.login(b, "admin", password)?;
+    for (page, name) in [
+        ("/", "overview"),
+        ("/people", "people"),
+        ("/signoffs", "signoffs"),
+        ("/audit", "audit"),
+        ("/operators", "operators"),
+        ("/hosts/host-1", "host"),
+    ] {
+        b.goto(&dash.url(page))?;
+        let h1 = b.text(&b.find("h1")?)?;
+        assert!(!h1.is_empty(), "{page} has a heading");
+        dash.shot(b, name)?;
+    }
+    b.goto(&dash.url("/audit?filter=operator%3Asec-op"))?;
+    let audit = b.source()?;
+    assert!(
+        audit.contains("Hash chain intact"),
+        "the chain check is shown"
+    );
+    assert!(
+        audit.contains("session.kill"),
+        "the kill is audited under the operator"
+    );
+    assert!(
+        audit.contains("signoff"),
+        "the sign-off is audited under the operator"
+    );
+    b.resize(390, 844)?;
+    for (page, name) in [("/", "overview-phone"), ("/sessions", "sessions-phone")] {
+        b.goto(&dash.url(page))?;
+        dash.shot(b, name)?;
+    }
+    b.goto(&dash.url("/login"))?;
+    Ok(())
+}
