@@ -222,6 +222,53 @@ impl Browser {
         Ok(v["value"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Runs `steps` (finds, clicks, typing), again from the start when an element went
+    /// stale under it: a live page swaps its live part when what it shows changes.
+    pub fn retry_stale<T>(&self, mut steps: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempts = 0;
+        loop {
+            match steps() {
+                Err(e) if attempts < 5 && format!("{e:#}").contains("stale element") => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for an element matching `css`, then clicks it (again if it went stale).
+    pub fn click_css(&self, css: &str) -> Result<()> {
+        self.retry_stale(|| self.click(&self.find(css)?))
+    }
+
+    /// Waits for an element matching `css`, then returns the text of the first one.
+    pub fn text_css(&self, css: &str) -> Result<String> {
+        self.find(css)?;
+        self.texts(css)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no element {css:?} on the page any more"))
+    }
+
+    /// The rendered text of every element matching `css`, read in one step inside the page:
+    /// a live page may swap its elements between two WebDriver calls.
+    pub fn texts(&self, css: &str) -> Result<Vec<String>> {
+        let v = self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({
+                "script": "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText);",
+                "args": [css],
+            })),
+        )?;
+        Ok(v["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t.as_str().unwrap_or_default().to_owned())
+            .collect())
+    }
+
     /// Runs `script` (a function body) in the page and returns its result.
     pub fn run_script(&self, script: &str) -> Result<Value> {
         let v = self.session_call(
