@@ -201,8 +201,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut signoffs = match Signoffs::load(&config.state_dir) {
         Ok(s) => s,
         Err(e) => {
-            // The statements may be newer than nothing the host view says: ask for a
-            // snapshot, which carries them all again.
+            // Which statements are in force is unknown: ask for a snapshot (revision 0),
+            // which carries them all again.
             warn!(error = %error_chain(&e), "sign-off statements unusable; asking for a snapshot");
             state = State::new();
             Signoffs::default()
