@@ -192,17 +192,39 @@ impl Service {
 
     /// Every live host, by id.
     pub async fn list_hosts(&self) -> Result<Vec<Host>> {
+        // Two queries whatever the fleet's size (not one per host).
         let mut conn = self.inner.pool.acquire().await?;
-        let ids: Vec<String> =
-            sqlx::query("SELECT id FROM hosts WHERE removed_rev IS NULL ORDER BY id")
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let mut host = load_host(&mut conn, &id).await?;
+        let mut groups: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for r in sqlx::query(
+            "SELECT m.host_id, g.name FROM host_group_members m
+             JOIN host_groups g ON g.id = m.group_id
+             JOIN hosts h ON h.id = m.host_id
+             WHERE m.until_rev IS NULL AND h.removed_rev IS NULL
+             ORDER BY m.host_id, g.name",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            groups.entry(r.get(0)).or_default().push(r.get(1));
+        }
+        let rows = sqlx::query(
+            "SELECT id, hostname, acked_revision, last_contact, created_at FROM hosts
+             WHERE removed_rev IS NULL ORDER BY id",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.get(0);
+            let mut host = Host {
+                groups: groups.remove(&id).unwrap_or_default(),
+                id,
+                hostname: row.get(1),
+                acked_revision: row.get(2),
+                last_contact: row.get(3),
+                created_at: row.get(4),
+            };
             self.overlay_contact(&mut host);
             out.push(host);
         }
