@@ -35,6 +35,12 @@ fn pip_tool(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The `python3` the pip tools run under.
+fn python_interpreter() -> Result<String> {
+    let out = run(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]))?;
+    Ok(out.stdout.trim().to_owned())
+}
+
 fn ansible_dir() -> PathBuf {
     workspace_root().join("ansible")
 }
@@ -117,5 +123,249 @@ fn the_rendered_units_pass_systemd_analyze_verify() -> Result<()> {
             fs::read_to_string(&dest)?
         );
     }
+    Ok(())
+}
+
+/// Kills a child process on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The playbook run for real against this machine (`ansible_connection=local`), every path
+/// of the role pointed into a private tree (the binaries under `/usr/local/libexec`, as
+/// sshd requires), with `signoff_agent_service_manager: none` because this machine has no
+/// systemd to start units: the test starts `signoff-agent run` with the installed config
+/// itself, and a real sshd with a main config that includes the role's drop-in directory.
+#[test]
+fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after_a_revoke()
+-> Result<()> {
+    use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
+    use signoff_tests::plane::{ControlPlane, WAIT, wait_for};
+    use signoff_tests::principals::ensure_system_user;
+    use signoff_tests::sshd::{free_port, ssh_login};
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let playbook = pip_tool("ansible-playbook")?;
+    ensure_system_user()?;
+    let plane = ControlPlane::start()?;
+    let root = tempfile::Builder::new().prefix("ansible-host-").tempdir()?;
+    let r = root.path();
+    fs::set_permissions(r, fs::Permissions::from_mode(0o755))?;
+    let keys_dir = r.join("keys");
+    fs::create_dir(&keys_dir)?;
+    let ca = KeyPair::generate(&keys_dir, "ca", KeyType::Ed25519)?;
+    let user = KeyPair::generate(&keys_dir, "user", KeyType::Ed25519)?;
+    let host_key = KeyPair::generate(&keys_dir, "host", KeyType::Ed25519)?;
+    plane.cli(&["ca", "add", "corp", &ca.public.display().to_string()])?;
+    plane.cli(&["group", "add", "web"])?;
+    plane.cli(&["user", "add", "alice", "--key-id", "alice@corp"])?;
+    plane.cli(&["grant", "add", "alice", "root", "web"])?;
+    let cert = keys::sign(&CertRequest {
+        ca: ca.clone(),
+        subject: user.clone(),
+        out: keys_dir.join("alice-cert"),
+        key_id: "alice@corp".into(),
+        principals: "alice".into(),
+        serial: 1,
+    })?;
+    let token = plane.join_token("web")?;
+
+    // Binaries where sshd accepts a principals command: root-owned, 0755 all the way up.
+    let libexec = Path::new("/usr/local/libexec/signoff-test")
+        .join(format!("ansible-{}", std::process::id()));
+    fs::create_dir_all(&libexec)?;
+    for d in [
+        Path::new("/usr/local/libexec"),
+        Path::new("/usr/local/libexec/signoff-test"),
+        &libexec,
+    ] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
+    }
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(libexec.clone());
+
+    let sshd_config = r.join("sshd_config");
+    let dropins = r.join("sshd_config.d");
+    fs::write(
+        &sshd_config,
+        format!(
+            "ListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin yes\nAuthorizedKeysFile none\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nInclude {}/*.conf\n",
+            host_key.private.display(),
+            r.join("sshd.pid").display(),
+            dropins.display()
+        ),
+    )?;
+    let signer = fs::read_to_string(plane.data_dir().join("order-signing.key.pub"))?;
+    let vars = serde_json::json!({
+        "signoff_agent_binary_src": agent_binary()?,
+        "signoff_agent_sshd_binary_src": sshd_commands_binary()?,
+        "signoff_agent_bin_dir": libexec.join("bin"),
+        "signoff_agent_libexec_dir": libexec.join("libexec"),
+        "signoff_agent_config_dir": r.join("etc/signoff"),
+        "signoff_agent_state_dir": r.join("var/lib/signoff"),
+        "signoff_agent_identity_dir": r.join("var/lib/signoff/identity"),
+        "signoff_agent_krl_path": r.join("var/lib/signoff/revoked.krl"),
+        "signoff_agent_unit_dir": r.join("etc/systemd/system"),
+        "signoff_agent_sshd_config": sshd_config,
+        "signoff_agent_sshd_config_dir": dropins,
+        "signoff_agent_user_ca_path": r.join("etc/ssh/signoff_user_ca.pub"),
+        "signoff_agent_user_ca_keys": [fs::read_to_string(&ca.public)?.trim()],
+        "signoff_agent_order_signers": [signer.trim()],
+        "signoff_agent_server_url": token.server,
+        "signoff_agent_ca_pin": token.ca_pin,
+        "signoff_agent_join_token": token.secret,
+        "signoff_agent_host_id": "ansible-host",
+        "signoff_agent_service_manager": "none",
+        // The Python that runs Ansible runs its modules too (discovery may find another).
+        "ansible_python_interpreter": python_interpreter()?,
+    });
+    fs::create_dir_all(r.join("etc/ssh"))?;
+    let vars_file = r.join("vars.json");
+    fs::write(&vars_file, vars.to_string())?;
+    let play = r.join("play.yml");
+    fs::write(
+        &play,
+        "- name: Install the signoff agent here\n  hosts: localhost\n  connection: local\n  \
+         gather_facts: false\n  roles:\n    - role: signoff_agent\n",
+    )?;
+    let ansible = |extra: &[&str]| -> Result<signoff_tests::command::Finished> {
+        run(Command::new(&playbook)
+            .arg("-i")
+            .arg("localhost,")
+            .arg("-e")
+            .arg(format!("@{}", vars_file.display()))
+            .args(extra)
+            .arg(&play)
+            .env("ANSIBLE_ROLES_PATH", ansible_dir().join("roles"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCALHOST_WARNING", "false"))
+    };
+    let first = ansible(&[])?;
+    assert!(
+        first.success(),
+        "first run:\n{}{}",
+        first.stdout,
+        first.stderr
+    );
+    let second = ansible(&[])?;
+    assert!(
+        second.success() && second.stdout.contains("changed=0"),
+        "second run must change nothing:\n{}",
+        second.stdout
+    );
+    let check = ansible(&["--check"])?;
+    assert!(
+        check.success() && check.stdout.contains("changed=0"),
+        "check mode on a converged host must report no change:\n{}",
+        check.stdout
+    );
+    let sshd_t = run(Command::new("/usr/sbin/sshd")
+        .arg("-t")
+        .arg("-f")
+        .arg(&sshd_config))?;
+    assert!(sshd_t.success(), "sshd -t: {}", sshd_t.stderr);
+
+    // The agent, as its unit would run it, and sshd with the role's drop-in.
+    let config = r.join("etc/signoff/agent.toml");
+    let _agent = Child(
+        Command::new(libexec.join("bin/signoff-agent"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(r.join("agent.log"))?)
+            .spawn()?,
+    );
+    let port = free_port()?;
+    let _sshd = Child(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-p", &port.to_string(), "-f"])
+            .arg(&sshd_config)
+            .stderr(fs::File::create(r.join("sshd.log"))?)
+            .spawn()?,
+    );
+    let status = |args: &[&str]| -> Result<serde_json::Value> {
+        let out = run(Command::new(libexec.join("bin/signoff-agent"))
+            .args(args)
+            .arg("--config")
+            .arg(&config))?;
+        Ok(serde_json::from_str(&out.stdout).unwrap_or_default())
+    };
+    let revision = plane.revision()?;
+    wait_for("the installed agent to connect and sync", WAIT, || {
+        let s = status(&["status", "--json"])?;
+        Ok(
+            (s["connected"] == true && s["applied_revision"].as_u64() >= Some(revision))
+                .then_some(()),
+        )
+    })
+    .with_context(|| fs::read_to_string(r.join("agent.log")).unwrap_or_default())?;
+
+    let login = wait_for("a granted login through the installed sshd", WAIT, || {
+        let l = ssh_login(port, "root", &user.private, &cert)?;
+        Ok(l.success.then_some(l))
+    })
+    .with_context(|| fs::read_to_string(r.join("sshd.log")).unwrap_or_default())?;
+    assert!(login.success);
+
+    plane.revoke(&serde_json::json!({"kind": "key_id", "key_id": "alice@corp", "ca": null}))?;
+    wait_for("the revoked certificate to be refused", WAIT, || {
+        let l = ssh_login(port, "root", &user.private, &cert)?;
+        Ok((!l.success && l.stderr.contains("Permission denied")).then_some(()))
+    })
+    .with_context(|| fs::read_to_string(r.join("sshd.log")).unwrap_or_default())?;
+
+    // Uninstall: the drop-in goes, then the rest; sshd's configuration stays valid. (The
+    // `signoff` user stays: other tests on this machine use it.)
+    let dropin = r.join("sshd_config.d/50-signoff.conf");
+    assert!(dropin.is_file());
+    let removed = ansible(&[
+        "-e",
+        "signoff_agent_state=absent",
+        "-e",
+        "signoff_agent_remove_user=false",
+    ])?;
+    assert!(
+        removed.success(),
+        "uninstall:\n{}{}",
+        removed.stdout,
+        removed.stderr
+    );
+    assert!(!dropin.exists(), "the drop-in is removed");
+    assert!(
+        !libexec.join("bin/signoff-sshd").exists(),
+        "the binaries are removed"
+    );
+    assert!(!r.join("var/lib/signoff").exists(), "the state is removed");
+    let sshd_t = run(Command::new("/usr/sbin/sshd")
+        .arg("-t")
+        .arg("-f")
+        .arg(&sshd_config))?;
+    assert!(
+        sshd_t.success(),
+        "sshd -t after uninstall: {}",
+        sshd_t.stderr
+    );
+    let order = removed
+        .stdout
+        .find("Remove the sshd drop-in")
+        .zip(removed.stdout.find("Remove the agent's files"));
+    assert!(
+        order.is_some_and(|(dropin, rest)| dropin < rest),
+        "the drop-in goes first:\n{}",
+        removed.stdout
+    );
     Ok(())
 }
