@@ -255,7 +255,7 @@ impl Service {
     }
 
     /// An agent's stream is up: records its applied revision, version and certificate
-    /// expiry, and that it is online, in one write.
+    /// expiry, and that it is online (group-committed with other agents' reports).
     pub async fn agent_connected(
         &self,
         host_id: &str,
@@ -263,22 +263,13 @@ impl Service {
         agent_version: &str,
         cert_not_after: Option<i64>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE hosts SET last_contact = ?, online = 1,
-                acked_revision = max(acked_revision, ?),
-                agent_version = ?,
-                cert_not_after = ifnull(?, cert_not_after)
-             WHERE id = ?",
-        )
-        .bind(self.now())
-        .bind(applied_revision)
-        .bind(agent_version)
-        .bind(cert_not_after)
-        .bind(host_id)
-        .execute(self.pool())
-        .await?;
-        self.signoff_progressed();
-        Ok(())
+        self.report(super::reports::Report::Connected {
+            host: host_id.to_owned(),
+            applied_revision,
+            agent_version: agent_version.to_owned(),
+            cert_not_after,
+        })
+        .await
     }
 
     /// Records an agent's contact: its acked revision (if any), version and certificate

@@ -10,6 +10,7 @@ mod grants;
 mod hosts;
 mod operators;
 mod refresh;
+mod reports;
 mod revocations;
 mod sessions;
 mod signoff;
@@ -122,6 +123,8 @@ struct Inner {
     signoff_progress: watch::Sender<u64>,
     /// Acks not yet written: host → (acked revision, Unix seconds).
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+    /// Agents' reports waiting for their group commit.
+    reports: reports::ReportQueue,
 }
 
 impl Service {
@@ -143,6 +146,7 @@ impl Service {
                 order_signer: std::sync::Mutex::new(None),
                 signoff_progress: watch::channel(0).0,
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
+                reports: reports::ReportQueue::default(),
             }),
         })
     }

@@ -8,9 +8,10 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use signoff_proto::orders::{self, KillOrder};
 use signoff_proto::v1;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc};
 
+use super::reports::{Effects, Report};
 use super::{Actor, Result, Service, ServiceError};
 use crate::model::{Invalid, validate_text};
 
@@ -179,127 +180,50 @@ impl Service {
         }
     }
 
-    async fn upsert_session(&self, host: &str, s: &v1::Session) -> Result<()> {
-        let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
-        let before: Option<(String, String)> =
-            sqlx::query_as("SELECT state, pids FROM sessions WHERE host_id = ? AND id = ?")
-                .bind(host)
-                .bind(&s.id)
-                .fetch_optional(self.pool())
-                .await?;
-        if before
-            .as_ref()
-            .is_some_and(|(state, old_pids)| state == "live" && *old_pids == pids)
-        {
-            // Known as it is: no write (a reconnecting fleet repeats every session).
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
-                source_address, source_port, started_at, tty, pids, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')
-             ON CONFLICT (host_id, id) DO UPDATE SET state = 'live', ended_at = NULL, pids = excluded.pids",
-        )
-        .bind(host)
-        .bind(&s.id)
-        .bind(&s.account)
-        .bind(&s.key_id)
-        .bind(i64::try_from(s.serial).unwrap_or(i64::MAX))
-        .bind(&s.ca_fingerprint)
-        .bind(&s.key_fingerprint)
-        .bind(&s.source_address)
-        .bind(i64::from(s.source_port))
-        .bind(i64::try_from(s.started_at).unwrap_or(0))
-        .bind(&s.tty)
-        .bind(&pids)
-        .execute(self.pool())
-        .await?;
-        // Every full list after a reconnect repeats what is known: only changes are events.
-        let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
-            None => SessionEvent::Started,
-            Some((state, _)) if state == "ended" => SessionEvent::Started,
-            Some((state, old_pids)) if state != "live" || *old_pids != pids => {
-                SessionEvent::Updated
-            }
-            Some(_) => return Ok(()),
-        };
-        if let Ok(r) = self.get_session(host, &s.id).await {
-            let _ = self.inner.session_events.send(event(Box::new(r)));
-        }
-        Ok(())
-    }
-
     /// An agent reports a new session.
     pub async fn session_started(&self, host: &str, s: &v1::Session) -> Result<()> {
-        self.upsert_session(host, s).await
+        self.report(Report::SessionStarted {
+            host: host.to_owned(),
+            session: s.clone(),
+        })
+        .await
     }
 
     /// An agent reports a session ended.
     pub async fn session_ended(&self, host: &str, id: &str, ended_at: i64) -> Result<()> {
-        let ended = sqlx::query("UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'")
-            .bind(ended_at)
-            .bind(host)
-            .bind(id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        // An end already recorded (from a full list, then the agent's own report) or of a
-        // session never known is no news.
-        if ended == 0 {
-            return Ok(());
-        }
-        let _ = self.inner.session_events.send(SessionEvent::Ended {
-            host_id: host.to_owned(),
+        self.report(Report::SessionEnded {
+            host: host.to_owned(),
             id: id.to_owned(),
-        });
-        Ok(())
+            ended_at,
+        })
+        .await
     }
 
     /// An agent's full list after it (re)connected: what it no longer lists has ended.
     pub async fn session_list(&self, host: &str, list: &[v1::Session]) -> Result<()> {
-        let known: Vec<String> =
-            sqlx::query("SELECT id FROM sessions WHERE host_id = ? AND state != 'ended'")
-                .bind(host)
-                .fetch_all(self.pool())
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-        let now = self.now();
-        for id in known {
-            if !list.iter().any(|s| s.id == id) {
-                self.session_ended(host, &id, now).await?;
-            }
-        }
-        for s in list {
-            self.upsert_session(host, s).await?;
-        }
-        Ok(())
+        self.report(Report::SessionList {
+            host: host.to_owned(),
+            sessions: list.to_vec(),
+        })
+        .await
     }
 
-    /// The host's agent disconnected: its sessions are of unknown state, not dropped —
-    /// unless it has connected again meanwhile.
+    /// The host's agent disconnected: it is offline, and its sessions are of unknown state,
+    /// not dropped — unless it has connected again meanwhile.
     pub async fn host_disconnected(&self, connection: Connection) -> Result<()> {
         let host = connection.host.as_str();
-        let current = match self.inner.outboxes.by_host.lock() {
+        // Queued under the outboxes' lock: a new stream of this host registers under it
+        // too, so its connection report can only queue after this one.
+        let pending = match self.inner.outboxes.by_host.lock() {
             Ok(mut m) if m.get(host).is_some_and(|(n, _)| *n == connection.number) => {
                 m.remove(host);
-                true
+                self.queue_report(Report::Disconnected {
+                    host: host.to_owned(),
+                })
             }
-            _ => false,
+            _ => return Ok(()),
         };
-        if !current {
-            return Ok(());
-        }
-        self.set_host_online(host, false).await?;
-        sqlx::query("UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state = 'live'")
-            .bind(host)
-            .execute(self.pool())
-            .await?;
-        let _ = self.inner.session_events.send(SessionEvent::HostUnknown {
-            host_id: host.to_owned(),
-        });
-        Ok(())
+        self.written(pending).await
     }
 
     /// Sessions matching `filter`, newest first.
@@ -473,4 +397,84 @@ impl Service {
             *s = Some(key);
         }
     }
+}
+
+/// Records a reported session; only a change is an event (a reconnecting fleet repeats
+/// every session it has).
+pub(super) async fn upsert(
+    conn: &mut SqliteConnection,
+    host: &str,
+    s: &v1::Session,
+    fx: &mut Effects,
+) -> Result<()> {
+    let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
+    let before: Option<(String, String)> =
+        sqlx::query_as("SELECT state, pids FROM sessions WHERE host_id = ? AND id = ?")
+            .bind(host)
+            .bind(&s.id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
+        None => SessionEvent::Started,
+        Some((state, _)) if state == "ended" => SessionEvent::Started,
+        Some((state, old_pids)) if state != "live" || *old_pids != pids => SessionEvent::Updated,
+        // Known as it is: no write.
+        Some(_) => return Ok(()),
+    };
+    sqlx::query(
+        "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
+            source_address, source_port, started_at, tty, pids, state)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')
+         ON CONFLICT (host_id, id) DO UPDATE SET state = 'live', ended_at = NULL, pids = excluded.pids",
+    )
+    .bind(host)
+    .bind(&s.id)
+    .bind(&s.account)
+    .bind(&s.key_id)
+    .bind(i64::try_from(s.serial).unwrap_or(i64::MAX))
+    .bind(&s.ca_fingerprint)
+    .bind(&s.key_fingerprint)
+    .bind(&s.source_address)
+    .bind(i64::from(s.source_port))
+    .bind(i64::try_from(s.started_at).unwrap_or(0))
+    .bind(&s.tty)
+    .bind(&pids)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(r) = sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
+        .bind(host)
+        .bind(&s.id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        fx.events.push(event(Box::new(record(&r))));
+    }
+    Ok(())
+}
+
+/// Records that a session ended; an end already recorded (from a full list, then the
+/// agent's own report) or of a session never known is no news.
+pub(super) async fn end(
+    conn: &mut SqliteConnection,
+    host: &str,
+    id: &str,
+    ended_at: i64,
+    fx: &mut Effects,
+) -> Result<()> {
+    let ended = sqlx::query(
+        "UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'",
+    )
+    .bind(ended_at)
+    .bind(host)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if ended > 0 {
+        fx.events.push(SessionEvent::Ended {
+            host_id: host.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -1,0 +1,398 @@
+//! Group commit for what agents report: connections, disconnections, sessions.
+//!
+//! Each report is small, and every agent sends them: 10,000 agents connecting at once are
+//! 10,000 connection records and 10,000 session lists. Written as one fsynced commit each,
+//! they kept the store busy for seconds, and a revision committed meanwhile waited behind
+//! them. Here a report is queued, and whichever caller holds the report writer writes
+//! everything queued in one transaction; each caller returns once its own report is
+//! durable, with its own result. A lone report on an idle store commits at once: there is
+//! no tick to wait for.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use signoff_proto::v1;
+use sqlx::{Row as _, SqliteConnection};
+use tokio::sync::oneshot;
+
+use super::sessions::{self, SessionEvent};
+use super::{Result, Service, ServiceError};
+
+/// One report from an agent's stream.
+#[derive(Debug, Clone)]
+pub(crate) enum Report {
+    /// The stream is up: applied revision, version, certificate expiry; the host is online.
+    Connected {
+        host: String,
+        applied_revision: i64,
+        agent_version: String,
+        cert_not_after: Option<i64>,
+    },
+    /// The stream ended: the host is offline and its live sessions are of unknown state.
+    Disconnected { host: String },
+    /// A session started (or is known again).
+    SessionStarted { host: String, session: v1::Session },
+    /// A session ended.
+    SessionEnded {
+        host: String,
+        id: String,
+        ended_at: i64,
+    },
+    /// The full list after a (re)connect: what it does not name has ended.
+    SessionList {
+        host: String,
+        sessions: Vec<v1::Session>,
+    },
+}
+
+type Waiter = oneshot::Sender<Result<()>>;
+
+/// Reports waiting to be written, and the lock of whoever writes them.
+#[derive(Debug, Default)]
+pub(crate) struct ReportQueue {
+    queued: Mutex<Vec<(Report, Waiter)>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Transactions committed, for tests and metrics.
+    commits: std::sync::atomic::AtomicU64,
+}
+
+/// What a written batch announces once it has committed.
+#[derive(Debug, Default)]
+pub(super) struct Effects {
+    pub(super) events: Vec<SessionEvent>,
+    pub(super) hosts_changed: bool,
+}
+
+/// A queued report's result, once written.
+pub(crate) struct Pending(oneshot::Receiver<Result<()>>);
+
+fn lost() -> ServiceError {
+    // The writing task ended without answering (it panicked): the report may not be
+    // written, and the caller must treat it as failed.
+    ServiceError::Store(sqlx::Error::WorkerCrashed)
+}
+
+impl Service {
+    /// Queues `report`; [`Service::written`] waits until it is durable. Split so that a
+    /// caller can queue under a lock of its own (the order of a host's disconnect and its
+    /// next connect must be the order they happened in).
+    pub(crate) fn queue_report(&self, report: Report) -> Pending {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .reports
+            .queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((report, tx));
+        Pending(rx)
+    }
+
+    /// Writes `report` together with whatever else is queued, and returns its result.
+    pub(crate) async fn report(&self, report: Report) -> Result<()> {
+        let pending = self.queue_report(report);
+        self.written(pending).await
+    }
+
+    /// Waits until a queued report is written: either a writer before us took it, or we
+    /// become the writer and write everything queued.
+    pub(crate) async fn written(&self, pending: Pending) -> Result<()> {
+        let Pending(mut rx) = pending;
+        let guard = Arc::clone(&self.inner.reports.writer).lock_owned().await;
+        match rx.try_recv() {
+            Ok(result) => return result,
+            Err(oneshot::error::TryRecvError::Closed) => return Err(lost()),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        let batch = std::mem::take(
+            &mut *self
+                .inner
+                .reports
+                .queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        // Written by a task of its own, holding the writer: a caller that goes away
+        // mid-write (its stream ended) neither cuts the batch short for the others nor
+        // lets a second writer start beside it.
+        let this = self.clone();
+        let _ = tokio::spawn(async move {
+            let _guard = guard;
+            this.write_reports(batch).await;
+        })
+        .await;
+        rx.await.unwrap_or_else(|_| Err(lost()))
+    }
+
+    async fn write_reports(&self, batch: Vec<(Report, Waiter)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let reports: Vec<&Report> = batch.iter().map(|(r, _)| r).collect();
+        match self.write_batch(&reports).await {
+            Ok(fx) => {
+                self.announce(fx);
+                for (_, waiter) in batch {
+                    let _ = waiter.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, waiter)) = batch.into_iter().next() {
+                    let _ = waiter.send(Err(e));
+                }
+            }
+            Err(e) => {
+                // One bad report must not fail the others: each on its own.
+                tracing::warn!(error = ?e, reports = batch.len(), "a batch of agent reports failed; writing them one by one");
+                for (report, waiter) in batch {
+                    let result = self
+                        .write_batch(&[&report])
+                        .await
+                        .map(|fx| self.announce(fx));
+                    let _ = waiter.send(result);
+                }
+            }
+        }
+    }
+
+    async fn write_batch(&self, reports: &[&Report]) -> Result<Effects> {
+        let now = self.now();
+        let mut fx = Effects::default();
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        for report in reports {
+            apply(&mut tx, report, now, &mut fx).await?;
+        }
+        tx.commit().await?;
+        self.inner
+            .reports
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(fx)
+    }
+
+    fn announce(&self, fx: Effects) {
+        for event in fx.events {
+            let _ = self.inner.session_events.send(event);
+        }
+        if fx.hosts_changed {
+            self.signoff_progressed();
+        }
+    }
+}
+
+async fn apply(
+    conn: &mut SqliteConnection,
+    report: &Report,
+    now: i64,
+    fx: &mut Effects,
+) -> Result<()> {
+    match report {
+        Report::Connected {
+            host,
+            applied_revision,
+            agent_version,
+            cert_not_after,
+        } => {
+            sqlx::query(
+                "UPDATE hosts SET last_contact = ?, online = 1,
+                    acked_revision = max(acked_revision, ?),
+                    agent_version = ?,
+                    cert_not_after = ifnull(?, cert_not_after)
+                 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(applied_revision)
+            .bind(agent_version)
+            .bind(cert_not_after)
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
+            fx.hosts_changed = true;
+        }
+        Report::Disconnected { host } => {
+            sqlx::query("UPDATE hosts SET online = 0 WHERE id = ?")
+                .bind(host)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state = 'live'",
+            )
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
+            fx.hosts_changed = true;
+            fx.events.push(SessionEvent::HostUnknown {
+                host_id: host.clone(),
+            });
+        }
+        Report::SessionStarted { host, session } => {
+            sessions::upsert(conn, host, session, fx).await?;
+        }
+        Report::SessionEnded { host, id, ended_at } => {
+            sessions::end(conn, host, id, *ended_at, fx).await?;
+        }
+        Report::SessionList {
+            host,
+            sessions: list,
+        } => {
+            let known: Vec<String> =
+                sqlx::query("SELECT id FROM sessions WHERE host_id = ? AND state != 'ended'")
+                    .bind(host)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+            for id in known {
+                if !list.iter().any(|s| s.id == id) {
+                    sessions::end(conn, host, &id, now, fx).await?;
+                }
+            }
+            for s in list {
+                sessions::upsert(conn, host, s, fx).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use signoff_proto::v1;
+
+    use super::super::testing::service;
+    use super::super::{SessionEvent, SessionFilter};
+
+    fn session(id: &str) -> v1::Session {
+        v1::Session {
+            id: id.into(),
+            account: "deploy".into(),
+            key_id: "alice@corp".into(),
+            source_address: "127.0.0.1".into(),
+            source_port: 50000,
+            started_at: 1_800_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn commits(svc: &super::Service) -> u64 {
+        svc.inner
+            .reports
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn concurrent_reports_share_commits_and_each_is_recorded_and_announced() {
+        let (svc, _) = service().await;
+        let mut events = svc.watch_sessions();
+        let before = commits(&svc);
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    svc.session_started(&format!("host{i}"), &session(&format!("{i}:1")))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let written = commits(&svc) - before;
+        assert!(
+            written < 20,
+            "200 reports queued together took {written} commits"
+        );
+        let listed = svc.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(listed.len(), 200);
+        let mut started = HashSet::new();
+        while let Ok(e) = events.try_recv() {
+            if let SessionEvent::Started(r) = e {
+                started.insert(r.host_id.clone());
+            }
+        }
+        assert_eq!(started.len(), 200, "one Started event per new session");
+    }
+
+    #[tokio::test]
+    async fn a_lone_report_is_written_at_once() {
+        let (svc, _) = service().await;
+        svc.session_started("web1", &session("1:1")).await.unwrap();
+        // Durable when the call returns: another connection reads it.
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().state, "live");
+        svc.session_ended("web1", "1:1", 1_800_000_100)
+            .await
+            .unwrap();
+        let s = svc.get_session("web1", "1:1").await.unwrap();
+        assert_eq!(
+            (s.state.as_str(), s.ended_at),
+            ("ended", Some(1_800_000_100))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_report_the_store_refuses_fails_alone() {
+        let (svc, _) = service().await;
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON sessions WHEN NEW.id = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .execute(svc.pool())
+        .await
+        .unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let svc = svc.clone();
+                let id = if i == 25 {
+                    "poison".to_owned()
+                } else {
+                    format!("{i}:1")
+                };
+                tokio::spawn(async move { (i, svc.session_started("web1", &session(&id)).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            assert_eq!(result.is_err(), i == 25, "report {i}: {result:?}");
+        }
+        let listed = svc.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(listed.len(), 49, "every other report is recorded");
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_then_a_reconnect_leaves_the_host_online() {
+        let (svc, _) = service().await;
+        svc.create_group(&super::super::Actor::cli(), "web", "")
+            .await
+            .unwrap();
+        let t = svc
+            .create_join_token(&super::super::Actor::cli(), &["web".into()], 3600, "")
+            .await
+            .unwrap();
+        svc.enroll_host(&t.secret, "web1", "").await.unwrap();
+        let old = svc.host_connected("web1");
+        svc.agent_connected("web1", 0, "1", None).await.unwrap();
+        svc.session_started("web1", &session("1:1")).await.unwrap();
+        // The old stream ends after the new one registered: it changes nothing.
+        let new = svc.host_connected("web1");
+        svc.host_disconnected(old).await.unwrap();
+        svc.agent_connected("web1", 0, "1", None).await.unwrap();
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().state, "live");
+        assert!(online(&svc).await);
+        // The current stream ends: offline, and its sessions of unknown state.
+        svc.host_disconnected(new).await.unwrap();
+        assert_eq!(
+            svc.get_session("web1", "1:1").await.unwrap().state,
+            "unknown"
+        );
+        assert!(!online(&svc).await);
+    }
+
+    async fn online(svc: &super::Service) -> bool {
+        sqlx::query_scalar("SELECT online FROM hosts WHERE id = 'web1'")
+            .fetch_one(svc.pool())
+            .await
+            .unwrap()
+    }
+}
