@@ -559,7 +559,11 @@ impl Agent {
 
     /// `signoff-agent enroll` with a new join token for `groups`, as host `host_id`.
     pub fn enroll(&self, plane: &ControlPlane, host_id: &str, groups: &str) -> Result<()> {
-        let token = plane.join_token(groups)?;
+        self.enroll_with_token(&plane.join_token(groups)?, host_id)
+    }
+
+    /// `signoff-agent enroll` with `token`, as host `host_id`.
+    pub fn enroll_with_token(&self, token: &JoinToken, host_id: &str) -> Result<()> {
         run_ok(
             Command::new(&self.bin)
                 .arg("enroll")

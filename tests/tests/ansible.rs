@@ -369,3 +369,148 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
     );
     Ok(())
 }
+
+/// The `signoff_server` role run for real against this machine, into a private tree, with
+/// `signoff_server_service_manager: none`: the test starts the installed binary with the
+/// installed config as the role's user (as the unit would), sees it serve, makes a join
+/// token with the installed CLI, and enrolls and syncs a real agent against the listener
+/// the role configured.
+#[test]
+fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() -> Result<()> {
+    use signoff_tests::plane::{Agent, JoinToken, WAIT, http_request, wait_for};
+    use signoff_tests::sshd::free_port;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    let playbook = pip_tool("ansible-playbook")?;
+    let root = tempfile::Builder::new()
+        .prefix("ansible-server-")
+        .tempdir()?;
+    let r = root.path();
+    fs::set_permissions(r, fs::Permissions::from_mode(0o755))?;
+    let (http_port, agents_port) = (free_port()?, free_port()?);
+    let user = "signoff-server";
+    let vars = serde_json::json!({
+        "signoff_server_binary_src": server_binary(Profile::Debug)?,
+        "signoff_server_bin_dir": r.join("bin"),
+        "signoff_server_user": user,
+        "signoff_server_config_dir": r.join("etc/signoff-server"),
+        "signoff_server_data_dir": r.join("var/lib/signoff-server"),
+        "signoff_server_unit_dir": r.join("etc/systemd/system"),
+        "signoff_server_http_listen": format!("127.0.0.1:{http_port}"),
+        "signoff_server_agents_listen": format!("127.0.0.1:{agents_port}"),
+        "signoff_server_agent_names": ["localhost"],
+        "signoff_server_service_manager": "none",
+        "ansible_python_interpreter": python_interpreter()?,
+    });
+    for d in ["bin", "etc/systemd/system"] {
+        fs::create_dir_all(r.join(d))?;
+    }
+    let vars_file = r.join("vars.json");
+    fs::write(&vars_file, vars.to_string())?;
+    let play = r.join("play.yml");
+    fs::write(
+        &play,
+        "- name: Install the signoff control plane here\n  hosts: localhost\n  connection: local\n  \
+         gather_facts: false\n  roles:\n    - role: signoff_server\n",
+    )?;
+    let ansible = |extra: &[&str]| -> Result<signoff_tests::command::Finished> {
+        run(Command::new(&playbook)
+            .arg("-i")
+            .arg("localhost,")
+            .arg("-e")
+            .arg(format!("@{}", vars_file.display()))
+            .args(extra)
+            .arg(&play)
+            .env("ANSIBLE_ROLES_PATH", ansible_dir().join("roles"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCALHOST_WARNING", "false"))
+    };
+    let first = ansible(&[])?;
+    assert!(
+        first.success(),
+        "first run:\n{}{}",
+        first.stdout,
+        first.stderr
+    );
+    for (extra, what) in [(&[][..], "a second run"), (&["--check"][..], "check mode")] {
+        let again = ansible(extra)?;
+        assert!(
+            again.success() && again.stdout.contains("changed=0"),
+            "{what} on a converged host must change nothing:\n{}",
+            again.stdout
+        );
+    }
+    let data = r.join("var/lib/signoff-server");
+    let meta = fs::metadata(&data)?;
+    let uid = run_ok(Command::new("id").args(["-u", user]))?
+        .stdout
+        .trim()
+        .parse::<u32>()?;
+    assert_eq!(
+        (meta.mode() & 0o777, meta.uid()),
+        (0o700, uid),
+        "the data directory belongs to {user}, mode 0700"
+    );
+    assert!(
+        r.join("etc/systemd/system/signoff-server.service")
+            .is_file()
+    );
+
+    // As the unit runs it: the role's user, the installed binary and config.
+    let bin = r.join("bin/signoff-server");
+    let config = r.join("etc/signoff-server/server.toml");
+    let as_user = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+        ])
+        .arg(&bin)
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .current_dir(r);
+        cmd
+    };
+    let _server = Child(
+        as_user(&["serve"])
+            .stdout(fs::File::create(r.join("first-start.txt"))?)
+            .stderr(fs::File::create(r.join("server.log"))?)
+            .spawn()?,
+    );
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
+    let login = wait_for("the installed control plane to serve HTTP", WAIT, || {
+        Ok(http_request(http, "GET", "/login", "", None)
+            .ok()
+            .filter(|res| res.status == 200))
+    })
+    .with_context(|| fs::read_to_string(r.join("server.log")).unwrap_or_default())?;
+    assert!(login.body.contains("signoff"), "{}", login.body);
+
+    run_ok(&mut as_user(&["group", "add", "web"]))?;
+    let out = run_ok(&mut as_user(&[
+        "--json", "token", "create", "--groups", "web",
+    ]))?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let token = JoinToken {
+        secret: v["secret"].as_str().context("secret")?.to_owned(),
+        server: v["server"].as_str().context("server")?.to_owned(),
+        ca_pin: v["ca_pin"].as_str().context("ca_pin")?.to_owned(),
+    };
+    assert_eq!(
+        token.server,
+        format!("https://localhost:{agents_port}"),
+        "the join token names the listener and name the role configured"
+    );
+    let mut agent = Agent::new("")?;
+    agent.enroll_with_token(&token, "web1")?;
+    agent.start()?;
+    wait_for(
+        "the agent to sync with the installed control plane",
+        WAIT,
+        || Ok(agent.applied_revision()?.filter(|&rev| rev > 0)),
+    )
+    .with_context(|| agent.log())?;
+    Ok(())
+}
