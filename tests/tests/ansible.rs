@@ -136,6 +136,48 @@ impl Drop for Child {
     }
 }
 
+/// A one-play playbook applying one role to this machine (`connection: local`) with the
+/// variables in a JSON file, and the real `ansible-playbook` to run it.
+struct Play {
+    playbook: PathBuf,
+    vars_file: PathBuf,
+    play: PathBuf,
+}
+
+impl Play {
+    fn new(dir: &Path, name: &str, role: &str, vars: &serde_json::Value) -> Result<Play> {
+        let vars_file = dir.join("vars.json");
+        fs::write(&vars_file, vars.to_string())?;
+        let play = dir.join("play.yml");
+        fs::write(
+            &play,
+            format!(
+                "- name: {name}\n  hosts: localhost\n  connection: local\n  \
+                 gather_facts: false\n  roles:\n    - role: {role}\n"
+            ),
+        )?;
+        Ok(Play {
+            playbook: pip_tool("ansible-playbook")?,
+            vars_file,
+            play,
+        })
+    }
+
+    /// `ansible-playbook` with `extra` arguments (`--check`, `-e …`).
+    fn run(&self, extra: &[&str]) -> Result<signoff_tests::command::Finished> {
+        run(Command::new(&self.playbook)
+            .arg("-i")
+            .arg("localhost,")
+            .arg("-e")
+            .arg(format!("@{}", self.vars_file.display()))
+            .args(extra)
+            .arg(&self.play)
+            .env("ANSIBLE_ROLES_PATH", ansible_dir().join("roles"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCALHOST_WARNING", "false"))
+    }
+}
+
 /// The playbook run for real against this machine (`ansible_connection=local`), every path
 /// of the role pointed into a private tree (the binaries under `/usr/local/libexec`, as
 /// sshd requires), with `signoff_agent_service_manager: none` because this machine has no
@@ -150,7 +192,6 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
     use signoff_tests::sshd::{free_port, ssh_login};
     use std::os::unix::fs::PermissionsExt as _;
 
-    let playbook = pip_tool("ansible-playbook")?;
     ensure_system_user()?;
     let plane = ControlPlane::start()?;
     let root = tempfile::Builder::new().prefix("ansible-host-").tempdir()?;
@@ -232,26 +273,8 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "ansible_python_interpreter": python_interpreter()?,
     });
     fs::create_dir_all(r.join("etc/ssh"))?;
-    let vars_file = r.join("vars.json");
-    fs::write(&vars_file, vars.to_string())?;
-    let play = r.join("play.yml");
-    fs::write(
-        &play,
-        "- name: Install the signoff agent here\n  hosts: localhost\n  connection: local\n  \
-         gather_facts: false\n  roles:\n    - role: signoff_agent\n",
-    )?;
-    let ansible = |extra: &[&str]| -> Result<signoff_tests::command::Finished> {
-        run(Command::new(&playbook)
-            .arg("-i")
-            .arg("localhost,")
-            .arg("-e")
-            .arg(format!("@{}", vars_file.display()))
-            .args(extra)
-            .arg(&play)
-            .env("ANSIBLE_ROLES_PATH", ansible_dir().join("roles"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_LOCALHOST_WARNING", "false"))
-    };
+    let play = Play::new(r, "Install the signoff agent here", "signoff_agent", &vars)?;
+    let ansible = |extra: &[&str]| play.run(extra);
     let first = ansible(&[])?;
     assert!(
         first.success(),
@@ -381,7 +404,6 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
     use signoff_tests::sshd::free_port;
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
-    let playbook = pip_tool("ansible-playbook")?;
     let root = tempfile::Builder::new()
         .prefix("ansible-server-")
         .tempdir()?;
@@ -405,26 +427,13 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
     for d in ["bin", "etc/systemd/system"] {
         fs::create_dir_all(r.join(d))?;
     }
-    let vars_file = r.join("vars.json");
-    fs::write(&vars_file, vars.to_string())?;
-    let play = r.join("play.yml");
-    fs::write(
-        &play,
-        "- name: Install the signoff control plane here\n  hosts: localhost\n  connection: local\n  \
-         gather_facts: false\n  roles:\n    - role: signoff_server\n",
+    let play = Play::new(
+        r,
+        "Install the signoff control plane here",
+        "signoff_server",
+        &vars,
     )?;
-    let ansible = |extra: &[&str]| -> Result<signoff_tests::command::Finished> {
-        run(Command::new(&playbook)
-            .arg("-i")
-            .arg("localhost,")
-            .arg("-e")
-            .arg(format!("@{}", vars_file.display()))
-            .args(extra)
-            .arg(&play)
-            .env("ANSIBLE_ROLES_PATH", ansible_dir().join("roles"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_LOCALHOST_WARNING", "false"))
-    };
+    let ansible = |extra: &[&str]| play.run(extra);
     let first = ansible(&[])?;
     assert!(
         first.success(),
