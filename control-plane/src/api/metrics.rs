@@ -63,6 +63,23 @@ impl Metrics {
 
 pub(crate) async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.metrics.render(state.service.revision());
+    let (reports, commits) = state.service.report_counters();
+    for (name, help, value) in [
+        (
+            "signoff_agent_reports_total",
+            "Agents' reports (connections, disconnections, sessions) written.",
+            reports,
+        ),
+        (
+            "signoff_agent_report_commits_total",
+            "Transactions that wrote them (group commits).",
+            commits,
+        ),
+    ] {
+        let _ = writeln!(body, "# HELP {name} {help}");
+        let _ = writeln!(body, "# TYPE {name} counter");
+        let _ = writeln!(body, "{name} {value}");
+    }
     if let Ok(counts) = state.service.counts().await {
         for (name, help, value) in [
             ("signoff_users", "People, by status.", None),

@@ -404,6 +404,16 @@ async fn metrics_count_requests_and_the_revision() {
     let s = start().await;
     s.admin(Method::POST, "/users", Some(json!({"name": "alice"})))
         .await;
+    s.service
+        .session_started(
+            "web1",
+            &signoff_proto::v1::Session {
+                id: "1:1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let text = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -422,6 +432,11 @@ async fn metrics_count_requests_and_the_revision() {
     );
     assert!(
         text.contains("signoff_users{status=\"active\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("signoff_agent_reports_total 1"), "{text}");
+    assert!(
+        text.contains("signoff_agent_report_commits_total 1"),
         "{text}"
     );
 }

@@ -8,6 +8,7 @@
 //! durable, with its own result. A lone report on an idle store commits at once: there is
 //! no tick to wait for.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use signoff_proto::v1;
@@ -51,8 +52,9 @@ type Waiter = oneshot::Sender<Result<()>>;
 pub(crate) struct ReportQueue {
     queued: Mutex<Vec<(Report, Waiter)>>,
     writer: Arc<tokio::sync::Mutex<()>>,
-    /// Transactions committed, for tests and metrics.
-    commits: std::sync::atomic::AtomicU64,
+    /// Reports written, and the transactions that wrote them (`/metrics`).
+    written: AtomicU64,
+    commits: AtomicU64,
 }
 
 /// What a written batch announces once it has committed.
@@ -161,11 +163,21 @@ impl Service {
             apply(&mut tx, report, now, &mut fx).await?;
         }
         tx.commit().await?;
-        self.inner
-            .reports
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let queue = &self.inner.reports;
+        queue.commits.fetch_add(1, Ordering::Relaxed);
+        queue
+            .written
+            .fetch_add(reports.len() as u64, Ordering::Relaxed);
         Ok(fx)
+    }
+
+    /// Agents' reports written so far, and the transactions that wrote them.
+    pub fn report_counters(&self) -> (u64, u64) {
+        let queue = &self.inner.reports;
+        (
+            queue.written.load(Ordering::Relaxed),
+            queue.commits.load(Ordering::Relaxed),
+        )
     }
 
     fn announce(&self, fx: Effects) {
@@ -276,10 +288,7 @@ mod tests {
     }
 
     fn commits(svc: &super::Service) -> u64 {
-        svc.inner
-            .reports
-            .commits
-            .load(std::sync::atomic::Ordering::Relaxed)
+        svc.report_counters().1
     }
 
     #[tokio::test]
