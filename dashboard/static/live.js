@@ -56,12 +56,33 @@
       });
   }
 
-  var source = new EventSource("/events");
-  // "ready" comes first on every (re)connection: catch up on what was missed.
-  source.addEventListener("ready", refresh);
-  topics.forEach(function (topic) {
-    if (topic) {
-      source.addEventListener(topic, refresh);
+  var source = null;
+
+  function connect() {
+    source = new EventSource("/events");
+    // "ready" comes first on every (re)connection: catch up on what was missed.
+    source.addEventListener("ready", refresh);
+    topics.forEach(function (topic) {
+      if (topic) {
+        source.addEventListener(topic, refresh);
+      }
+    });
+  }
+
+  // A page left for another is kept in the back/forward cache with its stream open, and
+  // a browser allows only six connections to one server over HTTP/1.1: a few pages
+  // later, every request would wait for one of those streams. So the stream closes when
+  // the page is left, and opens again if the page is shown from the cache.
+  window.addEventListener("pagehide", function () {
+    if (source) {
+      source.close();
+      source = null;
     }
   });
+  window.addEventListener("pageshow", function () {
+    if (!source) {
+      connect();
+    }
+  });
+  connect();
 })();
