@@ -291,12 +291,52 @@ pub(crate) struct SessionsPage {
     pub filter_host: String,
     pub filter_account: String,
     pub sessions: Vec<SessionRow>,
+    /// How many match; `sessions` holds the first [`LIST_ROWS`].
+    pub matched: usize,
     pub kill_person_url: String,
 }
 
 /// Empty query values mean "any".
 fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// At most this many rows on a list page: a fleet has thousands of hosts and people, and
+/// a page that big is neither readable nor quick to refresh live. The filter narrows.
+pub(crate) const LIST_ROWS: usize = 500;
+
+/// `?q=&status=` of the Hosts and People pages.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+}
+
+impl ListQuery {
+    /// The search text, lowercased, and the status, which must be one of `statuses`.
+    fn parse(self, statuses: &[&str]) -> Result<(String, Option<String>), PageError> {
+        let status = non_empty(self.status);
+        if let Some(s) = &status
+            && !statuses.contains(&s.as_str())
+        {
+            return Err(PageError::Invalid(format!(
+                "there is no status {s:?}; it is one of {}",
+                statuses.join(", ")
+            )));
+        }
+        Ok((non_empty(self.q).unwrap_or_default(), status))
+    }
+}
+
+/// True when `q` is empty or, ignoring case, part of one of `fields`.
+fn found(q: &str, fields: &[&str]) -> bool {
+    let q = q.to_lowercase();
+    q.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&q))
+}
+
+/// The status options of a filter form: (value, selected).
+fn status_options(statuses: &[&'static str], chosen: Option<&str>) -> Vec<(&'static str, bool)> {
+    statuses.iter().map(|s| (*s, chosen == Some(*s))).collect()
 }
 
 /// `GET /sessions?user=&host=&account=`.
@@ -310,7 +350,9 @@ pub(crate) async fn sessions_handler<B: Backend>(
         host: non_empty(filter.host),
         account: non_empty(filter.account),
     };
-    let sessions = app.backend.sessions(&filter).await?;
+    let mut sessions = app.backend.sessions(&filter).await?;
+    let matched = sessions.len();
+    sessions.truncate(LIST_ROWS);
     render(&SessionsPage {
         layout: Layout::new(&authed, "sessions", "Sessions"),
         kill_person_url: filter
@@ -322,6 +364,7 @@ pub(crate) async fn sessions_handler<B: Backend>(
         filter_host: filter.host.unwrap_or_default(),
         filter_account: filter.account.unwrap_or_default(),
         sessions: session_rows(&sessions, app.backend.now()),
+        matched,
     })
 }
 
@@ -391,23 +434,45 @@ pub(crate) struct HostsPage {
     pub layout: Layout,
     pub hosts: Vec<HostRow>,
     pub revision: i64,
+    pub q: String,
+    pub statuses: Vec<(&'static str, bool)>,
+    /// Hosts in all, and how many match (`hosts` holds the first [`LIST_ROWS`]).
+    pub total: usize,
+    pub matched: usize,
 }
 
-/// `GET /hosts`.
+const HOST_STATUSES: [&str; 3] = ["online", "lagging", "offline"];
+
+/// `GET /hosts?q=&status=`: `q` searches id, hostname and groups.
 pub(crate) async fn hosts_handler<B: Backend>(
     State(app): State<App<B>>,
     authed: Authed,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, PageError> {
+    let (q, status) = query.parse(&HOST_STATUSES)?;
     let revision = app.backend.revision();
     let now = app.backend.now();
     let hosts = app.backend.hosts().await?;
+    let total = hosts.len();
+    let rows: Vec<HostRow> = hosts
+        .iter()
+        .filter(|h| {
+            status
+                .as_deref()
+                .is_none_or(|s| host_status(h, revision) == s)
+        })
+        .filter(|h| found(&q, &[&h.id, &h.hostname, &h.groups.join(" ")]))
+        .map(|h| HostRow::new(h, revision, now))
+        .collect();
+    let matched = rows.len();
     render(&HostsPage {
         layout: Layout::new(&authed, "hosts", "Hosts"),
-        hosts: hosts
-            .iter()
-            .map(|h| HostRow::new(h, revision, now))
-            .collect(),
+        hosts: rows.into_iter().take(LIST_ROWS).collect(),
         revision,
+        statuses: status_options(&HOST_STATUSES, status.as_deref()),
+        q,
+        total,
+        matched,
     })
 }
 
@@ -479,17 +544,42 @@ impl PersonRow {
 pub(crate) struct PeoplePage {
     pub layout: Layout,
     pub people: Vec<PersonRow>,
+    pub q: String,
+    pub statuses: Vec<(&'static str, bool)>,
+    /// People in all, and how many match (`people` holds the first [`LIST_ROWS`]).
+    pub total: usize,
+    pub matched: usize,
 }
 
-/// `GET /people`.
+const PERSON_STATUSES: [&str; 2] = ["active", "disabled"];
+
+/// `GET /people?q=&status=`: `q` searches names, key IDs and grants.
 pub(crate) async fn people_handler<B: Backend>(
     State(app): State<App<B>>,
     authed: Authed,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, PageError> {
+    let (q, status) = query.parse(&PERSON_STATUSES)?;
     let people = app.backend.people().await?;
+    let total = people.len();
+    let rows: Vec<PersonRow> = people
+        .iter()
+        .map(PersonRow::new)
+        .filter(|p| {
+            status
+                .as_deref()
+                .is_none_or(|s| (s == "active") == p.active)
+        })
+        .filter(|p| found(&q, &[&p.name, &p.key_ids, &p.grants]))
+        .collect();
+    let matched = rows.len();
     render(&PeoplePage {
         layout: Layout::new(&authed, "people", "People"),
-        people: people.iter().map(PersonRow::new).collect(),
+        people: rows.into_iter().take(LIST_ROWS).collect(),
+        statuses: status_options(&PERSON_STATUSES, status.as_deref()),
+        q,
+        total,
+        matched,
     })
 }
 

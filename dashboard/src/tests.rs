@@ -22,6 +22,9 @@ struct State {
     operators: Vec<(Operator, String)>,
     sessions: Vec<Session>,
     calls: Vec<String>,
+    /// Listed after `web-1` and `mallory`.
+    more_hosts: Vec<Host>,
+    more_people: Vec<Person>,
 }
 
 /// An in-memory backend: operators `admin`, `op` and `viewer` (password = name + "-pw"),
@@ -65,6 +68,8 @@ impl Fake {
                 state: "live".into(),
             }],
             calls: Vec::new(),
+            more_hosts: Vec::new(),
+            more_people: Vec::new(),
         };
         Fake {
             state: Arc::new(Mutex::new(state)),
@@ -117,7 +122,9 @@ impl Backend for Fake {
             .map(|(o, _)| o.clone()))
     }
     async fn hosts(&self) -> BackendResult<Vec<Host>> {
-        Ok(vec![self.host("web-1").await?])
+        let mut hosts = vec![self.host("web-1").await?];
+        hosts.extend(self.state.lock().unwrap().more_hosts.iter().cloned());
+        Ok(hosts)
     }
     async fn host(&self, id: &str) -> BackendResult<Host> {
         if id != "web-1" {
@@ -152,7 +159,9 @@ impl Backend for Fake {
         Ok(vec![NOW - 60, NOW - 7200])
     }
     async fn people(&self) -> BackendResult<Vec<Person>> {
-        Ok(vec![self.person("mallory").await?])
+        let mut people = vec![self.person("mallory").await?];
+        people.extend(self.state.lock().unwrap().more_people.iter().cloned());
+        Ok(people)
     }
     async fn person(&self, name: &str) -> BackendResult<Person> {
         if name != "mallory" {
@@ -888,4 +897,121 @@ async fn static_files_and_unknown_pages() {
     let res = send(&app, get("/hosts/nope", Some(&cookie))).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert!(res.body.contains("does not exist"));
+}
+
+/// `n` hosts `db-0000`… in group `db`, every third offline, and `n` people `p0000`…, every
+/// fourth disabled.
+fn fleet(fake: &Fake, n: usize) {
+    let mut st = fake.state.lock().unwrap();
+    st.more_hosts = (0..n)
+        .map(|i| Host {
+            id: format!("db-{i:04}"),
+            hostname: format!("db-{i:04}.corp.example"),
+            groups: vec!["db".into()],
+            online: i % 3 != 0,
+            acked_revision: 4,
+            agent_version: Some("0.1.0".into()),
+            last_contact: Some(NOW - 5),
+            cert_not_after: Some(NOW + 86_400),
+        })
+        .collect();
+    st.more_people = (0..n)
+        .map(|i| Person {
+            name: format!("p{i:04}"),
+            active: i % 4 != 0,
+            key_ids: vec![format!("p{i:04}@corp")],
+            public_keys: vec![],
+            principals: vec![],
+            grants: vec![],
+        })
+        .collect();
+}
+
+/// The rows of the first table on a page.
+fn rows(body: &str) -> usize {
+    body.matches("<tr>").count().saturating_sub(1)
+}
+
+#[tokio::test]
+async fn the_hosts_page_searches_filters_by_status_and_caps_its_rows() {
+    let fake = Fake::new();
+    fleet(&fake, 1200);
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+
+    let all = send(&app, get("/hosts", Some(&cookie))).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(rows(&all.body), crate::pages::LIST_ROWS);
+    assert!(
+        all.body
+            .contains("1201 hosts; current revision 5. Showing the first 500: narrow the filter"),
+        "{}",
+        all.body
+    );
+
+    let one = send(&app, get("/hosts?q=DB-0042.CORP", Some(&cookie))).await;
+    assert_eq!(rows(&one.body), 1, "{}", one.body);
+    assert!(one.body.contains(">db-0042</a>"));
+    assert!(one.body.contains("1 of 1201 hosts match"));
+    assert!(
+        one.body.contains(r#"value="DB-0042.CORP""#),
+        "the search stays in the form"
+    );
+
+    let offline = send(&app, get("/hosts?status=offline&q=db-00", Some(&cookie))).await;
+    // db-0000 … db-0099, every third: 34.
+    assert_eq!(rows(&offline.body), 34, "{}", offline.body);
+    assert!(!offline.body.contains("badge online"));
+    assert!(
+        offline
+            .body
+            .contains(r#"<option value="offline" selected>"#)
+    );
+
+    let none = send(&app, get("/hosts?q=nothing-like-this", Some(&cookie))).await;
+    assert!(none.body.contains("No host matches."));
+
+    let bad = send(&app, get("/hosts?status=asleep", Some(&cookie))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("there is no status &#34;asleep&#34;; it is one of online, lagging, offline")
+            || bad.body.contains(
+                "there is no status &quot;asleep&quot;; it is one of online, lagging, offline"
+            ),
+        "{}",
+        bad.body
+    );
+}
+
+#[tokio::test]
+async fn the_people_page_searches_filters_by_status_and_caps_its_rows() {
+    let fake = Fake::new();
+    fleet(&fake, 800);
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+
+    let all = send(&app, get("/people", Some(&cookie))).await;
+    assert_eq!(rows(&all.body), crate::pages::LIST_ROWS);
+    assert!(
+        all.body.contains("801 people. Showing the first 500"),
+        "{}",
+        all.body
+    );
+
+    let by_key_id = send(&app, get("/people?q=p0123%40corp", Some(&cookie))).await;
+    assert_eq!(rows(&by_key_id.body), 1, "{}", by_key_id.body);
+    assert!(by_key_id.body.contains(">p0123</a>"));
+
+    let by_grant = send(&app, get("/people?q=deploy%40web", Some(&cookie))).await;
+    assert_eq!(rows(&by_grant.body), 1);
+    assert!(by_grant.body.contains(">mallory</a>"));
+
+    let disabled = send(&app, get("/people?status=disabled", Some(&cookie))).await;
+    assert_eq!(rows(&disabled.body), 200, "every fourth of 800");
+    assert!(disabled.body.contains("200 of 801 people match"));
+    assert!(!disabled.body.contains("badge online"));
+
+    let bad = send(&app, get("/people?status=fired", Some(&cookie))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }

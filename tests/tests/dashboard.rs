@@ -411,6 +411,25 @@ fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
         audit.contains("signoff"),
         "the sign-off is audited under the operator"
     );
+    // The People search as a person uses it: type, choose a status, submit.
+    b.goto(&dash.url("/people"))?;
+    let q = b.find("#f-q")?;
+    b.type_into(&q, "MALL")?;
+    b.click_css("#f-status option[value='disabled']")?;
+    b.click_css("form.filters button[type='submit']")?;
+    let names = wait_for("the People page filtered by the search", WAIT, || {
+        if !b.url()?.contains("status=disabled") {
+            return Ok(None);
+        }
+        b.retry_stale(|| b.texts("#live tbody tr td:first-child"))
+            .map(Some)
+    })?;
+    assert_eq!(names, vec![USER.to_owned()], "only the signed-off match");
+    assert!(
+        b.text_css("#people-count")?
+            .starts_with("1 of 2 people match")
+    );
+    dash.shot(b, "people-search")?;
     b.resize(390, 844)?;
     for (page, name) in [("/", "overview-phone"), ("/sessions", "sessions-phone")] {
         b.goto(&dash.url(page))?;
