@@ -682,7 +682,9 @@ fn tls_server_config(
                 Some(Box::new(e)),
             )
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 where the browser offers it: a browser opens at most six HTTP/1.1
+    // connections to one server, and every dashboard tab holds one for its live stream.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -180,7 +180,44 @@ async fn https_serves_with_the_configured_certificate() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // HTTP/2 where the client offers it (browsers do): every dashboard tab's live stream
+    // is then one stream of one connection, not one of the six HTTP/1.1 connections a
+    // browser allows a server.
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.text().await.unwrap(), "127.0.0.1");
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(issued.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .http1_only()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap()
+        .get(format!("https://localhost:{}/peer", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http1.version(), reqwest::Version::HTTP_11);
+    assert_eq!(http1.text().await.unwrap(), "127.0.0.1");
+    // What OpenSSL's own client negotiates.
+    let s_client = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-alpn",
+            "h2,http/1.1",
+            "-servername",
+            "localhost",
+            "-connect",
+        ])
+        .arg(addr.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("openssl (scripts/test installs it)");
+    let printed = String::from_utf8_lossy(&s_client.stdout);
+    assert!(
+        printed.contains("ALPN protocol: h2"),
+        "openssl s_client:\n{printed}"
+    );
 
     // Plain HTTP to the HTTPS port gets nowhere.
     assert!(
