@@ -56,33 +56,111 @@
       });
   }
 
-  var source = null;
+  function heard(name) {
+    if (name === "ready" || topics.indexOf(name) >= 0) {
+      refresh();
+    }
+  }
 
-  function connect() {
+  // One event stream per browser, not per tab. Over HTTP/1.1 a browser opens at most six
+  // connections to a server, and a stream holds one for as long as it is open: with a
+  // stream per tab, the seventh tab's requests would wait. So the tabs elect one of
+  // themselves (a Web Lock), which holds the stream and passes what it hears to the
+  // others (a BroadcastChannel); when it goes, the next tab takes over. Pages of a browser
+  // without these APIs keep a stream each. Over HTTPS the server speaks HTTP/2, where
+  // streams share one connection anyway.
+  var NAMES = ["ready", "sessions", "signoffs", "fleet"];
+  var shared = !!(window.BroadcastChannel && navigator.locks && navigator.locks.request);
+  var channel = shared ? new BroadcastChannel("signoff-events") : null;
+  var source = null;
+  var release = null;
+  var waiting = null;
+  var retry = null;
+
+  function open() {
     source = new EventSource("/events");
-    // "ready" comes first on every (re)connection: catch up on what was missed.
-    source.addEventListener("ready", refresh);
-    topics.forEach(function (topic) {
-      if (topic) {
-        source.addEventListener(topic, refresh);
+    NAMES.forEach(function (name) {
+      source.addEventListener(name, function () {
+        if (channel) {
+          channel.postMessage(name);
+        }
+        heard(name);
+      });
+    });
+    source.addEventListener("error", function () {
+      // A network error retries by itself; a refusal (logged out, session expired) does
+      // not: give the stream up, let the page find out (a refresh that is sent to the
+      // login page reloads it), and try again in a while.
+      if (source && source.readyState === EventSource.CLOSED) {
+        stop();
+        refresh();
+        retry = setTimeout(start, 5000);
       }
     });
   }
 
-  // A page left for another is kept in the back/forward cache with its stream open, and
-  // a browser allows only six connections to one server over HTTP/1.1: a few pages
-  // later, every request would wait for one of those streams. So the stream closes when
-  // the page is left, and opens again if the page is shown from the cache.
-  window.addEventListener("pagehide", function () {
+  function stop() {
+    if (waiting) {
+      waiting.abort();
+      waiting = null;
+    }
     if (source) {
       source.close();
       source = null;
     }
-  });
-  window.addEventListener("pageshow", function () {
-    if (!source) {
-      connect();
+    if (release) {
+      release();
+      release = null;
+    }
+    if (retry) {
+      clearTimeout(retry);
+      retry = null;
+    }
+  }
+
+  function lead() {
+    // Granted when no other tab of this browser holds the stream; held until stop().
+    var options = {};
+    if (window.AbortController) {
+      waiting = new AbortController();
+      options.signal = waiting.signal;
+    }
+    navigator.locks
+      .request("signoff-events", options, function () {
+        waiting = null;
+        return new Promise(function (resolve) {
+          release = resolve;
+          open();
+        });
+      })
+      .catch(function () {});
+  }
+
+  function start() {
+    retry = null;
+    if (shared) {
+      // Until this tab leads, it hears the leader; catch up on what changed since this
+      // page was rendered.
+      refresh();
+      lead();
+    } else {
+      // "ready" comes first on every (re)connection: catch up on what was missed.
+      open();
+    }
+  }
+
+  if (channel) {
+    channel.onmessage = function (e) {
+      heard(String(e.data));
+    };
+  }
+  // A page left for another closes its stream and gives up the lead (kept in the
+  // back/forward cache, it would hold the connection); shown again, it starts over.
+  window.addEventListener("pagehide", stop);
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) {
+      start();
     }
   });
-  connect();
+  start();
 })();

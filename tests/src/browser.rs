@@ -302,6 +302,45 @@ impl Browser {
         fs::write(path, png).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Opens a new tab and switches to it; returns its handle.
+    pub fn new_tab(&self) -> Result<String> {
+        let v = self.session_call("POST", "/window/new", Some(&json!({ "type": "tab" })))?;
+        let handle = v["value"]["handle"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no handle for the new tab: {v}"))?
+            .to_owned();
+        self.switch_to(&handle)?;
+        Ok(handle)
+    }
+
+    /// Switches to the tab or window `handle`.
+    pub fn switch_to(&self, handle: &str) -> Result<()> {
+        self.session_call("POST", "/window", Some(&json!({ "handle": handle })))?;
+        Ok(())
+    }
+
+    /// The handle of the current tab.
+    pub fn current_tab(&self) -> Result<String> {
+        let v = self.session_call("GET", "/window", None)?;
+        v["value"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no current window handle: {v}"))
+    }
+
+    /// Closes the current tab (switch to another one after).
+    pub fn close_tab(&self) -> Result<()> {
+        self.session_call("DELETE", "/window", None)?;
+        Ok(())
+    }
+
+    /// How long a page load may take before [`Browser::goto`] fails.
+    pub fn set_page_load_timeout(&self, timeout: Duration) -> Result<()> {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.session_call("POST", "/timeouts", Some(&json!({ "pageLoad": ms })))?;
+        Ok(())
+    }
+
     /// Resizes the window (CSS pixels).
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
         self.session_call(

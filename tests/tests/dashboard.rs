@@ -162,6 +162,7 @@ fn dashboard_end_to_end_in_a_real_browser() -> Result<()> {
     let b = Browser::start(1280, 900)?;
     let result = (|| -> Result<()> {
         kill_from_the_sessions_page(&fleet, &host, &dash, &b, &operator_pw)?;
+        many_tabs_stay_live(&fleet, &host, &dash, &b)?;
         csrf_is_required(&dash, &b)?;
         sign_off_from_the_person_page(&fleet, &host, &dash, &b)?;
         dash.logout(&b)?;
@@ -257,6 +258,50 @@ fn kill_from_the_sessions_page(
         Ok((session_rows(b, local)? == 0).then_some(()))
     })?;
     wait_gone(&mut held, host)?;
+    Ok(())
+}
+
+/// Eight tabs of the dashboard over plain HTTP/1.1, where a browser allows six
+/// connections to a server and each live stream holds one while open: every tab still
+/// loads, and a new login shows up without a reload in the last tab and the first.
+fn many_tabs_stay_live(fleet: &Fleet, host: &Host, dash: &Dashboard, b: &Browser) -> Result<()> {
+    // A load that waits for a free connection fails instead of hanging for minutes.
+    b.set_page_load_timeout(WAIT)?;
+    let first = b.current_tab()?;
+    let mut tabs = vec![first.clone()];
+    for n in 0..8 {
+        if n > 0 {
+            tabs.push(b.new_tab()?);
+        }
+        b.goto(&dash.url("/sessions"))
+            .with_context(|| format!("loading the Sessions page in tab {}", n + 1))?;
+        b.run_script("window.__sameLoad = 'yes'; return null;")?;
+    }
+    let held = fleet.open(host, false, 7102)?;
+    let local = held.client.local_addr(host.sshd.port(), WAIT)?;
+    for (n, tab) in [(8, &tabs[7]), (1, &tabs[0])] {
+        b.switch_to(tab)?;
+        wait_for(
+            format_args!("the new session in tab {n} without a reload"),
+            WAIT,
+            || Ok((session_rows(b, local)? == 1).then_some(())),
+        )?;
+        assert_eq!(
+            b.run_script("return window.__sameLoad || 'reloaded';")?,
+            "yes",
+            "tab {n} was not reloaded"
+        );
+    }
+    // Its `sleep` killed: the client exits and the session ends.
+    drop(held);
+    wait_for("the ended session's row to go", WAIT, || {
+        Ok((session_rows(b, local)? == 0).then_some(()))
+    })?;
+    for tab in &tabs[1..] {
+        b.switch_to(tab)?;
+        b.close_tab()?;
+    }
+    b.switch_to(&first)?;
     Ok(())
 }
 
