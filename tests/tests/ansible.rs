@@ -136,6 +136,57 @@ impl Drop for Child {
     }
 }
 
+/// `sha256sum`'s hex digest of `path`.
+fn sha256_hex(path: &Path) -> Result<String> {
+    let out = run_ok(Command::new("sha256sum").arg(path))?;
+    out.stdout
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("sha256sum printed nothing for {}", path.display()))
+}
+
+/// `python3 -m http.server` on a loopback port, serving copies of some files (stopped on
+/// drop).
+struct WebServer {
+    port: u16,
+    _server: Child,
+}
+
+impl WebServer {
+    fn serve(dir: &Path, files: &[(&Path, &str)]) -> Result<WebServer> {
+        use signoff_tests::plane::{WAIT, wait_for};
+        use signoff_tests::sshd::free_port;
+
+        fs::create_dir_all(dir)?;
+        for (from, name) in files {
+            fs::copy(from, dir.join(name))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+        let port = free_port()?;
+        let server = Child(
+            Command::new("python3")
+                .args(["-m", "http.server", "--bind", "127.0.0.1"])
+                .arg(port.to_string())
+                .arg("--directory")
+                .arg(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting python3 -m http.server")?,
+        );
+        wait_for("the test's web server to listen", WAIT, || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ()))
+        })?;
+        Ok(WebServer {
+            port,
+            _server: server,
+        })
+    }
+}
+
 /// A one-play playbook applying one role to this machine (`connection: local`) with the
 /// variables in a JSON file, and the real `ansible-playbook` to run it.
 struct Play {
@@ -183,6 +234,9 @@ impl Play {
 /// sshd requires), with `signoff_agent_service_manager: none` because this machine has no
 /// systemd to start units: the test starts `signoff-agent run` with the installed config
 /// itself, and a real sshd with a main config that includes the role's drop-in directory.
+/// The binaries come by URL with their SHA-256 from a loopback web server (the copy from
+/// the controller is what the server role's test runs); a wrong checksum fails the run
+/// before anything points sshd at them.
 #[test]
 fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after_a_revoke()
 -> Result<()> {
@@ -249,9 +303,20 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         ),
     )?;
     let signer = fs::read_to_string(plane.data_dir().join("order-signing.key.pub"))?;
+    // The binaries are downloaded by URL with their SHA-256, as from a release page: here
+    // from a web server on loopback.
+    let www = WebServer::serve(
+        &r.join("www"),
+        &[
+            (agent_binary()?, "signoff-agent"),
+            (sshd_commands_binary()?, "signoff-sshd"),
+        ],
+    )?;
     let vars = serde_json::json!({
-        "signoff_agent_binary_src": agent_binary()?,
-        "signoff_agent_sshd_binary_src": sshd_commands_binary()?,
+        "signoff_agent_binary_url": format!("http://127.0.0.1:{}/signoff-agent", www.port),
+        "signoff_agent_binary_sha256": sha256_hex(agent_binary()?)?,
+        "signoff_agent_sshd_binary_url": format!("http://127.0.0.1:{}/signoff-sshd", www.port),
+        "signoff_agent_sshd_binary_sha256": sha256_hex(sshd_commands_binary()?)?,
         "signoff_agent_bin_dir": libexec.join("bin"),
         "signoff_agent_libexec_dir": libexec.join("libexec"),
         "signoff_agent_config_dir": r.join("etc/signoff"),
@@ -275,12 +340,36 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
     fs::create_dir_all(r.join("etc/ssh"))?;
     let play = Play::new(r, "Install the signoff agent here", "signoff_agent", &vars)?;
     let ansible = |extra: &[&str]| play.run(extra);
+    // A download that does not match its checksum installs nothing, and the run stops
+    // before sshd is pointed at anything.
+    let forged = ansible(&[
+        "-e",
+        &format!("signoff_agent_sshd_binary_sha256={}", "0".repeat(64)),
+    ])?;
+    assert!(
+        !forged.success() && forged.stdout.contains("checksum"),
+        "a wrong checksum must fail the run:\n{}",
+        forged.stdout
+    );
+    assert!(
+        !libexec.join("bin/signoff-sshd").exists(),
+        "the download that failed its checksum is not installed"
+    );
+    assert!(
+        !r.join("sshd_config.d/50-signoff.conf").exists(),
+        "no drop-in after a failed download"
+    );
     let first = ansible(&[])?;
     assert!(
         first.success(),
         "first run:\n{}{}",
         first.stdout,
         first.stderr
+    );
+    let installed = fs::read(libexec.join("bin/signoff-sshd"))?;
+    assert!(
+        installed == fs::read(sshd_commands_binary()?)?,
+        "the downloaded signoff-sshd is the one served"
     );
     let second = ansible(&[])?;
     assert!(
