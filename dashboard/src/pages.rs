@@ -313,7 +313,7 @@ pub(crate) struct ListQuery {
 }
 
 impl ListQuery {
-    /// The search text, lowercased, and the status, which must be one of `statuses`.
+    /// The search text as typed, and the status, which must be one of `statuses`.
     fn parse(self, statuses: &[&str]) -> Result<(String, Option<String>), PageError> {
         let status = non_empty(self.status);
         if let Some(s) = &status
@@ -328,10 +328,9 @@ impl ListQuery {
     }
 }
 
-/// True when `q` is empty or, ignoring case, part of one of `fields`.
-fn found(q: &str, fields: &[&str]) -> bool {
-    let q = q.to_lowercase();
-    q.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&q))
+/// True when `needle` (lowercase) is empty or, ignoring case, part of one of `fields`.
+fn found(needle: &str, fields: &[&str]) -> bool {
+    needle.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(needle))
 }
 
 /// The status options of a filter form: (value, selected).
@@ -454,20 +453,24 @@ pub(crate) async fn hosts_handler<B: Backend>(
     let now = app.backend.now();
     let hosts = app.backend.hosts().await?;
     let total = hosts.len();
-    let rows: Vec<HostRow> = hosts
+    let needle = q.to_lowercase();
+    let matching: Vec<&Host> = hosts
         .iter()
         .filter(|h| {
             status
                 .as_deref()
                 .is_none_or(|s| host_status(h, revision) == s)
         })
-        .filter(|h| found(&q, &[&h.id, &h.hostname, &h.groups.join(" ")]))
-        .map(|h| HostRow::new(h, revision, now))
+        .filter(|h| found(&needle, &[&h.id, &h.hostname, &h.groups.join(" ")]))
         .collect();
-    let matched = rows.len();
+    let matched = matching.len();
     render(&HostsPage {
         layout: Layout::new(&authed, "hosts", "Hosts"),
-        hosts: rows.into_iter().take(LIST_ROWS).collect(),
+        hosts: matching
+            .into_iter()
+            .take(LIST_ROWS)
+            .map(|h| HostRow::new(h, revision, now))
+            .collect(),
         revision,
         statuses: status_options(&HOST_STATUSES, status.as_deref()),
         q,
@@ -562,6 +565,7 @@ pub(crate) async fn people_handler<B: Backend>(
     let (q, status) = query.parse(&PERSON_STATUSES)?;
     let people = app.backend.people().await?;
     let total = people.len();
+    let needle = q.to_lowercase();
     let rows: Vec<PersonRow> = people
         .iter()
         .map(PersonRow::new)
@@ -570,7 +574,7 @@ pub(crate) async fn people_handler<B: Backend>(
                 .as_deref()
                 .is_none_or(|s| (s == "active") == p.active)
         })
-        .filter(|p| found(&q, &[&p.name, &p.key_ids, &p.grants]))
+        .filter(|p| found(&needle, &[&p.name, &p.key_ids, &p.grants]))
         .collect();
     let matched = rows.len();
     render(&PeoplePage {
