@@ -4,6 +4,8 @@
 //! Writes are serialized by one lock and run in one transaction each: the change, its new
 //! revision (if it changes what hosts must know) and its audit row commit together, and the
 //! commit is fsynced before the call returns. Subscribers learn the new revision after.
+//! What agents report (connections, sessions) is telemetry, not a change of the model: it
+//! is group-committed (`reports.rs`), still durable before each call returns.
 
 mod enroll;
 mod grants;
