@@ -359,13 +359,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         !r.join("sshd_config.d/50-signoff.conf").exists(),
         "no drop-in after a failed download"
     );
-    let first = ansible(&[])?;
-    assert!(
-        first.success(),
-        "first run:\n{}{}",
-        first.stdout,
-        first.stderr
-    );
+    ansible(&[])?.ok().context("the first run")?;
     let installed = fs::read(libexec.join("bin/signoff-sshd"))?;
     assert!(
         installed == fs::read(sshd_commands_binary()?)?,
@@ -448,13 +442,9 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "signoff_agent_state=absent",
         "-e",
         "signoff_agent_remove_user=false",
-    ])?;
-    assert!(
-        removed.success(),
-        "uninstall:\n{}{}",
-        removed.stdout,
-        removed.stderr
-    );
+    ])?
+    .ok()
+    .context("the uninstall")?;
     assert!(!dropin.exists(), "the drop-in is removed");
     assert!(
         !libexec.join("bin/signoff-sshd").exists(),
@@ -523,13 +513,7 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
         &vars,
     )?;
     let ansible = |extra: &[&str]| play.run(extra);
-    let first = ansible(&[])?;
-    assert!(
-        first.success(),
-        "first run:\n{}{}",
-        first.stdout,
-        first.stderr
-    );
+    ansible(&[])?.ok().context("the first run")?;
     for (extra, what) in [(&[][..], "a second run"), (&["--check"][..], "check mode")] {
         let again = ansible(extra)?;
         assert!(
