@@ -16,6 +16,7 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use signoff_tests::artifacts_dir;
@@ -165,7 +166,7 @@ fn dashboard_end_to_end_in_a_real_browser() -> Result<()> {
         many_tabs_stay_live(&fleet, &host, &dash, &b)?;
         csrf_is_required(&dash, &b)?;
         sign_off_from_the_person_page(&fleet, &host, &dash, &b)?;
-        dash.logout(&b)?;
+        logging_out_takes_the_other_tabs_to_the_login_page(&dash, &b)?;
         script_is_text_and_a_viewer_cannot_act(&fleet, &dash, &b, &viewer_pw)?;
         dash.logout(&b)?;
         admin_pages(&dash, &b, &admin_pw)?;
@@ -301,6 +302,27 @@ fn many_tabs_stay_live(fleet: &Fleet, host: &Host, dash: &Dashboard, b: &Browser
         b.switch_to(tab)?;
         b.close_tab()?;
     }
+    b.switch_to(&first)?;
+    Ok(())
+}
+
+/// Logging out in one tab: another open tab, whose live stream is now refused, does not
+/// stay on a page that no longer updates; it goes to the login page by itself.
+fn logging_out_takes_the_other_tabs_to_the_login_page(dash: &Dashboard, b: &Browser) -> Result<()> {
+    let first = b.current_tab()?;
+    let other = b.new_tab()?;
+    b.goto(&dash.url("/sessions"))?;
+    b.find("#live")?;
+    b.switch_to(&first)?;
+    dash.logout(b)?;
+    b.switch_to(&other)?;
+    // The server ends a logged-out session's stream within its 15 s check.
+    wait_for(
+        "the other tab to reach the login page",
+        WAIT + Duration::from_secs(15),
+        || Ok(b.url()?.contains("/login").then_some(())),
+    )?;
+    b.close_tab()?;
     b.switch_to(&first)?;
     Ok(())
 }
