@@ -11,6 +11,7 @@
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng as _;
@@ -24,6 +25,8 @@ use tracing::{info, warn};
 use crate::atomic::write_atomic;
 use crate::config::Config;
 use crate::identity::{Identity, IdentityError};
+use crate::kill::{self, KillError, KillReport};
+use crate::kill_journal::{self, KillJournal};
 use crate::krl_writer::{self, KrlWriteError};
 use crate::orders;
 use crate::sessions::{
@@ -217,9 +220,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     write_status(&config.state_dir, &status);
 
+    let journal = match KillJournal::load(&config.state_dir) {
+        Ok(j) => j,
+        Err(e) => {
+            // Which kills were under way is unknown; their orders' results are then lost,
+            // and the control plane settles them as never reported.
+            warn!(error = %error_chain(&e), "kill journal unusable; starting a new one");
+            KillJournal::empty(&config.state_dir)
+        }
+    };
     let (events_tx, mut events) = mpsc::channel(4096);
     let watcher = SessionWatcher::start(config.sessions.clone(), events_tx).await?;
-    let sessions = watcher.handle();
+    let sessions = Killer {
+        watcher: watcher.handle(),
+        journal: Arc::new(Mutex::new(journal)),
+    };
+    // Kills the agent was in the middle of when it stopped: finish them first.
+    let finishing = sessions.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || finishing.finish_unfinished()).await {
+        warn!(error = %e, "finishing journaled kills failed");
+    }
     // Results of sign-off enforcement not yet told to the control plane.
     let mut unreported: Vec<v1::SignoffResult> = Vec::new();
 
@@ -259,7 +279,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 // Session events while disconnected: the full list sent on reconnect
                 // covers them; a signed-off person's new session still ends at once.
                 Some(event) = events.recv() => {
-                    if let SessionEvent::Started(s) = event {
+                    if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
                         unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
                     }
                 }
@@ -331,7 +351,7 @@ async fn session(
     signoffs: &mut Signoffs,
     unreported: &mut Vec<v1::SignoffResult>,
     status: &mut DaemonStatus,
-    sessions: &WatcherHandle,
+    sessions: &Killer,
     events: &mut mpsc::Receiver<SessionEvent>,
 ) -> Result<(), SessionError> {
     let mut sync = client(identity)?;
@@ -360,10 +380,21 @@ async fn session(
     status.last_error = None;
     write_status(&config.state_dir, status);
     info!(server = %identity.server, revision = state.revision(), "sync stream up");
+    // The outcome of every kill order journaled lately, before the session list: the
+    // control plane records the first result of each order and ignores repeats, and once
+    // the list arrives it settles every order of this host that still has no result.
+    for result in sessions.journaled_order_results() {
+        let msg = v1::AgentMessage {
+            body: Some(v1::agent_message::Body::OrderResult(result)),
+        };
+        if tx.send(msg).await.is_err() {
+            return Err(SessionError::Closed);
+        }
+    }
     // Every live session, so the control plane's view heals after any gap.
     let list = v1::AgentMessage {
         body: Some(v1::agent_message::Body::SessionList(v1::SessionList {
-            sessions: sessions.snapshot().iter().map(to_proto_session).collect(),
+            sessions: sessions.watcher.snapshot().iter().map(to_proto_session).collect(),
         })),
     };
     if tx.send(list).await.is_err() {
@@ -385,7 +416,7 @@ async fn session(
             () = tokio::time::sleep(until_renewal) => return Ok(()),
             Some(event) = events.recv() => {
                 let body = match event {
-                    SessionEvent::Started(s) => {
+                    SessionEvent::Started(s) | SessionEvent::Updated(s) => {
                         let results = enforce(config, signoffs, None, Some(&s), sessions).await;
                         if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
                             return Err(SessionError::Closed);
@@ -487,7 +518,7 @@ async fn enforce(
     signoffs: &Signoffs,
     ids: Option<&std::collections::BTreeSet<u64>>,
     new_session: Option<&Session>,
-    sessions: &WatcherHandle,
+    sessions: &Killer,
 ) -> Vec<v1::SignoffResult> {
     if signoffs.is_empty() {
         return Vec::new();
@@ -502,7 +533,7 @@ async fn enforce(
     let checked = signoffs.check(ids, signers.as_deref().map_err(String::as_str));
     let live = match new_session {
         Some(s) => vec![s.clone()],
-        None => sessions.snapshot(),
+        None => sessions.watcher.snapshot(),
     };
     let mut results = Vec::new();
     for c in checked {
@@ -533,16 +564,24 @@ async fn enforce(
             )
         }) {
             let id = s.id;
-            let handle = sessions.clone();
-            match tokio::task::spawn_blocking(move || handle.kill_blocking(&id)).await {
+            let killer = sessions.clone();
+            let key = kill_journal::signoff_key(e.id, &id);
+            match tokio::task::spawn_blocking(move || killer.kill(&key, &id)).await {
                 Ok(Ok(report)) => {
                     info!(signoff = e.id, user = %e.statement.user, session = %id, ended = ?report.ended_pids(), remaining = ?report.remaining_pids(), "session of a signed-off person ended");
                     r.ended_sessions.push(id.to_string());
                     r.ended_pids.extend(report.ended_pids());
+                    if !report.is_complete() {
+                        // The final scan found processes: this host is not done.
+                        problems.push(format!(
+                            "session {id}: processes {:?} remain after the kill",
+                            report.remaining_pids()
+                        ));
+                    }
                     r.remaining_pids.extend(report.remaining_pids());
                 }
                 // Gone by itself meanwhile.
-                Ok(Err(crate::kill::KillError::UnknownSession(_))) => {}
+                Ok(Err(KillError::UnknownSession(_))) => {}
                 Ok(Err(err)) => problems.push(format!("session {id}: {}", error_chain(&err))),
                 Err(err) => problems.push(format!("session {id}: kill task failed: {err}")),
             }
@@ -565,7 +604,7 @@ async fn execute_kill(
     host_id: &str,
     order: &v1::SignedOrder,
     now: u64,
-    sessions: &WatcherHandle,
+    sessions: &Killer,
 ) -> v1::OrderResult {
     let nonce = signoff_proto::orders::KillOrder::decode(&order.order)
         .map(|o| o.nonce.to_vec())
@@ -588,38 +627,154 @@ async fn execute_kill(
         Ok(s) => s,
         Err(e) => return refuse(error_chain(&e)),
     };
-    let mut nonces = orders::NonceStore::load(&config.state_dir.join(NONCE_FILE), now);
-    match orders::check(
+    let nonces = orders::NonceStore::load(&config.state_dir.join(NONCE_FILE), now);
+    let key = kill_journal::order_key(&nonce);
+    if sessions.journaled(&key) {
+        // Journaled before its nonce was recorded, then the agent stopped: it was
+        // carried out on restart. Never twice.
+        return refuse(orders::Refusal::Replayed.to_string());
+    }
+    let kill = match orders::check_unrecorded(
         &order.order,
         &order.signature,
         &signers,
         host_id,
         now,
-        &mut nonces,
+        &nonces,
     ) {
-        Ok(kill) => {
-            info!(session = %kill.session_id, operator = %kill.operator, reason = %kill.reason, "kill order verified");
-            let id: SessionId = match kill.session_id.parse() {
-                Ok(id) => id,
-                Err(e) => return refuse(e.to_string()),
+        Ok(kill) => kill,
+        Err(e) => return refuse(error_chain(&e)),
+    };
+    info!(session = %kill.session_id, operator = %kill.operator, reason = %kill.reason, "kill order verified");
+    let id: SessionId = match kill.session_id.parse() {
+        Ok(id) => id,
+        Err(e) => return refuse(e.to_string()),
+    };
+    // Journaled (inside `Killer::kill`, before any signal), then the nonce recorded, so a
+    // crash leaves the order either unseen or journaled and finished on restart.
+    let killer = sessions.clone();
+    let nonces_path = config.state_dir.join(NONCE_FILE);
+    let (order_nonce, not_after) = (kill.nonce, kill.not_after);
+    let run = move || {
+        killer.kill_then(&key, &id, || {
+            let mut nonces = orders::NonceStore::load(&nonces_path, now);
+            if let Err(e) = nonces.record(order_nonce, not_after, now) {
+                warn!(error = %error_chain(&e), "cannot record the order's nonce (the kill journal holds it)");
+            }
+        })
+    };
+    match tokio::task::spawn_blocking(run).await {
+        Ok(Ok(report)) => v1::OrderResult {
+            nonce,
+            executed: true,
+            refusal: String::new(),
+            ended_pids: report.ended_pids(),
+            remaining_pids: report.remaining_pids(),
+        },
+        Ok(Err(e)) => refuse(error_chain(&e)),
+        Err(e) => refuse(format!("kill task failed: {e}")),
+    }
+}
+
+/// Kills sessions with every kill journaled: the watcher's handle, and the journal.
+#[derive(Debug, Clone)]
+struct Killer {
+    watcher: WatcherHandle,
+    journal: Arc<Mutex<KillJournal>>,
+}
+
+impl Killer {
+    fn journal(&self) -> std::sync::MutexGuard<'_, KillJournal> {
+        // Every journal change is one call: a panic elsewhere never leaves it half-done.
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn journaled(&self, key: &str) -> bool {
+        self.journal().get(key).is_some()
+    }
+
+    /// Kills session `id` under journal key `key`. Blocking.
+    fn kill(&self, key: &str, id: &SessionId) -> Result<KillReport, KillError> {
+        self.kill_then(key, id, || {})
+    }
+
+    /// Journals the kill, runs `journaled`, kills, records the outcome. Blocking.
+    fn kill_then(
+        &self,
+        key: &str,
+        id: &SessionId,
+        journaled: impl FnOnce(),
+    ) -> Result<KillReport, KillError> {
+        let target = self.watcher.kill_target(id)?;
+        self.journal()
+            .begin(key, &target, now())
+            .map_err(KillError::Journal)?;
+        journaled();
+        let result = kill::kill_target(&crate::sessions::procfs::Procfs::default(), &target);
+        let outcome = match &result {
+            Ok(report) => kill_journal::Outcome::of(report),
+            Err(e) => kill_journal::Outcome {
+                ended_pids: Vec::new(),
+                remaining_pids: Vec::new(),
+                error: Some(error_chain(e)),
+            },
+        };
+        if let Err(e) = self.journal().finish(key, outcome) {
+            warn!(error = %error_chain(&e), "cannot record a kill's outcome in the journal");
+        }
+        self.watcher.rescan();
+        result
+    }
+
+    /// Finishes the kills journaled but not finished when the agent last stopped.
+    fn finish_unfinished(&self) {
+        let unfinished = self.journal().unfinished();
+        for entry in unfinished {
+            warn!(kill = %entry.key, session = %entry.target.session, "finishing a kill the agent was in the middle of when it stopped");
+            let outcome = match kill::kill_target(
+                &crate::sessions::procfs::Procfs::default(),
+                &entry.target,
+            ) {
+                Ok(report) => kill_journal::Outcome::of(&report),
+                Err(e) => kill_journal::Outcome {
+                    ended_pids: Vec::new(),
+                    remaining_pids: Vec::new(),
+                    error: Some(error_chain(&e)),
+                },
             };
-            let handle = sessions.clone();
-            match tokio::task::spawn_blocking(move || handle.kill_blocking(&id)).await {
-                Ok(Ok(report)) => {
-                    info!(session = %kill.session_id, ended = ?report.ended_pids(), remaining = ?report.remaining_pids(), "session killed");
-                    v1::OrderResult {
+            if let Err(e) = self.journal().finish(&entry.key, outcome) {
+                warn!(error = %error_chain(&e), "cannot record a kill's outcome in the journal");
+            }
+        }
+    }
+
+    /// The outcome of every kill order still in the journal, as results to report.
+    fn journaled_order_results(&self) -> Vec<v1::OrderResult> {
+        self.journal()
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let nonce = hex::decode(e.key.strip_prefix("order:")?).ok()?;
+                let outcome = e.outcome.as_ref()?;
+                Some(match &outcome.error {
+                    None => v1::OrderResult {
                         nonce,
                         executed: true,
                         refusal: String::new(),
-                        ended_pids: report.ended_pids(),
-                        remaining_pids: report.remaining_pids(),
-                    }
-                }
-                Ok(Err(e)) => refuse(error_chain(&e)),
-                Err(e) => refuse(format!("kill task failed: {e}")),
-            }
-        }
-        Err(e) => refuse(error_chain(&e)),
+                        ended_pids: outcome.ended_pids.clone(),
+                        remaining_pids: outcome.remaining_pids.clone(),
+                    },
+                    Some(why) => v1::OrderResult {
+                        nonce,
+                        executed: false,
+                        refusal: why.clone(),
+                        ..Default::default()
+                    },
+                })
+            })
+            .collect()
     }
 }
 
@@ -651,5 +806,17 @@ fn to_proto_session(s: &Session) -> v1::Session {
         started_at: s.started_at_unix(),
         tty: s.tty().unwrap_or_default().to_owned(),
         pids: s.processes.iter().map(|p| p.pid).collect(),
+        lingering: s.is_lingering(),
+        lingering_processes: s
+            .lingering
+            .iter()
+            .flatten()
+            .map(|p| v1::LingeringProcess {
+                pid: p.process.pid,
+                uid: p.uid,
+                account: p.account.clone().unwrap_or_default(),
+                command: p.command.clone(),
+            })
+            .collect(),
     }
 }

@@ -1,21 +1,29 @@
-//! Ending an SSH session completely.
+//! Ending an SSH login completely: nothing of it may outlive a kill.
 //!
 //! SIGTERM to sshd's session process ends the connection but leaves the commands of a
-//! non-pty session running, re-parented to init, and a command started with `setsid` has
-//! left the session's process group too. So a kill goes after every process of the login:
+//! non-pty session running, re-parented to init; a command started with `setsid` has left
+//! the session's process group; a tree whose every generation forks the next and exits
+//! outruns a kill that signals the PIDs it saw once; and a process may ignore SIGTERM. So
+//! a kill freezes the whole login first, then kills it, then looks again:
 //!
-//! 1. **Who.** The monitor and all its descendants (if the monitor is still the same
-//!    process: PID *and* start time), and every process with the login's kernel audit
-//!    session id (`/proc/PID/sessionid`, set by `pam_loginuid` and inherited by everything
-//!    the login starts, daemons included). Without an audit session id only the sshd
-//!    process tree is used: when unsure whether a process belongs to the login, it is left
-//!    alone. Never PID 1, the agent itself or its ancestors, the sshd listener, or kernel
+//! 1. **Who.** [`ProcessTable::login_processes`]: the monitor and all its descendants (if
+//!    the monitor is still the same process: PID *and* start time), every process with
+//!    the login's kernel audit session id (`/proc/PID/sessionid`, set by `pam_loginuid`
+//!    and inherited by everything the login starts, daemons included), the processes last
+//!    seen as the login's that are still the same processes, and every descendant of
+//!    these. Never PID 1, the agent itself or its ancestors, the sshd listener, or kernel
 //!    threads; never by an audit session id the agent or the listener shares.
-//! 2. **SIGTERM** to each, checked to still be the same process just before.
-//! 3. **Wait** up to the grace period, looking again every 50 ms for processes the login
-//!    started meanwhile (and sending them SIGTERM too).
-//! 4. **SIGKILL** whatever is left, again looking for newcomers, for up to 2 s.
-//! 5. **Report** which processes ended (after SIGTERM, after SIGKILL) and which did not.
+//! 2. **Freeze.** SIGSTOP to each (checked to still be the same process just before),
+//!    then wait until each is stopped or gone. A stopped process cannot fork, so sweeps
+//!    repeat until one finds nothing new: at that point the whole login is frozen.
+//! 3. **SIGKILL** every frozen process, and wait for them to be gone.
+//! 4. **Final scan.** The login's processes are looked for once more; anything found
+//!    starts another round, until [`KILL_BOUND`] has passed.
+//! 5. **Report** which processes ended and which remain, from that final scan: a kill
+//!    that leaves anything is never reported as complete.
+//!
+//! There is no SIGTERM grace: a grace period is time a departing insider's process gets
+//! to react (fork, hand off, clean up traces) before it is stopped.
 //!
 //! Blocking (it sleeps between checks): run it on a blocking thread.
 
@@ -28,38 +36,43 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::sessions::procfs::{ProcessRef, ProcessTable, Procfs};
 use crate::sessions::{Session, SessionId};
 
-/// How long SIGKILLed processes get to disappear before the kill is reported incomplete.
-pub const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How long a kill keeps freezing, killing and looking again before it reports what is
+/// left as remaining.
+pub const KILL_BOUND: Duration = Duration::from_secs(2);
 /// How often the targets are checked.
-const POLL: Duration = Duration::from_millis(5);
-/// How often `/proc` is searched again for processes the login started since.
-const RECOLLECT: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(1);
+/// How long one freeze sweep waits for its SIGSTOPs to take effect.
+const STOP_WAIT: Duration = Duration::from_millis(100);
 
 /// Why a kill could not be attempted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KillError {
-    /// The session is neither live nor among the recently ended ones.
+    /// The session is neither live, lingering nor among the recently ended ones.
     #[error("no live or recently ended session {0}")]
     UnknownSession(SessionId),
     /// `/proc` could not be read, so the login's processes cannot be found.
     #[error("cannot read /proc to find the session's processes")]
     Proc(#[source] io::Error),
+    /// The kill could not be journaled, so nothing was signalled.
+    #[error("cannot journal the kill; nothing was signalled")]
+    Journal(#[source] crate::kill_journal::JournalError),
 }
 
 /// What became of one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// It ended after SIGTERM (or was already ending).
-    Terminated,
+    /// It ended before it was sent SIGKILL (it was exiting, or frozen while exiting).
+    Exited,
     /// It ended after SIGKILL.
     Killed,
-    /// It was still there when the agent gave up.
+    /// It was still there at the final scan.
     Survived,
 }
 
@@ -74,139 +87,164 @@ pub struct ProcessOutcome {
     pub outcome: Outcome,
 }
 
+/// What a kill goes after: everything needed to find a login's processes again, also
+/// after the agent restarted in the middle of the kill (it is journaled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillTarget {
+    /// The session.
+    pub session: SessionId,
+    /// Its monitor (gone for a lingering login).
+    pub monitor: ProcessRef,
+    /// The login's audit session id, when it has one of its own.
+    pub audit_session: Option<u32>,
+    /// The processes last seen as the login's.
+    pub known: Vec<ProcessRef>,
+    /// The sshd listener(s): never touched.
+    pub listeners: Vec<ProcessRef>,
+}
+
+impl KillTarget {
+    /// The target for `session`.
+    pub fn of(session: &Session) -> KillTarget {
+        let mut known = session.processes.clone();
+        if let Some(l) = &session.lingering {
+            known.extend(l.iter().map(|p| p.process));
+        }
+        known.sort();
+        known.dedup();
+        KillTarget {
+            session: session.id,
+            monitor: session.monitor,
+            audit_session: session.audit_session,
+            known,
+            listeners: session.listeners.clone(),
+        }
+    }
+}
+
 /// The result of [`kill_session`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KillReport {
     /// The session.
     pub session: SessionId,
-    /// Every process that was signalled, by PID.
+    /// Every process that was frozen, by PID, and what became of it.
     pub processes: Vec<ProcessOutcome>,
-    /// Whether the audit session id was used to find processes (else only the tree).
+    /// Processes of the login the final scan found alive (frozen survivors, and any the
+    /// kill never got to).
+    pub remaining: Vec<ProcessRef>,
+    /// Whether the audit session id was used to find processes.
     pub used_audit_session: bool,
-    /// From the first signal to the last check.
+    /// From the first signal to the final scan.
     pub elapsed: Duration,
 }
 
 impl KillReport {
     /// PIDs that ended.
     pub fn ended_pids(&self) -> Vec<u32> {
-        self.pids(|o| o != Outcome::Survived)
-    }
-
-    /// PIDs still running.
-    pub fn remaining_pids(&self) -> Vec<u32> {
-        self.pids(|o| o == Outcome::Survived)
-    }
-
-    /// Whether every process of the session is gone.
-    pub fn is_complete(&self) -> bool {
         self.processes
             .iter()
-            .all(|p| p.outcome != Outcome::Survived)
-    }
-
-    fn pids(&self, keep: impl Fn(Outcome) -> bool) -> Vec<u32> {
-        self.processes
-            .iter()
-            .filter(|p| keep(p.outcome))
+            .filter(|p| p.outcome != Outcome::Survived)
             .map(|p| p.process.pid)
             .collect()
     }
+
+    /// PIDs still running at the final scan.
+    pub fn remaining_pids(&self) -> Vec<u32> {
+        self.remaining.iter().map(|p| p.pid).collect()
+    }
+
+    /// Whether the final scan found nothing of the login.
+    pub fn is_complete(&self) -> bool {
+        self.remaining.is_empty()
+    }
 }
 
-/// Ends `session`: SIGTERM to every process of it, SIGKILL after `grace` to what is left.
-pub fn kill_session(session: &Session, grace: Duration) -> Result<KillReport, KillError> {
-    kill_session_in(&Procfs::default(), session, grace)
+/// Ends `session`: freezes every process of it, kills them, and looks again.
+pub fn kill_session(session: &Session) -> Result<KillReport, KillError> {
+    kill_target(&Procfs::default(), &KillTarget::of(session))
 }
 
-/// [`kill_session`] against another `/proc` root (signals still go to real PIDs).
-pub fn kill_session_in(
-    procfs: &Procfs,
-    session: &Session,
-    grace: Duration,
-) -> Result<KillReport, KillError> {
+/// Ends what `target` names, reading `procfs` (signals still go to real PIDs).
+pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, KillError> {
     let started = Instant::now();
-    let guard = Guard::new(procfs, session);
-    let audit = session
+    let guard = Guard::new(procfs, &target.listeners);
+    let audit = target
         .audit_session
         .filter(|id| !guard.shared_audit.contains(id));
-    if session.audit_session.is_some() && audit.is_none() {
+    if target.audit_session.is_some() && audit.is_none() {
         warn!(
-            session = %session.id,
+            session = %target.session,
             "the session's audit session id is shared with the agent or sshd: killing the \
-             sshd process tree only"
+             sshd process tree and the processes seen as the login's only"
         );
     }
     let mut kill = Kill {
         procfs,
-        session,
+        target,
         audit,
         guard,
         targets: BTreeMap::new(),
     };
-
-    // SIGTERM, and wait for the grace period.
-    kill.collect_and_signal(Signal::SIGTERM)?;
-    let term_deadline = started + grace;
-    let mut next_collect = Instant::now() + RECOLLECT;
-    loop {
-        kill.refresh();
-        let now = Instant::now();
-        if !kill.any_alive() || now >= next_collect {
-            // Newcomers started since the last look get SIGTERM too.
-            if kill.collect_and_signal(Signal::SIGTERM)? == 0 && !kill.any_alive() {
-                break;
-            }
-            next_collect = now + RECOLLECT;
-        }
-        if now >= term_deadline {
-            break;
-        }
-        thread::sleep(POLL.min(term_deadline - now));
-    }
-
-    // SIGKILL what is left, until nothing of the login remains or KILL_WAIT passes.
-    let kill_deadline = Instant::now() + KILL_WAIT;
-    if kill.any_alive() || kill.collect_quietly()? > 0 {
+    let deadline = started + KILL_BOUND;
+    let remaining = loop {
+        // Freeze: sweep until a sweep finds nothing new with everything before it stopped.
         loop {
-            kill.collect_quietly()?;
-            kill.signal_alive(Signal::SIGKILL);
-            let round_end = (Instant::now() + RECOLLECT).min(kill_deadline);
-            while kill.any_alive() && Instant::now() < round_end {
-                thread::sleep(POLL);
-                kill.refresh();
+            let new = kill.collect()?;
+            for p in &new {
+                kill.signal(*p, Signal::SIGSTOP);
             }
-            kill.refresh();
-            if (!kill.any_alive() && kill.collect_quietly()? == 0)
-                || Instant::now() >= kill_deadline
-            {
+            kill.wait_until(deadline.min(Instant::now() + STOP_WAIT), |k| {
+                k.all_stopped_or_gone()
+            });
+            if new.is_empty() || Instant::now() >= deadline {
                 break;
             }
         }
-    }
+        kill.signal_alive(Signal::SIGKILL);
+        kill.wait_until(deadline, |k| !k.any_alive());
+        // The final scan: what of the login is alive now, whether seen before or not.
+        let left = kill.alive_members()?;
+        if left.is_empty() || Instant::now() >= deadline {
+            break left;
+        }
+    };
     kill.refresh();
 
     let report = KillReport {
-        session: session.id,
+        session: target.session,
         processes: kill
             .targets
             .into_iter()
             .map(|(process, t)| ProcessOutcome {
                 process,
                 comm: t.comm,
-                outcome: t.outcome.unwrap_or(Outcome::Survived),
+                outcome: if remaining.contains(&process) {
+                    Outcome::Survived
+                } else {
+                    t.outcome.unwrap_or(Outcome::Survived)
+                },
             })
             .collect(),
+        remaining,
         used_audit_session: audit.is_some(),
         elapsed: started.elapsed(),
     };
-    info!(
-        session = %session.id,
-        ended = report.ended_pids().len(),
-        remaining = ?report.remaining_pids(),
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "session killed"
-    );
+    if report.is_complete() {
+        info!(
+            session = %target.session,
+            ended = report.ended_pids().len(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "session killed"
+        );
+    } else {
+        warn!(
+            session = %target.session,
+            ended = report.ended_pids().len(),
+            remaining = ?report.remaining_pids(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "session kill incomplete: processes remain"
+        );
+    }
     Ok(report)
 }
 
@@ -218,7 +256,7 @@ struct Guard {
 }
 
 impl Guard {
-    fn new(procfs: &Procfs, session: &Session) -> Guard {
+    fn new(procfs: &Procfs, listeners: &[ProcessRef]) -> Guard {
         let me = std::process::id();
         // 0 would signal our own process group; 1 is init; 2 is kthreadd.
         let mut pids = HashSet::from([0, 1, 2, me]);
@@ -237,7 +275,7 @@ impl Guard {
         if let Ok(Some(id)) = procfs.audit_session(me) {
             shared_audit.insert(id);
         }
-        for l in &session.listeners {
+        for l in listeners {
             pids.insert(l.pid);
             if let Ok(Some(id)) = procfs.audit_session(l.pid) {
                 shared_audit.insert(id);
@@ -258,28 +296,27 @@ struct Target {
 
 struct Kill<'a> {
     procfs: &'a Procfs,
-    session: &'a Session,
+    target: &'a KillTarget,
     audit: Option<u32>,
     guard: Guard,
     targets: BTreeMap<ProcessRef, Target>,
 }
 
 impl Kill<'_> {
-    /// The login's processes now, less the protected ones and kernel threads.
+    /// The login's processes in `table`, less the protected ones.
     fn members(&self, table: &ProcessTable) -> Vec<(ProcessRef, String)> {
+        // Everything frozen so far counts as known: its children are the login's too.
+        let mut known = self.target.known.clone();
+        known.extend(self.targets.keys().copied());
         table
-            .members(self.session.monitor, self.audit)
+            .login_processes(self.target.monitor, self.audit, &known)
             .into_iter()
             .filter(|p| !self.guard.pids.contains(&p.pid))
-            .filter_map(|p| {
-                let info = table.procs.get(&p.pid)?;
-                // Kernel threads are children of kthreadd; none is ever a login's.
-                (info.stat.ppid != 2 && !info.stat.is_dead()).then(|| (p, info.stat.comm.clone()))
-            })
+            .filter_map(|p| Some((p, table.procs.get(&p.pid)?.stat.comm.clone())))
             .collect()
     }
 
-    /// Adds processes not seen before; returns how many.
+    /// Adds processes not seen before; returns them.
     fn collect(&mut self) -> Result<Vec<ProcessRef>, KillError> {
         let table = self.procfs.table().map_err(KillError::Proc)?;
         let mut new = Vec::new();
@@ -296,16 +333,10 @@ impl Kill<'_> {
         Ok(new)
     }
 
-    fn collect_and_signal(&mut self, signal: Signal) -> Result<usize, KillError> {
-        let new = self.collect()?;
-        for p in &new {
-            self.signal(*p, signal);
-        }
-        Ok(new.len())
-    }
-
-    fn collect_quietly(&mut self) -> Result<usize, KillError> {
-        Ok(self.collect()?.len())
+    /// Every process of the login alive now (read afresh).
+    fn alive_members(&mut self) -> Result<Vec<ProcessRef>, KillError> {
+        let table = self.procfs.table().map_err(KillError::Proc)?;
+        Ok(self.members(&table).into_iter().map(|(p, _)| p).collect())
     }
 
     fn signal_alive(&mut self, signal: Signal) {
@@ -354,12 +385,36 @@ impl Kill<'_> {
     fn any_alive(&self) -> bool {
         self.targets.values().any(|t| t.outcome.is_none())
     }
+
+    /// Whether every target is stopped (SIGSTOP took effect) or gone.
+    fn all_stopped_or_gone(&mut self) -> bool {
+        self.refresh();
+        self.targets
+            .iter()
+            .filter(|(_, t)| t.outcome.is_none())
+            .all(|(p, _)| {
+                self.procfs
+                    .stat(p.pid)
+                    .map_or(true, |s| s.start_ticks != p.start_ticks || matches!(s.state, 'T' | 't'))
+            })
+    }
+
+    /// Polls until `done` or `deadline`.
+    fn wait_until(&mut self, deadline: Instant, mut done: impl FnMut(&mut Self) -> bool) {
+        loop {
+            self.refresh();
+            if done(self) || Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+    }
 }
 
 fn ended_by(last_signal: Option<Signal>) -> Outcome {
     match last_signal {
         Some(Signal::SIGKILL) => Outcome::Killed,
-        _ => Outcome::Terminated,
+        _ => Outcome::Exited,
     }
 }
 
@@ -387,6 +442,7 @@ mod tests {
             audit_session: audit,
             processes: vec![],
             listeners: vec![],
+            lingering: None,
         }
     }
 
@@ -403,6 +459,25 @@ mod tests {
                     .spawn()
                     .unwrap(),
             )
+        }
+
+        /// Like [`Fake::spawn`], in a kernel audit session of its own (what `pam_loginuid`
+        /// does at a login: writing the loginuid of a process that has none starts one).
+        fn spawn_in_audit_session(script: &str) -> (Fake, u32) {
+            let fake = Fake::spawn(&format!(
+                "echo 0 > /proc/self/loginuid || exit 1; exec sh -c '{script}'"
+            ));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(id)) = Procfs::default().audit_session(fake.0.id())
+                    && Procfs::default().audit_session(std::process::id()).ok().flatten()
+                        != Some(id)
+                {
+                    return (fake, id);
+                }
+                assert!(Instant::now() < deadline, "no audit session");
+                thread::sleep(Duration::from_millis(2));
+            }
         }
 
         fn process(&self) -> ProcessRef {
@@ -426,6 +501,20 @@ mod tests {
 
     impl Drop for Fake {
         fn drop(&mut self) {
+            // Everything in the audit session this test created, frozen first.
+            if let Ok(Some(id)) = Procfs::default().audit_session(self.0.id())
+                && Procfs::default().audit_session(std::process::id()).ok().flatten() != Some(id)
+            {
+                for signal in [Signal::SIGSTOP, Signal::SIGKILL] {
+                    if let Ok(table) = Procfs::default().table() {
+                        for p in table.with_audit_session(id) {
+                            if let Ok(pid) = i32::try_from(p.pid) {
+                                let _ = kill(Pid::from_raw(pid), signal);
+                            }
+                        }
+                    }
+                }
+            }
             // The whole tree: a `sleep` left behind would outlive the test.
             if let (Ok(table), Ok(stat)) = (
                 Procfs::default().table(),
@@ -443,11 +532,10 @@ mod tests {
     }
 
     #[test]
-    fn kills_the_tree_with_sigterm() {
+    fn kills_the_tree() {
         let fake = Fake::spawn("sleep 600 & sleep 600 & wait");
         let tree = fake.wait_for_children(2);
-        let report =
-            kill_session(&session_for(fake.process(), None), Duration::from_secs(5)).unwrap();
+        let report = kill_session(&session_for(fake.process(), None)).unwrap();
         assert!(report.is_complete(), "{report:?}");
         assert!(!report.used_audit_session);
         let mut ended = report.ended_pids();
@@ -461,23 +549,18 @@ mod tests {
             report
                 .processes
                 .iter()
-                .all(|o| o.outcome == Outcome::Terminated),
+                .all(|o| o.outcome == Outcome::Killed),
             "{report:?}"
         );
     }
 
     #[test]
-    fn sigkill_after_the_grace_for_what_ignores_sigterm() {
-        let fake = Fake::spawn("trap '' TERM; sleep 600 & wait; sleep 600");
+    fn what_ignores_sigterm_and_sighup_is_killed_at_once() {
+        let fake = Fake::spawn("trap '' TERM HUP; sleep 600 & wait; sleep 600");
         fake.wait_for_children(1);
-        let started = Instant::now();
-        let report = kill_session(
-            &session_for(fake.process(), None),
-            Duration::from_millis(200),
-        )
-        .unwrap();
+        let report = kill_session(&session_for(fake.process(), None)).unwrap();
         assert!(report.is_complete(), "{report:?}");
-        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(report.elapsed < KILL_BOUND, "{report:?}");
         let shell = report
             .processes
             .iter()
@@ -486,13 +569,60 @@ mod tests {
         assert_eq!(shell.outcome, Outcome::Killed, "{report:?}");
     }
 
+    /// Each generation starts the next and exits: signalling the PIDs seen once leaves
+    /// the newest generation running. Freezing first catches every one.
+    #[test]
+    fn a_tree_that_keeps_forking_is_frozen_then_killed() {
+        let (fake, audit) = Fake::spawn_in_audit_session(
+            "trap \"\" TERM HUP; f() { sleep 0.005; f & exit 0; }; f & f & wait; sleep 600",
+        );
+        fake.wait_for_children(2);
+        // Let the generations run for a while.
+        thread::sleep(Duration::from_millis(100));
+        let report = kill_session(&session_for(fake.process(), Some(audit))).unwrap();
+        assert!(report.is_complete(), "{report:?}");
+        assert!(report.used_audit_session);
+        // Nothing of the audit session is left, now or a moment later (a generation the
+        // kill missed would have started the next by then).
+        for _ in 0..2 {
+            let table = Procfs::default().table().unwrap();
+            let left: Vec<_> = table
+                .with_audit_session(audit)
+                .into_iter()
+                .filter(|p| table.procs.get(&p.pid).is_some_and(|i| !i.stat.is_dead()))
+                .collect();
+            assert!(left.is_empty(), "{left:?} left after {report:?}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A lingering login: its monitor is gone, what it left is found by the processes
+    /// last seen as the login's and their descendants.
+    #[test]
+    fn a_lingering_login_is_found_by_its_known_processes() {
+        let fake = Fake::spawn("sleep 600 & sleep 600 & wait");
+        let tree = fake.wait_for_children(2);
+        let mut session = session_for(
+            ProcessRef {
+                pid: 4_000_000,
+                start_ticks: 1,
+            },
+            None,
+        );
+        session.processes = vec![fake.process()];
+        let report = kill_session(&session).unwrap();
+        assert!(report.is_complete(), "{report:?}");
+        let p = Procfs::default();
+        assert!(tree.iter().all(|t| !p.is_alive(*t)), "{report:?}");
+    }
+
     #[test]
     fn a_gone_monitor_without_audit_id_kills_nothing() {
         let fake = Fake::spawn("sleep 600");
         let mut monitor = fake.process();
         // Same PID, another start time: not the session's monitor.
         monitor.start_ticks += 1;
-        let report = kill_session(&session_for(monitor, None), Duration::from_millis(50)).unwrap();
+        let report = kill_session(&session_for(monitor, None)).unwrap();
         assert!(report.processes.is_empty());
         assert!(Procfs::default().is_alive(fake.process()));
     }
@@ -510,7 +640,7 @@ mod tests {
             pid: 77,
             start_ticks: 1,
         }];
-        let guard = Guard::new(&p, &session);
+        let guard = Guard::new(&p, &session.listeners);
         for pid in [0, 1, 2, me.pid, me.ppid, 77] {
             assert!(guard.pids.contains(&pid), "{pid}");
         }
@@ -528,7 +658,7 @@ mod tests {
                 ProcessOutcome {
                     process: p(10),
                     comm: "a".into(),
-                    outcome: Outcome::Terminated,
+                    outcome: Outcome::Exited,
                 },
                 ProcessOutcome {
                     process: p(11),
@@ -541,6 +671,7 @@ mod tests {
                     outcome: Outcome::Survived,
                 },
             ],
+            remaining: vec![p(12)],
             used_audit_session: true,
             elapsed: Duration::ZERO,
         };

@@ -27,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod identity;
 pub mod kill;
+pub mod kill_journal;
 pub mod krl_tool;
 pub mod krl_writer;
 pub mod orders;

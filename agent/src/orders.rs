@@ -175,7 +175,13 @@ impl NonceStore {
         }
     }
 
-    fn record(&mut self, nonce: [u8; 16], until: u64, now: u64) -> Result<(), AtomicWriteError> {
+    /// Records `nonce` as seen until `until`, durably.
+    pub fn record(
+        &mut self,
+        nonce: [u8; 16],
+        until: u64,
+        now: u64,
+    ) -> Result<(), AtomicWriteError> {
         self.seen.retain(|_, u| *u + MAX_SKEW_SECS >= now);
         self.seen.insert(nonce, until);
         let text: String = self
@@ -196,6 +202,24 @@ pub fn check(
     host_id: &str,
     now: u64,
     nonces: &mut NonceStore,
+) -> Result<KillOrder, Refusal> {
+    let order = check_unrecorded(order_bytes, signature_pem, signers, host_id, now, nonces)?;
+    nonces
+        .record(order.nonce, order.not_after, now)
+        .map_err(Refusal::Store)?;
+    Ok(order)
+}
+
+/// [`check`] without recording the nonce: the caller records it (with
+/// [`NonceStore::record`]) once it has journaled the order, so that a crash in between
+/// leaves an order that is either not seen at all, or journaled and finished on restart.
+pub fn check_unrecorded(
+    order_bytes: &[u8],
+    signature_pem: &str,
+    signers: &[PublicKey],
+    host_id: &str,
+    now: u64,
+    nonces: &NonceStore,
 ) -> Result<KillOrder, Refusal> {
     orders::verify(order_bytes, signature_pem, signers)?;
     let order = KillOrder::decode(order_bytes)?;
@@ -220,9 +244,6 @@ pub fn check(
     if nonces.seen.contains_key(&order.nonce) {
         return Err(Refusal::Replayed);
     }
-    nonces
-        .record(order.nonce, order.not_after, now)
-        .map_err(Refusal::Store)?;
     Ok(order)
 }
 

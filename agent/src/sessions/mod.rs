@@ -12,7 +12,8 @@
 //!   read from the connection socket, the tty, and the kernel audit session id that every
 //!   process of the login shares.
 //!
-//! A session exists while its connection's monitor process does; the log line only
+//! A session exists while its connection's monitor process does, and after that for as
+//! long as any process of the login remains (it is then *lingering*); the log line only
 //! attributes it. The [`watch`] module joins the two by client address and port (and PID
 //! where the log has one), announces each session as it starts and ends, and reconciles
 //! with `/proc` every few seconds in case a line was missed. [`crate::kill`] ends one.
@@ -37,7 +38,9 @@ pub use watch::{BlockingWatcher, SessionEvent, SessionWatcher, WatchError, Watch
 
 /// A session's identity on this host: its monitor process, as `PID:START_TICKS`. Unique
 /// for the host's uptime (a PID is reused only with a later start time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SessionId(pub ProcessRef);
 
 impl fmt::Display for SessionId {
@@ -111,6 +114,24 @@ pub struct Session {
     pub processes: Vec<ProcessRef>,
     /// The sshd listener(s) the login belongs to; a kill never touches them.
     pub listeners: Vec<ProcessRef>,
+    /// `None` while the monitor lives. Once it has ended, the login's processes that
+    /// remain (never empty: a login with none left has ended).
+    pub lingering: Option<Vec<LingeringProcess>>,
+}
+
+/// A process a login left behind after its connection ended (`setsid -f`, `nohup … &`,
+/// a daemon): the classic backdoor of a departing insider, so it is reported with who
+/// runs it and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LingeringProcess {
+    /// The process.
+    pub process: ProcessRef,
+    /// Its effective uid.
+    pub uid: u32,
+    /// The account of that uid, when it has one.
+    pub account: Option<String>,
+    /// Its command line (NULs as spaces, cut at [`procfs::COMMAND_MAX`] bytes).
+    pub command: String,
 }
 
 impl Session {
@@ -162,6 +183,11 @@ impl Session {
             Ttys::Pty(list) => list.first().map(String::as_str),
             Ttys::NoChannel | Ttys::NoTty | Ttys::InternalSftp => None,
         }
+    }
+
+    /// Whether the connection has ended but processes of the login remain.
+    pub fn is_lingering(&self) -> bool {
+        self.lingering.is_some()
     }
 
     /// Unix seconds of [`Session::started_at`].
@@ -217,7 +243,6 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_millis(500);
 /// sshd_pid_file = "/run/sshd.pid" # the watched sshd's listener…
 /// # sshd_port = 2222              # …or the sshd listening on this port (not both)
 /// reconcile_interval = "3s"       # /proc safety-net rescan
-/// kill_grace = "500ms"            # SIGTERM → SIGKILL
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,7 +262,8 @@ pub struct SessionsConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub reconcile_interval: Duration,
-    /// How long processes get between SIGTERM and SIGKILL.
+    /// No longer used: a kill freezes the login and SIGKILLs it, with no SIGTERM grace
+    /// (see [`crate::kill`]). Still accepted so that existing configurations load.
     #[serde(
         default = "default_kill_grace",
         deserialize_with = "deserialize_duration"
@@ -428,6 +454,7 @@ mod tests {
             audit_session: Some(3),
             processes: vec![monitor],
             listeners: vec![],
+            lingering: None,
         };
         assert_eq!(s.key_id(), Some("alice@corp"));
         assert_eq!(s.serial(), Some(7));

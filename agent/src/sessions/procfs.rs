@@ -32,7 +32,9 @@ pub const AUDIT_UNSET: u32 = u32::MAX;
 pub const TICKS_PER_SECOND: u64 = 100;
 
 /// A process, named so that a recycled PID is never mistaken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ProcessRef {
     /// The PID.
     pub pid: u32,
@@ -82,6 +84,9 @@ pub struct TcpSocket {
     /// The socket inode, as `/proc/PID/fd` links show it (`socket:[INODE]`).
     pub inode: u64,
 }
+
+/// The longest command line reported for a process (longer ones are cut).
+pub const COMMAND_MAX: usize = 512;
 
 /// `TCP_LISTEN` in `/proc/net/tcp`.
 pub const TCP_LISTEN: u8 = 0x0A;
@@ -230,6 +235,28 @@ impl Procfs {
     pub fn is_alive(&self, process: ProcessRef) -> bool {
         self.stat(process.pid)
             .is_ok_and(|s| s.start_ticks == process.start_ticks && !s.is_dead())
+    }
+
+    /// Who runs `pid` and what: its effective user (the owner of `/proc/PID`) and its
+    /// command line with NULs as spaces, at most [`COMMAND_MAX`] bytes.
+    pub fn owner_and_command(&self, pid: u32) -> io::Result<(u32, String)> {
+        let uid = fs::metadata(self.root.join(pid.to_string()))?.uid();
+        let raw = self.cmdline(pid)?;
+        let mut command: String = String::from_utf8_lossy(&raw)
+            .trim_end_matches('\0')
+            .replace('\0', " ");
+        if command.is_empty() {
+            // A kernel-cleared or emptied command line: the comm is all there is.
+            command = format!("[{}]", self.stat(pid)?.comm);
+        }
+        if command.len() > COMMAND_MAX {
+            let mut end = COMMAND_MAX;
+            while !command.is_char_boundary(end) {
+                end -= 1;
+            }
+            command.truncate(end);
+        }
+        Ok((uid, command))
     }
 
     /// Every process's stat and audit session id. Processes that vanish while being read
@@ -382,13 +409,49 @@ impl ProcessTable {
         out
     }
 
-    /// Every process whose audit session id is `id`.
+    /// Every live process whose audit session id is `id`.
     pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
         self.procs
             .values()
             .filter(|p| p.audit_session == Some(id))
             .map(|p| p.stat.process_ref())
             .collect()
+    }
+
+    /// The processes of a login, for as long as any remains: the monitor's descendants
+    /// (while the monitor is the same process), every process with the login's audit
+    /// session id, the processes `known` to be the login's that are still the same
+    /// processes, and every descendant of all of these (a child forked from a login
+    /// process is the login's, whatever its audit session). Exited processes and kernel
+    /// threads are left out. Sorted by PID.
+    pub fn login_processes(
+        &self,
+        monitor: ProcessRef,
+        audit_session: Option<u32>,
+        known: &[ProcessRef],
+    ) -> Vec<ProcessRef> {
+        let mut roots: Vec<ProcessRef> = vec![monitor];
+        if let Some(id) = audit_session {
+            roots.extend(self.with_audit_session(id));
+        }
+        roots.extend(known.iter().copied());
+        let mut all: HashSet<ProcessRef> = HashSet::new();
+        for root in roots {
+            if all.contains(&root) {
+                continue;
+            }
+            all.extend(self.descendants(root));
+        }
+        let mut all: Vec<ProcessRef> = all
+            .into_iter()
+            .filter(|p| {
+                self.procs
+                    .get(&p.pid)
+                    .is_some_and(|i| !i.stat.is_dead() && i.stat.ppid != 2 && p.pid > 2)
+            })
+            .collect();
+        all.sort();
+        all
     }
 
     /// The processes of a login: the monitor's descendants and, when `audit_session` is

@@ -41,8 +41,8 @@ use tracing::{debug, info, warn};
 use super::log::{self, LogEvent, LogRecord, RecordSplitter};
 use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector};
 use super::title::Ttys;
-use super::{Attribution, LogSource, Session, SessionId, SessionsConfig};
-use crate::kill::{self, KillError, KillReport};
+use super::{Attribution, LingeringProcess, LogSource, Session, SessionId, SessionsConfig};
+use crate::kill::{self, KillError, KillReport, KillTarget};
 
 /// How long a login with no `Accepted` line waits for one before it is announced
 /// unattributed.
@@ -68,12 +68,15 @@ const ENDED_KEPT: usize = 1024;
 /// against a process start time.
 const TICK_SLACK: u64 = 1;
 
-/// A session came or went.
+/// A session came, changed state, or went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
     /// A login was detected (also sent for every login live when the watcher starts).
     Started(Box<Session>),
-    /// A login ended: its monitor process is gone.
+    /// A login's connection ended but processes of it remain (it is lingering), or the
+    /// processes a lingering login left changed.
+    Updated(Box<Session>),
+    /// A login ended: its monitor is gone and no process of it remains.
     Ended(SessionId),
 }
 
@@ -110,7 +113,6 @@ struct Shared {
     sessions: Mutex<BTreeMap<SessionId, Session>>,
     ended: Mutex<VecDeque<Session>>,
     rescan: Notify,
-    kill_grace: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,20 +142,25 @@ impl WatcherHandle {
         self.shared.rescan.notify_one();
     }
 
-    /// Kills session `id` (live, or ended recently and leaving processes behind) with the
-    /// configured grace, then asks for a rescan. Blocks for up to the grace and a couple
-    /// of seconds: call it from `spawn_blocking`.
-    pub fn kill_blocking(&self, id: &SessionId) -> Result<KillReport, KillError> {
+    /// What a kill of session `id` would go after: a live or lingering session, or one
+    /// that ended recently (a process it left may have appeared since).
+    pub fn kill_target(&self, id: &SessionId) -> Result<KillTarget, KillError> {
         let session = self.get(id).or_else(|| {
             lock(&self.shared.ended)
                 .iter()
                 .find(|s| s.id == *id)
                 .cloned()
         });
-        let Some(session) = session else {
-            return Err(KillError::UnknownSession(*id));
-        };
-        let report = kill::kill_session(&session, self.shared.kill_grace);
+        session
+            .map(|s| KillTarget::of(&s))
+            .ok_or(KillError::UnknownSession(*id))
+    }
+
+    /// Kills session `id` (see [`WatcherHandle::kill_target`]), then asks for a rescan.
+    /// Blocks for up to [`kill::KILL_BOUND`]: call it from `spawn_blocking`.
+    pub fn kill_blocking(&self, id: &SessionId) -> Result<KillReport, KillError> {
+        let target = self.kill_target(id)?;
+        let report = kill::kill_target(&Procfs::default(), &target);
         self.rescan();
         report
     }
@@ -192,10 +199,7 @@ impl SessionWatcher {
         events: mpsc::Sender<SessionEvent>,
     ) -> Result<SessionWatcher, WatchError> {
         config.validate().map_err(WatchError::Config)?;
-        let shared = Arc::new(Shared {
-            kill_grace: config.kill_grace,
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared::default());
         let boot = procfs.boot_time().map_err(WatchError::Proc)?;
         let source_kind = resolve_source(&config.sshd_log);
         let mut tracker = Tracker::new(
@@ -296,7 +300,7 @@ fn publish(shared: &Shared, events: &[SessionEvent]) {
     let mut sessions = lock(&shared.sessions);
     for event in events {
         match event {
-            SessionEvent::Started(s) => {
+            SessionEvent::Started(s) | SessionEvent::Updated(s) => {
                 sessions.insert(s.id, (**s).clone());
             }
             SessionEvent::Ended(id) => {
@@ -330,7 +334,10 @@ async fn run(
         let due = tracker.next_scan;
         tokio::select! {
             () = events.closed() => return,
-            () = shared.rescan.notified() => tracker.hurry(Instant::now()),
+            () = shared.rescan.notified() => {
+                tracker.recheck_lingering = true;
+                tracker.hurry(Instant::now());
+            }
             records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
             () = tokio::time::sleep_until(due.into()) => {}
         }
@@ -712,6 +719,9 @@ struct Tracker {
     /// Client addresses of every connection (authenticated or not) at the last scan.
     last_peers: HashSet<SocketAddr>,
     records_seen: u64,
+    /// Look at lingering logins' processes at the next scan, not only at the next
+    /// reconcile (a kill asked for a rescan).
+    recheck_lingering: bool,
     step: Duration,
     next_scan: Instant,
     next_reconcile: Instant,
@@ -738,6 +748,7 @@ impl Tracker {
             urgent: HashMap::new(),
             last_peers: HashSet::new(),
             records_seen: 0,
+            recheck_lingering: false,
             step: MIN_STEP,
             next_scan: now,
             next_reconcile: now,
@@ -905,19 +916,50 @@ impl Tracker {
             .collect();
 
         let mut events = Vec::new();
+        let mut table: Option<ProcessTable> = None;
+        // Logins whose monitor is gone: lingering while any process of theirs remains.
+        // A login that just lost its monitor is looked at now; one already lingering at
+        // each reconcile, or when a kill asked.
+        let recheck = reconcile || std::mem::take(&mut self.recheck_lingering);
         let gone: Vec<SessionId> = self
             .sessions
-            .keys()
-            .filter(|id| !live.contains_key(&id.0))
-            .copied()
+            .iter()
+            .filter(|(id, s)| !live.contains_key(&id.0) && (recheck || !s.is_lingering()))
+            .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            self.sessions.remove(&id);
-            events.push(SessionEvent::Ended(id));
+            if table.is_none() {
+                table = Some(self.procfs.table()?);
+            }
+            let Some(t) = &table else { continue };
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            match lingering(&self.procfs, t, session, &scan.listener.processes) {
+                None => {
+                    self.sessions.remove(&id);
+                    events.push(SessionEvent::Ended(id));
+                }
+                Some((processes, left)) => {
+                    let changed = session.processes != processes || session.lingering.is_none();
+                    if session.lingering.is_none() {
+                        info!(
+                            session = %id,
+                            account = %session.account,
+                            pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                            "connection ended; processes of the login remain (lingering)"
+                        );
+                    }
+                    session.processes = processes;
+                    session.lingering = Some(left);
+                    if changed {
+                        events.push(SessionEvent::Updated(Box::new(session.clone())));
+                    }
+                }
+            }
         }
         self.first_seen.retain(|m, _| live.contains_key(m));
 
-        let mut table: Option<ProcessTable> = None;
         let mut waiting = false;
         let mut fresh: Vec<&Connection> = live
             .values()
@@ -959,6 +1001,7 @@ impl Tracker {
                 audit_session: conn.audit_session,
                 processes,
                 listeners: scan.listener.processes.clone(),
+                lingering: None,
             };
             // The line is used up; a later one for this connection is a conflict.
             if let Some(list) = self.records.get_mut(&conn.peer) {
@@ -1015,6 +1058,55 @@ impl Tracker {
         self.next_scan = self.next_scan.min(self.next_reconcile);
         Ok(events)
     }
+}
+
+/// What is left of a login whose monitor is gone: its processes and who runs what, or
+/// `None` when nothing is (the login has ended). The listeners and the agent itself are
+/// never counted.
+fn lingering(
+    procfs: &Procfs,
+    table: &ProcessTable,
+    session: &Session,
+    listeners: &[ProcessRef],
+) -> Option<(Vec<ProcessRef>, Vec<LingeringProcess>)> {
+    let me = std::process::id();
+    let mut known = session.processes.clone();
+    known.retain(|p| !listeners.contains(p) && !session.listeners.contains(p));
+    let processes: Vec<ProcessRef> = table
+        .login_processes(session.monitor, session.audit_session, &known)
+        .into_iter()
+        .filter(|p| {
+            p.pid != me
+                && !listeners.iter().any(|l| l.pid == p.pid)
+                && !session.listeners.iter().any(|l| l.pid == p.pid)
+        })
+        .collect();
+    let left: Vec<LingeringProcess> = processes
+        .iter()
+        .filter_map(|p| {
+            // Gone between the table and now: not left behind after all.
+            let (uid, command) = procfs.owner_and_command(p.pid).ok()?;
+            Some(LingeringProcess {
+                process: *p,
+                uid,
+                account: account_name(uid),
+                command,
+            })
+        })
+        .collect();
+    if left.is_empty() {
+        return None;
+    }
+    let processes = left.iter().map(|l| l.process).collect();
+    Some((processes, left))
+}
+
+/// The account name of `uid`, from the system's user database.
+fn account_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// A [`SessionWatcher`] on a thread of its own, for callers without a tokio runtime (the
@@ -1225,7 +1317,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 SessionEvent::Started(s) => Some(&**s),
-                SessionEvent::Ended(_) => None,
+                SessionEvent::Updated(_) | SessionEvent::Ended(_) => None,
             })
             .collect()
     }
