@@ -394,7 +394,12 @@ async fn session(
     // Every live session, so the control plane's view heals after any gap.
     let list = v1::AgentMessage {
         body: Some(v1::agent_message::Body::SessionList(v1::SessionList {
-            sessions: sessions.watcher.snapshot().iter().map(to_proto_session).collect(),
+            sessions: sessions
+                .watcher
+                .snapshot()
+                .iter()
+                .map(to_proto_session)
+                .collect(),
         })),
     };
     if tx.send(list).await.is_err() {
@@ -733,17 +738,16 @@ impl Killer {
         let unfinished = self.journal().unfinished();
         for entry in unfinished {
             warn!(kill = %entry.key, session = %entry.target.session, "finishing a kill the agent was in the middle of when it stopped");
-            let outcome = match kill::kill_target(
-                &crate::sessions::procfs::Procfs::default(),
-                &entry.target,
-            ) {
-                Ok(report) => kill_journal::Outcome::of(&report),
-                Err(e) => kill_journal::Outcome {
-                    ended_pids: Vec::new(),
-                    remaining_pids: Vec::new(),
-                    error: Some(error_chain(&e)),
-                },
-            };
+            let outcome =
+                match kill::kill_target(&crate::sessions::procfs::Procfs::default(), &entry.target)
+                {
+                    Ok(report) => kill_journal::Outcome::of(&report),
+                    Err(e) => kill_journal::Outcome {
+                        ended_pids: Vec::new(),
+                        remaining_pids: Vec::new(),
+                        error: Some(error_chain(&e)),
+                    },
+                };
             if let Err(e) = self.journal().finish(&entry.key, outcome) {
                 warn!(error = %error_chain(&e), "cannot record a kill's outcome in the journal");
             }

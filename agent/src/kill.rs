@@ -393,9 +393,9 @@ impl Kill<'_> {
             .iter()
             .filter(|(_, t)| t.outcome.is_none())
             .all(|(p, _)| {
-                self.procfs
-                    .stat(p.pid)
-                    .map_or(true, |s| s.start_ticks != p.start_ticks || matches!(s.state, 'T' | 't'))
+                self.procfs.stat(p.pid).map_or(true, |s| {
+                    s.start_ticks != p.start_ticks || matches!(s.state, 'T' | 't')
+                })
             })
     }
 
@@ -470,7 +470,10 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if let Ok(Some(id)) = Procfs::default().audit_session(fake.0.id())
-                    && Procfs::default().audit_session(std::process::id()).ok().flatten()
+                    && Procfs::default()
+                        .audit_session(std::process::id())
+                        .ok()
+                        .flatten()
                         != Some(id)
                 {
                     return (fake, id);
@@ -503,7 +506,11 @@ mod tests {
         fn drop(&mut self) {
             // Everything in the audit session this test created, frozen first.
             if let Ok(Some(id)) = Procfs::default().audit_session(self.0.id())
-                && Procfs::default().audit_session(std::process::id()).ok().flatten() != Some(id)
+                && Procfs::default()
+                    .audit_session(std::process::id())
+                    .ok()
+                    .flatten()
+                    != Some(id)
             {
                 for signal in [Signal::SIGSTOP, Signal::SIGKILL] {
                     if let Ok(table) = Procfs::default().table() {

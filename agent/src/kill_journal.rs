@@ -99,12 +99,12 @@ impl KillJournal {
     pub fn load(state_dir: &Path) -> Result<KillJournal, JournalError> {
         let path = state_dir.join(KILLS_FILE);
         let entries = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
-                JournalError::Corrupt {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| JournalError::Corrupt {
                     path: path.clone(),
                     source,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(JournalError::Read { path, source }),
         };
@@ -219,7 +219,13 @@ mod tests {
         let reloaded = KillJournal::load(dir.path()).unwrap();
         assert!(reloaded.unfinished().is_empty());
         assert_eq!(
-            reloaded.get("order:01").unwrap().outcome.as_ref().unwrap().ended_pids,
+            reloaded
+                .get("order:01")
+                .unwrap()
+                .outcome
+                .as_ref()
+                .unwrap()
+                .ended_pids,
             [10]
         );
     }

@@ -117,6 +117,18 @@ fn session(s: SessionRecord) -> Session {
         started_at: s.started_at,
         tty: s.tty,
         state: s.state,
+        lingering: s
+            .lingering
+            .into_iter()
+            .map(|p| {
+                let who = if p.account.is_empty() {
+                    format!("uid {}", p.uid)
+                } else {
+                    p.account
+                };
+                format!("{} {who}: {}", p.pid, p.command)
+            })
+            .collect(),
     }
 }
 
@@ -278,7 +290,7 @@ impl Backend for DashboardBackend {
 
     async fn login_times(&self, since: i64) -> BackendResult<Vec<i64>> {
         let mut out = Vec::new();
-        for state in ["live", "unknown", "ended"] {
+        for state in ["live", "lingering", "unknown", "ended"] {
             let filter = service::SessionFilter {
                 state: Some(state.to_owned()),
                 ..Default::default()

@@ -103,8 +103,11 @@ pub struct Session {
     pub started_at: i64,
     /// `pts/N`, or empty for a session without a terminal.
     pub tty: String,
-    /// `live`, or `unknown` while its host's agent is disconnected.
+    /// `live`; `lingering` when its connection ended but processes of it remain; or
+    /// `unknown` while its host's agent is disconnected.
     pub state: String,
+    /// While lingering: what the login left running, one `PID account: command` each.
+    pub lingering: Vec<String>,
 }
 
 /// Which sessions to list; every field narrows.

@@ -38,6 +38,8 @@ pub(crate) struct SessionRow {
     pub terminal: String,
     pub state: String,
     pub kill_url: String,
+    /// While lingering: what the login left running.
+    pub lingering: Vec<String>,
     /// The row's DOM id (tests and people find a session by it).
     pub dom_id: String,
 }
@@ -69,6 +71,7 @@ impl SessionRow {
                 s.tty.clone()
             },
             state: s.state.clone(),
+            lingering: s.lingering.clone(),
             kill_url: format!("/sessions/{}/{}/kill", seg(&s.host_id), seg(&s.id)),
             dom_id: format!("session-{}-{}", seg(&s.host_id), seg(&s.id)).replace('%', "_"),
             host: s.host_id.clone(),

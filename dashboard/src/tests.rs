@@ -66,6 +66,7 @@ impl Fake {
                 started_at: NOW - 60,
                 tty: "pts/0".into(),
                 state: "live".into(),
+                lingering: vec![],
             }],
             calls: Vec::new(),
             more_hosts: Vec::new(),

@@ -242,6 +242,23 @@ impl OrderServer {
     /// Sends `order` on the latest stream and waits for the agent's result of it (the next
     /// one to arrive: the agent answers orders one by one, in order).
     pub fn deliver(&self, order: v1::SignedOrder) -> Result<v1::OrderResult> {
+        // A connecting agent re-reports the results it journaled before its session list:
+        // wait for the latest stream's list, so that none is taken for this order's.
+        wait_for(
+            "the agent's session list on its latest stream",
+            WAIT,
+            || {
+                let received = self.received();
+                let hello = received
+                    .iter()
+                    .rposition(|b| matches!(b, v1::agent_message::Body::Hello(_)))
+                    .unwrap_or(0);
+                Ok(received[hello..]
+                    .iter()
+                    .any(|b| matches!(b, v1::agent_message::Body::SessionList(_)))
+                    .then_some(()))
+            },
+        )?;
         let before = self.results().len();
         let outbox = lock(&self.shared)
             .outbox

@@ -125,7 +125,8 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Sessions on `host` at the control plane in `state` (`live`, `unknown`, `ended`).
+/// Sessions on `host` at the control plane in `state` (`live`, `lingering`, `unknown`,
+/// `ended`).
 fn sessions(fleet: &Fleet, host: &Host, state: &str) -> Result<Vec<Value>> {
     let (status, v) = fleet.hr(
         "GET",
@@ -280,9 +281,34 @@ fn pty_and_non_pty_sessions_appear_with_their_attribution_and_end_when_the_clien
         assert_eq!(one["source_port"], u64::from(login.source_port));
 
         login.client.exit()?;
+        if !pty {
+            // A non-pty login's command runs on after the client left (OpenSSH does not
+            // end it): the login is lingering, with who runs what, until it is killed.
+            let lingering = wait_session(&fleet, &host, &login, "lingering")?;
+            assert_eq!(lingering["id"], id.as_str());
+            let left = lingering["lingering"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for pid in login.commands() {
+                let p = left
+                    .iter()
+                    .find(|p| p["pid"] == u64::from(pid))
+                    .with_context(|| format!("{pid} not listed as lingering: {lingering}"))?;
+                assert_eq!(p["account"], TEST_ACCOUNT, "{lingering}");
+                assert_eq!(p["command"], format!("sleep {marker}"), "{lingering}");
+            }
+            let (status, order) = fleet.hr(
+                "POST",
+                &format!("/api/v1/sessions/host-1/{id}/kill"),
+                Some(&json!({"reason": "left a command behind"})),
+            )?;
+            assert_eq!(status, 202, "a lingering login can be killed: {order}");
+        }
         let ended = wait_session(&fleet, &host, &login, "ended")?;
         assert_eq!(ended["id"], id.as_str());
         assert!(ended["ended_at"].as_i64().is_some(), "{ended}");
+        assert!(login.commands().is_empty(), "nothing of the login is left");
         assert!(
             sessions(&fleet, &host, "live")?.is_empty(),
             "no live session is left after the client exited"

@@ -107,12 +107,32 @@ impl Fixture {
                 Some(SessionEvent::Started(s)) => {
                     bail!("a session started that is not ours: {s:?}")
                 }
-                Some(SessionEvent::Ended(_)) => {}
+                Some(SessionEvent::Ended(_) | SessionEvent::Updated(_)) => {}
                 None => bail!(
                     "no Started event for {source} within {EVENT_WAIT:?}\nclient stderr:\n{}\n\
                      sshd log:\n{}",
                     client.stderr(),
                     self.sshd.log()
+                ),
+            }
+        }
+    }
+
+    /// Waits for what becomes of `id` once its connection ended: lingering (the
+    /// session, as the `Updated` event has it) or ended (`None`).
+    fn lingering_or_ended(&self, id: SessionId) -> Result<Option<Session>> {
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.watcher.recv_timeout(left) {
+                Some(SessionEvent::Ended(e)) if e == id => return Ok(None),
+                Some(SessionEvent::Updated(s)) if s.id == id && s.is_lingering() => {
+                    return Ok(Some(*s));
+                }
+                Some(_) => {}
+                None => bail!(
+                    "{id} neither lingered nor ended within {EVENT_WAIT:?}; snapshot: {:?}",
+                    self.watcher.handle().snapshot()
                 ),
             }
         }
@@ -238,23 +258,40 @@ fn pty_and_non_pty_logins_are_detected_and_end_with_the_client() -> Result<()> {
     f.wait_for_sleeps(&pty_session)?;
 
     pty.exit()?;
-    f.ended(pty_session.id)?;
+    let pty_left = f.lingering_or_ended(pty_session.id)?;
     plain.exit()?;
-    f.ended(plain_session.id)?;
-    assert!(f.watcher.handle().snapshot().is_empty());
-
     // What OpenSSH leaves behind once the client is gone: the non-pty login's commands.
+    // The login is tracked on, as lingering, with who runs what.
+    let plain_left = f
+        .lingering_or_ended(plain_session.id)?
+        .context("the non-pty login's sleeps run on: it must be lingering, not ended")?;
     let plain_audit = plain_session.audit_session.context("no audit session")?;
-    let left = processes_of(&BTreeSet::from([plain_audit]));
-    assert!(
-        plain_sleeps
+    let lingering = plain_left.lingering.clone().unwrap_or_default();
+    for pid in &plain_sleeps {
+        let p = lingering
             .iter()
-            .all(|p| left.iter().any(|l| l.pid == *p)),
-        "expected sshd to leave the non-pty login's sleeps running: {left:?}"
+            .find(|l| l.process.pid == *pid)
+            .with_context(|| format!("sleep {pid} not listed as lingering: {lingering:?}"))?;
+        assert_eq!(p.account.as_deref(), Some(TEST_ACCOUNT), "{p:?}");
+        assert_eq!(p.command, "sleep 600", "{p:?}");
+    }
+    assert!(
+        f.watcher
+            .handle()
+            .get(&plain_session.id)
+            .is_some_and(|s| s.is_lingering()),
+        "the snapshot has the lingering login"
     );
-    // A kill of the ended session still finds them.
+    // A kill of the lingering login ends what it left; then it has ended.
     let report = f.watcher.handle().kill_blocking(&plain_session.id)?;
     assert_nothing_left(&report, plain_audit, &plain_sleeps);
+    f.ended(plain_session.id)?;
+    if let Some(pty_left) = pty_left {
+        let report = f.watcher.handle().kill_blocking(&pty_left.id)?;
+        assert!(report.is_complete(), "{report:?}");
+        f.ended(pty_left.id)?;
+    }
+    assert!(f.watcher.handle().snapshot().is_empty());
     Ok(())
 }
 

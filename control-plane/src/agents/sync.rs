@@ -407,11 +407,15 @@ impl AgentServer {
                 .session_ended(host, &e.id, i64::try_from(e.ended_at).unwrap_or(0))
                 .await
                 .map_err(internal),
-            Body::SessionList(l) => self
-                .service
-                .session_list(host, &l.sessions)
-                .await
-                .map_err(internal),
+            Body::SessionList(l) => {
+                self.service
+                    .session_list(host, &l.sessions)
+                    .await
+                    .map_err(internal)?;
+                // The agent reports its journaled order results before its list: what
+                // still has none now was never carried out.
+                self.service.settle_orders(host).await.map_err(internal)
+            }
             Body::OrderResult(r) => self
                 .service
                 .record_order_result(host, &r)

@@ -363,6 +363,7 @@ fn session(id: &str, port: u32) -> v1::Session {
         started_at: 1_800_000_000,
         tty: String::new(),
         pids: vec![100, 101],
+        ..Default::default()
     }
 }
 

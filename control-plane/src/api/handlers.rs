@@ -534,9 +534,11 @@ pub(crate) async fn list_sessions_handler(
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Scope::Read)?;
     if let Some(state) = &filter.state
-        && !["live", "unknown", "ended"].contains(&state.as_str())
+        && !["live", "lingering", "unknown", "ended"].contains(&state.as_str())
     {
-        return Err(ApiError::bad_request("state: one of live, unknown, ended"));
+        return Err(ApiError::bad_request(
+            "state: one of live, lingering, unknown, ended",
+        ));
     }
     Ok(Json(s.service.list_sessions(&filter).await?))
 }

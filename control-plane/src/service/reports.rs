@@ -225,7 +225,7 @@ async fn apply(
                 .execute(&mut *conn)
                 .await?;
             sqlx::query(
-                "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state = 'live'",
+                "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state IN ('live', 'lingering')",
             )
             .bind(host)
             .execute(&mut *conn)

@@ -47,10 +47,27 @@ pub struct SessionRecord {
     pub tty: String,
     /// Processes of the login.
     pub pids: Vec<u32>,
-    /// `live`, `unknown` (its agent is disconnected) or `ended`.
+    /// `live`; `lingering` (its connection ended, but processes of it remain: see
+    /// [`SessionRecord::lingering`]); `unknown` (its agent is disconnected); or `ended`
+    /// (nothing of it remains).
     pub state: String,
+    /// While lingering: the processes the login left, who runs them and what.
+    pub lingering: Vec<LingeringProcess>,
     /// Unix seconds, once ended.
     pub ended_at: Option<i64>,
+}
+
+/// A process a login left running after its connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LingeringProcess {
+    /// Its PID on the host.
+    pub pid: u32,
+    /// Its effective uid.
+    pub uid: u32,
+    /// The account of that uid (empty when it has none).
+    pub account: String,
+    /// Its command line.
+    pub command: String,
 }
 
 /// What changed, for live views (the dashboard's event stream).
@@ -98,7 +115,9 @@ pub struct KillOrderRecord {
     pub host_id: String,
     /// The session.
     pub session_id: String,
-    /// `sent`, `executed`, `refused` or `undelivered`.
+    /// `sent`, `executed` (a final scan found nothing left), `incomplete` (carried out,
+    /// but processes remained), `refused`, `undelivered`, or `expired` (no result came
+    /// before the order expired: the agent never carried it out).
     pub state: String,
     /// Unix seconds after which the agent refuses it.
     pub not_after: i64,
@@ -148,6 +167,7 @@ fn record(r: &sqlx::sqlite::SqliteRow) -> SessionRecord {
         tty: r.get("tty"),
         pids: serde_json::from_str(&r.get::<String, _>("pids")).unwrap_or_default(),
         state: r.get("state"),
+        lingering: serde_json::from_str(&r.get::<String, _>("lingering")).unwrap_or_default(),
         ended_at: r.get("ended_at"),
     }
 }
@@ -361,27 +381,47 @@ impl Service {
         Ok(out)
     }
 
-    /// Records what an agent did with an order, in the audit log too.
+    /// Records what an agent did with an order, in the audit log too. Only the first
+    /// result of an order counts: agents report the results they journaled again on every
+    /// connection, so that one lost in a crash on either side is still told, and a repeat
+    /// (or a replay's refusal) changes nothing.
     pub async fn record_order_result(&self, host: &str, result: &v1::OrderResult) -> Result<()> {
         let nonce = hex::encode(&result.nonce);
-        let state = if result.executed {
-            "executed"
-        } else {
-            "refused"
+        let state = match (result.executed, result.remaining_pids.is_empty()) {
+            (true, true) => "executed",
+            (true, false) => "incomplete",
+            (false, _) => "refused",
         };
+        let pending: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM kill_orders WHERE nonce = ? AND host_id = ? AND state IN ('sent', 'undelivered')",
+        )
+        .bind(&nonce)
+        .bind(host)
+        .fetch_optional(self.pool())
+        .await?;
+        if pending.is_none() {
+            return Ok(());
+        }
         let details = serde_json::json!({
-            "order": nonce, "executed": result.executed, "refusal": result.refusal,
+            "order": nonce, "executed": result.executed, "state": state, "refusal": result.refusal,
             "ended_pids": result.ended_pids, "remaining_pids": result.remaining_pids,
         });
         let actor = Actor(format!("agent:{host}"));
         let mut w = self.write(&actor, "session.kill.result", false).await?;
-        sqlx::query("UPDATE kill_orders SET state = ?, result = ? WHERE nonce = ? AND host_id = ?")
-            .bind(state)
-            .bind(details.to_string())
-            .bind(&nonce)
-            .bind(host)
-            .execute(&mut *w.tx)
-            .await?;
+        let updated = sqlx::query(
+            "UPDATE kill_orders SET state = ?, result = ? WHERE nonce = ? AND host_id = ? AND state IN ('sent', 'undelivered')",
+        )
+        .bind(state)
+        .bind(details.to_string())
+        .bind(&nonce)
+        .bind(host)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            // Recorded by a concurrent report meanwhile.
+            return Ok(());
+        }
         w.commit(
             "session.kill.result",
             &format!("host:{host}"),
@@ -389,6 +429,54 @@ impl Service {
             details,
         )
         .await
+    }
+
+    /// Settles the kill orders of `host` that have no result, once its reconnected agent
+    /// has re-reported every result it journaled (they come before its session list): an
+    /// order still valid is sent again (the agent never saw it, or never journaled it, so
+    /// it was never carried out); an expired one is recorded as `expired`, not executed.
+    pub async fn settle_orders(&self, host: &str) -> Result<()> {
+        let now = self.now();
+        let open: Vec<(String, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT nonce, order_bytes, signature, not_after FROM kill_orders WHERE host_id = ? AND state = 'sent'",
+        )
+        .bind(host)
+        .fetch_all(self.pool())
+        .await?;
+        for (nonce, order, signature, not_after) in open {
+            if not_after > now {
+                self.inner
+                    .outboxes
+                    .send(host, v1::SignedOrder { order, signature });
+                continue;
+            }
+            let details = serde_json::json!({
+                "order": nonce, "executed": false, "state": "expired",
+                "refusal": "no result before the order expired: it was not carried out",
+            });
+            let actor = Actor(format!("agent:{host}"));
+            let mut w = self.write(&actor, "session.kill.result", false).await?;
+            let updated = sqlx::query(
+                "UPDATE kill_orders SET state = 'expired', result = ? WHERE nonce = ? AND host_id = ? AND state = 'sent'",
+            )
+            .bind(details.to_string())
+            .bind(&nonce)
+            .bind(host)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                continue;
+            }
+            w.commit(
+                "session.kill.result",
+                &format!("host:{host}"),
+                "expired without a result",
+                details,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Loads the key orders are signed with.
@@ -408,24 +496,41 @@ pub(super) async fn upsert(
     fx: &mut Effects,
 ) -> Result<()> {
     let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
-    let before: Option<(String, String)> =
-        sqlx::query_as("SELECT state, pids FROM sessions WHERE host_id = ? AND id = ?")
+    let state = if s.lingering { "lingering" } else { "live" };
+    let lingering: Vec<LingeringProcess> = s
+        .lingering_processes
+        .iter()
+        .map(|p| LingeringProcess {
+            pid: p.pid,
+            uid: p.uid,
+            account: p.account.clone(),
+            command: p.command.clone(),
+        })
+        .collect();
+    let lingering = serde_json::to_string(&lingering).unwrap_or_else(|_| "[]".into());
+    let before: Option<(String, String, String)> =
+        sqlx::query_as("SELECT state, pids, lingering FROM sessions WHERE host_id = ? AND id = ?")
             .bind(host)
             .bind(&s.id)
             .fetch_optional(&mut *conn)
             .await?;
     let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
         None => SessionEvent::Started,
-        Some((state, _)) if state == "ended" => SessionEvent::Started,
-        Some((state, old_pids)) if state != "live" || *old_pids != pids => SessionEvent::Updated,
+        Some((old_state, _, _)) if old_state == "ended" => SessionEvent::Started,
+        Some((old_state, old_pids, old_lingering))
+            if old_state != state || *old_pids != pids || *old_lingering != lingering =>
+        {
+            SessionEvent::Updated
+        }
         // Known as it is: no write.
         Some(_) => return Ok(()),
     };
     sqlx::query(
         "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
-            source_address, source_port, started_at, tty, pids, state)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')
-         ON CONFLICT (host_id, id) DO UPDATE SET state = 'live', ended_at = NULL, pids = excluded.pids",
+            source_address, source_port, started_at, tty, pids, state, lingering)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (host_id, id) DO UPDATE SET state = excluded.state, ended_at = NULL,
+            pids = excluded.pids, lingering = excluded.lingering",
     )
     .bind(host)
     .bind(&s.id)
@@ -439,6 +544,8 @@ pub(super) async fn upsert(
     .bind(i64::try_from(s.started_at).unwrap_or(0))
     .bind(&s.tty)
     .bind(&pids)
+    .bind(state)
+    .bind(&lingering)
     .execute(&mut *conn)
     .await?;
     if let Some(r) = sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
@@ -462,7 +569,7 @@ pub(super) async fn end(
     fx: &mut Effects,
 ) -> Result<()> {
     let ended = sqlx::query(
-        "UPDATE sessions SET state = 'ended', ended_at = ? WHERE host_id = ? AND id = ? AND state != 'ended'",
+        "UPDATE sessions SET state = 'ended', ended_at = ?, lingering = '[]' WHERE host_id = ? AND id = ? AND state != 'ended'",
     )
     .bind(ended_at)
     .bind(host)
