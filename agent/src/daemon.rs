@@ -29,6 +29,7 @@ use crate::kill::{self, KillError, KillReport};
 use crate::kill_journal::{self, KillJournal};
 use crate::krl_writer::{self, KrlWriteError};
 use crate::orders;
+use crate::sessions::remembered;
 use crate::sessions::{
     Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
 };
@@ -230,11 +231,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     let (events_tx, mut events) = mpsc::channel(4096);
-    let watcher = SessionWatcher::start(config.sessions.clone(), events_tx).await?;
+    let boot = crate::sessions::procfs::Procfs::default()
+        .boot_time()
+        .unwrap_or(UNIX_EPOCH);
+    let remembered = remembered::load(&config.state_dir, boot);
+    let watcher =
+        SessionWatcher::start_remembering(config.sessions.clone(), events_tx, remembered).await?;
     let sessions = Killer {
         watcher: watcher.handle(),
         journal: Arc::new(Mutex::new(journal)),
+        state_dir: config.state_dir.clone(),
+        boot,
     };
+    sessions.remember();
     // Kills the agent was in the middle of when it stopped: finish them first.
     let finishing = sessions.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || finishing.finish_unfinished()).await {
@@ -279,6 +288,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 // Session events while disconnected: the full list sent on reconnect
                 // covers them; a signed-off person's new session still ends at once.
                 Some(event) = events.recv() => {
+                    sessions.remember();
                     if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
                         unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
                     }
@@ -420,6 +430,7 @@ async fn session(
             // Renewal is due: end this stream; the next session renews first.
             () = tokio::time::sleep(until_renewal) => return Ok(()),
             Some(event) = events.recv() => {
+                sessions.remember();
                 let body = match event {
                     SessionEvent::Started(s) | SessionEvent::Updated(s) => {
                         let results = enforce(config, signoffs, None, Some(&s), sessions).await;
@@ -686,9 +697,22 @@ async fn execute_kill(
 struct Killer {
     watcher: WatcherHandle,
     journal: Arc<Mutex<KillJournal>>,
+    state_dir: PathBuf,
+    boot: SystemTime,
 }
 
 impl Killer {
+    /// Writes the sessions down, so that a restarted agent still knows the lingering ones.
+    fn remember(&self) {
+        // fsync-heavy: off the async workers.
+        let saved = tokio::task::block_in_place(|| {
+            remembered::save(&self.state_dir, self.boot, &self.watcher.snapshot())
+        });
+        if let Err(e) = saved {
+            warn!(error = %e, "cannot write the sessions to the state directory");
+        }
+    }
+
     fn journal(&self) -> std::sync::MutexGuard<'_, KillJournal> {
         // Every journal change is one call: a panic elsewhere never leaves it half-done.
         self.journal

@@ -238,3 +238,56 @@ fn results_of(fleet: &Fleet, nonce: &str) -> Result<Vec<Value>> {
         .filter(|d| d["order"] == nonce)
         .collect())
 }
+
+/// A login leaves commands behind and its host's agent is down when the person is signed
+/// off (and restarted meanwhile, so it only knows the lingering login from what it wrote
+/// down). When the agent is back, the leftovers end and the host confirms.
+#[test]
+fn what_a_login_left_on_a_host_offline_during_the_signoff_ends_when_it_returns() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let mut host = fleet.host("host-1")?;
+    let _cleanup = Leftovers(vec![9301]);
+    let mut client = run(
+        &fleet,
+        &host,
+        "setsid -f sh -c 'trap \"\" TERM HUP; sleep 9301' </dev/null >/dev/null 2>&1",
+    )?;
+    client
+        .wait_exit(WAIT)?
+        .context("the login's command returns at once")?;
+    running(&host, 9301)?;
+    wait_for("the login to be listed as lingering", WAIT, || {
+        Ok(sessions(&fleet, "lingering")?
+            .into_iter()
+            .find(|s| s["user"] == USER))
+    })
+    .with_context(|| format!("agent log:\n{}", host.agent.log()))?;
+
+    host.agent.stop()?;
+    let (status, record) = fleet.hr(
+        "POST",
+        &format!("/api/v1/users/{USER}/signoff"),
+        Some(&json!({"reason": "left the company"})),
+    )?;
+    assert_eq!(status, 201, "{record}");
+    let record = fleet.wait_signoff("offline on host-1", |r| {
+        host_states(r) == [("host-1".to_owned(), "offline".to_owned())]
+    })?;
+    assert_eq!(
+        sleeping(9301).len(),
+        1,
+        "nothing can end it while the agent is down: {record}"
+    );
+
+    host.agent.start()?;
+    let record = fleet
+        .wait_signoff("confirmed by host-1", |r| {
+            host_states(r) == [("host-1".to_owned(), "confirmed".to_owned())]
+        })
+        .with_context(|| format!("agent log:\n{}", host.agent.log()))?;
+    assert!(
+        sleeping(9301).is_empty(),
+        "the host confirmed while the leftover still runs: {record}"
+    );
+    Ok(())
+}

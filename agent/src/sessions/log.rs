@@ -24,7 +24,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// The key an `Accepted publickey` line names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AcceptedKey {
     /// A certificate.
     Certificate {
@@ -51,7 +51,7 @@ pub enum AcceptedKey {
 }
 
 /// A successful authentication.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     /// `publickey`, `password`, `keyboard-interactive/pam`, …
     pub method: String,

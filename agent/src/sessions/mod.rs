@@ -20,6 +20,7 @@
 
 pub mod log;
 pub mod procfs;
+pub mod remembered;
 pub mod title;
 pub mod watch;
 
@@ -72,7 +73,7 @@ impl FromStr for SessionId {
 }
 
 /// Who the log says logged in, and how far to trust it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Attribution {
     /// The connection's `Accepted` line.
     Logged(Box<Accepted>),
@@ -86,8 +87,8 @@ pub enum Attribution {
     Conflicting,
 }
 
-/// One live SSH login.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One live (or lingering) SSH login.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// `PID:START_TICKS` of the monitor.
     pub id: SessionId,
@@ -122,7 +123,7 @@ pub struct Session {
 /// A process a login left behind after its connection ended (`setsid -f`, `nohup … &`,
 /// a daemon): the classic backdoor of a departing insider, so it is reported with who
 /// runs it and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LingeringProcess {
     /// The process.
     pub process: ProcessRef,

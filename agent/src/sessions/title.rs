@@ -59,7 +59,7 @@ impl Program {
 }
 
 /// What the ttys part of a `U@…` title says.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Ttys {
     /// `U`: authenticated, no session channel open (yet, or at all with `ssh -N`).
     NoChannel,

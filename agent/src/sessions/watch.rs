@@ -189,14 +189,26 @@ impl SessionWatcher {
         config: SessionsConfig,
         events: mpsc::Sender<SessionEvent>,
     ) -> Result<SessionWatcher, WatchError> {
-        Self::start_in(config, Procfs::default(), events).await
+        Self::start_in(config, Procfs::default(), events, Vec::new()).await
     }
 
-    /// [`SessionWatcher::start`] against another `/proc` tree (tests).
+    /// [`SessionWatcher::start`], taking back the `remembered` sessions (of an earlier run
+    /// of the agent, see [`super::remembered`]) whose monitor is gone but of which
+    /// processes remain: they are lingering, as they were before.
+    pub async fn start_remembering(
+        config: SessionsConfig,
+        events: mpsc::Sender<SessionEvent>,
+        remembered: Vec<Session>,
+    ) -> Result<SessionWatcher, WatchError> {
+        Self::start_in(config, Procfs::default(), events, remembered).await
+    }
+
+    /// [`SessionWatcher::start_remembering`] against another `/proc` tree (tests).
     pub async fn start_in(
         config: SessionsConfig,
         procfs: Procfs,
         events: mpsc::Sender<SessionEvent>,
+        remembered: Vec<Session>,
     ) -> Result<SessionWatcher, WatchError> {
         config.validate().map_err(WatchError::Config)?;
         let shared = Arc::new(Shared::default());
@@ -248,7 +260,8 @@ impl SessionWatcher {
 
         // First scan before returning: the caller's snapshot starts complete (logins
         // waiting for their log line or channel are announced by the loop).
-        let first = tracker.scan(Instant::now()).map_err(WatchError::Proc)?;
+        let mut first = tracker.scan(Instant::now()).map_err(WatchError::Proc)?;
+        first.extend(tracker.take_back(remembered).map_err(WatchError::Proc)?);
         tracker.forget_backfill();
         publish(&shared, &first);
         if let Source::File { tail, .. } = &mut source {
@@ -753,6 +766,37 @@ impl Tracker {
             next_scan: now,
             next_reconcile: now,
         }
+    }
+
+    /// Takes back remembered sessions that are not live now but of which processes
+    /// remain, as lingering; returns their events.
+    fn take_back(&mut self, remembered: Vec<Session>) -> io::Result<Vec<SessionEvent>> {
+        let mut events = Vec::new();
+        let remembered: Vec<Session> = remembered
+            .into_iter()
+            // A live monitor is found by the scan as ever.
+            .filter(|s| !self.sessions.contains_key(&s.id) && !self.procfs.is_alive(s.monitor))
+            .collect();
+        if remembered.is_empty() {
+            return Ok(events);
+        }
+        let table = self.procfs.table()?;
+        let listeners = self.scanner.scan()?.listener.processes;
+        for mut session in remembered {
+            if let Some((processes, left)) = lingering(&self.procfs, &table, &session, &listeners) {
+                info!(
+                    session = %session.id,
+                    account = %session.account,
+                    pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                    "a login remembered from before the agent restarted is lingering"
+                );
+                session.processes = processes;
+                session.lingering = Some(left);
+                self.sessions.insert(session.id, session.clone());
+                events.push(SessionEvent::Started(Box::new(session)));
+            }
+        }
+        Ok(events)
     }
 
     /// Scan now and quickly after.
