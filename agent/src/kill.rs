@@ -168,8 +168,16 @@ pub fn kill_session(session: &Session) -> Result<KillReport, KillError> {
 pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, KillError> {
     let started = Instant::now();
     let guard = Guard::new(procfs, &target.listeners);
+    // pam_loginuid may have set it after the session was announced: ask the monitor.
+    let current = || {
+        procfs
+            .is_alive(target.monitor)
+            .then(|| procfs.audit_session(target.monitor.pid).ok().flatten())
+            .flatten()
+    };
     let audit = target
         .audit_session
+        .or_else(current)
         .filter(|id| !guard.shared_audit.contains(id));
     if target.audit_session.is_some() && audit.is_none() {
         warn!(
@@ -184,12 +192,14 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
         audit,
         guard,
         targets: BTreeMap::new(),
+        table: ProcessTable::default(),
     };
     let deadline = started + KILL_BOUND;
     let remaining = loop {
         // Freeze: sweep until a sweep finds nothing new with everything before it stopped.
         loop {
             let new = kill.collect()?;
+            kill.signal_groups(&new, Signal::SIGSTOP);
             for p in &new {
                 kill.signal(*p, Signal::SIGSTOP);
             }
@@ -200,6 +210,8 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
                 break;
             }
         }
+        let all: Vec<ProcessRef> = kill.targets.keys().copied().collect();
+        kill.signal_groups(&all, Signal::SIGKILL);
         kill.signal_alive(Signal::SIGKILL);
         kill.wait_until(deadline, |k| !k.any_alive());
         // The final scan: what of the login is alive now, whether seen before or not.
@@ -233,6 +245,7 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
         info!(
             session = %target.session,
             ended = report.ended_pids().len(),
+            audit_session = ?audit,
             elapsed_ms = report.elapsed.as_millis() as u64,
             "session killed"
         );
@@ -240,6 +253,7 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
         warn!(
             session = %target.session,
             ended = report.ended_pids().len(),
+            audit_session = ?audit,
             remaining = ?report.remaining_pids(),
             elapsed_ms = report.elapsed.as_millis() as u64,
             "session kill incomplete: processes remain"
@@ -300,9 +314,45 @@ struct Kill<'a> {
     audit: Option<u32>,
     guard: Guard,
     targets: BTreeMap<ProcessRef, Target>,
+    /// Kept between sweeps and brought up to date by reading new PIDs only, so that a
+    /// sweep is faster than a tree that forks and exits generation after generation.
+    table: ProcessTable,
 }
 
 impl Kill<'_> {
+    /// Sends `signal` to the process groups of `processes` that hold nothing but the
+    /// login's processes: the kernel signals a whole group at once, members not seen yet
+    /// (a generation forked a moment ago) included.
+    fn signal_groups(&self, processes: &[ProcessRef], signal: Signal) {
+        let groups: HashSet<u32> = processes
+            .iter()
+            .filter_map(|p| self.table.procs.get(&p.pid).map(|i| i.stat.pgrp))
+            .collect();
+        for group in groups {
+            if group <= 2 || self.guard.pids.contains(&group) {
+                continue;
+            }
+            let only_the_logins = self
+                .table
+                .procs
+                .values()
+                .filter(|i| i.stat.pgrp == group && !i.stat.is_dead())
+                .all(|i| {
+                    !self.guard.pids.contains(&i.stat.pid)
+                        && self.targets.contains_key(&i.stat.process_ref())
+                });
+            let Ok(raw) = i32::try_from(group) else {
+                continue;
+            };
+            if only_the_logins {
+                match kill(Pid::from_raw(-raw), signal) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => warn!(group, ?signal, error = %e, "cannot signal a process group"),
+                }
+            }
+        }
+    }
+
     /// The login's processes in `table`, less the protected ones.
     fn members(&self, table: &ProcessTable) -> Vec<(ProcessRef, String)> {
         // Everything frozen so far counts as known: its children are the login's too.
@@ -318,9 +368,12 @@ impl Kill<'_> {
 
     /// Adds processes not seen before; returns them.
     fn collect(&mut self) -> Result<Vec<ProcessRef>, KillError> {
-        let table = self.procfs.table().map_err(KillError::Proc)?;
+        let mut table = std::mem::take(&mut self.table);
+        let updated = self.procfs.update_table(&mut table);
+        self.table = table;
+        updated.map_err(KillError::Proc)?;
         let mut new = Vec::new();
-        for (p, comm) in self.members(&table) {
+        for (p, comm) in self.members(&self.table) {
             if let Entry::Vacant(slot) = self.targets.entry(p) {
                 slot.insert(Target {
                     comm,

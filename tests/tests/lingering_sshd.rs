@@ -291,3 +291,71 @@ fn what_a_login_left_on_a_host_offline_during_the_signoff_ends_when_it_returns()
     );
     Ok(())
 }
+
+/// A login runs a tree in which each generation starts the next and exits, ignoring
+/// SIGTERM and SIGHUP, in a session of its own. A kill through the API freezes it whole:
+/// nothing of the login's audit session is left, now or a moment later, and the result
+/// says so.
+#[test]
+fn a_forking_tree_that_ignores_sigterm_and_sighup_is_killed_whole() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let host = fleet.host("host-1")?;
+    let _cleanup = Leftovers(vec![9401]);
+    let _client = run(
+        &fleet,
+        &host,
+        "sleep 9401 & setsid sh -c 'f() { trap \"\" TERM HUP; sleep 0.005; f & exit 0; }; \
+         trap \"\" TERM HUP; f; sleep 600' </dev/null >/dev/null 2>&1 & wait",
+    )?;
+    let sleeper = running(&host, 9401)?;
+    let audit: u32 = fs::read_to_string(format!("/proc/{sleeper}/sessionid"))?
+        .trim()
+        .parse()?;
+    let session = wait_for("the login to be live", WAIT, || {
+        Ok(sessions(&fleet, "live")?.into_iter().next())
+    })?;
+    // Let the generations run.
+    std::thread::sleep(Duration::from_millis(300));
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    let (status, order) = fleet.hr(
+        "POST",
+        &format!("/api/v1/sessions/host-1/{id}/kill"),
+        Some(&json!({"reason": "compromised laptop"})),
+    )?;
+    assert_eq!(status, 202, "{order}");
+    let nonce = order["nonce"].as_str().unwrap_or_default().to_owned();
+    let results = wait_for("the order's result", WAIT, || {
+        let rows = results_of(&fleet, &nonce)?;
+        Ok((!rows.is_empty()).then_some(rows))
+    })?;
+    assert_eq!(results[0]["executed"], true, "{results:?}");
+    assert_eq!(results[0]["remaining_pids"], json!([]), "{results:?}");
+    for _ in 0..3 {
+        let left = in_audit_session(audit);
+        let stats: Vec<String> = left
+            .iter()
+            .map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "left of the login: {stats:?}\nresult: {results:?}\nagent log:\n{}",
+            host.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Live processes in kernel audit session `id`.
+fn in_audit_session(id: u32) -> Vec<u32> {
+    let p = signoff_agent::sessions::procfs::Procfs::default();
+    let Ok(table) = p.table() else {
+        return Vec::new();
+    };
+    table
+        .with_audit_session(id)
+        .into_iter()
+        .filter(|r| table.procs.get(&r.pid).is_some_and(|i| !i.stat.is_dead()))
+        .map(|r| r.pid)
+        .collect()
+}

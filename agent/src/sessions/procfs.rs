@@ -53,6 +53,8 @@ pub struct Stat {
     pub state: char,
     /// The parent's PID.
     pub ppid: u32,
+    /// The process group.
+    pub pgrp: u32,
     /// Start time in clock ticks after boot.
     pub start_ticks: u64,
 }
@@ -259,6 +261,30 @@ impl Procfs {
         Ok((uid, command))
     }
 
+    /// Brings `table` up to date cheaply: processes gone from `/proc` are dropped, and only
+    /// PIDs not in it yet are read. What is known of the others may be stale (a parent
+    /// that exited, a zombie): for following a login whose processes fork faster than a
+    /// whole table can be read, where a process once seen as the login's stays so.
+    pub fn update_table(&self, table: &mut ProcessTable) -> io::Result<()> {
+        let pids: HashSet<u32> = self.pids()?.into_iter().collect();
+        table.procs.retain(|pid, _| pids.contains(pid));
+        for pid in pids {
+            if table.procs.contains_key(&pid) {
+                continue;
+            }
+            let Ok(stat) = self.stat(pid) else { continue };
+            let audit_session = self.audit_session(pid).ok().flatten();
+            table.procs.insert(
+                pid,
+                ProcInfo {
+                    stat,
+                    audit_session,
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Every process's stat and audit session id. Processes that vanish while being read
     /// are left out.
     pub fn table(&self) -> io::Result<ProcessTable> {
@@ -319,6 +345,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         comm,
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         start_ticks: fields.get(19)?.parse().ok()?,
     })
 }

@@ -1069,6 +1069,10 @@ impl Tracker {
                 s.ttys = t.clone();
             }
             s.session_process = conn.session_process.as_ref().map(|(p, _)| *p);
+            // pam_loginuid may set it only after the login was announced.
+            if s.audit_session.is_none() {
+                s.audit_session = conn.audit_session;
+            }
             if reconcile && let Some(t) = &table {
                 s.processes = t.members(conn.monitor, conn.audit_session);
             }
