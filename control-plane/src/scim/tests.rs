@@ -487,7 +487,7 @@ async fn bad_filters_and_paging_are_scim_400s() {
         "userName%20sw%20%22a%22",
         "userName%20eq%20alice",
         "emails.value%20eq%20%22a%40b%22",
-        "externalId%20eq%20%22x%22",
+        "displayName%20eq%20%22x%22",
         "userName%20eq%20%22a%22%20and%20active%20eq%20true",
         "active%20eq%20%22yes%22",
         "garbage",
@@ -816,30 +816,93 @@ async fn put_replaces_what_it_names_and_can_sign_off() {
 }
 
 #[tokio::test]
-async fn delete_signs_off_and_keeps_the_person() {
+async fn delete_signs_off_hides_the_resource_and_keeps_the_person() {
     let e = env().await;
-    e.create("alice").await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", "externalId": "00u1", EXT: {"keyIds": ["a1"]}})),
+    )
+    .await;
+    e.create("bob").await;
     let r = e.scim(Method::DELETE, "/Users/alice", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // A real sign-off: the key ID is revoked on every host.
     let record = e.service.latest_signoff("alice").await.unwrap().unwrap();
     assert_eq!(record.reason, "SCIM: deleted by token:okta");
+    assert_eq!(record.key_ids, ["a1"]);
+
+    // RFC 7644 §3.6: gone to SCIM — GET, PUT, PATCH and DELETE are 404s, and it leaves
+    // every list and filter.
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"userName": "alice"}))),
+        (
+            Method::PATCH,
+            Some(
+                json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+            ),
+        ),
+        (Method::DELETE, None),
+    ] {
+        e.scim(method, "/Users/alice", body)
+            .await
+            .scim_error(StatusCode::NOT_FOUND, None);
+    }
+    for query in [
+        "",
+        "?filter=userName%20eq%20%22alice%22",
+        "?filter=id%20eq%20%22alice%22",
+        "?filter=externalId%20eq%20%2200u1%22",
+        "?filter=active%20eq%20false",
+    ] {
+        let r = e.scim(Method::GET, &format!("/Users{query}"), None).await;
+        let names: Vec<&str> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap())
+            .collect();
+        assert!(!names.contains(&"alice"), "{query}: {}", r.body);
+    }
+    // The person, their sign-off and their audit trail stay.
+    let alice = e.service.get_user("alice").await.unwrap();
+    assert_eq!(alice.status, UserStatus::Disabled);
+    assert_eq!(e.signoffs().await, 1);
+    let audit = e.service.audit_log("", None, 100).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "user.scim.delete" && a.target == "user:alice"),
+        "{audit:?}"
+    );
+
+    // A later POST of the same userName provisions it again, with what it says: active
+    // (re-enabled: the sign-off withdrawn), the new externalId and keys.
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "alice", "externalId": "00u2", EXT: {"keyIds": ["a2"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["externalId"], "00u2");
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2"]));
+    assert_eq!(r.body[EXT]["principals"], json!(["alice"]));
     let r = e.scim(Method::GET, "/Users/alice", None).await;
     assert_eq!(
         (r.status, &r.body["active"]),
-        (StatusCode::OK, &json!(false))
+        (StatusCode::OK, &json!(true))
     );
-    // Deleting again changes nothing.
-    assert_eq!(
-        e.scim(Method::DELETE, "/Users/alice", None).await.status,
-        StatusCode::NO_CONTENT
-    );
+    // The earlier sign-off is still on record.
     assert_eq!(e.signoffs().await, 1);
+    // Creating a live name again is a conflict.
+    e.scim(Method::POST, "/Users", Some(json!({"userName": "bob"})))
+        .await
+        .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
     e.scim(Method::DELETE, "/Users/nobody", None)
         .await
         .scim_error(StatusCode::NOT_FOUND, None);
-    // Creating the name again is a conflict: the person still exists.
-    e.scim(Method::POST, "/Users", Some(json!({"userName": "alice"})))
-        .await
-        .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
-    let _ = NewUser::default();
 }
