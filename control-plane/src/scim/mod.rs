@@ -10,6 +10,7 @@
 mod discovery;
 mod error;
 mod filter;
+mod projection;
 mod users;
 
 use axum::Router;
@@ -19,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Map, Value};
 
 use crate::service::{Scope, Service, TokenInfo};
@@ -35,6 +36,8 @@ pub const SSH_EXTENSION: &str = "urn:signoff:params:scim:schemas:extension:ssh:2
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 /// PATCH requests.
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Search requests (`POST /.search`).
+pub const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// Error responses.
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
@@ -59,6 +62,9 @@ where
             "/Users",
             get(users::list_users_handler).post(users::create_user_handler),
         )
+        // A static segment wins over `{id}`, and no person's name starts with a dot.
+        .route("/Users/.search", post(users::search_users_handler))
+        .route("/.search", post(users::search_users_handler))
         .route(
             "/Users/{id}",
             get(users::get_user_handler)

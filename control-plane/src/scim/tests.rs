@@ -1292,3 +1292,114 @@ async fn a_path_that_does_not_decode_is_a_scim_error() {
             .scim_error(StatusCode::NOT_FOUND, None);
     }
 }
+
+#[tokio::test]
+async fn attributes_and_excluded_attributes_shape_reads_and_searches() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", "externalId": "00u1", EXT: {"keyIds": ["a1"]}})),
+    )
+    .await;
+    let r = e
+        .scim(Method::GET, "/Users/alice?attributes=externalId", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let keys: Vec<&String> = r.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["externalId", "id", "schemas"], "{}", r.body);
+    let r = e
+        .scim(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22alice%22&excludedAttributes=active",
+            None,
+        )
+        .await;
+    let alice = &r.body["Resources"][0];
+    assert!(alice.get("active").is_none(), "{alice}");
+    assert_eq!(alice["userName"], "alice");
+
+    for path in ["/.search", "/Users/.search"] {
+        let r = e
+            .scim(
+                Method::POST,
+                path,
+                Some(json!({
+                    "schemas": [super::SEARCH_SCHEMA],
+                    "filter": "externalId eq \"00u1\"",
+                    "attributes": [format!("{EXT}:keyIds")],
+                })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(r.body["totalResults"], 1);
+        assert_eq!(r.body["Resources"][0][EXT], json!({"keyIds": ["a1"]}));
+        assert!(r.body["Resources"][0].get("userName").is_none());
+    }
+}
+
+#[tokio::test]
+async fn asking_for_attributes_and_excluding_attributes_at_once_is_an_invalid_syntax() {
+    let e = env().await;
+    e.create("alice").await;
+    e.scim(
+        Method::GET,
+        "/Users/alice?attributes=userName&excludedAttributes=active",
+        None,
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_without_the_search_request_schema_is_an_invalid_syntax() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/.search",
+        Some(json!({"filter": "active eq true"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_with_an_unknown_parameter_is_an_invalid_syntax() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/.search",
+        Some(json!({"schemas": [super::SEARCH_SCHEMA], "fliter": "active eq false"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_that_asks_for_sorting_is_an_invalid_value() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users/.search",
+        Some(json!({"schemas": [super::SEARCH_SCHEMA], "sortBy": "userName"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+}
+
+#[tokio::test]
+async fn a_search_parameter_of_the_wrong_type_is_refused() {
+    let e = env().await;
+    for (body, scim_type) in [
+        (json!({"startIndex": "2"}), "invalidValue"),
+        (json!({"attributes": "userName"}), "invalidValue"),
+        (json!({"filter": 5}), "invalidFilter"),
+        (json!({"filter": "emails eq \"x\""}), "invalidFilter"),
+    ] {
+        let mut body = body;
+        body["schemas"] = json!([super::SEARCH_SCHEMA]);
+        e.scim(Method::POST, "/.search", Some(body))
+            .await
+            .scim_error(StatusCode::BAD_REQUEST, Some(scim_type));
+    }
+}

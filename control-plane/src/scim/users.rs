@@ -18,9 +18,10 @@ use serde_json::{Map, Value, json};
 
 use super::discovery::MAX_RESULTS;
 use super::filter::{self, Filter, strip_prefix_ignore_case};
+use super::projection::Projection;
 use super::{
-    BASE, LIST_SCHEMA, PATCH_SCHEMA, SSH_EXTENSION, ScimBody, ScimCaller, ScimError, ScimState,
-    USER_SCHEMA, attribute, scim_json,
+    BASE, LIST_SCHEMA, PATCH_SCHEMA, SEARCH_SCHEMA, SSH_EXTENSION, ScimBody, ScimCaller, ScimError,
+    ScimState, USER_SCHEMA, attribute, scim_json,
 };
 use crate::model::UserStatus;
 use crate::service::{Actor, NewUser, ScimUser, Service, ServiceError, UserUpdate};
@@ -96,64 +97,178 @@ fn reason(what: &str, actor: &Actor) -> String {
     format!("SCIM: {what} by {}", actor.0)
 }
 
-/// `GET /Users?filter=&startIndex=&count=`.
+/// A query: from `GET /Users?…` or the body of a `POST /.search`.
+#[derive(Debug, Default)]
+struct ListQuery {
+    filter: Option<Filter>,
+    /// 1-based.
+    start: usize,
+    count: usize,
+    projection: Projection,
+}
+
+impl ListQuery {
+    /// RFC 7644 §3.4.2.4: startIndex below 1 means 1, a negative count means 0.
+    fn new(
+        filter: Option<&str>,
+        start: Option<i64>,
+        count: Option<i64>,
+        projection: Projection,
+    ) -> ScimResult<ListQuery> {
+        Ok(ListQuery {
+            filter: filter
+                .map(filter::parse)
+                .transpose()
+                .map_err(|e| ScimError::bad_request("invalidFilter", e.to_string()))?,
+            start: usize::try_from(start.unwrap_or(1).max(1)).unwrap_or(1),
+            count: usize::try_from(count.unwrap_or(DEFAULT_COUNT as i64).max(0))
+                .unwrap_or(0)
+                .min(MAX_RESULTS),
+            projection,
+        })
+    }
+}
+
+/// URL query parameters, found without regard to case (SCIM names are case-insensitive).
+fn param<'a>(query: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `attributes` / `excludedAttributes` from a URL query.
+fn projection(query: &HashMap<String, String>) -> ScimResult<Projection> {
+    let list = |name| param(query, name).map(|v| vec![v.to_owned()]);
+    Projection::new(list("attributes"), list("excludedAttributes"))
+}
+
+/// `GET /Users?filter=&startIndex=&count=&attributes=&excludedAttributes=`.
 pub(crate) async fn list_users_handler(
     State(s): State<ScimState>,
     _caller: ScimCaller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ScimResult<Response> {
     let Query(query) = query.map_err(|e| ScimError::bad_request("invalidSyntax", e.body_text()))?;
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    let number = |name: &'static str| -> ScimResult<Option<i64>> {
+        param(&query, name)
+            .map(|v| {
+                v.trim().parse().map_err(|_| {
+                    ScimError::bad_request(
+                        "invalidValue",
+                        format!("{name} {v:?} is not an integer"),
+                    )
+                })
+            })
+            .transpose()
     };
-    let number = |name: &'static str, default: i64| -> ScimResult<i64> {
-        match param(name) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| {
-                ScimError::bad_request("invalidValue", format!("{name} {v:?} is not an integer"))
-            }),
-        }
-    };
-    // RFC 7644 §3.4.2.4: startIndex below 1 means 1, a negative count means 0.
-    let start = usize::try_from(number("startIndex", 1)?.max(1)).unwrap_or(1);
-    let count = usize::try_from(number("count", DEFAULT_COUNT as i64)?.max(0))
-        .unwrap_or(0)
-        .min(MAX_RESULTS);
-    let filter = param("filter")
-        .map(filter::parse)
-        .transpose()
-        .map_err(|e| ScimError::bad_request("invalidFilter", e.to_string()))?;
+    let q = ListQuery::new(
+        param(&query, "filter"),
+        number("startIndex")?,
+        number("count")?,
+        projection(&query)?,
+    )?;
+    list(&s.service, q).await
+}
 
-    let matching: Vec<ScimUser> = match filter {
-        Some(Filter::UserName(name) | Filter::Id(name)) => match s.service.scim_user(&name).await {
+/// `POST /Users/.search` and `POST /.search` (RFC 7644 §3.4.3): the query in a
+/// `SearchRequest` body. Users are the only resources, so the root search is theirs.
+pub(crate) async fn search_users_handler(
+    State(s): State<ScimState>,
+    _caller: ScimCaller,
+    ScimBody(body): ScimBody,
+) -> ScimResult<Response> {
+    let is_search = matches!(attribute(&body, "schemas"), Some(Value::Array(s))
+        if s.iter().any(|v| v.as_str().is_some_and(|v| v.eq_ignore_ascii_case(SEARCH_SCHEMA))));
+    if !is_search {
+        return Err(ScimError::bad_request(
+            "invalidSyntax",
+            format!("a search body must have \"schemas\": [\"{SEARCH_SCHEMA}\"]"),
+        ));
+    }
+    let mut filter = None;
+    let (mut start, mut count) = (None, None);
+    let (mut attributes, mut excluded) = (None, None);
+    let names = |key: &str, v: &Value| -> ScimResult<Vec<String>> {
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ScimError::bad_request(
+                "invalidValue",
+                format!("{key} must be an array of attribute names, not {v}"),
+            )
+        })
+    };
+    let integer = |key: &str, v: &Value| {
+        v.as_i64().ok_or_else(|| {
+            ScimError::bad_request("invalidValue", format!("{key} must be an integer, not {v}"))
+        })
+    };
+    for (key, v) in &body {
+        let is = |n: &str| key.eq_ignore_ascii_case(n);
+        if is("schemas") {
+        } else if is("filter") {
+            filter = Some(v.as_str().ok_or_else(|| {
+                ScimError::bad_request("invalidFilter", format!("filter must be a string, not {v}"))
+            })?);
+        } else if is("startIndex") {
+            start = Some(integer(key, v)?);
+        } else if is("count") {
+            count = Some(integer(key, v)?);
+        } else if is("attributes") {
+            attributes = Some(names(key, v)?);
+        } else if is("excludedAttributes") {
+            excluded = Some(names(key, v)?);
+        } else if is("sortBy") || is("sortOrder") {
+            // ServiceProviderConfig says sort is not supported; an order the client
+            // relies on must not be silently ignored.
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                "sorting is not supported (see /ServiceProviderConfig)",
+            ));
+        } else {
+            return Err(ScimError::bad_request(
+                "invalidSyntax",
+                format!("a SearchRequest has no attribute {key:?}"),
+            ));
+        }
+    }
+    let q = ListQuery::new(filter, start, count, Projection::new(attributes, excluded)?)?;
+    list(&s.service, q).await
+}
+
+/// A page of the Users a query matches, as a ListResponse.
+async fn list(service: &Service, q: ListQuery) -> ScimResult<Response> {
+    let matching: Vec<ScimUser> = match q.filter {
+        Some(Filter::UserName(name) | Filter::Id(name)) => match service.scim_user(&name).await {
             Ok(user) => vec![user],
             Err(ServiceError::NotFound { .. }) => vec![],
             Err(e) => return Err(e.into()),
         },
-        Some(Filter::Active(active)) => s
-            .service
+        Some(Filter::Active(active)) => service
             .scim_users()
             .await?
             .into_iter()
             .filter(|u| (u.user.status == UserStatus::Active) == active)
             .collect(),
-        Some(Filter::ExternalId(x)) => s
-            .service
+        Some(Filter::ExternalId(x)) => service
             .scim_users()
             .await?
             .into_iter()
             .filter(|u| u.external_id.as_deref() == Some(x.as_str()))
             .collect(),
-        None => s.service.scim_users().await?,
+        None => service.scim_users().await?,
     };
     let page: Vec<Value> = matching
         .iter()
-        .skip(start - 1)
-        .take(count)
-        .map(resource)
+        .skip(q.start - 1)
+        .take(q.count)
+        .map(|u| q.projection.apply(resource(u)))
         .collect();
     Ok(scim_json(
         StatusCode::OK,
@@ -161,21 +276,24 @@ pub(crate) async fn list_users_handler(
             "schemas": [LIST_SCHEMA],
             "totalResults": matching.len(),
             "itemsPerPage": page.len(),
-            "startIndex": start,
+            "startIndex": q.start,
             "Resources": page,
         }),
     ))
 }
 
-/// `GET /Users/{id}`.
+/// `GET /Users/{id}?attributes=&excludedAttributes=`.
 pub(crate) async fn get_user_handler(
     State(s): State<ScimState>,
     _caller: ScimCaller,
     Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ScimResult<Response> {
+    let Query(query) = query.map_err(|e| ScimError::bad_request("invalidSyntax", e.body_text()))?;
+    let projection = projection(&query)?;
     Ok(scim_json(
         StatusCode::OK,
-        resource(&s.service.scim_user(&id).await?),
+        projection.apply(resource(&s.service.scim_user(&id).await?)),
     ))
 }
 
