@@ -1403,3 +1403,41 @@ async fn a_search_parameter_of_the_wrong_type_is_refused() {
             .scim_error(StatusCode::BAD_REQUEST, Some(scim_type));
     }
 }
+
+#[tokio::test]
+async fn an_unknown_attribute_of_the_enterprise_extension_is_an_invalid_path() {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "path": format!("{ENTERPRISE}:active"), "value": false}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    unchanged(&e, &before).await;
+    // Its real attributes are accepted (and not stored), in PATCH and POST alike.
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Ops"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "bob", ENTERPRISE: {"manager": {"value": "alice"}, "costCenter": "7"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "carol", ENTERPRISE: {"actve": false}})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}

@@ -34,6 +34,16 @@ const DEFAULT_COUNT: usize = 100;
 /// The enterprise User extension (RFC 7643 §4.3): accepted, not stored.
 const ENTERPRISE_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// The enterprise extension's attributes (RFC 7643 §4.3).
+const ENTERPRISE_ATTRIBUTES: &[&str] = &[
+    "employeeNumber",
+    "costCenter",
+    "organization",
+    "division",
+    "department",
+    "manager",
+];
+
 /// Attributes of the core User schema (RFC 7643 §4.1) that signoff does not keep.
 const UNSTORED_CORE: &[&str] = &[
     "name",
@@ -593,6 +603,18 @@ impl UserBody {
                         out.ssh.set(set, v)?;
                     }
                 }
+                Target::Ignored if key.eq_ignore_ascii_case(ENTERPRISE_EXTENSION) => {
+                    if let Value::Object(enterprise) = value {
+                        for name in enterprise.keys() {
+                            Target::parse(&format!("{ENTERPRISE_EXTENSION}:{name}")).map_err(
+                                |e| ScimError {
+                                    scim_type: Some("invalidSyntax"),
+                                    ..e
+                                },
+                            )?;
+                        }
+                    }
+                }
                 // RFC 7644 §3.3: read-only attributes in a request are ignored.
                 Target::Id | Target::ReadOnly | Target::Ignored => {}
             }
@@ -705,8 +727,26 @@ impl Target {
             })?;
             return Ok(Target::Set(set));
         }
-        if strip_prefix_ignore_case(path, ENTERPRISE_EXTENSION).is_some() {
-            return Ok(Target::Ignored);
+        if let Some(rest) = strip_prefix_ignore_case(path, ENTERPRISE_EXTENSION) {
+            // Not stored, but still checked: `…:enterprise:2.0:User:active` names nothing,
+            // and a deprovisioning sent there must not look like one that worked.
+            let name = rest
+                .strip_prefix(':')
+                .map(|r| r.split(['.', '[']).next().unwrap_or_default());
+            return match name {
+                None if rest.is_empty() => Ok(Target::Ignored),
+                Some(n)
+                    if ENTERPRISE_ATTRIBUTES
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(n)) =>
+                {
+                    Ok(Target::Ignored)
+                }
+                _ => Err(unknown(format!(
+                    "{ENTERPRISE_EXTENSION} has no such attribute; it has {}",
+                    ENTERPRISE_ATTRIBUTES.join(", ")
+                ))),
+            };
         }
         let core = format!("{USER_SCHEMA}:");
         let bare = strip_prefix_ignore_case(path, &core).unwrap_or(path);
