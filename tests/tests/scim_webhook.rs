@@ -3,7 +3,9 @@
 //! - SCIM 2.0: an identity provider's PATCH `active: false` signs the person off — the
 //!   sign-off record exists, the real agent enforces it and the person's next login through
 //!   the real sshd is refused (principals command and KRL). SCIM errors are SCIM bodies, and
-//!   only a `scim` token is accepted.
+//!   only a `scim` token is accepted. A misspelled PATCH is refused and changes nothing;
+//!   a DELETE is a sign-off sshd enforces and takes the User out of SCIM (404, out of
+//!   filters) while the person stays; a later POST of the name lets them in again.
 //! - The HR webhook: signatures made by `openssl dgst -hmac` (as an HR system's script
 //!   would); a bad signature, a stale timestamp and a replay are refused and sign nobody
 //!   off, a good delivery signs the person off, and the replay cache survives a restart.
@@ -19,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
 use signoff_tests::command::run_ok;
-use signoff_tests::fleet::{Fleet, USER, assert_refused};
+use signoff_tests::fleet::{Fleet, KEY_ID, USER, assert_refused};
 use signoff_tests::plane::{ControlPlane, WAIT, http_request};
 
 /// A SCIM request with `token`: (status, JSON body).
@@ -129,6 +131,81 @@ fn scim_deactivation_signs_the_person_off_and_sshd_refuses_them() -> Result<()> 
     assert_eq!(record["reason"], "SCIM: deprovisioned by token:okta");
     assert_eq!(record["hosts"][0]["state"], "confirmed", "{record}");
     assert_refused(&fleet.login(&host)?, &host);
+    Ok(())
+}
+
+#[test]
+fn scim_delete_refuses_the_person_and_a_new_post_lets_them_in_again() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let mut host = fleet.host("scim-delete-host")?;
+    assert!(fleet.login(&host)?.success, "before");
+    let token = fleet
+        .plane
+        .cli_json(&["api-token", "create", "entra", "--scope", "scim"])?["secret"]
+        .as_str()
+        .ok_or_else(|| anyhow!("api-token create printed no secret"))?
+        .to_owned();
+    let user_path = format!("/Users/{USER}");
+
+    // A misspelled deprovisioning is refused, and the person still gets in.
+    let reply = scim(
+        &fleet.plane,
+        &token,
+        "PATCH",
+        &user_path,
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "actve", "value": false}],
+        })),
+    )?;
+    assert_scim_error(&reply, 400, Some("invalidPath"));
+    assert!(fleet.login(&host)?.success, "after the refused PATCH");
+
+    // DELETE: a sign-off the host enforces, and the resource is gone to SCIM.
+    let (status, _) = scim(&fleet.plane, &token, "DELETE", &user_path, None)?;
+    assert_eq!(status, 204);
+    let record = fleet.wait_signoff("completed on the one host", |r| {
+        r["completed_at"].is_number()
+    })?;
+    assert_eq!(record["reason"], "SCIM: deleted by token:entra");
+    assert_refused(&fleet.login(&host)?, &host);
+    assert_scim_error(
+        &scim(&fleet.plane, &token, "GET", &user_path, None)?,
+        404,
+        None,
+    );
+    let (_, list) = scim(
+        &fleet.plane,
+        &token,
+        "GET",
+        &format!("/Users?filter=userName%20eq%20%22{USER}%22"),
+        None,
+    )?;
+    assert_eq!(list["totalResults"], 0, "{list}");
+    // The person and their record stay in signoff's own API.
+    let res = fleet
+        .plane
+        .api("GET", &format!("/api/v1/users/{USER}"), None)?;
+    assert_eq!(res.status, 200, "{}", res.body);
+
+    // Provisioned again, with their key ID: the host lets them in once it has the revision.
+    let (status, user) = scim(
+        &fleet.plane,
+        &token,
+        "POST",
+        "/Users",
+        Some(&json!({
+            "userName": USER,
+            "externalId": "a1b2",
+            "urn:signoff:params:scim:schemas:extension:ssh:2.0:User": {"keyIds": [KEY_ID]},
+        })),
+    )?;
+    assert_eq!((status, &user["active"]), (201, &json!(true)), "{user}");
+    assert_eq!(user["externalId"], "a1b2");
+    let revision = fleet.plane.revision()?;
+    host.agent.wait_applied(revision)?;
+    let login = fleet.login(&host)?;
+    assert!(login.success, "after re-provisioning: {}", login.stderr);
     Ok(())
 }
 

@@ -142,6 +142,8 @@ pub fn router_with_metrics(service: Service, metrics: Arc<Metrics>) -> Router {
             count_requests,
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        // Outside the body limit, so that its 413 under /scim/v2 is a SCIM error too.
+        .layer(middleware::from_fn(crate::scim::scim_error_bodies))
         .with_state(state)
 }
 

@@ -21,7 +21,11 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
         ScimError {
             status,
             scim_type,
@@ -62,6 +66,15 @@ impl ScimError {
         )
     }
 
+    /// 415: a body that is not JSON by its media type.
+    pub(crate) fn unsupported_media_type(got: &str) -> Self {
+        ScimError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            format!("the body must be application/scim+json (or application/json), not {got:?}"),
+        )
+    }
+
     /// A service error where a conflict means the userName, a key ID or a key is taken.
     pub(crate) fn uniqueness(e: ServiceError) -> Self {
         match e {
@@ -76,7 +89,10 @@ impl ScimError {
 impl From<ServiceError> for ScimError {
     fn from(e: ServiceError) -> Self {
         match e {
-            ServiceError::Invalid(i) => ScimError::bad_request("invalidValue", i.to_string()),
+            ServiceError::Invalid(i) => ScimError::bad_request(
+                "invalidValue",
+                format!("{}: {}", scim_field(&i.field), i.message),
+            ),
             e @ ServiceError::NotFound { .. } => ScimError::not_found(e.to_string()),
             ServiceError::Conflict(m) => ScimError::new(StatusCode::CONFLICT, None, m),
             e => {
@@ -89,6 +105,20 @@ impl From<ServiceError> for ScimError {
             }
         }
     }
+}
+
+/// The SCIM name of a field the service layer names in the API's terms: `public_keys[0]`
+/// is `sshPublicKeys[0]` to an identity provider, which never saw the API.
+fn scim_field(field: &str) -> String {
+    let split = field.find('[').unwrap_or(field.len());
+    let (name, index) = field.split_at(split);
+    let scim = match name {
+        "name" => "userName",
+        "key_ids" => "keyIds",
+        "public_keys" => "sshPublicKeys",
+        other => other,
+    };
+    format!("{scim}{index}")
 }
 
 impl IntoResponse for ScimError {

@@ -1,5 +1,6 @@
 //! The part of the SCIM filter language (RFC 7644 §3.4.2.2) identity providers use to find a
-//! user before provisioning it: `userName eq "alice"`, `id eq "alice"`, `active eq false`.
+//! user before provisioning it: `userName eq "alice"`, `id eq "alice"`, `externalId eq
+//! "00u1"`, `active eq false`.
 //! Anything else is refused with `invalidFilter` rather than answered wrongly: an IdP that
 //! got an empty list for a filter we ignored would create a duplicate.
 
@@ -12,6 +13,8 @@ pub enum Filter {
     Id(String),
     /// `active eq true|false`.
     Active(bool),
+    /// `externalId eq "…"` (case-exact, RFC 7643 §3.1).
+    ExternalId(String),
 }
 
 /// Why a filter is refused.
@@ -25,7 +28,7 @@ pub enum FilterError {
     #[error("operator {0:?} is not supported; only `eq`, without and/or/not")]
     Operator(String),
     /// An attribute this server cannot filter on.
-    #[error("cannot filter on {0:?}; supported: userName, id, active")]
+    #[error("cannot filter on {0:?}; supported: userName, id, externalId, active")]
     Attribute(String),
     /// A value of the wrong type for the attribute.
     #[error("{attribute} takes {expected}, not {value}")]
@@ -77,6 +80,8 @@ pub fn parse(text: &str) -> Result<Filter, FilterError> {
         Ok(Filter::UserName(string("userName")?))
     } else if bare.eq_ignore_ascii_case("id") {
         Ok(Filter::Id(string("id")?))
+    } else if bare.eq_ignore_ascii_case("externalId") {
+        Ok(Filter::ExternalId(string("externalId")?))
     } else if bare.eq_ignore_ascii_case("active") {
         match value {
             serde_json::Value::Bool(b) => Ok(Filter::Active(b)),
@@ -118,6 +123,10 @@ mod tests {
             Ok(Filter::UserName("bob".into()))
         );
         assert_eq!(parse(r#"id eq "bob""#), Ok(Filter::Id("bob".into())));
+        assert_eq!(
+            parse(r#"externalId eq "00u1""#),
+            Ok(Filter::ExternalId("00u1".into()))
+        );
         assert_eq!(parse("active eq false"), Ok(Filter::Active(false)));
         assert_eq!(parse(" active  eq  true "), Ok(Filter::Active(true)));
     }
@@ -146,7 +155,7 @@ mod tests {
             Err(FilterError::Attribute(_))
         ));
         assert!(matches!(
-            parse(r#"externalId eq "x""#),
+            parse(r#"displayName eq "x""#),
             Err(FilterError::Attribute(_))
         ));
         assert!(matches!(

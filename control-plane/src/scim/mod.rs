@@ -10,14 +10,17 @@
 mod discovery;
 mod error;
 mod filter;
+mod projection;
 mod users;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Map, Value};
 
 use crate::service::{Scope, Service, TokenInfo};
@@ -33,6 +36,8 @@ pub const SSH_EXTENSION: &str = "urn:signoff:params:scim:schemas:extension:ssh:2
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 /// PATCH requests.
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Search requests (`POST /.search`).
+pub const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// Error responses.
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
@@ -57,6 +62,9 @@ where
             "/Users",
             get(users::list_users_handler).post(users::create_user_handler),
         )
+        // A static segment wins over `{id}`, and no person's name starts with a dot.
+        .route("/Users/.search", post(users::search_users_handler))
+        .route("/.search", post(users::search_users_handler))
         .route(
             "/Users/{id}",
             get(users::get_user_handler)
@@ -97,6 +105,96 @@ pub(crate) fn scim_json(status: StatusCode, body: Value) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     response
+}
+
+/// Makes every error response under `/scim/v2` a SCIM error body, whoever produced it:
+/// the body limit in front of the router (413), axum's own rejections (a path that does not
+/// decode), anything not written by this module. Mounted outside every other layer.
+pub async fn scim_error_bodies(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let under_scim = path == BASE
+        || path
+            .strip_prefix(BASE)
+            .is_some_and(|rest| rest.starts_with('/'));
+    let response = next.run(req).await;
+    let status = response.status();
+    if !under_scim
+        || !(status.is_client_error() || status.is_server_error())
+        || is_scim_json(response.headers())
+    {
+        return response;
+    }
+    let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "the request body is larger than this server accepts".to_owned()
+    } else {
+        // The other layer's own words, when short enough to be a message.
+        let bytes = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text
+        }
+    };
+    ScimError::new(status, None, detail).into_response()
+}
+
+fn is_scim_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(SCIM_JSON))
+}
+
+/// A request body that is a JSON object, sent as `application/scim+json` or
+/// `application/json` (RFC 7644 §3.1, §8.1). A body of another media type is a 415, one
+/// over the size limit a 413, anything but a JSON object a 400 `invalidSyntax`: each a
+/// SCIM error.
+#[derive(Debug)]
+pub(crate) struct ScimBody(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ScimError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let essence = ct
+                .to_str()
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            if essence != SCIM_JSON && essence != "application/json" {
+                return Err(ScimError::unsupported_media_type(&essence));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ScimError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    "the request body is larger than this server accepts",
+                )
+            } else {
+                ScimError::bad_request("invalidSyntax", e.body_text())
+            }
+        })?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(o)) => Ok(ScimBody(o)),
+            Ok(_) => Err(ScimError::bad_request(
+                "invalidSyntax",
+                "the body must be a JSON object",
+            )),
+            Err(e) => Err(ScimError::bad_request(
+                "invalidSyntax",
+                format!("the body is not JSON: {e}"),
+            )),
+        }
+    }
 }
 
 /// The caller, authenticated by a bearer token with the `scim` scope.

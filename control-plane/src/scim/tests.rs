@@ -89,6 +89,11 @@ impl Env {
         let req = req
             .body(Body::from(body.unwrap_or_default().to_owned()))
             .unwrap();
+        self.send(req).await
+    }
+
+    /// Sends a request as it is.
+    async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -487,7 +492,7 @@ async fn bad_filters_and_paging_are_scim_400s() {
         "userName%20sw%20%22a%22",
         "userName%20eq%20alice",
         "emails.value%20eq%20%22a%40b%22",
-        "externalId%20eq%20%22x%22",
+        "displayName%20eq%20%22x%22",
         "userName%20eq%20%22a%22%20and%20active%20eq%20true",
         "active%20eq%20%22yes%22",
         "garbage",
@@ -816,30 +821,623 @@ async fn put_replaces_what_it_names_and_can_sign_off() {
 }
 
 #[tokio::test]
-async fn delete_signs_off_and_keeps_the_person() {
+async fn delete_signs_off_hides_the_resource_and_keeps_the_person() {
     let e = env().await;
-    e.create("alice").await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", "externalId": "00u1", EXT: {"keyIds": ["a1"]}})),
+    )
+    .await;
+    e.create("bob").await;
     let r = e.scim(Method::DELETE, "/Users/alice", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // A real sign-off: the key ID is revoked on every host.
     let record = e.service.latest_signoff("alice").await.unwrap().unwrap();
     assert_eq!(record.reason, "SCIM: deleted by token:okta");
+    assert_eq!(record.key_ids, ["a1"]);
+
+    // RFC 7644 §3.6: gone to SCIM — GET, PUT, PATCH and DELETE are 404s, and it leaves
+    // every list and filter.
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"userName": "alice"}))),
+        (
+            Method::PATCH,
+            Some(
+                json!({"schemas": [super::PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+            ),
+        ),
+        (Method::DELETE, None),
+    ] {
+        e.scim(method, "/Users/alice", body)
+            .await
+            .scim_error(StatusCode::NOT_FOUND, None);
+    }
+    for query in [
+        "",
+        "?filter=userName%20eq%20%22alice%22",
+        "?filter=id%20eq%20%22alice%22",
+        "?filter=externalId%20eq%20%2200u1%22",
+        "?filter=active%20eq%20false",
+    ] {
+        let r = e.scim(Method::GET, &format!("/Users{query}"), None).await;
+        let names: Vec<&str> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap())
+            .collect();
+        assert!(!names.contains(&"alice"), "{query}: {}", r.body);
+    }
+    // The person, their sign-off and their audit trail stay.
+    let alice = e.service.get_user("alice").await.unwrap();
+    assert_eq!(alice.status, UserStatus::Disabled);
+    assert_eq!(e.signoffs().await, 1);
+    let audit = e.service.audit_log("", None, 100).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "user.scim.delete" && a.target == "user:alice"),
+        "{audit:?}"
+    );
+
+    // A later POST of the same userName provisions it again, with what it says: active
+    // (re-enabled: the sign-off withdrawn), the new externalId and keys.
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "alice", "externalId": "00u2", EXT: {"keyIds": ["a2"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["active"], true);
+    assert_eq!(r.body["externalId"], "00u2");
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2"]));
+    assert_eq!(r.body[EXT]["principals"], json!(["alice"]));
     let r = e.scim(Method::GET, "/Users/alice", None).await;
     assert_eq!(
         (r.status, &r.body["active"]),
-        (StatusCode::OK, &json!(false))
+        (StatusCode::OK, &json!(true))
     );
-    // Deleting again changes nothing.
-    assert_eq!(
-        e.scim(Method::DELETE, "/Users/alice", None).await.status,
-        StatusCode::NO_CONTENT
-    );
+    // The earlier sign-off is still on record.
     assert_eq!(e.signoffs().await, 1);
+    // Creating a live name again is a conflict.
+    e.scim(Method::POST, "/Users", Some(json!({"userName": "bob"})))
+        .await
+        .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
     e.scim(Method::DELETE, "/Users/nobody", None)
         .await
         .scim_error(StatusCode::NOT_FOUND, None);
-    // Creating the name again is a conflict: the person still exists.
-    e.scim(Method::POST, "/Users", Some(json!({"userName": "alice"})))
+}
+
+/// Asserts that `alice` is as `alice_before` left her: active, the same identity sets, no
+/// sign-off.
+async fn unchanged(e: &Env, before: &crate::model::User) {
+    let now = e.service.get_user("alice").await.unwrap();
+    assert_eq!(&now, before);
+    assert_eq!(e.signoffs().await, 0);
+}
+
+#[tokio::test]
+async fn patch_with_the_extension_urn_as_path_changes_its_attributes() {
+    let e = env().await;
+    e.create("alice").await;
+    // The URN alone: its sub-attributes are added (appended) or replaced.
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "add", "path": EXT, "value": {"keyIds": ["a1"], "principals": ["ops"], "sshPublicKeys": [KEY]}}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a1"]));
+    // RFC 7644 §3.5.2.1: add appends to a multi-valued attribute.
+    assert_eq!(r.body[EXT]["principals"], json!(["alice", "ops"]));
+    assert_eq!(r.body[EXT]["sshPublicKeys"].as_array().unwrap().len(), 1);
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": EXT, "value": {"keyIds": ["a2"]}}]),
+        )
+        .await;
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2"]));
+    // Sub-attributes the value does not name are left as they are (§3.5.2.3).
+    assert_eq!(r.body[EXT]["principals"], json!(["alice", "ops"]));
+    // `URN:attribute`, in any case.
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "add", "path": format!("{}:KEYIDS", EXT.to_uppercase()), "value": "a3"}]),
+        )
+        .await;
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2", "a3"]), "{}", r.body);
+    // Adding a value that is there already does not add it twice.
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "add", "path": format!("{EXT}:keyIds"), "value": ["a3"]}]),
+        )
+        .await;
+    assert_eq!(r.body[EXT]["keyIds"], json!(["a2", "a3"]));
+    // Removing the extension removes its values; principals fall back to the name.
+    let r = e
+        .patch("alice", json!([{"op": "remove", "path": EXT}]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body[EXT],
+        json!({"keyIds": [], "principals": ["alice"], "sshPublicKeys": []})
+    );
+}
+
+#[tokio::test]
+async fn external_id_is_stored_returned_and_filterable() {
+    let e = env().await;
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "alice", "externalId": "00u1"})),
+        )
+        .await;
+    assert_eq!(r.body["externalId"], "00u1", "{}", r.body);
+    let r = e
+        .scim(
+            Method::GET,
+            "/Users?filter=externalId%20eq%20%2200u1%22",
+            None,
+        )
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": "externalId", "value": "00u2"}]),
+        )
+        .await;
+    assert_eq!(r.body["externalId"], "00u2");
+    let r = e
+        .scim(
+            Method::PUT,
+            "/Users/alice",
+            Some(json!({"userName": "alice", "externalId": "00u3"})),
+        )
+        .await;
+    assert_eq!(r.body["externalId"], "00u3");
+    let r = e
+        .patch("alice", json!([{"op": "remove", "path": "externalId"}]))
+        .await;
+    assert!(r.body.get("externalId").is_none(), "{}", r.body);
+    // A person the CLI made is a SCIM User without one.
+    e.service
+        .create_user(
+            &Actor::cli(),
+            NewUser {
+                name: "bob".into(),
+                ..Default::default()
+            },
+            "hired",
+        )
         .await
-        .scim_error(StatusCode::CONFLICT, Some("uniqueness"));
-    let _ = NewUser::default();
+        .unwrap();
+    let r = e.scim(Method::GET, "/Users/bob", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.get("externalId").is_none(), "{}", r.body);
+}
+
+// One negative test per rejection path: each is a SCIM 400 (or the status named), and
+// nothing of the request is applied.
+
+#[tokio::test]
+async fn a_misspelled_path_is_an_invalid_path_and_deprovisions_nobody() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": "actve", "value": false}]),
+        )
+        .await;
+    r.scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    assert!(r.detail().contains("actve"), "{}", r.detail());
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn a_misspelled_attribute_in_a_pathless_patch_is_an_invalid_path() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "value": {"actve": false}}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_unknown_attribute_of_the_extension_is_an_invalid_path() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    for path in [
+        format!("{EXT}:keyId"),
+        format!("{EXT}.keyIds"),
+        format!("{EXT}x"),
+    ] {
+        e.patch(
+            "alice",
+            json!([{"op": "add", "path": path, "value": ["a1"]}]),
+        )
+        .await
+        .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    }
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_unknown_sub_attribute_in_the_extension_value_is_an_invalid_path() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "add", "path": EXT, "value": {"keyIds": ["a1"], "sshKeys": ["x"]}}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn a_path_in_an_unknown_schema_is_an_invalid_path() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "path": "urn:example:params:scim:schemas:extension:x:2.0:User:active", "value": false}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_extension_value_that_is_not_an_object_is_an_invalid_value() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "path": EXT, "value": ["a1"]}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_invalid_key_under_the_extension_is_refused_by_its_scim_name() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    for path in [EXT.to_owned(), format!("{EXT}:sshPublicKeys")] {
+        let value = if path == EXT {
+            json!({"sshPublicKeys": ["ssh-ed25519 notakey"]})
+        } else {
+            json!(["ssh-ed25519 notakey"])
+        };
+        let r = e
+            .patch(
+                "alice",
+                json!([{"op": "add", "path": path, "value": value}]),
+            )
+            .await;
+        r.scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+        assert!(
+            r.detail().contains("sshPublicKeys[0]") && !r.detail().contains("public_keys"),
+            "{}",
+            r.detail()
+        );
+    }
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_under_the_extension_is_an_invalid_value() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "add", "path": EXT, "value": {"keyIds": 7}}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_external_id_that_is_not_a_string_is_an_invalid_value() {
+    let e = env().await;
+    e.create("alice").await;
+    e.patch(
+        "alice",
+        json!([{"op": "add", "path": "externalId", "value": 7}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    // Too long, at creation: nobody is created.
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "bob", "externalId": "x".repeat(2000)})),
+        )
+        .await;
+    r.scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(r.detail().starts_with("externalId: "), "{}", r.detail());
+    assert!(e.service.get_user("bob").await.is_err());
+}
+
+#[tokio::test]
+async fn an_unknown_attribute_in_a_created_user_is_an_invalid_syntax() {
+    let e = env().await;
+    for body in [
+        json!({"userName": "bob", "actve": false}),
+        json!({"userName": "bob", EXT: {"keyId": ["b1"]}}),
+        json!({"userName": "bob", "urn:example:extension:1.0:User": {}}),
+    ] {
+        e.scim(Method::POST, "/Users", Some(body))
+            .await
+            .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+    }
+    assert!(e.service.get_user("bob").await.is_err());
+}
+
+#[tokio::test]
+async fn an_unknown_attribute_in_a_replacement_is_an_invalid_syntax() {
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.scim(
+        Method::PUT,
+        "/Users/alice",
+        Some(json!({"userName": "alice", "actve": false})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+    unchanged(&e, &before).await;
+}
+
+#[tokio::test]
+async fn an_invalid_key_at_creation_is_refused_by_its_scim_name() {
+    let e = env().await;
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "bob", EXT: {"sshPublicKeys": [KEY, "nope"]}})),
+        )
+        .await;
+    r.scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(r.detail().starts_with("sshPublicKeys["), "{}", r.detail());
+    let r = e
+        .scim(Method::POST, "/Users", Some(json!({"userName": "<bob>"})))
+        .await;
+    r.scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+    assert!(r.detail().starts_with("userName: "), "{}", r.detail());
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_by_its_media_type_is_a_scim_415() {
+    let e = env().await;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/scim/v2/Users")
+        .header(header::AUTHORIZATION, format!("Bearer {}", e.scim))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(r#"{"userName":"bob"}"#))
+        .unwrap();
+    e.send(req)
+        .await
+        .scim_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, None);
+    assert!(e.service.get_user("bob").await.is_err());
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_scim_413() {
+    let e = env().await;
+    // With a Content-Length the body limit answers before any handler runs.
+    let big = format!(r#"{{"userName":"bob","x":"{}"}}"#, "x".repeat(300 * 1024));
+    let r = e
+        .call(Method::POST, "/scim/v2/Users", Some(&e.scim), Some(&big))
+        .await;
+    r.scim_error(StatusCode::PAYLOAD_TOO_LARGE, None);
+    // Streamed without one, the handler's body reader refuses it.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/scim/v2/Users")
+        .header(header::AUTHORIZATION, format!("Bearer {}", e.scim))
+        .header(header::CONTENT_TYPE, "application/scim+json")
+        .body(Body::from_stream(tokio_stream::iter([Ok::<
+            _,
+            std::io::Error,
+        >(big)])))
+        .unwrap();
+    e.send(req)
+        .await
+        .scim_error(StatusCode::PAYLOAD_TOO_LARGE, None);
+    assert!(e.service.get_user("bob").await.is_err());
+}
+
+#[tokio::test]
+async fn a_path_that_does_not_decode_is_a_scim_error() {
+    let e = env().await;
+    let r = e
+        .call(Method::GET, "/scim/v2/Users/%FF%FE", Some(&e.scim), None)
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    r.scim_error(r.status, None);
+    // Under /scim/v2 but no endpoint; and the bare base.
+    for path in ["/scim/v2/Users/alice/keys", "/scim/v2", "/scim/v2/"] {
+        e.call(Method::GET, path, Some(&e.scim), None)
+            .await
+            .scim_error(StatusCode::NOT_FOUND, None);
+    }
+}
+
+#[tokio::test]
+async fn attributes_and_excluded_attributes_shape_reads_and_searches() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "alice", "externalId": "00u1", EXT: {"keyIds": ["a1"]}})),
+    )
+    .await;
+    let r = e
+        .scim(Method::GET, "/Users/alice?attributes=externalId", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let keys: Vec<&String> = r.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["externalId", "id", "schemas"], "{}", r.body);
+    let r = e
+        .scim(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22alice%22&excludedAttributes=active",
+            None,
+        )
+        .await;
+    let alice = &r.body["Resources"][0];
+    assert!(alice.get("active").is_none(), "{alice}");
+    assert_eq!(alice["userName"], "alice");
+
+    for path in ["/.search", "/Users/.search"] {
+        let r = e
+            .scim(
+                Method::POST,
+                path,
+                Some(json!({
+                    "schemas": [super::SEARCH_SCHEMA],
+                    "filter": "externalId eq \"00u1\"",
+                    "attributes": [format!("{EXT}:keyIds")],
+                })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(r.body["totalResults"], 1);
+        assert_eq!(r.body["Resources"][0][EXT], json!({"keyIds": ["a1"]}));
+        assert!(r.body["Resources"][0].get("userName").is_none());
+    }
+}
+
+#[tokio::test]
+async fn asking_for_attributes_and_excluding_attributes_at_once_is_an_invalid_syntax() {
+    let e = env().await;
+    e.create("alice").await;
+    e.scim(
+        Method::GET,
+        "/Users/alice?attributes=userName&excludedAttributes=active",
+        None,
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_without_the_search_request_schema_is_an_invalid_syntax() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/.search",
+        Some(json!({"filter": "active eq true"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_with_an_unknown_parameter_is_an_invalid_syntax() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/.search",
+        Some(json!({"schemas": [super::SEARCH_SCHEMA], "fliter": "active eq false"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
+}
+
+#[tokio::test]
+async fn a_search_that_asks_for_sorting_is_an_invalid_value() {
+    let e = env().await;
+    e.scim(
+        Method::POST,
+        "/Users/.search",
+        Some(json!({"schemas": [super::SEARCH_SCHEMA], "sortBy": "userName"})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidValue"));
+}
+
+#[tokio::test]
+async fn a_search_parameter_of_the_wrong_type_is_refused() {
+    let e = env().await;
+    for (body, scim_type) in [
+        (json!({"startIndex": "2"}), "invalidValue"),
+        (json!({"attributes": "userName"}), "invalidValue"),
+        (json!({"filter": 5}), "invalidFilter"),
+        (json!({"filter": "emails eq \"x\""}), "invalidFilter"),
+    ] {
+        let mut body = body;
+        body["schemas"] = json!([super::SEARCH_SCHEMA]);
+        e.scim(Method::POST, "/.search", Some(body))
+            .await
+            .scim_error(StatusCode::BAD_REQUEST, Some(scim_type));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_attribute_of_the_enterprise_extension_is_an_invalid_path() {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let e = env().await;
+    e.create("alice").await;
+    let before = e.service.get_user("alice").await.unwrap();
+    e.patch(
+        "alice",
+        json!([{"op": "replace", "path": format!("{ENTERPRISE}:active"), "value": false}]),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidPath"));
+    unchanged(&e, &before).await;
+    // Its real attributes are accepted (and not stored), in PATCH and POST alike.
+    let r = e
+        .patch(
+            "alice",
+            json!([{"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Ops"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = e
+        .scim(
+            Method::POST,
+            "/Users",
+            Some(json!({"userName": "bob", ENTERPRISE: {"manager": {"value": "alice"}, "costCenter": "7"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    e.scim(
+        Method::POST,
+        "/Users",
+        Some(json!({"userName": "carol", ENTERPRISE: {"actve": false}})),
+    )
+    .await
+    .scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"));
 }
