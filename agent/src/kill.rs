@@ -39,6 +39,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::sessions::cgroup;
 use crate::sessions::procfs::{ProcessRef, ProcessTable, Procfs};
 use crate::sessions::{Session, SessionId};
 
@@ -101,6 +102,9 @@ pub struct KillTarget {
     pub known: Vec<ProcessRef>,
     /// The sshd listener(s): never touched.
     pub listeners: Vec<ProcessRef>,
+    /// The login's own cgroup, where it has one: frozen and killed as one.
+    #[serde(default)]
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl KillTarget {
@@ -118,6 +122,7 @@ impl KillTarget {
             audit_session: session.audit_session,
             known,
             listeners: session.listeners.clone(),
+            cgroup: session.cgroup.clone(),
         }
     }
 }
@@ -193,7 +198,17 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
         guard,
         targets: BTreeMap::new(),
         table: ProcessTable::default(),
+        cgroup_frozen: false,
     };
+    // The login's own cgroup first: frozen as one, no fork can race it.
+    if let Some(dir) = target.cgroup.as_deref().filter(|d| d.is_dir()) {
+        match cgroup::freeze(dir, true) {
+            Ok(frozen) => kill.cgroup_frozen = frozen,
+            Err(e) => {
+                warn!(cgroup = %dir.display(), error = %e, "cannot freeze the login's cgroup")
+            }
+        }
+    }
     let deadline = started + KILL_BOUND;
     let remaining = loop {
         // Freeze: sweep until a sweep finds nothing new with everything before it stopped.
@@ -209,6 +224,11 @@ pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, K
             if new.is_empty() || Instant::now() >= deadline {
                 break;
             }
+        }
+        if let Some(dir) = target.cgroup.as_deref().filter(|d| d.is_dir())
+            && let Err(e) = cgroup::kill(dir)
+        {
+            warn!(cgroup = %dir.display(), error = %e, "cannot kill the login's cgroup");
         }
         let all: Vec<ProcessRef> = kill.targets.keys().copied().collect();
         kill.signal_groups(&all, Signal::SIGKILL);
@@ -317,6 +337,9 @@ struct Kill<'a> {
     /// Kept between sweeps and brought up to date by reading new PIDs only, so that a
     /// sweep is faster than a tree that forks and exits generation after generation.
     table: ProcessTable,
+    /// The login's cgroup is frozen: its processes will not stop on SIGSTOP (they are
+    /// already still), so they are not waited for.
+    cgroup_frozen: bool,
 }
 
 impl Kill<'_> {
@@ -355,9 +378,18 @@ impl Kill<'_> {
 
     /// The login's processes in `table`, less the protected ones.
     fn members(&self, table: &ProcessTable) -> Vec<(ProcessRef, String)> {
-        // Everything frozen so far counts as known: its children are the login's too.
+        // Everything frozen so far counts as known: its children are the login's too. So
+        // does everything in the login's own cgroup.
         let mut known = self.target.known.clone();
         known.extend(self.targets.keys().copied());
+        if let Some(dir) = self.target.cgroup.as_deref() {
+            known.extend(
+                cgroup::procs(dir)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|pid| table.procs.get(&pid).map(|i| i.stat.process_ref())),
+            );
+        }
         table
             .login_processes(self.target.monitor, self.audit, &known)
             .into_iter()
@@ -439,16 +471,22 @@ impl Kill<'_> {
         self.targets.values().any(|t| t.outcome.is_none())
     }
 
-    /// Whether every target is stopped (SIGSTOP took effect) or gone.
+    /// Whether every target is stopped (SIGSTOP took effect, or its cgroup is frozen) or
+    /// gone.
     fn all_stopped_or_gone(&mut self) -> bool {
         self.refresh();
+        let in_frozen_cgroup: HashSet<u32> = match (&self.target.cgroup, self.cgroup_frozen) {
+            (Some(dir), true) => cgroup::procs(dir).unwrap_or_default().into_iter().collect(),
+            _ => HashSet::new(),
+        };
         self.targets
             .iter()
             .filter(|(_, t)| t.outcome.is_none())
             .all(|(p, _)| {
-                self.procfs.stat(p.pid).map_or(true, |s| {
-                    s.start_ticks != p.start_ticks || matches!(s.state, 'T' | 't')
-                })
+                in_frozen_cgroup.contains(&p.pid)
+                    || self.procfs.stat(p.pid).map_or(true, |s| {
+                        s.start_ticks != p.start_ticks || matches!(s.state, 'T' | 't')
+                    })
             })
     }
 
@@ -474,6 +512,7 @@ fn ended_by(last_signal: Option<Signal>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::UNIX_EPOCH;
 
@@ -496,6 +535,7 @@ mod tests {
             processes: vec![],
             listeners: vec![],
             lingering: None,
+            cgroup: None,
         }
     }
 
@@ -636,9 +676,18 @@ mod tests {
         let (fake, audit) = Fake::spawn_in_audit_session(
             "trap \"\" TERM HUP; f() { sleep 0.005; f & exit 0; }; f & f & wait; sleep 600",
         );
-        fake.wait_for_children(2);
-        // Let the generations run for a while.
-        thread::sleep(Duration::from_millis(100));
+        // The generations run (their parents exit: look by the audit session).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Procfs::default()
+            .table()
+            .unwrap()
+            .with_audit_session(audit)
+            .len()
+            < 4
+        {
+            assert!(Instant::now() < deadline, "the tree did not start");
+            thread::sleep(Duration::from_millis(2));
+        }
         let report = kill_session(&session_for(fake.process(), Some(audit))).unwrap();
         assert!(report.is_complete(), "{report:?}");
         assert!(report.used_audit_session);
@@ -653,6 +702,68 @@ mod tests {
                 .collect();
             assert!(left.is_empty(), "{left:?} left after {report:?}");
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A cgroup of the test's own under the cgroup v2 hierarchy, named like pam_systemd's
+    /// session scopes; removed on drop.
+    struct TestScope(std::path::PathBuf);
+
+    impl TestScope {
+        fn new(name: &str) -> TestScope {
+            let mount = cgroup::unified_mount(&Procfs::default()).unwrap();
+            let parent = mount.join(format!("signoff-test-{}-{name}", std::process::id()));
+            let dir = parent.join("session-1.scope");
+            std::fs::create_dir_all(&dir).unwrap();
+            TestScope(dir)
+        }
+    }
+
+    impl Drop for TestScope {
+        fn drop(&mut self) {
+            let _ = cgroup::kill(&self.0);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cgroup::procs(&self.0).is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            let _ = std::fs::remove_dir(&self.0);
+            if let Some(parent) = self.0.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+
+    /// Without an audit session id, a tree that forks generation after generation and
+    /// leaves its parents is beyond a sweep of `/proc`; in the login's own cgroup it is
+    /// frozen and killed as one.
+    #[test]
+    fn a_login_cgroup_is_frozen_and_killed_as_one() {
+        let scope = TestScope::new("fork");
+        let procs = scope.0.join("cgroup.procs");
+        let fake = Fake::spawn(&format!(
+            "echo $$ > {} || exit 1; trap '' TERM HUP; \
+             f() {{ sleep 0.002; f & exit 0; }}; f & f & wait; sleep 600",
+            procs.display()
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cgroup::procs(&scope.0).map_or(0, |p| p.len()) < 3 {
+            assert!(Instant::now() < deadline, "the tree did not start");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let login_cgroup = cgroup::login_cgroup_of(
+            &Procfs::default(),
+            fake.0.id(),
+            Path::new(&cgroup::unified_mount(&Procfs::default()).unwrap()),
+        );
+        assert_eq!(login_cgroup.as_deref(), Some(scope.0.as_path()));
+        let mut session = session_for(fake.process(), None);
+        session.cgroup = login_cgroup;
+        let report = kill_session(&session).unwrap();
+        assert!(report.is_complete(), "{report:?}");
+        for _ in 0..3 {
+            let left = cgroup::procs(&scope.0).unwrap();
+            assert!(left.is_empty(), "{left:?} left after {report:?}");
+            thread::sleep(Duration::from_millis(30));
         }
     }
 

@@ -196,6 +196,7 @@ mod tests {
             audit_session: Some(42),
             known: vec![p],
             listeners: vec![],
+            cgroup: None,
         }
     }
 

@@ -18,6 +18,7 @@
 //! where the log has one), announces each session as it starts and ends, and reconciles
 //! with `/proc` every few seconds in case a line was missed. [`crate::kill`] ends one.
 
+pub mod cgroup;
 pub mod log;
 pub mod procfs;
 pub mod remembered;
@@ -118,6 +119,10 @@ pub struct Session {
     /// `None` while the monitor lives. Once it has ended, the login's processes that
     /// remain (never empty: a login with none left has ended).
     pub lingering: Option<Vec<LingeringProcess>>,
+    /// The login's own cgroup (pam_systemd's session scope, see [`cgroup`]), where it has
+    /// one: a kill freezes and kills it as one.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// A process a login left behind after its connection ended (`setsid -f`, `nohup … &`,
@@ -456,6 +461,7 @@ mod tests {
             processes: vec![monitor],
             listeners: vec![],
             lingering: None,
+            cgroup: None,
         };
         assert_eq!(s.key_id(), Some("alice@corp"));
         assert_eq!(s.serial(), Some(7));

@@ -111,6 +111,11 @@ impl Procfs {
         Procfs { root: root.into() }
     }
 
+    /// The root it reads (`/proc`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path(&self, pid: u32, file: &str) -> PathBuf {
         self.root.join(pid.to_string()).join(file)
     }

@@ -96,6 +96,7 @@ mod tests {
                 account: Some("alice".into()),
                 command: "sleep 600".into(),
             }]),
+            cgroup: None,
         }
     }
 

@@ -38,6 +38,7 @@ use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::cgroup;
 use super::log::{self, LogEvent, LogRecord, RecordSplitter};
 use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector};
 use super::title::Ttys;
@@ -732,6 +733,8 @@ struct Tracker {
     /// Client addresses of every connection (authenticated or not) at the last scan.
     last_peers: HashSet<SocketAddr>,
     records_seen: u64,
+    /// Where the cgroup v2 hierarchy is, for logins' own cgroups.
+    cgroup_mount: Option<PathBuf>,
     /// Look at lingering logins' processes at the next scan, not only at the next
     /// reconcile (a kill asked for a rescan).
     recheck_lingering: bool,
@@ -749,6 +752,7 @@ impl Tracker {
         boot: SystemTime,
     ) -> Tracker {
         let now = Instant::now();
+        let cgroup_mount = cgroup::unified_mount(&procfs);
         Tracker {
             scanner: Scanner::new(procfs.clone(), selector),
             procfs,
@@ -761,6 +765,7 @@ impl Tracker {
             urgent: HashMap::new(),
             last_peers: HashSet::new(),
             records_seen: 0,
+            cgroup_mount,
             recheck_lingering: false,
             step: MIN_STEP,
             next_scan: now,
@@ -1046,6 +1051,13 @@ impl Tracker {
                 processes,
                 listeners: scan.listener.processes.clone(),
                 lingering: None,
+                cgroup: self.cgroup_mount.as_deref().and_then(|mount| {
+                    let pid = conn
+                        .session_process
+                        .as_ref()
+                        .map_or(conn.monitor.pid, |(p, _)| p.pid);
+                    cgroup::login_cgroup_of(&self.procfs, pid, mount)
+                }),
             };
             // The line is used up; a later one for this connection is a conflict.
             if let Some(list) = self.records.get_mut(&conn.peer) {
