@@ -340,8 +340,7 @@ impl Server {
             }
             Some(acceptor) => {
                 info!("listening for HTTPS on https://{local_addr}");
-                // Over HTTPS, browsers are told never to try plain HTTP here again.
-                let app = app.layer(axum::middleware::map_response(add_hsts));
+                let app = over_https(app);
                 // `tap_io` makes the peer address available as `ConnectInfo<SocketAddr>`,
                 // as it is over plain TCP.
                 let listener = TlsListener::new(listener, local_addr, acceptor).tap_io(|_| ());
@@ -405,6 +404,13 @@ impl Server {
 /// One year, the usual HSTS lifetime. No `includeSubDomains`: other names under the
 /// server's domain are not ours to pin to HTTPS.
 const HSTS: &str = "max-age=31536000";
+
+/// `app` as served over HTTPS: every response tells browsers never to try plain HTTP
+/// here again (HSTS; RFC 6797 has browsers ignore it over plain HTTP, so it is not sent
+/// there).
+fn over_https(app: Router) -> Router {
+    app.layer(axum::middleware::map_response(add_hsts))
+}
 
 async fn add_hsts(mut res: axum::response::Response) -> axum::response::Response {
     res.headers_mut().insert(
@@ -599,6 +605,26 @@ async fn bind_agents(
 mod tests {
     use super::*;
     use crate::service::{Actor, NewUser};
+
+    #[tokio::test]
+    async fn responses_over_https_carry_hsts() {
+        use tower::ServiceExt as _;
+        let (svc, _) = crate::service::testing::service().await;
+        let app = over_https(crate::api::router(svc));
+        for path in ["/api/v1/openapi.json", "/api/v1/users", "/nowhere"] {
+            let req = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(
+                res.headers()
+                    .get(axum::http::header::STRICT_TRANSPORT_SECURITY)
+                    .unwrap(),
+                "max-age=31536000",
+                "{path}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn writes_of_another_process_reach_subscribers() {

@@ -41,7 +41,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The bearer secret of `Authorization`. The scheme is case-insensitive (RFC 9110 §11.1).
+/// The secret of an `Authorization` value `Bearer SECRET`. The scheme is
+/// case-insensitive (RFC 9110 §11.1); SCIM parses its callers' headers with this too.
+pub(crate) fn bearer_value(header: &str) -> Option<&str> {
+    header
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| secret.trim())
+        .filter(|s| !s.is_empty())
+}
+
+/// The bearer secret of the request's `Authorization` header.
 pub(crate) fn bearer_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -49,10 +60,7 @@ pub(crate) fn bearer_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
     header
         .to_str()
         .ok()
-        .and_then(|h| h.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, secret)| secret.trim())
-        .filter(|s| !s.is_empty())
+        .and_then(bearer_value)
         .ok_or_else(|| ApiError::unauthorized("Authorization header is not \"Bearer TOKEN\""))
 }
 

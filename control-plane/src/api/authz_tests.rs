@@ -692,6 +692,15 @@ async fn the_bearer_scheme_is_case_insensitive() {
     )
     .await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    // SCIM reads the header the same way.
+    let scim = token(&svc, &[Scope::Scim]).await;
+    let auth = format!("bearer {scim}");
+    let res = send(
+        &app,
+        request(Method::GET, "/scim/v2/Users", Some(&auth), None),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
 }
 
 #[tokio::test]

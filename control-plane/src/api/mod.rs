@@ -27,6 +27,7 @@ use axum::routing::any;
 use crate::service::Service;
 
 pub use auth::Caller;
+pub(crate) use auth::bearer_value;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::{Access, ApiRoute, HttpOptions, routes};
