@@ -825,7 +825,19 @@ async fn a_json_body_without_its_content_type_is_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_repeats_of_a_signoff_make_exactly_one() {
-    let (svc, app) = setup(HttpOptions::default()).await;
+    // A store on disk with the server's pool of connections: the in-memory test store has
+    // one connection, which serializes reads behind writes and would hide the race.
+    let tmp = tempfile::tempdir().unwrap();
+    let pool = crate::store::open(&crate::store::default_url(tmp.path()))
+        .await
+        .unwrap();
+    let svc = Service::new(pool, Arc::new(crate::service::SystemClock))
+        .await
+        .unwrap();
+    svc.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[1; 32]),
+    ));
+    let app = app(svc.clone(), HttpOptions::default());
     let admin = bearer(&token(&svc, &[Scope::Write, Scope::Signoff]).await);
     let res = send(
         &app,
@@ -838,7 +850,7 @@ async fn concurrent_repeats_of_a_signoff_make_exactly_one() {
     )
     .await;
     assert_eq!(res.status, StatusCode::CREATED);
-    let tasks: Vec<_> = (0..10)
+    let tasks: Vec<_> = (0..20)
         .map(|_| {
             let app = app.clone();
             let admin = admin.clone();
