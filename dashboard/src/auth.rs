@@ -81,6 +81,18 @@ struct Bucket {
 
 type BucketKey = (String, Option<IpAddr>);
 
+/// Longer names than this share a bucket with their first this many bytes: no operator
+/// name is that long, and memory must not grow with what a client types.
+const MAX_NAME_KEY: usize = 128;
+
+fn bucket_key(name: &str, ip: Option<IpAddr>) -> BucketKey {
+    let mut end = name.len().min(MAX_NAME_KEY);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    (name[..end].to_owned(), ip)
+}
+
 /// Sessions and failed-login counters.
 #[derive(Debug)]
 pub(crate) struct Auth {
@@ -188,7 +200,7 @@ impl Auth {
     /// to wait. A pair with no recent failures is never delayed.
     pub fn login_delay(&self, ip: Option<IpAddr>, name: &str, now: i64) -> Option<i64> {
         let failures = lock(&self.failures);
-        let bucket = failures.get(&(name.to_owned(), ip))?;
+        let bucket = failures.get(&bucket_key(name, ip))?;
         if now - bucket.last >= FORGET_FAILURES_SECS {
             return None;
         }
@@ -223,7 +235,7 @@ impl Auth {
                 failures.remove(&oldest);
             }
         }
-        let bucket = failures.entry((name.to_owned(), ip)).or_insert(Bucket {
+        let bucket = failures.entry(bucket_key(name, ip)).or_insert(Bucket {
             failures: 0,
             last: now,
         });
@@ -236,7 +248,7 @@ impl Auth {
 
     /// A login succeeded: the pair starts afresh.
     pub fn login_succeeded(&self, ip: Option<IpAddr>, name: &str) {
-        lock(&self.failures).remove(&(name.to_owned(), ip));
+        lock(&self.failures).remove(&bucket_key(name, ip));
     }
 }
 
