@@ -16,7 +16,8 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable code: `unauthorized`, `forbidden`, `invalid`, `bad_request`,
-    /// `not_found`, `conflict`, `internal`.
+    /// `not_found`, `method_not_allowed`, `conflict`, `too_large`,
+    /// `unsupported_media_type`, `too_many_requests`, `internal`.
     pub code: &'static str,
     /// What was wrong, for people.
     pub message: String,

@@ -59,8 +59,9 @@ where
     H: Handler<T, AppState>,
     T: 'static,
 {
-    // Every method in the table below is one axum knows; GET is a harmless stand-in the
-    // table's own test would catch.
+    // Every method in the table below is one axum routes. Were one not, the route would
+    // answer GET only, and the authorization matrix (which sends each route's method)
+    // would fail on it.
     let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
     ApiRoute {
         method,
