@@ -669,8 +669,15 @@ impl fmt::Display for FirstStart {
             writeln!(f)?;
             writeln!(
                 f,
-                "Admin API token \"{}\" (scopes read, write, signoff). It is shown only this once:",
-                token.info.name
+                "Admin API token \"{}\" (scopes {}). It is shown only this once:",
+                token.info.name,
+                token
+                    .info
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )?;
             writeln!(f)?;
             writeln!(f, "    {}", token.secret)?;
@@ -683,7 +690,7 @@ impl fmt::Display for FirstStart {
             )?;
             writeln!(
                 f,
-                "More tokens: signoff-server api-token create NAME --scope read|write|signoff"
+                "More tokens: signoff-server api-token create NAME --scope read,write,signoff,admin,krl|scim"
             )?;
         }
         if let Some(op) = &self.operator {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use signoff_control_plane::api::Metrics;
+use signoff_control_plane::api::{HttpOptions, Metrics};
 use signoff_control_plane::bootstrap::{self, BootstrapError};
 use signoff_control_plane::config::{self, Config, ConfigError};
 use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, UserStatus};
@@ -391,10 +391,14 @@ pub enum RevokeCommand {
 pub enum ScopeArg {
     /// Read everything.
     Read,
-    /// Change users, hosts, grants, CAs, revocations, tokens.
+    /// Change users, hosts, grants, CAs, revocations.
     Write,
-    /// Sign people off.
+    /// Sign people off, re-enable them, kill sessions.
     Signoff,
+    /// Manage API tokens (a token creates only tokens with scopes it holds).
+    Admin,
+    /// Download the KRL (`GET /krl`), for hosts without an agent.
+    Krl,
     /// SCIM 2.0 provisioning (`/scim/v2`) for an identity provider; good for nothing else.
     Scim,
 }
@@ -405,6 +409,8 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Read => Scope::Read,
             ScopeArg::Write => Scope::Write,
             ScopeArg::Signoff => Scope::Signoff,
+            ScopeArg::Admin => Scope::Admin,
+            ScopeArg::Krl => Scope::Krl,
             ScopeArg::Scim => Scope::Scim,
         }
     }
@@ -531,7 +537,7 @@ impl CliError {
 /// Runs a command. `app` makes the HTTP router for `serve`.
 pub async fn run(
     cli: Cli,
-    app: impl FnOnce(Service, Arc<Metrics>) -> Router,
+    app: impl FnOnce(Service, Arc<Metrics>, HttpOptions) -> Router,
 ) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -1323,16 +1329,7 @@ fn operators_table(w: &mut dyn Write, ops: &[OperatorAccount]) -> io::Result<()>
 fn tokens_table(w: &mut dyn Write, tokens: &[TokenInfo]) -> io::Result<()> {
     let mut t = Table::new(["ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "REVOKED"]);
     for tok in tokens {
-        let scopes: Vec<&str> = tok
-            .scopes
-            .iter()
-            .map(|s| match s {
-                Scope::Read => "read",
-                Scope::Write => "write",
-                Scope::Signoff => "signoff",
-                Scope::Scim => "scim",
-            })
-            .collect();
+        let scopes: Vec<&str> = tok.scopes.iter().map(|s| s.as_str()).collect();
         t.row([
             tok.id.to_string(),
             tok.name.clone(),

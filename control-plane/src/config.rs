@@ -8,6 +8,8 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
+//! trusted_proxies = ["10.0.0.7"]        # whose X-Forwarded-For names the client (login
+//!                                        # delays); addresses or networks; default none
 //! [http.tls]                             # optional; plain HTTP without it
 //! cert = "/etc/signoff/https.crt"        # PEM chain, leaf first
 //! key = "/etc/signoff/https.key"         # PEM private key, mode 0600
@@ -20,6 +22,13 @@
 //!
 //! [webhook]                              # optional; POST /hooks/hr answers 404 without it
 //! secret_file = "/etc/signoff/hr-webhook.secret"  # HMAC key, mode 0600, at least 32 bytes
+//!
+//! [krl]
+//! public = false                         # GET /krl without a token; default: a token
+//!                                        # with scope krl is needed
+//!
+//! [metrics]
+//! listen = "127.0.0.1:9100"              # serve /metrics here only; default: on [http]
 //!
 //! [dashboard]                            # the web dashboard at `/`
 //! session_idle = "30m"                   # a web session unused this long ends
@@ -136,6 +145,30 @@ struct File {
     webhook: WebhookFile,
     #[serde(default)]
     dashboard: DashboardFile,
+    #[serde(default)]
+    krl: KrlFile,
+    #[serde(default, skip_serializing_if = "MetricsFile::is_empty")]
+    metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KrlFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+}
+
+impl MetricsFile {
+    fn is_empty(&self) -> bool {
+        self.listen.is_none()
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -167,6 +200,8 @@ impl WebhookFile {
 struct HttpFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_proxies: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsFiles>,
 }
@@ -213,6 +248,10 @@ pub struct Config {
     pub webhook_secret_file: Option<PathBuf>,
     /// `[dashboard]`.
     pub dashboard: DashboardSettings,
+    /// `GET /krl` without a token (`[krl] public`); off by default.
+    pub krl_public: bool,
+    /// `/metrics` on its own listener (`[metrics] listen`); on the HTTP listener if `None`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[dashboard]`.
@@ -233,6 +272,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// HTTPS files; plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<signoff_dashboard::IpNet>,
 }
 
 /// `[agents]`.
@@ -450,6 +491,27 @@ impl Config {
             session_max,
             secure_cookies: file.dashboard.secure_cookies.unwrap_or(tls.is_some()),
         };
+        let trusted_proxies = file
+            .http
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<signoff_dashboard::IpNet>, _>>()
+            .map_err(|e| invalid("http.trusted_proxies", e.to_string()))?;
+        let metrics_listen = match file.metrics.listen {
+            Some(addr) => {
+                let addr = listen("metrics.listen", Some(addr), "127.0.0.1:9100")?;
+                if addr.port() != 0 && [http_listen, agents_listen].contains(&addr) {
+                    return Err(invalid(
+                        "metrics.listen",
+                        format!("{addr} is also another listener's; give it its own port"),
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         let webhook_secret_file = match file.webhook.secret_file {
             Some(p) => Some(absolute(&invalid, "webhook.secret_file", &p)?),
             None => None,
@@ -462,6 +524,7 @@ impl Config {
             http: HttpConfig {
                 listen: http_listen,
                 tls,
+                trusted_proxies,
             },
             agents: AgentsConfig {
                 listen: agents_listen,
@@ -471,6 +534,8 @@ impl Config {
             },
             webhook_secret_file,
             dashboard,
+            krl_public: file.krl.public.unwrap_or(false),
+            metrics_listen,
         })
     }
 
@@ -483,6 +548,13 @@ impl Config {
             drain_timeout: Some(format_duration(self.drain_timeout)),
             http: HttpFile {
                 listen: Some(self.http.listen.to_string()),
+                trusted_proxies: Some(
+                    self.http
+                        .trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
                 tls: self.http.tls.clone(),
             },
             agents: AgentsFile {
@@ -498,6 +570,12 @@ impl Config {
                 session_idle: Some(format_duration(self.dashboard.session_idle)),
                 session_max: Some(format_duration(self.dashboard.session_max)),
                 secure_cookies: Some(self.dashboard.secure_cookies),
+            },
+            krl: KrlFile {
+                public: Some(self.krl_public),
+            },
+            metrics: MetricsFile {
+                listen: self.metrics_listen.map(|a| a.to_string()),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.
@@ -767,6 +845,34 @@ mod tests {
         assert_eq!(c.agents.join_token_ttl, Duration::from_secs(3600));
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert_eq!(c.http.tls, None);
+        assert!(
+            !c.krl_public,
+            "the KRL names who was revoked: not public by default"
+        );
+        assert_eq!(c.metrics_listen, None);
+        assert!(c.http.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn krl_metrics_and_proxies() {
+        let c = Config::from_toml(
+            "[http]\ntrusted_proxies = [\"10.0.0.7\", \"fd00::/8\"]\n\
+             [krl]\npublic = true\n[metrics]\nlisten = \"127.0.0.1:9100\"\n",
+            None,
+        )
+        .unwrap();
+        assert!(c.krl_public);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        let again = Config::from_toml(&c.to_toml(), None).unwrap();
+        assert_eq!(again, Config { source: None, ..c });
+        let e = err("[http]\ntrusted_proxies = [\"proxy.example\"]\n");
+        assert!(
+            e.contains("http.trusted_proxies") && e.contains("proxy.example"),
+            "{e}"
+        );
+        let e = err("[metrics]\nlisten = \"127.0.0.1:8080\"\n");
+        assert!(e.contains("metrics.listen"), "{e}");
     }
 
     #[test]

@@ -525,6 +525,9 @@ pub fn router(service: Service, config: &crate::config::Config) -> axum::Router 
             secure_cookies: settings.secure_cookies,
             session_idle_secs: secs(settings.session_idle),
             session_max_secs: secs(settings.session_max),
+            trusted_proxies: signoff_dashboard::TrustedProxies::new(
+                config.http.trusted_proxies.clone(),
+            ),
             ..Default::default()
         },
     )

@@ -258,12 +258,13 @@ async fn sign_off(service: &Service, delivery: &Delivery) -> Result<Response, Ho
     } else {
         format!("HR webhook: termination: {}", delivery.reason)
     };
-    let before = service.latest_signoff(&delivery.user).await?;
-    let record = service.sign_off(&actor, &delivery.user, &reason).await?;
-    let status = if before.is_some_and(|b| b.id == record.id) {
-        StatusCode::OK
-    } else {
+    let (record, created) = service
+        .sign_off_once(&actor, &delivery.user, &reason)
+        .await?;
+    let status = if created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, axum::Json(record)).into_response())
 }

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::agents::listener as agent_listener;
 use crate::agents::sync::AgentServer;
 use crate::agents::{pki, tls as agent_tls};
-use crate::api::Metrics;
+use crate::api::{HttpOptions, Metrics};
 use crate::bootstrap::{self, BootstrapError, FirstStart, ServerKeys};
 use crate::config::{Config, ConfigError, format_duration};
 use crate::service::{Clock, Service, ServiceError, SystemClock};
@@ -94,7 +94,7 @@ impl ServerError {
 /// from the service. The first-start notice goes to stdout; logs go to stderr.
 pub async fn run(
     config: Config,
-    app: impl FnOnce(Service, Arc<Metrics>) -> Router,
+    app: impl FnOnce(Service, Arc<Metrics>, HttpOptions) -> Router,
 ) -> Result<(), ServerError> {
     raise_open_file_limit();
     let shutdown = shutdown_signal()?;
@@ -108,9 +108,13 @@ pub async fn run(
     let hooks = crate::hooks::router(server.service().clone(), server.webhook_secret.clone());
     // The dashboard at `/`, beside the API's `/api/v1`.
     let dashboard = crate::dashboard::router(server.service().clone(), &server.config);
-    let router = app(server.service().clone(), server.metrics())
-        .merge(hooks)
-        .merge(dashboard);
+    let router = app(
+        server.service().clone(),
+        server.metrics(),
+        server.http_options(),
+    )
+    .merge(hooks)
+    .merge(dashboard);
     server.serve(router, shutdown).await
 }
 
@@ -124,6 +128,8 @@ pub struct Server {
     local_addr: SocketAddr,
     first_start: Option<FirstStart>,
     metrics: Arc<Metrics>,
+    /// `/metrics` on its own port (`[metrics] listen`).
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     agents: AgentListener,
     /// The HR webhook's key, read and checked at start; the webhook is off without it.
     webhook_secret: Option<crate::hooks::WebhookSecret>,
@@ -176,6 +182,18 @@ impl Server {
 
         service.set_order_signer(keys.order_signer.private_key().clone());
         let metrics = Arc::new(Metrics::default());
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
         let agents = bind_agents(&config, &keys, &service, &metrics).await?;
 
         let token = bootstrap::admin_token(&service).await?;
@@ -201,6 +219,7 @@ impl Server {
             local_addr,
             first_start,
             metrics,
+            metrics_listener,
             agents,
             webhook_secret,
         })
@@ -209,6 +228,19 @@ impl Server {
     /// The bound agent listener's address.
     pub fn agent_addr(&self) -> SocketAddr {
         self.agents.local_addr
+    }
+
+    /// The bound metrics listener's address, when `[metrics] listen` gives it one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, a)| *a)
+    }
+
+    /// What the configuration decides about the HTTP surface.
+    pub fn http_options(&self) -> HttpOptions {
+        HttpOptions {
+            krl_public: self.config.krl_public,
+            metrics: self.config.metrics_listen.is_none(),
+        }
     }
 
     /// Counters shared by the HTTP layer and the agent listener.
@@ -252,6 +284,8 @@ impl Server {
             tls,
             local_addr,
             agents,
+            metrics,
+            metrics_listener,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -282,6 +316,18 @@ impl Server {
             agents.server,
             agent_shutdown,
         ));
+        if let Some((listener, addr)) = metrics_listener {
+            info!("serving /metrics on http://{addr}");
+            let app = crate::api::metrics_router(service.clone(), metrics);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    })
+                    .into_future(),
+            );
+        }
         let mut http = match tls {
             None => {
                 info!("listening for HTTP on http://{local_addr}");
@@ -294,6 +340,7 @@ impl Server {
             }
             Some(acceptor) => {
                 info!("listening for HTTPS on https://{local_addr}");
+                let app = over_https(app);
                 // `tap_io` makes the peer address available as `ConnectInfo<SocketAddr>`,
                 // as it is over plain TCP.
                 let listener = TlsListener::new(listener, local_addr, acceptor).tap_io(|_| ());
@@ -352,6 +399,25 @@ impl Server {
             }
         }
     }
+}
+
+/// One year, the usual HSTS lifetime. No `includeSubDomains`: other names under the
+/// server's domain are not ours to pin to HTTPS.
+const HSTS: &str = "max-age=31536000";
+
+/// `app` as served over HTTPS: every response tells browsers never to try plain HTTP
+/// here again (HSTS; RFC 6797 has browsers ignore it over plain HTTP, so it is not sent
+/// there).
+fn over_https(app: Router) -> Router {
+    app.layer(axum::middleware::map_response(add_hsts))
+}
+
+async fn add_hsts(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static(HSTS),
+    );
+    res
 }
 
 /// Completes on the first SIGTERM or SIGINT. The handlers are installed now, so a signal
@@ -539,6 +605,26 @@ async fn bind_agents(
 mod tests {
     use super::*;
     use crate::service::{Actor, NewUser};
+
+    #[tokio::test]
+    async fn responses_over_https_carry_hsts() {
+        use tower::ServiceExt as _;
+        let (svc, _) = crate::service::testing::service().await;
+        let app = over_https(crate::api::router(svc));
+        for path in ["/api/v1/openapi.json", "/api/v1/users", "/nowhere"] {
+            let req = axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(
+                res.headers()
+                    .get(axum::http::header::STRICT_TRANSPORT_SECURITY)
+                    .unwrap(),
+                "max-age=31536000",
+                "{path}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn writes_of_another_process_reach_subscribers() {

@@ -283,10 +283,7 @@ fn bad_arguments_exit_64() {
         ),
         (&["revoke", "serial", "5"][..], "--ca"),
         (&["api-token", "create", "t"][..], "--scope"),
-        (
-            &["api-token", "create", "t", "--scope", "admin"][..],
-            "admin",
-        ),
+        (&["api-token", "create", "t", "--scope", "root"][..], "root"),
         (
             &[
                 "api-token",

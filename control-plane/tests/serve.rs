@@ -223,3 +223,44 @@ async fn a_join_token_comes_with_the_enroll_command_and_the_pin() {
         "{stderr}"
     );
 }
+
+/// `[metrics] listen` serves `/metrics` on its own port and takes it off the HTTP
+/// listener; `/krl` needs a token by default.
+#[tokio::test]
+async fn metrics_on_their_own_listener_and_the_krl_behind_a_token() {
+    let env = env();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&env.config, config).unwrap();
+    let server = env.serve();
+    let client = reqwest::Client::new();
+
+    let own = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert!(own.text().await.unwrap().contains("signoff_revision "));
+    let api = client.get(server.url("/metrics")).send().await.unwrap();
+    // Not on the HTTP listener: the path falls to the dashboard, whose 404 is a page.
+    assert_eq!(api.status(), 404, "not on the HTTP listener");
+
+    let krl = client.get(server.url("/krl")).send().await.unwrap();
+    assert_eq!(krl.status(), 401);
+    assert!(
+        krl.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    server.signal(Signal::SIGTERM);
+    let (status, _, stderr) = server.wait(DEADLINE);
+    assert!(status.success(), "{stderr:#?}");
+}

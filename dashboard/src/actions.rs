@@ -19,19 +19,21 @@ use crate::pages::{login_form, operators_page};
 use crate::view::seg;
 use crate::{App, Authed};
 
-/// The client's address, when the server recorded it (not in router-level tests).
+/// The client's address, when the server recorded it (not in router-level tests): the
+/// peer, or what a trusted proxy forwarded for (see `client_addr`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientIp(Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl<B: Backend> FromRequestParts<App<B>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &App<B>) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
+            app.auth.config.trusted_proxies.client(peer, &parts.headers),
         ))
     }
 }
@@ -70,9 +72,9 @@ pub(crate) async fn login_handler<B: Backend>(
     }
     let now = app.backend.now();
     let name = form.name.trim().to_owned();
-    if !app.auth.login_allowed(ip, &name, now) {
-        tracing::warn!(operator = %name, ?ip, "dashboard login refused: too many failures");
-        return Err(PageError::TooManyLogins);
+    if let Some(retry_after) = app.auth.login_delay(ip, &name, now) {
+        tracing::warn!(operator = %name, ?ip, retry_after, "dashboard login delayed: failed logins");
+        return Err(PageError::TooManyLogins { retry_after });
     }
     let next = safe_next(&form.next).to_owned();
     let operator = if name.is_empty() || form.password.is_empty() {
@@ -95,6 +97,7 @@ pub(crate) async fn login_handler<B: Backend>(
     if let Some(old) = cookie_value(&headers, app.auth.cookie_name()) {
         app.auth.end_session(old);
     }
+    app.auth.login_succeeded(ip, &name);
     let id = app.auth.create_session(&operator.name, now);
     tracing::info!(operator = %operator.name, ?ip, "dashboard login");
     let mut res = Redirect::to(&next).into_response();

@@ -1,6 +1,6 @@
 //! Who is logged in: server-side web sessions behind an HttpOnly, SameSite=Strict cookie
 //! (Secure, with the `__Host-` prefix, when served over TLS), a CSRF token per session,
-//! and a limit on failed logins per client address and per operator name.
+//! and growing delays after failed logins, per operator name and client address.
 //!
 //! Sessions live in memory: a restart of the control plane logs everyone out, which is
 //! the safe direction. Each request re-reads the operator, so a disabled operator or a
@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 
 use crate::backend::Role;
+use crate::client_addr::TrustedProxies;
 
 /// How the dashboard treats sessions and logins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +29,15 @@ pub struct DashboardConfig {
     pub session_idle_secs: i64,
     /// A session ends this long (seconds) after login, however active.
     pub session_max_secs: i64,
-    /// Failed logins allowed per client address, and per name, within the window.
-    pub login_failures_allowed: u32,
-    /// The window for counting failed logins (seconds).
-    pub login_window_secs: i64,
+    /// Failed logins for one name from one address that cost nothing; each one after
+    /// that doubles the wait before the next try (1 s, 2 s, 4 s, …).
+    pub login_free_failures: u32,
+    /// The longest wait between tries (seconds). A delay, never a lockout: the right
+    /// password always gets in once it has passed.
+    pub login_max_delay_secs: i64,
+    /// Proxies whose `X-Forwarded-For` names the client; from any other peer it is
+    /// ignored.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for DashboardConfig {
@@ -40,8 +46,9 @@ impl Default for DashboardConfig {
             secure_cookies: false,
             session_idle_secs: 30 * 60,
             session_max_secs: 12 * 3600,
-            login_failures_allowed: 5,
-            login_window_secs: 5 * 60,
+            login_free_failures: 3,
+            login_max_delay_secs: 5 * 60,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -58,15 +65,40 @@ pub(crate) struct WebSession {
 /// More sessions than this and the least recently used are dropped (memory is bounded
 /// whatever clients do).
 const MAX_SESSIONS: usize = 10_000;
-/// Distinct addresses and names whose failures are counted at once.
+/// Distinct (name, address) pairs whose failures are counted at once.
 const MAX_TRACKED_FAILURES: usize = 100_000;
+/// A pair's failures are forgotten this long (seconds) after its last one.
+const FORGET_FAILURES_SECS: i64 = 24 * 3600;
+
+/// The failures of one name from one address. Buckets are per pair, so failures from one
+/// address (an attacker, or a colleague's typos behind the same NAT) never delay a login
+/// from another address, nor one for another name.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    failures: u32,
+    last: i64,
+}
+
+type BucketKey = (String, Option<IpAddr>);
+
+/// Longer names than this share a bucket with their first this many bytes: no operator
+/// name is that long, and memory must not grow with what a client types.
+const MAX_NAME_KEY: usize = 128;
+
+fn bucket_key(name: &str, ip: Option<IpAddr>) -> BucketKey {
+    let mut end = name.len().min(MAX_NAME_KEY);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    (name[..end].to_owned(), ip)
+}
 
 /// Sessions and failed-login counters.
 #[derive(Debug)]
 pub(crate) struct Auth {
     pub config: DashboardConfig,
     sessions: Mutex<HashMap<String, WebSession>>,
-    failures: Mutex<HashMap<String, (i64, u32)>>,
+    failures: Mutex<HashMap<BucketKey, Bucket>>,
 }
 
 impl Auth {
@@ -164,42 +196,60 @@ impl Auth {
         sessions.retain(|_, s| !self.expired(s, now));
     }
 
-    /// Whether a login for `name` from `ip` may be tried now.
-    pub fn login_allowed(&self, ip: Option<IpAddr>, name: &str, now: i64) -> bool {
+    /// `None` when a login for `name` from `ip` may be tried now; else how many seconds
+    /// to wait. A pair with no recent failures is never delayed.
+    pub fn login_delay(&self, ip: Option<IpAddr>, name: &str, now: i64) -> Option<i64> {
         let failures = lock(&self.failures);
-        limiter_keys(ip, name)
-            .iter()
-            .all(|k| match failures.get(k) {
-                Some((start, n)) if now - start < self.config.login_window_secs => {
-                    *n < self.config.login_failures_allowed
-                }
-                _ => true,
-            })
+        let bucket = failures.get(&bucket_key(name, ip))?;
+        if now - bucket.last >= FORGET_FAILURES_SECS {
+            return None;
+        }
+        let until = bucket.last + self.delay_after(bucket.failures);
+        (now < until).then_some(until - now)
+    }
+
+    /// The wait after `failures` failures.
+    fn delay_after(&self, failures: u32) -> i64 {
+        let over = failures.saturating_sub(self.config.login_free_failures);
+        if over == 0 {
+            return 0;
+        }
+        1i64.checked_shl((over - 1).min(40))
+            .unwrap_or(i64::MAX)
+            .min(self.config.login_max_delay_secs)
     }
 
     /// Counts a failed login.
     pub fn login_failed(&self, ip: Option<IpAddr>, name: &str, now: i64) {
-        let window = self.config.login_window_secs;
         let mut failures = lock(&self.failures);
         if failures.len() >= MAX_TRACKED_FAILURES {
-            failures.retain(|_, (start, _)| now - *start < window);
+            failures.retain(|_, b| now - b.last < FORGET_FAILURES_SECS);
         }
-        for key in limiter_keys(ip, name) {
-            let entry = failures.entry(key).or_insert((now, 0));
-            if now - entry.0 >= window {
-                *entry = (now, 0);
+        if failures.len() >= MAX_TRACKED_FAILURES {
+            // Still full: forget the pair that failed longest ago rather than grow.
+            if let Some(oldest) = failures
+                .iter()
+                .min_by_key(|(_, b)| b.last)
+                .map(|(k, _)| k.clone())
+            {
+                failures.remove(&oldest);
             }
-            entry.1 = entry.1.saturating_add(1);
         }
+        let bucket = failures.entry(bucket_key(name, ip)).or_insert(Bucket {
+            failures: 0,
+            last: now,
+        });
+        if now - bucket.last >= FORGET_FAILURES_SECS {
+            bucket.failures = 0;
+        }
+        bucket.failures = bucket.failures.saturating_add(1);
+        bucket.last = now;
     }
-}
 
-fn limiter_keys(ip: Option<IpAddr>, name: &str) -> Vec<String> {
-    let mut keys = vec![format!("name:{name}")];
-    if let Some(ip) = ip {
-        keys.push(format!("ip:{ip}"));
+    /// A login succeeded: the pair starts afresh.
+    pub fn login_succeeded(&self, ip: Option<IpAddr>, name: &str) {
+        lock(&self.failures).remove(&bucket_key(name, ip));
     }
-    keys
 }
 
 /// A poisoned lock only means another request panicked mid-update of a map that stays
@@ -291,21 +341,46 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_limited_per_name_and_per_address() {
+    fn failures_delay_only_their_own_name_and_address() {
+        let a = auth();
+        let attacker: IpAddr = [203, 0, 113, 9].into();
+        let colleague: IpAddr = [198, 51, 100, 7].into();
+        for t in 0..50 {
+            a.login_failed(Some(attacker), "alice", t);
+        }
+        assert!(a.login_delay(Some(attacker), "alice", 50).is_some());
+        // Alice from her own address, and anyone else from the attacker's, are not held up.
+        assert_eq!(a.login_delay(Some(colleague), "alice", 50), None);
+        assert_eq!(a.login_delay(Some(attacker), "bob", 50), None);
+    }
+
+    #[test]
+    fn delays_grow_and_are_capped_never_a_lockout() {
         let a = auth();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let other: IpAddr = [127, 0, 0, 2].into();
-        for _ in 0..5 {
-            assert!(a.login_allowed(Some(ip), "alice", 0));
+        for _ in 0..3 {
             a.login_failed(Some(ip), "alice", 0);
+            assert_eq!(a.login_delay(Some(ip), "alice", 0), None, "free failures");
         }
-        assert!(!a.login_allowed(Some(ip), "alice", 10));
-        // The same name from elsewhere, and another name from the same address.
-        assert!(!a.login_allowed(Some(other), "alice", 10));
-        assert!(!a.login_allowed(Some(ip), "bob", 10));
-        assert!(a.login_allowed(Some(other), "bob", 10));
-        // The window passes.
-        assert!(a.login_allowed(Some(ip), "alice", 5 * 60));
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            a.login_failed(Some(ip), "alice", 0);
+            delays.push(a.login_delay(Some(ip), "alice", 0).unwrap_or(0));
+        }
+        assert_eq!(
+            delays,
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300],
+            "doubling up to five minutes"
+        );
+        // Once the wait has passed, a try is allowed again.
+        assert_eq!(a.login_delay(Some(ip), "alice", 300), None);
+        a.login_succeeded(Some(ip), "alice");
+        a.login_failed(Some(ip), "alice", 301);
+        assert_eq!(
+            a.login_delay(Some(ip), "alice", 301),
+            None,
+            "a success resets"
+        );
     }
 
     #[test]

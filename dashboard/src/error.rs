@@ -25,9 +25,12 @@ pub(crate) enum PageError {
         "this form is out of date or did not come from this dashboard; reload the page and try again"
     )]
     BadCsrf,
-    /// Too many failed logins.
-    #[error("too many failed logins; wait a few minutes and try again")]
-    TooManyLogins,
+    /// Failed logins for this name from this address: the next try must wait.
+    #[error("too many failed logins for this name from your address; try again in {retry_after} s")]
+    TooManyLogins {
+        /// Seconds until a try is allowed.
+        retry_after: i64,
+    },
     /// Nothing here.
     #[error("{0}")]
     NotFound(String),
@@ -65,7 +68,7 @@ impl PageError {
         match self {
             PageError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             PageError::Forbidden(_) | PageError::BadCsrf => StatusCode::FORBIDDEN,
-            PageError::TooManyLogins => StatusCode::TOO_MANY_REQUESTS,
+            PageError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             PageError::NotFound(_) => StatusCode::NOT_FOUND,
             PageError::Invalid(_) => StatusCode::BAD_REQUEST,
             PageError::Conflict(_) => StatusCode::CONFLICT,
@@ -78,7 +81,7 @@ impl PageError {
             PageError::LoginRequired { .. } => "Log in",
             PageError::Forbidden(_) => "Not allowed",
             PageError::BadCsrf => "Form refused",
-            PageError::TooManyLogins => "Too many attempts",
+            PageError::TooManyLogins { .. } => "Too many attempts",
             PageError::NotFound(_) => "Not found",
             PageError::Invalid(_) => "Not accepted",
             PageError::Conflict(_) => "Conflict",
@@ -108,7 +111,7 @@ impl IntoResponse for PageError {
             layout: Layout::anonymous(self.title()),
             message: self.to_string(),
         };
-        match page.render() {
+        let mut res = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (
                 status,
@@ -116,7 +119,13 @@ impl IntoResponse for PageError {
                 self.to_string(),
             )
                 .into_response(),
+        };
+        if let PageError::TooManyLogins { retry_after } = self
+            && let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        res
     }
 }
 

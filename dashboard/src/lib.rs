@@ -10,7 +10,8 @@
 //!
 //! Security: operator accounts with roles ([`Role`]); server-side sessions behind an
 //! HttpOnly, SameSite=Strict cookie (Secure over TLS) that expire when idle and at a
-//! maximum age; a CSRF token on every form; a failed-login limit; a strict
+//! maximum age; a CSRF token on every form; growing delays after failed logins per name
+//! and client address (`X-Forwarded-For` believed from trusted proxies only); a strict
 //! Content-Security-Policy (no inline script or style, nothing from other origins).
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ mod actions;
 mod auth;
 pub mod backend;
 mod chart;
+mod client_addr;
 mod error;
 mod events;
 mod pages;
@@ -35,6 +37,7 @@ use axum::routing::{get, post};
 
 pub use auth::DashboardConfig;
 pub use backend::{Backend, BackendError, Role};
+pub use client_addr::{BadIpNet, IpNet, TrustedProxies};
 
 use auth::Auth;
 use backend::Operator;

@@ -559,31 +559,110 @@ async fn login_refuses_a_wrong_password_a_missing_token_and_an_open_redirect() {
     assert_eq!(res.location(), "/");
 }
 
+/// `req` as if it came over TCP from `peer`, as the server records it.
+fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = format!("{peer}:40000").parse().expect("address");
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+/// `req` with `X-Forwarded-For: xff`.
+fn forwarded_for(mut req: Request<Body>, xff: &str) -> Request<Body> {
+    req.headers_mut()
+        .insert("x-forwarded-for", xff.parse().expect("header"));
+    req
+}
+
 #[tokio::test]
-async fn failed_logins_are_rate_limited() {
+async fn failed_logins_delay_the_next_try_with_growing_waits() {
     let fake = Fake::new();
     let app = app(&fake);
     let page = send(&app, get("/login", None)).await;
     let login_cookie = cookie_pair(&page, "signoff_login");
     let token = page.csrf();
-    for _ in 0..5 {
-        let res = send(
-            &app,
-            post(
-                "/login",
-                Some(&login_cookie),
-                &format!("name=op&password=guess&csrf={token}"),
-            ),
-        )
-        .await;
+    let wrong = format!("name=op&password=guess&csrf={token}");
+    let right = format!("name=op&password=op-pw&csrf={token}");
+    // Three typos cost nothing.
+    for _ in 0..3 {
+        let res = send(&app, post("/login", Some(&login_cookie), &wrong)).await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     }
-    // Even the right password is refused until the window passes.
-    let right = format!("name=op&password=op-pw&csrf={token}");
+    let res = send(&app, post("/login", Some(&login_cookie), &wrong)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    // The fourth makes the next try wait a second, the right password too.
     let res = send(&app, post("/login", Some(&login_cookie), &right)).await;
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
-    fake.clock.fetch_add(5 * 60, Ordering::SeqCst);
+    assert_eq!(res.headers.get(header::RETRY_AFTER).unwrap(), "1");
+    fake.clock.fetch_add(1, Ordering::SeqCst);
+    let res = send(&app, post("/login", Some(&login_cookie), &wrong)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     let res = send(&app, post("/login", Some(&login_cookie), &right)).await;
+    assert_eq!(res.headers.get(header::RETRY_AFTER).unwrap(), "2");
+    // Not a lockout: once the wait has passed, the right password gets in.
+    fake.clock.fetch_add(2, Ordering::SeqCst);
+    let res = send(&app, post("/login", Some(&login_cookie), &right)).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn failures_from_one_address_never_refuse_the_right_password_from_another() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let token = page.csrf();
+    let wrong = format!("name=op&password=guess&csrf={token}");
+    for _ in 0..20 {
+        let req = from_peer(post("/login", Some(&login_cookie), &wrong), "203.0.113.9");
+        let res = send(&app, req).await;
+        assert!(
+            res.status == StatusCode::UNAUTHORIZED || res.status == StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let right = format!("name=op&password=op-pw&csrf={token}");
+    let req = from_peer(post("/login", Some(&login_cookie), &right), "203.0.113.9");
+    assert_eq!(send(&app, req).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // The operator, from their own address with no failures.
+    let req = from_peer(post("/login", Some(&login_cookie), &right), "198.51.100.7");
+    assert_eq!(send(&app, req).await.status, StatusCode::SEE_OTHER);
+    // An attacker cannot pick someone else's bucket by writing X-Forwarded-For: it is not
+    // believed from a peer that is not a trusted proxy.
+    let req = forwarded_for(
+        from_peer(post("/login", Some(&login_cookie), &right), "203.0.113.9"),
+        "198.51.100.8",
+    );
+    assert_eq!(send(&app, req).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_bucket() {
+    let fake = Fake::new();
+    let app = app_with(
+        &fake,
+        DashboardConfig {
+            trusted_proxies: crate::TrustedProxies::new(vec!["10.0.0.1".parse().unwrap()]),
+            ..Default::default()
+        },
+    );
+    let page = send(&app, get("/login", None)).await;
+    let login_cookie = cookie_pair(&page, "signoff_login");
+    let token = page.csrf();
+    let wrong = format!("name=op&password=guess&csrf={token}");
+    let right = format!("name=op&password=op-pw&csrf={token}");
+    let via_proxy = |form: &str, client: &str| {
+        forwarded_for(
+            from_peer(post("/login", Some(&login_cookie), form), "10.0.0.1"),
+            client,
+        )
+    };
+    for _ in 0..10 {
+        send(&app, via_proxy(&wrong, "203.0.113.9")).await;
+    }
+    let res = send(&app, via_proxy(&right, "203.0.113.9")).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy (a shared NAT, a load balancer) is not delayed.
+    let res = send(&app, via_proxy(&right, "198.51.100.7")).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
 }
 

@@ -1,4 +1,5 @@
-//! Handlers: parse, check scope, call the service, return JSON.
+//! Handlers: parse, call the service, return JSON. The route's scope was checked before
+//! the handler runs (`routes.rs`, `auth.rs`), so nothing here reads a body it may not.
 
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{StatusCode, header};
@@ -25,10 +26,64 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub T);
 
-/// Query parameters whose rejection is an [`ApiError`].
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query parameters whose rejection is an [`ApiError`]. Unlike axum's `Query`, a
+/// percent-escape that does not decode to UTF-8 (`?reason=%FF`) or a malformed escape is a
+/// 400: axum decodes lossily, so the audit log would keep a U+FFFD where the caller sent
+/// something else.
+#[derive(Debug)]
 pub(crate) struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        if let Some(query) = parts.uri.query() {
+            check_query_encoding(query)?;
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
+
+/// Fails unless every name and value of `query` percent-decodes to UTF-8.
+pub(crate) fn check_query_encoding(query: &str) -> Result<(), ApiError> {
+    for piece in query.split('&').flat_map(|pair| pair.splitn(2, '=')) {
+        let mut bytes = Vec::with_capacity(piece.len());
+        let mut rest = piece.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b == b'%' {
+                let hex = tail
+                    .get(..2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "query: a % must be followed by two hex digits (write %25 for %)",
+                        )
+                    })?;
+                bytes.push(hex);
+                rest = &tail[2..];
+            } else {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(ApiError::bad_request(
+                "query: percent-escapes must decode to UTF-8",
+            ));
+        }
+    }
+    Ok(())
+}
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -48,11 +103,7 @@ pub(crate) struct ReasonBody {
     reason: String,
 }
 
-pub(crate) async fn revision_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
+pub(crate) async fn revision_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(
         serde_json::json!({ "revision": s.service.revision() }),
     ))
@@ -74,11 +125,7 @@ pub(crate) struct CreateUser {
     reason: String,
 }
 
-pub(crate) async fn list_users_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
+pub(crate) async fn list_users_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.service.list_users().await?))
 }
 
@@ -87,7 +134,7 @@ pub(crate) async fn create_user_handler(
     caller: Caller,
     Json(req): Json<CreateUser>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let new = NewUser {
         name: req.name,
         key_ids: req.key_ids,
@@ -100,10 +147,8 @@ pub(crate) async fn create_user_handler(
 
 pub(crate) async fn get_user_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.get_user(&name).await?))
 }
 
@@ -123,7 +168,7 @@ pub(crate) async fn update_user_handler(
     Path(name): Path<String>,
     Json(req): Json<UpdateUser>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let update = UserUpdate {
         key_ids: req.key_ids,
         principals: req.principals,
@@ -142,7 +187,7 @@ pub(crate) async fn disable_user_handler(
     Path(name): Path<String>,
     Json(req): Json<ReasonBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     Ok(Json(
         s.service
             .set_user_status(&actor, &name, UserStatus::Disabled, &req.reason)
@@ -156,7 +201,7 @@ pub(crate) async fn enable_user_handler(
     Path(name): Path<String>,
     Json(req): Json<ReasonBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     Ok(Json(
         s.service
             .set_user_status(&actor, &name, UserStatus::Active, &req.reason)
@@ -174,11 +219,7 @@ pub(crate) struct CreateGroup {
     reason: String,
 }
 
-pub(crate) async fn list_groups_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
+pub(crate) async fn list_groups_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.service.list_groups().await?))
 }
 
@@ -187,7 +228,7 @@ pub(crate) async fn create_group_handler(
     caller: Caller,
     Json(req): Json<CreateGroup>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let group = s
         .service
         .create_group(&actor, &req.name, &req.reason)
@@ -207,11 +248,7 @@ pub(crate) struct CreateHost {
     reason: String,
 }
 
-pub(crate) async fn list_hosts_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
+pub(crate) async fn list_hosts_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.service.list_hosts().await?))
 }
 
@@ -220,7 +257,7 @@ pub(crate) async fn create_host_handler(
     caller: Caller,
     Json(req): Json<CreateHost>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let new = NewHost {
         id: req.id,
         hostname: req.hostname,
@@ -232,10 +269,8 @@ pub(crate) async fn create_host_handler(
 
 pub(crate) async fn get_host_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.get_host(&id).await?))
 }
 
@@ -245,7 +280,7 @@ pub(crate) async fn remove_host_handler(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     s.service.remove_host(&actor, &id, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -264,7 +299,7 @@ pub(crate) async fn set_host_groups_handler(
     Path(id): Path<String>,
     Json(req): Json<SetGroups>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     Ok(Json(
         s.service
             .set_host_groups(&actor, &id, &req.groups, &req.reason)
@@ -307,11 +342,9 @@ fn revision_in_range(s: &AppState, rev: i64, field: &str) -> ApiResult<()> {
 
 pub(crate) async fn host_view_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     s.service.get_host(&id).await?;
     let rev = q.revision.unwrap_or_else(|| s.service.revision());
     revision_in_range(&s, rev, "revision")?;
@@ -341,11 +374,9 @@ pub(crate) struct DeltaQuery {
 
 pub(crate) async fn host_delta_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<DeltaQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     s.service.get_host(&id).await?;
     let to = q.to.unwrap_or_else(|| s.service.revision());
     revision_in_range(&s, q.from, "from")?;
@@ -388,10 +419,8 @@ pub(crate) struct GrantsQuery {
 
 pub(crate) async fn list_grants_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Query(q): Query<GrantsQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.list_grants(q.user.as_deref()).await?))
 }
 
@@ -400,7 +429,7 @@ pub(crate) async fn create_grant_handler(
     caller: Caller,
     Json(req): Json<CreateGrant>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let new = NewGrant {
         user: req.user,
         account: req.account,
@@ -417,7 +446,7 @@ pub(crate) async fn delete_grant_handler(
     Path(id): Path<i64>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     s.service.delete_grant(&actor, id, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -433,11 +462,7 @@ pub(crate) struct AddCa {
     reason: String,
 }
 
-pub(crate) async fn list_cas_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
+pub(crate) async fn list_cas_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.service.list_cas().await?))
 }
 
@@ -446,7 +471,7 @@ pub(crate) async fn add_ca_handler(
     caller: Caller,
     Json(req): Json<AddCa>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let ca = s
         .service
         .add_ca(&actor, &req.name, &req.public_key, &req.reason)
@@ -460,7 +485,7 @@ pub(crate) async fn remove_ca_handler(
     Path(name): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     s.service.remove_ca(&actor, &name, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -475,9 +500,7 @@ pub(crate) struct Revoke {
 
 pub(crate) async fn list_revocations_handler(
     State(s): State<AppState>,
-    caller: Caller,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.list_revocations().await?))
 }
 
@@ -486,7 +509,7 @@ pub(crate) async fn revoke_handler(
     caller: Caller,
     Json(req): Json<Revoke>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     let record = s
         .service
         .revoke(&actor, req.revocation, &req.reason)
@@ -500,7 +523,7 @@ pub(crate) async fn unrevoke_handler(
     Path(id): Path<i64>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     s.service.unrevoke(&actor, id, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -529,10 +552,8 @@ pub(crate) async fn krl_handler(
 
 pub(crate) async fn list_sessions_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Query(filter): Query<SessionFilter>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     if let Some(state) = &filter.state
         && !["live", "lingering", "unknown", "ended"].contains(&state.as_str())
     {
@@ -545,10 +566,8 @@ pub(crate) async fn list_sessions_handler(
 
 pub(crate) async fn get_session_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path((host, id)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.get_session(&host, &id).await?))
 }
 
@@ -558,7 +577,7 @@ pub(crate) async fn kill_session_handler(
     Path((host, id)): Path<(String, String)>,
     Json(req): Json<ReasonBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Signoff)?.actor();
+    let actor = caller.actor();
     let order = s
         .service
         .kill_session(&actor, &host, &id, &req.reason)
@@ -572,7 +591,7 @@ pub(crate) async fn kill_user_sessions_handler(
     Path(name): Path<String>,
     Json(req): Json<ReasonBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Signoff)?.actor();
+    let actor = caller.actor();
     let orders = s
         .service
         .kill_user_sessions(&actor, &name, &req.reason)
@@ -593,11 +612,7 @@ pub(crate) struct CreateToken {
     reason: String,
 }
 
-pub(crate) async fn list_tokens_handler(
-    State(s): State<AppState>,
-    caller: Caller,
-) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Write)?;
+pub(crate) async fn list_tokens_handler(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     Ok(Json(s.service.list_tokens().await?))
 }
 
@@ -606,7 +621,13 @@ pub(crate) async fn create_token_handler(
     caller: Caller,
     Json(req): Json<CreateToken>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    // The scope list is in the body, so this rule follows the parse; the route's own
+    // scope (`admin`) was checked before the body was read.
+    caller
+        .token()
+        .may_mint(&req.scopes, req.expires_at)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()))?;
+    let actor = caller.actor();
     let token = s
         .service
         .create_token(&actor, &req.name, &req.scopes, req.expires_at, &req.reason)
@@ -620,7 +641,7 @@ pub(crate) async fn revoke_token_handler(
     Path(id): Path<i64>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Write)?.actor();
+    let actor = caller.actor();
     s.service.revoke_token(&actor, id, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -636,10 +657,8 @@ pub(crate) struct AuditQuery {
 
 pub(crate) async fn audit_log_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(
         s.service
             .audit_log(&q.filter, q.before, q.limit.unwrap_or(100))
@@ -649,8 +668,6 @@ pub(crate) async fn audit_log_handler(
 
 pub(crate) async fn audit_verify_handler(
     State(s): State<AppState>,
-    caller: Caller,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.verify_audit().await?))
 }

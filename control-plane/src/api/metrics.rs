@@ -11,20 +11,36 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 
+/// The `method` label: one of the methods the API serves, or `other`, so that made-up
+/// methods cannot add series.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counters and gauges the HTTP layer and the server keep.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// By method label, route template and status: all from closed sets.
+    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
     /// Agents with a live sync stream (set by the agent service).
     pub connected_agents: AtomicI64,
 }
 
 impl Metrics {
     /// Counts one HTTP request.
-    pub fn record_request(&self, method: &str, route: &str, status: u16) {
+    pub fn record_request(&self, method: &'static str, route: &str, status: u16) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
+            *m.entry((method, route.to_owned(), status)).or_default() += 1;
         }
     }
 

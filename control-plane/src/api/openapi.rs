@@ -344,7 +344,7 @@ fn ops() -> Vec<Op> {
             method: "post",
             path: "/tokens",
             example_path: "/tokens",
-            scope: Some("write"),
+            scope: Some("admin"),
             summary: "Create a bearer token (the secret is returned once)",
             body: Some((
                 "CreateToken",
@@ -357,7 +357,7 @@ fn ops() -> Vec<Op> {
             method: "get",
             path: "/tokens",
             example_path: "/tokens",
-            scope: Some("write"),
+            scope: Some("admin"),
             summary: "List tokens (never their secrets)",
             body: None,
             ok: 200,
@@ -367,7 +367,7 @@ fn ops() -> Vec<Op> {
             method: "delete",
             path: "/tokens/{id}",
             example_path: "/tokens/2",
-            scope: Some("write"),
+            scope: Some("admin"),
             summary: "Revoke a token",
             body: None,
             ok: 204,
@@ -507,7 +507,7 @@ fn schemas() -> Value {
             "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"}}},
         "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
         "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
+            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "admin", "krl", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
     });
     if let (Some(all), Value::Object(sessions)) = (all.as_object_mut(), session_schemas()) {
         all.extend(sessions);
@@ -559,7 +559,20 @@ pub fn document() -> Value {
         if op.body.is_some() || op.path.contains('{') || op.example_path.contains('?') {
             responses.insert("400".into(), error("Malformed request"));
         }
+        if op.method == "delete" && op.path == "/revocations/{id}" {
+            responses.insert(
+                "409".into(),
+                error("The revocation enforces a sign-off in force; only re-enabling the person withdraws it"),
+            );
+        }
+        if op.path == "/tokens" && op.method == "post" {
+            responses.insert(
+                "403".into(),
+                error("Token lacks the admin scope, or a scope it asks for, or would outlive this token"),
+            );
+        }
         if op.body.is_some() {
+            responses.insert("413".into(), error("Body larger than 256 KiB"));
             responses.insert("409".into(), error("Conflicts with what exists"));
             responses.insert(
                 "422".into(),
@@ -589,7 +602,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "signoff control plane API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Bearer tokens carry scopes read, write, signoff, scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints) and is refused here. Errors are {\"error\": {\"code\", \"message\"}}."},
+                 "description": "Bearer tokens carry scopes read, write, signoff, admin (token management: a token creates only tokens with scopes it holds, expiring no later than itself), krl (GET /krl) and scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints), cannot carry another scope, and is refused here. The scope is checked before the request's body or query is read. Errors are {\"error\": {\"code\", \"message\"}}, also 405 and 413; a 401 carries WWW-Authenticate: Bearer."},
         "servers": [{"url": "/api/v1"}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

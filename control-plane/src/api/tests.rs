@@ -375,9 +375,11 @@ async fn the_krl_endpoint_serves_the_revocation_set() {
         Some(json!({"kind": "key_id", "key_id": "bob@corp"})),
     )
     .await;
+    let krl_token = s.token(&[Scope::Krl], None).await;
     let bytes = s
         .http
         .get(format!("{}/krl", s.base))
+        .bearer_auth(&krl_token)
         .send()
         .await
         .unwrap()
@@ -393,6 +395,7 @@ async fn the_krl_endpoint_serves_the_revocation_set() {
     let resp = s
         .http
         .get(format!("{}/krl?ca=unknown", s.base))
+        .bearer_auth(&krl_token)
         .send()
         .await
         .unwrap();

@@ -212,9 +212,7 @@ impl FromRequestParts<ScimState> for ScimCaller {
         let secret = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .and_then(crate::api::bearer_value)
             .ok_or_else(|| {
                 ScimError::unauthorized("Authorization header is not \"Bearer TOKEN\"")
             })?;

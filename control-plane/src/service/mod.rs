@@ -41,7 +41,7 @@ pub use scim::{MAX_EXTERNAL_ID, ScimUser};
 pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};
 pub use signoff::{SignoffHost, SignoffHostState, SignoffRecord};
 pub use stats::Counts;
-pub use tokens::{AuthError, Scope, Token, TokenInfo};
+pub use tokens::{AuthError, MintError, Scope, Token, TokenInfo};
 pub use users::{NewUser, UserUpdate};
 
 /// Where time comes from; tests move it.

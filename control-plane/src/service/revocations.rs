@@ -142,10 +142,30 @@ impl Service {
         Ok(record)
     }
 
-    /// Withdraws a revocation.
+    /// Withdraws a revocation. One that enforces a sign-off in force is refused (a
+    /// conflict naming the sign-off): withdrawing it would let the person's key back into
+    /// the KRL while the sign-off record still says they are out. Re-enabling the person
+    /// is the one way to withdraw it.
     pub async fn unrevoke(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "revocation.remove", true).await?;
         let rev = w.rev();
+        let owner = sqlx::query(
+            "SELECT s.id, u.name FROM signoff_revocations sr
+               JOIN signoffs s ON s.id = sr.signoff_id
+               JOIN users u ON u.id = s.user_id
+             WHERE sr.revocation_id = ? AND s.until_rev IS NULL
+             ORDER BY s.id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        if let Some(row) = owner {
+            let (signoff, user): (i64, String) = (row.get(0), row.get(1));
+            return Err(ServiceError::Conflict(format!(
+                "revocation {id} enforces sign-off #{signoff} of {user:?}; it is withdrawn only \
+                 by re-enabling {user:?} (POST /api/v1/users/{user}/reenable with a reason)"
+            )));
+        }
         let n =
             sqlx::query("UPDATE revocations SET until_rev = ? WHERE id = ? AND until_rev IS NULL")
                 .bind(rev)

@@ -90,6 +90,19 @@ impl Service {
     /// Signs a person off everywhere (see the module docs). Idempotent: for a person who is
     /// signed off already, returns the existing record and changes nothing.
     pub async fn sign_off(&self, actor: &Actor, user: &str, reason: &str) -> Result<SignoffRecord> {
+        Ok(self.sign_off_once(actor, user, reason).await?.0)
+    }
+
+    /// [`Service::sign_off`], also saying whether this call made the sign-off (`true`) or
+    /// found one in force (`false`). Decided inside the write transaction, so of concurrent
+    /// repeats exactly one is told it made it — an adapter comparing "before" and "after"
+    /// reads would tell several.
+    pub async fn sign_off_once(
+        &self,
+        actor: &Actor,
+        user: &str,
+        reason: &str,
+    ) -> Result<(SignoffRecord, bool)> {
         validate_text("reason", reason, 1024)?;
         if reason.trim().is_empty() {
             return Err(Invalid::new("reason", "say why the person is signed off").into());
@@ -102,7 +115,7 @@ impl Service {
         if let Some(existing) = live_signoff(&mut w.tx, uid).await? {
             // Dropping the write rolls back the revision it allocated.
             drop(w);
-            return self.get_signoff(existing).await;
+            return Ok((self.get_signoff(existing).await?, false));
         }
 
         let key_ids: BTreeSet<String> = live_values(&mut w.tx, "user_key_ids", "key_id", uid)
@@ -171,16 +184,25 @@ impl Service {
         }
         let mut added = 0usize;
         for (kind, value) in revocations {
-            let exists: bool = sqlx::query(
-                "SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
-                   AND value = ? AND until_rev IS NULL)",
+            let existing: Option<i64> = sqlx::query(
+                "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
+                   AND value = ? AND until_rev IS NULL",
             )
             .bind(kind)
             .bind(value)
-            .fetch_one(&mut *w.tx)
+            .fetch_optional(&mut *w.tx)
             .await?
-            .get(0);
-            if exists {
+            .map(|r| r.get(0));
+            if let Some(rid) = existing {
+                // Not ours to withdraw on re-enable, but ours to keep while in force.
+                sqlx::query(
+                    "INSERT INTO signoff_revocations (signoff_id, revocation_id, added)
+                     VALUES (?, ?, 0)",
+                )
+                .bind(id)
+                .bind(rid)
+                .execute(&mut *w.tx)
+                .await?;
                 continue;
             }
             let rid = sqlx::query(
@@ -233,7 +255,7 @@ impl Service {
         )
         .await?;
         self.signoff_progressed();
-        self.get_signoff(id).await
+        Ok((self.get_signoff(id).await?, true))
     }
 
     /// A sign-off by id.
@@ -319,7 +341,8 @@ impl Service {
                 .await?;
             withdrawn = sqlx::query(
                 "UPDATE revocations SET until_rev = ? WHERE until_rev IS NULL AND id IN
-                   (SELECT revocation_id FROM signoff_revocations WHERE signoff_id = ?)",
+                   (SELECT revocation_id FROM signoff_revocations
+                    WHERE signoff_id = ? AND added = 1)",
             )
             .bind(rev)
             .bind(id)

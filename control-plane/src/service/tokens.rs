@@ -16,35 +16,60 @@ use crate::model::{Invalid, validate_user_name};
 pub enum Scope {
     /// Read everything.
     Read,
-    /// Change users, hosts, grants, CAs, revocations, tokens.
+    /// Change users, hosts, grants, CAs, revocations.
     Write,
-    /// Sign people off.
+    /// Sign people off, re-enable them, kill sessions.
     Signoff,
+    /// Manage API tokens. Kept apart from `write` because a token that can mint tokens can
+    /// hand itself any scope it holds; it still cannot mint one it does not hold.
+    Admin,
+    /// Download the KRL (`GET /krl`): for hosts without an agent that pull it.
+    Krl,
     /// Provision and deprovision people over SCIM 2.0 (`/scim/v2`), and nothing else: an
     /// identity provider's token is good for SCIM only, and SCIM takes no other token.
+    /// It cannot be combined with another scope.
     Scim,
 }
 
 impl Scope {
-    /// Parses `read`, `write`, `signoff` or `scim`.
+    /// Every scope, in the order they are listed.
+    pub const ALL: [Scope; 6] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Signoff,
+        Scope::Admin,
+        Scope::Krl,
+        Scope::Scim,
+    ];
+
+    /// Parses `read`, `write`, `signoff`, `admin`, `krl` or `scim`.
     pub fn parse(s: &str) -> Option<Scope> {
-        match s {
-            "read" => Some(Scope::Read),
-            "write" => Some(Scope::Write),
-            "signoff" => Some(Scope::Signoff),
-            "scim" => Some(Scope::Scim),
-            _ => None,
-        }
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
     }
 
-    fn as_str(self) -> &'static str {
+    /// The scope's name as tokens and the API spell it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Signoff => "signoff",
+            Scope::Admin => "admin",
+            Scope::Krl => "krl",
             Scope::Scim => "scim",
         }
     }
+}
+
+/// Why a token may not create the token it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    /// The new token would carry a scope the creating token lacks.
+    #[error("this token cannot grant the {:?} scope, which it does not hold", .0.as_str())]
+    ScopeNotHeld(Scope),
+    /// The new token would outlive the creating token.
+    #[error("a token that expires cannot create one that expires later or never")]
+    Outlives,
 }
 
 /// A token as listed (never with its secret).
@@ -73,6 +98,20 @@ impl TokenInfo {
     /// Whether it carries `scope`.
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
+    }
+
+    /// Whether this token may create a token with `scopes` expiring at `expires_at`: never
+    /// one with a scope it lacks, nor one that outlives it, so a token cannot widen or
+    /// extend its own reach. (The admin CLI, on the server itself, is not bound by this.)
+    pub fn may_mint(&self, scopes: &[Scope], expires_at: Option<i64>) -> Result<(), MintError> {
+        if let Some(missing) = scopes.iter().find(|s| !self.has(**s)) {
+            return Err(MintError::ScopeNotHeld(*missing));
+        }
+        match (self.expires_at, expires_at) {
+            (Some(mine), Some(theirs)) if theirs > mine => Err(MintError::Outlives),
+            (Some(_), None) => Err(MintError::Outlives),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -129,9 +168,20 @@ impl Service {
     ) -> Result<Token> {
         validate_user_name("name", name)?;
         if scopes.is_empty() {
-            return Err(
-                Invalid::new("scopes", "give at least one of read, write, signoff, scim").into(),
-            );
+            return Err(Invalid::new(
+                "scopes",
+                "give at least one of read, write, signoff, admin, krl, scim",
+            )
+            .into());
+        }
+        // An identity provider's token must not open the rest of the API: whoever holds
+        // the IdP's configuration would hold it too.
+        if scopes.contains(&Scope::Scim) && scopes.iter().any(|s| *s != Scope::Scim) {
+            return Err(Invalid::new(
+                "scopes",
+                "scim cannot be combined with other scopes; make a separate token",
+            )
+            .into());
         }
         if expires_at.is_some_and(|t| t <= self.now()) {
             return Err(Invalid::new("expires_at", "is in the past").into());
@@ -192,7 +242,13 @@ impl Service {
             self.create_token(
                 &actor,
                 "admin",
-                &[Scope::Read, Scope::Write, Scope::Signoff],
+                &[
+                    Scope::Read,
+                    Scope::Write,
+                    Scope::Signoff,
+                    Scope::Admin,
+                    Scope::Krl,
+                ],
                 None,
                 "first start",
             )
@@ -280,10 +336,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scim_cannot_be_combined_with_another_scope() {
+        let (svc, _) = service().await;
+        let err = svc
+            .create_token(&Actor::cli(), "okta", &[Scope::Read, Scope::Scim], None, "")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("scim cannot be combined"), "{err}");
+        svc.create_token(&Actor::cli(), "okta", &[Scope::Scim], None, "")
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn a_token_mints_only_what_it_holds_and_never_outlives_itself() {
+        let t = TokenInfo {
+            id: 1,
+            name: "ops".into(),
+            scopes: vec![Scope::Read, Scope::Admin],
+            created_at: 0,
+            expires_at: Some(100),
+            revoked_at: None,
+        };
+        assert_eq!(t.may_mint(&[Scope::Read], Some(100)), Ok(()));
+        assert_eq!(
+            t.may_mint(&[Scope::Read, Scope::Signoff], Some(50)),
+            Err(MintError::ScopeNotHeld(Scope::Signoff))
+        );
+        assert_eq!(
+            t.may_mint(&[Scope::Read], Some(101)),
+            Err(MintError::Outlives)
+        );
+        assert_eq!(t.may_mint(&[Scope::Read], None), Err(MintError::Outlives));
+        let forever = TokenInfo {
+            expires_at: None,
+            ..t
+        };
+        assert_eq!(forever.may_mint(&[Scope::Admin], None), Ok(()));
+    }
+
+    #[tokio::test]
     async fn bootstrap_only_once() {
         let (svc, _) = service().await;
         let t = svc.bootstrap_token().await.unwrap().unwrap();
-        assert_eq!(svc.authenticate(&t.secret).await.unwrap().scopes.len(), 3);
+        assert_eq!(svc.authenticate(&t.secret).await.unwrap().scopes.len(), 5);
         assert!(svc.bootstrap_token().await.unwrap().is_none());
     }
 }
