@@ -813,6 +813,30 @@ async fn script_in_a_key_id_hostname_or_reason_is_shown_as_text() {
     }
 }
 
+/// A login that ended with processes left is shown as lingering, with what it left (as
+/// text), and can still be killed.
+#[tokio::test]
+async fn a_lingering_session_shows_what_it_left_and_can_be_killed() {
+    let fake = Fake::new();
+    {
+        let mut st = fake.state.lock().unwrap();
+        st.sessions[0].state = "lingering".into();
+        st.sessions[0].lingering = vec![format!("4242 deploy: sleep 600 {XSS}")];
+    }
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    let res = send(&app, get("/sessions", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.contains(">lingering<"), "{}", res.body);
+    assert!(res.body.contains("4242 deploy: sleep 600"), "{}", res.body);
+    assert!(!res.body.contains(XSS), "the command is shown as text");
+    assert!(
+        res.body.contains("/sessions/web-1/1234/kill"),
+        "{}",
+        res.body
+    );
+}
+
 #[tokio::test]
 async fn sign_off_needs_a_reason_and_the_confirmation() {
     let fake = Fake::new();

@@ -340,6 +340,54 @@ mod tests {
         );
     }
 
+    /// A login whose connection ended while processes of it run on is lingering, with
+    /// what it left, announced as an update; then it ends.
+    #[tokio::test]
+    async fn a_lingering_login_is_recorded_with_what_it_left_and_announced() {
+        let (svc, _) = service().await;
+        svc.session_started("web1", &session("1:1")).await.unwrap();
+        let mut events = svc.watch_sessions();
+        let mut lingering = session("1:1");
+        lingering.lingering = true;
+        lingering.pids = vec![4242];
+        lingering.lingering_processes = vec![v1::LingeringProcess {
+            pid: 4242,
+            uid: 1000,
+            account: "deploy".into(),
+            command: "sleep 600".into(),
+        }];
+        svc.session_started("web1", &lingering).await.unwrap();
+        let s = svc.get_session("web1", "1:1").await.unwrap();
+        assert_eq!(s.state, "lingering");
+        assert_eq!(s.lingering.len(), 1);
+        assert_eq!(s.lingering[0].command, "sleep 600");
+        assert_eq!(s.lingering[0].account, "deploy");
+        match events.try_recv() {
+            Ok(SessionEvent::Updated(r)) => assert_eq!(r.state, "lingering"),
+            other => panic!("expected an update, got {other:?}"),
+        }
+        // Listed by default (it is not over) and by its state.
+        let all = svc.list_sessions(&SessionFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 1);
+        let only = svc
+            .list_sessions(&SessionFilter {
+                state: Some("lingering".into()),
+                ..SessionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        // The same report again is no news.
+        svc.session_started("web1", &lingering).await.unwrap();
+        assert!(events.try_recv().is_err());
+        svc.session_ended("web1", "1:1", 1_800_000_100)
+            .await
+            .unwrap();
+        let s = svc.get_session("web1", "1:1").await.unwrap();
+        assert_eq!(s.state, "ended");
+        assert!(s.lingering.is_empty());
+    }
+
     #[tokio::test]
     async fn a_report_the_store_refuses_fails_alone() {
         let (svc, _) = service().await;

@@ -585,3 +585,135 @@ pub(super) async fn end(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use signoff_proto::v1;
+
+    use super::super::testing::service;
+    use super::*;
+
+    fn live(id: &str) -> v1::Session {
+        v1::Session {
+            id: id.into(),
+            account: "deploy".into(),
+            key_id: "alice@corp".into(),
+            source_address: "127.0.0.1".into(),
+            source_port: 50000,
+            started_at: 1_800_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn result(nonce: &str, executed: bool, remaining: Vec<u32>) -> v1::OrderResult {
+        v1::OrderResult {
+            nonce: hex::decode(nonce).unwrap(),
+            executed,
+            refusal: if executed {
+                String::new()
+            } else {
+                "replayed".into()
+            },
+            ended_pids: vec![100],
+            remaining_pids: remaining,
+        }
+    }
+
+    async fn state_of(svc: &Service, nonce: &str) -> String {
+        sqlx::query_scalar("SELECT state FROM kill_orders WHERE nonce = ?")
+            .bind(nonce)
+            .fetch_one(svc.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn with_order() -> (Service, std::sync::Arc<super::super::testing::ManualClock>) {
+        let (svc, clock) = service().await;
+        svc.set_order_signer(ssh_key::PrivateKey::from(
+            ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]),
+        ));
+        svc.session_started("web1", &live("1:1")).await.unwrap();
+        (svc, clock)
+    }
+
+    /// Agents re-report journaled results on every connection: only the first result of an
+    /// order counts, and a replay's refusal never overwrites an execution.
+    #[tokio::test]
+    async fn only_the_first_result_of_an_order_counts() {
+        let (svc, _) = with_order().await;
+        let connection = svc.host_connected("web1");
+        let order = svc
+            .kill_session(&Actor::cli(), "web1", "1:1", "test")
+            .await
+            .unwrap();
+        svc.record_order_result("web1", &result(&order.nonce, true, vec![]))
+            .await
+            .unwrap();
+        svc.record_order_result("web1", &result(&order.nonce, true, vec![]))
+            .await
+            .unwrap();
+        svc.record_order_result("web1", &result(&order.nonce, false, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(state_of(&svc, &order.nonce).await, "executed");
+        let results = svc
+            .audit_log("session.kill.result", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 1, "{results:?}");
+        drop(connection);
+    }
+
+    /// What a final scan found left is never called executed.
+    #[tokio::test]
+    async fn an_order_that_left_processes_is_incomplete() {
+        let (svc, _) = with_order().await;
+        let _connection = svc.host_connected("web1");
+        let order = svc
+            .kill_session(&Actor::cli(), "web1", "1:1", "test")
+            .await
+            .unwrap();
+        svc.record_order_result("web1", &result(&order.nonce, true, vec![4242]))
+            .await
+            .unwrap();
+        assert_eq!(state_of(&svc, &order.nonce).await, "incomplete");
+    }
+
+    /// An order with no result when its agent reconnects and has re-reported: re-sent while
+    /// it is valid, recorded `expired` (never carried out) once it is not.
+    #[tokio::test]
+    async fn orders_without_a_result_are_settled_when_the_agent_is_back() {
+        let (svc, clock) = with_order().await;
+        let first = svc.host_connected("web1");
+        let order = svc
+            .kill_session(&Actor::cli(), "web1", "1:1", "test")
+            .await
+            .unwrap();
+        assert_eq!(order.state, "sent");
+        svc.host_disconnected(first).await.unwrap();
+
+        let mut second = svc.host_connected("web1");
+        svc.settle_orders("web1").await.unwrap();
+        let resent = second.orders.try_recv().expect("the order is sent again");
+        let decoded = KillOrder::decode(&resent.order).unwrap();
+        assert_eq!(hex::encode(decoded.nonce), order.nonce);
+        assert_eq!(state_of(&svc, &order.nonce).await, "sent");
+        svc.host_disconnected(second).await.unwrap();
+
+        clock.0.fetch_add(KILL_ORDER_TTL_SECS + 1, Ordering::SeqCst);
+        let mut third = svc.host_connected("web1");
+        svc.settle_orders("web1").await.unwrap();
+        assert!(
+            third.orders.try_recv().is_err(),
+            "an expired order is not sent"
+        );
+        assert_eq!(state_of(&svc, &order.nonce).await, "expired");
+        // A late result of it changes nothing.
+        svc.record_order_result("web1", &result(&order.nonce, true, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(state_of(&svc, &order.nonce).await, "expired");
+    }
+}
