@@ -223,11 +223,18 @@ pub async fn list(
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Record>, sqlx::Error> {
-    let like = format!("%{}%", filter.replace(['%', '_'], ""));
+    // The filter is text, not a pattern: LIKE's wildcards in it are escaped, so a name
+    // with `_` or `%` matches itself.
+    let escaped = filter
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let like = format!("%{escaped}%");
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, target, reason, details, revision, prev_hash, hash
          FROM audit_log
-         WHERE (? = '' OR actor LIKE ? OR action LIKE ? OR target LIKE ?)
+         WHERE (? = '' OR actor LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\'
+                OR target LIKE ? ESCAPE '\\')
            AND seq < ?
          ORDER BY seq DESC LIMIT ?",
     )
@@ -271,6 +278,27 @@ mod tests {
             svc.create_user(&Actor::cli(), u, "test").await.unwrap();
         }
         svc
+    }
+
+    /// The search is text: a name with `_` finds itself, and `_` or `%` match nothing
+    /// else.
+    #[tokio::test]
+    async fn a_search_with_like_wildcards_matches_them_literally() {
+        let (svc, _) = service().await;
+        for name in ["svc_deploy", "svcxdeploy", "a100pct"] {
+            let u = NewUser {
+                name: name.into(),
+                ..Default::default()
+            };
+            svc.create_user(&Actor::cli(), u, "test").await.unwrap();
+        }
+        let targets = |rows: Vec<super::Record>| -> Vec<String> {
+            rows.into_iter().map(|r| r.target).collect()
+        };
+        let found = targets(svc.audit_log("svc_deploy", None, 10).await.unwrap());
+        assert_eq!(found, ["user:svc_deploy"]);
+        assert!(svc.audit_log("100%", None, 10).await.unwrap().is_empty());
+        assert!(svc.audit_log("a_00", None, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]
