@@ -140,7 +140,8 @@ impl v1::enrollment_server::Enrollment for AgentServer {
             .map_err(|e| match e {
                 EnrollError::UnknownToken
                 | EnrollError::TokenExpired
-                | EnrollError::TokenUsed(_) => Status::permission_denied(e.to_string()),
+                | EnrollError::TokenUsed(_)
+                | EnrollError::CorruptToken(_) => Status::permission_denied(e.to_string()),
                 EnrollError::Service(ServiceError::Invalid(i)) => {
                     Status::invalid_argument(i.to_string())
                 }

@@ -265,6 +265,21 @@ async fn a_reused_join_token_is_refused() {
     assert!(err.message().contains("already used"), "{err}");
 }
 
+/// A token whose stored groups do not parse enrolls nobody (before: a host in no groups).
+#[tokio::test]
+async fn a_join_token_with_corrupt_groups_is_refused() {
+    let p = start().await;
+    let token = p.join_token().await;
+    sqlx::query("UPDATE join_tokens SET groups = 'not json'")
+        .execute(p.service.pool())
+        .await
+        .unwrap();
+    let err = p.enroll(&p.ca.pin(), &token, "web1").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("groups are corrupt"), "{err}");
+    assert!(p.service.list_hosts().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn an_expired_join_token_is_refused() {
     let p = start().await;

@@ -40,6 +40,11 @@ pub enum EnrollError {
     /// The token expired.
     #[error("join token expired; make a new one with `signoff-server token create`")]
     TokenExpired,
+    /// The token's stored groups do not parse: the host is not enrolled into no groups.
+    #[error(
+        "the join token's stored groups are corrupt; make a new one with `signoff-server token create`"
+    )]
+    CorruptToken(#[source] serde_json::Error),
     /// Anything else the service refuses (bad host id, duplicate host, …).
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -130,8 +135,10 @@ impl Service {
         if row.get::<i64, _>(2) <= w.now {
             return Err(EnrollError::TokenExpired);
         }
+        // A host enrolled into no groups would be silently useless (or, with a group
+        // meant to exclude it, wrongly placed): a token that does not parse is refused.
         let groups: Vec<String> =
-            serde_json::from_str(&row.get::<String, _>(1)).unwrap_or_default();
+            serde_json::from_str(&row.get::<String, _>(1)).map_err(EnrollError::CorruptToken)?;
         let group_ids = group_ids(&mut w.tx, &groups).await?;
         let hostname = if hostname.is_empty() {
             host_id
