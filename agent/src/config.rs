@@ -254,7 +254,7 @@ impl Config {
 /// sshd as exactly that principal: sshd splits a line at whitespace (text before the last
 /// blank is taken as key options) and skips lines starting with `#`.
 pub fn is_valid_principal(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('#') && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+    signoff_core::principal::is_valid(p)
 }
 
 fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -262,38 +262,9 @@ fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
-/// Parses `90s`, `15m`, `1h`, `2d` and sums of them such as `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("invalid duration {text:?}: use a number and a unit s, m, h or d, e.g. \"1h30m\"")
-    };
-    let mut total: u64 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
-        let scale = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(bad()),
-        };
-        total = number
-            .checked_mul(scale)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
-        rest = &rest[digits + unit.len_utf8()..];
-    }
-    Ok(Duration::from_secs(total))
-}
+/// The one duration grammar of signoff's configuration files (`500ms`, `90s`, `1h30m`;
+/// see [`signoff_core::duration`]).
+pub use signoff_core::duration::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -393,6 +364,14 @@ mod tests {
         ));
     }
 
+    /// One duration grammar: milliseconds wherever a duration is read (`kill_grace` took
+    /// `500ms`, `max_staleness` did not).
+    #[test]
+    fn every_duration_takes_milliseconds() {
+        let c = parse("mode = \"strict\"\nmax_staleness = \"1500ms\"").unwrap();
+        assert_eq!(c.max_staleness, Duration::from_millis(1500));
+    }
+
     #[test]
     fn missing_file_is_an_error() {
         let err = Config::load(Path::new("/nonexistent/agent.toml")).unwrap_err();
@@ -402,8 +381,9 @@ mod tests {
     #[test]
     fn principal_validity() {
         assert!(is_valid_principal("alice"));
-        assert!(is_valid_principal("a,b@example.com"));
-        for bad in ["", "a b", "a\tb", "a\nb", "#x", "a\0"] {
+        assert!(is_valid_principal("alice@example.com"));
+        // The control plane's rule, the same function.
+        for bad in ["", "a b", "a\tb", "a\nb", "#x", "a\0", "a,b"] {
             assert!(!is_valid_principal(bad), "{bad:?}");
         }
     }

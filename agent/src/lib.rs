@@ -22,7 +22,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod atomic;
+/// Crash-safe file replacement, shared with the control plane.
+pub use signoff_core::atomic;
 pub mod config;
 pub mod daemon;
 pub mod identity;

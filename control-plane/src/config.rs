@@ -766,60 +766,11 @@ fn tls_server_config(
     Ok(Arc::new(config))
 }
 
-/// A duration that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a duration (expected a number and a unit s, m, h or d, e.g. \"90s\", \"15m\", \"24h\", \"7d\", \"1h30m\")"
-)]
-pub struct BadDuration(pub String);
-
-/// Parses `90s`, `15m`, `24h`, `7d`, `1h30m`, `0s`.
-pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
-    let bad = || BadDuration(text.to_owned());
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
-        let scale = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(scale)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        rest = &rest[digits + unit.len_utf8()..];
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// Formats whole seconds the way [`parse_duration`] reads them: `1d`, `1h30m`, `0s`.
-pub fn format_duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    if secs == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    for (unit, scale) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= scale {
-            out.push_str(&format!("{}{unit}", secs / scale));
-            secs %= scale;
-        }
-    }
-    out
-}
+/// The one duration grammar of signoff's configuration files (see
+/// [`signoff_core::duration`]).
+pub use signoff_core::duration::{
+    BadDuration, format as format_duration, parse as parse_duration,
+};
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ fn bad_duration_is_named() {
     let (_env, out) = with_config("[agents]\ncert_validity = \"1 day\"\n");
     assert_usage_error(
         &out,
-        "agents.cert_validity: \"1 day\" is not a duration (expected a number and a unit",
+        "agents.cert_validity: \"1 day\" is not a duration: use numbers with a unit ms, s, m, h or d",
     );
 }
 

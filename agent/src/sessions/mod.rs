@@ -343,20 +343,8 @@ fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
-/// The agent's durations (`90s`, `1h30m`, see [`crate::config::parse_duration`]), plus
-/// milliseconds (`500ms`) on their own.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Some(ms) = text.trim().strip_suffix("ms")
-        && !ms.is_empty()
-        && ms.bytes().all(|b| b.is_ascii_digit())
-    {
-        return ms
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("invalid duration {text:?}"));
-    }
-    crate::config::parse_duration(text)
-}
+/// The agent's durations: the one grammar of [`signoff_core::duration`].
+pub use signoff_core::duration::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,14 @@
+//! The rules the agent and the control plane both apply, each in one place: what a
+//! duration in a configuration file may say ([`duration`]), what a certificate principal
+//! may be ([`principal`]), and how a file another program reads is replaced ([`atomic`]).
+//! A rule that two sides apply differently is a bug waiting for the host that meets it
+//! (the control plane once accepted a principal every agent then silently skipped).
+//!
+//! Small and dependency-free on purpose: `signoff-sshd`, which sshd starts twice per
+//! login, links it.
+
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod duration;
+pub mod principal;
