@@ -241,12 +241,21 @@ pub fn describe_status(status: &tonic::Status) -> String {
             "the control plane is unreachable: {}",
             innermost.unwrap_or_else(|| status.message().to_owned())
         ),
-        // No I/O error, yet something beneath the status: the transport failed (a TLS
-        // handshake, a keep-alive timeout), not the control plane's answer.
-        None if innermost.is_some() && status.code() == tonic::Code::Unavailable => format!(
-            "the control plane is unreachable: {}",
-            innermost.unwrap_or_default()
-        ),
+        // No I/O error in reach, yet something beneath the status: it was made here from a
+        // transport failure (a TLS handshake, a keep-alive timeout, an HTTP/2 stream that
+        // broke, whose I/O cause h2 does not expose), not decoded from the control plane's
+        // answer, which carries no source.
+        None if innermost.is_some() => {
+            let innermost = innermost.unwrap_or_default();
+            if status.code() == tonic::Code::Unavailable {
+                format!("the control plane is unreachable: {innermost}")
+            } else {
+                format!(
+                    "the connection to the control plane failed: {}: {innermost}",
+                    status.message()
+                )
+            }
+        }
         None => format!("the control plane refused: {}", status.message()),
     }
 }
@@ -303,6 +312,20 @@ mod tests {
         ));
         assert!(
             msg.starts_with("the connection to the control plane was lost"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_stream_broken_without_an_io_cause_in_reach_is_no_refusal() {
+        // As tonic reports a body read that failed when the server died: code Unknown, and
+        // beneath it an error (h2's) whose own I/O cause is not exposed as a source.
+        let mut s =
+            tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        s.set_source(Arc::new(std::fmt::Error));
+        let msg = describe_status(&s);
+        assert!(
+            msg.starts_with("the connection to the control plane failed: h2 protocol error"),
             "{msg}"
         );
     }
