@@ -15,12 +15,17 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 use signoff_tests::fleet::{Fleet, USER, assert_refused, host_states, wait_gone};
 use signoff_tests::krl::ssh_keygen_check;
-use signoff_tests::plane::sync;
+use signoff_tests::plane::{sync, wait_for};
 
 /// How long after the sign-off's response each round's crash comes: the windows differ
 /// (before the fan-out, during the agents' kills, while their results are on the wire).
 /// Not synchronization: only where in the fan-out the crash lands.
 const CRASH_AFTER_MS: [u64; 6] = [0, 0, 20, 50, 100, 200];
+
+/// How long a round's sign-off may take to complete after the restart: an agent may have
+/// drawn a reconnect delay of up to its 10 s backoff ceiling just before the server came
+/// back, and another if it tried too early; a host left pending never completes at all.
+const COMPLETE_WITHIN: Duration = Duration::from_secs(45);
 
 #[test]
 fn a_signoff_completes_on_every_host_after_the_control_plane_is_killed_mid_fanout() -> Result<()> {
@@ -95,8 +100,30 @@ fn a_signoff_completes_on_every_host_after_the_control_plane_is_killed_mid_fanou
         fleet.plane.restart()?;
 
         let id = record["id"].clone();
-        let done = fleet.wait_signoff(&format!("complete (round {round})"), |r| {
-            r["id"] == id && !r["completed_at"].is_null()
+        let mut last = serde_json::Value::Null;
+        let done = wait_for(
+            format_args!("the sign-off of round {round} to complete"),
+            COMPLETE_WITHIN,
+            || {
+                let (status, v) =
+                    fleet.hr("GET", &format!("/api/v1/users/{USER}/signoff"), None)?;
+                if status != 200 {
+                    bail!("GET signoff answered {status}: {v}");
+                }
+                last = v.clone();
+                Ok((v["id"] == id && !v["completed_at"].is_null()).then_some(v))
+            },
+        )
+        .with_context(|| {
+            format!(
+                "last record: {last:#}\nserver log:\n{}\nagent logs:\n{}",
+                fleet.plane.log(),
+                hosts
+                    .iter()
+                    .map(|h| h.agent.log())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
         })?;
         assert!(
             host_states(&done).iter().all(|(_, s)| s == "confirmed"),
