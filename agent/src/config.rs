@@ -12,6 +12,7 @@
 //! max_staleness = "1h"                       # strict mode: how long without contact is too long
 //! identity_dir = "/var/lib/signoff/identity" # key (0600), certificate, CA; made by `enroll`
 //! allowed_signers = "/etc/signoff/allowed_signers"  # who may sign kill orders; none: no orders
+//! syslog_socket = "/dev/log"                 # where the sshd commands log refusals; "": nowhere
 //!
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
@@ -137,9 +138,17 @@ pub struct Config {
     /// Installed by Ansible, never learned from the wire. Without it, every order is refused.
     #[serde(default)]
     pub allowed_signers: Option<PathBuf>,
+    /// The local syslog socket the sshd commands send their refusals to (journald listens
+    /// at `/dev/log` too), besides sshd's stderr, which `sshd -E FILE` diverts. Empty: none.
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: PathBuf,
     /// Which sshd's sessions to watch, and how to kill them.
     #[serde(default)]
     pub sessions: crate::sessions::SessionsConfig,
+}
+
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from(crate::syslog::DEFAULT_SOCKET)
 }
 
 fn default_identity_dir() -> PathBuf {
@@ -168,6 +177,7 @@ impl Default for Config {
             break_glass: Vec::new(),
             identity_dir: default_identity_dir(),
             allowed_signers: None,
+            syslog_socket: default_syslog_socket(),
             sessions: crate::sessions::SessionsConfig::default(),
         }
     }

@@ -42,10 +42,13 @@ pub const STATUS_FILE: &str = "status.json";
 /// Held locked (`flock`) by the running daemon for its whole life.
 pub const LOCK_FILE: &str = "agent.lock";
 
-/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest reconnect delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// First reconnect delay's ceiling; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// The ceiling of any reconnect delay. After an outage of any length every agent must be
+/// back in sync within 15 s of the control plane's return, and a strict host refuses logins
+/// while it is stale: so 10 s, not more. Full jitter still spreads a fleet's reconnects
+/// over those 10 s (the 10,000-agent storm in BENCHMARKS.md).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A stream that lasted this long was healthy: the next failure starts the backoff afresh.
 const HEALTHY: Duration = Duration::from_secs(60);
 
@@ -87,8 +90,10 @@ pub enum DaemonError {
 enum SessionError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("the control plane refused: {}", .0.message())]
-    Status(#[from] tonic::Status),
+    /// A failed call: a refusal by the control plane, or no connection at all (see
+    /// [`transport::describe_status`]; the status is the whole story, so it is no source).
+    #[error("{}", transport::describe_status(.0))]
+    Status(tonic::Status),
     #[error("certificate renewal failed")]
     Renew(#[source] IdentityError),
     #[error("cannot apply the update")]
@@ -99,6 +104,12 @@ enum SessionError {
     Signoffs(#[from] SignoffsError),
     #[error("the control plane closed the stream")]
     Closed,
+}
+
+impl From<tonic::Status> for SessionError {
+    fn from(status: tonic::Status) -> Self {
+        SessionError::Status(status)
+    }
 }
 
 /// What `signoff-agent status` shows of the daemon.
@@ -129,21 +140,46 @@ fn write_status(dir: &Path, status: &DaemonStatus) {
     }
 }
 
-/// Full-jitter exponential backoff.
+/// Full-jitter exponential backoff: the n-th delay is uniform in [100 ms, min(2^n s,
+/// [`MAX_BACKOFF`])]. Public so that `fleet-load` simulates agents with the same policy.
 #[derive(Debug)]
-struct Backoff {
+pub struct Backoff {
     attempt: u32,
+    cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::with_cap(MAX_BACKOFF)
+    }
 }
 
 impl Backoff {
-    fn next(&mut self) -> Duration {
-        let ceiling = MIN_BACKOFF
+    /// A backoff whose delays never exceed `cap` (the agent's is [`MAX_BACKOFF`]; other
+    /// caps are for comparing policies in `fleet-load`).
+    pub fn with_cap(cap: Duration) -> Self {
+        Backoff { attempt: 0, cap }
+    }
+
+    /// The highest the next delay can be.
+    pub fn ceiling(&self) -> Duration {
+        MIN_BACKOFF
             .saturating_mul(1 << self.attempt.min(16))
-            .min(MAX_BACKOFF);
+            .min(self.cap)
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         // At least 100 ms so that a flapping server is not hammered.
         let millis = rand::rng().random_range(100..=ceiling.as_millis().max(100) as u64);
         Duration::from_millis(millis)
+    }
+
+    /// After a healthy connection: the next failure starts from [`MIN_BACKOFF`] again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
     }
 }
 
@@ -253,7 +289,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut unreported: Vec<v1::SignoffResult> = Vec::new();
 
     tokio::pin!(shutdown);
-    let mut backoff = Backoff { attempt: 0 };
+    let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         let result = tokio::select! {
@@ -273,9 +309,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         status.last_error = Some(error_chain(&error));
         write_status(&config.state_dir, &status);
         if started.elapsed() >= HEALTHY {
-            backoff.attempt = 0;
+            backoff.reset();
         }
-        let delay = backoff.next();
+        let delay = backoff.next_delay();
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
         loop {
@@ -846,5 +882,29 @@ fn to_proto_session(s: &Session) -> v1::Session {
                 command: p.command.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, MAX_BACKOFF, MIN_BACKOFF};
+
+    #[test]
+    fn the_backoff_doubles_from_one_second_and_never_exceeds_ten() {
+        let mut b = Backoff::default();
+        assert_eq!(b.ceiling(), MIN_BACKOFF);
+        let mut ceilings = Vec::new();
+        for _ in 0..200 {
+            ceilings.push(b.ceiling().as_secs());
+            let d = b.next_delay();
+            // However long the outage, the next attempt comes within the cap: an agent is
+            // back within 15 s of the control plane's return.
+            assert!(d <= MAX_BACKOFF && d.as_millis() >= 100, "{d:?}");
+        }
+        assert_eq!(ceilings[..5], [1, 2, 4, 8, 10]);
+        assert!(ceilings.iter().all(|c| *c <= 10));
+        assert_eq!(MAX_BACKOFF.as_secs(), 10);
+        b.reset();
+        assert_eq!(b.ceiling(), MIN_BACKOFF);
     }
 }

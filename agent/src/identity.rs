@@ -70,8 +70,9 @@ pub enum IdentityError {
     /// Connecting failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
-    /// The control plane refused.
-    #[error("the control plane refused: {}", .0.message())]
+    /// The call failed: the control plane refused, or could not be reached (see
+    /// [`crate::transport::describe_status`]).
+    #[error("{}", crate::transport::describe_status(.0))]
     Refused(tonic::Status),
     /// The certificate the control plane sent does not parse.
     #[error("the control plane sent a certificate that does not parse")]

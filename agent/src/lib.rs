@@ -37,4 +37,5 @@ pub mod sessions;
 pub mod signoffs;
 pub mod state;
 pub mod status;
+pub mod syslog;
 pub mod transport;

@@ -73,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 now_unix_secs(),
                 &mut io::stdout().lock(),
                 &mut io::stderr().lock(),
+                principals::Syslog::FromConfig,
             )?;
             Ok(exit_for(ok))
         }
@@ -138,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 now_unix_secs(),
                 &mut io::stdout().lock(),
                 &mut io::stderr().lock(),
+                principals::Syslog::FromConfig,
             )?;
             Ok(exit_for(ok))
         }

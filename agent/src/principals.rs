@@ -7,8 +7,9 @@
 //! no network, no lock, no waiting), print their answer to `out` and nothing else, and fail
 //! closed: when the view is missing, unreadable or corrupt, or (strict mode) stale, or the
 //! certificate is revoked, or nothing matches, they print nothing and the caller exits
-//! non-zero. The [`Decision`] says why, for the caller to log on stderr (which sshd sends to
-//! its own log).
+//! non-zero. The [`Decision`] says why: [`run_principals`] and [`run_authorized_keys`] log
+//! it on stderr (which sshd sends to its own log) and to the system log
+//! ([`crate::syslog`]), since `sshd -E FILE` diverts that stderr.
 //!
 //! Break-glass principals from the configuration are printed for their account even when
 //! the view is missing, corrupt or stale; a revocation found in a readable view still
@@ -25,6 +26,7 @@ use crate::config::{Config, Mode, is_valid_principal};
 use crate::state::format::{FormatError, key_fingerprint};
 use crate::state::writer::{ContactError, STATE_FILE, read_contact};
 use crate::state::{CertificateQuery, Revoked, StateFile};
+use crate::syslog::Severity;
 
 /// Writing the answer to sshd failed.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,15 @@ impl Decision {
     /// Whether the command should exit 0.
     pub fn is_success(&self) -> bool {
         !matches!(self, Decision::Denied(_))
+    }
+
+    /// How serious it is in the system log: a refusal or a break-glass login is a warning, a
+    /// grant with a warning (a stale view in best-effort mode) a notice.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Decision::Granted { .. } => Severity::Notice,
+            Decision::BreakGlass { .. } | Decision::Denied(_) => Severity::Warning,
+        }
     }
 
     /// Whether the decision should be logged (refusals, break-glass use, warnings); a plain
@@ -427,12 +438,19 @@ pub fn run_principals(
     now: u64,
     out: &mut impl Write,
     log: &mut impl Write,
+    syslog: Syslog,
 ) -> Result<bool, CommandError> {
     let what = format!("principals for account {account:?}, key ID {key_id:?}, serial {serial}");
     let cfg = match Config::load(config_path) {
         Ok(cfg) => cfg,
         Err(e) => {
-            let _ = writeln!(log, "signoff-agent: {what}: denied: {}", chain(&e));
+            let line = format!("{what}: denied: {}", chain(&e));
+            report(
+                log,
+                syslog.socket(config_path, None),
+                Severity::Warning,
+                &line,
+            );
             return Ok(false);
         }
     };
@@ -445,8 +463,13 @@ pub fn run_principals(
     };
     let decision = principals(&cfg, &args, now, out)?;
     if decision.should_log() {
-        // The log is best effort: sshd may have closed our stderr.
-        let _ = writeln!(log, "signoff-agent: {what}: {decision}");
+        let line = format!("{what}: {decision}");
+        report(
+            log,
+            syslog.socket(config_path, Some(&cfg)),
+            decision.severity(),
+            &line,
+        );
     }
     Ok(decision.is_success())
 }
@@ -459,20 +482,71 @@ pub fn run_authorized_keys(
     now: u64,
     out: &mut impl Write,
     log: &mut impl Write,
+    syslog: Syslog,
 ) -> Result<bool, CommandError> {
     let what = format!("authorized keys for account {account:?}");
     let cfg = match Config::load(config_path) {
         Ok(cfg) => cfg,
         Err(e) => {
-            let _ = writeln!(log, "signoff-agent: {what}: denied: {}", chain(&e));
+            let line = format!("{what}: denied: {}", chain(&e));
+            report(
+                log,
+                syslog.socket(config_path, None),
+                Severity::Warning,
+                &line,
+            );
             return Ok(false);
         }
     };
     let decision = authorized_keys(&cfg, account, now, out)?;
     if decision.should_log() {
-        let _ = writeln!(log, "signoff-agent: {what}: {decision}");
+        let line = format!("{what}: {decision}");
+        report(
+            log,
+            syslog.socket(config_path, Some(&cfg)),
+            decision.severity(),
+            &line,
+        );
     }
     Ok(decision.is_success())
+}
+
+/// Whether the commands' reasons also go to the system log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syslog {
+    /// To the agent config's `syslog_socket` (`/dev/log` unless it says otherwise).
+    FromConfig,
+    /// Only to stderr (unit tests: never the host's real log).
+    Off,
+}
+
+impl Syslog {
+    /// The socket to send to, if any. When the configuration did not load, its
+    /// `syslog_socket` is still honoured if the file is TOML at all: the reason a broken
+    /// configuration refuses every login is the one an operator most needs to see.
+    fn socket(self, config_path: &Path, cfg: Option<&Config>) -> Option<PathBuf> {
+        if self == Syslog::Off {
+            return None;
+        }
+        let path = match cfg {
+            Some(cfg) => cfg.syslog_socket.clone(),
+            None => std::fs::read_to_string(config_path)
+                .ok()
+                .and_then(|text| text.parse::<toml::Table>().ok())
+                .and_then(|t| t.get("syslog_socket")?.as_str().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(crate::syslog::DEFAULT_SOCKET)),
+        };
+        (!path.as_os_str().is_empty()).then_some(path)
+    }
+}
+
+/// Logs `line` on `log` (stderr) and to the syslog socket. Both are best effort: sshd may
+/// have closed our stderr, and no syslog daemon may be listening.
+fn report(log: &mut impl Write, socket: Option<PathBuf>, severity: Severity, line: &str) {
+    let _ = writeln!(log, "signoff-agent: {line}");
+    if let Some(socket) = socket {
+        let _ = crate::syslog::send(&socket, severity, crate::syslog::TAG, line);
+    }
 }
 
 /// `SHA256:` and 43 characters of unpadded base64, as sshd prints a fingerprint.
@@ -1026,6 +1100,7 @@ mod tests {
                 NOW,
                 &mut out,
                 &mut log,
+                Syslog::Off,
             )
             .unwrap();
             (
@@ -1062,7 +1137,9 @@ mod tests {
         )
         .unwrap();
         let (mut out, mut log) = (Vec::new(), Vec::new());
-        assert!(run_authorized_keys(&cfg_path, "root", NOW, &mut out, &mut log).unwrap());
+        assert!(
+            run_authorized_keys(&cfg_path, "root", NOW, &mut out, &mut log, Syslog::Off).unwrap()
+        );
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
         assert!(log.is_empty());
     }

@@ -7,8 +7,9 @@
 //!
 //! They answer exactly as `signoff-agent principals` / `authorized-keys` do — the same
 //! library functions, the same configuration file and default, the same output, log lines
-//! and exit codes: 0 when something was printed, 1 when nothing was (the reason on stderr),
-//! 2 on a usage error or when the answer could not be written.
+//! and exit codes: 0 when something was printed, 1 when nothing was (the reason on stderr
+//! and in the system log, see `signoff_agent::syslog`), 2 on a usage error or when the
+//! answer could not be written.
 //!
 //! Why a second binary: sshd starts one of these processes twice per login, and on a
 //! dynamically linked build most of a call is process start-up. `signoff-agent` links the
@@ -124,10 +125,16 @@ fn main() -> ExitCode {
             now_unix_secs(),
             &mut out,
             &mut log,
+            principals::Syslog::FromConfig,
         ),
-        Invocation::AuthorizedKeys { config, user } => {
-            principals::run_authorized_keys(&config, &user, now_unix_secs(), &mut out, &mut log)
-        }
+        Invocation::AuthorizedKeys { config, user } => principals::run_authorized_keys(
+            &config,
+            &user,
+            now_unix_secs(),
+            &mut out,
+            &mut log,
+            principals::Syslog::FromConfig,
+        ),
     };
     match answered {
         Ok(true) => ExitCode::SUCCESS,

@@ -202,3 +202,145 @@ pub fn channel(url: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportEr
         })),
     )
 }
+
+/// What a failed call to the control plane means, in words for `signoff-agent status`.
+///
+/// tonic reports a connection that could not be made as a `Status` of code `Unavailable`,
+/// the same type as an answer the control plane sends; only the error chain beneath it
+/// tells them apart. A refused connection, an unreachable address or a connection lost
+/// midway is not a refusal by the control plane, and saying so would send an operator to
+/// the wrong place.
+pub fn describe_status(status: &tonic::Status) -> String {
+    use std::io::ErrorKind;
+    let mut io_kind = None;
+    let mut innermost = None;
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = Some(e.to_string());
+        source = e.source();
+    }
+    match io_kind {
+        Some(ErrorKind::ConnectionRefused) => {
+            "connection refused: nothing listens at the control plane's agent address (is it running?)"
+                .to_owned()
+        }
+        Some(
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::NotConnected,
+        ) => format!(
+            "the connection to the control plane was lost: {}",
+            innermost.unwrap_or_else(|| status.message().to_owned())
+        ),
+        Some(_) => format!(
+            "the control plane is unreachable: {}",
+            innermost.unwrap_or_else(|| status.message().to_owned())
+        ),
+        // No I/O error in reach, yet something beneath the status: it was made here from a
+        // transport failure (a TLS handshake, a keep-alive timeout, an HTTP/2 stream that
+        // broke, whose I/O cause h2 does not expose), not decoded from the control plane's
+        // answer, which carries no source.
+        None if innermost.is_some() => {
+            let innermost = innermost.unwrap_or_default();
+            if status.code() == tonic::Code::Unavailable {
+                format!("the control plane is unreachable: {innermost}")
+            } else {
+                format!(
+                    "the connection to the control plane failed: {}: {innermost}",
+                    status.message()
+                )
+            }
+        }
+        None => format!("the control plane refused: {}", status.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+
+    use super::describe_status;
+
+    /// A status as tonic makes it from a failed connection: `Unavailable`, with the
+    /// connector's error beneath it.
+    fn transport_failure(kind: io::ErrorKind, text: &str) -> tonic::Status {
+        let mut s = tonic::Status::unavailable("tcp connect error");
+        s.set_source(Arc::new(io::Error::new(kind, text.to_owned())));
+        s
+    }
+
+    #[test]
+    fn a_refused_connection_is_not_a_refusal_by_the_control_plane() {
+        let msg = describe_status(&transport_failure(
+            io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        ));
+        assert!(msg.starts_with("connection refused"), "{msg}");
+        assert!(!msg.contains("the control plane refused"), "{msg}");
+    }
+
+    #[test]
+    fn an_unreachable_address_says_unreachable() {
+        let msg = describe_status(&transport_failure(
+            io::ErrorKind::HostUnreachable,
+            "No route to host (os error 113)",
+        ));
+        assert_eq!(
+            msg,
+            "the control plane is unreachable: No route to host (os error 113)"
+        );
+        let mut tls = tonic::Status::unavailable("tls handshake");
+        tls.set_source(Arc::new(std::fmt::Error));
+        assert!(
+            describe_status(&tls).starts_with("the control plane is unreachable"),
+            "{}",
+            describe_status(&tls)
+        );
+    }
+
+    #[test]
+    fn a_connection_lost_midway_says_so() {
+        let msg = describe_status(&transport_failure(
+            io::ErrorKind::ConnectionReset,
+            "Connection reset by peer (os error 104)",
+        ));
+        assert!(
+            msg.starts_with("the connection to the control plane was lost"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_stream_broken_without_an_io_cause_in_reach_is_no_refusal() {
+        // As tonic reports a body read that failed when the server died: code Unknown, and
+        // beneath it an error (h2's) whose own I/O cause is not exposed as a source.
+        let mut s =
+            tonic::Status::unknown("h2 protocol error: error reading a body from connection");
+        s.set_source(Arc::new(std::fmt::Error));
+        let msg = describe_status(&s);
+        assert!(
+            msg.starts_with("the connection to the control plane failed: h2 protocol error"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_answer_of_the_control_plane_is_a_refusal() {
+        let msg = describe_status(&tonic::Status::permission_denied(
+            "host \"web1\" has been removed or was never enrolled",
+        ));
+        assert_eq!(
+            msg,
+            "the control plane refused: host \"web1\" has been removed or was never enrolled"
+        );
+        // Unavailable sent by the server itself (nothing beneath it) is its answer too.
+        let msg = describe_status(&tonic::Status::unavailable("shutting down"));
+        assert_eq!(msg, "the control plane refused: shutting down");
+    }
+}

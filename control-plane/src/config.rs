@@ -768,9 +768,7 @@ fn tls_server_config(
 
 /// The one duration grammar of signoff's configuration files (see
 /// [`signoff_core::duration`]).
-pub use signoff_core::duration::{
-    BadDuration, format as format_duration, parse as parse_duration,
-};
+pub use signoff_core::duration::{BadDuration, format as format_duration, parse as parse_duration};
 
 #[cfg(test)]
 mod tests {

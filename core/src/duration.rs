@@ -94,7 +94,16 @@ mod tests {
     #[test]
     fn anything_else_is_refused_with_the_grammar() {
         for text in [
-            "", "s", "10", "10x", "1.5h", "-1s", "1 h", "10msx", "ms", "18446744073709551615d",
+            "",
+            "s",
+            "10",
+            "10x",
+            "1.5h",
+            "-1s",
+            "1 h",
+            "10msx",
+            "ms",
+            "18446744073709551615d",
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains("\"500ms\""), "{text}: {err}");

@@ -140,7 +140,11 @@ impl Fleet {
             &format!(
                 "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
+                 AuthorizedKeysCommand {} authorized-keys --config {} %u\n\
+                 AuthorizedKeysCommandUser {COMMAND_USER}\n\
                  RevokedKeys {}\n",
+                self.installed.path().display(),
+                agent.config().display(),
                 self.installed.path().display(),
                 agent.config().display(),
                 agent.krl_path().display(),
@@ -175,6 +179,23 @@ impl Fleet {
             &self.cert,
             &ClientOptions {
                 pty,
+                command: &command,
+                verbose: false,
+            },
+        )?;
+        Ok(Held { client, marker })
+    }
+
+    /// A session held open like [`Fleet::open`], logged in with the plain key `key` (no
+    /// certificate: sshd's `AuthorizedKeysCommand` admits it).
+    pub fn open_plain_key(&self, host: &Host, key: &KeyPair, marker: u32) -> Result<Held> {
+        let command = format!("sleep {marker}");
+        let client = SshClient::spawn_plain_key(
+            host.sshd.port(),
+            TEST_ACCOUNT,
+            &key.private,
+            &ClientOptions {
+                pty: false,
                 command: &command,
                 verbose: false,
             },

@@ -120,9 +120,16 @@ impl HostDir {
     }
 
     /// Rewrites `agent.toml` with the directory's paths and `extra_config`.
+    /// Unless `extra_config` names a `syslog_socket`, the commands log to none: a test
+    /// never writes to the host's real `/dev/log`.
     pub fn write_config(&self, extra_config: &str) -> Result<()> {
+        let syslog = if extra_config.contains("syslog_socket") {
+            ""
+        } else {
+            "syslog_socket = \"\"\n"
+        };
         let text = format!(
-            "state_dir = {:?}\nkrl_path = {:?}\n{extra_config}\n",
+            "state_dir = {:?}\nkrl_path = {:?}\n{syslog}{extra_config}\n",
             self.path().display().to_string(),
             self.krl().display().to_string(),
         );
@@ -164,6 +171,28 @@ impl PrincipalsSshd {
     /// `signoff-agent`), trusting user CA `ca_pub`, with `RevokedKeys` `krl` (which must
     /// exist), and waits until it listens.
     pub fn start(bin: &Path, config: &Path, ca_pub: &Path, krl: &Path) -> Result<PrincipalsSshd> {
+        PrincipalsSshd::start_with(bin, config, ca_pub, krl, false)
+    }
+
+    /// [`PrincipalsSshd::start`] with sshd writing its log itself (`-E FILE`, as deployed
+    /// with a log file) instead of to its stderr (`-e`): the commands' stderr does not reach
+    /// that file.
+    pub fn start_logging_to_file(
+        bin: &Path,
+        config: &Path,
+        ca_pub: &Path,
+        krl: &Path,
+    ) -> Result<PrincipalsSshd> {
+        PrincipalsSshd::start_with(bin, config, ca_pub, krl, true)
+    }
+
+    fn start_with(
+        bin: &Path,
+        config: &Path,
+        ca_pub: &Path,
+        krl: &Path,
+        log_to_file: bool,
+    ) -> Result<PrincipalsSshd> {
         let sshd = SSHD.path()?;
         if !Path::new("/run/sshd").is_dir() {
             fs::create_dir_all("/run/sshd")?;
@@ -203,8 +232,14 @@ impl PrincipalsSshd {
             let port = free_port()?;
             let log = dir.path().join(format!("sshd-{attempt}.log"));
             let log_file = File::create(&log)?;
-            let mut child = Command::new(sshd)
-                .args(["-D", "-e", "-f"])
+            let mut cmd = Command::new(sshd);
+            if log_to_file {
+                cmd.arg("-D").arg("-E").arg(&log);
+            } else {
+                cmd.args(["-D", "-e"]);
+            }
+            let mut child = cmd
+                .arg("-f")
                 .arg(&config_path)
                 .args(["-p", &port.to_string()])
                 .stdin(Stdio::null())

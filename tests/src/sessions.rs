@@ -342,29 +342,51 @@ impl SshClient {
         cert: &Path,
         options: &ClientOptions<'_>,
     ) -> Result<SshClient> {
+        Self::start(port, user, key, Some(cert), options)
+    }
+
+    /// [`SshClient::spawn`] offering the plain key alone, no certificate (a login through
+    /// `AuthorizedKeysCommand`).
+    pub fn spawn_plain_key(
+        port: u16,
+        user: &str,
+        key: &Path,
+        options: &ClientOptions<'_>,
+    ) -> Result<SshClient> {
+        Self::start(port, user, key, None, options)
+    }
+
+    fn start(
+        port: u16,
+        user: &str,
+        key: &Path,
+        cert: Option<&Path>,
+        options: &ClientOptions<'_>,
+    ) -> Result<SshClient> {
         let mut cmd = SSH.command()?;
-        cmd.args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .arg("-o")
-            .arg(format!("CertificateFile={}", cert.display()))
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityAgent=none",
-                "-o",
-                "ConnectTimeout=20",
-                "-p",
-                &port.to_string(),
-            ]);
+        cmd.args(["-F", "/dev/null", "-i"]).arg(key);
+        if let Some(cert) = cert {
+            cmd.arg("-o")
+                .arg(format!("CertificateFile={}", cert.display()));
+        }
+        cmd.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "ConnectTimeout=20",
+            "-p",
+            &port.to_string(),
+        ]);
         if options.verbose {
             cmd.arg("-v");
         } else {

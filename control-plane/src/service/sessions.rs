@@ -27,7 +27,8 @@ pub struct SessionRecord {
     pub id: String,
     /// The Unix account.
     pub account: String,
-    /// The person whose key ID the certificate carries, if known.
+    /// The person the login's key belongs to, if known: by the certificate's key ID, or
+    /// for a plain key by its fingerprint among people's registered keys.
     pub user: Option<String>,
     /// Certificate key ID (empty for a plain key).
     pub key_id: String,
@@ -96,7 +97,7 @@ pub enum SessionEvent {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionFilter {
-    /// Only this person's (by key ID).
+    /// Only this person's (by key ID, or plain key fingerprint).
     pub user: Option<String>,
     /// Only on this host.
     pub host: Option<String>,
@@ -172,8 +173,20 @@ fn record(r: &sqlx::sqlite::SqliteRow) -> SessionRecord {
     }
 }
 
-const SELECT: &str = "SELECT s.*, (SELECT u.name FROM user_key_ids k JOIN users u ON u.id = k.user_id
-         WHERE k.key_id = s.key_id AND s.key_id != '' ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1) AS user
+/// Sessions with the person they belong to: a certificate login by its key ID; a plain-key
+/// login (no key ID) by the SHA256 fingerprint of the person's registered plain key. The
+/// key a person has now is looked up first (through the partial index of live keys), and
+/// only then one they had: a session outlives a key removed since it logged in.
+const SELECT: &str = "SELECT s.*, coalesce(
+        (SELECT u.name FROM user_key_ids k JOIN users u ON u.id = k.user_id
+          WHERE k.key_id = s.key_id AND s.key_id != ''
+          ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1),
+        (SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
+          WHERE k.fingerprint = s.key_fingerprint AND k.until_rev IS NULL
+            AND s.key_id = '' AND s.key_fingerprint != ''),
+        (SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
+          WHERE k.fingerprint = s.key_fingerprint AND s.key_id = '' AND s.key_fingerprint != ''
+          ORDER BY k.since_rev DESC LIMIT 1)) AS user
      FROM sessions s";
 
 impl Service {
@@ -593,7 +606,87 @@ mod tests {
     use signoff_proto::v1;
 
     use super::super::testing::service;
+    use super::super::{NewUser, SessionFilter};
     use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2ADVX7YIkfRzLTX7/c44vUOuaZhBNshwWrNH/4mlJT bob";
+
+    fn fingerprint(line: &str) -> String {
+        ssh_key::PublicKey::from_openssh(line)
+            .unwrap()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    }
+
+    fn plain(id: &str, fp: &str) -> v1::Session {
+        v1::Session {
+            id: id.into(),
+            account: "deploy".into(),
+            key_fingerprint: fp.into(),
+            source_address: "127.0.0.1".into(),
+            source_port: 50000,
+            started_at: 1_800_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_key_login_belongs_to_the_person_who_registered_the_key() {
+        let (svc, _) = service().await;
+        svc.create_user(
+            &Actor::cli(),
+            NewUser {
+                name: "bob".into(),
+                key_ids: vec![],
+                principals: vec![],
+                public_keys: vec![KEY.into()],
+            },
+            "",
+        )
+        .await
+        .unwrap();
+        let fp = fingerprint(KEY);
+        svc.session_started("web1", &plain("1:1", &fp))
+            .await
+            .unwrap();
+        // Another key: nobody's.
+        let other = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        svc.session_started("web1", &plain("2:1", other))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            svc.get_session("web1", "1:1")
+                .await
+                .unwrap()
+                .user
+                .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(svc.get_session("web1", "2:1").await.unwrap().user, None);
+        let bobs = svc
+            .list_sessions(&SessionFilter {
+                user: Some("bob".into()),
+                ..SessionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            bobs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["1:1"]
+        );
+
+        // A certificate login carries the certificate's key fingerprint too: it is the key
+        // ID's person, never the plain key's.
+        let cert = v1::Session {
+            key_id: "carol@corp".into(),
+            ca_fingerprint: fp.clone(),
+            ..plain("3:1", &fp)
+        };
+        svc.session_started("web1", &cert).await.unwrap();
+        assert_eq!(svc.get_session("web1", "3:1").await.unwrap().user, None);
+    }
 
     fn live(id: &str) -> v1::Session {
         v1::Session {

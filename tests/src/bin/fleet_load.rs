@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p signoff-tests --bin fleet-load -- --agents 1000 \
-//!     [--fanout-rounds 5] [--signoff] [--idle-secs 60] [--storm]
+//!     [--fanout-rounds 5] [--signoff] [--idle-secs 60] [--storm] [--outage-secs 0]
+//!     [--backoff-cap-secs 10]
 //! ```
 //!
 //! Starts the release `signoff-server` and simulates `--agents` agents in this one process.
@@ -12,8 +13,8 @@
 //! each revision, reports one live session of the person `mallory` (every agent), and
 //! enforces sign-off statements like a real agent (verifies the SSHSIG against the
 //! order-signing key, "ends" its session, reports a `SignoffResult`). State stays in
-//! memory; nothing is written to disk. Reconnects use the agent's policy: full-jitter
-//! exponential backoff from 1 s to 60 s.
+//! memory; nothing is written to disk. Reconnects use the agent's own policy
+//! (`signoff_agent::daemon::Backoff`): full-jitter exponential backoff from 1 s to 10 s.
 //!
 //! Phases:
 //! 1. **fan-out** (`--fanout-rounds`): a key-ID revocation through the HTTP API; from just
@@ -23,8 +24,10 @@
 //!    the request until the record is complete (every agent confirmed).
 //! 3. **idle** (`--idle-secs`): the control plane's CPU and RSS with every agent connected
 //!    and nothing changing.
-//! 4. **storm** (`--storm`): SIGTERM the control plane and start it again: time until every
-//!    agent is connected and in sync again, and the control plane's peak CPU meanwhile.
+//! 4. **storm** (`--storm`): SIGTERM the control plane and start it again (after
+//!    `--outage-secs` down): time until every agent is connected and in sync again, and the
+//!    control plane's peak CPU meanwhile. `--backoff-cap-secs` sets the simulated agents'
+//!    backoff ceiling, to compare with the agent's own.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,8 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use rand::Rng as _;
 use serde_json::{Value, json};
+use signoff_agent::daemon::Backoff;
 use signoff_agent::identity::key_and_csr;
 use signoff_agent::state::State;
 use signoff_agent::transport;
@@ -57,6 +60,10 @@ struct Options {
     signoff: bool,
     idle_secs: u64,
     storm: bool,
+    /// The simulated agents' backoff ceiling (the agent's own unless given).
+    backoff_cap: Duration,
+    /// How long the control plane stays down in the storm before it starts again.
+    outage: Duration,
 }
 
 fn options() -> Result<Options> {
@@ -66,6 +73,8 @@ fn options() -> Result<Options> {
         signoff: false,
         idle_secs: 0,
         storm: false,
+        backoff_cap: signoff_agent::daemon::MAX_BACKOFF,
+        outage: Duration::ZERO,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -80,6 +89,8 @@ fn options() -> Result<Options> {
             "--idle-secs" => o.idle_secs = value()?.parse()?,
             "--signoff" => o.signoff = true,
             "--storm" => o.storm = true,
+            "--backoff-cap-secs" => o.backoff_cap = Duration::from_secs(value()?.parse()?),
+            "--outage-secs" => o.outage = Duration::from_secs(value()?.parse()?),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -290,7 +301,8 @@ async fn run(o: Options) -> Result<()> {
     for a in &agents {
         let shared = shared.clone();
         let a = a.clone();
-        tokio::spawn(async move { simulate(a, shared).await });
+        let cap = o.backoff_cap;
+        tokio::spawn(async move { simulate(a, shared, cap).await });
     }
     let revision = http_get(&plane, &token, "/api/v1/revision")?["revision"]
         .as_u64()
@@ -436,6 +448,9 @@ async fn run(o: Options) -> Result<()> {
     if o.storm {
         let before = shared.reconnects.load(Ordering::Relaxed);
         tokio::task::block_in_place(|| plane.stop())?;
+        // The outage (`--outage-secs`): the agents back off meanwhile, each further the
+        // longer it lasts, up to their backoff ceiling.
+        tokio::time::sleep(o.outage).await;
         let t0 = Instant::now();
         tokio::task::block_in_place(|| plane.restart())?;
         let restarted = t0.elapsed();
@@ -465,7 +480,9 @@ async fn run(o: Options) -> Result<()> {
         }
         let (_, rss, hwm) = usage(pid)?;
         println!(
-            "reconnect storm: {} agents back in sync {} after the restart began (server up after {}); peak control-plane CPU {:.0}% of one core; RSS {} MiB (peak {} MiB)",
+            "reconnect storm after a {} outage, backoff ceiling {}: {} agents back in sync {} after the restart began (server up after {}); peak control-plane CPU {:.0}% of one core; RSS {} MiB (peak {} MiB)",
+            ms(o.outage),
+            ms(o.backoff_cap),
             n,
             ms(t0.elapsed()),
             ms(restarted),
@@ -498,9 +515,9 @@ async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result
 }
 
 /// One simulated agent, forever: connect, sync, reconnect with backoff.
-async fn simulate(a: Enrolled, shared: Arc<Shared>) {
+async fn simulate(a: Enrolled, shared: Arc<Shared>, backoff_cap: Duration) {
     let mut state = State::new();
-    let mut attempt: u32 = 0;
+    let mut backoff = Backoff::with_cap(backoff_cap);
     let session_id = format!("{}:1", 100_000 + a.index);
     let mut session_live = true;
     loop {
@@ -509,14 +526,9 @@ async fn simulate(a: Enrolled, shared: Arc<Shared>) {
         shared.connected.fetch_sub(1, Ordering::Relaxed);
         let _ = result;
         if started.elapsed() > Duration::from_secs(60) {
-            attempt = 0;
+            backoff.reset();
         }
-        let ceiling = Duration::from_secs(1)
-            .saturating_mul(1 << attempt.min(16))
-            .min(Duration::from_secs(60));
-        attempt += 1;
-        let wait = rand::rng().random_range(100..=ceiling.as_millis().max(100) as u64);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
