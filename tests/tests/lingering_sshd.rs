@@ -94,12 +94,28 @@ fn a_signoff_ends_what_an_ended_login_left_behind() -> Result<()> {
     assert!(status.success(), "ssh exited {status}: {}", client.stderr());
     let left = [running(&host, 9101)?, running(&host, 9102)?];
 
+    // Listed as soon as the connection ends, and brought up to date as what it left
+    // settles (`setsid -f` execs `sleep`): wait for both leftovers to be listed.
+    let listed = |s: &Value| {
+        let processes = s["lingering"].as_array().cloned().unwrap_or_default();
+        left.iter().zip([9101, 9102]).all(|(pid, marker)| {
+            processes
+                .iter()
+                .any(|p| p["pid"] == u64::from(*pid) && p["command"] == format!("sleep {marker}"))
+        })
+    };
     let lingering = wait_for("the login to be listed as lingering", WAIT, || {
         Ok(sessions(&fleet, "lingering")?
             .into_iter()
-            .find(|s| s["user"] == USER))
+            .find(|s| s["user"] == USER && listed(s)))
     })
-    .with_context(|| format!("agent log:\n{}", host.agent.log()))?;
+    .with_context(|| {
+        format!(
+            "sessions: {:?}\nagent log:\n{}",
+            sessions(&fleet, "lingering"),
+            host.agent.log()
+        )
+    })?;
     let processes = lingering["lingering"]
         .as_array()
         .cloned()
