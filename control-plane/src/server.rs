@@ -115,7 +115,53 @@ pub async fn run(
     )
     .merge(hooks)
     .merge(dashboard);
-    server.serve(router, shutdown).await
+    server.serve(observed(router), shutdown).await
+}
+
+/// How long a request may take to produce its response. A live stream (SSE) produces its
+/// response at once and streams the body after, so it is not cut by this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP layers every route gets, from tower-http rather than code of our own: a
+/// request id (`x-request-id`, kept if the client sent one, returned on the response)
+/// carried by a tracing span per request; a deadline; and a panic in a handler answered
+/// with a 500, logged, while the server serves on.
+pub fn observed(router: Router) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    let body =
+        serde_json::json!({"error": "internal", "message": "internal error: the server logged it"});
+    axum::response::IntoResponse::into_response((
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(body),
+    ))
 }
 
 /// A server that has checked everything and bound its HTTP port, not yet serving.
@@ -624,6 +670,48 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    /// A handler that panics gets a JSON 500, the server answers the next request, and
+    /// every response carries its request id (the client's own when it sent one).
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_and_requests_carry_ids() {
+        use tower::ServiceExt as _;
+        let app = observed(
+            Router::new()
+                .route(
+                    "/boom",
+                    axum::routing::get(|| async {
+                        let fail: Option<()> = None;
+                        #[allow(clippy::unwrap_used)]
+                        fail.unwrap();
+                        "unreachable"
+                    }),
+                )
+                .route("/ok", axum::routing::get(|| async { "ok" })),
+        );
+        let req = |path: &str| {
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let res = app.clone().oneshot(req("/boom")).await.unwrap();
+        assert_eq!(res.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().get("x-request-id").is_some());
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "internal");
+        let res = app.clone().oneshot(req("/ok")).await.unwrap();
+        assert_eq!(res.status(), axum::http::StatusCode::OK);
+        let mut mine = req("/ok");
+        mine.headers_mut().insert(
+            "x-request-id",
+            axum::http::HeaderValue::from_static("abc-1"),
+        );
+        let res = app.oneshot(mine).await.unwrap();
+        assert_eq!(res.headers().get("x-request-id").unwrap(), "abc-1");
     }
 
     #[tokio::test]
