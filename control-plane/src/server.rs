@@ -682,9 +682,8 @@ mod tests {
                 .route(
                     "/boom",
                     axum::routing::get(|| async {
-                        let fail: Option<()> = None;
-                        #[allow(clippy::unwrap_used)]
-                        fail.unwrap();
+                        std::panic::panic_any("a bug in a handler");
+                        #[allow(unreachable_code)]
                         "unreachable"
                     }),
                 )
