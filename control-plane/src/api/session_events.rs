@@ -38,7 +38,8 @@ use crate::service::{Result as ServiceResult, Service, SessionEvent, SessionFilt
 const QUEUE: usize = 16;
 
 /// `?follow=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// `false`: the snapshot only.
@@ -76,7 +77,16 @@ async fn list_event(service: &Service, name: &str, missed: Option<u64>) -> Servi
     Ok(Event::default().event(name).data(data.to_string()))
 }
 
-/// `GET /sessions/events`.
+/// Live feed of sessions as Server-Sent Events: `snapshot` {sessions} first, then `started` and `updated` (a session), `ended` {host_id, id}, `host_unknown` {host_id}; a client that falls behind gets `resync` {sessions, missed}
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/events",
+    tag = "sessions",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+    ),
+)]
 pub(crate) async fn session_events_handler(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
