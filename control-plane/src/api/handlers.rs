@@ -41,7 +41,7 @@ where
         if !value.is_object() {
             return Err(ApiError::bad_request("request body: must be a JSON object"));
         }
-        serde_json::from_value(value)
+        serde_json::from_value(integral_numbers(value))
             .map(Json)
             .map_err(|e| ApiError::bad_request(format!("request body: {e}")))
     }
@@ -115,6 +115,33 @@ pub(crate) fn check_query_encoding(query: &str) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `value` with every number that has no fractional part (`5.0`, `1e3`) as an integer.
+/// JSON Schema counts them as integers, and so does the document; serde would refuse a
+/// float for an `i64`.
+fn integral_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // The range test is on f64s, where i64::MIN is exact and 2^63 is the first
+            // value past i64::MAX.
+            if f.fract() == 0.0 && f >= i64::MIN as f64 && f < 9_223_372_036_854_775_808.0 {
+                Value::from(f as i64)
+            } else {
+                Value::Number(n)
+            }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, integral_numbers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -255,7 +282,7 @@ pub(crate) struct UpdateUser {
     #[schema(schema_with = super::openapi::key_ids_schema)]
     key_ids: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = super::openapi::principals_schema)]
+    #[schema(schema_with = super::openapi::some_principals_schema)]
     principals: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::openapi::public_keys_schema)]
@@ -557,7 +584,7 @@ pub(crate) async fn set_host_groups_handler(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ViewQuery {
-    /// The revision (default: the latest); 400 if it does not exist.
+    /// The revision (default: the latest); 404 if it does not exist.
     #[param(minimum = 0)]
     revision: Option<i64>,
 }
@@ -579,12 +606,18 @@ struct EntryJson {
     entry: crate::views::Entry,
 }
 
+/// A 404 for a revision that does not exist: the view or delta asked for is not there
+/// (and the document can say "an integer from 0" but not "up to the latest").
 fn revision_in_range(s: &AppState, rev: i64, field: &str) -> ApiResult<()> {
     if rev < 0 || rev > s.service.revision() {
-        return Err(ApiError::bad_request(format!(
-            "{field}: revision {rev} does not exist (latest is {})",
-            s.service.revision()
-        )));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "{field}: revision {rev} does not exist (latest is {})",
+                s.service.revision()
+            ),
+        ));
     }
     Ok(())
 }
@@ -597,7 +630,7 @@ fn revision_in_range(s: &AppState, rev: i64, field: &str) -> ApiResult<()> {
     params(("id" = String, Path, description = "The host id"), ViewQuery),
     responses(
         (status = 200, description = "The host's view", body = Object),
-        (status = 404, description = "No such host", body = ErrorBody),
+        (status = 404, description = "No such host, or no such revision", body = ErrorBody),
     ),
 )]
 pub(crate) async fn host_view_handler(
@@ -630,10 +663,10 @@ pub(crate) async fn host_view_handler(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeltaQuery {
-    /// The revision the host has; 400 if it does not exist or is after `to`.
+    /// The revision the host has; 404 if it does not exist or is after `to`.
     #[param(minimum = 0)]
     from: i64,
-    /// The revision to reach (default: the latest); 400 if it does not exist.
+    /// The revision to reach (default: the latest); 404 if it does not exist.
     #[param(minimum = 0)]
     to: Option<i64>,
 }
@@ -646,7 +679,7 @@ pub(crate) struct DeltaQuery {
     params(("id" = String, Path, description = "The host id"), DeltaQuery),
     responses(
         (status = 200, description = "The delta", body = Object),
-        (status = 404, description = "No such host", body = ErrorBody),
+        (status = 404, description = "No such host, no such revision, or from after to", body = ErrorBody),
     ),
 )]
 pub(crate) async fn host_delta_handler(
@@ -659,7 +692,12 @@ pub(crate) async fn host_delta_handler(
     revision_in_range(&s, q.from, "from")?;
     revision_in_range(&s, to, "to")?;
     if q.from > to {
-        return Err(ApiError::bad_request("from: must not be after to"));
+        // Not expressible in the schema; the delta asked for does not exist.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "from: must not be after to",
+        ));
     }
     let d = s.service.host_delta(&id, q.from, to).await?;
     Ok(Json(serde_json::json!({
@@ -1015,6 +1053,7 @@ pub(crate) struct SessionsQuery {
     /// Only as this account.
     account: Option<String>,
     /// Only in this state; default: live and unknown.
+    #[param(inline)]
     state: Option<SessionState>,
 }
 
@@ -1144,7 +1183,7 @@ pub(crate) struct CreateToken {
     /// Shown in the audit log as token:NAME.
     #[schema(schema_with = super::openapi::user_name_schema)]
     name: String,
-    /// Each must be held by the creating token; scim alone or not at all.
+    #[schema(schema_with = super::openapi::token_scopes_schema)]
     scopes: Vec<Scope>,
     /// Unix seconds after which it is refused; null or absent: never (only for a token
     /// created by one that does not expire).
@@ -1209,6 +1248,7 @@ pub(crate) async fn create_token_handler(
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "The token is the one making the request", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
 )]
@@ -1218,6 +1258,15 @@ pub(crate) async fn revoke_token_handler(
     Path(id): Path<i64>,
     Query(q): Query<ReasonQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    // A token revoking itself would lock its holder out mid-task (and an API client that
+    // walks ids would cut its own access); another admin token or the CLI can.
+    if id == caller.token().id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a token cannot revoke itself: use another admin token, or `signoff-server api-token revoke`",
+        ));
+    }
     let actor = caller.actor();
     s.service.revoke_token(&actor, id, &q.reason).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -13,7 +13,9 @@
 //! `model.rs` are made of: see the `*_schema` functions below.
 
 use utoipa::OpenApi;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, Ref, RefOr, ResponseBuilder, SecurityRequirement, path::Operation,
@@ -23,6 +25,7 @@ use super::handlers::Json;
 use super::routes::{Access, HttpOptions, routes};
 use super::{error, handlers, session_events, signoffs};
 use crate::model::{self, IdentRule};
+use crate::service::Scope;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -96,6 +99,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
         BEARER,
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
+    // `deny_unknown_fields` on an enum reaches serde but not utoipa's variant schemas.
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("RevokeRequest") {
+        for variant in &mut one_of.items {
+            if let RefOr::T(Schema::Object(object)) = variant {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
     for route in routes(HttpOptions::default()) {
         let Some(item) = doc.paths.paths.get_mut(route.path) else {
             // Not under /api/v1 (/krl, /metrics); the matrix test checks the rest.
@@ -249,16 +261,61 @@ pub(crate) fn account_schema() -> Schema {
         .into()
 }
 
-/// A list of certificate principals.
+fn principal_schema() -> Schema {
+    string("A certificate principal: printable ASCII, no spaces or commas")
+        .pattern(Some(model::PRINCIPAL_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(model::MAX_PRINCIPAL))
+        .build()
+        .into()
+}
+
+/// A person's certificate principals at creation: empty means their name.
 pub(crate) fn principals_schema() -> Schema {
-    list(
-        string("A certificate principal: printable ASCII, no spaces or commas")
-            .pattern(Some(model::PRINCIPAL_PATTERN))
-            .min_length(Some(1))
-            .max_length(Some(model::MAX_PRINCIPAL))
+    list(principal_schema())
+}
+
+/// A person's new certificate principals: a person keeps at least one.
+pub(crate) fn some_principals_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(principal_schema()))
+        .min_items(Some(1))
+        .max_items(Some(model::MAX_LIST))
+        .build()
+        .into()
+}
+
+/// A new token's scopes, from [`Scope::ALL`]: at least one, and `scim` alone or not at
+/// all (an identity provider's token opens SCIM only).
+pub(crate) fn token_scopes_schema() -> Schema {
+    let names = |scim: bool| -> Vec<&'static str> {
+        Scope::ALL
+            .into_iter()
+            .filter(|s| (*s == Scope::Scim) == scim)
+            .map(Scope::as_str)
+            .collect()
+    };
+    let array = |scim: bool| -> Schema {
+        ArrayBuilder::new()
+            .items(RefOr::T(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(names(scim)))
+                    .build()
+                    .into(),
+            ))
+            .min_items(Some(1))
             .build()
-            .into(),
-    )
+            .into()
+    };
+    OneOfBuilder::new()
+        .item(array(false))
+        .item(array(true))
+        .description(Some(
+            "Each must be held by the creating token; scim alone or not at all",
+        ))
+        .build()
+        .into()
 }
 
 /// A certificate key ID.
