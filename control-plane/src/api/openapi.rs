@@ -384,3 +384,129 @@ pub(crate) fn fingerprint_schema() -> Schema {
         .build()
         .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use utoipa::openapi::schema::Schema;
+
+    use super::*;
+
+    /// The pattern and length limits of a string schema, as a client's validator applies
+    /// them (lengths in characters).
+    fn accepts(schema: &Schema, s: &str) -> bool {
+        let Schema::Object(o) = schema else {
+            panic!("not a string schema")
+        };
+        let n = s.chars().count();
+        let pattern = o
+            .pattern
+            .as_deref()
+            .map(|p| regex::Regex::new(p).expect("pattern"));
+        pattern.is_none_or(|p| p.is_match(s))
+            && o.min_length.is_none_or(|m| n >= m)
+            && o.max_length.is_none_or(|m| n <= m)
+    }
+
+    fn item(list: Schema) -> Schema {
+        let Schema::Array(a) = list else {
+            panic!("not a list")
+        };
+        match a.items {
+            utoipa::openapi::schema::ArrayItems::RefOrSchema(s) => match *s {
+                RefOr::T(s) => s,
+                RefOr::Ref(_) => panic!("a reference"),
+            },
+            utoipa::openapi::schema::ArrayItems::False => panic!("no items"),
+        }
+    }
+
+    type Validator = fn(&str, &str) -> Result<(), model::Invalid>;
+
+    fn rules() -> Vec<(&'static str, Schema, Validator)> {
+        vec![
+            ("user name", user_name_schema(), model::validate_user_name),
+            (
+                "group name",
+                group_name_schema(),
+                model::validate_group_name,
+            ),
+            ("host id", host_id_schema(), model::validate_host_id),
+            ("account", account_schema(), model::validate_account),
+            (
+                "principal",
+                item(principals_schema()),
+                model::validate_principal,
+            ),
+            ("key id", key_id_schema(), model::validate_key_id),
+            ("reason", reason_schema(), |f, s| {
+                model::validate_text(f, s, model::MAX_REASON)
+            }),
+        ]
+    }
+
+    /// Strings near the rules' edges: ASCII punctuation, controls (C0 and C1), spaces,
+    /// non-ASCII letters, lengths around the limits.
+    fn edge_strings() -> impl Strategy<Value = String> {
+        let chars = prop_oneof![
+            4 => proptest::char::range('a', 'z'),
+            2 => proptest::char::range('0', '9'),
+            2 => proptest::sample::select(vec!['_', '.', '-', '@', ',', ' ', '$', '/', 'A', 'Z']),
+            1 => proptest::char::range('\u{0}', '\u{1f}'),
+            1 => proptest::char::range('\u{7f}', '\u{a0}'),
+            1 => proptest::sample::select(vec!['é', '\t', '\u{2028}', '😀']),
+        ];
+        prop_oneof![
+            proptest::collection::vec(chars.clone(), 0..8),
+            proptest::collection::vec(chars, 30..40),
+        ]
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn each_schema_accepts_exactly_what_its_validator_accepts(s in edge_strings()) {
+            for (what, schema, validate) in rules() {
+                prop_assert_eq!(
+                    accepts(&schema, &s),
+                    validate("f", &s).is_ok(),
+                    "{}: {:?}", what, s
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_length_limits_agree_at_the_edge() {
+        for (what, schema, validate) in rules() {
+            let Schema::Object(o) = &schema else { panic!() };
+            let Some(max) = o.max_length else { continue };
+            let at = "b".repeat(max);
+            let over = format!("{at}b");
+            assert!(
+                accepts(&schema, &at) && validate("f", &at).is_ok(),
+                "{what} at {max}"
+            );
+            assert!(
+                !accepts(&schema, &over) && validate("f", &over).is_err(),
+                "{what} over"
+            );
+        }
+    }
+
+    #[test]
+    fn token_scopes_are_the_scopes_of_the_code_and_scim_stands_alone() {
+        let doc = serde_json::to_value(token_scopes_schema()).expect("json");
+        let one_of = doc["oneOf"].as_array().expect("oneOf");
+        let mut names: Vec<&str> = one_of
+            .iter()
+            .flat_map(|a| a["items"]["enum"].as_array().expect("enum").iter())
+            .map(|v| v.as_str().expect("name"))
+            .collect();
+        names.sort();
+        let mut all: Vec<&str> = Scope::ALL.into_iter().map(Scope::as_str).collect();
+        all.sort();
+        assert_eq!(names, all);
+        assert_eq!(one_of[1]["items"]["enum"], serde_json::json!(["scim"]));
+    }
+}

@@ -741,3 +741,236 @@ async fn signing_off_twice_returns_the_first_record_and_reenable_is_explicit() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["in_force"], false);
 }
+
+// ---- strict bodies: what the OpenAPI document refuses, the server refuses ---------------
+
+#[tokio::test]
+async fn a_json_array_is_not_an_object_body_and_creates_no_user() {
+    let s = start().await;
+    // Derived Deserialize would read ["bob"] as a CreateUser with name "bob".
+    let (status, v) = s.admin(Method::POST, "/users", Some(json!(["bob"]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_code(&v), "bad_request");
+    assert!(error_message(&v).contains("must be a JSON object"), "{v}");
+    let (status, _) = s.admin(Method::GET, "/users/bob", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_scalar_body_is_refused() {
+    let s = start().await;
+    let (status, v) = s.admin(Method::POST, "/groups", Some(json!("web"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(error_message(&v).contains("must be a JSON object"), "{v}");
+}
+
+#[tokio::test]
+async fn null_for_a_field_that_is_not_nullable_is_refused() {
+    let s = start().await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "bob", "key_ids": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(error_message(&v).contains("null"), "{v}");
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/groups",
+            Some(json!({"name": "web", "reason": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn null_in_a_patch_is_refused_not_taken_as_keep() {
+    let s = start().await;
+    let (status, _) = s
+        .admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, v) = s
+        .admin(
+            Method::PATCH,
+            "/users/bob",
+            Some(json!({"principals": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = s.admin(Method::GET, "/users/bob", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["principals"], json!(["bob"]));
+}
+
+#[tokio::test]
+async fn null_where_declared_nullable_is_taken() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    s.admin(Method::POST, "/groups", Some(json!({"name": "web"})))
+        .await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/grants",
+            Some(json!({"user": "bob", "account": "deploy", "group": "web", "not_after": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["not_after"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_unknown_field_of_a_revocation_is_refused() {
+    let s = start().await;
+    // `reason` beside a flattened Revocation took any field once.
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(json!({"kind": "key_id", "key_id": "bob@corp", "lo": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(error_message(&v).contains("unknown field"), "{v}");
+    let (_, list) = s.admin(Method::GET, "/revocations", None).await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn an_unknown_revocation_kind_is_refused() {
+    let s = start().await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(json!({"kind": "everything", "key_id": "bob@corp"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn an_integral_float_is_an_integer_as_json_schema_says() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    s.admin(Method::POST, "/groups", Some(json!({"name": "web"})))
+        .await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/grants",
+            Some(json!({"user": "bob", "account": "deploy", "group": "web", "not_after": 4102444800.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["not_after"], json!(4102444800_i64));
+}
+
+#[tokio::test]
+async fn a_fractional_number_for_an_integer_is_refused() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    s.admin(Method::POST, "/groups", Some(json!({"name": "web"})))
+        .await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/grants",
+            Some(json!({"user": "bob", "account": "deploy", "group": "web", "not_after": 4102444800.5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn a_token_cannot_revoke_itself() {
+    let s = start().await;
+    let (_, tokens) = s.admin(Method::GET, "/tokens", None).await;
+    let id = tokens[0]["id"].as_i64().expect("the admin token's id");
+    let (status, v) = s
+        .admin(Method::DELETE, &format!("/tokens/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(error_message(&v).contains("cannot revoke itself"), "{v}");
+    // Still good.
+    let (status, _) = s.admin(Method::GET, "/tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_bad_reason_is_refused_when_the_status_does_not_change() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    // bob is active already: nothing is committed, and the reason is still checked.
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/bob/enable",
+            Some(json!({"reason": "\u{84}"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(error_message(&v).starts_with("reason:"), "{v}");
+}
+
+#[tokio::test]
+async fn a_bad_reason_is_refused_when_there_is_no_session_to_kill() {
+    let s = start().await;
+    s.admin(Method::POST, "/users", Some(json!({"name": "bob"})))
+        .await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/bob/kill-sessions",
+            Some(json!({"reason": "a\nb"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+#[tokio::test]
+async fn the_document_declares_the_statuses_the_issue_found_missing() {
+    let s = start().await;
+    let (_, doc) = s.call(Method::GET, "/openapi.json", None, None).await;
+    let responses = |method: &str, path: &str| doc["paths"][path][method]["responses"].clone();
+    let signoff = responses("post", "/api/v1/users/{name}/signoff");
+    assert!(signoff["200"].is_object() && signoff["201"].is_object());
+    assert!(responses("post", "/api/v1/grants")["404"].is_object());
+    for path in [
+        "/api/v1/hosts/{id}",
+        "/api/v1/grants/{id}",
+        "/api/v1/cas/{name}",
+        "/api/v1/revocations/{id}",
+        "/api/v1/tokens/{id}",
+    ] {
+        let r = responses("delete", path);
+        assert!(r["422"].is_object(), "DELETE {path}: no 422");
+        let params = doc["paths"][path]["delete"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        assert!(
+            params.iter().any(|p| p["in"] == "path"),
+            "DELETE {path}: no path parameter"
+        );
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "reason" && p["in"] == "query"),
+            "DELETE {path}: no ?reason="
+        );
+    }
+    for status in ["400", "401", "403", "409", "413", "415", "422"] {
+        assert!(
+            responses("post", "/api/v1/users")[status].is_object(),
+            "POST /users: no {status}"
+        );
+    }
+}
