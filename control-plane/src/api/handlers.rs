@@ -912,9 +912,11 @@ pub(crate) enum RevokeRequest {
     Serial {
         /// The CA's name or fingerprint.
         ca: String,
-        #[schema(minimum = 1)]
+        /// First serial; 0 means "no serial" and cannot be revoked.
+        #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
         lo: u64,
-        #[schema(minimum = 1)]
+        /// Last serial, not below `lo` (serials are kept as SQLite integers).
+        #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
         hi: u64,
         #[serde(default)]
         #[schema(schema_with = super::openapi::reason_schema)]
@@ -979,7 +981,6 @@ pub(crate) async fn list_revocations_handler(
     request_body = RevokeRequest,
     responses(
         (status = 201, description = "Revoked", body = RevocationRecord),
-        (status = 404, description = "No such CA", body = ErrorBody),
         (status = 409, description = "Conflicts with what exists", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
