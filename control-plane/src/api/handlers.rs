@@ -875,7 +875,6 @@ pub(crate) async fn add_ca_handler(
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such CA", body = ErrorBody),
-        (status = 409, description = "Revocations or sign-offs still name the CA", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
 )]
@@ -1130,7 +1129,7 @@ pub(crate) async fn get_session_handler(
     responses(
         (status = 202, description = "The order", body = Object),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "Nothing of the session remains", body = ErrorBody),
+        (status = 409, description = "Nothing of the session remains, or this server has no order-signing key loaded", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
 )]
@@ -1158,6 +1157,7 @@ pub(crate) async fn kill_session_handler(
     responses(
         (status = 202, description = "The orders", body = Vec<Object>),
         (status = 404, description = "No such person", body = ErrorBody),
+        (status = 409, description = "This server has no order-signing key loaded, or a session ended meanwhile", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
 )]

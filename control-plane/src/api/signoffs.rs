@@ -32,6 +32,7 @@ pub(crate) struct SignoffBody {
         (status = 201, description = "Signed off: the new record", body = Object),
         (status = 200, description = "Signed off already: the existing record", body = Object),
         (status = 404, description = "No such person", body = ErrorBody),
+        (status = 409, description = "This server has no order-signing key loaded to sign the statement", body = ErrorBody),
         (status = 422, description = "Invalid value; the message names the field", body = ErrorBody),
     ),
 )]
