@@ -30,7 +30,7 @@ pub struct Entry<'a> {
 }
 
 /// A row of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Record {
     /// Position in the log, from 1.
     pub seq: i64,
@@ -125,7 +125,7 @@ pub async fn append(
 }
 
 /// The outcome of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     /// Rows checked.
     pub rows: i64,
@@ -134,7 +134,7 @@ pub struct Verification {
 }
 
 /// Where the chain breaks and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// The row at which the chain no longer holds.
     pub seq: i64,

@@ -29,7 +29,7 @@ pub const MAX_LIST: usize = 256;
 /// the rules for principals and POSIX user names: starts with a letter or `_`, then
 /// letters, digits, `_`, `.`, `-`, `@`; at most 64 bytes.
 pub fn validate_user_name(field: &str, s: &str) -> Result<(), Invalid> {
-    validate_ident(field, s, 64, &['_', '.', '-', '@'], true)
+    USER_NAME.validate(field, s)
 }
 
 /// A Unix account name as `useradd` accepts by default (`[a-z_][a-z0-9_-]*[$]?`), at most
@@ -37,7 +37,7 @@ pub fn validate_user_name(field: &str, s: &str) -> Result<(), Invalid> {
 pub fn validate_account(field: &str, s: &str) -> Result<(), Invalid> {
     let body = s.strip_suffix('$').unwrap_or(s);
     let ok = !body.is_empty()
-        && s.len() <= 32
+        && s.len() <= MAX_ACCOUNT
         && body.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && body
             .chars()
@@ -70,16 +70,20 @@ pub fn validate_principal(field: &str, s: &str) -> Result<(), Invalid> {
     }
 }
 
+/// The longest key ID, in characters.
+pub const MAX_KEY_ID: usize = 256;
+
 /// A certificate key ID as signoff accepts it: printable, no control characters, at most
-/// 256 bytes. sshd passes it to the principals command as one argument (`%i`).
+/// 256 characters (characters, not bytes, so that the OpenAPI document's `maxLength` is
+/// the same rule). sshd passes it to the principals command as one argument (`%i`).
 pub fn validate_key_id(field: &str, s: &str) -> Result<(), Invalid> {
-    let ok = !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+    let ok = !s.is_empty() && s.chars().count() <= MAX_KEY_ID && !s.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
         Err(Invalid::new(
             field,
-            "a key ID must be 1-256 bytes without control characters",
+            "a key ID must be 1-256 characters without control characters",
         ))
     }
 }
@@ -87,20 +91,20 @@ pub fn validate_key_id(field: &str, s: &str) -> Result<(), Invalid> {
 /// A host group name: letters, digits, `_`, `.`, `-`, starting with a letter or digit, at
 /// most 64 bytes.
 pub fn validate_group_name(field: &str, s: &str) -> Result<(), Invalid> {
-    validate_ident(field, s, 64, &['_', '.', '-'], false)
+    GROUP_NAME.validate(field, s)
 }
 
 /// A host id: a DNS-like name (letters, digits, `-`, `.`, `_`), at most 253 bytes. It
 /// appears in agent certificates, so it is kept to what a SAN can hold.
 pub fn validate_host_id(field: &str, s: &str) -> Result<(), Invalid> {
-    validate_ident(field, s, 253, &['-', '.', '_'], false)
+    HOST_ID.validate(field, s)
 }
 
-/// A free-text reason or name shown to people: at most 1024 bytes, no control characters
-/// other than tab.
+/// A free-text reason or name shown to people: at most `max` characters (as JSON Schema's
+/// `maxLength` counts), no control characters other than tab.
 pub fn validate_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
-    if s.len() > max {
-        return Err(Invalid::new(field, format!("longer than {max} bytes")));
+    if s.chars().count() > max {
+        return Err(Invalid::new(field, format!("longer than {max} characters")));
     }
     if s.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Invalid::new(field, "contains control characters"));
@@ -108,34 +112,102 @@ pub fn validate_text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn validate_ident(
-    field: &str,
-    s: &str,
-    max: usize,
-    extra: &[char],
-    first_underscore: bool,
-) -> Result<(), Invalid> {
-    let first_ok = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || (first_underscore && c == '_'));
-    let ok = first_ok
-        && s.len() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c));
-    if ok {
-        Ok(())
-    } else {
-        let extras: String = extra.iter().map(|c| format!("'{c}' ")).collect();
-        Err(Invalid::new(
-            field,
-            format!(
-                "{s:?} is not valid: use 1-{max} ASCII letters, digits or {}starting with a letter or digit",
-                extras
-            ),
-        ))
+/// The rule of an ASCII identifier (a user, group or host name): the validator and the
+/// OpenAPI document's `pattern` and `maxLength` are both made from it, so they agree.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentRule {
+    /// Longest, in bytes (ASCII, so also characters).
+    pub max: usize,
+    /// Characters allowed besides ASCII letters and digits.
+    pub extra: &'static [char],
+    /// Whether the first character may be `_`.
+    pub first_underscore: bool,
+}
+
+/// People's names (`validate_user_name`).
+pub const USER_NAME: IdentRule = IdentRule {
+    max: 64,
+    extra: &['_', '.', '-', '@'],
+    first_underscore: true,
+};
+/// Host group names (`validate_group_name`).
+pub const GROUP_NAME: IdentRule = IdentRule {
+    max: 64,
+    extra: &['_', '.', '-'],
+    first_underscore: false,
+};
+/// Host ids (`validate_host_id`).
+pub const HOST_ID: IdentRule = IdentRule {
+    max: 253,
+    extra: &['-', '.', '_'],
+    first_underscore: false,
+};
+
+impl IdentRule {
+    /// Checks `s`.
+    pub fn validate(&self, field: &str, s: &str) -> Result<(), Invalid> {
+        let first_ok = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || (self.first_underscore && c == '_'));
+        let ok = first_ok
+            && s.len() <= self.max
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || self.extra.contains(&c));
+        if ok {
+            Ok(())
+        } else {
+            let extras: String = self.extra.iter().map(|c| format!("'{c}' ")).collect();
+            Err(Invalid::new(
+                field,
+                format!(
+                    "{s:?} is not valid: use 1-{} ASCII letters, digits or {}starting with a letter or digit",
+                    self.max, extras
+                ),
+            ))
+        }
+    }
+
+    /// The same rule as an ECMA-262 regular expression (with `maxLength` = `max`).
+    pub fn pattern(&self) -> String {
+        // `-` last in a class is literal; the others need no escape inside one.
+        let mut extra: Vec<char> = self.extra.to_vec();
+        extra.sort_by_key(|c| *c == '-');
+        let extra: String = extra.into_iter().collect();
+        let first = if self.first_underscore { "_" } else { "" };
+        format!("^[A-Za-z0-9{first}][A-Za-z0-9{extra}]*$")
     }
 }
+
+/// Unix account names (`validate_account`) as an ECMA-262 regular expression; at most
+/// [`MAX_ACCOUNT`] characters.
+pub const ACCOUNT_PATTERN: &str = "^[a-z_][a-z0-9_-]*[$]?$";
+/// The longest Unix account name.
+pub const MAX_ACCOUNT: usize = 32;
+/// Principals (`validate_principal`, [`signoff_core::principal`]): printable ASCII but
+/// `,`, not starting with `#`; at most [`MAX_PRINCIPAL`].
+pub const PRINCIPAL_PATTERN: &str = "^[!\"$-+\\--~][!-+\\--~]*$";
+/// The longest principal.
+pub const MAX_PRINCIPAL: usize = signoff_core::principal::MAX_LEN;
+/// Key IDs and free text (`validate_key_id`, `validate_text`): no control characters
+/// (Unicode Cc; free text allows tab).
+pub const KEY_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
+/// The longest reason (`validate_text("reason", …)`).
+pub const MAX_REASON: usize = 1024;
+/// The longest hostname (`validate_text("hostname", …)`).
+pub const MAX_HOSTNAME: usize = 253;
+/// The longest public key line (`parse_public_key`).
+pub const MAX_PUBLIC_KEY: usize = 16 * 1024;
+/// The shape of an OpenSSH public key line (`parse_public_key` decides whether the blob is
+/// a key): a type, a space, base64, an optional comment.
+pub const PUBLIC_KEY_PATTERN: &str = "^\\s*[A-Za-z0-9@.-]+ +[A-Za-z0-9+/]+=*( .*)?$";
+/// A `SHA256:` fingerprint (`parse_sha256_fingerprint`).
+pub const SHA256_FINGERPRINT_PATTERN: &str = "^\\s*SHA256:[A-Za-z0-9+/]{43}=*\\s*$";
+/// Free text: like key IDs, but tab is allowed and it may be empty.
+pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$";
+/// Free text that must say something: like [`TEXT_PATTERN`], with one character that is
+/// not whitespace (a sign-off's reason).
+pub const REQUIRED_TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$";
 
 /// Checks a list's length and each element.
 pub fn validate_list(
@@ -166,7 +238,7 @@ pub struct PlainKey {
 /// Parses a plain public key in OpenSSH format.
 pub fn parse_public_key(field: &str, line: &str) -> Result<PlainKey, Invalid> {
     let line = line.trim();
-    if line.len() > 16 * 1024 {
+    if line.len() > MAX_PUBLIC_KEY {
         return Err(Invalid::new(field, "public key longer than 16 KiB"));
     }
     if line.contains("-cert-v01@openssh.com") {
@@ -208,7 +280,7 @@ pub fn parse_sha256_fingerprint(field: &str, s: &str) -> Result<String, Invalid>
 }
 
 /// Whether a user may log in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {
     /// May log in wherever granted.
@@ -236,7 +308,7 @@ impl UserStatus {
 }
 
 /// A person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     /// Unique name.
     pub name: String,
@@ -253,7 +325,7 @@ pub struct User {
 }
 
 /// A host running the agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Host {
     /// Unique id (in the agent's certificate).
     pub id: String,
@@ -270,7 +342,7 @@ pub struct Host {
 }
 
 /// A host group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostGroup {
     /// Unique name.
     pub name: String,
@@ -279,7 +351,7 @@ pub struct HostGroup {
 }
 
 /// A user may log in as `account` on the hosts of `group`, until `not_after` if set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     /// Grant id.
     pub id: i64,
@@ -294,7 +366,7 @@ pub struct Grant {
 }
 
 /// A CA whose user certificates hosts trust.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustedCa {
     /// Unique name.
     pub name: String,
@@ -305,7 +377,9 @@ pub struct TrustedCa {
 }
 
 /// One entry of the revocation set.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Revocation {
     /// Every certificate with this key ID, from the named CA or any CA.

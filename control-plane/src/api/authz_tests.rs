@@ -303,12 +303,31 @@ async fn the_route_table_is_the_whole_api_and_matches_the_openapi_document() {
         }
     }
 
-    let doc = super::openapi::document();
+    let doc = serde_json::to_value(super::openapi::document()).expect("document");
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
-            let scope = op["x-scope"].as_str().map(str::to_owned);
-            documented.push((method.to_uppercase(), format!("/api/v1{path}"), scope));
+            // The scope is the security requirement's one role: `[{"bearer": [SCOPE]}]`,
+            // or `[]` for a public operation.
+            let security = op["security"]
+                .as_array()
+                .expect("security on every operation");
+            let scope = match security.as_slice() {
+                [] => None,
+                [req] => Some(req["bearer"][0].as_str().expect("a scope").to_owned()),
+                _ => panic!("{method} {path}: more than one security requirement"),
+            };
+            if scope.is_some() {
+                assert!(
+                    op["responses"]["401"].is_object(),
+                    "{method} {path}: no 401"
+                );
+                assert!(
+                    op["responses"]["403"].is_object(),
+                    "{method} {path}: no 403"
+                );
+            }
+            documented.push((method.to_uppercase(), path.clone(), scope));
         }
     }
     documented.sort();
@@ -821,7 +840,7 @@ async fn a_path_that_is_not_utf8_is_a_json_400() {
 }
 
 #[tokio::test]
-async fn a_json_body_without_its_content_type_is_a_json_error() {
+async fn a_json_body_without_its_content_type_is_a_415_json_error() {
     let (svc, app) = setup(HttpOptions::default()).await;
     let write = bearer(&token(&svc, &[Scope::Write]).await);
     let req = Request::builder()
@@ -831,7 +850,14 @@ async fn a_json_body_without_its_content_type_is_a_json_error() {
         .body(Body::from(r#"{"name":"web"}"#))
         .unwrap();
     let res = send(&app, req).await;
-    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    // 415, as the OpenAPI document says of every operation with a body.
+    assert_eq!(
+        res.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        res.body
+    );
+    assert_eq!(res.body["error"]["code"], "unsupported_media_type");
     assert!(
         res.body["error"]["message"]
             .as_str()

@@ -23,15 +23,44 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The error body: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    #[schema(inline)]
+    error: Inner,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+struct Inner {
+    /// Stable and machine-readable.
+    #[schema(schema_with = error_codes_schema)]
+    code: &'static str,
+    /// What was wrong, for people.
+    message: String,
+}
+
+/// Every `code` an error may carry.
+pub(crate) const CODES: [&str; 11] = [
+    "unauthorized",
+    "forbidden",
+    "invalid",
+    "bad_request",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "too_large",
+    "unsupported_media_type",
+    "too_many_requests",
+    "internal",
+];
+
+fn error_codes_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CODES))
+        .build()
+        .into()
 }
 
 impl ApiError {
@@ -85,9 +114,12 @@ impl ApiError {
     }
 
     /// A rejection of the body, query or path: 413 for a body over the limit (also a
-    /// chunked one), else 400, with our code and body.
+    /// chunked one), 415 for a body that is not `application/json`, else 400, with our
+    /// code and body.
     fn from_rejection(what: &str, status: StatusCode, text: String) -> Self {
-        let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let status = if status == StatusCode::PAYLOAD_TOO_LARGE
+            || status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+        {
             status
         } else {
             // Syntax and data errors alike are the caller's malformed request.
@@ -103,10 +135,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: Inner {
                 code: self.code,
-                message: &self.message,
+                message: self.message,
             },
         };
         let mut res = (self.status, Json(body)).into_response();

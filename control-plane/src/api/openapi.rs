@@ -1,617 +1,512 @@
-//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`, generated
+//! with utoipa from the handlers' own annotations (`#[utoipa::path]`: parameters, request
+//! body type, the statuses the handler and the service return) and from the request and
+//! response types themselves (`ToSchema`: fields, nullability, `deny_unknown_fields`).
 //!
-//! Each operation carries an example request (`x-example-path`, and a request body
-//! example) that the test suite sends to a live server, in the order listed, checking
-//! that the documented success status comes back — so the document cannot drift from what
-//! the server does.
+//! What belongs to the route rather than to the handler is added here from the route
+//! table (`routes.rs`), so that it cannot drift: the security requirement with the
+//! route's scope and its 401/403, and the statuses the extractors answer before the
+//! handler runs (400 for a malformed body, path or query; 413; 415). The authorization
+//! matrix test checks that the document has exactly the table's operations.
+//!
+//! Field rules (name patterns, lengths, enums) come from the constants the validators in
+//! `model.rs` are made of: see the `*_schema` functions below.
 
-use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use utoipa::OpenApi;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, Ref, RefOr, ResponseBuilder, SecurityRequirement, path::Operation,
+};
 
 use super::handlers::Json;
+use super::routes::{Access, HttpOptions, routes};
+use super::{error, handlers, session_events, signoffs};
+use crate::model::{self, IdentRule};
+use crate::service::Scope;
 
-/// A request body: schema name, and a function giving the example.
-type Body = (&'static str, fn() -> Value);
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "signoff control plane API",
+        description = "Bearer tokens carry scopes read, write, signoff, admin (token management: \
+a token creates only tokens with scopes it holds, expiring no later than itself), krl \
+(GET /krl) and scim. A scim token is for SCIM 2.0 at /scim/v2 only, cannot carry another \
+scope, and is refused here. Each operation's security requirement names the scope it \
+needs; the scope is checked before the request's body or query is read. Request bodies \
+are JSON objects; unknown fields are refused, and null is taken only where a field is \
+declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 413 and \
+415; a 401 carries WWW-Authenticate: Bearer."
+    ),
+    paths(
+        handlers::revision_handler,
+        handlers::list_users_handler,
+        handlers::create_user_handler,
+        handlers::get_user_handler,
+        handlers::update_user_handler,
+        handlers::disable_user_handler,
+        handlers::enable_user_handler,
+        signoffs::get_user_signoff_handler,
+        signoffs::signoff_user_handler,
+        signoffs::reenable_user_handler,
+        handlers::kill_user_sessions_handler,
+        signoffs::list_signoffs_handler,
+        signoffs::get_signoff_handler,
+        handlers::list_groups_handler,
+        handlers::create_group_handler,
+        handlers::list_hosts_handler,
+        handlers::create_host_handler,
+        handlers::get_host_handler,
+        handlers::remove_host_handler,
+        handlers::set_host_groups_handler,
+        handlers::host_view_handler,
+        handlers::host_delta_handler,
+        handlers::list_grants_handler,
+        handlers::create_grant_handler,
+        handlers::delete_grant_handler,
+        handlers::list_cas_handler,
+        handlers::add_ca_handler,
+        handlers::remove_ca_handler,
+        handlers::list_revocations_handler,
+        handlers::revoke_handler,
+        handlers::unrevoke_handler,
+        handlers::list_tokens_handler,
+        handlers::create_token_handler,
+        handlers::revoke_token_handler,
+        handlers::list_sessions_handler,
+        session_events::session_events_handler,
+        handlers::get_session_handler,
+        handlers::kill_session_handler,
+        handlers::audit_log_handler,
+        handlers::audit_verify_handler,
+        openapi_handler,
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
 
-/// One operation: method, templated path, example path, scope, summary, request body
-/// (schema name and example), success status.
-struct Op {
-    method: &'static str,
-    path: &'static str,
-    example_path: &'static str,
-    scope: Option<&'static str>,
-    summary: &'static str,
-    body: Option<Body>,
-    ok: u16,
-    ok_schema: Option<&'static str>,
-}
-
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2ADVX7YIkfRzLTX7/c44vUOuaZhBNshwWrNH/4mlJT";
-
-/// In the order the test replays them: each example relies only on earlier ones.
-fn ops() -> Vec<Op> {
-    vec![
-        Op {
-            method: "get",
-            path: "/revision",
-            example_path: "/revision",
-            scope: Some("read"),
-            summary: "Latest committed revision",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/users",
-            example_path: "/users",
-            scope: Some("write"),
-            summary: "Create a person",
-            body: Some((
-                "CreateUser",
-                || json!({"name": "alice", "key_ids": ["alice@corp"], "principals": ["alice"], "public_keys": [KEY], "reason": "hired"}),
-            )),
-            ok: 201,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "get",
-            path: "/users",
-            example_path: "/users",
-            scope: Some("read"),
-            summary: "List people",
-            body: None,
-            ok: 200,
-            ok_schema: Some("UserList"),
-        },
-        Op {
-            method: "get",
-            path: "/users/{name}",
-            example_path: "/users/alice",
-            scope: Some("read"),
-            summary: "Get a person",
-            body: None,
-            ok: 200,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "patch",
-            path: "/users/{name}",
-            example_path: "/users/alice",
-            scope: Some("write"),
-            summary: "Replace a person's key IDs, principals or keys",
-            body: Some((
-                "UpdateUser",
-                || json!({"key_ids": ["alice@corp", "alice@laptop"], "reason": "new laptop"}),
-            )),
-            ok: 200,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "post",
-            path: "/groups",
-            example_path: "/groups",
-            scope: Some("write"),
-            summary: "Create a host group",
-            body: Some(("CreateGroup", || json!({"name": "web"}))),
-            ok: 201,
-            ok_schema: Some("HostGroup"),
-        },
-        Op {
-            method: "get",
-            path: "/groups",
-            example_path: "/groups",
-            scope: Some("read"),
-            summary: "List host groups",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/hosts",
-            example_path: "/hosts",
-            scope: Some("write"),
-            summary: "Register a host",
-            body: Some((
-                "CreateHost",
-                || json!({"id": "web1", "hostname": "web1.example.com", "groups": ["web"]}),
-            )),
-            ok: 201,
-            ok_schema: Some("Host"),
-        },
-        Op {
-            method: "get",
-            path: "/hosts",
-            example_path: "/hosts",
-            scope: Some("read"),
-            summary: "List hosts",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/hosts/{id}",
-            example_path: "/hosts/web1",
-            scope: Some("read"),
-            summary: "Get a host",
-            body: None,
-            ok: 200,
-            ok_schema: Some("Host"),
-        },
-        Op {
-            method: "put",
-            path: "/hosts/{id}/groups",
-            example_path: "/hosts/web1/groups",
-            scope: Some("write"),
-            summary: "Replace a host's groups",
-            body: Some((
-                "SetGroups",
-                || json!({"groups": ["web"], "reason": "rebalance"}),
-            )),
-            ok: 200,
-            ok_schema: Some("Host"),
-        },
-        Op {
-            method: "post",
-            path: "/grants",
-            example_path: "/grants",
-            scope: Some("write"),
-            summary: "Let a person log in as an account on a group's hosts",
-            body: Some((
-                "CreateGrant",
-                || json!({"user": "alice", "account": "deploy", "group": "web", "reason": "on call"}),
-            )),
-            ok: 201,
-            ok_schema: Some("Grant"),
-        },
-        Op {
-            method: "get",
-            path: "/grants",
-            example_path: "/grants?user=alice",
-            scope: Some("read"),
-            summary: "List live grants, optionally of one person (?user=)",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/hosts/{id}/view",
-            example_path: "/hosts/web1/view",
-            scope: Some("read"),
-            summary: "What a host must know at a revision (?revision=, default latest)",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/hosts/{id}/delta",
-            example_path: "/hosts/web1/delta?from=1",
-            scope: Some("read"),
-            summary: "Change of a host's view between revisions (?from=&to=)",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/cas",
-            example_path: "/cas",
-            scope: Some("write"),
-            summary: "Trust a user CA",
-            body: Some(("AddCa", || json!({"name": "corp-ca", "public_key": KEY}))),
-            ok: 201,
-            ok_schema: Some("TrustedCa"),
-        },
-        Op {
-            method: "get",
-            path: "/cas",
-            example_path: "/cas",
-            scope: Some("read"),
-            summary: "List trusted CAs",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/revocations",
-            example_path: "/revocations",
-            scope: Some("write"),
-            summary: "Revoke a key ID, serial range, key or fingerprint",
-            body: Some((
-                "Revoke",
-                || json!({"kind": "serial", "ca": "corp-ca", "lo": 100, "hi": 120, "reason": "stolen laptop"}),
-            )),
-            ok: 201,
-            ok_schema: Some("RevocationRecord"),
-        },
-        Op {
-            method: "get",
-            path: "/revocations",
-            example_path: "/revocations",
-            scope: Some("read"),
-            summary: "List live revocations",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "delete",
-            path: "/revocations/{id}",
-            example_path: "/revocations/1?reason=mistake",
-            scope: Some("write"),
-            summary: "Withdraw a revocation (?reason=)",
-            body: None,
-            ok: 204,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/users/{name}/disable",
-            example_path: "/users/alice/disable",
-            scope: Some("write"),
-            summary: "Disable a person",
-            body: Some(("Reason", || json!({"reason": "left"}))),
-            ok: 200,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "post",
-            path: "/users/{name}/enable",
-            example_path: "/users/alice/enable",
-            scope: Some("write"),
-            summary: "Re-enable a person",
-            body: Some(("Reason", || json!({"reason": "rehired"}))),
-            ok: 200,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "post",
-            path: "/users/{name}/signoff",
-            example_path: "/users/alice/signoff",
-            scope: Some("signoff"),
-            summary: "Sign a person off everywhere: disable, revoke their key IDs and keys, end their sessions on every host (201; 200 with the existing record when already signed off)",
-            body: Some(("SignoffRequest", || json!({"reason": "left the company"}))),
-            ok: 201,
-            ok_schema: Some("Signoff"),
-        },
-        Op {
-            method: "get",
-            path: "/users/{name}/signoff",
-            example_path: "/users/alice/signoff",
-            scope: Some("read"),
-            summary: "A person's latest sign-off, with per-host progress",
-            body: None,
-            ok: 200,
-            ok_schema: Some("Signoff"),
-        },
-        Op {
-            method: "get",
-            path: "/signoffs",
-            example_path: "/signoffs",
-            scope: Some("read"),
-            summary: "Every sign-off, newest first",
-            body: None,
-            ok: 200,
-            ok_schema: Some("SignoffList"),
-        },
-        Op {
-            method: "get",
-            path: "/signoffs/{id}",
-            example_path: "/signoffs/1",
-            scope: Some("read"),
-            summary: "One sign-off",
-            body: None,
-            ok: 200,
-            ok_schema: Some("Signoff"),
-        },
-        Op {
-            method: "post",
-            path: "/users/{name}/reenable",
-            example_path: "/users/alice/reenable",
-            scope: Some("signoff"),
-            summary: "Re-enable a signed-off person: withdraws the sign-off and the revocations it added",
-            body: Some(("SignoffRequest", || json!({"reason": "rehired"}))),
-            ok: 200,
-            ok_schema: Some("User"),
-        },
-        Op {
-            method: "delete",
-            path: "/grants/{id}",
-            example_path: "/grants/1?reason=rotation",
-            scope: Some("write"),
-            summary: "Withdraw a grant (?reason=)",
-            body: None,
-            ok: 204,
-            ok_schema: None,
-        },
-        Op {
-            method: "delete",
-            path: "/cas/{name}",
-            example_path: "/cas/corp-ca",
-            scope: Some("write"),
-            summary: "Stop trusting a CA",
-            body: None,
-            ok: 204,
-            ok_schema: None,
-        },
-        Op {
-            method: "post",
-            path: "/tokens",
-            example_path: "/tokens",
-            scope: Some("admin"),
-            summary: "Create a bearer token (the secret is returned once)",
-            body: Some((
-                "CreateToken",
-                || json!({"name": "hr-feed", "scopes": ["signoff"]}),
-            )),
-            ok: 201,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/tokens",
-            example_path: "/tokens",
-            scope: Some("admin"),
-            summary: "List tokens (never their secrets)",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "delete",
-            path: "/tokens/{id}",
-            example_path: "/tokens/2",
-            scope: Some("admin"),
-            summary: "Revoke a token",
-            body: None,
-            ok: 204,
-            ok_schema: None,
-        },
-        Op {
-            method: "delete",
-            path: "/hosts/{id}",
-            example_path: "/hosts/web1?reason=decommissioned",
-            scope: Some("write"),
-            summary: "Remove a host; its agent is refused from then on",
-            body: None,
-            ok: 204,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/sessions",
-            example_path: "/sessions?user=alice",
-            scope: Some("read"),
-            summary: "SSH sessions, newest first (?user=&host=&account=&state=live|lingering|unknown|ended; default: all but ended)",
-            body: None,
-            ok: 200,
-            ok_schema: Some("SessionList"),
-        },
-        Op {
-            method: "get",
-            path: "/sessions/events",
-            example_path: "/sessions/events?follow=false",
-            scope: Some("read"),
-            summary: "Live feed of sessions as Server-Sent Events (text/event-stream), each event's data JSON: `snapshot` {sessions} first, then `started` and `updated` (a Session), `ended` {host_id, id}, `host_unknown` {host_id}; a client that falls behind gets `resync` {sessions, missed}, a fresh snapshot replacing what it had. ?follow=false ends the stream after the snapshot",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/sessions/{host}/{id}",
-            example_path: "/sessions/web1/4242:1",
-            scope: Some("read"),
-            summary: "One session",
-            body: None,
-            ok: 200,
-            ok_schema: Some("Session"),
-        },
-        Op {
-            method: "post",
-            path: "/sessions/{host}/{id}/kill",
-            example_path: "/sessions/web1/4242:1/kill",
-            scope: Some("signoff"),
-            summary: "End a session: a kill order signed with the order key is sent on the host's stream (202; state undelivered when its agent is not connected; 409 once nothing of the session remains; a lingering session can be killed). The order and the agent's result are audited",
-            body: Some(("Reason", || json!({"reason": "compromised laptop"}))),
-            ok: 202,
-            ok_schema: Some("KillOrder"),
-        },
-        Op {
-            method: "post",
-            path: "/users/{name}/kill-sessions",
-            example_path: "/users/alice/kill-sessions",
-            scope: Some("signoff"),
-            summary: "End every live session of a person (a kill order each)",
-            body: Some(("Reason", || json!({"reason": "compromised laptop"}))),
-            ok: 202,
-            ok_schema: Some("KillOrderList"),
-        },
-        Op {
-            method: "get",
-            path: "/audit",
-            example_path: "/audit?limit=10",
-            scope: Some("read"),
-            summary: "Audit log, newest first (?filter=&before=&limit=)",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/audit/verify",
-            example_path: "/audit/verify",
-            scope: Some("read"),
-            summary: "Check the audit hash chain",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-        Op {
-            method: "get",
-            path: "/openapi.json",
-            example_path: "/openapi.json",
-            scope: None,
-            summary: "This document",
-            body: None,
-            ok: 200,
-            ok_schema: None,
-        },
-    ]
-}
-
-fn schemas() -> Value {
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    let user = json!({"type": "object", "required": ["name", "status", "key_ids", "principals", "public_keys", "created_at"], "properties": {
-        "name": {"type": "string"}, "status": {"enum": ["active", "disabled"]},
-        "key_ids": strings, "principals": strings, "public_keys": strings, "created_at": {"type": "integer"}}});
-    let mut all = json!({
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"enum": ["unauthorized", "forbidden", "invalid", "bad_request", "not_found", "conflict", "internal"]},
-            "message": {"type": "string"}}}}},
-        "User": user,
-        "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
-        "CreateUser": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "key_ids": strings, "principals": strings, "public_keys": strings, "reason": {"type": "string"}}},
-        "UpdateUser": {"type": "object", "additionalProperties": false, "properties": {
-            "key_ids": strings, "principals": strings, "public_keys": strings, "reason": {"type": "string"}}},
-        "Reason": {"type": "object", "additionalProperties": false, "properties": {"reason": {"type": "string"}}},
-        "SignoffRequest": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "minLength": 1}}},
-        "Signoff": {"type": "object", "required": ["id", "user", "reason", "actor", "created_at", "completed_at", "revision", "in_force", "hosts"], "properties": {
-            "id": {"type": "integer"}, "user": {"type": "string"}, "reason": {"type": "string"}, "actor": {"type": "string"},
-            "created_at": {"type": "integer"}, "completed_at": {"type": ["integer", "null"], "description": "set once every host has confirmed"},
-            "revision": {"type": "integer"}, "in_force": {"type": "boolean"}, "key_ids": strings, "key_fingerprints": strings,
-            "hosts": {"type": "array", "items": {"type": "object", "properties": {
-                "host": {"type": "string"}, "state": {"enum": ["confirmed", "pending", "offline"]},
-                "confirmed_at": {"type": ["integer", "null"]}, "killed_sessions": strings, "last_error": {"type": ["string", "null"]}}}}}},
-        "SignoffList": {"type": "array", "items": {"$ref": "#/components/schemas/Signoff"}},
-        "HostGroup": {"type": "object", "properties": {"name": {"type": "string"}, "hosts": strings}},
-        "CreateGroup": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "reason": {"type": "string"}}},
-        "Host": {"type": "object", "properties": {"id": {"type": "string"}, "hostname": {"type": "string"}, "groups": strings,
-            "acked_revision": {"type": "integer"}, "last_contact": {"type": ["integer", "null"]}, "created_at": {"type": "integer"}}},
-        "CreateHost": {"type": "object", "required": ["id"], "additionalProperties": false, "properties": {"id": {"type": "string"}, "hostname": {"type": "string"}, "groups": strings, "reason": {"type": "string"}}},
-        "SetGroups": {"type": "object", "required": ["groups"], "additionalProperties": false, "properties": {"groups": strings, "reason": {"type": "string"}}},
-        "Grant": {"type": "object", "properties": {"id": {"type": "integer"}, "user": {"type": "string"}, "account": {"type": "string"}, "group": {"type": "string"}, "not_after": {"type": ["integer", "null"]}}},
-        "CreateGrant": {"type": "object", "required": ["user", "account", "group"], "additionalProperties": false, "properties": {
-            "user": {"type": "string"}, "account": {"type": "string"}, "group": {"type": "string"}, "not_after": {"type": ["integer", "null"], "description": "Unix seconds"}, "reason": {"type": "string"}}},
-        "TrustedCa": {"type": "object", "properties": {"name": {"type": "string"}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}}},
-        "AddCa": {"type": "object", "required": ["name", "public_key"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "public_key": {"type": "string"}, "reason": {"type": "string"}}},
-        "Revoke": {"type": "object", "required": ["kind"], "description": "kind key_id: key_id, optional ca (name or fingerprint; none = any CA); kind serial: ca, lo, hi; kind key: public_key; kind sha256: fingerprint", "properties": {
-            "kind": {"enum": ["key_id", "serial", "key", "sha256"]}, "ca": {"type": ["string", "null"]}, "key_id": {"type": "string"},
-            "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"}}},
-        "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
-        "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "admin", "krl", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
-    });
-    if let (Some(all), Value::Object(sessions)) = (all.as_object_mut(), session_schemas()) {
-        all.extend(sessions);
-    }
-    all
-}
-
-/// The sessions' schemas (apart: one `json!` of every schema exceeds the macro's recursion
-/// limit).
-fn session_schemas() -> Value {
-    json!({
-        "Session": {"type": "object", "required": ["host_id", "id", "account", "key_id", "serial", "source_address", "source_port", "started_at", "state"], "properties": {
-            "host_id": {"type": "string"}, "id": {"type": "string", "description": "PID:START_TICKS of the session's sshd process, unique on the host"},
-            "account": {"type": "string"}, "user": {"type": ["string", "null"], "description": "the person whose key ID the certificate carries"},
-            "key_id": {"type": "string"}, "serial": {"type": "integer"}, "ca_fingerprint": {"type": "string"}, "key_fingerprint": {"type": "string"},
-            "source_address": {"type": "string"}, "source_port": {"type": "integer"}, "started_at": {"type": "integer"},
-            "tty": {"type": "string", "description": "pts/N, or empty without a pty"}, "pids": {"type": "array", "items": {"type": "integer"}},
-            "state": {"enum": ["live", "lingering", "unknown", "ended"], "description": "lingering: the connection ended but processes of the login remain (see lingering); unknown while the host's agent is disconnected; ended once nothing of it remains"}, "ended_at": {"type": ["integer", "null"]},
-            "lingering": {"type": "array", "description": "while lingering: what the login left running", "items": {"type": "object", "required": ["pid", "uid", "account", "command"], "properties": {"pid": {"type": "integer"}, "uid": {"type": "integer"}, "account": {"type": "string"}, "command": {"type": "string"}}}}}},
-        "SessionList": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}},
-        "KillOrder": {"type": "object", "required": ["nonce", "host_id", "session_id", "state", "not_after"], "properties": {
-            "nonce": {"type": "string", "description": "hex; names the order in the audit log"}, "host_id": {"type": "string"}, "session_id": {"type": "string"},
-            "state": {"enum": ["sent", "undelivered"]}, "not_after": {"type": "integer", "description": "Unix seconds after which the agent refuses it"}}},
-        "KillOrderList": {"type": "array", "items": {"$ref": "#/components/schemas/KillOrder"}},
-    })
-}
+/// The name of the bearer security scheme.
+const BEARER: &str = "bearer";
 
 /// The document.
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (order, op) in ops().into_iter().enumerate() {
-        let mut responses = serde_json::Map::new();
-        let mut ok = json!({"description": "Success"});
-        if let Some(schema) = op.ok_schema {
-            ok["content"] = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    // `deny_unknown_fields` on an enum reaches serde but not utoipa's variant schemas.
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("RevokeRequest") {
+        for variant in &mut one_of.items {
+            if let RefOr::T(Schema::Object(object)) = variant {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
         }
-        responses.insert(op.ok.to_string(), ok);
-        let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-        if op.scope.is_some() {
-            responses.insert(
-                "401".into(),
-                error("Missing, unknown, expired or revoked token"),
-            );
-            responses.insert("403".into(), error("Token lacks the scope"));
-        }
-        if op.path.contains('{') {
-            responses.insert("404".into(), error("Not found"));
-        }
-        if op.body.is_some() || op.path.contains('{') || op.example_path.contains('?') {
-            responses.insert("400".into(), error("Malformed request"));
-        }
-        if op.method == "delete" && op.path == "/revocations/{id}" {
-            responses.insert(
-                "409".into(),
-                error("The revocation enforces a sign-off in force; only re-enabling the person withdraws it"),
-            );
-        }
-        if op.path == "/tokens" && op.method == "post" {
-            responses.insert(
-                "403".into(),
-                error("Token lacks the admin scope, or a scope it asks for, or would outlive this token"),
-            );
-        }
-        if op.body.is_some() {
-            responses.insert("413".into(), error("Body larger than 256 KiB"));
-            responses.insert("409".into(), error("Conflicts with what exists"));
-            responses.insert(
-                "422".into(),
-                error("Invalid value; the message names the field"),
-            );
-        }
-        let mut operation = json!({
-            "summary": op.summary,
-            "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.'], "_")),
-            "x-example-path": op.example_path,
-            "x-order": order,
-            "x-scope": op.scope,
-            "responses": responses,
-        });
-        match op.scope {
-            Some(_) => operation["security"] = json!([{"bearer": []}]),
-            None => operation["security"] = json!([]),
-        }
-        if let Some((schema, example)) = op.body {
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {
-                "schema": {"$ref": format!("#/components/schemas/{schema}")},
-                "example": example()}}});
-        }
-        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
-        entry[op.method] = operation;
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "signoff control plane API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Bearer tokens carry scopes read, write, signoff, admin (token management: a token creates only tokens with scopes it holds, expiring no later than itself), krl (GET /krl) and scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints), cannot carry another scope, and is refused here. The scope is checked before the request's body or query is read. Errors are {\"error\": {\"code\", \"message\"}}, also 405 and 413; a 401 carries WWW-Authenticate: Bearer."},
-        "servers": [{"url": "/api/v1"}],
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(),
-        },
-        "paths": paths,
-    })
+    for route in routes(HttpOptions::default()) {
+        let Some(item) = doc.paths.paths.get_mut(route.path) else {
+            // Not under /api/v1 (/krl, /metrics); the matrix test checks the rest.
+            continue;
+        };
+        let Some(op) = operation_mut(item, &route.method) else {
+            continue;
+        };
+        from_the_route(op, route.access);
+    }
+    doc
 }
 
-pub(crate) async fn openapi_handler() -> impl IntoResponse {
+fn operation_mut<'a>(
+    item: &'a mut utoipa::openapi::PathItem,
+    method: &axum::http::Method,
+) -> Option<&'a mut Operation> {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => item.get.as_mut(),
+        M::POST => item.post.as_mut(),
+        M::PUT => item.put.as_mut(),
+        M::PATCH => item.patch.as_mut(),
+        M::DELETE => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// Security and the statuses answered before the handler runs.
+fn from_the_route(op: &mut Operation, access: Access) {
+    match access {
+        // An empty list: no security requirement, not "any of none".
+        Access::Public => op.security = Some(Vec::new()),
+        Access::Scope(scope) => {
+            // OpenAPI 3.1 lets a requirement list role names for any scheme type (§4.8.30):
+            // the scope the route needs.
+            op.security = Some(vec![SecurityRequirement::new(BEARER, [scope.as_str()])]);
+            add_error(op, 401, "Missing, unknown, expired or revoked token");
+            add_error(
+                op,
+                403,
+                &format!(
+                    "The token lacks the {:?} scope, or is a scim token",
+                    scope.as_str()
+                ),
+            );
+        }
+    }
+    if op.request_body.is_some() {
+        add_error(
+            op,
+            400,
+            "Malformed request: not JSON, not an object, a field of the wrong type or null \
+             where not nullable, an unknown field, or a malformed path or query",
+        );
+        add_error(op, 413, "The body is larger than 256 KiB");
+        add_error(op, 415, "The body is not Content-Type: application/json");
+    } else if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        add_error(
+            op,
+            400,
+            "Malformed path or query: a parameter of the wrong type, an unknown one, or a \
+             percent-escape that is not UTF-8",
+        );
+    }
+}
+
+/// Adds an error response unless the handler documented that status itself.
+fn add_error(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| RefOr::T(error_response(description)));
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)),
+)]
+pub(crate) async fn openapi_handler() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
+}
+
+// ---- field rules, from the validators' constants -------------------------------------
+
+fn string(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(description))
+}
+
+fn ident(rule: IdentRule, what: &str) -> Schema {
+    string(what)
+        .pattern(Some(rule.pattern()))
+        .min_length(Some(1))
+        .max_length(Some(rule.max))
+        .build()
+        .into()
+}
+
+fn list(items: Schema) -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(items))
+        .max_items(Some(model::MAX_LIST))
+        .build()
+        .into()
+}
+
+/// A person's name.
+pub(crate) fn user_name_schema() -> Schema {
+    ident(model::USER_NAME, "A person's name")
+}
+
+/// A host group's name.
+pub(crate) fn group_name_schema() -> Schema {
+    ident(model::GROUP_NAME, "A host group's name")
+}
+
+/// A list of host group names.
+pub(crate) fn group_names_schema() -> Schema {
+    list(group_name_schema())
+}
+
+/// A host id.
+pub(crate) fn host_id_schema() -> Schema {
+    ident(model::HOST_ID, "A host id (DNS-like)")
+}
+
+/// A Unix account name.
+pub(crate) fn account_schema() -> Schema {
+    string("A Unix account name as useradd accepts it")
+        .pattern(Some(model::ACCOUNT_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(model::MAX_ACCOUNT))
+        .build()
+        .into()
+}
+
+fn principal_schema() -> Schema {
+    string("A certificate principal: printable ASCII, no spaces or commas")
+        .pattern(Some(model::PRINCIPAL_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(model::MAX_PRINCIPAL))
+        .build()
+        .into()
+}
+
+/// A person's certificate principals at creation: empty means their name.
+pub(crate) fn principals_schema() -> Schema {
+    list(principal_schema())
+}
+
+/// A person's new certificate principals: a person keeps at least one.
+pub(crate) fn some_principals_schema() -> Schema {
+    ArrayBuilder::new()
+        .items(RefOr::T(principal_schema()))
+        .min_items(Some(1))
+        .max_items(Some(model::MAX_LIST))
+        .build()
+        .into()
+}
+
+/// A new token's scopes, from [`Scope::ALL`]: at least one, and `scim` alone or not at
+/// all (an identity provider's token opens SCIM only).
+pub(crate) fn token_scopes_schema() -> Schema {
+    let names = |scim: bool| -> Vec<&'static str> {
+        Scope::ALL
+            .into_iter()
+            .filter(|s| (*s == Scope::Scim) == scim)
+            .map(Scope::as_str)
+            .collect()
+    };
+    let array = |scim: bool| -> Schema {
+        ArrayBuilder::new()
+            .items(RefOr::T(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(names(scim)))
+                    .build()
+                    .into(),
+            ))
+            .min_items(Some(1))
+            .build()
+            .into()
+    };
+    OneOfBuilder::new()
+        .item(array(false))
+        .item(array(true))
+        .description(Some(
+            "Each must be held by the creating token; scim alone or not at all",
+        ))
+        .build()
+        .into()
+}
+
+/// A certificate key ID.
+pub(crate) fn key_id_schema() -> Schema {
+    string("A certificate key ID: no control characters")
+        .pattern(Some(model::KEY_ID_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(model::MAX_KEY_ID))
+        .build()
+        .into()
+}
+
+/// A list of key IDs.
+pub(crate) fn key_ids_schema() -> Schema {
+    list(key_id_schema())
+}
+
+/// An OpenSSH public key line.
+pub(crate) fn public_key_schema() -> Schema {
+    // The key blob itself is checked by parsing it; a schema cannot say which base64 is a
+    // key, so a string of the right shape that is not one is a 422.
+    string("An OpenSSH public key line, \"TYPE BASE64 [COMMENT]\"; not a certificate")
+        .pattern(Some(model::PUBLIC_KEY_PATTERN))
+        .max_length(Some(model::MAX_PUBLIC_KEY))
+        .build()
+        .into()
+}
+
+/// A list of public keys.
+pub(crate) fn public_keys_schema() -> Schema {
+    list(public_key_schema())
+}
+
+/// A reason, recorded in the audit log.
+pub(crate) fn reason_schema() -> Schema {
+    string("Why; recorded in the audit log")
+        .pattern(Some(model::TEXT_PATTERN))
+        .max_length(Some(model::MAX_REASON))
+        .build()
+        .into()
+}
+
+/// A reason that must be given.
+pub(crate) fn required_reason_schema() -> Schema {
+    string("Why; recorded in the audit log, required")
+        .pattern(Some(model::REQUIRED_TEXT_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(model::MAX_REASON))
+        .build()
+        .into()
+}
+
+/// A host's name as people know it.
+pub(crate) fn hostname_schema() -> Schema {
+    string("The name people know the host by")
+        .pattern(Some(model::TEXT_PATTERN))
+        .max_length(Some(model::MAX_HOSTNAME))
+        .build()
+        .into()
+}
+
+/// A `SHA256:` fingerprint.
+pub(crate) fn fingerprint_schema() -> Schema {
+    string("A fingerprint as OpenSSH prints it: SHA256: and 43 base64 characters")
+        .pattern(Some(model::SHA256_FINGERPRINT_PATTERN))
+        .build()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use utoipa::openapi::schema::Schema;
+
+    use super::*;
+
+    /// The pattern and length limits of a string schema, as a client's validator applies
+    /// them (lengths in characters).
+    fn accepts(schema: &Schema, s: &str) -> bool {
+        let Schema::Object(o) = schema else {
+            panic!("not a string schema")
+        };
+        let n = s.chars().count();
+        let pattern = o
+            .pattern
+            .as_deref()
+            .map(|p| regex::Regex::new(p).expect("pattern"));
+        pattern.is_none_or(|p| p.is_match(s))
+            && o.min_length.is_none_or(|m| n >= m)
+            && o.max_length.is_none_or(|m| n <= m)
+    }
+
+    fn item(list: Schema) -> Schema {
+        let Schema::Array(a) = list else {
+            panic!("not a list")
+        };
+        match a.items {
+            utoipa::openapi::schema::ArrayItems::RefOrSchema(s) => match *s {
+                RefOr::T(s) => s,
+                RefOr::Ref(_) => panic!("a reference"),
+            },
+            utoipa::openapi::schema::ArrayItems::False => panic!("no items"),
+        }
+    }
+
+    type Validator = fn(&str, &str) -> Result<(), model::Invalid>;
+
+    fn rules() -> Vec<(&'static str, Schema, Validator)> {
+        vec![
+            ("user name", user_name_schema(), model::validate_user_name),
+            (
+                "group name",
+                group_name_schema(),
+                model::validate_group_name,
+            ),
+            ("host id", host_id_schema(), model::validate_host_id),
+            ("account", account_schema(), model::validate_account),
+            (
+                "principal",
+                item(principals_schema()),
+                model::validate_principal,
+            ),
+            ("key id", key_id_schema(), model::validate_key_id),
+            ("reason", reason_schema(), |f, s| {
+                model::validate_text(f, s, model::MAX_REASON)
+            }),
+        ]
+    }
+
+    /// Strings near the rules' edges: ASCII punctuation, controls (C0 and C1), spaces,
+    /// non-ASCII letters, lengths around the limits.
+    fn edge_strings() -> impl Strategy<Value = String> {
+        let chars = prop_oneof![
+            4 => proptest::char::range('a', 'z'),
+            2 => proptest::char::range('0', '9'),
+            2 => proptest::sample::select(vec!['_', '.', '-', '@', ',', ' ', '$', '/', 'A', 'Z']),
+            1 => proptest::char::range('\u{0}', '\u{1f}'),
+            1 => proptest::char::range('\u{7f}', '\u{a0}'),
+            1 => proptest::sample::select(vec!['é', '\t', '\u{2028}', '😀']),
+        ];
+        prop_oneof![
+            proptest::collection::vec(chars.clone(), 0..8),
+            proptest::collection::vec(chars, 30..40),
+        ]
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn each_schema_accepts_exactly_what_its_validator_accepts(s in edge_strings()) {
+            for (what, schema, validate) in rules() {
+                prop_assert_eq!(
+                    accepts(&schema, &s),
+                    validate("f", &s).is_ok(),
+                    "{}: {:?}", what, s
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_length_limits_agree_at_the_edge() {
+        for (what, schema, validate) in rules() {
+            let Schema::Object(o) = &schema else { panic!() };
+            let Some(max) = o.max_length else { continue };
+            let at = "b".repeat(max);
+            let over = format!("{at}b");
+            assert!(
+                accepts(&schema, &at) && validate("f", &at).is_ok(),
+                "{what} at {max}"
+            );
+            assert!(
+                !accepts(&schema, &over) && validate("f", &over).is_err(),
+                "{what} over"
+            );
+        }
+    }
+
+    #[test]
+    fn token_scopes_are_the_scopes_of_the_code_and_scim_stands_alone() {
+        let doc = serde_json::to_value(token_scopes_schema()).expect("json");
+        let one_of = doc["oneOf"].as_array().expect("oneOf");
+        let mut names: Vec<&str> = one_of
+            .iter()
+            .flat_map(|a| a["items"]["enum"].as_array().expect("enum").iter())
+            .map(|v| v.as_str().expect("name"))
+            .collect();
+        names.sort();
+        let mut all: Vec<&str> = Scope::ALL.into_iter().map(Scope::as_str).collect();
+        all.sort();
+        assert_eq!(names, all);
+        assert_eq!(one_of[1]["items"]["enum"], serde_json::json!(["scim"]));
+    }
 }

@@ -37,8 +37,33 @@ use crate::service::{Result as ServiceResult, Service, SessionEvent, SessionFilt
 /// waits, and changes then queue in the service's broadcast channel until it overflows.
 const QUEUE: usize = 16;
 
+/// One event of the stream, for the OpenAPI document (axum's `Event` writes the stream):
+/// its name and its data, JSON text.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct StreamEvent {
+    event: StreamEventName,
+    /// JSON: {sessions} for snapshot, a session for started and updated, {host_id, id}
+    /// for ended, {host_id} for host_unknown, {sessions, missed} for resync.
+    data: String,
+}
+
+/// The names of the stream's events.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum StreamEventName {
+    Snapshot,
+    Started,
+    Updated,
+    Ended,
+    HostUnknown,
+    Resync,
+}
+
 /// `?follow=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// `false`: the snapshot only.
@@ -76,7 +101,16 @@ async fn list_event(service: &Service, name: &str, missed: Option<u64>) -> Servi
     Ok(Event::default().event(name).data(data.to_string()))
 }
 
-/// `GET /sessions/events`.
+/// Live feed of sessions as Server-Sent Events: `snapshot` {sessions} first, then `started` and `updated` (a session), `ended` {host_id, id}, `host_unknown` {host_id}; a client that falls behind gets `resync` {sessions, missed}
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/events",
+    tag = "sessions",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = StreamEvent),
+    ),
+)]
 pub(crate) async fn session_events_handler(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,

@@ -11,7 +11,7 @@ use crate::model::{
 };
 
 /// A live revocation with its id and provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RevocationRecord {
     /// Id, for withdrawing it.
     pub id: i64,

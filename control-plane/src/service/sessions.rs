@@ -382,6 +382,8 @@ impl Service {
         user: &str,
         reason: &str,
     ) -> Result<Vec<KillOrderRecord>> {
+        // Also when the person has no session, so no order validates it.
+        validate_text("reason", reason, crate::model::MAX_REASON)?;
         self.get_user(user).await?;
         let filter = SessionFilter {
             user: Some(user.to_owned()),

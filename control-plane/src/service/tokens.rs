@@ -11,7 +11,9 @@ use super::{Actor, Result, Service, ServiceError};
 use crate::model::{Invalid, validate_user_name};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Read everything.
@@ -73,7 +75,7 @@ pub enum MintError {
 }
 
 /// A token as listed (never with its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     /// Id.
     pub id: i64,
@@ -116,7 +118,7 @@ impl TokenInfo {
 }
 
 /// A new token: its record and its secret, shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Token {
     /// The record.
     #[serde(flatten)]

@@ -250,6 +250,9 @@ impl Service {
         status: UserStatus,
         reason: &str,
     ) -> Result<User> {
+        // Here as well as at the commit: a change to the status it has already commits
+        // nothing, and must still refuse what it would refuse otherwise.
+        crate::model::validate_text("reason", reason, crate::model::MAX_REASON)?;
         let action = match status {
             UserStatus::Active => "user.enable",
             UserStatus::Disabled => "user.disable",
