@@ -399,6 +399,8 @@ pub enum ScopeArg {
     Admin,
     /// Download the KRL (`GET /krl`), for hosts without an agent.
     Krl,
+    /// Issue certificates from signoff's user CA (`POST /api/v1/users/NAME/certificates`).
+    Issue,
     /// SCIM 2.0 provisioning (`/scim/v2`) for an identity provider; good for nothing else.
     Scim,
 }
@@ -411,6 +413,7 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Signoff => Scope::Signoff,
             ScopeArg::Admin => Scope::Admin,
             ScopeArg::Krl => Scope::Krl,
+            ScopeArg::Issue => Scope::Issue,
             ScopeArg::Scim => Scope::Scim,
         }
     }

@@ -181,6 +181,10 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
 
         service.set_order_signer(keys.order_signer.private_key().clone());
+        bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
+        if let Some(ca) = service.user_ca() {
+            info!(fingerprint = %ca.fingerprint, "user CA");
+        }
         let metrics = Arc::new(Metrics::default());
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {
