@@ -56,6 +56,29 @@ fn ops() -> Vec<Op> {
             ok_schema: Some("User"),
         },
         Op {
+            method: "post",
+            path: "/users/{name}/certificates",
+            example_path: "/users/alice/certificates",
+            scope: Some("issue"),
+            summary: "Issue a certificate from signoff's user CA for one of the person's registered keys: key ID their name, their principals, a serial the control plane records, valid for ttl (default and maximum from [ca] or the person's policy), optional source_address. 403 refused (audited) for a disabled or signed-off person, a key not theirs, a revoked key or key ID, a ttl over the maximum",
+            body: Some((
+                "IssueCertificate",
+                || json!({"public_key": KEY, "ttl": "8h"}),
+            )),
+            ok: 201,
+            ok_schema: Some("Certificate"),
+        },
+        Op {
+            method: "get",
+            path: "/users/{name}/certificates",
+            example_path: "/users/alice/certificates",
+            scope: Some("read"),
+            summary: "The person's unexpired certificates from signoff's user CA, newest first",
+            body: None,
+            ok: 200,
+            ok_schema: None,
+        },
+        Op {
             method: "get",
             path: "/users",
             example_path: "/users",
@@ -473,7 +496,7 @@ fn schemas() -> Value {
         "key_ids": strings, "principals": strings, "public_keys": strings, "created_at": {"type": "integer"}}});
     let mut all = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"enum": ["unauthorized", "forbidden", "invalid", "bad_request", "not_found", "conflict", "internal"]},
+            "code": {"enum": ["unauthorized", "forbidden", "refused", "invalid", "bad_request", "not_found", "conflict", "internal"]},
             "message": {"type": "string"}}}}},
         "User": user,
         "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
@@ -507,12 +530,32 @@ fn schemas() -> Value {
             "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"}}},
         "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
         "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "admin", "krl", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
+            "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "admin", "krl", "issue", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},
     });
     if let (Some(all), Value::Object(sessions)) = (all.as_object_mut(), session_schemas()) {
         all.extend(sessions);
     }
+    if let (Some(all), Value::Object(certificates)) = (all.as_object_mut(), certificate_schemas()) {
+        all.extend(certificates);
+    }
     all
+}
+
+/// The certificates' schemas.
+fn certificate_schemas() -> Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "IssueCertificate": {"type": "object", "required": ["public_key"], "additionalProperties": false, "properties": {
+            "public_key": {"type": "string", "description": "one of the person's registered keys, OpenSSH format"},
+            "ttl": {"type": "string", "description": "e.g. \"8h\", \"30m\"; default and maximum from policy"},
+            "source_address": {"type": "string", "description": "comma-separated addresses or CIDR networks"}}},
+        "Certificate": {"type": "object", "required": ["serial", "user", "key_fingerprint", "public_key", "principals", "valid_after", "valid_before", "ca_fingerprint"], "properties": {
+            "serial": {"type": "integer"}, "user": {"type": "string", "description": "also the key ID"},
+            "key_fingerprint": {"type": "string"}, "public_key": {"type": "string"}, "principals": strings,
+            "valid_after": {"type": "integer"}, "valid_before": {"type": "integer"},
+            "source_address": {"type": ["string", "null"]}, "ca_fingerprint": {"type": "string"},
+            "certificate": {"type": "string", "description": "the certificate, one OpenSSH line, for ~/.ssh/id_ed25519-cert.pub; only in the answer to issuance"}}},
+    })
 }
 
 /// The sessions' schemas (apart: one `json!` of every schema exceeds the macro's recursion
@@ -602,7 +645,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "signoff control plane API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Bearer tokens carry scopes read, write, signoff, admin (token management: a token creates only tokens with scopes it holds, expiring no later than itself), krl (GET /krl) and scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints), cannot carry another scope, and is refused here. The scope is checked before the request's body or query is read. Errors are {\"error\": {\"code\", \"message\"}}, also 405 and 413; a 401 carries WWW-Authenticate: Bearer."},
+                 "description": "Bearer tokens carry scopes read, write, signoff, admin (token management: a token creates only tokens with scopes it holds, expiring no later than itself), krl (GET /krl), issue (certificates from signoff's user CA) and scim. A scim token is for SCIM 2.0 at /scim/v2 only (it has its own discovery endpoints), cannot carry another scope, and is refused here. The scope is checked before the request's body or query is read. Errors are {\"error\": {\"code\", \"message\"}}, also 405 and 413; a 401 carries WWW-Authenticate: Bearer."},
         "servers": [{"url": "/api/v1"}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
