@@ -128,6 +128,17 @@ impl Fleet {
     /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
     /// (for benchmarks of the agent as deployed).
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
+        self.host_trusting(id, reconcile_interval, &self.ca.public)
+    }
+
+    /// [`Fleet::host_with`] whose sshd trusts the user CAs in `ca_keys` (its
+    /// `TrustedUserCAKeys`) instead of [`Fleet::ca`].
+    pub fn host_trusting(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        ca_keys: &std::path::Path,
+    ) -> Result<Host> {
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
@@ -136,7 +147,7 @@ impl Fleet {
             ),
         )?;
         let sshd = PamSshd::start_with(
-            &self.ca.public,
+            ca_keys,
             &format!(
                 "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
