@@ -37,3 +37,4 @@ pub mod signoffs;
 pub mod state;
 pub mod status;
 pub mod transport;
+pub mod trusted_cas;

@@ -42,7 +42,7 @@ fn setup(key: &KeyPair) -> Result<Setup> {
         .ok_or_else(|| anyhow!("no secret in {token}"))?
         .to_owned();
     let ca = fleet.plane.data_dir().join("user-ca.key.pub");
-    let host = fleet.host_trusting("host-1", Some("1s"), &ca)?;
+    let host = fleet.host_trusting("host-1", Some("1s"), &ca, false)?;
     Ok(Setup {
         fleet,
         host,
@@ -226,6 +226,130 @@ fn a_signed_off_person_gets_no_certificate_and_the_one_they_hold_stops_working()
     assert_refused(
         &ssh_login(s.host.sshd.port(), TEST_ACCOUNT, &key.private, &cert)?,
         &s.host,
+    );
+    Ok(())
+}
+
+/// The OpenSSH key lines in a `TrustedUserCAKeys` file, without comments.
+fn key_lines(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some(format!("{} {}", parts.next()?, parts.next()?))
+        })
+        .collect())
+}
+
+fn key_of(path: &Path) -> Result<String> {
+    key_lines(path)?
+        .pop()
+        .with_context(|| format!("no key in {}", path.display()))
+}
+
+#[test]
+fn a_rotated_ca_reaches_hosts_and_the_old_certificates_stop_when_the_old_ca_is_withdrawn()
+-> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let key = KeyPair::generate(keys.path(), "id_ed25519", KeyType::Ed25519)?;
+    let mut fleet = Fleet::new()?;
+    let res = fleet.plane.api(
+        "PATCH",
+        &format!("/api/v1/users/{USER}"),
+        Some(&json!({"public_keys": [public_line(&key.public)?]})),
+    )?;
+    assert_eq!(res.status, 200, "{}", res.body);
+    // What Ansible installs: the control plane's CA, before the agent has synced.
+    let old_ca = fleet.plane.data_dir().join("user-ca.key.pub");
+    let trusted = keys.path().join("trusted-user-ca-keys.pub");
+    std::fs::copy(&old_ca, &trusted)?;
+    let mut host = fleet.host_trusting("host-1", Some("1s"), &trusted, true)?;
+    // The agent keeps the file from the host view: every trusted CA, the outside one too.
+    let old_key = key_of(&old_ca)?;
+    let corp_key = key_of(&fleet.ca.public)?;
+    let mut expected = vec![old_key.clone(), corp_key.clone()];
+    expected.sort();
+    wait_for("the host to trust both CAs", WAIT, || {
+        Ok((key_lines(&trusted)? == expected).then_some(()))
+    })?;
+
+    let token = fleet
+        .plane
+        .cli_json(&["api-token", "create", "onboarding", "--scope", "issue"])?;
+    let token = token["secret"].as_str().context("no secret")?.to_owned();
+    let issue =
+        |plane: &signoff_tests::plane::ControlPlane, k: &KeyPair, out: &str| -> Result<PathBuf> {
+            let body = json!({"public_key": public_line(&k.public)?, "ttl": "1h"}).to_string();
+            let res = http_request(
+                plane.http_addr(),
+                "POST",
+                &format!("/api/v1/users/{USER}/certificates"),
+                &token,
+                Some(&body),
+            )?;
+            if res.status != 201 {
+                bail!("issuance answered {}: {}", res.status, res.body);
+            }
+            let v = res.json()?;
+            let cert = keys.path().join(out);
+            std::fs::write(
+                &cert,
+                format!("{}\n", v["certificate"].as_str().unwrap_or_default()),
+            )?;
+            Ok(cert)
+        };
+    let old_cert = issue(&fleet.plane, &key, "old-cert.pub")?;
+    sync(&fleet.plane, &mut host.agent)?;
+    let login = ssh_login(host.sshd.port(), TEST_ACCOUNT, &key.private, &old_cert)?;
+    assert!(login.success, "old CA before rotation: {}", login.stderr);
+
+    // Rotation: the operator gives the server a new CA key; it is trusted beside the old.
+    let new = KeyPair::generate(keys.path(), "new-ca", KeyType::Ed25519)?;
+    fleet.plane.stop()?;
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fleet.plane.config())?;
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "\n[ca]\nkey_file = {:?}\n",
+            new.private.display().to_string()
+        )
+        .as_bytes(),
+    )?;
+    fleet.plane.restart()?;
+    let new_key = key_of(&new.public)?;
+    wait_for("the new CA to reach the host", WAIT, || {
+        Ok(key_lines(&trusted)?.contains(&new_key).then_some(()))
+    })
+    .map_err(|e| anyhow!("{e:#}\nagent log:\n{}", host.agent.log()))?;
+    let new_cert = issue(&fleet.plane, &key, "new-cert.pub")?;
+    sync(&fleet.plane, &mut host.agent)?;
+    for (what, cert) in [("old", &old_cert), ("new", &new_cert)] {
+        let login = ssh_login(host.sshd.port(), TEST_ACCOUNT, &key.private, cert)?;
+        assert!(
+            login.success,
+            "{what} certificate while both CAs are trusted: {}",
+            login.stderr
+        );
+    }
+
+    // Withdrawing the old CA removes it from every host: its certificates stop working.
+    fleet
+        .plane
+        .cli(&["ca", "remove", "signoff", "--reason", "rotated"])?;
+    wait_for("the old CA to leave the host", WAIT, || {
+        Ok((!key_lines(&trusted)?.contains(&old_key)).then_some(()))
+    })?;
+    assert_refused(
+        &ssh_login(host.sshd.port(), TEST_ACCOUNT, &key.private, &old_cert)?,
+        &host,
+    );
+    let login = ssh_login(host.sshd.port(), TEST_ACCOUNT, &key.private, &new_cert)?;
+    assert!(
+        login.success,
+        "new certificate after the old CA left: {}",
+        login.stderr
     );
     Ok(())
 }
