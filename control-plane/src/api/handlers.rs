@@ -494,6 +494,9 @@ pub(crate) async fn remove_ca_handler(
 pub(crate) struct Revoke {
     #[serde(flatten)]
     revocation: Revocation,
+    /// Unix seconds after which the revocation is withdrawn by itself.
+    #[serde(default)]
+    valid_before: Option<i64>,
     #[serde(default)]
     reason: String,
 }
@@ -512,7 +515,7 @@ pub(crate) async fn revoke_handler(
     let actor = caller.actor();
     let record = s
         .service
-        .revoke(&actor, req.revocation, &req.reason)
+        .revoke_until(&actor, req.revocation, req.valid_before, &req.reason)
         .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }

@@ -527,7 +527,8 @@ fn schemas() -> Value {
         "AddCa": {"type": "object", "required": ["name", "public_key"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "public_key": {"type": "string"}, "reason": {"type": "string"}}},
         "Revoke": {"type": "object", "required": ["kind"], "description": "kind key_id: key_id, optional ca (name or fingerprint; none = any CA); kind serial: ca, lo, hi; kind key: public_key; kind sha256: fingerprint", "properties": {
             "kind": {"enum": ["key_id", "serial", "key", "sha256"]}, "ca": {"type": ["string", "null"]}, "key_id": {"type": "string"},
-            "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"}}},
+            "lo": {"type": "integer", "minimum": 1}, "hi": {"type": "integer", "minimum": 1}, "public_key": {"type": "string"}, "fingerprint": {"type": "string"}, "reason": {"type": "string"},
+            "valid_before": {"type": ["integer", "null"], "description": "Unix seconds: withdrawn by itself once what it revokes has expired (serials of certificates signoff issued get this from their validity)"}}},
         "RevocationRecord": {"type": "object", "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "reason": {"type": "string"}, "revision": {"type": "integer"}}},
         "CreateToken": {"type": "object", "required": ["name", "scopes"], "additionalProperties": false, "properties": {
             "name": {"type": "string"}, "scopes": {"type": "array", "items": {"enum": ["read", "write", "signoff", "admin", "krl", "issue", "scim"]}}, "expires_at": {"type": ["integer", "null"]}, "reason": {"type": "string"}}},

@@ -325,3 +325,85 @@ async fn without_a_ca_nothing_is_issued() {
         Err(IssueError::NoCa)
     ));
 }
+
+/// A revoked serial of an issued certificate stays in the KRL while the certificate could
+/// be used, and leaves it (and every host view) once it has expired.
+#[tokio::test]
+async fn a_revoked_issued_serial_leaves_the_krl_after_its_expiry() {
+    let (svc, clock) = setup().await;
+    let req = IssueRequest {
+        ttl: Some(600),
+        ..ask(ALICE_KEY)
+    };
+    let c = svc
+        .issue_certificate(&Actor::cli(), "alice", &req)
+        .await
+        .unwrap();
+    let ca = svc.user_ca().unwrap().fingerprint.clone();
+    let serial = Revocation::Serial {
+        ca: ca.clone(),
+        lo: c.serial,
+        hi: c.serial,
+    };
+    let record = svc
+        .revoke(&Actor::cli(), serial.clone(), "stolen")
+        .await
+        .unwrap();
+    assert_eq!(record.valid_before, Some(c.valid_before));
+    let empty = svc.krl(None).await.map(|k| k.len()).unwrap();
+    assert!(
+        svc.host_view("h", svc.revision())
+            .await
+            .unwrap()
+            .revocations
+            .contains(&serial)
+    );
+    // Not yet: the certificate is still valid.
+    clock.0.store(c.valid_before - 1, Ordering::SeqCst);
+    assert_eq!(svc.expire_revocations(&Actor::cli()).await.unwrap(), 0);
+    assert_eq!(svc.list_revocations().await.unwrap().len(), 1);
+
+    clock.0.store(c.valid_before, Ordering::SeqCst);
+    assert_eq!(svc.expire_revocations(&Actor::cli()).await.unwrap(), 1);
+    assert!(svc.list_revocations().await.unwrap().is_empty());
+    assert!(
+        svc.krl(None).await.unwrap().len() < empty,
+        "the serial left the KRL"
+    );
+    let view = svc.host_view("h", svc.revision()).await.unwrap();
+    assert!(view.revocations.is_empty());
+    assert_eq!(last_audit(&svc).await.action, "revocation.expire");
+    // Nothing more to do.
+    assert_eq!(svc.expire_revocations(&Actor::cli()).await.unwrap(), 0);
+}
+
+/// An outside revocation given a `valid_before` leaves the same way; one without stays.
+#[tokio::test]
+async fn an_outside_revocation_with_valid_before_expires_and_one_without_stays() {
+    let (svc, clock) = setup().await;
+    let now = svc.now();
+    let until = Revocation::KeyId {
+        ca: None,
+        key_id: "old@corp".into(),
+    };
+    let forever = Revocation::KeyId {
+        ca: None,
+        key_id: "other@corp".into(),
+    };
+    svc.revoke_until(&Actor::cli(), until, Some(now + 60), "")
+        .await
+        .unwrap();
+    svc.revoke(&Actor::cli(), forever.clone(), "")
+        .await
+        .unwrap();
+    clock.0.store(now + 60, Ordering::SeqCst);
+    assert_eq!(svc.expire_revocations(&Actor::cli()).await.unwrap(), 1);
+    let left: Vec<Revocation> = svc
+        .list_revocations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.revocation)
+        .collect();
+    assert_eq!(left, [forever]);
+}
