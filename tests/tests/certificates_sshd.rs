@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
 use signoff_tests::fleet::{Fleet, Held, Host, USER, assert_refused, sleeping};
 use signoff_tests::keys::{KeyPair, KeyType, public_line};
+use signoff_tests::krl::{Verdict, ssh_keygen_check};
 use signoff_tests::plane::{WAIT, http_request, sync, wait_for};
 use signoff_tests::sessions::{ClientOptions, SshClient, TEST_ACCOUNT};
 use signoff_tests::sshd::ssh_login;
@@ -350,6 +351,57 @@ fn a_rotated_ca_reaches_hosts_and_the_old_certificates_stop_when_the_old_ca_is_w
         login.success,
         "new certificate after the old CA left: {}",
         login.stderr
+    );
+    Ok(())
+}
+
+/// An issued certificate revoked by serial is refused by the real sshd; once it has
+/// expired the control plane withdraws the revocation by itself and the serial leaves the
+/// host's KRL (ssh-keygen -Q no longer finds it), so the KRL holds only what can be used.
+#[test]
+fn a_revoked_serial_is_refused_and_leaves_the_krl_once_its_certificate_expired() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let key = KeyPair::generate(keys.path(), "id_ed25519", KeyType::Ed25519)?;
+    let mut s = setup(&key)?;
+    let (cert, issued) = s.certificate(&key, "4s")?;
+    let serial = issued["serial"].as_u64().context("serial")?;
+    let valid_before = issued["valid_before"].as_i64().context("valid_before")?;
+    let record = s.fleet.plane.revoke(&json!({
+        "kind": "serial",
+        "ca": "signoff",
+        "lo": serial,
+        "hi": serial,
+        "reason": "laptop stolen",
+    }))?;
+    assert_eq!(record["valid_before"], valid_before, "{record}");
+    sync(&s.fleet.plane, &mut s.host.agent)?;
+    let krl = s.host.agent.krl_path();
+    let verdicts = ssh_keygen_check(&krl, std::slice::from_ref(&cert))?.verdicts()?;
+    assert_eq!(verdicts, [Verdict::Revoked]);
+    assert_refused(
+        &ssh_login(s.host.sshd.port(), TEST_ACCOUNT, &key.private, &cert)?,
+        &s.host,
+    );
+
+    wait_for("the certificate to expire", WAIT, || {
+        Ok((now() > valid_before).then_some(()))
+    })?;
+    // The server sweeps every few seconds; the host then rewrites its KRL.
+    wait_for("the serial to leave the host's KRL", WAIT, || {
+        let verdicts = ssh_keygen_check(&krl, std::slice::from_ref(&cert))?.verdicts()?;
+        Ok((verdicts == [Verdict::Ok]).then_some(()))
+    })?;
+    let (_, revocations) = s.fleet.hr("GET", "/api/v1/revocations", None)?;
+    assert!(
+        revocations
+            .as_array()
+            .is_some_and(|r| r.iter().all(|r| r["kind"] != "serial")),
+        "{revocations}"
+    );
+    // And sshd still refuses the certificate: it has expired.
+    assert_refused(
+        &ssh_login(s.host.sshd.port(), TEST_ACCOUNT, &key.private, &cert)?,
+        &s.host,
     );
     Ok(())
 }
