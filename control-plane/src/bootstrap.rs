@@ -755,6 +755,8 @@ pub struct FirstStart {
     pub order_key: Option<String>,
     /// The dashboard admin, if this start made it.
     pub operator: Option<NewOperator>,
+    /// The SSH user CA's public key, if this start made it.
+    pub user_ca: Option<String>,
 }
 
 impl FirstStart {
@@ -765,8 +767,10 @@ impl FirstStart {
         keys: &ServerKeys,
         token: Option<Token>,
         operator: Option<NewOperator>,
+        user_ca: Option<String>,
     ) -> Option<Self> {
         let notice = FirstStart {
+            user_ca,
             data_dir: data_dir.to_owned(),
             url,
             token,
@@ -779,7 +783,8 @@ impl FirstStart {
         (notice.token.is_some()
             || notice.ca_pin.is_some()
             || notice.order_key.is_some()
-            || notice.operator.is_some())
+            || notice.operator.is_some()
+            || notice.user_ca.is_some())
         .then_some(notice)
     }
 }
@@ -865,6 +870,18 @@ impl fmt::Display for FirstStart {
             )?;
             writeln!(f, "    {key}")?;
         }
+        if let Some(key) = &self.user_ca {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "SSH user CA created: {dir}/{USER_CA_KEY}. sshd trusts its certificates with this line in TrustedUserCAKeys ({dir}/{USER_CA_PUB}):"
+            )?;
+            writeln!(f, "    {key}")?;
+            writeln!(
+                f,
+                "Certificates: signoff-server cert issue USER KEY.pub [--ttl 8h] > KEY-cert.pub"
+            )?;
+        }
         Ok(())
     }
 }
@@ -923,7 +940,7 @@ mod tests {
             again.order_signer.public_openssh,
             keys.order_signer.public_openssh
         );
-        assert!(FirstStart::new(&dir, "http://x".into(), &again, None, None).is_none());
+        assert!(FirstStart::new(&dir, "http://x".into(), &again, None, None, None).is_none());
     }
 
     #[test]
@@ -1244,9 +1261,16 @@ mod tests {
     fn notice_names_the_token_and_pin() {
         let (_tmp, dir) = data_dir();
         let keys = prepare_keys(&dir, NOW).unwrap();
-        let notice = FirstStart::new(&dir, "http://127.0.0.1:8080".into(), &keys, None, None)
-            .unwrap()
-            .to_string();
+        let notice = FirstStart::new(
+            &dir,
+            "http://127.0.0.1:8080".into(),
+            &keys,
+            None,
+            None,
+            None,
+        )
+        .unwrap()
+        .to_string();
         assert!(
             notice.contains(&format!("    {}\n", keys.agent_ca.pin)),
             "{notice}"

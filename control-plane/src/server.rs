@@ -184,7 +184,8 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
 
         service.set_order_signer(keys.order_signer.private_key().clone());
-        bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
+        let user_ca_made =
+            bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
         if let Some(ca) = service.user_ca() {
             info!(fingerprint = %ca.fingerprint, "user CA");
         }
@@ -216,7 +217,8 @@ impl Server {
             "store open"
         );
         info!(pin = %keys.agent_ca.pin, "agent CA");
-        let first_start = FirstStart::new(&config.data_dir, url, &keys, token, operator);
+        let first_start =
+            FirstStart::new(&config.data_dir, url, &keys, token, operator, user_ca_made);
         Ok(Server {
             config,
             service,

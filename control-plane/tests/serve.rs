@@ -72,6 +72,13 @@ async fn first_start_prints_token_and_pin_once() {
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
         )
     );
+    // The SSH user CA's public key, for sshd's TrustedUserCAKeys.
+    let user_ca = std::fs::read_to_string(env.data_dir.join("user-ca.key.pub")).unwrap();
+    let user_ca: Vec<&str> = user_ca.split_whitespace().take(2).collect();
+    assert!(
+        stdout.contains(&format!("    {} {}", user_ca[0], user_ca[1])),
+        "{stdout}"
+    );
     // Logs go to stderr, the notice to stdout only.
     assert!(
         !stderr.iter().any(|l| l.contains(token)),
