@@ -8,6 +8,8 @@
 //! ```toml
 //! state_dir = "/var/lib/signoff"             # where the host view and the contact time live
 //! krl_path = "/var/lib/signoff/revoked.krl"  # sshd's RevokedKeys
+//! trusted_user_ca_keys = "/etc/ssh/signoff-user-ca-keys.pub"  # sshd's TrustedUserCAKeys,
+//!                                              # kept from the host view; unset: not written
 //! mode = "best_effort"                       # or "strict": refuse logins when out of touch
 //! max_staleness = "1h"                       # strict mode: how long without contact is too long
 //! identity_dir = "/var/lib/signoff/identity" # key (0600), certificate, CA; made by `enroll`
@@ -145,6 +147,10 @@ pub struct Config {
     /// Which sshd's sessions to watch, and how to kill them.
     #[serde(default)]
     pub sessions: crate::sessions::SessionsConfig,
+    /// sshd's `TrustedUserCAKeys` file, kept from the host view (`trusted_cas.rs`). Unset,
+    /// the agent leaves sshd's trusted CAs to whoever configured them.
+    #[serde(default)]
+    pub trusted_user_ca_keys: Option<PathBuf>,
 }
 
 fn default_syslog_socket() -> PathBuf {
@@ -179,6 +185,7 @@ impl Default for Config {
             allowed_signers: None,
             syslog_socket: default_syslog_socket(),
             sessions: crate::sessions::SessionsConfig::default(),
+            trusted_user_ca_keys: None,
         }
     }
 }
@@ -219,6 +226,13 @@ impl Config {
             return Err(format!(
                 "krl_path = {:?} must be an absolute path",
                 self.krl_path
+            ));
+        }
+        if let Some(p) = &self.trusted_user_ca_keys
+            && !p.is_absolute()
+        {
+            return Err(format!(
+                "trusted_user_ca_keys = {p:?} must be an absolute path"
             ));
         }
         if self.max_staleness.is_zero() {

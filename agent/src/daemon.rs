@@ -36,6 +36,7 @@ use crate::sessions::{
 use crate::signoffs::{Signoffs, SignoffsError};
 use crate::state::{self, ApplyError, State};
 use crate::transport::{self, TransportError};
+use crate::trusted_cas::{TrustedCas, TrustedCasError};
 
 /// Where the daemon tells `signoff-agent status` how it is doing.
 pub const STATUS_FILE: &str = "status.json";
@@ -102,6 +103,8 @@ enum SessionError {
     Persist(#[from] state::PersistError),
     #[error("cannot persist the sign-off statements")]
     Signoffs(#[from] SignoffsError),
+    #[error("cannot write sshd's trusted user CA keys")]
+    TrustedCas(#[from] TrustedCasError),
     #[error("the control plane closed the stream")]
     Closed,
 }
@@ -248,6 +251,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Signoffs::default()
         }
     };
+    // sshd's TrustedUserCAKeys, when this agent keeps it: the file is its persisted form.
+    // Without the file the keys are unknown: ask for a snapshot (revision 0).
+    let mut trusted_cas = match &config.trusted_user_ca_keys {
+        None => None,
+        Some(path) => match TrustedCas::load(path) {
+            Ok(Some(cas)) => Some(cas),
+            Ok(None) => {
+                state = State::new();
+                Some(TrustedCas::unwritten())
+            }
+            Err(e) => {
+                warn!(error = %error_chain(&e), "trusted user CA keys unreadable; asking for a snapshot");
+                state = State::new();
+                Some(TrustedCas::unwritten())
+            }
+        },
+    };
     let mut status = DaemonStatus {
         connected: false,
         server: identity.server.clone(),
@@ -293,7 +313,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut unreported, &mut status, &sessions, &mut events) => r,
+            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
                 stopped(&config, &mut status);
                 return Ok(());
@@ -395,6 +415,7 @@ async fn session(
     identity: &mut Identity,
     state: &mut State,
     signoffs: &mut Signoffs,
+    trusted_cas: &mut Option<TrustedCas>,
     unreported: &mut Vec<v1::SignoffResult>,
     status: &mut DaemonStatus,
     sessions: &Killer,
@@ -497,11 +518,20 @@ async fn session(
         let applied = match message.body {
             Some(v1::control_message::Body::Snapshot(view)) => {
                 signoffs.replace(&view.signoffs);
+                if let Some(cas) = trusted_cas.as_mut() {
+                    cas.replace(&view.trusted_user_ca_keys);
+                }
                 *state = State::from_snapshot(view)?;
                 Some(signoffs.ids())
             }
             Some(v1::control_message::Body::Delta(delta)) => {
                 state.apply_delta(&delta)?;
+                if let Some(cas) = trusted_cas.as_mut() {
+                    cas.apply(
+                        &delta.add_trusted_user_ca_keys,
+                        &delta.remove_trusted_user_ca_keys,
+                    );
+                }
                 Some(signoffs.apply(&delta.add_signoffs, &delta.remove_signoffs))
             }
             Some(v1::control_message::Body::Kill(order)) => {
@@ -522,6 +552,11 @@ async fn session(
             // them.
             let report = tokio::task::block_in_place(|| {
                 signoffs.persist(&config.state_dir)?;
+                if let (Some(cas), Some(path)) =
+                    (trusted_cas.as_mut(), &config.trusted_user_ca_keys)
+                {
+                    cas.persist(path, false)?;
+                }
                 Ok::<_, SessionError>(state.persist(&config.state_dir, &config.krl_path, at)?)
             })?;
             info!(

@@ -39,3 +39,4 @@ pub mod state;
 pub mod status;
 pub mod syslog;
 pub mod transport;
+pub mod trusted_cas;

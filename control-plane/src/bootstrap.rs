@@ -7,6 +7,8 @@
 //! | `agent-ca.crt` | agent CA certificate, PEM, self-signed, valid 10 years | 0644 |
 //! | `order-signing.key` | Ed25519 key that signs kill and sign-off orders, OpenSSH format | 0600 |
 //! | `order-signing.key.pub` | its public key, for the agents' `allowed_signers` | 0644 |
+//! | `user-ca.key` | Ed25519 user CA that signs people's SSH certificates, OpenSSH format (not made when `[ca] key_file` names one) | 0600 |
+//! | `user-ca.key.pub` | its public key, for sshd's `TrustedUserCAKeys` | 0644 |
 //!
 //! The server refuses to start when a private key file may be read or written by group or
 //! others, when the data directory may be written by group or others, or when only half
@@ -28,7 +30,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::service::{NewOperator, Service, ServiceError, Token};
+use crate::service::{Actor, NewOperator, Service, ServiceError, Token, UserCa};
 
 /// The agent CA private key, in the data directory.
 pub const AGENT_CA_KEY: &str = "agent-ca.key";
@@ -45,6 +47,12 @@ const CA_VALIDITY_SECS: i64 = 3653 * 86400;
 const CA_BACKDATE_SECS: i64 = 3600;
 /// The comment of the order-signing key.
 const ORDER_KEY_COMMENT: &str = "signoff order signing";
+/// The user CA private key, in the data directory (unless `[ca] key_file` names another).
+pub const USER_CA_KEY: &str = "user-ca.key";
+/// The user CA public key, in the data directory: what sshd's `TrustedUserCAKeys` holds.
+pub const USER_CA_PUB: &str = "user-ca.key.pub";
+/// The comment of the user CA key.
+const USER_CA_COMMENT: &str = "signoff user CA";
 
 /// Why the data directory or the keys in it cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +173,9 @@ pub enum BootstrapError {
     /// The first dashboard admin cannot be stored.
     #[error("cannot create the bootstrap dashboard admin")]
     Operator(#[source] ServiceError),
+    /// The user CA (or its backup) cannot be registered as trusted.
+    #[error("cannot register the user CA as trusted")]
+    TrustUserCa(#[source] ServiceError),
 }
 
 type Result<T, E = BootstrapError> = std::result::Result<T, E>;
@@ -323,6 +334,65 @@ pub fn prepare_keys(data_dir: &Path, now: i64) -> Result<ServerKeys> {
     })
 }
 
+/// Loads the user CA (making it on first start), trusts it and the configured offline
+/// backup CA, and gives it to `service` to issue with. Returns the CA's public key line
+/// when this call made the key.
+pub async fn install_user_ca(
+    service: &Service,
+    data_dir: &Path,
+    config: &crate::config::CaConfig,
+) -> Result<Option<String>> {
+    let (key, created) = user_ca_key(data_dir, config.key_file.as_deref())?;
+    let what = "user CA key";
+    let ca = UserCa::new(key, config.policy()).map_err(|e| BootstrapError::Generate {
+        what,
+        source: Box::new(e),
+    })?;
+    let actor = Actor("bootstrap".to_owned());
+    let trust = |e| BootstrapError::TrustUserCa(e);
+    let taken = service.list_cas().await.map_err(trust)?;
+    // A rotated CA is trusted beside the one it replaces until that one is removed.
+    let name = |base: &str, fingerprint: &str| {
+        if taken.iter().any(|c| c.name == base) {
+            let short: String = fingerprint
+                .trim_start_matches("SHA256:")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
+            format!("{base}-{short}")
+        } else {
+            base.to_owned()
+        }
+    };
+    service
+        .ensure_trusted_ca(
+            &actor,
+            &name("signoff", &ca.fingerprint),
+            &ca.public_openssh,
+            "signoff's own user CA",
+        )
+        .await
+        .map_err(trust)?;
+    if let Some(backup) = &config.backup_public_key {
+        let fingerprint = crate::model::parse_public_key("backup_public_key", backup)
+            .map_err(|e| trust(e.into()))?
+            .fingerprint;
+        service
+            .ensure_trusted_ca(
+                &actor,
+                &name("signoff-backup", &fingerprint),
+                backup,
+                "offline backup of signoff's user CA ([ca] backup_public_key)",
+            )
+            .await
+            .map_err(trust)?;
+    }
+    let public = created.then(|| ca.public_openssh.clone());
+    service.set_user_ca(ca);
+    Ok(public)
+}
+
 /// Creates the first admin API token if the store has no token at all.
 pub async fn admin_token(service: &Service) -> Result<Option<Token>> {
     service
@@ -466,39 +536,90 @@ fn load_agent_ca(key_path: &Path, cert_path: &Path) -> Result<AgentCa> {
 }
 
 fn order_signer(dir: &Path) -> Result<(OrderSigner, bool)> {
-    let key_path = dir.join(ORDER_SIGNING_KEY);
-    let pub_path = dir.join(ORDER_SIGNING_PUB);
-    if !exists(&key_path)? {
-        if exists(&pub_path)? {
+    let (key, created) = ed25519_pair(
+        &dir.join(ORDER_SIGNING_KEY),
+        &dir.join(ORDER_SIGNING_PUB),
+        &Ed25519Pair {
+            what: "order-signing key",
+            comment: ORDER_KEY_COMMENT,
+            consequence: "every agent's allowed_signers must then be updated",
+        },
+    )?;
+    Ok((signer_from(key)?, created))
+}
+
+/// What an Ed25519 key pair in the data directory is for.
+struct Ed25519Pair {
+    /// `order-signing key`, `user CA key`.
+    what: &'static str,
+    /// The comment of a new key.
+    comment: &'static str,
+    /// What replacing it costs.
+    consequence: &'static str,
+}
+
+/// Loads the Ed25519 key pair at `key_path` and `pub_path`, making it when neither exists.
+/// Returns the key and whether this call made it.
+fn ed25519_pair(
+    key_path: &Path,
+    pub_path: &Path,
+    pair: &Ed25519Pair,
+) -> Result<(ssh_key::PrivateKey, bool)> {
+    let dir = key_path.parent().unwrap_or(Path::new("."));
+    if !exists(key_path)? {
+        if exists(pub_path)? {
             return Err(BootstrapError::Incomplete {
-                present: pub_path,
-                missing: key_path,
-                what: "order-signing key",
-                consequence: "every agent's allowed_signers must then be updated",
+                present: pub_path.to_owned(),
+                missing: key_path.to_owned(),
+                what: pair.what,
+                consequence: pair.consequence,
             });
         }
-        let signer = generate_order_signer()?;
-        let private = signer
-            .key
-            .to_openssh(ssh_key::LineEnding::LF)
-            .map_err(|e| BootstrapError::Generate {
-                what: "order-signing key",
-                source: Box::new(e),
-            })?;
-        write_new(
-            &pub_path,
-            format!("{}\n", signer.public_openssh).as_bytes(),
-            0o644,
-        )?;
-        write_new(&key_path, private.as_bytes(), 0o600)?;
+        let key = generate_ed25519(pair.what, pair.comment)?;
+        let public = public_line(pair.what, &key)?;
+        let private =
+            key.to_openssh(ssh_key::LineEnding::LF)
+                .map_err(|e| BootstrapError::Generate {
+                    what: pair.what,
+                    source: Box::new(e),
+                })?;
+        write_new(pub_path, format!("{public}\n").as_bytes(), 0o644)?;
+        write_new(key_path, private.as_bytes(), 0o600)?;
         sync_dir(dir)?;
-        return Ok((signer, true));
+        return Ok((key, true));
     }
-    check_private_file(&key_path)?;
-    let text = read_text(&key_path)?;
+    let key = load_ed25519(key_path)?;
+    if exists(pub_path)? {
+        let on_disk =
+            ssh_key::PublicKey::from_openssh(read_text(pub_path)?.trim()).map_err(|e| {
+                BootstrapError::Corrupt {
+                    path: pub_path.to_owned(),
+                    what: "an OpenSSH public key",
+                    source: Some(Box::new(e)),
+                }
+            })?;
+        if on_disk.key_data() != key.public_key().key_data() {
+            return Err(BootstrapError::Mismatch {
+                public: pub_path.to_owned(),
+                private: key_path.to_owned(),
+            });
+        }
+    } else {
+        // The public half is derived from the private one: put it back.
+        let public = public_line(pair.what, &key)?;
+        write_new(pub_path, format!("{public}\n").as_bytes(), 0o644)?;
+        sync_dir(dir)?;
+    }
+    Ok((key, false))
+}
+
+/// Reads an unencrypted Ed25519 OpenSSH private key that only its owner may read.
+fn load_ed25519(key_path: &Path) -> Result<ssh_key::PrivateKey> {
+    check_private_file(key_path)?;
+    let text = read_text(key_path)?;
     let corrupt =
         |what, source: Option<Box<dyn std::error::Error + Send + Sync>>| BootstrapError::Corrupt {
-            path: key_path.clone(),
+            path: key_path.to_owned(),
             what,
             source,
         };
@@ -513,51 +634,53 @@ fn order_signer(dir: &Path) -> Result<(OrderSigner, bool)> {
     if key.algorithm() != ssh_key::Algorithm::Ed25519 {
         return Err(corrupt("an Ed25519 key", None));
     }
-    let signer = signer_from(key)?;
-    if exists(&pub_path)? {
-        let on_disk =
-            ssh_key::PublicKey::from_openssh(read_text(&pub_path)?.trim()).map_err(|e| {
-                BootstrapError::Corrupt {
-                    path: pub_path.clone(),
-                    what: "an OpenSSH public key",
-                    source: Some(Box::new(e)),
-                }
-            })?;
-        if on_disk.key_data() != signer.key.public_key().key_data() {
-            return Err(BootstrapError::Mismatch {
-                public: pub_path,
-                private: key_path,
-            });
-        }
-    } else {
-        // The public half is derived from the private one: put it back.
-        write_new(
-            &pub_path,
-            format!("{}\n", signer.public_openssh).as_bytes(),
-            0o644,
-        )?;
-        sync_dir(dir)?;
-    }
-    Ok((signer, false))
+    Ok(key)
 }
 
-fn generate_order_signer() -> Result<OrderSigner> {
+fn public_line(what: &'static str, key: &ssh_key::PrivateKey) -> Result<String> {
+    key.public_key()
+        .to_openssh()
+        .map_err(|e| BootstrapError::Generate {
+            what,
+            source: Box::new(e),
+        })
+}
+
+fn generate_ed25519(what: &'static str, comment: &str) -> Result<ssh_key::PrivateKey> {
     let mut seed = [0u8; 32];
     random_bytes(&mut seed).map_err(|e| BootstrapError::Generate {
-        what: "order-signing key",
+        what,
         source: Box::new(e),
     })?;
     let pair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
     seed.fill(0);
-    let key = ssh_key::PrivateKey::new(
-        ssh_key::private::KeypairData::Ed25519(pair),
-        ORDER_KEY_COMMENT,
+    ssh_key::PrivateKey::new(ssh_key::private::KeypairData::Ed25519(pair), comment).map_err(|e| {
+        BootstrapError::Generate {
+            what,
+            source: Box::new(e),
+        }
+    })
+}
+
+/// The user CA key: `key_file` when the configuration names one (it must exist: the
+/// operator brought it), else `user-ca.key` in `data_dir`, made on first start. Returns
+/// the key and whether this call made it.
+pub fn user_ca_key(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> Result<(ssh_key::PrivateKey, bool)> {
+    if let Some(path) = key_file {
+        return Ok((load_ed25519(path)?, false));
+    }
+    ed25519_pair(
+        &data_dir.join(USER_CA_KEY),
+        &data_dir.join(USER_CA_PUB),
+        &Ed25519Pair {
+            what: "user CA key",
+            comment: USER_CA_COMMENT,
+            consequence: "certificates it issued stop working once hosts learn the new CA",
+        },
     )
-    .map_err(|e| BootstrapError::Generate {
-        what: "order-signing key",
-        source: Box::new(e),
-    })?;
-    signer_from(key)
 }
 
 fn signer_from(key: ssh_key::PrivateKey) -> Result<OrderSigner> {
@@ -632,6 +755,8 @@ pub struct FirstStart {
     pub order_key: Option<String>,
     /// The dashboard admin, if this start made it.
     pub operator: Option<NewOperator>,
+    /// The SSH user CA's public key, if this start made it.
+    pub user_ca: Option<String>,
 }
 
 impl FirstStart {
@@ -642,8 +767,10 @@ impl FirstStart {
         keys: &ServerKeys,
         token: Option<Token>,
         operator: Option<NewOperator>,
+        user_ca: Option<String>,
     ) -> Option<Self> {
         let notice = FirstStart {
+            user_ca,
             data_dir: data_dir.to_owned(),
             url,
             token,
@@ -656,7 +783,8 @@ impl FirstStart {
         (notice.token.is_some()
             || notice.ca_pin.is_some()
             || notice.order_key.is_some()
-            || notice.operator.is_some())
+            || notice.operator.is_some()
+            || notice.user_ca.is_some())
         .then_some(notice)
     }
 }
@@ -690,7 +818,7 @@ impl fmt::Display for FirstStart {
             )?;
             writeln!(
                 f,
-                "More tokens: signoff-server api-token create NAME --scope read,write,signoff,admin,krl|scim"
+                "More tokens: signoff-server api-token create NAME --scope read,write,signoff,admin,krl,issue|scim"
             )?;
         }
         if let Some(op) = &self.operator {
@@ -741,6 +869,18 @@ impl fmt::Display for FirstStart {
                 "Order-signing key created: {dir}/{ORDER_SIGNING_KEY}. Agents trust orders signed by:"
             )?;
             writeln!(f, "    {key}")?;
+        }
+        if let Some(key) = &self.user_ca {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "SSH user CA created: {dir}/{USER_CA_KEY}. sshd trusts its certificates with this line in TrustedUserCAKeys ({dir}/{USER_CA_PUB}):"
+            )?;
+            writeln!(f, "    {key}")?;
+            writeln!(
+                f,
+                "Certificates: signoff-server cert issue USER KEY.pub [--ttl 8h] > KEY-cert.pub"
+            )?;
         }
         Ok(())
     }
@@ -800,7 +940,7 @@ mod tests {
             again.order_signer.public_openssh,
             keys.order_signer.public_openssh
         );
-        assert!(FirstStart::new(&dir, "http://x".into(), &again, None, None).is_none());
+        assert!(FirstStart::new(&dir, "http://x".into(), &again, None, None, None).is_none());
     }
 
     #[test]
@@ -822,6 +962,101 @@ mod tests {
                 .trim_end_matches('=')
         );
         assert_eq!(keys.agent_ca.pin, expected);
+    }
+
+    fn ca_config(key_file: Option<PathBuf>, backup: Option<String>) -> crate::config::CaConfig {
+        crate::config::CaConfig {
+            key_file,
+            backup_public_key: backup,
+            default_ttl: crate::config::DEFAULT_CA_TTL,
+            max_ttl: crate::config::MAX_CA_TTL,
+        }
+    }
+
+    async fn memory_service() -> Service {
+        Service::new(
+            crate::store::open_memory().await,
+            std::sync::Arc::new(crate::service::SystemClock),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_start_makes_and_trusts_the_user_ca_once() {
+        let (_tmp, dir) = data_dir();
+        let svc = memory_service().await;
+        let backup = public_line("backup", &generate_ed25519("backup", "backup").unwrap()).unwrap();
+        let config = ca_config(None, Some(backup.clone()));
+        let made = install_user_ca(&svc, &dir, &config).await.unwrap();
+        assert_eq!(mode(&dir.join(USER_CA_KEY)), 0o600);
+        let public = fs::read_to_string(dir.join(USER_CA_PUB)).unwrap();
+        assert!(public.starts_with(made.as_deref().unwrap()));
+        let cas = svc.list_cas().await.unwrap();
+        let names: Vec<&str> = cas.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["signoff", "signoff-backup"]);
+        assert_eq!(cas[0].fingerprint, svc.user_ca().unwrap().fingerprint);
+        // The next start loads the same key and trusts nothing new.
+        let svc2 = svc.clone();
+        assert_eq!(install_user_ca(&svc2, &dir, &config).await.unwrap(), None);
+        assert_eq!(svc2.list_cas().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_given_ca_key_is_used_and_a_rotation_is_trusted_beside_the_old_one() {
+        let (_tmp, dir) = data_dir();
+        let svc = memory_service().await;
+        install_user_ca(&svc, &dir, &ca_config(None, None))
+            .await
+            .unwrap();
+        let own = dir.join("own-ca.key");
+        let key = generate_ed25519("own", "own").unwrap();
+        write_new(
+            &own,
+            key.to_openssh(ssh_key::LineEnding::LF).unwrap().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let made = install_user_ca(&svc, &dir, &ca_config(Some(own.clone()), None))
+            .await
+            .unwrap();
+        assert_eq!(made, None);
+        let fp = key
+            .public_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string();
+        assert_eq!(svc.user_ca().unwrap().fingerprint, fp);
+        let cas = svc.list_cas().await.unwrap();
+        assert_eq!(cas.len(), 2);
+        assert!(
+            cas.iter()
+                .any(|c| c.fingerprint == fp && c.name.starts_with("signoff-"))
+        );
+
+        chmod(&own, 0o644);
+        assert!(matches!(
+            install_user_ca(&svc, &dir, &ca_config(Some(own), None)).await,
+            Err(BootstrapError::InsecureKey { .. })
+        ));
+    }
+
+    #[test]
+    fn a_user_ca_key_that_is_not_ed25519_is_refused() {
+        let (_tmp, dir) = data_dir();
+        let path = dir.join("ecdsa.key");
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ecdsa", "-N", "", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(matches!(
+            user_ca_key(&dir, Some(&path)),
+            Err(BootstrapError::Corrupt {
+                what: "an Ed25519 key",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -962,8 +1197,12 @@ mod tests {
     fn order_public_key_of_another_key_is_refused() {
         let (_tmp, dir) = data_dir();
         prepare_keys(&dir, NOW).unwrap();
-        let other = generate_order_signer().unwrap();
-        fs::write(dir.join(ORDER_SIGNING_PUB), other.public_openssh).unwrap();
+        let other = generate_ed25519("other", "other").unwrap();
+        fs::write(
+            dir.join(ORDER_SIGNING_PUB),
+            public_line("other", &other).unwrap(),
+        )
+        .unwrap();
         assert!(matches!(
             prepare_keys(&dir, NOW),
             Err(BootstrapError::Mismatch { .. })
@@ -1022,9 +1261,16 @@ mod tests {
     fn notice_names_the_token_and_pin() {
         let (_tmp, dir) = data_dir();
         let keys = prepare_keys(&dir, NOW).unwrap();
-        let notice = FirstStart::new(&dir, "http://127.0.0.1:8080".into(), &keys, None, None)
-            .unwrap()
-            .to_string();
+        let notice = FirstStart::new(
+            &dir,
+            "http://127.0.0.1:8080".into(),
+            &keys,
+            None,
+            None,
+            None,
+        )
+        .unwrap()
+        .to_string();
         assert!(
             notice.contains(&format!("    {}\n", keys.agent_ca.pin)),
             "{notice}"

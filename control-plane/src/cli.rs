@@ -23,8 +23,8 @@ use signoff_control_plane::config::{self, Config, ConfigError};
 use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, UserStatus};
 use signoff_control_plane::server::{self, ServerError};
 use signoff_control_plane::service::{
-    Actor, NewGrant, NewHost, NewOperator, NewUser, OperatorAccount, OperatorRole,
-    RevocationRecord, Scope, Service, ServiceError, SystemClock, TokenInfo,
+    Actor, IssueError, IssueRequest, NewGrant, NewHost, NewOperator, NewUser, OperatorAccount,
+    OperatorRole, RevocationRecord, Scope, Service, ServiceError, SystemClock, TokenInfo,
 };
 use signoff_control_plane::store::{self, OpenError};
 
@@ -85,6 +85,49 @@ pub enum Command {
     /// Dashboard operator accounts (security staff) and their roles.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Certificates from signoff's own user CA.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+/// `cert …`.
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate for one of the person's registered keys and print it (one
+    /// OpenSSH line, for `KEY-cert.pub`).
+    Issue {
+        /// The person.
+        user: String,
+        /// Their public key file (`id_ed25519.pub`).
+        key: PathBuf,
+        /// Validity (`8h`, `30m`); default and maximum from `[ca]` or the person's policy.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Addresses or networks the certificate may be used from (`10.0.0.0/8,192.0.2.7`).
+        #[arg(long)]
+        source_address: Option<String>,
+    },
+    /// The person's unexpired certificates.
+    List {
+        /// The person.
+        user: String,
+    },
+    /// Set a person's own validity policy, within `[ca] max_ttl`.
+    Policy {
+        /// The person.
+        user: String,
+        /// Validity when a request names none.
+        #[arg(long)]
+        default_ttl: String,
+        /// The longest validity issued to them.
+        #[arg(long)]
+        max_ttl: String,
+        /// Addresses or networks every certificate of theirs carries by default.
+        #[arg(long)]
+        source_address: Option<String>,
+        #[command(flatten)]
+        reason: Reason,
+    },
 }
 
 /// `operator …`.
@@ -399,6 +442,8 @@ pub enum ScopeArg {
     Admin,
     /// Download the KRL (`GET /krl`), for hosts without an agent.
     Krl,
+    /// Issue certificates from signoff's user CA (`POST /api/v1/users/NAME/certificates`).
+    Issue,
     /// SCIM 2.0 provisioning (`/scim/v2`) for an identity provider; good for nothing else.
     Scim,
 }
@@ -411,6 +456,7 @@ impl From<ScopeArg> for Scope {
             ScopeArg::Signoff => Scope::Signoff,
             ScopeArg::Admin => Scope::Admin,
             ScopeArg::Krl => Scope::Krl,
+            ScopeArg::Issue => Scope::Issue,
             ScopeArg::Scim => Scope::Scim,
         }
     }
@@ -516,6 +562,9 @@ pub enum CliError {
     /// stdout is closed or full.
     #[error("cannot write to stdout")]
     Output(#[from] io::Error),
+    /// No certificate was issued.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
 }
 
 impl CliError {
@@ -576,6 +625,17 @@ pub async fn run(
             service.pool().close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Cert(c) => {
+            let service = open_store(&config).await?;
+            bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
+            let mut out = Output {
+                json: cli.json,
+                w: io::stdout().lock(),
+            };
+            let result = cert(&service, c, &mut out).await;
+            service.pool().close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Signoff(args) => {
             let service = open_store(&config).await?;
             let keys = bootstrap::prepare_keys(&config.data_dir, service.now())?;
@@ -599,6 +659,84 @@ pub async fn run(
             result
         }
     }
+}
+
+/// `cert …`.
+async fn cert(svc: &Service, c: CertCommand, out: &mut Output<'_>) -> Result<(), CliError> {
+    let secs = |flag: &str, t: &str| {
+        config::parse_duration(t)
+            .map(|d| d.as_secs())
+            .map_err(|e| CliError::Usage(format!("{flag}: {e}")))
+    };
+    match c {
+        CertCommand::Issue {
+            user,
+            key,
+            ttl,
+            source_address,
+        } => {
+            let request = IssueRequest {
+                public_key: read_one_key(&key)?,
+                ttl: ttl.as_deref().map(|t| secs("--ttl", t)).transpose()?,
+                source_address,
+            };
+            let issued = svc.issue_certificate(&actor(), &user, &request).await?;
+            out.emit(&issued, |w| writeln!(w, "{}", issued.certificate))?;
+        }
+        CertCommand::List { user } => {
+            let certs = svc.list_certificates(&user).await?;
+            out.emit(&certs, |w| {
+                let mut t = Table::new([
+                    "SERIAL",
+                    "KEY",
+                    "PRINCIPALS",
+                    "VALID AFTER",
+                    "VALID BEFORE",
+                    "SOURCE",
+                ]);
+                for c in &certs {
+                    t.row([
+                        c.serial.to_string(),
+                        c.key_fingerprint.clone(),
+                        c.principals.join(","),
+                        time_text(c.valid_after),
+                        time_text(c.valid_before),
+                        c.source_address.clone().unwrap_or_default(),
+                    ]);
+                }
+                t.write(w)
+            })?;
+        }
+        CertCommand::Policy {
+            user,
+            default_ttl,
+            max_ttl,
+            source_address,
+            reason,
+        } => {
+            let default_ttl = secs("--default-ttl", &default_ttl)?;
+            let max_ttl = secs("--max-ttl", &max_ttl)?;
+            svc.set_certificate_policy(
+                &actor(),
+                &user,
+                default_ttl,
+                max_ttl,
+                source_address.as_deref(),
+                &reason.reason,
+            )
+            .await?;
+            out.emit(
+                &serde_json::json!({"user": user, "default_ttl": default_ttl, "max_ttl": max_ttl}),
+                |w| {
+                    writeln!(
+                        w,
+                        "{user}: certificates valid {default_ttl}s by default, at most {max_ttl}s"
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `token create`: the secret, and the command that enrolls a host with it.
@@ -991,8 +1129,8 @@ async fn admin(
                 revocations_table(w, std::slice::from_ref(&record))
             })?;
         }
-        Command::Token(_) | Command::Signoff(_) => {
-            unreachable!("join tokens and sign-offs are handled in run()")
+        Command::Token(_) | Command::Signoff(_) | Command::Cert(_) => {
+            unreachable!("join tokens, sign-offs and certificates are handled in run()")
         }
         Command::ApiToken(c) => match c {
             TokenCommand::Create {

@@ -30,6 +30,13 @@
 //! [metrics]
 //! listen = "127.0.0.1:9100"              # serve /metrics here only; default: on [http]
 //!
+//! [ca]                                   # signoff's own user CA (certificates for people)
+//! key_file = "/etc/signoff/user-ca.key"  # an existing Ed25519 CA key, mode 0600; default:
+//!                                        # user-ca.key in data_dir, made on first start
+//! backup_public_key = "ssh-ed25519 AAAA… offline backup CA"  # trusted beside it
+//! default_ttl = "8h"                     # validity when a request names none
+//! max_ttl = "24h"                        # the longest validity issued (at most 24h)
+//!
 //! [dashboard]                            # the web dashboard at `/`
 //! session_idle = "30m"                   # a web session unused this long ends
 //! session_max = "12h"                    # and ends this long after login regardless
@@ -149,6 +156,21 @@ struct File {
     krl: KrlFile,
     #[serde(default, skip_serializing_if = "MetricsFile::is_empty")]
     metrics: MetricsFile,
+    #[serde(default)]
+    ca: CaFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct CaFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup_public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -219,6 +241,34 @@ struct AgentsFile {
     server_names: Option<Vec<String>>,
 }
 
+/// signoff's own user CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaConfig {
+    /// An existing CA key to load instead of `user-ca.key` in the data directory.
+    pub key_file: Option<PathBuf>,
+    /// An offline backup CA's public key (one OpenSSH line), trusted beside the CA.
+    pub backup_public_key: Option<String>,
+    /// Validity when a request names none.
+    pub default_ttl: Duration,
+    /// The longest validity issued.
+    pub max_ttl: Duration,
+}
+
+impl CaConfig {
+    /// The validity policy, in seconds.
+    pub fn policy(&self) -> crate::service::CertPolicy {
+        crate::service::CertPolicy {
+            default_ttl: self.default_ttl.as_secs(),
+            max_ttl: self.max_ttl.as_secs(),
+        }
+    }
+}
+
+/// `[ca] default_ttl` when the file names none.
+pub const DEFAULT_CA_TTL: Duration = Duration::from_secs(8 * 3600);
+/// `[ca] max_ttl` when the file names none, and the most it may be.
+pub const MAX_CA_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// The HTTPS certificate chain and key, PEM files.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +302,8 @@ pub struct Config {
     pub krl_public: bool,
     /// `/metrics` on its own listener (`[metrics] listen`); on the HTTP listener if `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[ca]`: signoff's own user CA.
+    pub ca: CaConfig,
 }
 
 /// `[dashboard]`.
@@ -516,8 +568,47 @@ impl Config {
             Some(p) => Some(absolute(&invalid, "webhook.secret_file", &p)?),
             None => None,
         };
+        let max_ttl = duration("ca.max_ttl", file.ca.max_ttl, MAX_CA_TTL)?;
+        within(
+            &invalid,
+            "ca.max_ttl",
+            max_ttl,
+            Duration::from_secs(60),
+            MAX_CA_TTL,
+        )?;
+        let default_ttl = duration(
+            "ca.default_ttl",
+            file.ca.default_ttl,
+            DEFAULT_CA_TTL.min(max_ttl),
+        )?;
+        within(
+            &invalid,
+            "ca.default_ttl",
+            default_ttl,
+            Duration::from_secs(60),
+            max_ttl,
+        )?;
+        let key_file = match file.ca.key_file {
+            Some(p) => Some(absolute(&invalid, "ca.key_file", &p)?),
+            None => None,
+        };
+        let backup_public_key = match file.ca.backup_public_key {
+            Some(line) => Some(
+                crate::model::parse_public_key("ca.backup_public_key", &line)
+                    .map_err(|e| invalid("ca.backup_public_key", e.message))?
+                    .openssh,
+            ),
+            None => None,
+        };
+        let ca = CaConfig {
+            key_file,
+            backup_public_key,
+            default_ttl,
+            max_ttl,
+        };
         Ok(Config {
             source: path.map(Path::to_owned),
+            ca,
             data_dir,
             database_url: DatabaseUrl(database_url),
             drain_timeout,
@@ -576,6 +667,12 @@ impl Config {
             },
             metrics: MetricsFile {
                 listen: self.metrics_listen.map(|a| a.to_string()),
+            },
+            ca: CaFile {
+                key_file: self.ca.key_file.clone(),
+                backup_public_key: self.ca.backup_public_key.clone(),
+                default_ttl: Some(format_duration(self.ca.default_ttl)),
+                max_ttl: Some(format_duration(self.ca.max_ttl)),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.

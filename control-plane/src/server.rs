@@ -35,6 +35,9 @@ use crate::store::{self, OpenError};
 
 /// How often the store's latest revision is read, for writes made by other processes.
 pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often revocations whose certificates have expired are withdrawn: an expired
+/// certificate is refused by sshd anyway, so a few seconds late costs nothing.
+pub const REVOCATION_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 /// A client that has not finished its TLS handshake by then is dropped.
 /// How often an idle agent stream carries a heartbeat (strict-mode agents count on it).
 const AGENT_HEARTBEAT: Duration = Duration::from_secs(15);
@@ -227,6 +230,11 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
 
         service.set_order_signer(keys.order_signer.private_key().clone());
+        let user_ca_made =
+            bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
+        if let Some(ca) = service.user_ca() {
+            info!(fingerprint = %ca.fingerprint, "user CA");
+        }
         let metrics = Arc::new(Metrics::default());
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {
@@ -255,7 +263,8 @@ impl Server {
             "store open"
         );
         info!(pin = %keys.agent_ca.pin, "agent CA");
-        let first_start = FirstStart::new(&config.data_dir, url, &keys, token, operator);
+        let first_start =
+            FirstStart::new(&config.data_dir, url, &keys, token, operator, user_ca_made);
         Ok(Server {
             config,
             service,
@@ -340,6 +349,11 @@ impl Server {
             REVISION_POLL_INTERVAL,
             stop_rx.clone(),
         ));
+        let expirer = tokio::spawn(expire_revocations(
+            service.clone(),
+            REVOCATION_EXPIRY_INTERVAL,
+            stop_rx.clone(),
+        ));
         let graceful = {
             let mut stop = stop_rx.clone();
             async move {
@@ -405,6 +419,7 @@ impl Server {
         };
         stop_tx.send_replace(true);
         let _ = poller.await;
+        let _ = expirer.await;
         let _ = service.flush_contacts().await;
         // Agent streams are long-lived: they end at once and their agents reconnect
         // elsewhere or after the restart, with backoff.
@@ -498,6 +513,24 @@ fn raise_open_file_limit() {
 }
 
 /// Publishes revisions committed by other processes until `stop` turns true.
+/// Withdraws expired revocations every `every` until `stop`.
+async fn expire_revocations(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let actor = crate::service::Actor("expiry".to_owned());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match service.expire_revocations(&actor).await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "expired revocations withdrawn"),
+            Err(e) => warn!("cannot withdraw expired revocations (retrying): {e}"),
+        }
+    }
+}
+
 async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

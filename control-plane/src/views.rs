@@ -41,6 +41,8 @@ pub struct HostView {
     pub disabled_users: BTreeSet<String>,
     /// Signed sign-off statements in force, by sign-off id.
     pub signoffs: BTreeMap<i64, Statement>,
+    /// Trusted user CA keys, OpenSSH lines: what sshd's `TrustedUserCAKeys` holds.
+    pub trusted_cas: BTreeSet<String>,
 }
 
 /// A signed sign-off statement as hosts receive it.
@@ -75,6 +77,10 @@ pub struct Delta {
     pub add_signoffs: BTreeMap<i64, Statement>,
     /// Sign-offs withdrawn (the person was re-enabled).
     pub remove_signoffs: BTreeSet<i64>,
+    /// User CA keys newly trusted.
+    pub add_trusted_cas: BTreeSet<String>,
+    /// User CA keys no longer trusted.
+    pub remove_trusted_cas: BTreeSet<String>,
 }
 
 impl Delta {
@@ -88,6 +94,8 @@ impl Delta {
             && self.remove_disabled.is_empty()
             && self.add_signoffs.is_empty()
             && self.remove_signoffs.is_empty()
+            && self.add_trusted_cas.is_empty()
+            && self.remove_trusted_cas.is_empty()
     }
 }
 
@@ -114,6 +122,10 @@ impl HostView {
         for (id, st) in &d.add_signoffs {
             self.signoffs.insert(*id, st.clone());
         }
+        for k in &d.remove_trusted_cas {
+            self.trusted_cas.remove(k);
+        }
+        self.trusted_cas.extend(d.add_trusted_cas.iter().cloned());
         self.revision = d.to;
     }
 }
@@ -146,6 +158,7 @@ impl Service {
             revocations: revocations_at(&mut conn, rev).await?,
             disabled_users: disabled_at(&mut conn, rev, None).await?,
             signoffs: signoffs_at(&mut conn, rev).await?,
+            trusted_cas: trusted_cas_at(&mut conn, rev).await?,
         })
     }
 
@@ -271,9 +284,28 @@ impl FanoutPlan {
     }
 }
 
-/// Adds to `delta` the changes every host shares: revocations, disabled users, sign-offs.
+/// Adds to `delta` the changes every host shares: revocations, disabled users, sign-offs,
+/// trusted CAs.
 async fn global_delta(conn: &mut SqliteConnection, delta: &mut Delta) -> Result<()> {
     let (from, to) = (delta.from, delta.to);
+    let ca_changed: bool = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM trusted_cas
+           WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?))",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(from)
+    .bind(to)
+    .fetch_one(&mut *conn)
+    .await?
+    .get(0);
+    if ca_changed {
+        // A handful of rows: the two sets are compared whole.
+        let old = trusted_cas_at(&mut *conn, from).await?;
+        let new = trusted_cas_at(&mut *conn, to).await?;
+        delta.add_trusted_cas = new.difference(&old).cloned().collect();
+        delta.remove_trusted_cas = old.difference(&new).cloned().collect();
+    }
     {
         for r in sqlx::query(
             "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi, since_rev, until_rev
@@ -376,6 +408,21 @@ async fn touched_users(conn: &mut SqliteConnection, from: i64, to: i64) -> Resul
         }
     }
     Ok(out)
+}
+
+/// The trusted user CA keys at `rev`.
+async fn trusted_cas_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeSet<String>> {
+    Ok(sqlx::query(
+        "SELECT public_key FROM trusted_cas
+         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
+    )
+    .bind(rev)
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 fn revocation(r: &sqlx::sqlite::SqliteRow) -> Revocation {

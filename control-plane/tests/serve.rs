@@ -72,6 +72,13 @@ async fn first_start_prints_token_and_pin_once() {
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
         )
     );
+    // The SSH user CA's public key, for sshd's TrustedUserCAKeys.
+    let user_ca = std::fs::read_to_string(env.data_dir.join("user-ca.key.pub")).unwrap();
+    let user_ca: Vec<&str> = user_ca.split_whitespace().take(2).collect();
+    assert!(
+        stdout.contains(&format!("    {} {}", user_ca[0], user_ca[1])),
+        "{stdout}"
+    );
     // Logs go to stderr, the notice to stdout only.
     assert!(
         !stderr.iter().any(|l| l.contains(token)),
@@ -129,8 +136,9 @@ async fn acknowledged_writes_survive_sigkill() {
         .await
         .unwrap();
     assert_eq!(users.len(), 1);
-    // The bootstrap token, the bootstrap dashboard admin, the test's token, alice.
-    assert_eq!(env.ok(&["audit", "verify"]), "audit log intact: 4 rows\n");
+    // Trusting the user CA, the bootstrap token, the bootstrap dashboard admin, the test's
+    // token, alice.
+    assert_eq!(env.ok(&["audit", "verify"]), "audit log intact: 5 rows\n");
     server.signal(Signal::SIGTERM);
     assert!(server.wait(DEADLINE).0.success());
 }
@@ -142,7 +150,8 @@ async fn cli_writes_reach_the_running_server() {
     let token = admin_token(&env);
     let client = reqwest::Client::new();
     let revision = server.url("/api/v1/revision");
-    assert_eq!(api_revision(&client, &revision, &token).await, 0);
+    // Revision 1 is the first start trusting its own user CA.
+    assert_eq!(api_revision(&client, &revision, &token).await, 1);
 
     // Another process writes to the store; the server publishes the new revision.
     env.ok(&["user", "add", "alice"]);
@@ -150,12 +159,12 @@ async fn cli_writes_reach_the_running_server() {
     env.ok(&["host", "add", "web1", "--group", "web"]);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if api_revision(&client, &revision, &token).await == 2 {
+        if api_revision(&client, &revision, &token).await == 3 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "revision 2 never reached the server"
+            "revision 3 never reached the server"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -169,7 +178,7 @@ async fn cli_writes_reach_the_running_server() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    assert_eq!(api_revision(&client, &revision, &token).await, 3);
+    assert_eq!(api_revision(&client, &revision, &token).await, 4);
 
     server.signal(Signal::SIGINT);
     assert!(server.wait(DEADLINE).0.success(), "SIGINT drains too");

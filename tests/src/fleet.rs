@@ -128,15 +128,36 @@ impl Fleet {
     /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
     /// (for benchmarks of the agent as deployed).
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
+        self.host_trusting(id, reconcile_interval, &self.ca.public, false)
+    }
+
+    /// [`Fleet::host_with`] whose sshd trusts the user CAs in `ca_keys` (its
+    /// `TrustedUserCAKeys`) instead of [`Fleet::ca`]; with `agent_keeps_it`, the agent
+    /// keeps that file from its host view (`trusted_user_ca_keys`).
+    pub fn host_trusting(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        ca_keys: &std::path::Path,
+        agent_keeps_it: bool,
+    ) -> Result<Host> {
+        let keeps = if agent_keeps_it {
+            format!(
+                "trusted_user_ca_keys = {:?}\n",
+                ca_keys.display().to_string()
+            )
+        } else {
+            String::new()
+        };
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
-                "allowed_signers = {:?}\n",
+                "allowed_signers = {:?}\n{keeps}",
                 self.allowed_signers.display().to_string()
             ),
         )?;
         let sshd = PamSshd::start_with(
-            &self.ca.public,
+            ca_keys,
             &format!(
                 "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\

@@ -135,6 +135,7 @@ fn alice_view(revocations: Option<v1::RevocationSet>) -> v1::HostView {
         revocations,
         disabled_users: vec![],
         signoffs: vec![],
+        trusted_user_ca_keys: vec![],
     }
 }
 

@@ -343,8 +343,10 @@ impl State {
             principals: self.entries.values().map(Into::into).collect(),
             revocations: Some(self.revocations.to_proto()),
             disabled_users: self.disabled_users.iter().cloned().collect(),
-            // Sign-off statements live beside the host view (`signoffs.rs`).
+            // Sign-off statements live beside the host view (`signoffs.rs`), trusted CA
+            // keys in sshd's TrustedUserCAKeys file (`trusted_cas.rs`).
             signoffs: Vec::new(),
+            trusted_user_ca_keys: Vec::new(),
         }
     }
 }

@@ -82,6 +82,7 @@ pub(crate) fn sample_view() -> v1::HostView {
         }),
         disabled_users: vec!["dave".into()],
         signoffs: vec![],
+        trusted_user_ca_keys: vec![],
     }
 }
 

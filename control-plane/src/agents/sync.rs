@@ -595,6 +595,7 @@ pub fn to_proto_view(v: &HostView, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostV
             .iter()
             .map(|(id, st)| to_proto_statement(*id, st))
             .collect(),
+        trusted_user_ca_keys: v.trusted_cas.iter().cloned().collect(),
     }
 }
 
@@ -622,5 +623,7 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
             .map(|(id, st)| to_proto_statement(*id, st))
             .collect(),
         remove_signoffs: d.remove_signoffs.iter().map(|id| u(*id)).collect(),
+        add_trusted_user_ca_keys: d.add_trusted_cas.iter().cloned().collect(),
+        remove_trusted_user_ca_keys: d.remove_trusted_cas.iter().cloned().collect(),
     }
 }

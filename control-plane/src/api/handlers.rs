@@ -903,6 +903,10 @@ pub(crate) enum RevokeRequest {
         ca: Option<String>,
         #[schema(schema_with = super::openapi::key_id_schema)]
         key_id: String,
+        /// Unix seconds after which the revocation is withdrawn by itself (a certificate
+        /// that expires then is refused by sshd anyway); null or absent: never.
+        #[serde(default)]
+        valid_before: Option<i64>,
         #[serde(default)]
         #[schema(schema_with = super::openapi::reason_schema)]
         reason: String,
@@ -917,6 +921,10 @@ pub(crate) enum RevokeRequest {
         /// Last serial, not below `lo` (serials are kept as SQLite integers).
         #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
         hi: u64,
+        /// Unix seconds after which the revocation is withdrawn by itself (a certificate
+        /// that expires then is refused by sshd anyway); null or absent: never.
+        #[serde(default)]
+        valid_before: Option<i64>,
         #[serde(default)]
         #[schema(schema_with = super::openapi::reason_schema)]
         reason: String,
@@ -925,6 +933,10 @@ pub(crate) enum RevokeRequest {
     Key {
         #[schema(schema_with = super::openapi::public_key_schema)]
         public_key: String,
+        /// Unix seconds after which the revocation is withdrawn by itself (a certificate
+        /// that expires then is refused by sshd anyway); null or absent: never.
+        #[serde(default)]
+        valid_before: Option<i64>,
         #[serde(default)]
         #[schema(schema_with = super::openapi::reason_schema)]
         reason: String,
@@ -933,6 +945,10 @@ pub(crate) enum RevokeRequest {
     Sha256 {
         #[schema(schema_with = super::openapi::fingerprint_schema)]
         fingerprint: String,
+        /// Unix seconds after which the revocation is withdrawn by itself (a certificate
+        /// that expires then is refused by sshd anyway); null or absent: never.
+        #[serde(default)]
+        valid_before: Option<i64>,
         #[serde(default)]
         #[schema(schema_with = super::openapi::reason_schema)]
         reason: String,
@@ -940,19 +956,31 @@ pub(crate) enum RevokeRequest {
 }
 
 impl RevokeRequest {
-    fn into_parts(self) -> (Revocation, String) {
+    fn into_parts(self) -> (Revocation, Option<i64>, String) {
         match self {
-            RevokeRequest::KeyId { ca, key_id, reason } => {
-                (Revocation::KeyId { ca, key_id }, reason)
-            }
-            RevokeRequest::Serial { ca, lo, hi, reason } => {
-                (Revocation::Serial { ca, lo, hi }, reason)
-            }
-            RevokeRequest::Key { public_key, reason } => (Revocation::Key { public_key }, reason),
+            RevokeRequest::KeyId {
+                ca,
+                key_id,
+                valid_before,
+                reason,
+            } => (Revocation::KeyId { ca, key_id }, valid_before, reason),
+            RevokeRequest::Serial {
+                ca,
+                lo,
+                hi,
+                valid_before,
+                reason,
+            } => (Revocation::Serial { ca, lo, hi }, valid_before, reason),
+            RevokeRequest::Key {
+                public_key,
+                valid_before,
+                reason,
+            } => (Revocation::Key { public_key }, valid_before, reason),
             RevokeRequest::Sha256 {
                 fingerprint,
+                valid_before,
                 reason,
-            } => (Revocation::Sha256 { fingerprint }, reason),
+            } => (Revocation::Sha256 { fingerprint }, valid_before, reason),
         }
     }
 }
@@ -990,8 +1018,11 @@ pub(crate) async fn revoke_handler(
     Json(req): Json<RevokeRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.actor();
-    let (revocation, reason) = req.into_parts();
-    let record = s.service.revoke(&actor, revocation, &reason).await?;
+    let (revocation, valid_before, reason) = req.into_parts();
+    let record = s
+        .service
+        .revoke_until(&actor, revocation, valid_before, &reason)
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 

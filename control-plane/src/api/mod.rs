@@ -8,6 +8,7 @@
 //! answers itself (405, 413); the caller's mistakes are 4xx, never 500.
 
 mod auth;
+mod certificates;
 mod error;
 mod handlers;
 mod metrics;

@@ -23,7 +23,7 @@ use utoipa::openapi::{
 
 use super::handlers::Json;
 use super::routes::{Access, HttpOptions, routes};
-use super::{error, handlers, session_events, signoffs};
+use super::{certificates, error, handlers, session_events, signoffs};
 use crate::model::{self, IdentRule};
 use crate::service::Scope;
 
@@ -49,6 +49,8 @@ declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 41
         handlers::disable_user_handler,
         handlers::enable_user_handler,
         signoffs::get_user_signoff_handler,
+        certificates::issue_certificate_handler,
+        certificates::list_certificates_handler,
         signoffs::signoff_user_handler,
         signoffs::reenable_user_handler,
         handlers::kill_user_sessions_handler,

@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, handlers, metrics, openapi, session_events, signoffs};
+use super::{AppState, certificates, handlers, metrics, openapi, session_events, signoffs};
 use crate::service::Scope;
 
 /// Who may call a route.
@@ -78,7 +78,7 @@ where
 pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
     use Access::{Public, Scope as S};
     use Method as M;
-    use Scope::{Admin, Krl, Read, Signoff, Write};
+    use Scope::{Admin, Issue, Krl, Read, Signoff, Write};
     let krl = if options.krl_public { Public } else { S(Krl) };
     let mut routes = vec![
         op(M::GET, "/api/v1/openapi.json", Public, openapi::openapi_handler),
@@ -93,6 +93,8 @@ pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
         op(M::POST, "/api/v1/users/{name}/signoff", S(Signoff), signoffs::signoff_user_handler),
         op(M::POST, "/api/v1/users/{name}/reenable", S(Signoff), signoffs::reenable_user_handler),
         op(M::POST, "/api/v1/users/{name}/kill-sessions", S(Signoff), handlers::kill_user_sessions_handler),
+        op(M::GET, "/api/v1/users/{name}/certificates", S(Read), certificates::list_certificates_handler),
+        op(M::POST, "/api/v1/users/{name}/certificates", S(Issue), certificates::issue_certificate_handler),
         op(M::GET, "/api/v1/signoffs", S(Read), signoffs::list_signoffs_handler),
         op(M::GET, "/api/v1/signoffs/{id}", S(Read), signoffs::get_signoff_handler),
         op(M::GET, "/api/v1/groups", S(Read), handlers::list_groups_handler),

@@ -20,6 +20,8 @@ struct Server {
 async fn start() -> Server {
     let (svc, clock) = service().await;
     let admin = svc.bootstrap_token().await.unwrap().unwrap().secret;
+    let ca = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]));
+    svc.set_user_ca(crate::service::UserCa::new(ca, Default::default()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let app = super::router(svc.clone());
@@ -104,6 +106,18 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
         ),
         ("GET", "/api/v1/users", "/users", None),
         ("GET", "/api/v1/users/{name}", "/users/alice", None),
+        (
+            "POST",
+            "/api/v1/users/{name}/certificates",
+            "/users/alice/certificates",
+            Some(json!({"public_key": KEY, "ttl": "1h"})),
+        ),
+        (
+            "GET",
+            "/api/v1/users/{name}/certificates",
+            "/users/alice/certificates",
+            None,
+        ),
         (
             "PATCH",
             "/api/v1/users/{name}",
@@ -973,4 +987,94 @@ async fn the_document_declares_the_statuses_the_issue_found_missing() {
             "POST /users: no {status}"
         );
     }
+}
+
+/// An `issue` token gets a certificate for a person's registered key; once the person is
+/// signed off it gets a 403 `refused` that says why, and nothing is issued.
+#[tokio::test]
+async fn certificates_are_issued_to_an_issue_token_and_refused_after_a_signoff() {
+    let s = start().await;
+    s.service.set_order_signer(ssh_key::PrivateKey::from(
+        ssh_key::private::Ed25519Keypair::from_seed(&[1; 32]),
+    ));
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN2ADVX7YIkfRzLTX7/c44vUOuaZhBNshwWrNH/4mlJT";
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users",
+            Some(json!({"name": "carol", "public_keys": [key]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let issue = s.token(&[Scope::Issue], None).await;
+    let body = json!({"public_key": key, "ttl": "1h"});
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users/carol/certificates",
+            Some(&issue),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["serial"], 1);
+    assert_eq!(v["user"], "carol");
+    assert_eq!(v["valid_before"].as_i64().unwrap(), s.service.now() + 3600);
+    assert!(
+        v["certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{v}"
+    );
+
+    let write = s.token(&[Scope::Write], None).await;
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users/carol/certificates",
+            Some(&write),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(error_code(&v), "forbidden");
+
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users/carol/certificates",
+            Some(&issue),
+            Some(json!({"public_key": key, "ttl": "25h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(error_code(&v), "refused");
+
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/users/carol/signoff",
+            Some(json!({"reason": "left"})),
+        )
+        .await;
+    assert!(status.is_success(), "{v}");
+    let (status, v) = s
+        .call(
+            Method::POST,
+            "/users/carol/certificates",
+            Some(&issue),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(error_code(&v), "refused");
+    assert_eq!(
+        v["error"]["message"],
+        "\"carol\" is signed off; no certificate is issued"
+    );
+    let (_, list) = s
+        .admin(Method::GET, "/users/carol/certificates", None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }

@@ -7,6 +7,7 @@
 //! What agents report (connections, sessions) is telemetry, not a change of the model: it
 //! is group-committed (`reports.rs`), still durable before each call returns.
 
+mod certificates;
 mod enroll;
 mod grants;
 mod hosts;
@@ -31,6 +32,10 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::audit;
 use crate::model::Invalid;
 
+pub use certificates::{
+    CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
+    validate_source_address,
+};
 pub use enroll::{EnrollError, JoinToken};
 pub use grants::NewGrant;
 pub use hosts::NewHost;
@@ -124,6 +129,8 @@ struct Inner {
     session_events: tokio::sync::broadcast::Sender<SessionEvent>,
     outboxes: sessions::Outboxes,
     order_signer: std::sync::Mutex<Option<ssh_key::PrivateKey>>,
+    /// signoff's own user CA, once loaded (`certificates.rs`).
+    user_ca: std::sync::Mutex<Option<Arc<UserCa>>>,
     signoff_progress: watch::Sender<u64>,
     /// Acks not yet written: host → (acked revision, Unix seconds).
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
@@ -148,6 +155,7 @@ impl Service {
                 session_events: tokio::sync::broadcast::channel(1024).0,
                 outboxes: sessions::Outboxes::default(),
                 order_signer: std::sync::Mutex::new(None),
+                user_ca: std::sync::Mutex::new(None),
                 signoff_progress: watch::channel(0).0,
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
                 reports: reports::ReportQueue::default(),

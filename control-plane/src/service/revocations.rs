@@ -22,6 +22,9 @@ pub struct RevocationRecord {
     pub reason: String,
     /// The revision that added it.
     pub revision: i64,
+    /// Unix seconds after which it is withdrawn by itself (what it revokes has expired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_before: Option<i64>,
 }
 
 impl Service {
@@ -107,13 +110,32 @@ impl Service {
         revocation: Revocation,
         reason: &str,
     ) -> Result<RevocationRecord> {
+        self.revoke_until(actor, revocation, None, reason).await
+    }
+
+    /// [`Service::revoke`], withdrawn by itself after `valid_before` (Unix seconds): for an
+    /// outside certificate whose expiry the caller knows. Serials of certificates this
+    /// control plane issued get the latest end of their validity whatever is given.
+    pub async fn revoke_until(
+        &self,
+        actor: &Actor,
+        revocation: Revocation,
+        valid_before: Option<i64>,
+        reason: &str,
+    ) -> Result<RevocationRecord> {
         let mut w = self.write(actor, "revocation.add", true).await?;
         let rev = w.rev();
         let normalized = normalize(&mut w.tx, revocation).await?;
         let (kind, ca, value, lo, hi) = columns(&normalized);
+        let valid_before = match (&normalized, lo, hi) {
+            (Revocation::Serial { ca, .. }, Some(lo), Some(hi)) => {
+                issued_until(&mut w.tx, ca, lo, hi).await?.or(valid_before)
+            }
+            _ => valid_before,
+        };
         let id = sqlx::query(
-            "INSERT INTO revocations (kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO revocations (kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev, valid_before)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(kind)
         .bind(ca)
@@ -122,6 +144,7 @@ impl Service {
         .bind(hi)
         .bind(reason)
         .bind(rev)
+        .bind(valid_before)
         .execute(&mut *w.tx)
         .await
         .map_err(|e| conflict_on_unique(e, || "this is already revoked".to_owned()))?
@@ -131,6 +154,7 @@ impl Service {
             revocation: normalized,
             reason: reason.to_owned(),
             revision: rev,
+            valid_before,
         };
         w.commit(
             "revocation.add",
@@ -185,6 +209,46 @@ impl Service {
         .await
     }
 
+    /// Withdraws every revocation whose `valid_before` has passed, in one revision
+    /// (audited as `revocation.expire`), so hosts' KRLs hold only what can still be used.
+    /// One that enforces a sign-off in force stays. Returns how many were withdrawn.
+    pub async fn expire_revocations(&self, actor: &Actor) -> Result<usize> {
+        let now = self.now();
+        let due = |sql: &'static str| sqlx::query(sql).bind(now);
+        const DUE: &str = "SELECT r.id FROM revocations r
+             WHERE r.until_rev IS NULL AND r.valid_before IS NOT NULL AND r.valid_before <= ?
+               AND NOT EXISTS (SELECT 1 FROM signoff_revocations sr JOIN signoffs s ON s.id = sr.signoff_id
+                               WHERE sr.revocation_id = r.id AND s.until_rev IS NULL)
+             ORDER BY r.id";
+        // A read first: most calls find nothing and must not take the writer lock.
+        if due(DUE).fetch_optional(&self.inner.pool).await?.is_none() {
+            return Ok(0);
+        }
+        let mut w = self.write(actor, "revocation.expire", true).await?;
+        let rev = w.rev();
+        let ids: Vec<i64> = due(DUE)
+            .fetch_all(&mut *w.tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for id in &ids {
+            sqlx::query("UPDATE revocations SET until_rev = ? WHERE id = ?")
+                .bind(rev)
+                .bind(id)
+                .execute(&mut *w.tx)
+                .await?;
+        }
+        w.commit(
+            "revocation.expire",
+            "revocations",
+            "what they revoke has expired",
+            serde_json::json!({ "ids": ids }),
+        )
+        .await?;
+        Ok(ids.len())
+    }
+
     /// Wire blobs of every CA key ever trusted, by fingerprint: revocations name CAs by
     /// fingerprint, and a CA that is no longer trusted keeps its revocations.
     pub async fn ca_blobs(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
@@ -204,7 +268,8 @@ impl Service {
     /// Live revocations.
     pub async fn list_revocations(&self) -> Result<Vec<RevocationRecord>> {
         let rows = sqlx::query(
-            "SELECT id, kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev
+            "SELECT id, kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev,
+                    valid_before
              FROM revocations WHERE until_rev IS NULL ORDER BY id",
         )
         .fetch_all(&self.inner.pool)
@@ -216,6 +281,7 @@ impl Service {
                 revocation: from_columns(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)),
                 reason: r.get(6),
                 revision: r.get(7),
+                valid_before: r.get(8),
             })
             .collect())
     }
@@ -265,6 +331,27 @@ impl Service {
         }
         Ok(b.build().encode())
     }
+}
+
+/// The latest `valid_before` of the certificates this control plane issued under CA
+/// `ca` with serials in `lo..=hi`, or `None` when it issued none there (an outside CA's
+/// serials, or ones never used). Serials it never issued name no certificate of its own.
+async fn issued_until(
+    conn: &mut SqliteConnection,
+    ca: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<i64>> {
+    Ok(sqlx::query(
+        "SELECT max(valid_before) FROM issued_certificates
+         WHERE ca_fingerprint = ? AND serial BETWEEN ? AND ?",
+    )
+    .bind(ca)
+    .bind(lo)
+    .bind(hi)
+    .fetch_one(&mut *conn)
+    .await?
+    .get(0))
 }
 
 /// The KRL scope for a revocation under CA fingerprint `ca` (None: any CA), or None when

@@ -27,6 +27,9 @@ pub enum Scope {
     Admin,
     /// Download the KRL (`GET /krl`): for hosts without an agent that pull it.
     Krl,
+    /// Issue certificates from signoff's user CA to registered keys of active people
+    /// (`POST /api/v1/users/{name}/certificates`): for automation and onboarding.
+    Issue,
     /// Provision and deprovision people over SCIM 2.0 (`/scim/v2`), and nothing else: an
     /// identity provider's token is good for SCIM only, and SCIM takes no other token.
     /// It cannot be combined with another scope.
@@ -35,16 +38,17 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in the order they are listed.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Read,
         Scope::Write,
         Scope::Signoff,
         Scope::Admin,
         Scope::Krl,
+        Scope::Issue,
         Scope::Scim,
     ];
 
-    /// Parses `read`, `write`, `signoff`, `admin`, `krl` or `scim`.
+    /// Parses `read`, `write`, `signoff`, `admin`, `krl`, `issue` or `scim`.
     pub fn parse(s: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|scope| scope.as_str() == s)
     }
@@ -57,6 +61,7 @@ impl Scope {
             Scope::Signoff => "signoff",
             Scope::Admin => "admin",
             Scope::Krl => "krl",
+            Scope::Issue => "issue",
             Scope::Scim => "scim",
         }
     }
@@ -250,6 +255,7 @@ impl Service {
                     Scope::Signoff,
                     Scope::Admin,
                     Scope::Krl,
+                    Scope::Issue,
                 ],
                 None,
                 "first start",
@@ -381,7 +387,7 @@ mod tests {
     async fn bootstrap_only_once() {
         let (svc, _) = service().await;
         let t = svc.bootstrap_token().await.unwrap().unwrap();
-        assert_eq!(svc.authenticate(&t.secret).await.unwrap().scopes.len(), 5);
+        assert_eq!(svc.authenticate(&t.secret).await.unwrap().scopes.len(), 6);
         assert!(svc.bootstrap_token().await.unwrap().is_none());
     }
 }
