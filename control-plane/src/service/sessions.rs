@@ -508,17 +508,33 @@ pub(super) async fn upsert(
         })
         .collect();
     let lingering = serde_json::to_string(&lingering).unwrap_or_else(|_| "[]".into());
-    let before: Option<(String, String, String)> =
-        sqlx::query_as("SELECT state, pids, lingering FROM sessions WHERE host_id = ? AND id = ?")
-            .bind(host)
-            .bind(&s.id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    // The attribution may change after a session is first reported: a late `Accepted`
+    // line completes it, a second, different one withdraws it (the agent then reports
+    // empty key fields).
+    let attribution = format!(
+        "{}\n{}\n{}\n{}",
+        s.key_id,
+        i64::try_from(s.serial).unwrap_or(i64::MAX),
+        s.ca_fingerprint,
+        s.key_fingerprint
+    );
+    let before: Option<(String, String, String, String)> = sqlx::query_as(
+        "SELECT state, pids, lingering,
+                key_id || char(10) || serial || char(10) || ca_fingerprint || char(10) || key_fingerprint
+         FROM sessions WHERE host_id = ? AND id = ?",
+    )
+    .bind(host)
+    .bind(&s.id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
         None => SessionEvent::Started,
-        Some((old_state, _, _)) if old_state == "ended" => SessionEvent::Started,
-        Some((old_state, old_pids, old_lingering))
-            if old_state != state || *old_pids != pids || *old_lingering != lingering =>
+        Some((old_state, _, _, _)) if old_state == "ended" => SessionEvent::Started,
+        Some((old_state, old_pids, old_lingering, old_attribution))
+            if old_state != state
+                || *old_pids != pids
+                || *old_lingering != lingering
+                || *old_attribution != attribution =>
         {
             SessionEvent::Updated
         }
@@ -530,7 +546,9 @@ pub(super) async fn upsert(
             source_address, source_port, started_at, tty, pids, state, lingering)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (host_id, id) DO UPDATE SET state = excluded.state, ended_at = NULL,
-            pids = excluded.pids, lingering = excluded.lingering",
+            pids = excluded.pids, lingering = excluded.lingering, key_id = excluded.key_id,
+            serial = excluded.serial, ca_fingerprint = excluded.ca_fingerprint,
+            key_fingerprint = excluded.key_fingerprint",
     )
     .bind(host)
     .bind(&s.id)
