@@ -21,6 +21,7 @@
 pub mod log;
 pub mod procfs;
 pub mod remembered;
+pub mod sockdiag;
 pub mod title;
 pub mod watch;
 

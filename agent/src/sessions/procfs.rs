@@ -22,6 +22,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::sockdiag;
 use super::title::{self, Program, Role, Title, Ttys};
 
 /// `/proc/PID/sessionid` when no audit session was ever set.
@@ -620,14 +621,52 @@ impl Procfs {
         Ok(ports)
     }
 
+    /// The inode of the network namespace `pid` is in.
+    pub fn net_namespace(&self, pid: u32) -> Option<u64> {
+        fs::metadata(self.path(pid, "ns/net")).ok().map(|m| m.ino())
+    }
+
+    /// Whether this is the kernel's own `/proc` (not a test's tree), so that what the
+    /// kernel says over netlink describes the same processes.
+    fn is_the_kernels(&self) -> bool {
+        self.root == Path::new("/proc")
+    }
+
     /// The connection socket of a monitor: the TCP socket it holds whose local port is one
     /// of `ports` (any non-listening TCP socket when no port is known), as (local, peer).
-    fn connection_socket(&self, pid: u32, ports: &[u16]) -> Option<(SocketAddr, SocketAddr)> {
+    /// The socket tables are read at most once per scan, through `tables`.
+    fn connection_socket(
+        &self,
+        pid: u32,
+        ports: &[u16],
+        tables: &mut SocketTables,
+    ) -> Option<(SocketAddr, SocketAddr)> {
         let inodes = self.socket_inodes(pid).ok()?;
         if inodes.is_empty() {
             return None;
         }
-        let sockets = self.tcp_sockets(pid).ok()?;
+        let namespace = self.net_namespace(pid);
+        if self.is_the_kernels() && !ports.is_empty() && namespace == tables.own_namespace {
+            let found = tables
+                .diag
+                .get_or_insert_with(|| sockdiag::connections_on(ports));
+            match found {
+                Ok(connections) => {
+                    return inodes.iter().find_map(|i| connections.get(i).copied());
+                }
+                Err(e) => {
+                    // Once per scan at most; the text table below still answers.
+                    if !tables.diag_failed {
+                        tracing::debug!(error = %e, "sock_diag failed; reading /proc/PID/net/tcp");
+                        tables.diag_failed = true;
+                    }
+                }
+            }
+        }
+        let sockets = match tables.text.entry(namespace.unwrap_or(0)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.tcp_sockets(pid).ok()?),
+        };
         sockets
             .iter()
             .filter(|s| s.state != TCP_LISTEN && inodes.contains(&s.inode))
@@ -641,6 +680,18 @@ impl Procfs {
         scanner.known_ports = known_ports.to_vec();
         scanner.scan()
     }
+}
+
+/// The socket tables one scan has read, so that each is read at most once per scan
+/// whatever the number of new connections: the `sock_diag` answer for our ports in the
+/// agent's own network namespace, and `/proc/PID/net/tcp{,6}` per other namespace (or
+/// when netlink is unavailable).
+#[derive(Debug, Default)]
+struct SocketTables {
+    own_namespace: Option<u64>,
+    diag: Option<io::Result<sockdiag::Connections>>,
+    diag_failed: bool,
+    text: HashMap<u64, Vec<TcpSocket>>,
 }
 
 /// How long a listener's ports are trusted before they are read again (sshd re-executes
@@ -770,6 +821,10 @@ impl Scanner {
                 )
             })
         };
+        let mut tables = SocketTables {
+            own_namespace: self.procfs.net_namespace(std::process::id()),
+            ..SocketTables::default()
+        };
         let mut connections = Vec::new();
         for (stat, title) in procs.stats.values() {
             if !connection_role(title) || listener_pids.contains(&stat.pid) {
@@ -792,7 +847,7 @@ impl Scanner {
                 // Read only for this sshd's children and orphans, never for another
                 // sshd's connections (their sockets are not on our ports anyway).
                 None if parent_is_listener || !procs.stats.contains_key(&stat.ppid) => {
-                    let found = self.procfs.connection_socket(stat.pid, &ports);
+                    let found = self.procfs.connection_socket(stat.pid, &ports, &mut tables);
                     if let Some(a) = found {
                         self.sockets.insert(process, a);
                     }
