@@ -128,6 +128,17 @@ impl Fleet {
     /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
     /// (for benchmarks of the agent as deployed).
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
+        self.host_with_sshd(id, reconcile_interval, "")
+    }
+
+    /// [`Fleet::host_with`] with `sshd_extra` lines in its `sshd_config` (`MaxStartups`
+    /// for a storm of logins, say).
+    pub fn host_with_sshd(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        sshd_extra: &str,
+    ) -> Result<Host> {
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
@@ -140,7 +151,7 @@ impl Fleet {
             &format!(
                 "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
-                 RevokedKeys {}\n",
+                 RevokedKeys {}\n{sshd_extra}",
                 self.installed.path().display(),
                 agent.config().display(),
                 agent.krl_path().display(),
