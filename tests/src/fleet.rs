@@ -4,7 +4,7 @@
 //! every host, and real `ssh` clients holding sessions open.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
@@ -139,6 +139,23 @@ impl Fleet {
         reconcile_interval: Option<&str>,
         sshd_extra: &str,
     ) -> Result<Host> {
+        self.host_setup(id, reconcile_interval, sshd_extra, None)
+    }
+
+    /// [`Fleet::host`] whose agent reads sshd's log from `log` instead of the file sshd
+    /// writes: a test copies lines there when it wants the agent to see them (a log that
+    /// lags the logins).
+    pub fn host_reading_log(&self, id: &str, log: &Path) -> Result<Host> {
+        self.host_setup(id, Some("1s"), "", Some(log))
+    }
+
+    fn host_setup(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        sshd_extra: &str,
+        sshd_log: Option<&Path>,
+    ) -> Result<Host> {
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
@@ -162,7 +179,7 @@ impl Fleet {
             .unwrap_or_default();
         agent.append_config(&format!(
             "[sessions]\nsshd_log = {:?}\nsshd_port = {}\n{reconcile}",
-            sshd.log_path().display().to_string(),
+            sshd_log.unwrap_or(sshd.log_path()).display().to_string(),
             sshd.port()
         ))?;
         agent.enroll(&self.plane, id, GROUP)?;

@@ -406,24 +406,74 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
+    /// The table with its parent links and audit session ids indexed, for looking up many
+    /// logins in it: each lookup then costs the login's processes, not the host's.
+    pub fn index(&self) -> TableIndex<'_> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut by_audit: HashMap<u32, Vec<ProcessRef>> = HashMap::new();
+        for p in self.procs.values() {
+            children.entry(p.stat.ppid).or_default().push(p.stat.pid);
+            if let Some(id) = p.audit_session {
+                by_audit.entry(id).or_default().push(p.stat.process_ref());
+            }
+        }
+        TableIndex {
+            table: self,
+            children,
+            by_audit,
+        }
+    }
+
+    /// See [`TableIndex::descendants`] (one lookup: for many, index once).
+    pub fn descendants(&self, root: ProcessRef) -> Vec<ProcessRef> {
+        self.index().descendants(root)
+    }
+
+    /// See [`TableIndex::with_audit_session`].
+    pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
+        self.index().with_audit_session(id)
+    }
+
+    /// See [`TableIndex::login_processes`].
+    pub fn login_processes(
+        &self,
+        monitor: ProcessRef,
+        audit_session: Option<u32>,
+        known: &[ProcessRef],
+    ) -> Vec<ProcessRef> {
+        self.index().login_processes(monitor, audit_session, known)
+    }
+
+    /// See [`TableIndex::members`].
+    pub fn members(&self, monitor: ProcessRef, audit_session: Option<u32>) -> Vec<ProcessRef> {
+        self.index().members(monitor, audit_session)
+    }
+}
+
+/// A [`ProcessTable`] indexed by parent and by audit session id.
+#[derive(Debug)]
+pub struct TableIndex<'a> {
+    table: &'a ProcessTable,
+    children: HashMap<u32, Vec<u32>>,
+    by_audit: HashMap<u32, Vec<ProcessRef>>,
+}
+
+impl TableIndex<'_> {
     /// `root` (if still the same process) and all its descendants, by parent links.
     pub fn descendants(&self, root: ProcessRef) -> Vec<ProcessRef> {
-        let Some(info) = self.procs.get(&root.pid) else {
+        let procs = &self.table.procs;
+        let Some(info) = procs.get(&root.pid) else {
             return Vec::new();
         };
         if info.stat.start_ticks != root.start_ticks {
             return Vec::new();
         }
-        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-        for p in self.procs.values() {
-            children.entry(p.stat.ppid).or_default().push(p.stat.pid);
-        }
         let mut out = vec![root];
         let mut seen = HashSet::from([root.pid]);
         let mut i = 0;
         while i < out.len() {
-            for &child in children.get(&out[i].pid).into_iter().flatten() {
-                if let Some(c) = self.procs.get(&child)
+            for &child in self.children.get(&out[i].pid).into_iter().flatten() {
+                if let Some(c) = procs.get(&child)
                     // A child cannot be older than its parent: guards against a PID that
                     // was reused between reading the two.
                     && c.stat.start_ticks >= out[i].start_ticks
@@ -439,11 +489,7 @@ impl ProcessTable {
 
     /// Every live process whose audit session id is `id`.
     pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
-        self.procs
-            .values()
-            .filter(|p| p.audit_session == Some(id))
-            .map(|p| p.stat.process_ref())
-            .collect()
+        self.by_audit.get(&id).cloned().unwrap_or_default()
     }
 
     /// The processes of a login, for as long as any remains: the monitor's descendants
@@ -470,10 +516,11 @@ impl ProcessTable {
             }
             all.extend(self.descendants(root));
         }
+        let procs = &self.table.procs;
         let mut all: Vec<ProcessRef> = all
             .into_iter()
             .filter(|p| {
-                self.procs
+                procs
                     .get(&p.pid)
                     .is_some_and(|i| !i.stat.is_dead() && i.stat.ppid != 2 && p.pid > 2)
             })

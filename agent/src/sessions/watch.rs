@@ -43,7 +43,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::log::{self, LogEvent, LogRecord, RecordSplitter};
-use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector};
+use super::procfs::{
+    self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector, TableIndex,
+};
 use super::title::Ttys;
 use super::{Attribution, LingeringProcess, LogSource, Session, SessionId, SessionsConfig};
 use crate::kill::{self, KillError, KillReport, KillTarget};
@@ -790,9 +792,10 @@ impl Tracker {
             return Ok(events);
         }
         let table = self.procfs.table()?;
+        let index = table.index();
         let listeners = self.scanner.scan()?.listener.processes;
         for mut session in remembered {
-            if let Some((processes, left)) = lingering(&self.procfs, &table, &session, &listeners) {
+            if let Some((processes, left)) = lingering(&self.procfs, &index, &session, &listeners) {
                 info!(
                     session = %session.id,
                     account = %session.account,
@@ -1000,7 +1003,6 @@ impl Tracker {
             .collect();
 
         let mut events = std::mem::take(&mut self.changed);
-        let mut table: Option<ProcessTable> = None;
         // Logins whose monitor is gone: lingering while any process of theirs remains.
         // A login that just lost its monitor is looked at now; one already lingering at
         // each reconcile, or when a kill asked.
@@ -1011,39 +1013,10 @@ impl Tracker {
             .filter(|(id, s)| !live.contains_key(&id.0) && (recheck || !s.is_lingering()))
             .map(|(id, _)| *id)
             .collect();
-        for id in gone {
-            if table.is_none() {
-                table = Some(self.procfs.table()?);
-            }
-            let Some(t) = &table else { continue };
-            let Some(session) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            match lingering(&self.procfs, t, session, &scan.listener.processes) {
-                None => {
-                    self.sessions.remove(&id);
-                    events.push(SessionEvent::Ended(id));
-                }
-                Some((processes, left)) => {
-                    let changed = session.processes != processes || session.lingering.is_none();
-                    if session.lingering.is_none() {
-                        info!(
-                            session = %id,
-                            account = %session.account,
-                            pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-                            "connection ended; processes of the login remain (lingering)"
-                        );
-                    }
-                    session.processes = processes;
-                    session.lingering = Some(left);
-                    if changed {
-                        events.push(SessionEvent::Updated(Box::new(session.clone())));
-                    }
-                }
-            }
-        }
         self.first_seen.retain(|m, _| live.contains_key(m));
 
+        // New logins ready to be announced: authenticated, their log line in (or the
+        // grace period over), their channel open (or the wait over).
         let mut waiting = false;
         let mut fresh: Vec<&Connection> = live
             .values()
@@ -1051,6 +1024,7 @@ impl Tracker {
             .copied()
             .collect();
         fresh.sort_by_key(|c| c.monitor);
+        let mut ready = Vec::new();
         for conn in fresh {
             let first = *self.first_seen.entry(conn.monitor).or_insert(now);
             let age = now.duration_since(first);
@@ -1065,10 +1039,50 @@ impl Tracker {
                 waiting = true;
                 continue;
             }
-            if table.is_none() {
-                table = Some(self.procfs.table()?);
+            ready.push((conn, account, ttys, attribution));
+        }
+
+        // One table, indexed once, for every login this scan looks up.
+        let refresh = reconcile && !self.sessions.is_empty();
+        let table = if !gone.is_empty() || !ready.is_empty() || refresh {
+            Some(self.procfs.table()?)
+        } else {
+            None
+        };
+        let index = table.as_ref().map(ProcessTable::index);
+
+        if let Some(index) = &index {
+            for id in gone {
+                let Some(session) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                match lingering(&self.procfs, index, session, &scan.listener.processes) {
+                    None => {
+                        self.sessions.remove(&id);
+                        events.push(SessionEvent::Ended(id));
+                    }
+                    Some((processes, left)) => {
+                        let changed = session.processes != processes || session.lingering.is_none();
+                        if session.lingering.is_none() {
+                            info!(
+                                session = %id,
+                                account = %session.account,
+                                pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                                "connection ended; processes of the login remain (lingering)"
+                            );
+                        }
+                        session.processes = processes;
+                        session.lingering = Some(left);
+                        if changed {
+                            events.push(SessionEvent::Updated(Box::new(session.clone())));
+                        }
+                    }
+                }
             }
-            let processes = table
+        }
+
+        for (conn, account, ttys, attribution) in ready {
+            let processes = index
                 .as_ref()
                 .map(|t| t.members(conn.monitor, conn.audit_session))
                 .unwrap_or_default();
@@ -1098,9 +1112,6 @@ impl Tracker {
         }
 
         // Keep live sessions current: ttys change as channels open, processes come and go.
-        if reconcile && !self.sessions.is_empty() && table.is_none() {
-            table = Some(self.procfs.table()?);
-        }
         for (id, s) in &mut self.sessions {
             let Some(conn) = live.get(&id.0) else {
                 continue;
@@ -1113,7 +1124,7 @@ impl Tracker {
             if s.audit_session.is_none() {
                 s.audit_session = conn.audit_session;
             }
-            if reconcile && let Some(t) = &table {
+            if refresh && let Some(t) = &index {
                 s.processes = t.members(conn.monitor, conn.audit_session);
             }
         }
@@ -1153,7 +1164,7 @@ impl Tracker {
 /// never counted.
 fn lingering(
     procfs: &Procfs,
-    table: &ProcessTable,
+    table: &TableIndex<'_>,
     session: &Session,
     listeners: &[ProcessRef],
 ) -> Option<(Vec<ProcessRef>, Vec<LingeringProcess>)> {
