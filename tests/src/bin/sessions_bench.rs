@@ -335,6 +335,83 @@ fn main() -> Result<()> {
         }
     }
 
+    // Issue 13's shapes, each killed through the API: a lingering login (the client gone,
+    // a `setsid -f sleep` left) and a tree that forks generation after generation,
+    // ignoring SIGTERM and SIGHUP. Until nothing of the audit session is left.
+    let mut kill_lingering = Vec::new();
+    let mut kill_forking = Vec::new();
+    for i in 0..o.logins.min(20) {
+        for lingering in [true, false] {
+            let marker = 30_000 + 10 * i + u32::from(lingering);
+            let command = if lingering {
+                // With a pty, the client's exit hangs up the shell and its `sleep 600`:
+                // what is left is the `setsid -f` child.
+                format!("setsid -f sleep {marker} </dev/null >/dev/null 2>&1; sleep 600")
+            } else {
+                format!(
+                    "trap '' TERM HUP; f() {{ sleep 0.005; f & exit 0; }}; f & f & sleep {marker}"
+                )
+            };
+            let mut client = SshClient::spawn(
+                host.sshd.port(),
+                TEST_ACCOUNT,
+                &fleet.user_key.private,
+                &fleet.cert,
+                &ClientOptions {
+                    pty: lingering,
+                    command: &command,
+                    verbose: false,
+                },
+            )?;
+            let port = client.local_addr(host.sshd.port(), WAIT)?.port();
+            let pid = wait_for("the shape's sleep", WAIT, || {
+                Ok(sleeping(marker).first().copied())
+            })?;
+            let audit: u32 = fs::read_to_string(format!("/proc/{pid}/sessionid"))?
+                .trim()
+                .parse()?;
+            let audit = BTreeSet::from([audit]);
+            host.sshd.track(*audit.first().unwrap_or(&0));
+            let started = feed.wait(&format!("the start of shape {marker}"), |e| {
+                e.name == "started" && e.data["source_port"] == u64::from(port)
+            })?;
+            let id = started.data["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("event without id: {:?}", started.data))?
+                .to_owned();
+            if lingering {
+                client.exit()?;
+                feed.wait(&format!("shape {marker} lingering"), |e| {
+                    e.name == "updated"
+                        && e.data["id"] == id.as_str()
+                        && e.data["state"] == "lingering"
+                })?;
+            }
+            let t0 = Instant::now();
+            let (status, v) = fleet.hr(
+                "POST",
+                &format!("/api/v1/sessions/{}/{id}/kill", host.id),
+                Some(&json!({"reason": "benchmark"})),
+            )?;
+            if status != 202 {
+                bail!("kill answered {status}: {v}");
+            }
+            let deadline = t0 + WAIT;
+            while !processes_of(&audit).is_empty() {
+                if Instant::now() >= deadline {
+                    bail!("shape {marker} not gone; agent log:\n{}", host.agent.log());
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            if lingering {
+                kill_lingering.push(t0.elapsed());
+            } else {
+                kill_forking.push(t0.elapsed());
+            }
+            drop(client);
+        }
+    }
+
     // Idle: two sessions open, nothing changing.
     let _pty = Login::open(&fleet, &host, true, 8000)?;
     let _plain = Login::open(&fleet, &host, false, 8010)?;
@@ -344,8 +421,9 @@ fn main() -> Result<()> {
     wait_for("both idle sessions at the control plane", WAIT, || {
         let events = feed.events.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(
-            (events.iter().filter(|e| e.name == "started").count() as u32 == o.logins + 2)
-                .then_some(()),
+            (events.iter().filter(|e| e.name == "started").count() as u32
+                == o.logins + 2 + 2 * o.logins.min(20))
+            .then_some(()),
         )
     })?;
     let pid = host
@@ -377,6 +455,14 @@ fn main() -> Result<()> {
     summary("login (ssh started) -> started event", &after_spawn);
     summary("kill issued -> every process gone", &kill_gone);
     summary("kill issued -> ended event", &kill_ended_event);
+    summary(
+        "kill issued -> nothing of a lingering login left (client gone, setsid -f sleep)",
+        &kill_lingering,
+    );
+    summary(
+        "kill issued -> nothing of a forking tree left (ignores TERM/HUP)",
+        &kill_forking,
+    );
     let cpu = after.cpu - before.cpu;
     println!(
         "agent (reconcile_interval {}) idle {wall:.0} s with 2 sessions open: CPU {cpu:.2} s = {:.3} %, \
