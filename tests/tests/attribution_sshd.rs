@@ -82,15 +82,9 @@ fn a_login_whose_log_line_comes_late_blocks_confirmation_then_is_attributed_and_
         host_states(r) == vec![("host-1".into(), "confirmed".into())]
     })?;
     wait_gone(&mut held, &host)?;
-    let (status, all) = fleet.hr("GET", "/api/v1/sessions?host=host-1", None)?;
-    assert_eq!(status, 200, "{all}");
-    let ended = all
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["id"] == session["id"])
-        .cloned()
-        .unwrap_or_default();
+    let id = session["id"].as_str().unwrap_or_default();
+    let (status, ended) = fleet.hr("GET", &format!("/api/v1/sessions/host-1/{id}"), None)?;
+    assert_eq!(status, 200, "{ended}");
     assert_eq!(
         ended["key_id"], KEY_ID,
         "attributed, not conflicting: {ended}"
