@@ -47,6 +47,7 @@ struct Options {
     reconcile: Option<String>,
     storm: Option<u32>,
     storm_over: Duration,
+    lookup: Option<u32>,
 }
 
 fn options() -> Result<Options> {
@@ -56,6 +57,7 @@ fn options() -> Result<Options> {
         reconcile: None,
         storm: None,
         storm_over: Duration::from_secs(10),
+        lookup: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -73,9 +75,10 @@ fn options() -> Result<Options> {
             }
             "--storm" => o.storm = Some(u32::try_from(value()?)?),
             "--storm-over" => o.storm_over = Duration::from_secs(value()?),
+            "--lookup" => o.lookup = Some(u32::try_from(value()?)?),
             other => bail!(
                 "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL, \
-                 --storm N, --storm-over SECONDS)"
+                 --storm N, --storm-over SECONDS, --lookup CONNECTIONS)"
             ),
         }
     }
@@ -278,6 +281,9 @@ fn main() -> Result<()> {
     let o = options()?;
     if let Some(n) = o.storm {
         return storm(&o, n);
+    }
+    if let Some(n) = o.lookup {
+        return lookup(n);
     }
     let fleet = Fleet::with_profile(Profile::Release)?;
     let mut host = fleet.host_with("bench-1", o.reconcile.as_deref())?;
@@ -783,5 +789,41 @@ fn storm(o: &Options, n: u32) -> Result<()> {
     if confirmed.is_none() {
         println!("last sign-off record: {last}");
     }
+    Ok(())
+}
+
+/// `--lookup N`: what finding a connection's addresses costs, with N other connections
+/// open on the port: the `/proc/PID/net/tcp{,6}` text tables (the whole namespace) against
+/// a `sock_diag` dump filtered by the local port.
+fn lookup(n: u32) -> Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let mut held = Vec::new();
+    for _ in 0..n.max(1) {
+        let client = TcpStream::connect(("127.0.0.1", port))?;
+        let (server, _) = listener.accept()?;
+        held.push((client, server));
+    }
+    let p = Procfs::default();
+    let me = std::process::id();
+    let rounds = 200;
+    let time = |f: &dyn Fn() -> Result<usize>| -> Result<(Duration, usize)> {
+        let t0 = Instant::now();
+        let mut found = 0;
+        for _ in 0..rounds {
+            found = f()?;
+        }
+        Ok((t0.elapsed() / rounds, found))
+    };
+    let (text, text_n) = time(&|| Ok(p.tcp_sockets(me)?.len()))?;
+    let (diag, diag_n) =
+        time(&|| Ok(signoff_agent::sessions::sockdiag::connections_on(&[port])?.len()))?;
+    println!(
+        "{} connections on the port: /proc/PID/net/tcp+tcp6 {:.3} ms per read ({text_n} sockets listed); \
+         sock_diag by port {:.3} ms per dump ({diag_n} sockets)",
+        held.len(),
+        ms(text),
+        ms(diag)
+    );
     Ok(())
 }
