@@ -1062,7 +1062,8 @@ impl Tracker {
             if reconcile {
                 self.reconciles += 1;
             }
-            if self.table.procs.is_empty() || (reconcile && self.reconciles % FULL_TABLE_EVERY == 0)
+            if self.table.procs.is_empty()
+                || (reconcile && self.reconciles.is_multiple_of(FULL_TABLE_EVERY))
             {
                 self.table = self.procfs.table()?;
             } else {
