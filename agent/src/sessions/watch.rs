@@ -1062,7 +1062,11 @@ impl Tracker {
             if reconcile {
                 self.reconciles += 1;
             }
+            // A login whose monitor is gone is judged on a fresh table: a process killed a
+            // moment ago may still show as running in a kept one (its state is not read
+            // again), which would hold its end back until the next reconcile.
             if self.table.procs.is_empty()
+                || !gone.is_empty()
                 || (reconcile && self.reconciles.is_multiple_of(FULL_TABLE_EVERY))
             {
                 self.table = self.procfs.table()?;
