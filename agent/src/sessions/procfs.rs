@@ -759,9 +759,6 @@ pub struct Scanner {
     known_ports: Vec<u16>,
     listener_ports: HashMap<ProcessRef, (Vec<u16>, Instant)>,
     sockets: HashMap<ProcessRef, (SocketAddr, SocketAddr)>,
-    /// Monitors' audit session ids once set: `pam_loginuid` sets one once, and it never
-    /// changes after, so it is not read again scan after scan.
-    audit_sessions: HashMap<ProcessRef, u32>,
 }
 
 impl Scanner {
@@ -773,7 +770,6 @@ impl Scanner {
             known_ports: Vec::new(),
             listener_ports: HashMap::new(),
             sockets: HashMap::new(),
-            audit_sessions: HashMap::new(),
         }
     }
 
@@ -857,20 +853,12 @@ impl Scanner {
         }
         let listener_pids: HashSet<u32> = listener.processes.iter().map(|p| p.pid).collect();
         let ports = self.known_ports.clone();
-        let alive = |p: &ProcessRef| {
+        self.sockets.retain(|p, _| {
             procs
                 .stats
                 .get(&p.pid)
                 .is_some_and(|(s, _)| s.start_ticks == p.start_ticks)
-        };
-        self.sockets.retain(|p, _| alive(p));
-        self.audit_sessions.retain(|p, _| alive(p));
-        // Each sshd process's sshd children, found once per scan rather than once per
-        // connection.
-        let mut sshd_children: HashMap<u32, Vec<u32>> = HashMap::new();
-        for (s, _) in procs.stats.values() {
-            sshd_children.entry(s.ppid).or_default().push(s.pid);
-        }
+        });
 
         let connection_role = |t: &Option<Title>| {
             t.as_ref().is_some_and(|t| {
@@ -924,33 +912,22 @@ impl Scanner {
             {
                 continue;
             }
-            let session_process = sshd_children
-                .get(&stat.pid)
-                .into_iter()
-                .flatten()
-                .filter_map(|pid| procs.stats.get(pid))
-                .filter(|(s, _)| s.start_ticks >= stat.start_ticks)
+            let session_process = procs
+                .stats
+                .values()
+                .filter(|(s, _)| s.ppid == stat.pid && s.start_ticks >= stat.start_ticks)
                 .find_map(|(s, t)| match t {
                     Some(t) if matches!(t.role, Role::Session { .. }) => {
                         Some((s.process_ref(), t.clone()))
                     }
                     _ => None,
                 });
-            let audit_session = match self.audit_sessions.get(&process) {
-                Some(id) => Some(*id),
-                None => {
-                    let id = self.procfs.audit_session(stat.pid).ok().flatten();
-                    // The listener's id, inherited, is replaced when PAM sets the login's
-                    // own: only that one is final.
-                    if let Some(id) = id
-                        && Some(id) != listener.audit_session
-                    {
-                        self.audit_sessions.insert(process, id);
-                    }
-                    id
-                }
-            }
-            .filter(|id| Some(*id) != listener.audit_session);
+            let audit_session = self
+                .procfs
+                .audit_session(stat.pid)
+                .ok()
+                .flatten()
+                .filter(|id| Some(*id) != listener.audit_session);
             connections.push(Connection {
                 monitor: process,
                 monitor_title: title,

@@ -70,9 +70,6 @@ pub const BACKFILL_BYTES: u64 = 16 * 1024 * 1024;
 /// How many ended sessions are remembered, so that a kill order that arrives after the
 /// client left still finds the processes it left behind.
 const ENDED_KEPT: usize = 1024;
-/// Every this many reconciles the process table is read whole; in between only new PIDs
-/// are read (10 × the 3 s default: half a minute at most of a stale parent link).
-const FULL_TABLE_EVERY: u64 = 10;
 /// Log lines arrive with the clock tick they were read in; allow one tick of rounding
 /// against a process start time.
 const TICK_SLACK: u64 = 1;
@@ -748,10 +745,6 @@ struct Tracker {
     /// Sessions changed between scans (an attribution completed or withdrawn by a log
     /// line), announced by the next scan.
     changed: Vec<SessionEvent>,
-    /// The process table, kept between scans (see [`FULL_TABLE_EVERY`]).
-    table: ProcessTable,
-    /// Reconciles so far.
-    reconciles: u64,
     step: Duration,
     next_scan: Instant,
     next_reconcile: Instant,
@@ -780,8 +773,6 @@ impl Tracker {
             records_seen: 0,
             recheck_lingering: false,
             changed: Vec::new(),
-            table: ProcessTable::default(),
-            reconciles: 0,
             step: MIN_STEP,
             next_scan: now,
             next_reconcile: now,
@@ -1051,30 +1042,14 @@ impl Tracker {
             ready.push((conn, account, ttys, attribution));
         }
 
-        // One table, indexed once, for every login this scan looks up. It is kept between
-        // scans and brought up to date by reading new PIDs only (what an open login's
-        // processes are does not change unless processes come or go), and read whole
-        // every `FULL_TABLE_EVERY` reconciles, for what that misses (a parent that
-        // changed, a reused PID): the idle cost follows what changes, not the host.
+        // One table, indexed once, for every login this scan looks up.
         let refresh = reconcile && !self.sessions.is_empty();
-        let needed = !gone.is_empty() || !ready.is_empty() || refresh;
-        if needed {
-            if reconcile {
-                self.reconciles += 1;
-            }
-            // A login whose monitor is gone is judged on a fresh table: a process killed a
-            // moment ago may still show as running in a kept one (its state is not read
-            // again), which would hold its end back until the next reconcile.
-            if self.table.procs.is_empty()
-                || !gone.is_empty()
-                || (reconcile && self.reconciles.is_multiple_of(FULL_TABLE_EVERY))
-            {
-                self.table = self.procfs.table()?;
-            } else {
-                self.procfs.update_table(&mut self.table)?;
-            }
-        }
-        let index = needed.then(|| self.table.index());
+        let table = if !gone.is_empty() || !ready.is_empty() || refresh {
+            Some(self.procfs.table()?)
+        } else {
+            None
+        };
+        let index = table.as_ref().map(ProcessTable::index);
 
         if let Some(index) = &index {
             for id in gone {
