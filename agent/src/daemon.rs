@@ -264,6 +264,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let result = tokio::select! {
             r = session(&config, &mut identity, &mut state, &mut signoffs, &mut unreported, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
+                tokio::task::block_in_place(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -287,6 +288,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tokio::select! {
                 () = &mut wake => break,
                 () = &mut shutdown => {
+                tokio::task::block_in_place(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -886,6 +888,14 @@ impl Killer {
     /// restarted agent still knows the lingering ones.
     fn remember(&self) {
         self.remember.notify_one();
+    }
+
+    /// Writes the sessions down now (at a clean stop: a change asked for in the last
+    /// [`REMEMBER_EVERY`] must not be lost). Blocking.
+    fn save_now(&self) {
+        if let Err(e) = remembered::save(&self.state_dir, self.boot, &self.watcher.snapshot()) {
+            warn!(error = %e, "cannot write the sessions to the state directory");
+        }
     }
 
     /// Writes the sessions down whenever asked, at most once per [`REMEMBER_EVERY`]; the
