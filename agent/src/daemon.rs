@@ -8,6 +8,7 @@
 //! exponential backoff with full jitter, so that a restart of the control plane does not
 //! bring every agent back in the same second.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use signoff_proto::v1;
 use signoff_proto::v1::agent_sync_client::AgentSyncClient;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
@@ -31,7 +32,7 @@ use crate::krl_writer::{self, KrlWriteError};
 use crate::orders;
 use crate::sessions::remembered;
 use crate::sessions::{
-    Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
+    Attribution, Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
 };
 use crate::signoffs::{Signoffs, SignoffsError};
 use crate::state::{self, ApplyError, State};
@@ -298,7 +299,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         journal: Arc::new(Mutex::new(journal)),
         state_dir: config.state_dir.clone(),
         boot,
+        in_flight: Arc::new(Mutex::new(HashSet::new())),
+        unsure: Arc::new(Mutex::new(BTreeMap::new())),
+        remember: Arc::new(Notify::new()),
     };
+    let _remembering = AbortOnDrop(tokio::spawn(sessions.clone().remember_task()));
     sessions.remember();
     // Kills the agent was in the middle of when it stopped: finish them first.
     let finishing = sessions.clone();
@@ -315,6 +320,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let result = tokio::select! {
             r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
+                tokio::task::block_in_place(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -338,6 +344,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tokio::select! {
                 () = &mut wake => break,
                 () = &mut shutdown => {
+                tokio::task::block_in_place(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -348,6 +355,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
                         unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
                     }
+                    unreported.extend(reenforce_unsure(&config, &signoffs, &sessions).await);
                 }
             }
         }
@@ -478,6 +486,18 @@ async fn session(
     results.extend(enforce(config, signoffs, None, None, sessions).await);
     send_results(&tx, results).await?;
 
+    // Kill orders are executed beside this loop, so that the stream (deltas, heartbeats,
+    // more orders) never waits on a kill, and orders arriving together are killed
+    // together. Aborted with this stream; a kill under way finishes on its blocking thread
+    // and its result is re-reported from the journal on the next stream.
+    let (kills, queue) = mpsc::unbounded_channel();
+    let worker = tokio::spawn(kill_worker(
+        queue,
+        tx.clone(),
+        sessions.clone(),
+        config.state_dir.join(NONCE_FILE),
+    ));
+    let _worker = AbortOnDrop(worker);
     let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
     loop {
         let until_renewal =
@@ -495,6 +515,8 @@ async fn session(
                             return Err(SessionError::Closed);
                         }
                         send_results(&tx, results).await?;
+                        let again = reenforce_unsure(config, signoffs, sessions).await;
+                        send_results(&tx, again).await?;
                         continue;
                     }
                     SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
@@ -505,6 +527,8 @@ async fn session(
                 if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
                     return Err(SessionError::Closed);
                 }
+                let again = reenforce_unsure(config, signoffs, sessions).await;
+                send_results(&tx, again).await?;
                 continue;
             }
         };
@@ -535,12 +559,19 @@ async fn session(
                 Some(signoffs.apply(&delta.add_signoffs, &delta.remove_signoffs))
             }
             Some(v1::control_message::Body::Kill(order)) => {
-                let result = execute_kill(config, &identity.host_id, &order, at, sessions).await;
-                let msg = v1::AgentMessage {
-                    body: Some(v1::agent_message::Body::OrderResult(result)),
-                };
-                if tx.send(msg).await.is_err() {
-                    return Err(SessionError::Closed);
+                match verify_kill(config, &identity.host_id, &order, at, sessions) {
+                    Ok(verified) => {
+                        // The worker lives as long as this loop: it cannot be gone.
+                        let _ = kills.send(verified);
+                    }
+                    Err(result) => {
+                        let msg = v1::AgentMessage {
+                            body: Some(v1::agent_message::Body::OrderResult(result)),
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return Err(SessionError::Closed);
+                        }
+                    }
                 }
                 None
             }
@@ -600,6 +631,11 @@ async fn send_results(
 /// Ends the sessions of the people the statements `ids` (all when `None`) sign off: every
 /// live session, or only `new_session` when one just started. A statement that does not
 /// verify kills nothing. With `new_session`, only statements that ended it are reported.
+///
+/// The sessions of all statements are killed together (one set of `/proc` sweeps). A live
+/// session whose attribution is unknown or conflicting may be the person's: while one is
+/// there, the host does not report the statement enforced, and says which and why; such
+/// statements are looked at again whenever a session changes ([`reenforce_unsure`]).
 async fn enforce(
     config: &Config,
     signoffs: &Signoffs,
@@ -623,9 +659,10 @@ async fn enforce(
         None => sessions.watcher.snapshot(),
     };
     let mut results = Vec::new();
+    let mut enforcing = Vec::new();
     for c in checked {
-        let e = match c {
-            Ok(e) => e,
+        match c {
+            Ok(e) => enforcing.push(e),
             Err((id, why)) => {
                 warn!(signoff = id, refusal = %why, "sign-off statement not enforced");
                 if new_session.is_none() {
@@ -635,25 +672,77 @@ async fn enforce(
                         ..Default::default()
                     });
                 }
-                continue;
             }
-        };
-        let mut r = v1::SignoffResult {
-            signoff_id: e.id,
-            enforced: true,
-            ..Default::default()
-        };
-        let mut problems = Vec::new();
+        }
+    }
+    // Every session to end, of every statement, killed in one go.
+    let mut kills: Vec<(String, SessionId)> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (n, e) in enforcing.iter().enumerate() {
         for s in live.iter().filter(|s| {
             e.statement.covers(
                 s.key_id().unwrap_or_default(),
                 s.key_fingerprint().unwrap_or_default(),
             )
         }) {
-            let id = s.id;
-            let killer = sessions.clone();
-            let key = kill_journal::signoff_key(e.id, &id);
-            match tokio::task::spawn_blocking(move || killer.kill(&key, &id)).await {
+            kills.push((kill_journal::signoff_key(e.id, &s.id), s.id));
+            owner.push(n);
+        }
+    }
+    let reports = if kills.is_empty() {
+        Vec::new()
+    } else {
+        let killer = sessions.clone();
+        let batch = kills.clone();
+        match tokio::task::spawn_blocking(move || killer.kill_many(&batch, |_| {})).await {
+            Ok(r) => r.into_iter().map(Ok).collect(),
+            Err(err) => kills
+                .iter()
+                .map(|_| Err(format!("kill task failed: {err}")))
+                .collect::<Vec<Result<Result<KillReport, KillError>, String>>>(),
+        }
+    };
+    // Every live session of the host, also when only `new_session` is being enforced: the
+    // host is not done while one of unknown owner runs.
+    let unsure_here = {
+        let unsure = lock(&sessions.unsure);
+        enforcing.iter().any(|e| unsure.contains_key(&e.id))
+    };
+    let all_live = match new_session {
+        // A copy of every session per new one is too much in a storm of logins: only
+        // when it can change an answer.
+        Some(_) if unsure_here => sessions.watcher.snapshot(),
+        Some(_) => Vec::new(),
+        None => live.clone(),
+    };
+    let unattributed: Vec<String> = all_live
+        .iter()
+        .filter_map(|s| {
+            let why = match s.attribution {
+                Attribution::Logged(_) => return None,
+                Attribution::Unknown => "no Accepted line was logged for it",
+                Attribution::Conflicting => "sshd's log contradicts itself about it",
+            };
+            Some(format!(
+                "session {} (account {} from {}): whose it is is not known ({why}); it was not ended",
+                s.id, s.account, s.source
+            ))
+        })
+        .collect();
+    for (n, e) in enforcing.iter().enumerate() {
+        let mut r = v1::SignoffResult {
+            signoff_id: e.id,
+            enforced: true,
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        for (((_, id), report), _) in kills
+            .iter()
+            .zip(&reports)
+            .zip(&owner)
+            .filter(|(_, o)| **o == n)
+        {
+            match report {
                 Ok(Ok(report)) => {
                     info!(signoff = e.id, user = %e.statement.user, session = %id, ended = ?report.ended_pids(), remaining = ?report.remaining_pids(), "session of a signed-off person ended");
                     r.ended_sessions.push(id.to_string());
@@ -669,14 +758,27 @@ async fn enforce(
                 }
                 // Gone by itself meanwhile.
                 Ok(Err(KillError::UnknownSession(_))) => {}
-                Ok(Err(err)) => problems.push(format!("session {id}: {}", error_chain(&err))),
-                Err(err) => problems.push(format!("session {id}: kill task failed: {err}")),
+                Ok(Err(err)) => problems.push(format!("session {id}: {}", error_chain(err))),
+                Err(err) => problems.push(format!("session {id}: {err}")),
             }
+        }
+        // With `new_session`, only a sign-off the host already reported unsure is
+        // reported unsure again: one reported done stays done.
+        if new_session.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
+            problems.extend(unattributed.iter().cloned());
         }
         if !problems.is_empty() {
             r.enforced = false;
             r.refusal = problems.join("; ");
             warn!(signoff = e.id, refusal = %r.refusal, "sign-off not fully enforced");
+        }
+        if new_session.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
+            let mut unsure = lock(&sessions.unsure);
+            if r.enforced {
+                unsure.remove(&e.id);
+            } else {
+                unsure.insert(e.id, r.refusal.clone());
+            }
         }
         if new_session.is_none() || !r.ended_sessions.is_empty() || !r.enforced {
             results.push(r);
@@ -685,14 +787,39 @@ async fn enforce(
     results
 }
 
-/// Checks a kill order and, if it holds, executes it. Nothing is killed on any doubt.
-async fn execute_kill(
+/// The sign-offs this host reported as not enforced, enforced again over every live
+/// session (after a session changed: one unattributed may now be attributed, or gone).
+/// Only what changed is reported.
+async fn reenforce_unsure(
+    config: &Config,
+    signoffs: &Signoffs,
+    sessions: &Killer,
+) -> Vec<v1::SignoffResult> {
+    let before: BTreeMap<u64, String> = lock(&sessions.unsure).clone();
+    if before.is_empty() {
+        return Vec::new();
+    }
+    let ids: std::collections::BTreeSet<u64> = before.keys().copied().collect();
+    enforce(config, signoffs, Some(&ids), None, sessions)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.enforced
+                || !r.ended_sessions.is_empty()
+                || before.get(&r.signoff_id) != Some(&r.refusal)
+        })
+        .collect()
+}
+
+/// Checks a kill order; if it holds, it is returned for execution (with the others that
+/// arrive with it, see [`kill_worker`]), else its refusal. Nothing is killed on any doubt.
+fn verify_kill(
     config: &Config,
     host_id: &str,
     order: &v1::SignedOrder,
     now: u64,
     sessions: &Killer,
-) -> v1::OrderResult {
+) -> Result<VerifiedKill, v1::OrderResult> {
     let nonce = signoff_proto::orders::KillOrder::decode(&order.order)
         .map(|o| o.nonce.to_vec())
         .unwrap_or_default();
@@ -706,20 +833,20 @@ async fn execute_kill(
         }
     };
     let Some(path) = &config.allowed_signers else {
-        return refuse(
+        return Err(refuse(
             "no allowed_signers file is configured: this agent executes no orders".into(),
-        );
+        ));
     };
     let signers = match orders::load_allowed_signers(path) {
         Ok(s) => s,
-        Err(e) => return refuse(error_chain(&e)),
+        Err(e) => return Err(refuse(error_chain(&e))),
     };
     let nonces = orders::NonceStore::load(&config.state_dir.join(NONCE_FILE), now);
     let key = kill_journal::order_key(&nonce);
-    if sessions.journaled(&key) {
+    if sessions.journaled(&key) || lock(&sessions.in_flight).contains(&key) {
         // Journaled before its nonce was recorded, then the agent stopped: it was
-        // carried out on restart. Never twice.
-        return refuse(orders::Refusal::Replayed.to_string());
+        // carried out on restart. Or queued a moment ago. Never twice.
+        return Err(refuse(orders::Refusal::Replayed.to_string()));
     }
     let kill = match orders::check_unrecorded(
         &order.order,
@@ -730,36 +857,61 @@ async fn execute_kill(
         &nonces,
     ) {
         Ok(kill) => kill,
-        Err(e) => return refuse(error_chain(&e)),
+        Err(e) => return Err(refuse(error_chain(&e))),
     };
     info!(session = %kill.session_id, operator = %kill.operator, reason = %kill.reason, "kill order verified");
-    let id: SessionId = match kill.session_id.parse() {
+    let session: SessionId = match kill.session_id.parse() {
         Ok(id) => id,
-        Err(e) => return refuse(e.to_string()),
+        Err(e) => return Err(refuse(e.to_string())),
     };
-    // Journaled (inside `Killer::kill`, before any signal), then the nonce recorded, so a
-    // crash leaves the order either unseen or journaled and finished on restart.
-    let killer = sessions.clone();
-    let nonces_path = config.state_dir.join(NONCE_FILE);
-    let (order_nonce, not_after) = (kill.nonce, kill.not_after);
-    let run = move || {
-        killer.kill_then(&key, &id, || {
-            let mut nonces = orders::NonceStore::load(&nonces_path, now);
-            if let Err(e) = nonces.record(order_nonce, not_after, now) {
-                warn!(error = %error_chain(&e), "cannot record the order's nonce (the kill journal holds it)");
+    lock(&sessions.in_flight).insert(key.clone());
+    Ok(VerifiedKill {
+        key,
+        session,
+        nonce,
+        order_nonce: kill.nonce,
+        not_after: kill.not_after,
+    })
+}
+
+/// Executes verified kill orders and sends their results. Orders that arrive while a kill
+/// runs are executed together next, with one set of `/proc` sweeps: `kill-sessions` of a
+/// person's hundred logins sends a hundred orders at once.
+async fn kill_worker(
+    mut queue: mpsc::UnboundedReceiver<VerifiedKill>,
+    tx: mpsc::Sender<v1::AgentMessage>,
+    sessions: Killer,
+    nonces_path: PathBuf,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            batch.push(more);
+        }
+        let killer = sessions.clone();
+        let path = nonces_path.clone();
+        let nonces: Vec<Vec<u8>> = batch.iter().map(|o| o.nonce.clone()).collect();
+        let results =
+            match tokio::task::spawn_blocking(move || killer.execute_orders(&batch, &path)).await {
+                Ok(results) => results,
+                Err(e) => nonces
+                    .into_iter()
+                    .map(|nonce| v1::OrderResult {
+                        nonce,
+                        executed: false,
+                        refusal: format!("kill task failed: {e}"),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+        for result in results {
+            let msg = v1::AgentMessage {
+                body: Some(v1::agent_message::Body::OrderResult(result)),
+            };
+            if tx.send(msg).await.is_err() {
+                return;
             }
-        })
-    };
-    match tokio::task::spawn_blocking(run).await {
-        Ok(Ok(report)) => v1::OrderResult {
-            nonce,
-            executed: true,
-            refusal: String::new(),
-            ended_pids: report.ended_pids(),
-            remaining_pids: report.remaining_pids(),
-        },
-        Ok(Err(e)) => refuse(error_chain(&e)),
-        Err(e) => refuse(format!("kill task failed: {e}")),
+        }
     }
 }
 
@@ -770,62 +922,198 @@ struct Killer {
     journal: Arc<Mutex<KillJournal>>,
     state_dir: PathBuf,
     boot: SystemTime,
+    /// Journal keys of kill orders verified and queued but not journaled yet: a replay of
+    /// one arriving meanwhile is refused like one of a journaled order.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Sign-offs this host reported as not enforced, with the refusal last reported:
+    /// looked at again whenever a session changes (a late attribution, an end).
+    unsure: Arc<Mutex<BTreeMap<u64, String>>>,
+    /// Wakes the task that writes the sessions down.
+    remember: Arc<Notify>,
+}
+
+/// The shortest time between two writes of the sessions to the state directory. Each is
+/// the whole snapshot with an fsync: at one per session event, a storm of logins spent
+/// its time writing the same file over and over.
+const REMEMBER_EVERY: Duration = Duration::from_millis(500);
+
+/// A kill order that verified, waiting to be executed with the others that arrived with it.
+#[derive(Debug)]
+struct VerifiedKill {
+    key: String,
+    session: SessionId,
+    /// The order's nonce as the result carries it, and as recorded.
+    nonce: Vec<u8>,
+    order_nonce: [u8; 16],
+    not_after: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every change under these locks is one call: a panic elsewhere never leaves one
+    // half-done.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Killer {
-    /// Writes the sessions down, so that a restarted agent still knows the lingering ones.
+    /// Asks for the sessions to be written down (soon: see [`REMEMBER_EVERY`]), so that a
+    /// restarted agent still knows the lingering ones.
     fn remember(&self) {
-        // fsync-heavy: off the async workers.
-        let saved = tokio::task::block_in_place(|| {
-            remembered::save(&self.state_dir, self.boot, &self.watcher.snapshot())
-        });
-        if let Err(e) = saved {
+        self.remember.notify_one();
+    }
+
+    /// Writes the sessions down now (at a clean stop: a change asked for in the last
+    /// [`REMEMBER_EVERY`] must not be lost). Blocking.
+    fn save_now(&self) {
+        if let Err(e) = remembered::save(&self.state_dir, self.boot, &self.watcher.snapshot()) {
             warn!(error = %e, "cannot write the sessions to the state directory");
         }
     }
 
+    /// Writes the sessions down whenever asked, at most once per [`REMEMBER_EVERY`]; the
+    /// last state asked for is always written.
+    async fn remember_task(self) {
+        loop {
+            self.remember.notified().await;
+            let killer = self.clone();
+            // fsync-heavy: off the async workers.
+            let saved = tokio::task::spawn_blocking(move || {
+                remembered::save(&killer.state_dir, killer.boot, &killer.watcher.snapshot())
+            })
+            .await;
+            match saved {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "cannot write the sessions to the state directory"),
+                Err(e) => warn!(error = %e, "writing the sessions down failed"),
+            }
+            tokio::time::sleep(REMEMBER_EVERY).await;
+        }
+    }
+
+    /// Kills the sessions `kills` names (journal key, session) together: every target
+    /// journaled in one write, `journaled` run, one kill for them all (see
+    /// [`kill::kill_targets`]), the outcomes journaled in one write. One result per kill,
+    /// in order. Blocking.
+    fn kill_many(
+        &self,
+        kills: &[(String, SessionId)],
+        journaled: impl FnOnce(&[bool]),
+    ) -> Vec<Result<KillReport, KillError>> {
+        let mut results: Vec<Option<Result<KillReport, KillError>>> =
+            kills.iter().map(|_| None).collect();
+        let mut batch: Vec<(usize, String, kill::KillTarget)> = Vec::new();
+        for (i, (key, id)) in kills.iter().enumerate() {
+            match self.watcher.kill_target(id) {
+                Ok(target) => batch.push((i, key.clone(), target)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let entries: Vec<(String, kill::KillTarget)> = batch
+            .iter()
+            .map(|(_, k, t)| (k.clone(), t.clone()))
+            .collect();
+        if self.journal().begin_many(&entries, now()).is_err() {
+            // Each on its own, so that each failure is told with its own error.
+            batch.retain(
+                |(i, key, target)| match self.journal().begin(key, target, now()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        results[*i] = Some(Err(KillError::Journal(e)));
+                        false
+                    }
+                },
+            );
+        }
+        let mut is_journaled = vec![false; kills.len()];
+        for (i, _, _) in &batch {
+            is_journaled[*i] = true;
+        }
+        journaled(&is_journaled);
+        let targets: Vec<kill::KillTarget> = batch.iter().map(|(_, _, t)| t.clone()).collect();
+        let reports = kill::kill_targets(&crate::sessions::procfs::Procfs::default(), &targets);
+        let mut outcomes = Vec::new();
+        for ((i, key, _), report) in batch.into_iter().zip(reports) {
+            outcomes.push((
+                key,
+                match &report {
+                    Ok(r) => kill_journal::Outcome::of(r),
+                    Err(e) => kill_journal::Outcome {
+                        ended_pids: Vec::new(),
+                        remaining_pids: Vec::new(),
+                        error: Some(error_chain(e)),
+                    },
+                },
+            ));
+            results[i] = Some(report);
+        }
+        if !outcomes.is_empty()
+            && let Err(e) = self.journal().finish_many(outcomes)
+        {
+            warn!(error = %error_chain(&e), "cannot record kills' outcomes in the journal");
+        }
+        self.watcher.rescan();
+        results
+            .into_iter()
+            .zip(kills)
+            .map(|(r, (_, id))| r.unwrap_or(Err(KillError::UnknownSession(*id))))
+            .collect()
+    }
+
+    /// Executes verified kill orders together; their results, in order. Blocking.
+    fn execute_orders(&self, orders: &[VerifiedKill], nonces_path: &Path) -> Vec<v1::OrderResult> {
+        let kills: Vec<(String, SessionId)> =
+            orders.iter().map(|o| (o.key.clone(), o.session)).collect();
+        let reports = self.kill_many(&kills, |journaled| {
+            // Journaled first, then the nonces recorded, so a crash leaves each order either
+            // unseen or journaled and finished on restart.
+            let at = now();
+            let mut nonces = orders::NonceStore::load(nonces_path, at);
+            let seen: Vec<([u8; 16], u64)> = orders
+                .iter()
+                .zip(journaled)
+                .filter(|(_, j)| **j)
+                .map(|(o, _)| (o.order_nonce, o.not_after))
+                .collect();
+            if let Err(e) = nonces.record_all(&seen, at) {
+                warn!(error = %error_chain(&e), "cannot record the orders' nonces (the kill journal holds them)");
+            }
+        });
+        {
+            let mut in_flight = lock(&self.in_flight);
+            for o in orders {
+                in_flight.remove(&o.key);
+            }
+        }
+        orders
+            .iter()
+            .zip(reports)
+            .map(|(o, report)| match report {
+                Ok(report) => v1::OrderResult {
+                    nonce: o.nonce.clone(),
+                    executed: true,
+                    refusal: String::new(),
+                    ended_pids: report.ended_pids(),
+                    remaining_pids: report.remaining_pids(),
+                },
+                Err(e) => {
+                    let why = error_chain(&e);
+                    warn!(refusal = %why, "kill order refused");
+                    v1::OrderResult {
+                        nonce: o.nonce.clone(),
+                        executed: false,
+                        refusal: why,
+                        ..Default::default()
+                    }
+                }
+            })
+            .collect()
+    }
+
     fn journal(&self) -> std::sync::MutexGuard<'_, KillJournal> {
-        // Every journal change is one call: a panic elsewhere never leaves it half-done.
-        self.journal
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.journal)
     }
 
     fn journaled(&self, key: &str) -> bool {
         self.journal().get(key).is_some()
-    }
-
-    /// Kills session `id` under journal key `key`. Blocking.
-    fn kill(&self, key: &str, id: &SessionId) -> Result<KillReport, KillError> {
-        self.kill_then(key, id, || {})
-    }
-
-    /// Journals the kill, runs `journaled`, kills, records the outcome. Blocking.
-    fn kill_then(
-        &self,
-        key: &str,
-        id: &SessionId,
-        journaled: impl FnOnce(),
-    ) -> Result<KillReport, KillError> {
-        let target = self.watcher.kill_target(id)?;
-        self.journal()
-            .begin(key, &target, now())
-            .map_err(KillError::Journal)?;
-        journaled();
-        let result = kill::kill_target(&crate::sessions::procfs::Procfs::default(), &target);
-        let outcome = match &result {
-            Ok(report) => kill_journal::Outcome::of(report),
-            Err(e) => kill_journal::Outcome {
-                ended_pids: Vec::new(),
-                remaining_pids: Vec::new(),
-                error: Some(error_chain(e)),
-            },
-        };
-        if let Err(e) = self.journal().finish(key, outcome) {
-            warn!(error = %error_chain(&e), "cannot record a kill's outcome in the journal");
-        }
-        self.watcher.rescan();
-        result
     }
 
     /// Finishes the kills journaled but not finished when the agent last stopped.
@@ -874,6 +1162,15 @@ impl Killer {
                 })
             })
             .collect()
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -28,7 +28,7 @@
 //! Blocking (it sleeps between checks): run it on a blocking thread.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::sessions::cgroup;
-use crate::sessions::procfs::{ProcessRef, ProcessTable, Procfs};
+use crate::sessions::procfs::{ProcessRef, ProcessTable, Procfs, TableIndex};
 use crate::sessions::{Session, SessionId};
 
 /// How long a kill keeps freezing, killing and looking again before it reports what is
@@ -171,115 +171,180 @@ pub fn kill_session(session: &Session) -> Result<KillReport, KillError> {
 
 /// Ends what `target` names, reading `procfs` (signals still go to real PIDs).
 pub fn kill_target(procfs: &Procfs, target: &KillTarget) -> Result<KillReport, KillError> {
+    kill_targets(procfs, std::slice::from_ref(target))
+        .pop()
+        .unwrap_or(Err(KillError::UnknownSession(target.session)))
+}
+
+/// Ends every login `targets` name at once, with one `/proc` table per sweep for all of
+/// them, not one per login: a person's hundred logins are frozen, killed and looked for
+/// again together. One report per target, in order, each as exact as a kill of that
+/// login alone (its own processes, its own final scan).
+pub fn kill_targets(procfs: &Procfs, targets: &[KillTarget]) -> Vec<Result<KillReport, KillError>> {
     let started = Instant::now();
-    let guard = Guard::new(procfs, &target.listeners);
-    // pam_loginuid may have set it after the session was announced: ask the monitor.
-    let current = || {
-        procfs
-            .is_alive(target.monitor)
-            .then(|| procfs.audit_session(target.monitor.pid).ok().flatten())
-            .flatten()
-    };
-    let audit = target
-        .audit_session
-        .or_else(current)
-        .filter(|id| !guard.shared_audit.contains(id));
-    if target.audit_session.is_some() && audit.is_none() {
-        warn!(
-            session = %target.session,
-            "the session's audit session id is shared with the agent or sshd: killing the \
-             sshd process tree and the processes seen as the login's only"
-        );
-    }
+    let mut listeners: Vec<ProcessRef> = targets
+        .iter()
+        .flat_map(|t| t.listeners.iter().copied())
+        .collect();
+    listeners.sort();
+    listeners.dedup();
+    let guard = Guard::new(procfs, &listeners);
+    let logins: Vec<Login<'_>> = targets
+        .iter()
+        .map(|target| {
+            // pam_loginuid may have set it after the session was announced: ask the
+            // monitor.
+            let current = || {
+                procfs
+                    .is_alive(target.monitor)
+                    .then(|| procfs.audit_session(target.monitor.pid).ok().flatten())
+                    .flatten()
+            };
+            let audit = target
+                .audit_session
+                .or_else(current)
+                .filter(|id| !guard.shared_audit.contains(id));
+            if target.audit_session.is_some() && audit.is_none() {
+                warn!(
+                    session = %target.session,
+                    "the session's audit session id is shared with the agent or sshd: killing \
+                     the sshd process tree and the processes seen as the login's only"
+                );
+            }
+            Login {
+                target,
+                audit,
+                processes: BTreeSet::new(),
+            }
+        })
+        .collect();
     let mut kill = Kill {
         procfs,
-        target,
-        audit,
+        logins,
         guard,
         targets: BTreeMap::new(),
         table: ProcessTable::default(),
-        cgroup_frozen: false,
+        frozen_cgroups: Vec::new(),
     };
-    // The login's own cgroup first: frozen as one, no fork can race it.
-    if let Some(dir) = target.cgroup.as_deref().filter(|d| d.is_dir()) {
+    // Logins' own cgroups first: each frozen as one, no fork can race it.
+    for dir in targets
+        .iter()
+        .filter_map(|t| t.cgroup.as_deref())
+        .filter(|d| d.is_dir())
+    {
         match cgroup::freeze(dir, true) {
-            Ok(frozen) => kill.cgroup_frozen = frozen,
+            Ok(true) => kill.frozen_cgroups.push(dir.to_owned()),
+            Ok(false) => {}
             Err(e) => {
                 warn!(cgroup = %dir.display(), error = %e, "cannot freeze the login's cgroup")
             }
         }
     }
     let deadline = started + KILL_BOUND;
-    let remaining = loop {
-        // Freeze: sweep until a sweep finds nothing new with everything before it stopped.
+    let rounds = (|| -> Result<Vec<Vec<ProcessRef>>, KillError> {
         loop {
-            let new = kill.collect()?;
-            kill.signal_groups(&new, Signal::SIGSTOP);
-            for p in &new {
-                kill.signal(*p, Signal::SIGSTOP);
+            // Freeze: sweep until a sweep finds nothing new with everything before it
+            // stopped.
+            loop {
+                let new = kill.collect()?;
+                kill.signal_groups(&new, Signal::SIGSTOP);
+                for p in &new {
+                    kill.signal(*p, Signal::SIGSTOP);
+                }
+                kill.wait_until(deadline.min(Instant::now() + STOP_WAIT), |k| {
+                    k.all_stopped_or_gone()
+                });
+                if new.is_empty() || Instant::now() >= deadline {
+                    break;
+                }
             }
-            kill.wait_until(deadline.min(Instant::now() + STOP_WAIT), |k| {
-                k.all_stopped_or_gone()
-            });
-            if new.is_empty() || Instant::now() >= deadline {
-                break;
+            for dir in targets
+                .iter()
+                .filter_map(|t| t.cgroup.as_deref())
+                .filter(|d| d.is_dir())
+            {
+                if let Err(e) = cgroup::kill(dir) {
+                    warn!(cgroup = %dir.display(), error = %e, "cannot kill the login's cgroup");
+                }
+            }
+            let all: Vec<ProcessRef> = kill.targets.keys().copied().collect();
+            kill.signal_groups(&all, Signal::SIGKILL);
+            kill.signal_alive(Signal::SIGKILL);
+            kill.wait_until(deadline, |k| !k.any_alive());
+            // The final scan: what of each login is alive now, seen before or not.
+            let left = kill.alive_members()?;
+            if left.iter().all(Vec::is_empty) || Instant::now() >= deadline {
+                return Ok(left);
             }
         }
-        if let Some(dir) = target.cgroup.as_deref().filter(|d| d.is_dir())
-            && let Err(e) = cgroup::kill(dir)
-        {
-            warn!(cgroup = %dir.display(), error = %e, "cannot kill the login's cgroup");
-        }
-        let all: Vec<ProcessRef> = kill.targets.keys().copied().collect();
-        kill.signal_groups(&all, Signal::SIGKILL);
-        kill.signal_alive(Signal::SIGKILL);
-        kill.wait_until(deadline, |k| !k.any_alive());
-        // The final scan: what of the login is alive now, whether seen before or not.
-        let left = kill.alive_members()?;
-        if left.is_empty() || Instant::now() >= deadline {
-            break left;
+    })();
+    let remaining = match rounds {
+        Ok(r) => r,
+        Err(e) => {
+            // /proc unreadable: every kill of the batch failed alike (io::Error is not
+            // Clone, so each gets its own with the same kind and text).
+            let (kind, text) = match &e {
+                KillError::Proc(io) => (io.kind(), io.to_string()),
+                other => (io::ErrorKind::Other, other.to_string()),
+            };
+            return targets
+                .iter()
+                .map(|_| Err(KillError::Proc(io::Error::new(kind, text.clone()))))
+                .collect();
         }
     };
     kill.refresh();
+    let elapsed = started.elapsed();
 
-    let report = KillReport {
-        session: target.session,
-        processes: kill
-            .targets
-            .into_iter()
-            .map(|(process, t)| ProcessOutcome {
-                process,
-                comm: t.comm,
-                outcome: if remaining.contains(&process) {
-                    Outcome::Survived
-                } else {
-                    t.outcome.unwrap_or(Outcome::Survived)
-                },
-            })
-            .collect(),
-        remaining,
-        used_audit_session: audit.is_some(),
-        elapsed: started.elapsed(),
-    };
-    if report.is_complete() {
-        info!(
-            session = %target.session,
-            ended = report.ended_pids().len(),
-            audit_session = ?audit,
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "session killed"
-        );
-    } else {
-        warn!(
-            session = %target.session,
-            ended = report.ended_pids().len(),
-            audit_session = ?audit,
-            remaining = ?report.remaining_pids(),
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "session kill incomplete: processes remain"
-        );
-    }
-    Ok(report)
+    kill.logins
+        .iter()
+        .zip(remaining)
+        .map(|(login, remaining)| {
+            let report = KillReport {
+                session: login.target.session,
+                processes: login
+                    .processes
+                    .iter()
+                    .filter_map(|process| {
+                        let t = kill.targets.get(process)?;
+                        Some(ProcessOutcome {
+                            process: *process,
+                            comm: t.comm.clone(),
+                            outcome: if remaining.contains(process) {
+                                Outcome::Survived
+                            } else {
+                                t.outcome.unwrap_or(Outcome::Survived)
+                            },
+                        })
+                    })
+                    .collect(),
+                remaining,
+                used_audit_session: login.audit.is_some(),
+                elapsed,
+            };
+            if report.is_complete() {
+                info!(
+                    session = %login.target.session,
+                    ended = report.ended_pids().len(),
+                    audit_session = ?login.audit,
+                    elapsed_ms = report.elapsed.as_millis() as u64,
+                    batch = targets.len(),
+                    "session killed"
+                );
+            } else {
+                warn!(
+                    session = %login.target.session,
+                    ended = report.ended_pids().len(),
+                    audit_session = ?login.audit,
+                    remaining = ?report.remaining_pids(),
+                    elapsed_ms = report.elapsed.as_millis() as u64,
+                    batch = targets.len(),
+                    "session kill incomplete: processes remain"
+                );
+            }
+            Ok(report)
+        })
+        .collect()
 }
 
 /// Processes a kill never touches, and audit session ids it never uses.
@@ -328,18 +393,27 @@ struct Target {
     signal: Option<Signal>,
 }
 
+/// One login of a kill.
+struct Login<'a> {
+    target: &'a KillTarget,
+    /// The audit session id used to find its processes.
+    audit: Option<u32>,
+    /// Its processes found so far.
+    processes: BTreeSet<ProcessRef>,
+}
+
 struct Kill<'a> {
     procfs: &'a Procfs,
-    target: &'a KillTarget,
-    audit: Option<u32>,
+    logins: Vec<Login<'a>>,
     guard: Guard,
+    /// Every process found of every login.
     targets: BTreeMap<ProcessRef, Target>,
     /// Kept between sweeps and brought up to date by reading new PIDs only, so that a
     /// sweep is faster than a tree that forks and exits generation after generation.
     table: ProcessTable,
-    /// The login's cgroup is frozen: its processes will not stop on SIGSTOP (they are
+    /// Logins' cgroups frozen as one: their processes will not stop on SIGSTOP (they are
     /// already still), so they are not waited for.
-    cgroup_frozen: bool,
+    frozen_cgroups: Vec<std::path::PathBuf>,
 }
 
 impl Kill<'_> {
@@ -376,25 +450,24 @@ impl Kill<'_> {
         }
     }
 
-    /// The login's processes in `table`, less the protected ones.
-    fn members(&self, table: &ProcessTable) -> Vec<(ProcessRef, String)> {
-        // Everything frozen so far counts as known: its children are the login's too. So
-        // does everything in the login's own cgroup.
-        let mut known = self.target.known.clone();
-        known.extend(self.targets.keys().copied());
-        if let Some(dir) = self.target.cgroup.as_deref() {
+    /// The processes of `login` in `table`, less the protected ones.
+    fn members(&self, table: &TableIndex<'_>, login: &Login<'_>) -> Vec<ProcessRef> {
+        // Everything frozen of it so far counts as known: its children are the login's
+        // too. So does everything in the login's own cgroup.
+        let mut known = login.target.known.clone();
+        known.extend(login.processes.iter().copied());
+        if let Some(dir) = login.target.cgroup.as_deref() {
             known.extend(
                 cgroup::procs(dir)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter_map(|pid| table.procs.get(&pid).map(|i| i.stat.process_ref())),
+                    .filter_map(|pid| self.table.procs.get(&pid).map(|i| i.stat.process_ref())),
             );
         }
         table
-            .login_processes(self.target.monitor, self.audit, &known)
+            .login_processes(login.target.monitor, login.audit, &known)
             .into_iter()
             .filter(|p| !self.guard.pids.contains(&p.pid))
-            .filter_map(|p| Some((p, table.procs.get(&p.pid)?.stat.comm.clone())))
             .collect()
     }
 
@@ -404,24 +477,44 @@ impl Kill<'_> {
         let updated = self.procfs.update_table(&mut table);
         self.table = table;
         updated.map_err(KillError::Proc)?;
+        // One index of the table for every login: a lookup then costs the login's
+        // processes, not the host's.
+        let found: Vec<Vec<ProcessRef>> = {
+            let index = self.table.index();
+            self.logins
+                .iter()
+                .map(|login| self.members(&index, login))
+                .collect()
+        };
         let mut new = Vec::new();
-        for (p, comm) in self.members(&self.table) {
-            if let Entry::Vacant(slot) = self.targets.entry(p) {
-                slot.insert(Target {
-                    comm,
-                    outcome: None,
-                    signal: None,
-                });
-                new.push(p);
+        for (i, members) in found.into_iter().enumerate() {
+            for p in members {
+                self.logins[i].processes.insert(p);
+                if let Entry::Vacant(slot) = self.targets.entry(p) {
+                    let Some(info) = self.table.procs.get(&p.pid) else {
+                        continue;
+                    };
+                    slot.insert(Target {
+                        comm: info.stat.comm.clone(),
+                        outcome: None,
+                        signal: None,
+                    });
+                    new.push(p);
+                }
             }
         }
         Ok(new)
     }
 
-    /// Every process of the login alive now (read afresh).
-    fn alive_members(&mut self) -> Result<Vec<ProcessRef>, KillError> {
+    /// Every process of each login alive now (one table read afresh for all).
+    fn alive_members(&mut self) -> Result<Vec<Vec<ProcessRef>>, KillError> {
         let table = self.procfs.table().map_err(KillError::Proc)?;
-        Ok(self.members(&table).into_iter().map(|(p, _)| p).collect())
+        let index = table.index();
+        Ok(self
+            .logins
+            .iter()
+            .map(|login| self.members(&index, login))
+            .collect())
     }
 
     fn signal_alive(&mut self, signal: Signal) {
@@ -475,10 +568,11 @@ impl Kill<'_> {
     /// gone.
     fn all_stopped_or_gone(&mut self) -> bool {
         self.refresh();
-        let in_frozen_cgroup: HashSet<u32> = match (&self.target.cgroup, self.cgroup_frozen) {
-            (Some(dir), true) => cgroup::procs(dir).unwrap_or_default().into_iter().collect(),
-            _ => HashSet::new(),
-        };
+        let in_frozen_cgroup: HashSet<u32> = self
+            .frozen_cgroups
+            .iter()
+            .flat_map(|dir| cgroup::procs(dir).unwrap_or_default())
+            .collect();
         self.targets
             .iter()
             .filter(|(_, t)| t.outcome.is_none())
@@ -652,6 +746,33 @@ mod tests {
                 .all(|o| o.outcome == Outcome::Killed),
             "{report:?}"
         );
+    }
+
+    /// Logins killed together: one set of sweeps for all, a report per login that names
+    /// its own processes only.
+    #[test]
+    fn many_logins_killed_at_once_each_reported_exactly() {
+        let fakes: Vec<Fake> = (0..3)
+            .map(|_| Fake::spawn("sleep 600 & sleep 600 & wait"))
+            .collect();
+        let trees: Vec<Vec<ProcessRef>> = fakes.iter().map(|f| f.wait_for_children(2)).collect();
+        let targets: Vec<KillTarget> = fakes
+            .iter()
+            .map(|f| KillTarget::of(&session_for(f.process(), None)))
+            .collect();
+        let reports = kill_targets(&Procfs::default(), &targets);
+        assert_eq!(reports.len(), 3);
+        for (report, tree) in reports.into_iter().zip(&trees) {
+            let report = report.unwrap();
+            assert!(report.is_complete(), "{report:?}");
+            let mut ended = report.ended_pids();
+            ended.sort_unstable();
+            let mut expected: Vec<u32> = tree.iter().map(|p| p.pid).collect();
+            expected.sort_unstable();
+            assert_eq!(ended, expected, "only its own processes");
+        }
+        let p = Procfs::default();
+        assert!(trees.iter().flatten().all(|t| !p.is_alive(*t)));
     }
 
     #[test]

@@ -154,6 +154,36 @@ impl KillJournal {
         self.persist()
     }
 
+    /// [`KillJournal::begin`] for many kills in one write (a person's hundred logins killed
+    /// together must not wait for a hundred fsyncs).
+    pub fn begin_many(
+        &mut self,
+        kills: &[(String, KillTarget)],
+        now: u64,
+    ) -> Result<(), JournalError> {
+        self.entries
+            .retain(|e| e.outcome.is_none() || e.journaled_at + KEEP_SECS > now);
+        self.entries
+            .retain(|e| !kills.iter().any(|(key, _)| *key == e.key));
+        self.entries.extend(kills.iter().map(|(key, target)| Entry {
+            key: key.clone(),
+            target: target.clone(),
+            journaled_at: now,
+            outcome: None,
+        }));
+        self.persist()
+    }
+
+    /// [`KillJournal::finish`] for many kills in one write.
+    pub fn finish_many(&mut self, outcomes: Vec<(String, Outcome)>) -> Result<(), JournalError> {
+        for (key, outcome) in outcomes {
+            if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
+                e.outcome = Some(outcome);
+            }
+        }
+        self.persist()
+    }
+
     /// Records the outcome of the kill `key`.
     pub fn finish(&mut self, key: &str, outcome: Outcome) -> Result<(), JournalError> {
         if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {

@@ -193,6 +193,23 @@ impl NonceStore {
     }
 }
 
+impl NonceStore {
+    /// [`NonceStore::record`] for many nonces in one write.
+    pub fn record_all(
+        &mut self,
+        nonces: &[([u8; 16], u64)],
+        now: u64,
+    ) -> Result<(), AtomicWriteError> {
+        let Some((last, rest)) = nonces.split_last() else {
+            return Ok(());
+        };
+        for (nonce, until) in rest {
+            self.seen.insert(*nonce, *until);
+        }
+        self.record(last.0, last.1, now)
+    }
+}
+
 /// Checks a signed order for this host at `now`; on success its nonce is recorded (durably)
 /// before the order is returned for execution.
 pub fn check(

@@ -4,7 +4,7 @@
 //! every host, and real `ssh` clients holding sessions open.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
@@ -128,7 +128,7 @@ impl Fleet {
     /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
     /// (for benchmarks of the agent as deployed).
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
-        self.host_trusting(id, reconcile_interval, &self.ca.public, false)
+        self.host_setup(id, reconcile_interval, "", None, &self.ca.public, false)
     }
 
     /// [`Fleet::host_with`] whose sshd trusts the user CAs in `ca_keys` (its
@@ -138,7 +138,44 @@ impl Fleet {
         &self,
         id: &str,
         reconcile_interval: Option<&str>,
-        ca_keys: &std::path::Path,
+        ca_keys: &Path,
+        agent_keeps_it: bool,
+    ) -> Result<Host> {
+        self.host_setup(id, reconcile_interval, "", None, ca_keys, agent_keeps_it)
+    }
+
+    /// [`Fleet::host_with`] with `sshd_extra` lines in its `sshd_config` (`MaxStartups`
+    /// for a storm of logins, say).
+    pub fn host_with_sshd(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        sshd_extra: &str,
+    ) -> Result<Host> {
+        self.host_setup(
+            id,
+            reconcile_interval,
+            sshd_extra,
+            None,
+            &self.ca.public,
+            false,
+        )
+    }
+
+    /// [`Fleet::host`] whose agent reads sshd's log from `log` instead of the file sshd
+    /// writes: a test copies lines there when it wants the agent to see them (a log that
+    /// lags the logins).
+    pub fn host_reading_log(&self, id: &str, log: &Path) -> Result<Host> {
+        self.host_setup(id, Some("1s"), "", Some(log), &self.ca.public, false)
+    }
+
+    fn host_setup(
+        &self,
+        id: &str,
+        reconcile_interval: Option<&str>,
+        sshd_extra: &str,
+        sshd_log: Option<&Path>,
+        ca_keys: &Path,
         agent_keeps_it: bool,
     ) -> Result<Host> {
         let keeps = if agent_keeps_it {
@@ -163,7 +200,7 @@ impl Fleet {
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
                  AuthorizedKeysCommand {} authorized-keys --config {} %u\n\
                  AuthorizedKeysCommandUser {COMMAND_USER}\n\
-                 RevokedKeys {}\n",
+                 RevokedKeys {}\n{sshd_extra}",
                 self.installed.path().display(),
                 agent.config().display(),
                 self.installed.path().display(),
@@ -176,7 +213,7 @@ impl Fleet {
             .unwrap_or_default();
         agent.append_config(&format!(
             "[sessions]\nsshd_log = {:?}\nsshd_port = {}\n{reconcile}",
-            sshd.log_path().display().to_string(),
+            sshd_log.unwrap_or(sshd.log_path()).display().to_string(),
             sshd.port()
         ))?;
         agent.enroll(&self.plane, id, GROUP)?;

@@ -22,6 +22,7 @@ pub mod cgroup;
 pub mod log;
 pub mod procfs;
 pub mod remembered;
+pub mod sockdiag;
 pub mod title;
 pub mod watch;
 

@@ -22,6 +22,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::sockdiag;
 use super::title::{self, Program, Role, Title, Ttys};
 
 /// `/proc/PID/sessionid` when no audit session was ever set.
@@ -410,24 +411,74 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
+    /// The table with its parent links and audit session ids indexed, for looking up many
+    /// logins in it: each lookup then costs the login's processes, not the host's.
+    pub fn index(&self) -> TableIndex<'_> {
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut by_audit: HashMap<u32, Vec<ProcessRef>> = HashMap::new();
+        for p in self.procs.values() {
+            children.entry(p.stat.ppid).or_default().push(p.stat.pid);
+            if let Some(id) = p.audit_session {
+                by_audit.entry(id).or_default().push(p.stat.process_ref());
+            }
+        }
+        TableIndex {
+            table: self,
+            children,
+            by_audit,
+        }
+    }
+
+    /// See [`TableIndex::descendants`] (one lookup: for many, index once).
+    pub fn descendants(&self, root: ProcessRef) -> Vec<ProcessRef> {
+        self.index().descendants(root)
+    }
+
+    /// See [`TableIndex::with_audit_session`].
+    pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
+        self.index().with_audit_session(id)
+    }
+
+    /// See [`TableIndex::login_processes`].
+    pub fn login_processes(
+        &self,
+        monitor: ProcessRef,
+        audit_session: Option<u32>,
+        known: &[ProcessRef],
+    ) -> Vec<ProcessRef> {
+        self.index().login_processes(monitor, audit_session, known)
+    }
+
+    /// See [`TableIndex::members`].
+    pub fn members(&self, monitor: ProcessRef, audit_session: Option<u32>) -> Vec<ProcessRef> {
+        self.index().members(monitor, audit_session)
+    }
+}
+
+/// A [`ProcessTable`] indexed by parent and by audit session id.
+#[derive(Debug)]
+pub struct TableIndex<'a> {
+    table: &'a ProcessTable,
+    children: HashMap<u32, Vec<u32>>,
+    by_audit: HashMap<u32, Vec<ProcessRef>>,
+}
+
+impl TableIndex<'_> {
     /// `root` (if still the same process) and all its descendants, by parent links.
     pub fn descendants(&self, root: ProcessRef) -> Vec<ProcessRef> {
-        let Some(info) = self.procs.get(&root.pid) else {
+        let procs = &self.table.procs;
+        let Some(info) = procs.get(&root.pid) else {
             return Vec::new();
         };
         if info.stat.start_ticks != root.start_ticks {
             return Vec::new();
         }
-        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-        for p in self.procs.values() {
-            children.entry(p.stat.ppid).or_default().push(p.stat.pid);
-        }
         let mut out = vec![root];
         let mut seen = HashSet::from([root.pid]);
         let mut i = 0;
         while i < out.len() {
-            for &child in children.get(&out[i].pid).into_iter().flatten() {
-                if let Some(c) = self.procs.get(&child)
+            for &child in self.children.get(&out[i].pid).into_iter().flatten() {
+                if let Some(c) = procs.get(&child)
                     // A child cannot be older than its parent: guards against a PID that
                     // was reused between reading the two.
                     && c.stat.start_ticks >= out[i].start_ticks
@@ -443,11 +494,7 @@ impl ProcessTable {
 
     /// Every live process whose audit session id is `id`.
     pub fn with_audit_session(&self, id: u32) -> Vec<ProcessRef> {
-        self.procs
-            .values()
-            .filter(|p| p.audit_session == Some(id))
-            .map(|p| p.stat.process_ref())
-            .collect()
+        self.by_audit.get(&id).cloned().unwrap_or_default()
     }
 
     /// The processes of a login, for as long as any remains: the monitor's descendants
@@ -474,10 +521,11 @@ impl ProcessTable {
             }
             all.extend(self.descendants(root));
         }
+        let procs = &self.table.procs;
         let mut all: Vec<ProcessRef> = all
             .into_iter()
             .filter(|p| {
-                self.procs
+                procs
                     .get(&p.pid)
                     .is_some_and(|i| !i.stat.is_dead() && i.stat.ppid != 2 && p.pid > 2)
             })
@@ -625,14 +673,52 @@ impl Procfs {
         Ok(ports)
     }
 
+    /// The inode of the network namespace `pid` is in.
+    pub fn net_namespace(&self, pid: u32) -> Option<u64> {
+        fs::metadata(self.path(pid, "ns/net")).ok().map(|m| m.ino())
+    }
+
+    /// Whether this is the kernel's own `/proc` (not a test's tree), so that what the
+    /// kernel says over netlink describes the same processes.
+    fn is_the_kernels(&self) -> bool {
+        self.root == Path::new("/proc")
+    }
+
     /// The connection socket of a monitor: the TCP socket it holds whose local port is one
     /// of `ports` (any non-listening TCP socket when no port is known), as (local, peer).
-    fn connection_socket(&self, pid: u32, ports: &[u16]) -> Option<(SocketAddr, SocketAddr)> {
+    /// The socket tables are read at most once per scan, through `tables`.
+    fn connection_socket(
+        &self,
+        pid: u32,
+        ports: &[u16],
+        tables: &mut SocketTables,
+    ) -> Option<(SocketAddr, SocketAddr)> {
         let inodes = self.socket_inodes(pid).ok()?;
         if inodes.is_empty() {
             return None;
         }
-        let sockets = self.tcp_sockets(pid).ok()?;
+        let namespace = self.net_namespace(pid);
+        if self.is_the_kernels() && !ports.is_empty() && namespace == tables.own_namespace {
+            let found = tables
+                .diag
+                .get_or_insert_with(|| sockdiag::connections_on(ports));
+            match found {
+                Ok(connections) => {
+                    return inodes.iter().find_map(|i| connections.get(i).copied());
+                }
+                Err(e) => {
+                    // Once per scan at most; the text table below still answers.
+                    if !tables.diag_failed {
+                        tracing::debug!(error = %e, "sock_diag failed; reading /proc/PID/net/tcp");
+                        tables.diag_failed = true;
+                    }
+                }
+            }
+        }
+        let sockets = match tables.text.entry(namespace.unwrap_or(0)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.tcp_sockets(pid).ok()?),
+        };
         sockets
             .iter()
             .filter(|s| s.state != TCP_LISTEN && inodes.contains(&s.inode))
@@ -646,6 +732,18 @@ impl Procfs {
         scanner.known_ports = known_ports.to_vec();
         scanner.scan()
     }
+}
+
+/// The socket tables one scan has read, so that each is read at most once per scan
+/// whatever the number of new connections: the `sock_diag` answer for our ports in the
+/// agent's own network namespace, and `/proc/PID/net/tcp{,6}` per other namespace (or
+/// when netlink is unavailable).
+#[derive(Debug, Default)]
+struct SocketTables {
+    own_namespace: Option<u64>,
+    diag: Option<io::Result<sockdiag::Connections>>,
+    diag_failed: bool,
+    text: HashMap<u64, Vec<TcpSocket>>,
 }
 
 /// How long a listener's ports are trusted before they are read again (sshd re-executes
@@ -775,6 +873,10 @@ impl Scanner {
                 )
             })
         };
+        let mut tables = SocketTables {
+            own_namespace: self.procfs.net_namespace(std::process::id()),
+            ..SocketTables::default()
+        };
         let mut connections = Vec::new();
         for (stat, title) in procs.stats.values() {
             if !connection_role(title) || listener_pids.contains(&stat.pid) {
@@ -797,7 +899,7 @@ impl Scanner {
                 // Read only for this sshd's children and orphans, never for another
                 // sshd's connections (their sockets are not on our ports anyway).
                 None if parent_is_listener || !procs.stats.contains_key(&stat.ppid) => {
-                    let found = self.procfs.connection_socket(stat.pid, &ports);
+                    let found = self.procfs.connection_socket(stat.pid, &ports, &mut tables);
                     if let Some(a) = found {
                         self.sockets.insert(process, a);
                     }

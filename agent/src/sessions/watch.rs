@@ -10,9 +10,13 @@
 //!   [`LOG_GRACE`], unattributed), and once its session channel is open or
 //!   [`CHANNEL_WAIT`] passed (so that the tty is known; `ssh -N` opens none).
 //! - A session ends ([`SessionEvent::Ended`]) when its monitor process is gone.
-//! - What changes in a live session later (ttys as channels open, member processes, an
-//!   attribution withdrawn by a second `Accepted` line) shows in the snapshot
-//!   ([`WatcherHandle::snapshot`]), not as an event.
+//! - A login announced unattributed whose `Accepted` line arrives later is attributed
+//!   then, and a second, different `Accepted` line withdraws an attribution: both are
+//!   [`SessionEvent::Updated`]. Only two different lines for one connection (or a line
+//!   that disagrees with `/proc` about the account) make a login conflicting; a late
+//!   line never does.
+//! - What else changes in a live session later (ttys as channels open, member
+//!   processes) shows in the snapshot ([`WatcherHandle::snapshot`]), not as an event.
 //! - Every `reconcile_interval` the whole picture is rebuilt from `/proc`, the member
 //!   processes refreshed and the log file re-read, whatever inotify said.
 //!
@@ -40,7 +44,9 @@ use tracing::{debug, info, warn};
 
 use super::cgroup;
 use super::log::{self, LogEvent, LogRecord, RecordSplitter};
-use super::procfs::{self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector};
+use super::procfs::{
+    self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector, TableIndex,
+};
 use super::title::Ttys;
 use super::{Attribution, LingeringProcess, LogSource, Session, SessionId, SessionsConfig};
 use crate::kill::{self, KillError, KillReport, KillTarget};
@@ -74,8 +80,9 @@ const TICK_SLACK: u64 = 1;
 pub enum SessionEvent {
     /// A login was detected (also sent for every login live when the watcher starts).
     Started(Box<Session>),
-    /// A login's connection ended but processes of it remain (it is lingering), or the
-    /// processes a lingering login left changed.
+    /// A login's connection ended but processes of it remain (it is lingering), the
+    /// processes a lingering login left changed, or its attribution changed (a late
+    /// `Accepted` line completed it, or a second, different one withdrew it).
     Updated(Box<Session>),
     /// A login ended: its monitor is gone and no process of it remains.
     Ended(SessionId),
@@ -738,6 +745,9 @@ struct Tracker {
     /// Look at lingering logins' processes at the next scan, not only at the next
     /// reconcile (a kill asked for a rescan).
     recheck_lingering: bool,
+    /// Sessions changed between scans (an attribution completed or withdrawn by a log
+    /// line), announced by the next scan.
+    changed: Vec<SessionEvent>,
     step: Duration,
     next_scan: Instant,
     next_reconcile: Instant,
@@ -767,6 +777,7 @@ impl Tracker {
             records_seen: 0,
             cgroup_mount,
             recheck_lingering: false,
+            changed: Vec::new(),
             step: MIN_STEP,
             next_scan: now,
             next_reconcile: now,
@@ -786,9 +797,10 @@ impl Tracker {
             return Ok(events);
         }
         let table = self.procfs.table()?;
+        let index = table.index();
         let listeners = self.scanner.scan()?.listener.processes;
         for mut session in remembered {
-            if let Some((processes, left)) = lingering(&self.procfs, &table, &session, &listeners) {
+            if let Some((processes, left)) = lingering(&self.procfs, &index, &session, &listeners) {
                 info!(
                     session = %session.id,
                     account = %session.account,
@@ -880,20 +892,51 @@ impl Tracker {
             seen: now,
             seq: self.records_seen,
         };
-        // A second line for a login already announced: say so, and stop trusting it.
+        // A line for a login already announced. Announced without one (its line came
+        // after `LOG_GRACE`, as it does when sshd's log lags under load), this is its
+        // line: it completes the attribution. Announced with one, a second, different
+        // line means the log cannot be trusted about this connection.
+        let mut consumed = false;
         for s in self.sessions.values_mut() {
-            if s.source == source
-                && login.pid.is_none_or(|p| p == s.monitor.pid)
-                && read_at_ticks.is_none_or(|t| t + TICK_SLACK >= s.monitor.start_ticks)
-                && s.attribution != Attribution::Conflicting
+            if s.source != source
+                || login.pid.is_some_and(|p| p != s.monitor.pid)
+                || read_at_ticks.is_some_and(|t| t + TICK_SLACK < s.monitor.start_ticks)
             {
-                warn!(
-                    session = %s.id,
-                    %source,
-                    "a second Accepted line for a live session: its attribution is no longer trusted"
-                );
-                s.attribution = Attribution::Conflicting;
+                continue;
             }
+            consumed = true;
+            let now_attributed = match (&s.attribution, &login.accepted) {
+                (Attribution::Unknown, Some(a)) if a.account == s.account => {
+                    info!(session = %s.id, %source, "a late Accepted line completes the attribution");
+                    Attribution::Logged(Box::new(a.clone()))
+                }
+                // The same line seen again is no second line.
+                (Attribution::Logged(known), Some(a)) if **known == *a => continue,
+                (Attribution::Conflicting, _) => continue,
+                (Attribution::Unknown, _) => {
+                    warn!(
+                        session = %s.id,
+                        %source,
+                        "a late Accepted line disagrees with /proc about the session (account, or unreadable): its attribution is not trusted"
+                    );
+                    Attribution::Conflicting
+                }
+                (Attribution::Logged(_), _) => {
+                    warn!(
+                        session = %s.id,
+                        %source,
+                        "a second, different Accepted line for a live session: its attribution is no longer trusted"
+                    );
+                    Attribution::Conflicting
+                }
+            };
+            s.attribution = now_attributed;
+            self.changed
+                .push(SessionEvent::Updated(Box::new(s.clone())));
+        }
+        if consumed {
+            self.hurry(now);
+            return;
         }
         let list = self.records.entry(source).or_default();
         if login.read_at_ticks.is_some() {
@@ -964,8 +1007,7 @@ impl Tracker {
             .map(|c| (c.monitor, c))
             .collect();
 
-        let mut events = Vec::new();
-        let mut table: Option<ProcessTable> = None;
+        let mut events = std::mem::take(&mut self.changed);
         // Logins whose monitor is gone: lingering while any process of theirs remains.
         // A login that just lost its monitor is looked at now; one already lingering at
         // each reconcile, or when a kill asked.
@@ -976,39 +1018,10 @@ impl Tracker {
             .filter(|(id, s)| !live.contains_key(&id.0) && (recheck || !s.is_lingering()))
             .map(|(id, _)| *id)
             .collect();
-        for id in gone {
-            if table.is_none() {
-                table = Some(self.procfs.table()?);
-            }
-            let Some(t) = &table else { continue };
-            let Some(session) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            match lingering(&self.procfs, t, session, &scan.listener.processes) {
-                None => {
-                    self.sessions.remove(&id);
-                    events.push(SessionEvent::Ended(id));
-                }
-                Some((processes, left)) => {
-                    let changed = session.processes != processes || session.lingering.is_none();
-                    if session.lingering.is_none() {
-                        info!(
-                            session = %id,
-                            account = %session.account,
-                            pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-                            "connection ended; processes of the login remain (lingering)"
-                        );
-                    }
-                    session.processes = processes;
-                    session.lingering = Some(left);
-                    if changed {
-                        events.push(SessionEvent::Updated(Box::new(session.clone())));
-                    }
-                }
-            }
-        }
         self.first_seen.retain(|m, _| live.contains_key(m));
 
+        // New logins ready to be announced: authenticated, their log line in (or the
+        // grace period over), their channel open (or the wait over).
         let mut waiting = false;
         let mut fresh: Vec<&Connection> = live
             .values()
@@ -1016,6 +1029,7 @@ impl Tracker {
             .copied()
             .collect();
         fresh.sort_by_key(|c| c.monitor);
+        let mut ready = Vec::new();
         for conn in fresh {
             let first = *self.first_seen.entry(conn.monitor).or_insert(now);
             let age = now.duration_since(first);
@@ -1030,10 +1044,50 @@ impl Tracker {
                 waiting = true;
                 continue;
             }
-            if table.is_none() {
-                table = Some(self.procfs.table()?);
+            ready.push((conn, account, ttys, attribution));
+        }
+
+        // One table, indexed once, for every login this scan looks up.
+        let refresh = reconcile && !self.sessions.is_empty();
+        let table = if !gone.is_empty() || !ready.is_empty() || refresh {
+            Some(self.procfs.table()?)
+        } else {
+            None
+        };
+        let index = table.as_ref().map(ProcessTable::index);
+
+        if let Some(index) = &index {
+            for id in gone {
+                let Some(session) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                match lingering(&self.procfs, index, session, &scan.listener.processes) {
+                    None => {
+                        self.sessions.remove(&id);
+                        events.push(SessionEvent::Ended(id));
+                    }
+                    Some((processes, left)) => {
+                        let changed = session.processes != processes || session.lingering.is_none();
+                        if session.lingering.is_none() {
+                            info!(
+                                session = %id,
+                                account = %session.account,
+                                pids = ?processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                                "connection ended; processes of the login remain (lingering)"
+                            );
+                        }
+                        session.processes = processes;
+                        session.lingering = Some(left);
+                        if changed {
+                            events.push(SessionEvent::Updated(Box::new(session.clone())));
+                        }
+                    }
+                }
             }
-            let processes = table
+        }
+
+        for (conn, account, ttys, attribution) in ready {
+            let processes = index
                 .as_ref()
                 .map(|t| t.members(conn.monitor, conn.audit_session))
                 .unwrap_or_default();
@@ -1070,9 +1124,6 @@ impl Tracker {
         }
 
         // Keep live sessions current: ttys change as channels open, processes come and go.
-        if reconcile && !self.sessions.is_empty() && table.is_none() {
-            table = Some(self.procfs.table()?);
-        }
         for (id, s) in &mut self.sessions {
             let Some(conn) = live.get(&id.0) else {
                 continue;
@@ -1085,7 +1136,7 @@ impl Tracker {
             if s.audit_session.is_none() {
                 s.audit_session = conn.audit_session;
             }
-            if reconcile && let Some(t) = &table {
+            if refresh && let Some(t) = &index {
                 s.processes = t.members(conn.monitor, conn.audit_session);
             }
         }
@@ -1125,7 +1176,7 @@ impl Tracker {
 /// never counted.
 fn lingering(
     procfs: &Procfs,
-    table: &ProcessTable,
+    table: &TableIndex<'_>,
     session: &Session,
     listeners: &[ProcessRef],
 ) -> Option<(Vec<ProcessRef>, Vec<LingeringProcess>)> {
@@ -1439,6 +1490,57 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].attribution, Attribution::Unknown);
         assert_eq!(s[0].audit_session, Some(5));
+    }
+
+    /// Under load sshd's log can lag the login by more than the grace period: the line
+    /// then completes the attribution of the login announced without one, and never
+    /// marks it conflicting.
+    #[test]
+    fn a_line_delayed_past_the_grace_period_completes_the_attribution() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(120, 100, "sshd: alice@notty", 5, 11);
+        assert!(w.scan().is_empty(), "waits for the Accepted line");
+        w.advance(LOG_GRACE + Duration::from_secs(10));
+        let events = w.scan();
+        assert_eq!(started(&events)[0].attribution, Attribution::Unknown);
+        // The line arrives at last.
+        w.accepted(40001, "alice", "alice@corp");
+        assert_eq!(w.tracker.next_scan, w.now, "announced at the next scan");
+        let events = w.scan();
+        let [SessionEvent::Updated(s)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(s.key_id(), Some("alice@corp"));
+        let s = w.tracker.sessions.values().next().unwrap();
+        assert_eq!(s.key_id(), Some("alice@corp"));
+        assert!(w.tracker.records.is_empty(), "the line is used up");
+        // The same line read again is not a second line.
+        w.accepted(40001, "alice", "alice@corp");
+        assert!(w.scan().is_empty());
+        // A different one is.
+        w.accepted(40001, "alice", "mallory@corp");
+        let events = w.scan();
+        let [SessionEvent::Updated(s)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(s.attribution, Attribution::Conflicting);
+    }
+
+    #[test]
+    fn a_late_line_for_another_account_is_a_conflict() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(120, 100, "sshd: alice@notty", 5, 11);
+        w.scan();
+        w.advance(LOG_GRACE);
+        assert_eq!(started(&w.scan())[0].attribution, Attribution::Unknown);
+        w.accepted(40001, "root", "root@corp");
+        let events = w.scan();
+        let [SessionEvent::Updated(s)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(s.attribution, Attribution::Conflicting);
     }
 
     #[test]

@@ -388,6 +388,29 @@ mod tests {
         assert!(s.lingering.is_empty());
     }
 
+    /// An agent announces a login whose log line was late without attribution, then
+    /// again with it (or withdraws it): the record follows, with an update event.
+    #[tokio::test]
+    async fn a_session_reported_again_with_its_attribution_is_updated() {
+        let (svc, _) = service().await;
+        let mut unattributed = session("1:1");
+        unattributed.key_id.clear();
+        svc.session_started("web1", &unattributed).await.unwrap();
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().key_id, "");
+        let mut events = svc.watch_sessions();
+        svc.session_started("web1", &session("1:1")).await.unwrap();
+        assert_eq!(
+            svc.get_session("web1", "1:1").await.unwrap().key_id,
+            "alice@corp"
+        );
+        assert!(
+            matches!(events.try_recv(), Ok(SessionEvent::Updated(r)) if r.key_id == "alice@corp")
+        );
+        // Withdrawn (a second, different Accepted line): the key ID goes.
+        svc.session_started("web1", &unattributed).await.unwrap();
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().key_id, "");
+    }
+
     #[tokio::test]
     async fn a_report_the_store_refuses_fails_alone() {
         let (svc, _) = service().await;

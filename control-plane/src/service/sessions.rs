@@ -301,12 +301,52 @@ impl Service {
         id: &str,
         reason: &str,
     ) -> Result<KillOrderRecord> {
-        validate_text("reason", reason, 1024)?;
+        validate_text("reason", reason, crate::model::MAX_REASON)?;
         let session = self.get_session(host, id).await?;
         if session.state == "ended" {
             return Err(ServiceError::Conflict(format!(
                 "session {host}/{id} has already ended"
             )));
+        }
+        let mut records = self.kill_sessions(actor, &[session], reason).await?;
+        records
+            .pop()
+            .ok_or_else(|| ServiceError::Conflict(format!("no order for session {host}/{id}")))
+    }
+
+    /// Kill orders for every live session of a person.
+    pub async fn kill_user_sessions(
+        &self,
+        actor: &Actor,
+        user: &str,
+        reason: &str,
+    ) -> Result<Vec<KillOrderRecord>> {
+        validate_text("reason", reason, crate::model::MAX_REASON)?;
+        self.get_user(user).await?;
+        let filter = SessionFilter {
+            user: Some(user.to_owned()),
+            ..SessionFilter::default()
+        };
+        let sessions: Vec<SessionRecord> = self
+            .list_sessions(&filter)
+            .await?
+            .into_iter()
+            .filter(|s| s.state != "ended")
+            .collect();
+        self.kill_sessions(actor, &sessions, reason).await
+    }
+
+    /// Signs and sends a kill order for each of `sessions`, all of them before anything
+    /// is written, then records and audits them in one transaction: a person's hundred
+    /// logins reach their hosts at once, not one commit apart.
+    async fn kill_sessions(
+        &self,
+        actor: &Actor,
+        sessions: &[SessionRecord],
+        reason: &str,
+    ) -> Result<Vec<KillOrderRecord>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
         }
         let signer = self
             .inner
@@ -318,82 +358,83 @@ impl Service {
                 ServiceError::Conflict("this server has no order-signing key loaded".into())
             })?;
         let now = self.now();
-        let mut nonce = [0u8; 16];
-        rand::rng().fill_bytes(&mut nonce);
-        let order = KillOrder {
-            host_id: host.to_owned(),
-            session_id: id.to_owned(),
-            reason: reason.to_owned(),
-            operator: actor.0.clone(),
-            not_before: u64::try_from(now).unwrap_or(0),
-            not_after: u64::try_from(now + KILL_ORDER_TTL_SECS).unwrap_or(0),
-            nonce,
-        };
-        let bytes = order.encode();
-        let signature =
-            orders::sign(&signer, &bytes).map_err(|e| Invalid::new("order", e.to_string()))?;
-        let delivered = self.inner.outboxes.send(
-            host,
-            v1::SignedOrder {
-                order: bytes.clone(),
-                signature: signature.clone(),
-            },
-        );
-        let state = if delivered { "sent" } else { "undelivered" };
-        let nonce_hex = hex::encode(nonce);
-        let w = self.write(actor, "session.kill", false).await?;
-        let mut w = w;
-        sqlx::query(
-            "INSERT INTO kill_orders (nonce, host_id, session_id, operator, reason, created_at, not_after, order_bytes, signature, state)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&nonce_hex)
-        .bind(host)
-        .bind(id)
-        .bind(&actor.0)
-        .bind(reason)
-        .bind(now)
-        .bind(now + KILL_ORDER_TTL_SECS)
-        .bind(&bytes)
-        .bind(&signature)
-        .bind(state)
-        .execute(&mut *w.tx)
-        .await?;
-        w.commit(
-            "session.kill",
-            &format!("session:{host}/{id}"),
-            reason,
-            serde_json::json!({ "order": nonce_hex, "state": state, "user": session.user, "account": session.account }),
-        )
-        .await?;
-        Ok(KillOrderRecord {
-            nonce: nonce_hex,
-            host_id: host.to_owned(),
-            session_id: id.to_owned(),
-            state: state.to_owned(),
-            not_after: now + KILL_ORDER_TTL_SECS,
-        })
-    }
-
-    /// Kill orders for every live session of a person.
-    pub async fn kill_user_sessions(
-        &self,
-        actor: &Actor,
-        user: &str,
-        reason: &str,
-    ) -> Result<Vec<KillOrderRecord>> {
-        // Also when the person has no session, so no order validates it.
-        validate_text("reason", reason, crate::model::MAX_REASON)?;
-        self.get_user(user).await?;
-        let filter = SessionFilter {
-            user: Some(user.to_owned()),
-            ..SessionFilter::default()
-        };
-        let mut out = Vec::new();
-        for s in self.list_sessions(&filter).await? {
-            out.push(self.kill_session(actor, &s.host_id, &s.id, reason).await?);
+        let mut sent = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            let mut nonce = [0u8; 16];
+            rand::rng().fill_bytes(&mut nonce);
+            let order = KillOrder {
+                host_id: session.host_id.clone(),
+                session_id: session.id.clone(),
+                reason: reason.to_owned(),
+                operator: actor.0.clone(),
+                not_before: u64::try_from(now).unwrap_or(0),
+                not_after: u64::try_from(now + KILL_ORDER_TTL_SECS).unwrap_or(0),
+                nonce,
+            };
+            let bytes = order.encode();
+            let signature =
+                orders::sign(&signer, &bytes).map_err(|e| Invalid::new("order", e.to_string()))?;
+            let delivered = self.inner.outboxes.send(
+                &session.host_id,
+                v1::SignedOrder {
+                    order: bytes.clone(),
+                    signature: signature.clone(),
+                },
+            );
+            let state = if delivered { "sent" } else { "undelivered" };
+            sent.push((session, hex::encode(nonce), bytes, signature, state));
         }
-        Ok(out)
+        let mut w = self.write(actor, "session.kill", false).await?;
+        let mut records = Vec::with_capacity(sent.len());
+        let mut audits = Vec::with_capacity(sent.len());
+        for (session, nonce_hex, bytes, signature, state) in sent {
+            let (host, id) = (&session.host_id, &session.id);
+            sqlx::query(
+                "INSERT INTO kill_orders (nonce, host_id, session_id, operator, reason, created_at, not_after, order_bytes, signature, state)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&nonce_hex)
+            .bind(host)
+            .bind(id)
+            .bind(&actor.0)
+            .bind(reason)
+            .bind(now)
+            .bind(now + KILL_ORDER_TTL_SECS)
+            .bind(&bytes)
+            .bind(&signature)
+            .bind(state)
+            .execute(&mut *w.tx)
+            .await?;
+            audits.push((
+                format!("session:{host}/{id}"),
+                serde_json::json!({ "order": nonce_hex, "state": state, "user": session.user, "account": session.account }),
+            ));
+            records.push(KillOrderRecord {
+                nonce: nonce_hex,
+                host_id: host.clone(),
+                session_id: id.clone(),
+                state: state.to_owned(),
+                not_after: now + KILL_ORDER_TTL_SECS,
+            });
+        }
+        // One audit row per order, the last one written by the commit.
+        let Some((last_target, last_details)) = audits.pop() else {
+            return Ok(records);
+        };
+        for (target, details) in audits {
+            let entry = crate::audit::Entry {
+                actor: &actor.0,
+                action: "session.kill",
+                target: &target,
+                reason,
+                details,
+                revision: None,
+            };
+            crate::audit::append(&mut w.tx, w.now, &entry).await?;
+        }
+        w.commit("session.kill", &last_target, reason, last_details)
+            .await?;
+        Ok(records)
     }
 
     /// Records what an agent did with an order, in the audit log too. Only the first
@@ -523,17 +564,33 @@ pub(super) async fn upsert(
         })
         .collect();
     let lingering = serde_json::to_string(&lingering).unwrap_or_else(|_| "[]".into());
-    let before: Option<(String, String, String)> =
-        sqlx::query_as("SELECT state, pids, lingering FROM sessions WHERE host_id = ? AND id = ?")
-            .bind(host)
-            .bind(&s.id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    // The attribution may change after a session is first reported: a late `Accepted`
+    // line completes it, a second, different one withdraws it (the agent then reports
+    // empty key fields).
+    let attribution = format!(
+        "{}\n{}\n{}\n{}",
+        s.key_id,
+        i64::try_from(s.serial).unwrap_or(i64::MAX),
+        s.ca_fingerprint,
+        s.key_fingerprint
+    );
+    let before: Option<(String, String, String, String)> = sqlx::query_as(
+        "SELECT state, pids, lingering,
+                key_id || char(10) || serial || char(10) || ca_fingerprint || char(10) || key_fingerprint
+         FROM sessions WHERE host_id = ? AND id = ?",
+    )
+    .bind(host)
+    .bind(&s.id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
         None => SessionEvent::Started,
-        Some((old_state, _, _)) if old_state == "ended" => SessionEvent::Started,
-        Some((old_state, old_pids, old_lingering))
-            if old_state != state || *old_pids != pids || *old_lingering != lingering =>
+        Some((old_state, _, _, _)) if old_state == "ended" => SessionEvent::Started,
+        Some((old_state, old_pids, old_lingering, old_attribution))
+            if old_state != state
+                || *old_pids != pids
+                || *old_lingering != lingering
+                || *old_attribution != attribution =>
         {
             SessionEvent::Updated
         }
@@ -545,7 +602,9 @@ pub(super) async fn upsert(
             source_address, source_port, started_at, tty, pids, state, lingering)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (host_id, id) DO UPDATE SET state = excluded.state, ended_at = NULL,
-            pids = excluded.pids, lingering = excluded.lingering",
+            pids = excluded.pids, lingering = excluded.lingering, key_id = excluded.key_id,
+            serial = excluded.serial, ca_fingerprint = excluded.ca_fingerprint,
+            key_fingerprint = excluded.key_fingerprint",
     )
     .bind(host)
     .bind(&s.id)

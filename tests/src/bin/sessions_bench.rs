@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
+use signoff_agent::sessions::procfs::Procfs;
 use signoff_tests::agent::Profile;
-use signoff_tests::fleet::{Fleet, Host, sleeping};
+use signoff_tests::fleet::{Fleet, GROUP, Host, USER, host_states, sleeping};
+use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::plane::{WAIT, wait_for};
 use signoff_tests::sessions::{ClientOptions, SshClient, TEST_ACCOUNT, percentiles, processes_of};
 
@@ -43,6 +45,9 @@ struct Options {
     logins: u32,
     idle: Duration,
     reconcile: Option<String>,
+    storm: Option<u32>,
+    storm_over: Duration,
+    lookup: Option<u32>,
 }
 
 fn options() -> Result<Options> {
@@ -50,6 +55,9 @@ fn options() -> Result<Options> {
         logins: 50,
         idle: Duration::from_secs(60),
         reconcile: None,
+        storm: None,
+        storm_over: Duration::from_secs(10),
+        lookup: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -65,8 +73,12 @@ fn options() -> Result<Options> {
             "--reconcile" => {
                 o.reconcile = Some(args.next().ok_or_else(|| anyhow!("{a} needs a value"))?)
             }
+            "--storm" => o.storm = Some(u32::try_from(value()?)?),
+            "--storm-over" => o.storm_over = Duration::from_secs(value()?),
+            "--lookup" => o.lookup = Some(u32::try_from(value()?)?),
             other => bail!(
-                "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL)"
+                "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL, \
+                 --storm N, --storm-over SECONDS, --lookup CONNECTIONS)"
             ),
         }
     }
@@ -267,6 +279,12 @@ fn summary(name: &str, samples: &[Duration]) {
 
 fn main() -> Result<()> {
     let o = options()?;
+    if let Some(n) = o.storm {
+        return storm(&o, n);
+    }
+    if let Some(n) = o.lookup {
+        return lookup(n);
+    }
     let fleet = Fleet::with_profile(Profile::Release)?;
     let mut host = fleet.host_with("bench-1", o.reconcile.as_deref())?;
     let feed = Feed::open(&fleet)?;
@@ -323,6 +341,83 @@ fn main() -> Result<()> {
         }
     }
 
+    // Issue 13's shapes, each killed through the API: a lingering login (the client gone,
+    // a `setsid -f sleep` left) and a tree that forks generation after generation,
+    // ignoring SIGTERM and SIGHUP. Until nothing of the audit session is left.
+    let mut kill_lingering = Vec::new();
+    let mut kill_forking = Vec::new();
+    for i in 0..o.logins.min(20) {
+        for lingering in [true, false] {
+            let marker = 30_000 + 10 * i + u32::from(lingering);
+            let command = if lingering {
+                // With a pty, the client's exit hangs up the shell and its `sleep 600`:
+                // what is left is the `setsid -f` child.
+                format!("setsid -f sleep {marker} </dev/null >/dev/null 2>&1; sleep 600")
+            } else {
+                format!(
+                    "trap '' TERM HUP; f() {{ sleep 0.005; f & exit 0; }}; f & f & sleep {marker}"
+                )
+            };
+            let mut client = SshClient::spawn(
+                host.sshd.port(),
+                TEST_ACCOUNT,
+                &fleet.user_key.private,
+                &fleet.cert,
+                &ClientOptions {
+                    pty: lingering,
+                    command: &command,
+                    verbose: false,
+                },
+            )?;
+            let port = client.local_addr(host.sshd.port(), WAIT)?.port();
+            let pid = wait_for("the shape's sleep", WAIT, || {
+                Ok(sleeping(marker).first().copied())
+            })?;
+            let audit: u32 = fs::read_to_string(format!("/proc/{pid}/sessionid"))?
+                .trim()
+                .parse()?;
+            let audit = BTreeSet::from([audit]);
+            host.sshd.track(*audit.first().unwrap_or(&0));
+            let started = feed.wait(&format!("the start of shape {marker}"), |e| {
+                e.name == "started" && e.data["source_port"] == u64::from(port)
+            })?;
+            let id = started.data["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("event without id: {:?}", started.data))?
+                .to_owned();
+            if lingering {
+                client.exit()?;
+                feed.wait(&format!("shape {marker} lingering"), |e| {
+                    e.name == "updated"
+                        && e.data["id"] == id.as_str()
+                        && e.data["state"] == "lingering"
+                })?;
+            }
+            let t0 = Instant::now();
+            let (status, v) = fleet.hr(
+                "POST",
+                &format!("/api/v1/sessions/{}/{id}/kill", host.id),
+                Some(&json!({"reason": "benchmark"})),
+            )?;
+            if status != 202 {
+                bail!("kill answered {status}: {v}");
+            }
+            let deadline = t0 + WAIT;
+            while !processes_of(&audit).is_empty() {
+                if Instant::now() >= deadline {
+                    bail!("shape {marker} not gone; agent log:\n{}", host.agent.log());
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            if lingering {
+                kill_lingering.push(t0.elapsed());
+            } else {
+                kill_forking.push(t0.elapsed());
+            }
+            drop(client);
+        }
+    }
+
     // Idle: two sessions open, nothing changing.
     let _pty = Login::open(&fleet, &host, true, 8000)?;
     let _plain = Login::open(&fleet, &host, false, 8010)?;
@@ -332,8 +427,9 @@ fn main() -> Result<()> {
     wait_for("both idle sessions at the control plane", WAIT, || {
         let events = feed.events.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(
-            (events.iter().filter(|e| e.name == "started").count() as u32 == o.logins + 2)
-                .then_some(()),
+            (events.iter().filter(|e| e.name == "started").count() as u32
+                == o.logins + 2 + 2 * o.logins.min(20))
+            .then_some(()),
         )
     })?;
     let pid = host
@@ -365,6 +461,14 @@ fn main() -> Result<()> {
     summary("login (ssh started) -> started event", &after_spawn);
     summary("kill issued -> every process gone", &kill_gone);
     summary("kill issued -> ended event", &kill_ended_event);
+    summary(
+        "kill issued -> nothing of a lingering login left (client gone, setsid -f sleep)",
+        &kill_lingering,
+    );
+    summary(
+        "kill issued -> nothing of a forking tree left (ignores TERM/HUP)",
+        &kill_forking,
+    );
     let cpu = after.cpu - before.cpu;
     println!(
         "agent (reconcile_interval {}) idle {wall:.0} s with 2 sessions open: CPU {cpu:.2} s = {:.3} %, \
@@ -377,6 +481,349 @@ fn main() -> Result<()> {
         mib(after.file),
         mib(after.peak),
         after.threads,
+    );
+    Ok(())
+}
+
+/// The second person of the storm.
+const OTHER: &str = "bob";
+
+/// One login of the storm.
+struct StormLogin {
+    client: SshClient,
+    /// Whether it is [`OTHER`]'s (else [`USER`]'s).
+    other: bool,
+    marker: u32,
+}
+
+/// Audit session ids of the logins whose `sleep MARKER` runs, by marker (one pass over
+/// `/proc`).
+fn audit_sessions_by_marker() -> std::collections::HashMap<u32, u32> {
+    let p = Procfs::default();
+    let mut out = std::collections::HashMap::new();
+    for pid in p.pids().unwrap_or_default() {
+        let Ok(cmdline) = p.cmdline(pid) else {
+            continue;
+        };
+        let Some(marker) = cmdline
+            .strip_prefix(b"sleep\0")
+            .and_then(|r| r.strip_suffix(b"\0"))
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .and_then(|m| m.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(Some(id)) = p.audit_session(pid) {
+            out.insert(marker, id);
+        }
+    }
+    out
+}
+
+/// `--storm N`: N logins over `--storm-over` seconds by two people, mixed shapes, then
+/// kill-sessions of one person's and a sign-off of the other's.
+fn storm(o: &Options, n: u32) -> Result<()> {
+    let fleet = Fleet::with_profile(Profile::Release)?;
+    // The second person, with a certificate of their own, before the host syncs.
+    let other_key = KeyPair::generate(fleet.keys.path(), OTHER, KeyType::Ed25519)?;
+    fleet
+        .plane
+        .cli(&["user", "add", OTHER, "--key-id", "bob@corp"])?;
+    fleet
+        .plane
+        .cli(&["grant", "add", OTHER, TEST_ACCOUNT, GROUP])?;
+    let other_cert = keys::sign(&CertRequest {
+        ca: fleet.ca.clone(),
+        subject: other_key.clone(),
+        out: fleet.keys.path().join("bob-cert"),
+        key_id: "bob@corp".into(),
+        principals: OTHER.into(),
+        serial: 78,
+    })?;
+    // sshd drops unauthenticated connections beyond MaxStartups (10 by default).
+    let mut host = fleet.host_with_sshd(
+        "storm-1",
+        o.reconcile.as_deref(),
+        &format!("MaxStartups {}\n", 4 * n + 10),
+    )?;
+    let feed = Feed::open(&fleet)?;
+    let agent = host
+        .agent
+        .pid()
+        .ok_or_else(|| anyhow!("the agent is not running"))?;
+
+    // The storm: one login every `storm_over / n`, alternating people; shapes in turn.
+    let step = o.storm_over / n.max(1);
+    let before = usage(agent)?;
+    let t0 = Instant::now();
+    let mut logins = Vec::new();
+    for i in 0..n {
+        let at = t0 + step * i;
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let marker = 20_000 + 2 * i;
+        let other = i % 2 == 1;
+        let (pty, command) = match i % 3 {
+            0 => (false, format!("sleep {marker}")),
+            1 => (true, format!("sleep {marker}")),
+            _ => (
+                false,
+                format!(
+                    "setsid sleep {} </dev/null >/dev/null 2>&1 & sleep {marker}",
+                    marker + 1
+                ),
+            ),
+        };
+        let (key, cert) = if other {
+            (&other_key.private, &other_cert)
+        } else {
+            (&fleet.user_key.private, &fleet.cert)
+        };
+        let client = SshClient::spawn(
+            host.sshd.port(),
+            TEST_ACCOUNT,
+            key,
+            cert,
+            &ClientOptions {
+                pty,
+                command: &command,
+                verbose: true,
+            },
+        )?;
+        logins.push(StormLogin {
+            client,
+            other,
+            marker,
+        });
+    }
+    let spawned = t0.elapsed();
+
+    // Every login listed (or the deadline): Accepted (the client's `Authenticated to`,
+    // printed when sshd has accepted the key and logged it) -> `started` event.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let started_ports = || -> BTreeSet<u64> {
+        feed.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|e| e.name == "started")
+            .filter_map(|e| e.data["source_port"].as_u64())
+            .collect()
+    };
+    while started_ports().len() < n as usize && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let storm_wall = t0.elapsed();
+    let during = usage(agent)?;
+
+    // Client ports: one read of the TCP table, then each client's sockets.
+    let p = Procfs::default();
+    let table = p.tcp_sockets(std::process::id())?;
+    let events = feed
+        .events
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut listed = Vec::new();
+    let mut unauthenticated = 0;
+    let mut unlisted = 0;
+    for l in &logins {
+        let Some(authenticated) = l.client.authenticated_at() else {
+            unauthenticated += 1;
+            continue;
+        };
+        let inodes = p.socket_inodes(l.client.pid()).unwrap_or_default();
+        let Some(port) = table
+            .iter()
+            .find(|s| inodes.contains(&s.inode) && s.remote.port() == host.sshd.port())
+            .map(|s| s.local.port())
+        else {
+            unlisted += 1;
+            continue;
+        };
+        match events
+            .iter()
+            .find(|e| e.name == "started" && e.data["source_port"] == u64::from(port))
+        {
+            Some(e) => listed.push(e.at.saturating_duration_since(authenticated)),
+            None => unlisted += 1,
+        }
+    }
+    let (status, all) = fleet.hr("GET", "/api/v1/sessions", None)?;
+    if status != 200 {
+        bail!("GET /api/v1/sessions answered {status}: {all}");
+    }
+    let live: Vec<&Value> = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["state"] == "live")
+        .collect();
+    let unattributed = live.iter().filter(|s| s["user"].is_null()).count();
+
+    // Idle after the storm, every login open.
+    let idle0 = usage(agent)?;
+    let i0 = Instant::now();
+    thread::sleep(o.idle);
+    let idle1 = usage(agent)?;
+    let idle_wall = i0.elapsed().as_secs_f64();
+
+    // kill-sessions of the other person's logins.
+    let audits = audit_sessions_by_marker();
+    let ids_of = |other: bool| -> BTreeSet<u32> {
+        logins
+            .iter()
+            .filter(|l| l.other == other)
+            .filter_map(|l| audits.get(&l.marker).copied())
+            .collect()
+    };
+    let (others, ours) = (ids_of(true), ids_of(false));
+    let ours_before = processes_of(&ours).len();
+    let k0 = Instant::now();
+    let (status, orders) = fleet.hr(
+        "POST",
+        &format!("/api/v1/users/{OTHER}/kill-sessions"),
+        Some(&json!({"reason": "benchmark"})),
+    )?;
+    if status != 202 {
+        bail!("kill-sessions answered {status}: {orders}");
+    }
+    let orders_sent = orders.as_array().map_or(0, Vec::len);
+    let kill_deadline = k0 + Duration::from_secs(60);
+    let kill_gone = loop {
+        if processes_of(&others).is_empty() {
+            break Some(k0.elapsed());
+        }
+        if Instant::now() >= kill_deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let ours_after = processes_of(&ours).len();
+    let kill_cpu = usage(agent)?.cpu - idle1.cpu;
+
+    // A sign-off of the first person, with their logins open.
+    let s0 = Instant::now();
+    let (status, v) = fleet.hr(
+        "POST",
+        &format!("/api/v1/users/{USER}/signoff"),
+        Some(&json!({"reason": "benchmark"})),
+    )?;
+    if status != 201 {
+        bail!("sign-off answered {status}: {v}");
+    }
+    let signoff_deadline = s0 + Duration::from_secs(60);
+    let mut gone_at = None;
+    let mut last = Value::Null;
+    let confirmed = loop {
+        if gone_at.is_none() && processes_of(&ours).is_empty() {
+            gone_at = Some(s0.elapsed());
+        }
+        let (status, v) = fleet.hr("GET", &format!("/api/v1/users/{USER}/signoff"), None)?;
+        if status == 200 && host_states(&v).iter().all(|(_, s)| s == "confirmed") {
+            break Some(s0.elapsed());
+        }
+        last = v;
+        if Instant::now() >= signoff_deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    if gone_at.is_none() {
+        let w0 = Instant::now();
+        while !processes_of(&ours).is_empty() && w0.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if processes_of(&ours).is_empty() {
+            gone_at = Some(s0.elapsed());
+        }
+    }
+    let signoff_cpu = usage(agent)?.cpu - idle1.cpu - kill_cpu;
+    host.agent
+        .check_running()
+        .context("the agent died during the storm")?;
+
+    println!(
+        "storm: {n} logins by two people (notty, pty, notty with a setsid child) spawned over {:.1} s; \
+         all listed after {:.1} s",
+        spawned.as_secs_f64(),
+        storm_wall.as_secs_f64()
+    );
+    summary(
+        "Accepted (client `Authenticated to`) -> started event",
+        &listed,
+    );
+    println!(
+        "  not authenticated: {unauthenticated}; authenticated but never listed: {unlisted}; \
+         live at the control plane: {}, of which unattributed (user null): {unattributed}",
+        live.len()
+    );
+    let storm_cpu = during.cpu - before.cpu;
+    println!(
+        "agent CPU during the storm: {storm_cpu:.2} s over {:.1} s = {:.1} % of a core",
+        storm_wall.as_secs_f64(),
+        100.0 * storm_cpu / storm_wall.as_secs_f64()
+    );
+    let idle_cpu = idle1.cpu - idle0.cpu;
+    println!(
+        "agent idle {idle_wall:.0} s with {} logins open (reconcile_interval {}): CPU {idle_cpu:.2} s = {:.3} % of a core, RSS {:.1} MiB",
+        live.len(),
+        o.reconcile.as_deref().unwrap_or("3s, the default"),
+        100.0 * idle_cpu / idle_wall,
+        mib(idle1.rss)
+    );
+    println!(
+        "kill-sessions of {OTHER}'s {} logins ({orders_sent} orders): every process gone after {} \
+         (agent CPU {kill_cpu:.2} s); {USER}'s processes before {ours_before}, after {ours_after}",
+        others.len(),
+        kill_gone.map_or("NEVER (60 s)".into(), |d| format!("{:.0} ms", ms(d)))
+    );
+    println!(
+        "sign-off of {USER} with {} logins open: host confirmed after {}, every process gone after {} \
+         (agent CPU {signoff_cpu:.2} s)",
+        ours.len(),
+        confirmed.map_or("NEVER (60 s)".into(), |d| format!("{:.0} ms", ms(d))),
+        gone_at.map_or("NEVER".into(), |d| format!("{:.0} ms", ms(d))),
+    );
+    if confirmed.is_none() {
+        println!("last sign-off record: {last}");
+    }
+    Ok(())
+}
+
+/// `--lookup N`: what finding a connection's addresses costs, with N other connections
+/// open on the port: the `/proc/PID/net/tcp{,6}` text tables (the whole namespace) against
+/// a `sock_diag` dump filtered by the local port.
+fn lookup(n: u32) -> Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let mut held = Vec::new();
+    for _ in 0..n.max(1) {
+        let client = TcpStream::connect(("127.0.0.1", port))?;
+        let (server, _) = listener.accept()?;
+        held.push((client, server));
+    }
+    let p = Procfs::default();
+    let me = std::process::id();
+    let rounds = 200;
+    let time = |f: &dyn Fn() -> Result<usize>| -> Result<(Duration, usize)> {
+        let t0 = Instant::now();
+        let mut found = 0;
+        for _ in 0..rounds {
+            found = f()?;
+        }
+        Ok((t0.elapsed() / rounds, found))
+    };
+    let (text, text_n) = time(&|| Ok(p.tcp_sockets(me)?.len()))?;
+    let (diag, diag_n) =
+        time(&|| Ok(signoff_agent::sessions::sockdiag::connections_on(&[port])?.len()))?;
+    println!(
+        "{} connections on the port: /proc/PID/net/tcp+tcp6 {:.3} ms per read ({text_n} sockets listed); \
+         sock_diag by port {:.3} ms per dump ({diag_n} sockets)",
+        held.len(),
+        ms(text),
+        ms(diag)
     );
     Ok(())
 }
