@@ -128,12 +128,22 @@ impl Fleet {
     /// [`Fleet::host`] with the agent's `reconcile_interval`, or its default for `None`
     /// (for benchmarks of the agent as deployed).
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
-        self.host_setup(id, reconcile_interval, "", None, &self.ca.public, false)
+        self.host_setup(
+            id,
+            reconcile_interval,
+            "",
+            None,
+            &self.ca.public,
+            false,
+            true,
+        )
     }
 
     /// [`Fleet::host_with`] whose sshd trusts the user CAs in `ca_keys` (its
     /// `TrustedUserCAKeys`) instead of [`Fleet::ca`]; with `agent_keeps_it`, the agent
-    /// keeps that file from its host view (`trusted_user_ca_keys`).
+    /// keeps that file from its host view (`trusted_user_ca_keys`). Certificates only: its
+    /// sshd has no `AuthorizedKeysCommand`, so a person's registered plain key (which
+    /// certificates are issued for) does not log in by itself when a certificate is refused.
     pub fn host_trusting(
         &self,
         id: &str,
@@ -141,7 +151,15 @@ impl Fleet {
         ca_keys: &Path,
         agent_keeps_it: bool,
     ) -> Result<Host> {
-        self.host_setup(id, reconcile_interval, "", None, ca_keys, agent_keeps_it)
+        self.host_setup(
+            id,
+            reconcile_interval,
+            "",
+            None,
+            ca_keys,
+            agent_keeps_it,
+            false,
+        )
     }
 
     /// [`Fleet::host_with`] with `sshd_extra` lines in its `sshd_config` (`MaxStartups`
@@ -159,6 +177,7 @@ impl Fleet {
             None,
             &self.ca.public,
             false,
+            true,
         )
     }
 
@@ -166,9 +185,10 @@ impl Fleet {
     /// writes: a test copies lines there when it wants the agent to see them (a log that
     /// lags the logins).
     pub fn host_reading_log(&self, id: &str, log: &Path) -> Result<Host> {
-        self.host_setup(id, Some("1s"), "", Some(log), &self.ca.public, false)
+        self.host_setup(id, Some("1s"), "", Some(log), &self.ca.public, false, true)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn host_setup(
         &self,
         id: &str,
@@ -177,6 +197,7 @@ impl Fleet {
         sshd_log: Option<&Path>,
         ca_keys: &Path,
         agent_keeps_it: bool,
+        plain_keys: bool,
     ) -> Result<Host> {
         let keeps = if agent_keeps_it {
             format!(
@@ -193,16 +214,23 @@ impl Fleet {
                 self.allowed_signers.display().to_string()
             ),
         )?;
+        let authorized_keys = if plain_keys {
+            format!(
+                "AuthorizedKeysCommand {} authorized-keys --config {} %u\n\
+                 AuthorizedKeysCommandUser {COMMAND_USER}\n",
+                self.installed.path().display(),
+                agent.config().display(),
+            )
+        } else {
+            String::new()
+        };
         let sshd = PamSshd::start_with(
             ca_keys,
             &format!(
                 "AuthorizedPrincipalsCommand {} principals --config {} %u %i %s %F %f\n\
                  AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
-                 AuthorizedKeysCommand {} authorized-keys --config {} %u\n\
-                 AuthorizedKeysCommandUser {COMMAND_USER}\n\
+                 {authorized_keys}\
                  RevokedKeys {}\n{sshd_extra}",
-                self.installed.path().display(),
-                agent.config().display(),
                 self.installed.path().display(),
                 agent.config().display(),
                 agent.krl_path().display(),
