@@ -407,3 +407,27 @@ async fn an_outside_revocation_with_valid_before_expires_and_one_without_stays()
         .collect();
     assert_eq!(left, [forever]);
 }
+
+/// A revocation that would end before it starts is refused, not acknowledged and never in
+/// force (schemathesis sent `valid_before` far in the past and got a 201).
+#[tokio::test]
+async fn a_valid_before_in_the_past_is_refused() {
+    let (svc, _) = service().await;
+    let now = svc.now();
+    for before in [now, now - 1, i64::MIN] {
+        let err = svc
+            .revoke_until(
+                &Actor::cli(),
+                Revocation::KeyId {
+                    ca: None,
+                    key_id: "mallory@corp".into(),
+                },
+                Some(before),
+                "",
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("valid_before"), "{err}");
+    }
+    assert!(svc.list_revocations().await.unwrap().is_empty());
+}

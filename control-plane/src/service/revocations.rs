@@ -123,6 +123,17 @@ impl Service {
         valid_before: Option<i64>,
         reason: &str,
     ) -> Result<RevocationRecord> {
+        // A revocation that ends before it starts would be acknowledged and never in
+        // force: refused, not taken.
+        if let Some(before) = valid_before
+            && before <= self.now()
+        {
+            return Err(Invalid::new(
+                "valid_before",
+                format!("{before} is not in the future (unix seconds when the revocation may end)"),
+            )
+            .into());
+        }
         let mut w = self.write(actor, "revocation.add", true).await?;
         let rev = w.rev();
         let normalized = normalize(&mut w.tx, revocation).await?;
