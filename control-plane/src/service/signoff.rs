@@ -371,6 +371,11 @@ impl Service {
         let Ok(id) = i64::try_from(r.signoff_id) else {
             return Ok(());
         };
+        // The buffered ack is read before the store: a flush commits the ack and only then
+        // drops it from the buffer, so read in this order one of the two always has it.
+        // (Read the other way round, a flush between the two reads loses the ack, and the
+        // host's confirmation with it.)
+        let buffered = self.buffered_ack(host).unwrap_or(0);
         let mut conn = self.pool().acquire().await?;
         let row = sqlx::query(
             "SELECT sh.confirmed_at, sh.ended_sessions, s.since_rev, h.acked_revision
@@ -393,9 +398,7 @@ impl Service {
             .filter(|s| !ended.contains(*s))
             .collect();
         let since_rev: i64 = row.get(2);
-        let acked: i64 = row
-            .get::<i64, _>(3)
-            .max(self.buffered_ack(host).unwrap_or(0));
+        let acked: i64 = row.get::<i64, _>(3).max(buffered);
         let done = r.enforced && r.remaining_pids.is_empty() && acked >= since_rev;
         if confirmed_at.is_some() && new_kills.is_empty() {
             return Ok(());
