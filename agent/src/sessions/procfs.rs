@@ -154,6 +154,51 @@ impl Procfs {
             .and_then(|c| title::parse_cmdline(&c))
     }
 
+    /// The children of `pid` (`/proc/PID/task/PID/children`: those its main thread forked,
+    /// which for sshd, single-threaded, are all of them).
+    pub fn children(&self, pid: u32) -> io::Result<Vec<u32>> {
+        let bytes = read_small(&self.root.join(format!("{pid}/task/{pid}/children")))?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .split_ascii_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
+    }
+
+    /// Whether the kernel lists children (`CONFIG_PROC_CHILDREN`), which following a
+    /// process tree without reading every process needs.
+    pub fn lists_children(&self) -> bool {
+        self.root.join("thread-self/children").exists()
+    }
+
+    /// `root` (if still the same process) and its descendants, found through children
+    /// lists: a cost of the tree's size, not the host's. Sorted by PID.
+    pub fn tree(&self, root: ProcessRef) -> Vec<ProcessRef> {
+        let mut out = Vec::new();
+        let mut queue = vec![root];
+        let mut seen = HashSet::new();
+        while let Some(p) = queue.pop() {
+            match self.stat(p.pid) {
+                Ok(stat) if stat.start_ticks == p.start_ticks && !stat.is_dead() => {}
+                _ => continue,
+            }
+            if !seen.insert(p.pid) {
+                continue;
+            }
+            out.push(p);
+            for child in self.children(p.pid).unwrap_or_default() {
+                // A child cannot be older than its parent: guards against a PID reused
+                // between the two reads.
+                if let Ok(stat) = self.stat(child)
+                    && stat.start_ticks >= p.start_ticks
+                {
+                    queue.push(stat.process_ref());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// `/proc/PID/sessionid`: the kernel audit session id, `None` when unset (or when the
     /// kernel has no audit support).
     pub fn audit_session(&self, pid: u32) -> io::Result<Option<u32>> {
@@ -638,6 +683,9 @@ pub struct Scan {
     pub listener: Listener,
     /// Its client connections, authenticated or not.
     pub connections: Vec<Connection>,
+    /// Whether this scan read every process of the host (see [`Scanner`]), not only the
+    /// watched sshd's process trees.
+    pub whole: bool,
 }
 
 /// sshd processes: the listener(s) and connection processes, by PID.
@@ -657,6 +705,42 @@ impl Procfs {
             stats.insert(pid, (stat, title));
         }
         Ok(SshdProcs { stats })
+    }
+
+    /// The sshd processes in the trees under `roots`, found through children lists (see
+    /// [`Scanner`]); `None` when a root is not the same live process any more, and only
+    /// a whole scan can tell what happened.
+    fn sshd_tree(&self, roots: &[ProcessRef]) -> Option<SshdProcs> {
+        let mut stats = HashMap::new();
+        let mut queue = Vec::new();
+        for root in roots {
+            let stat = self.stat(root.pid).ok()?;
+            if stat.process_ref() != *root || stat.is_dead() {
+                return None;
+            }
+            let title = self.title(root.pid);
+            stats.insert(root.pid, (stat, title));
+            queue.push(*root);
+        }
+        while let Some(parent) = queue.pop() {
+            // A process that exited meanwhile has no children left to list.
+            for child in self.children(parent.pid).unwrap_or_default() {
+                if stats.contains_key(&child) {
+                    continue;
+                }
+                let Ok(stat) = self.stat(child) else { continue };
+                if Program::from_comm(&stat.comm).is_none()
+                    || stat.is_dead()
+                    || stat.start_ticks < parent.start_ticks
+                {
+                    continue;
+                }
+                let title = self.title(child);
+                queue.push(stat.process_ref());
+                stats.insert(child, (stat, title));
+            }
+        }
+        Some(SshdProcs { stats })
     }
 
     /// The ports `pid` listens on.
@@ -750,7 +834,18 @@ struct SocketTables {
 /// itself on SIGHUP, keeping its PID, and may listen elsewhere afterwards).
 const LISTENER_PORTS_TTL: Duration = Duration::from_secs(60);
 
+/// How often the [`Scanner`] reads every process of the host even when following the
+/// watched sshd's process trees shows nothing amiss.
+pub const WHOLE_SCAN_EVERY: Duration = Duration::from_secs(30);
+
 /// Finds one sshd's connections, scan after scan.
+///
+/// A *whole* scan reads the stat of every process of the host to find the sshd processes.
+/// In between, a scan follows the trees it found (the listeners and any orphaned
+/// connections) through the kernel's children lists, so that its cost is that of the
+/// watched sshd's processes, not of the host's. A whole scan is made at the first scan,
+/// every [`WHOLE_SCAN_EVERY`], when one of those roots is gone or the listener changed,
+/// when asked ([`Scanner::request_whole`]), and always where the kernel lists no children.
 ///
 /// The kernel builds `/proc/PID/net/tcp` by walking its whole connection table, which
 /// makes it the one expensive read here (milliseconds on an idle machine, more on a busy
@@ -764,18 +859,56 @@ pub struct Scanner {
     known_ports: Vec<u16>,
     listener_ports: HashMap<ProcessRef, (Vec<u16>, Instant)>,
     sockets: HashMap<ProcessRef, (SocketAddr, SocketAddr)>,
+    /// Whether the kernel lists children, so that scans can follow trees.
+    lists_children: bool,
+    /// The listeners the last scan found.
+    listeners: Vec<ProcessRef>,
+    /// What scans between whole ones follow: the listeners and orphaned connections.
+    roots: Vec<ProcessRef>,
+    /// When the next whole scan is due (`None`: at the next scan).
+    next_whole: Option<Instant>,
 }
 
 impl Scanner {
     /// A scanner for the sshd `selector` names.
     pub fn new(procfs: Procfs, selector: SshdSelector) -> Scanner {
         Scanner {
+            lists_children: procfs.lists_children(),
             procfs,
             selector,
             known_ports: Vec::new(),
             listener_ports: HashMap::new(),
             sockets: HashMap::new(),
+            listeners: Vec::new(),
+            roots: Vec::new(),
+            next_whole: None,
         }
+    }
+
+    /// Whether scans between whole ones follow trees (the kernel lists children).
+    pub fn follows_trees(&self) -> bool {
+        self.lists_children
+    }
+
+    /// Makes the next scan a whole one.
+    pub fn request_whole(&mut self) {
+        self.next_whole = None;
+    }
+
+    /// The sshd processes, from the trees followed when that can be trusted, else from
+    /// every process; and whether it was the latter.
+    fn sshd_procs(&mut self, now: Instant) -> io::Result<(SshdProcs, bool)> {
+        let followed = match self.next_whole {
+            Some(due) if now < due && self.lists_children && !self.roots.is_empty() => {
+                self.procfs.sshd_tree(&self.roots)
+            }
+            _ => None,
+        };
+        if let Some(procs) = followed {
+            return Ok((procs, false));
+        }
+        self.next_whole = Some(now + WHOLE_SCAN_EVERY);
+        Ok((self.procfs.sshd_procs()?, true))
     }
 
     /// The sshd it looks for.
@@ -842,6 +975,7 @@ impl Scanner {
         {
             listener.ports.push(*port);
         }
+        listener.processes.sort();
         Ok(listener)
     }
 
@@ -849,8 +983,19 @@ impl Scanner {
     /// are remembered, to find the logins it left orphaned when its listener is gone or
     /// restarted.
     pub fn scan(&mut self) -> io::Result<Scan> {
-        let procs = self.procfs.sshd_procs()?;
+        self.scan_at(Instant::now())
+    }
+
+    /// [`Scanner::scan`], at `now` (which says when a whole scan is due).
+    pub fn scan_at(&mut self, now: Instant) -> io::Result<Scan> {
+        let (procs, whole) = self.sshd_procs(now)?;
         let listener = self.listener(&procs)?;
+        if !whole && listener.processes != self.listeners {
+            // The pid file names another process: only a whole scan can say what became
+            // of the old listener's connections.
+            self.request_whole();
+            return self.scan_at(now);
+        }
         for p in &listener.ports {
             if !self.known_ports.contains(p) {
                 self.known_ports.push(*p);
@@ -878,6 +1023,7 @@ impl Scanner {
             ..SocketTables::default()
         };
         let mut connections = Vec::new();
+        let mut orphans = Vec::new();
         for (stat, title) in procs.stats.values() {
             if !connection_role(title) || listener_pids.contains(&stat.pid) {
                 continue;
@@ -912,10 +1058,11 @@ impl Scanner {
             };
             // Not our listener's child: accept an orphan only on our port, and only if it
             // runs as root as every monitor does (anyone can name a process "sshd").
-            if !parent_is_listener
-                && (!ports.contains(&local.port()) || !self.procfs.is_root(stat.pid))
-            {
-                continue;
+            if !parent_is_listener {
+                if !ports.contains(&local.port()) || !self.procfs.is_root(stat.pid) {
+                    continue;
+                }
+                orphans.push(process);
             }
             let session_process = procs
                 .stats
@@ -943,9 +1090,14 @@ impl Scanner {
             });
         }
         connections.sort_by_key(|c| c.monitor);
+        self.listeners.clone_from(&listener.processes);
+        if whole {
+            self.roots = listener.processes.iter().copied().chain(orphans).collect();
+        }
         Ok(Scan {
             listener,
             connections,
+            whole,
         })
     }
 }
@@ -1006,6 +1158,9 @@ pub(crate) mod fake {
             fs::write(dir.path().join("stat"), "cpu 1 2 3\nbtime 1700000000\n").unwrap();
             fs::write(dir.path().join("uptime"), "1234.56 99.00\n").unwrap();
             fs::create_dir(dir.path().join("net")).unwrap();
+            // The kernel lists children (CONFIG_PROC_CHILDREN).
+            fs::create_dir(dir.path().join("thread-self")).unwrap();
+            fs::write(dir.path().join("thread-self/children"), "").unwrap();
             let f = FakeProc { dir };
             f.set_sockets(&[]);
             f
@@ -1036,6 +1191,27 @@ pub(crate) mod fake {
             for (i, inode) in p.sockets.iter().enumerate() {
                 symlink(format!("socket:[{inode}]"), d.join(format!("fd/{}", i + 3))).unwrap();
             }
+            let own = d.join(format!("task/{}/children", p.pid));
+            fs::create_dir_all(own.parent().unwrap()).unwrap();
+            if !own.exists() {
+                fs::write(&own, "").unwrap();
+            }
+            self.set_children(p.ppid, |c| c.push(p.pid));
+        }
+
+        /// Edits the children list of `pid`, if it exists.
+        fn set_children(&self, pid: u32, edit: impl FnOnce(&mut Vec<u32>)) {
+            let path = self.root().join(format!("{pid}/task/{pid}/children"));
+            let Ok(text) = fs::read_to_string(&path) else {
+                return;
+            };
+            let mut children: Vec<u32> = text
+                .split_ascii_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+            edit(&mut children);
+            let text: String = children.iter().map(|c| format!("{c} ")).collect();
+            fs::write(path, text).unwrap();
         }
 
         /// Sets the TCP tables.
@@ -1061,7 +1237,12 @@ pub(crate) mod fake {
         }
 
         pub fn remove(&self, pid: u32) {
-            fs::remove_dir_all(self.root().join(pid.to_string())).unwrap();
+            let d = self.root().join(pid.to_string());
+            if let Ok(stat) = fs::read_to_string(d.join("stat")) {
+                let ppid = super::parse_stat(&stat).unwrap().ppid;
+                self.set_children(ppid, |c| c.retain(|&p| p != pid));
+            }
+            fs::remove_dir_all(d).unwrap();
         }
 
         pub fn set_cmdline(&self, pid: u32, cmdline: &str) {
@@ -1228,6 +1409,89 @@ mod tests {
             (addr("127.0.0.1:2223"), addr("127.0.0.1:40004"), 1, 21),
         ]);
         f
+    }
+
+    #[test]
+    fn scans_between_whole_ones_follow_the_listeners_tree() {
+        let f = two_sshds();
+        let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
+        let t0 = Instant::now();
+        let peers =
+            |scan: &Scan| -> Vec<u16> { scan.connections.iter().map(|c| c.peer.port()).collect() };
+        let first = scanner.scan_at(t0).unwrap();
+        assert!(first.whole, "the first scan reads every process");
+        let second = scanner.scan_at(t0 + Duration::from_secs(3)).unwrap();
+        assert!(!second.whole, "then it follows the listener's tree");
+        assert_eq!(peers(&second), peers(&first));
+        assert_eq!(second.connections, first.connections);
+
+        // A new login under the listener is found without a whole scan.
+        let sp = |pid: u32, ppid, cmdline| FakeProcess {
+            pid,
+            ppid,
+            comm: "sshd",
+            cmdline,
+            start: u64::from(pid) * 10,
+            sessionid: 8,
+            sockets: &[14],
+        };
+        f.add(&sp(140, 100, "sshd: dave [priv]"));
+        f.add(&sp(141, 140, "sshd: dave@notty"));
+        let mut sockets = vec![
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40005"), 1, 14),
+        ];
+        f.set_sockets(&sockets);
+        let third = scanner.scan_at(t0 + Duration::from_secs(6)).unwrap();
+        assert!(!third.whole);
+        assert_eq!(peers(&third), [40001, 40002, 40003, 40005]);
+
+        // An orphaned login on our port (not in the tree) waits for the next whole scan.
+        f.add(&FakeProcess {
+            sockets: &[15],
+            ..sp(500, 1, "sshd: erin [priv]")
+        });
+        f.add(&FakeProcess {
+            sockets: &[15],
+            ..sp(501, 500, "sshd: erin@notty")
+        });
+        sockets.push((addr("127.0.0.1:2222"), addr("127.0.0.1:40006"), 1, 15));
+        f.set_sockets(&sockets);
+        let fourth = scanner.scan_at(t0 + Duration::from_secs(9)).unwrap();
+        assert!(!fourth.whole);
+        assert!(!peers(&fourth).contains(&40006));
+        let whole = scanner
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(1))
+            .unwrap();
+        assert!(whole.whole);
+        assert!(peers(&whole).contains(&40006), "{:?}", peers(&whole));
+        // From then on it is followed as a root of its own.
+        let after = scanner
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(4))
+            .unwrap();
+        assert!(!after.whole);
+        assert_eq!(peers(&after), peers(&whole));
+
+        // The listener gone: a whole scan at once.
+        f.remove(100);
+        let gone = scanner
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(7))
+            .unwrap();
+        assert!(gone.whole);
+        assert!(gone.listener.processes.is_empty());
+    }
+
+    #[test]
+    fn without_children_lists_every_scan_is_whole() {
+        let f = two_sshds();
+        fs::remove_file(f.root().join("thread-self/children")).unwrap();
+        let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
+        let t0 = Instant::now();
+        assert!(scanner.scan_at(t0).unwrap().whole);
+        assert!(scanner.scan_at(t0 + Duration::from_secs(3)).unwrap().whole);
     }
 
     #[test]

@@ -357,6 +357,7 @@ async fn run(
             () = events.closed() => return,
             () = shared.rescan.notified() => {
                 tracker.recheck_lingering = true;
+                tracker.scanner.request_whole();
                 tracker.hurry(Instant::now());
             }
             records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
@@ -816,6 +817,14 @@ impl Tracker {
         Ok(events)
     }
 
+    /// Whether a process of a lingering login is gone (then it is looked at again).
+    fn lingering_process_gone(&self) -> bool {
+        self.sessions
+            .values()
+            .filter(|s| s.is_lingering())
+            .any(|s| s.processes.iter().any(|p| !self.procfs.is_alive(*p)))
+    }
+
     /// Scan now and quickly after.
     fn hurry(&mut self, now: Instant) {
         self.step = MIN_STEP;
@@ -997,7 +1006,7 @@ impl Tracker {
 
     /// Scans `/proc`; returns what started and ended.
     fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
-        let scan = self.scanner.scan()?;
+        let scan = self.scanner.scan_at(now)?;
         let reconcile = now >= self.next_reconcile;
         self.last_peers = scan.connections.iter().map(|c| c.peer).collect();
         let live: HashMap<ProcessRef, &Connection> = scan
@@ -1010,8 +1019,10 @@ impl Tracker {
         let mut events = std::mem::take(&mut self.changed);
         // Logins whose monitor is gone: lingering while any process of theirs remains.
         // A login that just lost its monitor is looked at now; one already lingering at
-        // each reconcile, or when a kill asked.
-        let recheck = reconcile || std::mem::take(&mut self.recheck_lingering);
+        // each whole scan, when a kill asked, or when a process of it is gone.
+        let recheck = scan.whole
+            || std::mem::take(&mut self.recheck_lingering)
+            || (reconcile && self.lingering_process_gone());
         let gone: Vec<SessionId> = self
             .sessions
             .iter()
@@ -1047,9 +1058,12 @@ impl Tracker {
             ready.push((conn, account, ttys, attribution));
         }
 
-        // One table, indexed once, for every login this scan looks up.
-        let refresh = reconcile && !self.sessions.is_empty();
-        let table = if !gone.is_empty() || !ready.is_empty() || refresh {
+        // One table, indexed once, for every login this scan looks up. Between whole
+        // scans a new login's processes are its tree (processes it lost already are found
+        // by the next whole scan, and by any kill, which looks at the whole host).
+        let refresh = scan.whole && !self.sessions.is_empty();
+        let trees = self.scanner.follows_trees() && !scan.whole;
+        let table = if !gone.is_empty() || (!ready.is_empty() && !trees) || refresh {
             Some(self.procfs.table()?)
         } else {
             None
@@ -1087,10 +1101,10 @@ impl Tracker {
         }
 
         for (conn, account, ttys, attribution) in ready {
-            let processes = index
-                .as_ref()
-                .map(|t| t.members(conn.monitor, conn.audit_session))
-                .unwrap_or_default();
+            let processes = match &index {
+                Some(t) => t.members(conn.monitor, conn.audit_session),
+                None => self.procfs.tree(conn.monitor),
+            };
             let session = Session {
                 id: SessionId(conn.monitor),
                 account,
@@ -1323,6 +1337,7 @@ impl Drop for BlockingWatcher {
 mod tests {
     use super::*;
     use crate::sessions::log::{Accepted, AcceptedKey};
+    use crate::sessions::procfs::WHOLE_SCAN_EVERY;
     use crate::sessions::procfs::fake::{FakeProc, FakeProcess};
     use crate::sessions::procfs::{AUDIT_UNSET, TCP_LISTEN};
 
@@ -1677,7 +1692,7 @@ mod tests {
     }
 
     #[test]
-    fn processes_refresh_on_reconcile() {
+    fn processes_refresh_on_a_whole_scan() {
         let mut w = World::new(false);
         w.sockets(&[(40001, 11)]);
         w.sshd(150, 100, "sshd: root@notty", 5, 11);
@@ -1692,11 +1707,18 @@ mod tests {
             sessionid: 5,
             sockets: &[],
         });
+        let pids = |w: &World| -> Vec<u32> {
+            let s = w.tracker.sessions.values().next().unwrap();
+            s.processes.iter().map(|p| p.pid).collect()
+        };
+        // A process that left the login's tree is not looked for at every scan…
         w.advance(Duration::from_secs(3));
         w.scan();
-        let s = w.tracker.sessions.values().next().unwrap();
-        let pids: Vec<u32> = s.processes.iter().map(|p| p.pid).collect();
-        assert_eq!(pids, [150, 160]);
+        assert_eq!(pids(&w), [150]);
+        // …but at the next whole one.
+        w.advance(WHOLE_SCAN_EVERY);
+        w.scan();
+        assert_eq!(pids(&w), [150, 160]);
     }
 
     #[test]

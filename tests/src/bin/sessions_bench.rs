@@ -23,6 +23,10 @@
 //!   detached `sleep`), polled every millisecond; and until the `ended` event arrives.
 //! - **idle agent**: two sessions open and nothing changing for `--idle` seconds: the
 //!   agent's user+system CPU over that time, its RSS at the end and its peak RSS.
+//!
+//! `--host-processes N` starts N idle processes (`sleep`, this program's children,
+//! stopped by PID at the end) before anything else, for a host as busy as a build machine
+//! or a bastion: what the agent costs must follow the logins, not the host.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -48,6 +52,7 @@ struct Options {
     storm: Option<u32>,
     storm_over: Duration,
     lookup: Option<u32>,
+    host_processes: u32,
 }
 
 fn options() -> Result<Options> {
@@ -58,6 +63,7 @@ fn options() -> Result<Options> {
         storm: None,
         storm_over: Duration::from_secs(10),
         lookup: None,
+        host_processes: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -76,9 +82,10 @@ fn options() -> Result<Options> {
             "--storm" => o.storm = Some(u32::try_from(value()?)?),
             "--storm-over" => o.storm_over = Duration::from_secs(value()?),
             "--lookup" => o.lookup = Some(u32::try_from(value()?)?),
+            "--host-processes" => o.host_processes = u32::try_from(value()?)?,
             other => bail!(
                 "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL, \
-                 --storm N, --storm-over SECONDS, --lookup CONNECTIONS)"
+                 --storm N, --storm-over SECONDS, --lookup CONNECTIONS, --host-processes N)"
             ),
         }
     }
@@ -277,8 +284,40 @@ fn summary(name: &str, samples: &[Duration]) {
     );
 }
 
+/// Idle processes that make the host busier, stopped (by PID: they are our children)
+/// when dropped.
+struct Ballast(Vec<std::process::Child>);
+
+impl Ballast {
+    fn start(n: u32) -> Result<Ballast> {
+        let mut children = Vec::new();
+        for _ in 0..n {
+            children.push(
+                std::process::Command::new("sleep")
+                    .arg("100000")
+                    .spawn()
+                    .context("cannot start sleep")?,
+            );
+        }
+        if n > 0 {
+            println!("{n} idle processes started beside the bench");
+        }
+        Ok(Ballast(children))
+    }
+}
+
+impl Drop for Ballast {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let o = options()?;
+    let _ballast = Ballast::start(o.host_processes)?;
     if let Some(n) = o.storm {
         return storm(&o, n);
     }
