@@ -320,7 +320,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let result = tokio::select! {
             r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
-                tokio::task::block_in_place(|| sessions.save_now());
+                blocking(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -344,7 +344,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tokio::select! {
                 () = &mut wake => break,
                 () = &mut shutdown => {
-                tokio::task::block_in_place(|| sessions.save_now());
+                blocking(|| sessions.save_now());
                 stopped(&config, &mut status);
                 return Ok(());
             }
@@ -359,6 +359,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
         }
+    }
+}
+
+/// Runs fsync-heavy `f` without holding up the other tasks: through `block_in_place` on a
+/// multi-threaded runtime; inline on a current-thread one, where `block_in_place` panics
+/// (and there is no other worker to hand the tasks to anyway).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -581,7 +591,7 @@ async fn session(
             // fsync-heavy: off the async workers. The statements go first: the host view
             // carries the revision, so a crash in between makes the control plane resend
             // them.
-            let report = tokio::task::block_in_place(|| {
+            let report = blocking(|| {
                 signoffs.persist(&config.state_dir)?;
                 if let (Some(cas), Some(path)) =
                     (trusted_cas.as_mut(), &config.trusted_user_ca_keys)
@@ -1219,7 +1229,23 @@ fn to_proto_session(s: &Session) -> v1::Session {
 
 #[cfg(test)]
 mod tests {
-    use super::{Backoff, MAX_BACKOFF, MIN_BACKOFF};
+    use super::{Backoff, MAX_BACKOFF, MIN_BACKOFF, blocking};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_work_runs_on_a_current_thread_runtime() {
+        // block_in_place would panic here.
+        assert_eq!(blocking(|| 7), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_work_runs_on_a_multi_threaded_runtime() {
+        assert_eq!(blocking(|| 7), 7);
+    }
+
+    #[test]
+    fn blocking_work_runs_outside_any_runtime() {
+        assert_eq!(blocking(|| 7), 7);
+    }
 
     #[test]
     fn the_backoff_doubles_from_one_second_and_never_exceeds_ten() {
