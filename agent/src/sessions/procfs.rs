@@ -688,7 +688,12 @@ pub struct Scan {
     pub whole: bool,
 }
 
+/// The children lists of the roots a [`Scanner`] follows, in their order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RootChildren(Vec<Vec<u32>>);
+
 /// sshd processes: the listener(s) and connection processes, by PID.
+#[derive(Debug, Clone)]
 struct SshdProcs {
     stats: HashMap<u32, (Stat, Option<Title>)>,
 }
@@ -710,7 +715,7 @@ impl Procfs {
     /// The sshd processes in the trees under `roots`, found through children lists (see
     /// [`Scanner`]); `None` when a root is not the same live process any more, and only
     /// a whole scan can tell what happened.
-    fn sshd_tree(&self, roots: &[ProcessRef]) -> Option<SshdProcs> {
+    fn sshd_tree(&self, roots: &[ProcessRef]) -> Option<(SshdProcs, RootChildren)> {
         let mut stats = HashMap::new();
         let mut queue = Vec::new();
         for root in roots {
@@ -722,9 +727,14 @@ impl Procfs {
             stats.insert(root.pid, (stat, title));
             queue.push(*root);
         }
+        let root_children = self.root_children(roots)?;
         while let Some(parent) = queue.pop() {
             // A process that exited meanwhile has no children left to list.
-            for child in self.children(parent.pid).unwrap_or_default() {
+            let children = match roots.iter().position(|r| *r == parent) {
+                Some(i) => root_children.0[i].clone(),
+                None => self.children(parent.pid).unwrap_or_default(),
+            };
+            for child in children {
                 if stats.contains_key(&child) {
                     continue;
                 }
@@ -740,7 +750,22 @@ impl Procfs {
                 stats.insert(child, (stat, title));
             }
         }
-        Some(SshdProcs { stats })
+        Some((SshdProcs { stats }, root_children))
+    }
+
+    /// The children lists of `roots`, each sorted; `None` when a root is not the same
+    /// live process any more.
+    fn root_children(&self, roots: &[ProcessRef]) -> Option<RootChildren> {
+        let mut lists = Vec::with_capacity(roots.len());
+        for root in roots {
+            if !self.is_alive(*root) {
+                return None;
+            }
+            let mut children = self.children(root.pid).ok()?;
+            children.sort_unstable();
+            lists.push(children);
+        }
+        Some(RootChildren(lists))
     }
 
     /// The ports `pid` listens on.
@@ -867,6 +892,15 @@ pub struct Scanner {
     roots: Vec<ProcessRef>,
     /// When the next whole scan is due (`None`: at the next scan).
     next_whole: Option<Instant>,
+    /// The last walk of the roots' trees, for a quiet scan to reuse while the roots'
+    /// children are the same processes and every connection was authenticated.
+    last_walk: Option<(RootChildren, SshdProcs)>,
+    /// Whether every connection the last scan found was authenticated (no title left to
+    /// change but ttys, which sshd logs).
+    settled: bool,
+    /// The audit session ids of connections, once set (the kernel lets a process set it
+    /// once).
+    audit_sessions: HashMap<ProcessRef, u32>,
 }
 
 impl Scanner {
@@ -882,6 +916,9 @@ impl Scanner {
             listeners: Vec::new(),
             roots: Vec::new(),
             next_whole: None,
+            last_walk: None,
+            settled: false,
+            audit_sessions: HashMap::new(),
         }
     }
 
@@ -897,16 +934,24 @@ impl Scanner {
 
     /// The sshd processes, from the trees followed when that can be trusted, else from
     /// every process; and whether it was the latter.
-    fn sshd_procs(&mut self, now: Instant) -> io::Result<(SshdProcs, bool)> {
-        let followed = match self.next_whole {
-            Some(due) if now < due && self.lists_children && !self.roots.is_empty() => {
-                self.procfs.sshd_tree(&self.roots)
+    fn sshd_procs(&mut self, now: Instant, quiet: bool) -> io::Result<(SshdProcs, bool)> {
+        let follow = matches!(self.next_whole, Some(due) if now < due)
+            && self.lists_children
+            && !self.roots.is_empty();
+        if follow {
+            if quiet
+                && self.settled
+                && let Some((lists, procs)) = &self.last_walk
+                && self.procfs.root_children(&self.roots).as_ref() == Some(lists)
+            {
+                return Ok((procs.clone(), false));
             }
-            _ => None,
-        };
-        if let Some(procs) = followed {
-            return Ok((procs, false));
+            if let Some((procs, lists)) = self.procfs.sshd_tree(&self.roots) {
+                self.last_walk = Some((lists, procs.clone()));
+                return Ok((procs, false));
+            }
         }
+        self.last_walk = None;
         self.next_whole = Some(now + WHOLE_SCAN_EVERY);
         Ok((self.procfs.sshd_procs()?, true))
     }
@@ -983,18 +1028,22 @@ impl Scanner {
     /// are remembered, to find the logins it left orphaned when its listener is gone or
     /// restarted.
     pub fn scan(&mut self) -> io::Result<Scan> {
-        self.scan_at(Instant::now())
+        self.scan_at(Instant::now(), false)
     }
 
-    /// [`Scanner::scan`], at `now` (which says when a whole scan is due).
-    pub fn scan_at(&mut self, now: Instant) -> io::Result<Scan> {
-        let (procs, whole) = self.sshd_procs(now)?;
+    /// [`Scanner::scan`], at `now` (which says when a whole scan is due). A `quiet` scan
+    /// (nothing in sshd's log asked for it) may reuse the last walk of the followed trees
+    /// when the roots' children are the same and every connection was authenticated
+    /// already: all that could change unseen then is a title's ttys, and sshd logs the
+    /// channel that changes them, which makes the next scan not quiet.
+    pub fn scan_at(&mut self, now: Instant, quiet: bool) -> io::Result<Scan> {
+        let (procs, whole) = self.sshd_procs(now, quiet)?;
         let listener = self.listener(&procs)?;
         if !whole && listener.processes != self.listeners {
             // The pid file names another process: only a whole scan can say what became
             // of the old listener's connections.
             self.request_whole();
-            return self.scan_at(now);
+            return self.scan_at(now, false);
         }
         for p in &listener.ports {
             if !self.known_ports.contains(p) {
@@ -1074,12 +1123,21 @@ impl Scanner {
                     }
                     _ => None,
                 });
-            let audit_session = self
-                .procfs
-                .audit_session(stat.pid)
-                .ok()
-                .flatten()
-                .filter(|id| Some(*id) != listener.audit_session);
+            let audit_session = match self.audit_sessions.get(&process) {
+                Some(id) => Some(*id),
+                None => {
+                    let id = self
+                        .procfs
+                        .audit_session(stat.pid)
+                        .ok()
+                        .flatten()
+                        .filter(|id| Some(*id) != listener.audit_session);
+                    if let Some(id) = id {
+                        self.audit_sessions.insert(process, id);
+                    }
+                    id
+                }
+            };
             connections.push(Connection {
                 monitor: process,
                 monitor_title: title,
@@ -1090,6 +1148,9 @@ impl Scanner {
             });
         }
         connections.sort_by_key(|c| c.monitor);
+        self.settled = connections.iter().all(Connection::is_authenticated);
+        self.audit_sessions
+            .retain(|p, _| connections.iter().any(|c| c.monitor == *p));
         self.listeners.clone_from(&listener.processes);
         if whole {
             self.roots = listener.processes.iter().copied().chain(orphans).collect();
@@ -1418,9 +1479,9 @@ mod tests {
         let t0 = Instant::now();
         let peers =
             |scan: &Scan| -> Vec<u16> { scan.connections.iter().map(|c| c.peer.port()).collect() };
-        let first = scanner.scan_at(t0).unwrap();
+        let first = scanner.scan_at(t0, false).unwrap();
         assert!(first.whole, "the first scan reads every process");
-        let second = scanner.scan_at(t0 + Duration::from_secs(3)).unwrap();
+        let second = scanner.scan_at(t0 + Duration::from_secs(3), false).unwrap();
         assert!(!second.whole, "then it follows the listener's tree");
         assert_eq!(peers(&second), peers(&first));
         assert_eq!(second.connections, first.connections);
@@ -1445,7 +1506,7 @@ mod tests {
             (addr("127.0.0.1:2222"), addr("127.0.0.1:40005"), 1, 14),
         ];
         f.set_sockets(&sockets);
-        let third = scanner.scan_at(t0 + Duration::from_secs(6)).unwrap();
+        let third = scanner.scan_at(t0 + Duration::from_secs(6), false).unwrap();
         assert!(!third.whole);
         assert_eq!(peers(&third), [40001, 40002, 40003, 40005]);
 
@@ -1460,17 +1521,17 @@ mod tests {
         });
         sockets.push((addr("127.0.0.1:2222"), addr("127.0.0.1:40006"), 1, 15));
         f.set_sockets(&sockets);
-        let fourth = scanner.scan_at(t0 + Duration::from_secs(9)).unwrap();
+        let fourth = scanner.scan_at(t0 + Duration::from_secs(9), false).unwrap();
         assert!(!fourth.whole);
         assert!(!peers(&fourth).contains(&40006));
         let whole = scanner
-            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(1))
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(1), false)
             .unwrap();
         assert!(whole.whole);
         assert!(peers(&whole).contains(&40006), "{:?}", peers(&whole));
         // From then on it is followed as a root of its own.
         let after = scanner
-            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(4))
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(4), false)
             .unwrap();
         assert!(!after.whole);
         assert_eq!(peers(&after), peers(&whole));
@@ -1478,10 +1539,66 @@ mod tests {
         // The listener gone: a whole scan at once.
         f.remove(100);
         let gone = scanner
-            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(7))
+            .scan_at(t0 + WHOLE_SCAN_EVERY + Duration::from_secs(7), false)
             .unwrap();
         assert!(gone.whole);
         assert!(gone.listener.processes.is_empty());
+    }
+
+    #[test]
+    fn a_quiet_scan_reuses_the_last_walk_only_while_nothing_can_have_changed_unseen() {
+        let f = two_sshds();
+        let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let ttys_of = |scan: &Scan, port: u16| -> Option<Ttys> {
+            scan.connections
+                .iter()
+                .find(|c| c.peer.port() == port)
+                .and_then(|c| c.ttys().cloned())
+        };
+        let authenticated = |scan: &Scan, port: u16| {
+            scan.connections
+                .iter()
+                .any(|c| c.peer.port() == port && c.is_authenticated())
+        };
+        assert!(scanner.scan_at(at(0), false).unwrap().whole);
+        // Bob is still authenticating: a quiet scan looks again, and sees him in.
+        assert!(!authenticated(&scanner.scan_at(at(3), true).unwrap(), 40003));
+        f.set_cmdline(131, "sshd: bob@notty");
+        let scan = scanner.scan_at(at(6), true).unwrap();
+        assert!(authenticated(&scan, 40003));
+        let pts3 = ttys_of(&scan, 40001);
+        // Everyone in: a quiet scan reuses the walk (a channel opening, which changes a
+        // title, is logged by sshd, and that scan is not quiet)…
+        f.set_cmdline(111, "sshd: alice@pts/3,pts/4");
+        assert_eq!(ttys_of(&scanner.scan_at(at(9), true).unwrap(), 40001), pts3);
+        let scan = scanner.scan_at(at(12), false).unwrap();
+        assert_ne!(ttys_of(&scan, 40001), pts3, "a scan that is not quiet reads titles");
+        // …and a new child of the listener is never missed by one.
+        f.add(&FakeProcess {
+            pid: 150,
+            ppid: 100,
+            comm: "sshd",
+            cmdline: "sshd: dave [priv]",
+            start: 1500,
+            sessionid: AUDIT_UNSET,
+            sockets: &[16],
+        });
+        f.set_sockets(&[
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40007"), 1, 16),
+        ]);
+        let scan = scanner.scan_at(at(15), true).unwrap();
+        assert!(!scan.whole);
+        assert!(
+            scan.connections.iter().any(|c| c.monitor.pid == 150),
+            "{:?}",
+            scan.connections
+        );
     }
 
     #[test]
@@ -1490,8 +1607,13 @@ mod tests {
         fs::remove_file(f.root().join("thread-self/children")).unwrap();
         let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
         let t0 = Instant::now();
-        assert!(scanner.scan_at(t0).unwrap().whole);
-        assert!(scanner.scan_at(t0 + Duration::from_secs(3)).unwrap().whole);
+        assert!(scanner.scan_at(t0, false).unwrap().whole);
+        assert!(
+            scanner
+                .scan_at(t0 + Duration::from_secs(3), false)
+                .unwrap()
+                .whole
+        );
     }
 
     #[test]

@@ -1006,7 +1006,10 @@ impl Tracker {
 
     /// Scans `/proc`; returns what started and ended.
     fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
-        let scan = self.scanner.scan_at(now)?;
+        // Quiet: the periodic scan, with no log line or login waiting on it.
+        let quiet =
+            now >= self.next_reconcile && self.urgent.is_empty() && self.first_seen.is_empty();
+        let scan = self.scanner.scan_at(now, quiet)?;
         let reconcile = now >= self.next_reconcile;
         self.last_peers = scan.connections.iter().map(|c| c.peer).collect();
         let live: HashMap<ProcessRef, &Connection> = scan
