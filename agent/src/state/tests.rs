@@ -28,6 +28,7 @@ pub(crate) fn entry(
         principals: principals.iter().map(|s| (*s).into()).collect(),
         authorized_keys: Vec::new(),
         not_after: 0,
+        approvals: Vec::new(),
     }
 }
 
@@ -313,7 +314,8 @@ fn lookup_hit() {
         m,
         Matches {
             live: 1,
-            expired: 0
+            expired: 0,
+            unapproved: 0,
         }
     );
     // Any of the user's key IDs.
@@ -363,7 +365,8 @@ fn lookup_expired_grant() {
             vec![],
             Matches {
                 live: 0,
-                expired: 1
+                expired: 1,
+                unapproved: 0,
             }
         )
     );
@@ -500,7 +503,8 @@ fn authorized_keys_lookup() {
         m,
         Matches {
             live: 4,
-            expired: 1
+            expired: 1,
+            unapproved: 0,
         }
     );
 }
