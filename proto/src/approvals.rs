@@ -32,7 +32,7 @@
 
 use std::collections::BTreeSet;
 
-use ssh_key::{PublicKey, SshSig};
+use ssh_key::{Algorithm, PublicKey, SshSig};
 
 /// The SSHSIG namespace of approvals: an order, a git commit or a file signed with the
 /// same key never counts as an approval.
@@ -262,6 +262,11 @@ pub enum Refusal {
         /// The approver.
         identity: String,
     },
+    /// A security-key (`sk-`) signature made without the user touching the key; ssh-keygen
+    /// refuses it too unless the approvers file says `no-touch-required`, which this
+    /// reader does not apply.
+    #[error("signature {0} was made without touching the security key")]
+    NoUserPresence(usize),
     /// More signatures than [`MAX_SIGNATURES`].
     #[error("{0} signatures, more than {MAX_SIGNATURES} are not read")]
     TooMany(usize),
@@ -304,6 +309,9 @@ pub fn verify_one<'a>(
     {
         known = true;
         if a.key.verify(NAMESPACE, bytes, &sig).is_ok() {
+            if !user_present(&sig) {
+                return Err(Refusal::NoUserPresence(index));
+            }
             return Ok(a);
         }
     }
@@ -312,6 +320,20 @@ pub fn verify_one<'a>(
     } else {
         Refusal::NotAnApprover(index)
     })
+}
+
+/// Whether a signature is either not a security key's, or one made with the user present
+/// (flag 0x01 of the authenticator data, which ssh-key's verification does not check).
+fn user_present(sig: &SshSig) -> bool {
+    let s = sig.signature();
+    match s.algorithm() {
+        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => {
+            let b = s.as_bytes();
+            // The data ends with flags (1 byte) and the counter (4 bytes).
+            b.len() >= 5 && b[b.len() - 5] & 0x01 != 0
+        }
+        _ => true,
+    }
 }
 
 /// Counts the distinct approvers whose signatures over `bytes` verify.
