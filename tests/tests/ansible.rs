@@ -329,8 +329,9 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "signoff_agent_user_ca_path": r.join("etc/ssh/signoff_user_ca.pub"),
         "signoff_agent_user_ca_keys": [fs::read_to_string(&ca.public)?.trim()],
         "signoff_agent_order_signers": [signer.trim()],
-        // root needs one approval here; the test account logs in without any.
-        "signoff_agent_privileged_accounts": ["root"],
+        // admin would need one approval here; root (which this test logs in to) is not
+        // privileged, so it needs none.
+        "signoff_agent_privileged_accounts": ["admin"],
         "signoff_agent_approvals_required": 1,
         "signoff_agent_approvers": [{"name": "alice", "key": fs::read_to_string(&ca.public)?.trim()}],
         "signoff_agent_server_url": token.server,
@@ -374,7 +375,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
     );
     assert!(
         fs::read_to_string(r.join("etc/signoff/agent.toml"))?
-            .contains("[approvals]\nprivileged_accounts = [\"root\"]\nrequired = 1\n"),
+            .contains("[approvals]\nprivileged_accounts = [\"admin\"]\nrequired = 1\n"),
         "the agent configuration names the privileged accounts"
     );
     let installed = fs::read(libexec.join("bin/signoff-sshd"))?;
