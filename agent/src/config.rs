@@ -19,6 +19,11 @@
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
 //! principals = ["emergency"]
+//!
+//! [approvals]                                # privileged accounts need k approvals
+//! privileged_accounts = ["root", "admin"]
+//! required = 2                               # k: distinct approvers per grant
+//! approvers = "/etc/signoff/approvers"       # allowed_signers of the approvers
 //! ```
 
 use std::fmt;
@@ -151,6 +156,59 @@ pub struct Config {
     /// the agent leaves sshd's trusted CAs to whoever configured them.
     #[serde(default)]
     pub trusted_user_ca_keys: Option<PathBuf>,
+    /// Privileged accounts and the approvals a grant to one needs (`crate::approvals`).
+    /// Set by Ansible, never by the control plane. Unset: no account is privileged.
+    #[serde(default)]
+    pub approvals: Option<ApprovalsConfig>,
+}
+
+/// Accounts that a grant opens only with `required` approvals from distinct approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// The privileged Unix accounts (`root`, `admin`, …).
+    pub privileged_accounts: Vec<String>,
+    /// k: how many distinct approvers must have signed a grant to one of them.
+    pub required: usize,
+    /// The approvers, as an OpenSSH `allowed_signers` file (what `ssh-keygen -Y verify -f`
+    /// reads).
+    pub approvers: PathBuf,
+}
+
+impl ApprovalsConfig {
+    /// Whether `account` is privileged.
+    pub fn is_privileged(&self, account: &str) -> bool {
+        self.privileged_accounts.iter().any(|a| a == account)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.privileged_accounts.is_empty() {
+            return Err("[approvals] privileged_accounts lists no account".to_owned());
+        }
+        if let Some(a) = self
+            .privileged_accounts
+            .iter()
+            .find(|a| a.is_empty() || a.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(format!(
+                "[approvals] privileged account {a:?} must be a non-empty unix account name"
+            ));
+        }
+        let max = signoff_proto::approvals::MAX_SIGNATURES;
+        if self.required == 0 || self.required > max {
+            return Err(format!(
+                "[approvals] required = {} must be between 1 and {max}",
+                self.required
+            ));
+        }
+        if !self.approvers.is_absolute() {
+            return Err(format!(
+                "[approvals] approvers = {:?} must be an absolute path",
+                self.approvers
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_syslog_socket() -> PathBuf {
@@ -186,6 +244,7 @@ impl Default for Config {
             syslog_socket: default_syslog_socket(),
             sessions: crate::sessions::SessionsConfig::default(),
             trusted_user_ca_keys: None,
+            approvals: None,
         }
     }
 }
@@ -234,6 +293,9 @@ impl Config {
             return Err(format!(
                 "trusted_user_ca_keys = {p:?} must be an absolute path"
             ));
+        }
+        if let Some(a) = &self.approvals {
+            a.validate()?;
         }
         if self.max_staleness.is_zero() {
             return Err("max_staleness must be longer than 0s".to_owned());

@@ -24,6 +24,7 @@
 
 /// Crash-safe file replacement, shared with the control plane.
 pub use signoff_core::atomic;
+pub mod approvals;
 pub mod config;
 pub mod daemon;
 pub mod identity;

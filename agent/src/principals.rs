@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::approvals::{ApprovalCheck, NotApproved};
 use crate::config::{Config, Mode, is_valid_principal};
 use crate::state::format::{FormatError, key_fingerprint};
 use crate::state::writer::{ContactError, STATE_FILE, read_contact};
-use crate::state::{CertificateQuery, Revoked, StateFile};
+use crate::state::{CertificateQuery, Matches, Revoked, StateFile};
 use crate::syslog::Severity;
 
 /// Writing the answer to sshd failed.
@@ -113,6 +114,8 @@ pub enum Denial {
     NoGrant,
     /// Grants match, but all have expired.
     GrantExpired,
+    /// The account is privileged and no matching grant carries enough valid approvals.
+    NotApproved(NotApproved),
     /// Grants match, but nothing they hold can be printed (no principals or keys, or only
     /// malformed or revoked ones).
     NothingPrintable,
@@ -139,6 +142,7 @@ impl fmt::Display for Denial {
             Denial::GrantExpired => {
                 f.write_str("the grant for this account and key ID has expired")
             }
+            Denial::NotApproved(n) => write!(f, "{n}"),
             Denial::NothingPrintable => {
                 f.write_str("the matching grants hold nothing that can be printed")
             }
@@ -312,15 +316,12 @@ fn grant_principals(
     }
     let warnings = check_freshness(cfg, now)?;
     let mut found = Vec::new();
+    let check = ApprovalCheck::for_account(cfg, args.account, now);
     let matches = file
-        .principals(args.account, args.key_id, now, &mut found)
+        .principals_gated(args.account, args.key_id, now, check.as_ref(), &mut found)
         .map_err(unusable)?;
     if matches.live == 0 {
-        return Err(if matches.expired > 0 {
-            Denial::GrantExpired
-        } else {
-            Denial::NoGrant
-        });
+        return Err(no_live_grant(matches, check));
     }
     lines.extend_checked(found);
     Ok(warnings)
@@ -374,15 +375,14 @@ fn grant_keys(
     let file = StateFile::open(&path).map_err(unusable)?;
     let warnings = check_freshness(cfg, now)?;
     let mut keys = Vec::new();
+    let check = ApprovalCheck::for_account(cfg, account, now);
     let matches = file
-        .authorized_keys(account, now, |line| keys.push(line.to_owned()))
+        .authorized_keys_gated(account, now, check.as_ref(), |line| {
+            keys.push(line.to_owned())
+        })
         .map_err(unusable)?;
     if matches.live == 0 {
-        return Err(if matches.expired > 0 {
-            Denial::GrantExpired
-        } else {
-            Denial::NoGrant
-        });
+        return Err(no_live_grant(matches, check));
     }
     for line in keys {
         let revoked = match key_blob_of_line(&line) {
@@ -398,6 +398,16 @@ fn grant_keys(
         }
     }
     Ok(warnings)
+}
+
+/// Why grants matched but none is live: refused approvals first (the reason an operator
+/// most needs), then expiry.
+fn no_live_grant(matches: Matches, check: Option<ApprovalCheck<'_>>) -> Denial {
+    match check {
+        Some(c) if matches.unapproved > 0 => Denial::NotApproved(c.into_refusal()),
+        _ if matches.expired > 0 => Denial::GrantExpired,
+        _ => Denial::NoGrant,
+    }
 }
 
 /// In strict mode, refuses a view not known to be fresh; in best-effort mode, returns a

@@ -64,6 +64,10 @@ pub enum Command {
     /// Who may log in as which account on which host group.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Approvals of grants to privileged accounts: what approvers sign, and their
+    /// signatures (hosts count them against their own approvers file).
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
     /// SSH certificate authorities whose user certificates hosts trust.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -340,6 +344,9 @@ pub enum GrantCommand {
         /// Until when: RFC 3339 (2026-12-31T18:00:00Z) or Unix seconds.
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        /// Propose it for approval: listed as pending (`approval list`) until it ends.
+        #[arg(long)]
+        propose: bool,
         #[command(flatten)]
         reason: Reason,
     },
@@ -355,6 +362,27 @@ pub enum GrantCommand {
         id: i64,
         #[command(flatten)]
         reason: Reason,
+    },
+}
+
+/// `approval …`.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// Print the exact bytes approvers sign for grant ID (nothing else, so that
+    /// `approval show ID > FILE` then `ssh-keygen -Y sign -n signoff-approval -f KEY FILE`
+    /// signs them).
+    Show {
+        /// The grant's id.
+        id: i64,
+    },
+    /// Grants proposed for approval or holding approvals, with their approvals.
+    List,
+    /// Add an approver's signature (`FILE.sig` from `ssh-keygen -Y sign`) to grant ID.
+    Add {
+        /// The grant's id.
+        id: i64,
+        /// The signature file.
+        signature: PathBuf,
     },
 }
 
@@ -1040,6 +1068,7 @@ async fn admin(
                 account,
                 group,
                 until,
+                propose,
                 reason,
             } => {
                 let not_after = until.as_deref().map(parse_time).transpose()?;
@@ -1048,6 +1077,7 @@ async fn admin(
                     account,
                     group,
                     not_after,
+                    approval_requested: propose,
                 };
                 let grant = svc.create_grant(who, new, &reason.reason).await?;
                 out.emit(&grant, |w| grants_table(w, std::slice::from_ref(&grant)))?;
@@ -1064,6 +1094,44 @@ async fn admin(
                         "grant {} removed ({} as {} on {})",
                         grant.id, grant.user, grant.account, grant.group
                     )
+                })?;
+            }
+        },
+        Command::Approval(c) => match c {
+            ApprovalCommand::Show { id } => {
+                let a = svc.grant_approvals(id).await?;
+                // The bytes, exactly: this output is what gets signed.
+                out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
+            }
+            ApprovalCommand::List => {
+                let pending = svc.pending_approvals().await?;
+                out.emit(&pending, |w| {
+                    let mut t =
+                        Table::new(["GRANT", "USER", "ACCOUNT", "GROUP", "APPROVALS", "BY"]);
+                    for a in &pending {
+                        t.row([
+                            a.grant.id.to_string(),
+                            a.grant.user.clone(),
+                            a.grant.account.clone(),
+                            a.grant.group.clone(),
+                            a.approvals.len().to_string(),
+                            a.approvals
+                                .iter()
+                                .map(|r| r.fingerprint.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ]);
+                    }
+                    t.write(w)
+                })?;
+            }
+            ApprovalCommand::Add { id, signature } => {
+                let text = std::fs::read_to_string(&signature).map_err(|e| {
+                    CliError::Usage(format!("cannot read {}: {e}", signature.display()))
+                })?;
+                let r = svc.approve_grant(who, id, &text).await?;
+                out.emit(&r, |w| {
+                    writeln!(w, "approval {} of grant {id} by {}", r.id, r.fingerprint)
                 })?;
             }
         },

@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use signoff_dashboard::backend::{
-    AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Change, Grant, Host, Operator,
-    Person, Role, Session, SessionFilter, Signoff, SignoffHost, SignoffHostState,
+    ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Change, Grant,
+    Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff, SignoffHost,
+    SignoffHostState,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -348,6 +349,34 @@ impl Backend for DashboardBackend {
             .map_err(backend_error)?
             .into_iter()
             .map(signoff)
+            .collect())
+    }
+
+    async fn approvals(&self) -> BackendResult<Vec<PendingApproval>> {
+        Ok(self
+            .service
+            .pending_approvals()
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|a| PendingApproval {
+                grant_id: a.grant.id,
+                user: a.grant.user,
+                account: a.grant.account,
+                group: a.grant.group,
+                not_after: a.grant.not_after,
+                bytes: a.bytes,
+                sign_command: a.sign_command,
+                approvals: a
+                    .approvals
+                    .into_iter()
+                    .map(|r| ApprovalMark {
+                        fingerprint: r.fingerprint,
+                        submitted_by: r.submitted_by,
+                        at: r.created_at,
+                    })
+                    .collect(),
+            })
             .collect())
     }
 

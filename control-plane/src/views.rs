@@ -26,6 +26,20 @@ pub struct Entry {
     pub authorized_keys: BTreeSet<String>,
     /// Unix seconds after which the grant expires; `None` for never.
     pub not_after: Option<i64>,
+    /// The grants behind the entry that have approvals, by grant id: what a host checks
+    /// before admitting anyone to one of its privileged accounts.
+    pub approvals: BTreeMap<i64, ApprovedGrant>,
+}
+
+/// One grant with the approvals collected for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ApprovedGrant {
+    /// The grant's host group.
+    pub host_group: String,
+    /// The grant's expiry; `None` for never.
+    pub not_after: Option<i64>,
+    /// Armored SSHSIGs, namespace `signoff-approval`.
+    pub signatures: BTreeSet<String>,
 }
 
 /// Everything one host must know at one revision.
@@ -391,6 +405,7 @@ async fn touched_users(conn: &mut SqliteConnection, from: i64, to: i64) -> Resul
         "user_principals",
         "user_keys",
         "grants",
+        "grant_approvals",
     ] {
         let sql = format!(
             "SELECT DISTINCT user_id FROM {table}
@@ -501,9 +516,10 @@ async fn entries(
     if only.is_some_and(BTreeSet::is_empty) {
         return Ok(BTreeMap::new());
     }
-    const SELECT: &str = "SELECT g.account, u.name, u.id, g.not_after
+    const SELECT: &str = "SELECT g.account, u.name, u.id, g.not_after, g.id, hg.name
          FROM grants g
          JOIN users u ON u.id = g.user_id
+         JOIN host_groups hg ON hg.id = g.group_id
          JOIN user_status s ON s.user_id = u.id AND s.status = 'active'
               AND s.since_rev <= ?1 AND (s.until_rev IS NULL OR s.until_rev > ?1)
          WHERE g.since_rev <= ?1 AND (g.until_rev IS NULL OR g.until_rev > ?1)";
@@ -531,6 +547,7 @@ async fn entries(
 
     let mut out: BTreeMap<EntryKey, Entry> = BTreeMap::new();
     let mut identities: BTreeMap<i64, Entry> = BTreeMap::new();
+    let mut signatures = approvals_at(conn, rev).await?;
     for g in grants {
         let user_id: i64 = g.get(2);
         if only.is_some_and(|o| !o.contains(&user_id)) {
@@ -541,6 +558,16 @@ async fn entries(
         }
         let not_after: Option<i64> = g.get(3);
         let key = (g.get::<String, _>(0), g.get::<String, _>(1));
+        let approved = signatures.remove(&g.get::<i64, _>(4)).map(|sigs| {
+            (
+                g.get::<i64, _>(4),
+                ApprovedGrant {
+                    host_group: g.get(5),
+                    not_after,
+                    signatures: sigs,
+                },
+            )
+        });
         match out.get_mut(&key) {
             // Two grants for one account through two groups: the longer one counts.
             Some(e) => {
@@ -552,9 +579,32 @@ async fn entries(
             None => {
                 let mut e = identities.get(&user_id).cloned().unwrap_or_default();
                 e.not_after = not_after;
-                out.insert(key, e);
+                out.insert(key.clone(), e);
             }
         }
+        if let (Some((id, a)), Some(e)) = (approved, out.get_mut(&key)) {
+            e.approvals.insert(id, a);
+        }
+    }
+    Ok(out)
+}
+
+/// The approval signatures of every live grant at `rev`, by grant id. Approvals are few
+/// (privileged grants only), so one query serves a whole view.
+async fn approvals_at(
+    conn: &mut SqliteConnection,
+    rev: i64,
+) -> Result<BTreeMap<i64, BTreeSet<String>>> {
+    let mut out: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT grant_id, signature FROM grant_approvals
+         WHERE since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1)",
+    )
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        out.entry(r.get(0)).or_default().insert(r.get(1));
     }
     Ok(out)
 }

@@ -279,6 +279,38 @@ pub enum BackendError {
     Internal(String),
 }
 
+/// A grant awaiting approvers' signatures, with the exact bytes they sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    /// The grant's id.
+    pub grant_id: i64,
+    /// The person.
+    pub user: String,
+    /// The Unix account.
+    pub account: String,
+    /// The host group.
+    pub group: String,
+    /// Unix seconds; `None` for never.
+    pub not_after: Option<i64>,
+    /// The canonical bytes approvers sign (text).
+    pub bytes: String,
+    /// The `ssh-keygen -Y sign` command that signs them, saved as `grant-ID.approval`.
+    pub sign_command: String,
+    /// The approvals collected so far (hosts count those of their own approvers).
+    pub approvals: Vec<ApprovalMark>,
+}
+
+/// One approval of a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalMark {
+    /// `SHA256:…` of the signing key.
+    pub fingerprint: String,
+    /// Who submitted it.
+    pub submitted_by: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
@@ -314,6 +346,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn person(&self, name: &str) -> impl Future<Output = BackendResult<Person>> + Send;
     /// Every sign-off, newest first.
     fn signoffs(&self) -> impl Future<Output = BackendResult<Vec<Signoff>>> + Send;
+    /// Grants proposed for approval or holding approvals, oldest first.
+    fn approvals(&self) -> impl Future<Output = BackendResult<Vec<PendingApproval>>> + Send;
     /// One sign-off.
     fn signoff(&self, id: i64) -> impl Future<Output = BackendResult<Signoff>> + Send;
     /// The person's latest sign-off, if any.

@@ -101,6 +101,7 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
             post(actions::reenable_handler::<B>),
         )
         .route("/signoffs", get(pages::signoffs_handler::<B>))
+        .route("/approvals", get(pages::approvals_handler::<B>))
         .route("/signoffs/{id}", get(pages::signoff_handler::<B>))
         .route("/audit", get(pages::audit_handler::<B>))
         .route(

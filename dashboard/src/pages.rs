@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::backend::{
-    Backend, Host, Operator, Person, Role, Session, SessionFilter, Signoff, SignoffHostState,
+    Backend, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff,
+    SignoffHostState,
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
@@ -712,6 +713,68 @@ pub(crate) async fn signoffs_handler<B: Backend>(
     render(&SignoffsPage {
         layout: Layout::new(&authed, "signoffs", "Sign-offs"),
         signoffs: signoffs.iter().map(SignoffRow::new).collect(),
+    })
+}
+
+/// A grant awaiting approvals, as the page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct ApprovalRow {
+    pub grant_id: i64,
+    pub person: String,
+    pub person_url: String,
+    pub account: String,
+    pub group: String,
+    pub not_after: String,
+    pub bytes: String,
+    pub file: String,
+    pub sign_command: String,
+    /// (fingerprint, submitted by, when).
+    pub approvals: Vec<(String, String, String)>,
+}
+
+impl ApprovalRow {
+    fn new(a: &PendingApproval) -> Self {
+        ApprovalRow {
+            grant_id: a.grant_id,
+            person: a.user.clone(),
+            person_url: format!("/people/{}", seg(&a.user)),
+            account: a.account.clone(),
+            group: a.group.clone(),
+            not_after: a.not_after.map_or_else(|| "never".to_owned(), time_text),
+            bytes: a.bytes.clone(),
+            file: format!("grant-{}.approval", a.grant_id),
+            sign_command: a.sign_command.clone(),
+            approvals: a
+                .approvals
+                .iter()
+                .map(|m| {
+                    (
+                        m.fingerprint.clone(),
+                        m.submitted_by.clone(),
+                        time_text(m.at),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+pub(crate) struct ApprovalsPage {
+    pub layout: Layout,
+    pub approvals: Vec<ApprovalRow>,
+}
+
+/// Grants awaiting approvals: the exact bytes to sign and the command that signs them.
+pub(crate) async fn approvals_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+) -> Result<Response, PageError> {
+    let approvals = app.backend.approvals().await?;
+    render(&ApprovalsPage {
+        layout: Layout::new(&authed, "approvals", "Approvals"),
+        approvals: approvals.iter().map(ApprovalRow::new).collect(),
     })
 }
 

@@ -186,6 +186,26 @@ impl Backend for Fake {
     async fn signoffs(&self) -> BackendResult<Vec<Signoff>> {
         Ok(vec![self.signoff(1).await?])
     }
+    async fn approvals(&self) -> BackendResult<Vec<PendingApproval>> {
+        Ok(vec![PendingApproval {
+            grant_id: 7,
+            user: "mallory".into(),
+            account: "root".into(),
+            group: "web".into(),
+            not_after: None,
+            bytes: format!(
+                "signoff grant approval v1\ngrant: 7\nperson: mallory\naccount: root\nhost-group: {XSS}\nnot-after: never\n"
+            ),
+            sign_command:
+                "ssh-keygen -Y sign -n signoff-approval -f ~/.ssh/id_ed25519 grant-7.approval"
+                    .into(),
+            approvals: vec![ApprovalMark {
+                fingerprint: "SHA256:abc".into(),
+                submitted_by: "token:ops".into(),
+                at: NOW - 5,
+            }],
+        }])
+    }
     async fn signoff(&self, id: i64) -> BackendResult<Signoff> {
         if id != 1 {
             return Err(BackendError::NotFound(format!(
@@ -401,7 +421,7 @@ async fn login(app: &Router, name: &str) -> String {
     cookie_pair(&res, "signoff_session")
 }
 
-const PAGES: [&str; 11] = [
+const PAGES: [&str; 12] = [
     "/",
     "/sessions",
     "/sessions/web-1/1234/kill",
@@ -411,6 +431,7 @@ const PAGES: [&str; 11] = [
     "/people/mallory",
     "/signoffs",
     "/signoffs/1",
+    "/approvals",
     "/audit",
     "/operators",
 ];
@@ -798,6 +819,7 @@ async fn script_in_a_key_id_hostname_or_reason_is_shown_as_text() {
         "/people/mallory",
         "/signoffs",
         "/signoffs/1",
+        "/approvals",
         "/audit",
     ] {
         let res = send(&app, get(page, Some(&cookie))).await;
@@ -1118,4 +1140,37 @@ async fn the_people_page_searches_filters_by_status_and_caps_its_rows() {
 
     let bad = send(&app, get("/people?status=fired", Some(&cookie))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+/// The approvals page shows each pending grant's exact bytes and the command that signs
+/// them, to any operator (viewers included: approvers need not be operators).
+#[tokio::test]
+async fn pending_approvals_show_the_bytes_and_the_sign_command() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let res = send(&app, get("/approvals", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(
+        res.body.contains(
+            "<pre class=\"bytes\">signoff grant approval v1\ngrant: 7\nperson: mallory\naccount: root\n"
+        ),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains(
+            "ssh-keygen -Y sign -n signoff-approval -f ~/.ssh/id_ed25519 grant-7.approval"
+        )
+    );
+    assert!(
+        res.body
+            .contains("signoff-server approval show 7 &#62; grant-7.approval")
+            || res
+                .body
+                .contains("signoff-server approval show 7 &gt; grant-7.approval"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("SHA256:abc"));
 }

@@ -9,12 +9,13 @@ use crate::backend::Role;
 use crate::error::PageError;
 
 /// The navigation entries: (key, path, label).
-pub(crate) const NAV: [(&str, &str, &str); 7] = [
+pub(crate) const NAV: [(&str, &str, &str); 8] = [
     ("overview", "/", "Overview"),
     ("sessions", "/sessions", "Sessions"),
     ("hosts", "/hosts", "Hosts"),
     ("people", "/people", "People"),
     ("signoffs", "/signoffs", "Sign-offs"),
+    ("approvals", "/approvals", "Approvals"),
     ("audit", "/audit", "Audit"),
     ("operators", "/operators", "Operators"),
 ];

@@ -1,5 +1,7 @@
 //! Every byte format that both sides of signoff must agree on.
 //!
+//! - [`approvals`]: what approvers sign (k-of-n approvals of privileged grants and
+//!   re-enables) and how a host counts their SSHSIG signatures against `allowed_signers`.
 //! - [`krl`]: OpenSSH key revocation lists (`PROTOCOL.krl`), read and written. The encoder
 //!   never writes a KRL that sshd would refuse to load.
 //! - [`orders`]: the canonical bytes of kill orders and their SSHSIG signatures, which
@@ -10,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod krl;
 pub mod orders;
 pub mod pin;

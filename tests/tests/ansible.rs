@@ -329,6 +329,11 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "signoff_agent_user_ca_path": r.join("etc/ssh/signoff_user_ca.pub"),
         "signoff_agent_user_ca_keys": [fs::read_to_string(&ca.public)?.trim()],
         "signoff_agent_order_signers": [signer.trim()],
+        // admin would need one approval here; root (which this test logs in to) is not
+        // privileged, so it needs none.
+        "signoff_agent_privileged_accounts": ["admin"],
+        "signoff_agent_approvals_required": 1,
+        "signoff_agent_approvers": [{"name": "alice", "key": fs::read_to_string(&ca.public)?.trim()}],
         "signoff_agent_server_url": token.server,
         "signoff_agent_ca_pin": token.ca_pin,
         "signoff_agent_join_token": token.secret,
@@ -360,6 +365,19 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "no drop-in after a failed download"
     );
     ansible(&[])?.ok().context("the first run")?;
+    assert_eq!(
+        fs::read_to_string(r.join("etc/signoff/approvers"))?,
+        format!(
+            "alice namespaces=\"signoff-approval\" {}\n",
+            fs::read_to_string(&ca.public)?.trim()
+        ),
+        "the approvers file, as ssh-keygen -Y verify -f reads it"
+    );
+    assert!(
+        fs::read_to_string(r.join("etc/signoff/agent.toml"))?
+            .contains("[approvals]\nprivileged_accounts = [\"admin\"]\nrequired = 1\n"),
+        "the agent configuration names the privileged accounts"
+    );
     let installed = fs::read(libexec.join("bin/signoff-sshd"))?;
     assert!(
         installed == fs::read(sshd_commands_binary()?)?,

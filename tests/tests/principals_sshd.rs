@@ -131,6 +131,7 @@ fn alice_view(revocations: Option<v1::RevocationSet>) -> v1::HostView {
             principals: vec!["alice".into()],
             authorized_keys: vec![],
             not_after: 0,
+            approvals: vec![],
         }],
         revocations,
         disabled_users: vec![],

@@ -38,6 +38,7 @@ fn view(alice_key: String) -> v1::HostView {
                 principals: vec!["alice".into()],
                 authorized_keys: vec![alice_key],
                 not_after: 0,
+                approvals: vec![],
             },
             v1::PrincipalsEntry {
                 account: "root".into(),
@@ -46,6 +47,7 @@ fn view(alice_key: String) -> v1::HostView {
                 principals: vec!["mallory".into()],
                 authorized_keys: vec![],
                 not_after: 0,
+                approvals: vec![],
             },
         ],
         revocations: Some(v1::RevocationSet {

@@ -520,6 +520,10 @@ impl<'a> Fields<'a> {
         (0..n).map(|_| self.str().map(str::to_owned)).collect()
     }
 
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.body.len()
+    }
+
     pub(crate) fn end(&self) -> Result<(), FormatError> {
         if self.pos != self.body.len() {
             return Err(self.bad("trailing bytes in record"));
@@ -539,19 +543,54 @@ pub(crate) struct EntryRecord<'a> {
     pub(crate) flags: u8,
     pub(crate) account: &'a str,
     pub(crate) user: &'a str,
+    pub(crate) approvals: Vec<ApprovedGrantRecord<'a>>,
 }
 
 pub(crate) fn parse_entry(body: &[u8], offset: u64) -> Result<EntryRecord<'_>, FormatError> {
     let mut f = Fields::new(body, SectionId::Entries, offset);
-    let rec = EntryRecord {
+    let mut rec = EntryRecord {
         not_after: f.u64()?,
         payload: f.u64()?,
         flags: f.u8()?,
         account: f.str()?,
         user: f.str()?,
+        approvals: Vec::new(),
     };
+    // Approvals follow only when there are some, so a view without any is byte for byte
+    // what this format was before approvals existed.
+    if !f.at_end() {
+        let n = f.count()?;
+        if n == 0 {
+            return Err(f.bad("empty approvals list"));
+        }
+        for _ in 0..n {
+            rec.approvals.push(ApprovedGrantRecord {
+                grant_id: f.u64()?,
+                host_group: f.str()?,
+                not_after: f.u64()?,
+                signatures: {
+                    let n = f.count()?;
+                    (0..n).map(|_| f.str()).collect::<Result<_, _>>()?
+                },
+            });
+        }
+    }
     f.end()?;
     Ok(rec)
+}
+
+/// One approved grant of an entry record, as read by a lookup (see
+/// [`super::ApprovedGrant`]).
+#[derive(Debug)]
+pub struct ApprovedGrantRecord<'a> {
+    /// The grant id.
+    pub grant_id: u64,
+    /// Its host group.
+    pub host_group: &'a str,
+    /// Unix seconds; 0 for never.
+    pub not_after: u64,
+    /// Armored SSHSIGs.
+    pub signatures: Vec<&'a str>,
 }
 
 // --- hashing -------------------------------------------------------------------------
@@ -808,6 +847,22 @@ pub fn encode(state: &State, written_at: u64) -> Result<Vec<u8>, EncodeError> {
         body.push(if disabled { ENTRY_USER_DISABLED } else { 0 });
         put_bytes(&mut body, e.account.as_bytes());
         put_bytes(&mut body, e.user.as_bytes());
+        if !e.approvals.is_empty() {
+            body.extend_from_slice(&(e.approvals.len() as u32).to_le_bytes());
+            for g in &e.approvals {
+                put_u64(&mut body, g.grant_id);
+                put_bytes(&mut body, g.host_group.as_bytes());
+                put_u64(&mut body, g.not_after);
+                put_strings(&mut body, &g.signatures);
+            }
+        }
+        if body.len() > MAX_RECORD_LEN {
+            return Err(EncodeError::EntryTooLarge {
+                account: e.account.clone(),
+                user: e.user.clone(),
+                len: body.len(),
+            });
+        }
         let offset = entries.push(&body);
         if !disabled {
             account_rows.push(index_row(account_index_hash(&e.account), offset));
@@ -924,6 +979,16 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, FormatError> {
             principals: f.strings()?,
             authorized_keys: f.strings()?,
             not_after: rec.not_after,
+            approvals: rec
+                .approvals
+                .iter()
+                .map(|g| super::ApprovedGrant {
+                    grant_id: g.grant_id,
+                    host_group: g.host_group.to_owned(),
+                    not_after: g.not_after,
+                    signatures: g.signatures.iter().map(|s| (*s).to_owned()).collect(),
+                })
+                .collect(),
         };
         f.end()?;
         state.insert_entry(entry);

@@ -62,7 +62,13 @@ pub struct Matches {
     pub live: usize,
     /// Grants that matched but have expired.
     pub expired: usize,
+    /// Grants that matched but were refused by the approval check (privileged accounts).
+    pub unapproved: usize,
 }
+
+/// Decides whether an entry of a privileged account is admitted (see
+/// [`crate::approvals`]).
+pub type ApprovalGate<'a> = &'a crate::approvals::ApprovalCheck<'a>;
 
 /// An open host view file, its header checked.
 #[derive(Debug)]
@@ -150,6 +156,19 @@ impl<R: ReadAt> StateFile<R> {
         now: u64,
         out: &mut Vec<String>,
     ) -> Result<Matches, FormatError> {
+        self.principals_gated(account, key_id, now, None, out)
+    }
+
+    /// [`StateFile::principals`], where an entry counts only if `gate` (when given)
+    /// admits it; refused entries are counted in [`Matches::unapproved`].
+    pub fn principals_gated(
+        &self,
+        account: &str,
+        key_id: &str,
+        now: u64,
+        gate: Option<ApprovalGate<'_>>,
+        out: &mut Vec<String>,
+    ) -> Result<Matches, FormatError> {
         let mut matches = Matches::default();
         let prefix = key_id_index_hash(account, key_id);
         self.table(SectionId::KeyIdIndex)
@@ -158,6 +177,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
+                    gate,
                     &mut matches,
                     |f, live| {
                         let mut has_key_id = false;
@@ -181,6 +201,18 @@ impl<R: ReadAt> StateFile<R> {
         &self,
         account: &str,
         now: u64,
+        each: impl FnMut(&str),
+    ) -> Result<Matches, FormatError> {
+        self.authorized_keys_gated(account, now, None, each)
+    }
+
+    /// [`StateFile::authorized_keys`], where an entry counts only if `gate` (when given)
+    /// admits it.
+    pub fn authorized_keys_gated(
+        &self,
+        account: &str,
+        now: u64,
+        gate: Option<ApprovalGate<'_>>,
         mut each: impl FnMut(&str),
     ) -> Result<Matches, FormatError> {
         let mut matches = Matches::default();
@@ -191,6 +223,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
+                    gate,
                     &mut matches,
                     |f, live| {
                         for _ in 0..2 {
@@ -218,6 +251,7 @@ impl<R: ReadAt> StateFile<R> {
         offset: u64,
         account: &str,
         now: u64,
+        gate: Option<ApprovalGate<'_>>,
         matches: &mut Matches,
         payload: impl FnOnce(&mut Fields<'_>, bool) -> Result<bool, FormatError>,
     ) -> Result<(), FormatError> {
@@ -228,13 +262,19 @@ impl<R: ReadAt> StateFile<R> {
         if entry.account != account || entry.flags & ENTRY_USER_DISABLED != 0 {
             return Ok(());
         }
-        let live = entry.not_after == 0 || entry.not_after > now;
+        let unexpired = entry.not_after == 0 || entry.not_after > now;
+        // Only an unexpired entry is put to the approval check (an expired one is refused
+        // anyway, and says so).
+        let approved = !unexpired || gate.is_none_or(|g| g.admits(entry.user, &entry.approvals));
+        let live = unexpired && approved;
         let payloads = self.header.section(SectionId::Payloads);
         let body = read_record(&self.src, SectionId::Payloads, payloads, entry.payload)?;
         let mut fields = Fields::new(&body, SectionId::Payloads, entry.payload);
         if payload(&mut fields, live)? {
             if live {
                 matches.live += 1;
+            } else if !approved {
+                matches.unapproved += 1;
             } else {
                 matches.expired += 1;
             }

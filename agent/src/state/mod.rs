@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use signoff_proto::v1;
 
-pub use format::{FormatError, decode, encode};
-pub use lookup::{CertificateQuery, Matches, Revoked, StateFile};
+pub use format::{ApprovedGrantRecord, FormatError, decode, encode};
+pub use lookup::{ApprovalGate, CertificateQuery, Matches, Revoked, StateFile};
 pub use writer::{
     CONTACT_FILE, ContactError, PersistError, STATE_FILE, load, read_contact, record_contact,
 };
@@ -41,6 +41,46 @@ pub struct Entry {
     pub authorized_keys: Vec<String>,
     /// Unix seconds after which the grant no longer applies; 0 for never.
     pub not_after: u64,
+    /// Approvals of the grants behind the entry (see [`ApprovedGrant`]); what admits it to
+    /// a privileged account.
+    pub approvals: Vec<ApprovedGrant>,
+}
+
+/// One grant behind an entry, with the approvals collected for it. With the entry's user
+/// and account these are the fields approvers signed
+/// ([`signoff_proto::approvals::GrantApproval`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovedGrant {
+    /// The control plane's grant id.
+    pub grant_id: u64,
+    /// The host group of the grant.
+    pub host_group: String,
+    /// Unix seconds after which the grant lets nobody in; 0 for never.
+    pub not_after: u64,
+    /// Armored SSHSIGs, namespace `signoff-approval`.
+    pub signatures: Vec<String>,
+}
+
+impl From<v1::ApprovedGrant> for ApprovedGrant {
+    fn from(g: v1::ApprovedGrant) -> Self {
+        ApprovedGrant {
+            grant_id: g.grant_id,
+            host_group: g.host_group,
+            not_after: g.not_after,
+            signatures: g.signatures,
+        }
+    }
+}
+
+impl From<&ApprovedGrant> for v1::ApprovedGrant {
+    fn from(g: &ApprovedGrant) -> Self {
+        v1::ApprovedGrant {
+            grant_id: g.grant_id,
+            host_group: g.host_group.clone(),
+            not_after: g.not_after,
+            signatures: g.signatures.clone(),
+        }
+    }
 }
 
 impl From<v1::PrincipalsEntry> for Entry {
@@ -52,6 +92,7 @@ impl From<v1::PrincipalsEntry> for Entry {
             principals: e.principals,
             authorized_keys: e.authorized_keys,
             not_after: e.not_after,
+            approvals: e.approvals.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -65,6 +106,7 @@ impl From<&Entry> for v1::PrincipalsEntry {
             principals: e.principals.clone(),
             authorized_keys: e.authorized_keys.clone(),
             not_after: e.not_after,
+            approvals: e.approvals.iter().map(Into::into).collect(),
         }
     }
 }
@@ -211,8 +253,13 @@ fn check_entry(e: &v1::PrincipalsEntry) -> Result<(), ApplyError> {
     }
     let list_len = |l: &[String]| l.iter().map(|s| 4 + s.len()).sum::<usize>() + 4;
     let payload = list_len(&e.key_ids) + list_len(&e.principals) + list_len(&e.authorized_keys);
+    let approvals: usize = e
+        .approvals
+        .iter()
+        .map(|g| 24 + g.host_group.len() + list_len(&g.signatures))
+        .sum();
     if payload > format::MAX_RECORD_LEN
-        || e.account.len() + e.user.len() + 25 > format::MAX_RECORD_LEN
+        || e.account.len() + e.user.len() + 25 + approvals > format::MAX_RECORD_LEN
     {
         return Err(ApplyError::EntryTooLarge {
             account: e.account.clone(),

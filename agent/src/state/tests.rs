@@ -28,6 +28,7 @@ pub(crate) fn entry(
         principals: principals.iter().map(|s| (*s).into()).collect(),
         authorized_keys: Vec::new(),
         not_after: 0,
+        approvals: Vec::new(),
     }
 }
 
@@ -244,6 +245,31 @@ fn file_round_trip() {
     assert_eq!(f.written_at(), NOW);
 }
 
+/// Approvals ride in the entry record; a view without any is the same bytes as a view
+/// written before approvals existed (no tail), and one with them round-trips.
+#[test]
+fn approvals_round_trip_and_are_absent_without_any() {
+    let plain = encode(&State::from_snapshot(sample_view()).unwrap(), NOW).unwrap();
+    let mut view = sample_view();
+    view.principals[0].approvals = vec![v1::ApprovedGrant {
+        grant_id: 7,
+        host_group: "web".into(),
+        not_after: NOW + 60,
+        signatures: vec!["sig-a".into(), "sig-b".into()],
+    }];
+    let state = State::from_snapshot(view.clone()).unwrap();
+    let bytes = encode(&state, NOW).unwrap();
+    assert!(bytes.len() > plain.len());
+    let decoded = decode(&bytes).unwrap();
+    assert_eq!(decoded.state, state);
+    assert_eq!(State::from_snapshot(state.to_host_view()).unwrap(), state);
+    view.principals[0].approvals.clear();
+    assert_eq!(
+        encode(&State::from_snapshot(view).unwrap(), NOW).unwrap(),
+        plain
+    );
+}
+
 #[test]
 fn empty_state_round_trips_and_answers_nothing() {
     let bytes = encode(&State::new(), NOW).unwrap();
@@ -313,7 +339,8 @@ fn lookup_hit() {
         m,
         Matches {
             live: 1,
-            expired: 0
+            expired: 0,
+            unapproved: 0,
         }
     );
     // Any of the user's key IDs.
@@ -363,7 +390,8 @@ fn lookup_expired_grant() {
             vec![],
             Matches {
                 live: 0,
-                expired: 1
+                expired: 1,
+                unapproved: 0,
             }
         )
     );
@@ -500,7 +528,8 @@ fn authorized_keys_lookup() {
         m,
         Matches {
             live: 4,
-            expired: 1
+            expired: 1,
+            unapproved: 0,
         }
     );
 }

@@ -515,6 +515,16 @@ fn to_proto_entry((account, user): &EntryKey, e: &Entry) -> v1::PrincipalsEntry 
         principals: e.principals.iter().cloned().collect(),
         authorized_keys: e.authorized_keys.iter().cloned().collect(),
         not_after: e.not_after.map_or(0, u),
+        approvals: e
+            .approvals
+            .iter()
+            .map(|(id, a)| v1::ApprovedGrant {
+                grant_id: u(*id),
+                host_group: a.host_group.clone(),
+                not_after: a.not_after.map_or(0, u),
+                signatures: a.signatures.iter().cloned().collect(),
+            })
+            .collect(),
     }
 }
 

@@ -53,6 +53,7 @@ async fn start() -> Plane {
         account: "deploy".into(),
         group: "web".into(),
         not_after: None,
+        approval_requested: false,
     };
     svc.create_grant(&a, grant, "").await.unwrap();
     let now = svc.now();

@@ -729,6 +729,9 @@ pub(crate) struct CreateGrant {
     /// Unix seconds after which it lets no one in; null or absent: never.
     #[serde(default)]
     not_after: Option<i64>,
+    /// Propose it for approval: it is listed under `GET /api/v1/approvals` until it ends.
+    #[serde(default)]
+    approval_requested: bool,
     #[serde(default)]
     #[schema(schema_with = super::openapi::reason_schema)]
     reason: String,
@@ -784,6 +787,7 @@ pub(crate) async fn create_grant_handler(
         account: req.account,
         group: req.group,
         not_after: req.not_after,
+        approval_requested: req.approval_requested,
     };
     let grant = s.service.create_grant(&actor, new, &req.reason).await?;
     Ok((StatusCode::CREATED, Json(grant)))

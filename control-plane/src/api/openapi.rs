@@ -23,7 +23,7 @@ use utoipa::openapi::{
 
 use super::handlers::Json;
 use super::routes::{Access, HttpOptions, routes};
-use super::{certificates, error, handlers, session_events, signoffs};
+use super::{approvals, certificates, error, handlers, session_events, signoffs};
 use crate::model::{self, IdentRule};
 use crate::service::Scope;
 
@@ -68,6 +68,9 @@ declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 41
         handlers::list_grants_handler,
         handlers::create_grant_handler,
         handlers::delete_grant_handler,
+        approvals::get_grant_approvals_handler,
+        approvals::add_grant_approval_handler,
+        approvals::list_approvals_handler,
         handlers::list_cas_handler,
         handlers::add_ca_handler,
         handlers::remove_ca_handler,

@@ -6,7 +6,9 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::{AppState, certificates, handlers, metrics, openapi, session_events, signoffs};
+use super::{
+    AppState, approvals, certificates, handlers, metrics, openapi, session_events, signoffs,
+};
 use crate::service::Scope;
 
 /// Who may call a route.
@@ -109,6 +111,9 @@ pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
         op(M::GET, "/api/v1/grants", S(Read), handlers::list_grants_handler),
         op(M::POST, "/api/v1/grants", S(Write), handlers::create_grant_handler),
         op(M::DELETE, "/api/v1/grants/{id}", S(Write), handlers::delete_grant_handler),
+        op(M::GET, "/api/v1/grants/{id}/approvals", S(Read), approvals::get_grant_approvals_handler),
+        op(M::POST, "/api/v1/grants/{id}/approvals", S(Write), approvals::add_grant_approval_handler),
+        op(M::GET, "/api/v1/approvals", S(Read), approvals::list_approvals_handler),
         op(M::GET, "/api/v1/cas", S(Read), handlers::list_cas_handler),
         op(M::POST, "/api/v1/cas", S(Write), handlers::add_ca_handler),
         op(M::DELETE, "/api/v1/cas/{name}", S(Write), handlers::remove_ca_handler),

@@ -154,6 +154,19 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
             ),
         ),
         ("GET", "/api/v1/grants", "/grants?user=alice", None),
+        (
+            "GET",
+            "/api/v1/grants/{id}/approvals",
+            "/grants/1/approvals",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/grants/{id}/approvals",
+            "/grants/1/approvals",
+            Some(json!({"signature": approval_of_grant_1()})),
+        ),
+        ("GET", "/api/v1/approvals", "/approvals", None),
         ("GET", "/api/v1/hosts/{id}/view", "/hosts/web1/view", None),
         (
             "GET",
@@ -265,6 +278,27 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
         ("GET", "/api/v1/audit/verify", "/audit/verify", None),
         ("GET", "/api/v1/openapi.json", "/openapi.json", None),
     ]
+}
+
+/// An approver's signature of the example grant (1: alice as deploy on web, no expiry).
+fn approval_of_grant_1() -> String {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
+    let bytes = crate::service::grant_bytes(&crate::model::Grant {
+        id: 1,
+        user: "alice".into(),
+        account: "deploy".into(),
+        group: "web".into(),
+        not_after: None,
+    })
+    .unwrap();
+    key.sign(
+        signoff_proto::approvals::NAMESPACE,
+        ssh_key::HashAlg::Sha512,
+        &bytes,
+    )
+    .unwrap()
+    .to_pem(ssh_key::LineEnding::LF)
+    .unwrap()
 }
 
 /// Sends an example request for every operation of the OpenAPI document: the server

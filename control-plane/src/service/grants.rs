@@ -21,6 +21,10 @@ pub struct NewGrant {
     /// Unix seconds after which the grant stops letting anyone in.
     #[serde(default)]
     pub not_after: Option<i64>,
+    /// Propose it for approval: listed as pending until it ends (hosts whose account is
+    /// privileged admit it only with their approvers' signatures, proposed or not).
+    #[serde(default)]
+    pub approval_requested: bool,
 }
 
 const SELECT: &str = "SELECT g.id, u.name, g.account, hg.name, g.not_after FROM grants g
@@ -51,11 +55,12 @@ impl Service {
         let rev = w.rev();
         let uid = user_id(&mut w.tx, &new.user).await?;
         let gid = group_ids(&mut w.tx, std::slice::from_ref(&new.group)).await?[0];
-        let id = sqlx::query("INSERT INTO grants (user_id, account, group_id, not_after, since_rev) VALUES (?, ?, ?, ?, ?)")
+        let id = sqlx::query("INSERT INTO grants (user_id, account, group_id, not_after, approval_requested, since_rev) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(uid)
             .bind(&new.account)
             .bind(gid)
             .bind(new.not_after)
+            .bind(new.approval_requested)
             .bind(rev)
             .execute(&mut *w.tx)
             .await
@@ -72,11 +77,17 @@ impl Service {
             group: new.group.clone(),
             not_after: new.not_after,
         };
+        let mut details = serde_json::to_value(&g).unwrap_or_default();
+        if new.approval_requested
+            && let Some(d) = details.as_object_mut()
+        {
+            d.insert("approval_requested".into(), true.into());
+        }
         w.commit(
             "grant.create",
             &format!("user:{}", new.user),
             reason,
-            serde_json::to_value(&g).unwrap_or_default(),
+            details,
         )
         .await?;
         Ok(g)
@@ -148,6 +159,7 @@ mod tests {
             account: "deploy".into(),
             group: group.into(),
             not_after: None,
+            approval_requested: false,
         }
     }
 

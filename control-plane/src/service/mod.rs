@@ -7,6 +7,7 @@
 //! What agents report (connections, sessions) is telemetry, not a change of the model: it
 //! is group-committed (`reports.rs`), still durable before each call returns.
 
+mod approvals;
 mod certificates;
 mod enroll;
 mod grants;
@@ -32,6 +33,7 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::audit;
 use crate::model::Invalid;
 
+pub use approvals::{ApprovalRecord, GrantApprovals, grant_bytes, sign_command};
 pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,

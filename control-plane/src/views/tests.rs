@@ -83,6 +83,7 @@ async fn run(svc: &Service, op: &Op) {
                 account: ACCOUNTS[*acc].into(),
                 group: GROUPS[*g].into(),
                 not_after: None,
+                approval_requested: false,
             };
             svc.create_grant(&a, new, "").await.map(drop)
         }
@@ -186,6 +187,7 @@ async fn grant_disable_and_revoke_show_in_the_view() {
         account: "deploy".into(),
         group: "g0".into(),
         not_after: None,
+        approval_requested: false,
     };
     svc.create_grant(&a, new, "").await.unwrap();
     let granted = svc.revision();

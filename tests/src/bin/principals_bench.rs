@@ -133,6 +133,7 @@ fn view(o: &Options) -> v1::HostView {
                 } else {
                     0
                 },
+                approvals: vec![],
             });
         }
     }
