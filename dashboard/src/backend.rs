@@ -6,11 +6,12 @@
 use std::fmt;
 use std::future::Future;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// What an operator may do. Ordered: each role may do everything the one before may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+/// What an operator may do. Ordered: each role may do everything the one before may. The
+/// one role type: the control plane's operator accounts and its checks use it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads every page.

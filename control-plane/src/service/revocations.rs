@@ -57,7 +57,7 @@ impl Service {
             "ca.add",
             &format!("ca:{name}"),
             reason,
-            serde_json::to_value(&ca).unwrap_or_default(),
+            super::audit_details(&ca)?,
         )
         .await?;
         Ok(ca)
@@ -171,7 +171,7 @@ impl Service {
             "revocation.add",
             &format!("revocation:{id}"),
             reason,
-            serde_json::to_value(&record).unwrap_or_default(),
+            super::audit_details(&record)?,
         )
         .await?;
         Ok(record)

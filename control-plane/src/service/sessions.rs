@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc};
 
 use super::reports::{Effects, Report};
-use super::{Actor, Result, Service, ServiceError};
+use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, validate_text};
 
 /// How long a kill order is valid after it is signed.
@@ -152,25 +152,26 @@ pub struct Connection {
     pub orders: mpsc::UnboundedReceiver<v1::SignedOrder>,
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> SessionRecord {
-    SessionRecord {
+fn record(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
         host_id: r.get("host_id"),
         id: r.get("id"),
         account: r.get("account"),
         user: r.get("user"),
         key_id: r.get("key_id"),
-        serial: u64::try_from(r.get::<i64, _>("serial")).unwrap_or(0),
+        serial: unsigned("sessions.serial", r.get("serial"))?,
         ca_fingerprint: r.get("ca_fingerprint"),
         key_fingerprint: r.get("key_fingerprint"),
         source_address: r.get("source_address"),
-        source_port: u32::try_from(r.get::<i64, _>("source_port")).unwrap_or(0),
+        source_port: u32::try_from(r.get::<i64, _>("source_port"))
+            .map_err(|e| ServiceError::corrupt("sessions.source_port", e))?,
         started_at: r.get("started_at"),
         tty: r.get("tty"),
-        pids: serde_json::from_str(&r.get::<String, _>("pids")).unwrap_or_default(),
+        pids: stored_json("sessions.pids", &r.get::<String, _>("pids"))?,
         state: r.get("state"),
-        lingering: serde_json::from_str(&r.get::<String, _>("lingering")).unwrap_or_default(),
+        lingering: stored_json("sessions.lingering", &r.get::<String, _>("lingering"))?,
         ended_at: r.get("ended_at"),
-    }
+    })
 }
 
 /// Sessions with the person they belong to: a certificate login by its key ID; a plain-key
@@ -277,7 +278,7 @@ impl Service {
         .bind(&filter.state)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(record).collect())
+        rows.iter().map(record).collect()
     }
 
     /// One session.
@@ -288,7 +289,7 @@ impl Service {
             .fetch_optional(self.pool())
             .await?
             .map(|r| record(&r))
-            .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))
+            .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))?
     }
 
     /// Signs a kill order for a live session and sends it on the host's stream. Audited
@@ -367,11 +368,13 @@ impl Service {
                 session_id: session.id.clone(),
                 reason: reason.to_owned(),
                 operator: actor.0.clone(),
-                not_before: u64::try_from(now).unwrap_or(0),
-                not_after: u64::try_from(now + KILL_ORDER_TTL_SECS).unwrap_or(0),
+                not_before: unsigned("clock", now)?,
+                not_after: unsigned("clock", now + KILL_ORDER_TTL_SECS)?,
                 nonce,
             };
-            let bytes = order.encode();
+            let bytes = order
+                .encode()
+                .map_err(|e| Invalid::new("order", e.to_string()))?;
             let signature =
                 orders::sign(&signer, &bytes).map_err(|e| Invalid::new("order", e.to_string()))?;
             let delivered = self.inner.outboxes.send(
@@ -551,7 +554,9 @@ pub(super) async fn upsert(
     s: &v1::Session,
     fx: &mut Effects,
 ) -> Result<()> {
-    let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
+    let started_at = i64::try_from(s.started_at)
+        .map_err(|_| Invalid::new("started_at", "is past the range of Unix times"))?;
+    let pids = serde_json::to_string(&s.pids).map_err(|e| ServiceError::corrupt("pids", e))?;
     let state = if s.lingering { "lingering" } else { "live" };
     let lingering: Vec<LingeringProcess> = s
         .lingering_processes
@@ -563,7 +568,8 @@ pub(super) async fn upsert(
             command: p.command.clone(),
         })
         .collect();
-    let lingering = serde_json::to_string(&lingering).unwrap_or_else(|_| "[]".into());
+    let lingering =
+        serde_json::to_string(&lingering).map_err(|e| ServiceError::corrupt("lingering", e))?;
     // The attribution may change after a session is first reported: a late `Accepted`
     // line completes it, a second, different one withdraws it (the agent then reports
     // empty key fields).
@@ -615,7 +621,7 @@ pub(super) async fn upsert(
     .bind(&s.key_fingerprint)
     .bind(&s.source_address)
     .bind(i64::from(s.source_port))
-    .bind(i64::try_from(s.started_at).unwrap_or(0))
+    .bind(started_at)
     .bind(&s.tty)
     .bind(&pids)
     .bind(state)
@@ -628,7 +634,7 @@ pub(super) async fn upsert(
         .fetch_optional(&mut *conn)
         .await?
     {
-        fx.events.push(event(Box::new(record(&r))));
+        fx.events.push(event(Box::new(record(&r)?)));
     }
     Ok(())
 }
@@ -869,5 +875,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state_of(&svc, &order.nonce).await, "expired");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_stored_session_is_an_error_and_an_impossible_start_is_refused() {
+        let (svc, _) = service().await;
+        svc.session_started("web1", &plain("1:1", ""))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE sessions SET pids = '[1,'")
+            .execute(svc.pool())
+            .await
+            .unwrap();
+        let err = svc.get_session("web1", "1:1").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServiceError::Corrupt {
+                    what: "sessions.pids",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = svc
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::Corrupt { .. }), "{err}");
+
+        let mut late = plain("2:2", "");
+        late.started_at = u64::MAX;
+        let err = svc.session_started("web1", &late).await.unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Invalid(i) if i.field == "started_at"),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use signoff_proto::v1;
 use sqlx::{Row, SqliteConnection};
 
 use super::users::user_id;
-use super::{Actor, Result, Service, ServiceError};
+use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, User, UserStatus, validate_text};
 
 /// Where one host stands on one sign-off.
@@ -149,15 +149,17 @@ impl Service {
             .get(0);
 
         let statement = SignoffStatement {
-            signoff_id: u64::try_from(id).unwrap_or(0),
+            signoff_id: unsigned("signoff id", id)?,
             user: user.to_owned(),
             reason: reason.to_owned(),
             operator: actor.0.clone(),
-            issued_at: u64::try_from(now).unwrap_or(0),
+            issued_at: unsigned("clock", now)?,
             key_ids: key_ids.iter().cloned().collect(),
             key_fingerprints: keys.iter().map(|(fp, _)| fp.clone()).collect(),
         };
-        let bytes = statement.encode();
+        let bytes = statement
+            .encode()
+            .map_err(|e| Invalid::new("sign-off", e.to_string()))?;
         let signature = orders::sign(&signer, &bytes)
             .map_err(|e| ServiceError::Conflict(format!("cannot sign the statement: {e}")))?;
         sqlx::query(
@@ -280,20 +282,11 @@ impl Service {
         }
     }
 
-    /// Every sign-off, newest first (at most `limit`).
+    /// The newest 500 sign-offs, newest first, in two queries whatever their number (the
+    /// dashboard reads this on every live refresh).
     pub async fn list_signoffs(&self) -> Result<Vec<SignoffRecord>> {
         let mut conn = self.pool().acquire().await?;
-        let ids: Vec<i64> = sqlx::query("SELECT id FROM signoffs ORDER BY id DESC LIMIT 500")
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(load(&mut conn, id).await?);
-        }
-        Ok(out)
+        load_many(&mut conn, None, LIST_SIGNOFFS_LIMIT).await
     }
 
     /// A receiver whose value changes whenever any sign-off's progress does.
@@ -391,7 +384,7 @@ impl Service {
         let Some(row) = row else { return Ok(()) };
         let confirmed_at: Option<i64> = row.get(0);
         let mut ended: BTreeSet<String> =
-            serde_json::from_str(&row.get::<String, _>(1)).unwrap_or_default();
+            stored_json("signoff_hosts.ended_sessions", &row.get::<String, _>(1))?;
         let new_kills: Vec<&String> = r
             .ended_sessions
             .iter()
@@ -542,67 +535,93 @@ async fn set_status(
     Ok(())
 }
 
+/// How many sign-offs a list shows: the newest.
+const LIST_SIGNOFFS_LIMIT: i64 = 500;
+
 async fn load(conn: &mut SqliteConnection, id: i64) -> Result<SignoffRecord> {
-    let r = sqlx::query(
+    load_many(conn, Some(id), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| ServiceError::not_found("sign-off", id.to_string()))
+}
+
+/// The sign-off `only` (or, with `None`, the newest `limit`), newest first, in two queries
+/// whatever their number: the sign-offs, then the hosts of all of them.
+async fn load_many(
+    conn: &mut SqliteConnection,
+    only: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SignoffRecord>> {
+    let rows = sqlx::query(
         "SELECT s.id, u.name, s.reason, s.actor, s.created_at, s.completed_at, s.since_rev,
                 s.until_rev IS NULL, s.statement
-         FROM signoffs s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+         FROM signoffs s JOIN users u ON u.id = s.user_id
+         WHERE ?1 IS NULL OR s.id = ?1 ORDER BY s.id DESC LIMIT ?2",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| ServiceError::not_found("sign-off", id.to_string()))?;
-    let statement = SignoffStatement::decode(&r.get::<Vec<u8>, _>(8)).ok();
-    let hosts = sqlx::query(
-        "SELECT sh.host_id, sh.confirmed_at, sh.ended_sessions, sh.last_error, h.online
-         FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
-         WHERE sh.signoff_id = ? AND h.removed_rev IS NULL ORDER BY sh.host_id",
-    )
-    .bind(id)
+    .bind(only)
+    .bind(limit)
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|h| {
-        let confirmed_at: Option<i64> = h.get(1);
-        let online: bool = h.get(4);
-        SignoffHost {
-            host: h.get(0),
+    .await?;
+    let host_rows = sqlx::query(
+        "SELECT sh.signoff_id, sh.host_id, sh.confirmed_at, sh.ended_sessions, sh.last_error,
+                h.online
+         FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
+         WHERE sh.signoff_id IN
+               (SELECT id FROM signoffs WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC LIMIT ?2)
+           AND h.removed_rev IS NULL
+         ORDER BY sh.signoff_id, sh.host_id",
+    )
+    .bind(only)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut hosts: std::collections::HashMap<i64, Vec<SignoffHost>> =
+        std::collections::HashMap::new();
+    for h in &host_rows {
+        let confirmed_at: Option<i64> = h.get(2);
+        let online: bool = h.get(5);
+        hosts.entry(h.get(0)).or_default().push(SignoffHost {
+            host: h.get(1),
             state: match (confirmed_at, online) {
                 (Some(_), _) => SignoffHostState::Confirmed,
                 (None, true) => SignoffHostState::Pending,
                 (None, false) => SignoffHostState::Offline,
             },
             confirmed_at,
-            killed_sessions: serde_json::from_str(&h.get::<String, _>(2)).unwrap_or_default(),
-            last_error: h.get(3),
-        }
-    })
-    .collect::<Vec<_>>();
-    let mut completed_at: Option<i64> = r.get(5);
-    if completed_at.is_none() && hosts.iter().all(|h| h.confirmed_at.is_some()) {
-        // Every host still enrolled has confirmed (the others were removed since).
-        completed_at = hosts
-            .iter()
-            .filter_map(|h| h.confirmed_at)
-            .max()
-            .or(Some(r.get(4)));
+            killed_sessions: stored_json("signoff_hosts.ended_sessions", &h.get::<String, _>(3))?,
+            last_error: h.get(4),
+        });
     }
-    Ok(SignoffRecord {
-        id: r.get(0),
-        user: r.get(1),
-        reason: r.get(2),
-        actor: r.get(3),
-        created_at: r.get(4),
-        completed_at,
-        revision: r.get(6),
-        in_force: r.get(7),
-        key_ids: statement
-            .as_ref()
-            .map(|s| s.key_ids.clone())
-            .unwrap_or_default(),
-        key_fingerprints: statement.map(|s| s.key_fingerprints).unwrap_or_default(),
-        hosts,
-    })
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let statement = SignoffStatement::decode(&r.get::<Vec<u8>, _>(8))
+                .map_err(|e| ServiceError::corrupt("signoffs.statement", e))?;
+            let hosts = hosts.remove(&id).unwrap_or_default();
+            let mut completed_at: Option<i64> = r.get(5);
+            if completed_at.is_none() && hosts.iter().all(|h| h.confirmed_at.is_some()) {
+                // Every host still enrolled has confirmed (the others were removed since).
+                completed_at = hosts
+                    .iter()
+                    .filter_map(|h| h.confirmed_at)
+                    .max()
+                    .or(Some(r.get(4)));
+            }
+            Ok(SignoffRecord {
+                id,
+                user: r.get(1),
+                reason: r.get(2),
+                actor: r.get(3),
+                created_at: r.get(4),
+                completed_at,
+                revision: r.get(6),
+                in_force: r.get(7),
+                key_ids: statement.key_ids,
+                key_fingerprints: statement.key_fingerprints,
+                hosts,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -229,7 +229,7 @@ impl Service {
             "token.create",
             &format!("token:{name}"),
             reason,
-            serde_json::to_value(&info).unwrap_or_default(),
+            super::audit_details(&info)?,
         )
         .await?;
         Ok(Token { info, secret })

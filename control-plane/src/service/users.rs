@@ -103,7 +103,7 @@ impl Service {
             "user.create",
             &format!("user:{}", new.name),
             reason,
-            serde_json::to_value(&user).unwrap_or_default(),
+            super::audit_details(&user)?,
         )
         .await?;
         Ok(user)
@@ -235,7 +235,7 @@ impl Service {
             "user.update",
             &format!("user:{name}"),
             reason,
-            serde_json::to_value(&user).unwrap_or_default(),
+            super::audit_details(&user)?,
         )
         .await?;
         Ok(user)
