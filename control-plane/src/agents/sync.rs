@@ -1,11 +1,13 @@
 //! The gRPC services agents call: `Enrollment` (no client certificate) and `AgentSync`
 //! (mTLS): one long-lived stream per agent that carries its view, revision by revision.
 
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 
 use signoff_proto::v1;
 use tokio::sync::{OnceCell, mpsc};
@@ -200,9 +202,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
         tokio::spawn(async move {
-            this.metrics
-                .connected_agents
-                .fetch_add(1, Ordering::Relaxed);
+            let _connected = this.metrics.agent_connected();
             // Registered first, then marked online: a previous stream of this host that
             // ends now can no longer mark it offline.
             let mut connection = this.service.host_connected(&host);
@@ -236,9 +236,6 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
             if let Err(e) = this.service.host_disconnected(connection).await {
                 tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
             }
-            this.metrics
-                .connected_agents
-                .fetch_sub(1, Ordering::Relaxed);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -287,21 +284,23 @@ impl AgentServer {
         let mut revisions = self.service.subscribe();
         let current = *revisions.borrow_and_update();
         let applied = i64::try_from(applied).unwrap_or(i64::MAX);
+        let sent_shared = Arc::new(Sent::default());
         let sent = if applied == 0 || applied > current {
             // New agent, or one that knows a future we never had (a restored backup):
             // start it afresh.
+            sent_shared.record(current);
             self.send(tx, self.snapshot(host, current).await?).await?;
             current
         } else if applied < current {
+            sent_shared.record(current);
             self.send(tx, self.delta(host, applied, current).await?)
                 .await?;
             current
         } else {
+            sent_shared.record_known(current);
             self.send(tx, self.heartbeat(current)).await?;
             current
         };
-        // The latest revision sent, for clamping acks; stored before each send.
-        let sent_shared = Arc::new(AtomicI64::new(sent));
         let mut receiver = {
             let this = self.clone();
             let host = host.to_owned();
@@ -310,8 +309,7 @@ impl AgentServer {
                 loop {
                     match inbound.message().await {
                         Ok(Some(v1::AgentMessage { body: Some(body) })) => {
-                            this.received(&host, sent.load(Ordering::SeqCst), body)
-                                .await?;
+                            this.received(&host, &sent, body).await?;
                         }
                         Ok(Some(v1::AgentMessage { body: None })) => {
                             return Err(Status::invalid_argument("empty message"));
@@ -343,7 +341,7 @@ impl AgentServer {
         host: &str,
         mut sent: i64,
         revisions: &mut tokio::sync::watch::Receiver<i64>,
-        sent_shared: &AtomicI64,
+        sent_shared: &Sent,
         receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
         tx: &Outbound,
         orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
@@ -361,7 +359,7 @@ impl AgentServer {
                     // (The delta refuses a host removed meanwhile.)
                     if new > sent {
                         let delta = self.delta(host, sent, new).await?;
-                        sent_shared.store(new, Ordering::SeqCst);
+                        sent_shared.record(new);
                         self.send(tx, delta).await?;
                         sent = new;
                         heartbeat.reset();
@@ -388,13 +386,19 @@ impl AgentServer {
     async fn received(
         &self,
         host: &str,
-        sent: i64,
+        sent: &Sent,
         body: v1::agent_message::Body,
     ) -> Result<(), Status> {
         use v1::agent_message::Body;
         match body {
             Body::Ack(ack) => {
-                let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
+                // An ack past what was sent (or past i64) acks what was sent.
+                let rev = i64::try_from(ack.revision)
+                    .unwrap_or(i64::MAX)
+                    .min(sent.latest());
+                for took in sent.acked(rev) {
+                    self.metrics.record_ack(took);
+                }
                 self.service.note_ack(host, rev);
                 Ok(())
             }
@@ -625,5 +629,46 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
         remove_signoffs: d.remove_signoffs.iter().map(|id| u(*id)).collect(),
         add_trusted_user_ca_keys: d.add_trusted_cas.iter().cloned().collect(),
         remove_trusted_user_ca_keys: d.remove_trusted_cas.iter().cloned().collect(),
+    }
+}
+/// What one stream has sent: the latest revision (acks are clamped to it), and when each
+/// revision not yet acked went out (the ack histogram).
+#[derive(Debug, Default)]
+struct Sent {
+    latest: AtomicI64,
+    unacked: std::sync::Mutex<VecDeque<(i64, Instant)>>,
+}
+
+impl Sent {
+    /// `rev` is about to be sent: stored before the send, so an ack never outruns it.
+    fn record(&self, rev: i64) {
+        self.latest.store(rev, Ordering::SeqCst);
+        if let Ok(mut q) = self.unacked.lock() {
+            q.push_back((rev, Instant::now()));
+        }
+    }
+
+    /// The agent has `rev` already (it said so in its Hello): nothing to wait for.
+    fn record_known(&self, rev: i64) {
+        self.latest.store(rev, Ordering::SeqCst);
+    }
+
+    fn latest(&self) -> i64 {
+        self.latest.load(Ordering::SeqCst)
+    }
+
+    /// Everything up to `rev` is acked: how long each such revision waited.
+    fn acked(&self, rev: i64) -> Vec<Duration> {
+        let mut out = Vec::new();
+        if let Ok(mut q) = self.unacked.lock() {
+            while let Some((sent, at)) = q.front().copied() {
+                if sent > rev {
+                    break;
+                }
+                out.push(at.elapsed());
+                q.pop_front();
+            }
+        }
+        out
     }
 }

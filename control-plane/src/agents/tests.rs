@@ -182,7 +182,7 @@ async fn an_enrolled_agent_gets_its_view_then_each_change() {
     assert_eq!(view.principals.len(), 1);
     assert_eq!(view.principals[0].account, "deploy");
     assert_eq!(view.principals[0].key_ids, vec!["alice@corp"]);
-    assert_eq!(p.metrics.connected_agents.load(Ordering::Relaxed), 1);
+    assert_eq!(p.metrics.connected_agents(), 1);
 
     p.service
         .revoke(
@@ -215,6 +215,23 @@ async fn an_enrolled_agent_gets_its_view_then_each_change() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while p.service.get_host("web1").await.unwrap().acked_revision != delta.revision as i64 {
         assert!(tokio::time::Instant::now() < deadline, "ack never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One ack covers the snapshot and the delta: two revisions waited for it.
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_agent_ack_duration_seconds_count 2"),
+        "{text}"
+    );
+
+    // The stream ends: the guard takes the agent off the gauge.
+    drop(tx);
+    drop(stream);
+    while p.metrics.connected_agents() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still counted as connected"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -624,6 +624,17 @@ async fn metrics_count_requests_and_the_revision() {
     );
     assert!(text.contains("signoff_agent_reports_total 1"), "{text}");
     assert!(
+        text.contains(
+            "signoff_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/users\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE signoff_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
         text.contains("signoff_agent_report_commits_total 1"),
         "{text}"
     );
