@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use signoff_proto::v1;
 use tokio::sync::{OnceCell, mpsc};
 use tokio_stream::Stream;
@@ -201,42 +203,48 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
             .min(self.service.revision());
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
-        tokio::spawn(async move {
-            let _connected = this.metrics.agent_connected();
-            // Registered first, then marked online: a previous stream of this host that
-            // ends now can no longer mark it offline.
-            let mut connection = this.service.host_connected(&host);
-            if let Err(e) = this
-                .service
-                .agent_connected(&host, applied, &hello.agent_version, not_after)
-                .await
-            {
-                tracing::error!(host, error = ?e, "cannot record the agent's connection");
+        // Every event of this stream (its deltas, acks, reports) is in the span.
+        let span =
+            tracing::info_span!("agent_stream", host = %host, applied = hello.applied_revision);
+        tokio::spawn(
+            async move {
+                let _connected = this.metrics.agent_connected();
+                // Registered first, then marked online: a previous stream of this host that
+                // ends now can no longer mark it offline.
+                let mut connection = this.service.host_connected(&host);
+                if let Err(e) = this
+                    .service
+                    .agent_connected(&host, applied, &hello.agent_version, not_after)
+                    .await
+                {
+                    tracing::error!(host, error = ?e, "cannot record the agent's connection");
+                }
+                let heartbeat = match hello.heartbeat_secs {
+                    0 => this.heartbeat,
+                    asked => Duration::from_secs(u64::from(asked)).clamp(
+                        Duration::from_secs(1),
+                        this.heartbeat.max(Duration::from_secs(1)),
+                    ),
+                };
+                if let Err(status) = this
+                    .drive(
+                        &host,
+                        hello.applied_revision,
+                        inbound,
+                        &tx,
+                        &mut connection.orders,
+                        heartbeat,
+                    )
+                    .await
+                {
+                    let _ = tx.send(Err(status)).await;
+                }
+                if let Err(e) = this.service.host_disconnected(connection).await {
+                    tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
+                }
             }
-            let heartbeat = match hello.heartbeat_secs {
-                0 => this.heartbeat,
-                asked => Duration::from_secs(u64::from(asked)).clamp(
-                    Duration::from_secs(1),
-                    this.heartbeat.max(Duration::from_secs(1)),
-                ),
-            };
-            if let Err(status) = this
-                .drive(
-                    &host,
-                    hello.applied_revision,
-                    inbound,
-                    &tx,
-                    &mut connection.orders,
-                    heartbeat,
-                )
-                .await
-            {
-                let _ = tx.send(Err(status)).await;
-            }
-            if let Err(e) = this.service.host_disconnected(connection).await {
-                tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
-            }
-        });
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -305,19 +313,22 @@ impl AgentServer {
             let this = self.clone();
             let host = host.to_owned();
             let sent = sent_shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    match inbound.message().await {
-                        Ok(Some(v1::AgentMessage { body: Some(body) })) => {
-                            this.received(&host, &sent, body).await?;
+            tokio::spawn(
+                async move {
+                    loop {
+                        match inbound.message().await {
+                            Ok(Some(v1::AgentMessage { body: Some(body) })) => {
+                                this.received(&host, &sent, body).await?;
+                            }
+                            Ok(Some(v1::AgentMessage { body: None })) => {
+                                return Err(Status::invalid_argument("empty message"));
+                            }
+                            Ok(None) | Err(_) => return Ok(()), // the agent went away
                         }
-                        Ok(Some(v1::AgentMessage { body: None })) => {
-                            return Err(Status::invalid_argument("empty message"));
-                        }
-                        Ok(None) | Err(_) => return Ok(()), // the agent went away
                     }
                 }
-            })
+                .in_current_span(),
+            )
         };
         let result = self
             .send_loop(

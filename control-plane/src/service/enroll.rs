@@ -60,6 +60,7 @@ fn hash(secret: &str) -> String {
 
 impl Service {
     /// Makes a single-use join token for hosts that will join `groups`.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0))]
     pub async fn create_join_token(
         &self,
         actor: &Actor,
@@ -108,6 +109,7 @@ impl Service {
 
     /// Spends a join token on a new host. The host exists, in the token's groups, once this
     /// returns; the caller then issues its certificate.
+    #[tracing::instrument(skip_all, fields(host = host_id))]
     pub async fn enroll_host(
         &self,
         secret: &str,

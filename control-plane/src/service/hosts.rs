@@ -69,6 +69,7 @@ pub(super) async fn insert_host(
 
 impl Service {
     /// Creates a host group.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, group = name))]
     pub async fn create_group(&self, actor: &Actor, name: &str, reason: &str) -> Result<HostGroup> {
         validate_group_name("name", name)?;
         let w = self.write(actor, "group.create", false).await?;
@@ -119,6 +120,7 @@ impl Service {
     }
 
     /// Registers a host in the given groups.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = %new.id))]
     pub async fn create_host(&self, actor: &Actor, new: NewHost, reason: &str) -> Result<Host> {
         validate_host_id("id", &new.id)?;
         let mut w = self.write(actor, "host.create", true).await?;
@@ -136,6 +138,7 @@ impl Service {
     }
 
     /// Replaces a host's groups.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = id))]
     pub async fn set_host_groups(
         &self,
         actor: &Actor,
@@ -177,6 +180,7 @@ impl Service {
     }
 
     /// Removes a host: it leaves its groups and its agent is refused from now on.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = id))]
     pub async fn remove_host(&self, actor: &Actor, id: &str, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "host.remove", true).await?;
         let rev = w.rev();

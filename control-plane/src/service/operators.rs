@@ -113,6 +113,7 @@ const SELECT: &str = "SELECT name, role, created_at, disabled_at FROM operators"
 
 impl Service {
     /// Creates an operator account with a random password, returned once.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, operator = name))]
     pub async fn create_operator(
         &self,
         actor: &Actor,
@@ -215,6 +216,7 @@ impl Service {
     }
 
     /// Changes an operator's role.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, operator = name))]
     pub async fn set_operator_role(
         &self,
         actor: &Actor,

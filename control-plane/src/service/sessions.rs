@@ -295,6 +295,7 @@ impl Service {
     /// Signs a kill order for a live session and sends it on the host's stream. Audited
     /// whether or not the host is connected; an order that could not be sent is
     /// `undelivered` (a one-shot order expires within minutes: it is not queued).
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host, session = id))]
     pub async fn kill_session(
         &self,
         actor: &Actor,
@@ -316,6 +317,7 @@ impl Service {
     }
 
     /// Kill orders for every live session of a person.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn kill_user_sessions(
         &self,
         actor: &Actor,
@@ -444,6 +446,7 @@ impl Service {
     /// result of an order counts: agents report the results they journaled again on every
     /// connection, so that one lost in a crash on either side is still told, and a repeat
     /// (or a replay's refusal) changes nothing.
+    #[tracing::instrument(skip_all, fields(host))]
     pub async fn record_order_result(&self, host: &str, result: &v1::OrderResult) -> Result<()> {
         let nonce = hex::encode(&result.nonce);
         let state = match (result.executed, result.remaining_pids.is_empty()) {

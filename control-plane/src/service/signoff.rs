@@ -89,6 +89,7 @@ impl SignoffRecord {
 impl Service {
     /// Signs a person off everywhere (see the module docs). Idempotent: for a person who is
     /// signed off already, returns the existing record and changes nothing.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn sign_off(&self, actor: &Actor, user: &str, reason: &str) -> Result<SignoffRecord> {
         Ok(self.sign_off_once(actor, user, reason).await?.0)
     }
@@ -303,6 +304,7 @@ impl Service {
     /// Re-enables a signed-off (or disabled) person: withdraws the sign-off statement and
     /// the revocations the sign-off added, and makes them active again. Its own, audited
     /// action; nothing else re-enables a signed-off person.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn reenable_user(&self, actor: &Actor, user: &str, reason: &str) -> Result<User> {
         validate_text("reason", reason, 1024)?;
         if reason.trim().is_empty() {
@@ -360,6 +362,7 @@ impl Service {
     /// Records what a host did about a sign-off statement. The host confirms once it has
     /// applied the sign-off's revision (its ack comes first on the stream) and ended every
     /// matching session; the sign-off completes with the last host's confirmation.
+    #[tracing::instrument(skip_all, fields(host, signoff = r.signoff_id))]
     pub async fn record_signoff_result(&self, host: &str, r: &v1::SignoffResult) -> Result<()> {
         let Ok(id) = i64::try_from(r.signoff_id) else {
             return Ok(());
