@@ -266,26 +266,11 @@ impl Backend for DashboardBackend {
             .collect())
     }
 
-    async fn login_times(&self, since: i64) -> BackendResult<Vec<i64>> {
-        let mut out = Vec::new();
-        for state in ["live", "lingering", "unknown", "ended"] {
-            let filter = service::SessionFilter {
-                state: Some(state.to_owned()),
-                ..Default::default()
-            };
-            let sessions = self
-                .service
-                .list_sessions(&filter)
-                .await
-                .map_err(backend_error)?;
-            out.extend(
-                sessions
-                    .iter()
-                    .map(|s| s.started_at)
-                    .filter(|&t| t >= since),
-            );
-        }
-        Ok(out)
+    async fn logins_per_hour(&self, now: i64) -> BackendResult<Vec<u64>> {
+        self.service
+            .logins_per_hour(now, 24)
+            .await
+            .map_err(backend_error)
     }
 
     async fn people(&self) -> BackendResult<Vec<Person>> {

@@ -307,8 +307,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         filter: &SessionFilter,
     ) -> impl Future<Output = BackendResult<Vec<Session>>> + Send;
-    /// Start times of every session (live or ended) started at or after `since`.
-    fn login_times(&self, since: i64) -> impl Future<Output = BackendResult<Vec<i64>>> + Send;
+    /// Logins (sessions started, live or ended) in each of the 24 hours before `now`,
+    /// oldest first, counted by the store.
+    fn logins_per_hour(&self, now: i64) -> impl Future<Output = BackendResult<Vec<u64>>> + Send;
     /// Every person, by name.
     fn people(&self) -> impl Future<Output = BackendResult<Vec<Person>>> + Send;
     /// One person.

@@ -260,7 +260,7 @@ pub(crate) async fn overview_handler<B: Backend>(
     let hosts = b.hosts().await?;
     let sessions = b.sessions(&SessionFilter::default()).await?;
     let signoffs = b.signoffs().await?;
-    let logins = b.login_times(now - 24 * 3600).await?;
+    let logins = b.logins_per_hour(now).await?;
     let count = |status: &str| {
         hosts
             .iter()

@@ -281,6 +281,32 @@ impl Service {
         rows.iter().map(record).collect()
     }
 
+    /// Logins per hour over the `hours` hours before `now`, oldest first: every session
+    /// started then, live or ended, counted by the store whatever their number. A login
+    /// at `now` itself counts in the last hour.
+    pub async fn logins_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>> {
+        let start = now - i64::from(hours) * 3600;
+        let rows = sqlx::query(
+            "SELECT min((started_at - ?1) / 3600, ?3 - 1) AS hour, count(*) FROM sessions
+             WHERE started_at >= ?1 AND started_at <= ?2 GROUP BY hour",
+        )
+        .bind(start)
+        .bind(now)
+        .bind(i64::from(hours))
+        .fetch_all(self.pool())
+        .await?;
+        let mut counts = vec![0u64; hours as usize];
+        for r in rows {
+            let (hour, n): (i64, i64) = (r.get(0), r.get(1));
+            let slot = usize::try_from(hour)
+                .ok()
+                .and_then(|h| counts.get_mut(h))
+                .ok_or_else(|| ServiceError::corrupt("logins per hour", hour))?;
+            *slot = unsigned("logins per hour", n)?;
+        }
+        Ok(counts)
+    }
+
     /// One session.
     pub async fn get_session(&self, host: &str, id: &str) -> Result<SessionRecord> {
         sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
@@ -913,6 +939,46 @@ mod tests {
         assert!(
             matches!(&err, ServiceError::Invalid(i) if i.field == "started_at"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn logins_per_hour_are_counted_by_the_store_past_ten_thousand() {
+        let (svc, _) = service().await;
+        let now = 1_800_000_000_i64;
+        // 10,500 ended sessions in the last hour (the list stops at 10,000), and the edges.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
+             INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint,
+                 key_fingerprint, source_address, source_port, started_at, tty, pids, state,
+                 lingering, ended_at)
+             SELECT 'web1', i, 'deploy', '', 0, '', '', '127.0.0.1', 1, ?1 - (i % 3000), '',
+                 '[]', 'ended', '[]', ?1
+             FROM n",
+        )
+        .bind(now)
+        .execute(svc.pool())
+        .await
+        .unwrap();
+        for (id, at) in [
+            ("a", now - 3601),
+            ("b", now - 24 * 3600),
+            ("c", now - 24 * 3600 - 1),
+            ("d", now + 5),
+        ] {
+            let mut s = plain(id, "");
+            s.started_at = at as u64;
+            svc.session_started("web2", &s).await.unwrap();
+        }
+        let counts = svc.logins_per_hour(now, 24).await.unwrap();
+        assert_eq!(counts.len(), 24);
+        assert_eq!(counts[23], 10_500);
+        assert_eq!(counts[22], 1, "an hour and a second ago");
+        assert_eq!(counts[0], 1, "exactly a day ago is the first hour");
+        assert_eq!(
+            counts.iter().sum::<u64>(),
+            10_502,
+            "older and future ones are left out"
         );
     }
 }
