@@ -43,7 +43,10 @@ pub use operators::{NewOperator, OperatorAccount, Role};
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use scim::{MAX_EXTERNAL_ID, ScimUser};
-pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};
+pub use sessions::{
+    Connection, KillOrderRecord, SESSION_PAGE_MAX, SessionCursor, SessionEvent, SessionFilter,
+    SessionPage, SessionRecord,
+};
 pub use signoff::{SignoffHost, SignoffHostState, SignoffRecord};
 pub use stats::Counts;
 pub use tokens::{AuthError, MintError, Scope, Token, TokenInfo};

@@ -107,6 +107,55 @@ pub struct SessionFilter {
     pub state: Option<String>,
 }
 
+/// The most sessions one page holds.
+pub const SESSION_PAGE_MAX: u32 = 10_000;
+
+/// Which page of sessions to list.
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    /// At most this many (1 to [`SESSION_PAGE_MAX`]).
+    pub limit: u32,
+    /// Those after this one, in the list's order (newest first).
+    pub after: Option<SessionCursor>,
+}
+
+/// Where a page of sessions ended: the last session it showed. As text (`?after=`), an
+/// opaque URL-safe token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    started_at: i64,
+    host_id: String,
+    id: String,
+}
+
+impl SessionCursor {
+    /// The token a client passes back as `?after=`.
+    pub fn to_token(&self) -> String {
+        use base64::Engine as _;
+        let text = format!("{}\n{}\n{}", self.started_at, self.host_id, self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// Reads a token made by [`SessionCursor::to_token`].
+    pub fn from_token(token: &str) -> Result<SessionCursor, Invalid> {
+        use base64::Engine as _;
+        let bad = || Invalid::new("after", "is not the cursor of a page of sessions");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = text.splitn(3, '\n');
+        let (Some(at), Some(host_id), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        Ok(SessionCursor {
+            started_at: at.parse().map_err(|_| bad())?,
+            host_id: host_id.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
 /// A kill order on its way to a host.
 #[derive(Debug, Clone, Serialize)]
 pub struct KillOrderRecord {
@@ -260,13 +309,37 @@ impl Service {
         self.written(pending).await
     }
 
-    /// Sessions matching `filter`, newest first.
+    /// Sessions matching `filter`, newest first: the live ones a dashboard shows (at most
+    /// [`SESSION_PAGE_MAX`]; history is read a page at a time with
+    /// [`Service::list_sessions_page`]).
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
-        let rows = sqlx::query(&format!(
+        let page = SessionPage {
+            limit: SESSION_PAGE_MAX,
+            after: None,
+        };
+        Ok(self.list_sessions_page(filter, &page).await?.0)
+    }
+
+    /// One page of the sessions matching `filter`, newest first, and the cursor of the next
+    /// page if there is one. Pages are stable under inserts: a cursor names the last
+    /// session shown, not an offset.
+    pub async fn list_sessions_page(
+        &self,
+        filter: &SessionFilter,
+        page: &SessionPage,
+    ) -> Result<(Vec<SessionRecord>, Option<SessionCursor>)> {
+        if !(1..=SESSION_PAGE_MAX).contains(&page.limit) {
+            return Err(
+                Invalid::new("limit", format!("must be between 1 and {SESSION_PAGE_MAX}")).into(),
+            );
+        }
+        let after = page.after.as_ref();
+        let mut rows = sqlx::query(&format!(
             "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
                AND (? IS NULL OR user = ?)
                AND (CASE WHEN ? IS NULL THEN state != 'ended' ELSE state = ? END)
-             ORDER BY started_at DESC, host_id, id LIMIT 10000"
+               AND (? IS NULL OR started_at < ? OR (started_at = ? AND (host_id, id) > (?, ?)))
+             ORDER BY started_at DESC, host_id, id LIMIT ?"
         ))
         .bind(&filter.host)
         .bind(&filter.host)
@@ -276,9 +349,26 @@ impl Service {
         .bind(&filter.user)
         .bind(&filter.state)
         .bind(&filter.state)
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.host_id.as_str()))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(i64::from(page.limit) + 1)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(record).collect()
+        let more = rows.len() > page.limit as usize;
+        rows.truncate(page.limit as usize);
+        let sessions = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
+        let next = match sessions.last() {
+            Some(last) if more => Some(SessionCursor {
+                started_at: last.started_at,
+                host_id: last.host_id.clone(),
+                id: last.id.clone(),
+            }),
+            _ => None,
+        };
+        Ok((sessions, next))
     }
 
     /// Logins per hour over the `hours` hours before `now`, oldest first: every session
@@ -980,5 +1070,54 @@ mod tests {
             10_502,
             "older and future ones are left out"
         );
+    }
+
+    #[tokio::test]
+    async fn history_is_read_a_page_at_a_time_without_gaps_or_repeats() {
+        let (svc, _) = service().await;
+        for i in 0..7u64 {
+            let mut s = plain(&format!("{i}:1"), "");
+            // Two sessions share each start time, so the cursor must break ties.
+            s.started_at = 1_800_000_000 + i / 2;
+            svc.session_started(if i % 2 == 0 { "web1" } else { "web2" }, &s)
+                .await
+                .unwrap();
+        }
+        let filter = SessionFilter::default();
+        let all = svc.list_sessions(&filter).await.unwrap();
+        assert_eq!(all.len(), 7);
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = SessionPage { limit: 3, after };
+            let (sessions, next) = svc.list_sessions_page(&filter, &page).await.unwrap();
+            assert!(sessions.len() <= 3);
+            paged.extend(sessions);
+            match next {
+                Some(c) => after = Some(SessionCursor::from_token(&c.to_token()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(paged, all);
+    }
+
+    #[tokio::test]
+    async fn a_bad_page_is_refused() {
+        let (svc, _) = service().await;
+        let filter = SessionFilter::default();
+        for limit in [0, SESSION_PAGE_MAX + 1] {
+            let err = svc
+                .list_sessions_page(&filter, &SessionPage { limit, after: None })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Invalid(i) if i.field == "limit"),
+                "{err}"
+            );
+        }
+        for token in ["", "!!", "bm90IGEgY3Vyc29y"] {
+            let err = SessionCursor::from_token(token).unwrap_err();
+            assert_eq!(err.field, "after", "{token}");
+        }
     }
 }
