@@ -38,6 +38,8 @@ pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often revocations whose certificates have expired are withdrawn: an expired
 /// certificate is refused by sshd anyway, so a few seconds late costs nothing.
 pub const REVOCATION_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often ended sessions past their retention are deleted.
+const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often an idle agent stream carries a heartbeat (strict-mode agents count on it).
 const AGENT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Completed TLS handshakes waiting for the HTTP server to take them.
@@ -350,6 +352,11 @@ impl Server {
             REVOCATION_EXPIRY_INTERVAL,
             stop_rx.clone(),
         ));
+        let pruner = tokio::spawn(prune_sessions(
+            service.clone(),
+            config.session_retention,
+            stop_rx.clone(),
+        ));
         let graceful = {
             let mut stop = stop_rx.clone();
             async move {
@@ -418,6 +425,7 @@ impl Server {
         stop_tx.send_replace(true);
         let _ = poller.await;
         let _ = expirer.await;
+        let _ = pruner.await;
         let _ = service.flush_contacts().await;
         // Agent streams are long-lived: they end at once and their agents reconnect
         // elsewhere or after the restart, with backoff.
@@ -512,6 +520,39 @@ fn raise_open_file_limit() {
 
 /// Publishes revisions committed by other processes until `stop` turns true.
 /// Withdraws expired revocations every `every` until `stop`.
+/// Deletes ended sessions older than `retention` (`[sessions] retention`), in batches, at
+/// start and then every [`SESSION_PRUNE_INTERVAL`].
+async fn prune_sessions(service: Service, retention: Duration, mut stop: watch::Receiver<bool>) {
+    const BATCH: u32 = 5000;
+    let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(SESSION_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let mut deleted = 0;
+        loop {
+            match service.prune_ended_sessions(retention, BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < u64::from(BATCH) || *stop.borrow() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!("cannot delete old sessions (retrying): {e}");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            info!(count = deleted, "ended sessions past retention deleted");
+        }
+    }
+}
+
 async fn expire_revocations(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -371,6 +371,22 @@ impl Service {
         Ok((sessions, next))
     }
 
+    /// Deletes the sessions that ended more than `retention_secs` ago, at most `batch` per
+    /// call (a short write: agents' reports wait behind it); returns how many. Live,
+    /// lingering and unknown sessions stay, however old.
+    pub async fn prune_ended_sessions(&self, retention_secs: i64, batch: u32) -> Result<u64> {
+        let before = self.now() - retention_secs;
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE rowid IN
+               (SELECT rowid FROM sessions WHERE state = 'ended' AND ended_at < ? LIMIT ?)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Logins per hour over the `hours` hours before `now`, oldest first: every session
     /// started then, live or ended, counted by the store whatever their number. A login
     /// at `now` itself counts in the last hour.
@@ -1119,5 +1135,25 @@ mod tests {
             let err = SessionCursor::from_token(token).unwrap_err();
             assert_eq!(err.field, "after", "{token}");
         }
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_past_retention_are_deleted_and_live_ones_stay() {
+        let (svc, clock) = service().await;
+        for id in ["old:1", "recent:1", "live:1"] {
+            svc.session_started("web1", &plain(id, "")).await.unwrap();
+        }
+        let start = clock.0.load(Ordering::SeqCst);
+        svc.session_ended("web1", "old:1", start).await.unwrap();
+        svc.session_ended("web1", "recent:1", start + 7200)
+            .await
+            .unwrap();
+        clock.0.store(start + 3600 * 3, Ordering::SeqCst);
+        // Retention two hours: only the session that ended three hours ago goes.
+        assert_eq!(svc.prune_ended_sessions(7200, 1000).await.unwrap(), 1);
+        assert!(svc.get_session("web1", "old:1").await.is_err());
+        assert!(svc.get_session("web1", "recent:1").await.is_ok());
+        assert!(svc.get_session("web1", "live:1").await.is_ok());
+        assert_eq!(svc.prune_ended_sessions(7200, 1000).await.unwrap(), 0);
     }
 }
