@@ -32,6 +32,14 @@ pub mod sessions;
 pub mod sshd;
 pub mod tools;
 
+/// The wall clock in Unix seconds, as the control plane and the agent read it (the one
+/// `now()` of the tests).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Where a failing test leaves its inputs for a human to look at (`tests/artifacts/NAME`).
 pub fn artifacts_dir(name: &str) -> std::path::PathBuf {
     agent::workspace_root()

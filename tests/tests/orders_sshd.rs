@@ -19,9 +19,10 @@
 //!   test ends by delivering a valid order for the same session, which the agent executes,
 //!   so a refusal is never an artefact of the stand-in.
 
+use signoff_tests::now;
 use std::collections::BTreeSet;
 use std::fs;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use rand::Rng as _;
@@ -117,12 +118,6 @@ impl Drop for Login {
                 .status();
         }
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Sessions on `host` at the control plane in `state` (`live`, `lingering`, `unknown`,
