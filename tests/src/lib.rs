@@ -14,11 +14,13 @@
 //!   deliver crafted kill orders to a real agent.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
+//! - [`bench_args`]: value parsers of the benchmarks' arguments.
 //!
 //! Tests run as root (sshd needs it); a missing tool fails the test with the package to
 //! install, it never skips it.
 
 pub mod agent;
+pub mod bench_args;
 pub mod browser;
 pub mod command;
 pub mod fleet;
