@@ -342,7 +342,7 @@ impl Server {
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poll_revisions(
+        let poller = tokio::spawn(poll_revisions_and_flush_acks(
             service.clone(),
             REVISION_POLL_INTERVAL,
             stop_rx.clone(),
@@ -570,7 +570,13 @@ async fn expire_revocations(service: Service, every: Duration, mut stop: watch::
     }
 }
 
-async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Every `every`: writes the agents' buffered acks (one transaction), then reads the latest
+/// revision, so that writes of another process (the admin CLI) reach the streams.
+async fn poll_revisions_and_flush_acks(
+    service: Service,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -717,7 +723,7 @@ mod tests {
             .unwrap();
         let mut rx = server.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poll_revisions(
+        let poller = tokio::spawn(poll_revisions_and_flush_acks(
             server.clone(),
             Duration::from_millis(10),
             stop_rx,

@@ -1,4 +1,5 @@
-//! Join tokens, enrollment and what the control plane records of each agent's contact.
+//! Join tokens, enrollment and what the control plane records of each agent's contact
+//! (acks, online, version).
 
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -159,6 +160,25 @@ impl Service {
         )
         .await?;
         Ok(self.get_host(host_id).await?)
+    }
+
+    /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
+    pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
+        sqlx::query("UPDATE hosts SET online = ? WHERE id = ?")
+            .bind(online)
+            .bind(host)
+            .execute(self.pool())
+            .await?;
+        self.signoff_progressed();
+        Ok(())
+    }
+
+    /// At server start no agent is connected, whatever a crash left in the store.
+    pub async fn reset_hosts_online(&self) -> Result<()> {
+        sqlx::query("UPDATE hosts SET online = 0 WHERE online != 0")
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Whether `host_id` may connect: it exists and has not been removed.

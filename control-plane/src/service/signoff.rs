@@ -456,25 +456,6 @@ impl Service {
         Ok(())
     }
 
-    /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
-    pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = ? WHERE id = ?")
-            .bind(online)
-            .bind(host)
-            .execute(self.pool())
-            .await?;
-        self.signoff_progressed();
-        Ok(())
-    }
-
-    /// At server start no agent is connected, whatever a crash left in the store.
-    pub async fn reset_hosts_online(&self) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = 0 WHERE online != 0")
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
         self.inner
             .order_signer
