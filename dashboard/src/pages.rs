@@ -14,7 +14,7 @@ use crate::backend::{
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
-use crate::view::{Layout, ago, opt_time, query_value, render, seg, time_text};
+use crate::layout::{Layout, ago, opt_time, query_value, render, seg, time_text};
 use crate::{App, Authed, authenticate};
 
 /// How many audit rows a page shows.
