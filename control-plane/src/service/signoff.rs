@@ -123,32 +123,11 @@ impl Service {
             .await?
             .into_iter()
             .collect();
-        let keys: Vec<(String, String)> = sqlx::query(
-            "SELECT fingerprint, public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL",
-        )
-        .bind(uid)
-        .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        let keys = live_plain_keys(&mut w.tx, uid).await?;
+        // Disabled (unless an admin already did): principals entries leave every view.
+        disable(&mut w.tx, uid, rev).await?;
 
-        // Disable (unless an admin already did): principals entries leave every view.
-        let status: String =
-            sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
-                .bind(uid)
-                .fetch_one(&mut *w.tx)
-                .await?
-                .get(0);
-        if status != UserStatus::Disabled.as_str() {
-            set_status(&mut w.tx, uid, UserStatus::Disabled, rev).await?;
-        }
-
-        let id: i64 = sqlx::query("SELECT ifnull(max(id), 0) + 1 FROM signoffs")
-            .fetch_one(&mut *w.tx)
-            .await?
-            .get(0);
-
+        let id = next_signoff_id(&mut w.tx).await?;
         let statement = SignoffStatement {
             signoff_id: unsigned("signoff id", id)?,
             user: user.to_owned(),
@@ -163,87 +142,25 @@ impl Service {
             .map_err(|e| Invalid::new("sign-off", e.to_string()))?;
         let signature = orders::sign(&signer, &bytes)
             .map_err(|e| ServiceError::Conflict(format!("cannot sign the statement: {e}")))?;
-        sqlx::query(
-            "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement, signature, since_rev)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(uid)
-        .bind(reason)
-        .bind(&actor.0)
-        .bind(now)
-        .bind(&bytes)
-        .bind(&signature)
-        .bind(rev)
-        .execute(&mut *w.tx)
-        .await?;
-        // Revoke every key ID under any CA and every plain key, unless already revoked.
-        let mut revocations = Vec::new();
-        for key_id in &key_ids {
-            revocations.push(("key_id", key_id.as_str()));
-        }
-        for (_, line) in &keys {
-            revocations.push(("key", line.as_str()));
-        }
-        let mut added = 0usize;
-        for (kind, value) in revocations {
-            let existing: Option<i64> = sqlx::query(
-                "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
-                   AND value = ? AND until_rev IS NULL",
-            )
-            .bind(kind)
-            .bind(value)
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .map(|r| r.get(0));
-            if let Some(rid) = existing {
-                // Not ours to withdraw on re-enable, but ours to keep while in force.
-                sqlx::query(
-                    "INSERT INTO signoff_revocations (signoff_id, revocation_id, added)
-                     VALUES (?, ?, 0)",
-                )
-                .bind(id)
-                .bind(rid)
-                .execute(&mut *w.tx)
-                .await?;
-                continue;
-            }
-            let rid = sqlx::query(
-                "INSERT INTO revocations (kind, ca_fingerprint, value, reason, since_rev)
-                 VALUES (?, NULL, ?, ?, ?)",
-            )
-            .bind(kind)
-            .bind(value)
-            .bind(format!("sign-off #{id}: {reason}"))
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?
-            .last_insert_rowid();
-            sqlx::query(
-                "INSERT INTO signoff_revocations (signoff_id, revocation_id) VALUES (?, ?)",
-            )
-            .bind(id)
-            .bind(rid)
-            .execute(&mut *w.tx)
-            .await?;
-            added += 1;
-        }
-
-        let hosts = sqlx::query(
-            "INSERT INTO signoff_hosts (signoff_id, host_id)
-             SELECT ?, id FROM hosts WHERE removed_rev IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        if hosts == 0 {
-            sqlx::query("UPDATE signoffs SET completed_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?;
-        }
+        let row = NewSignoff {
+            id,
+            uid,
+            reason,
+            actor,
+            now,
+            statement: &bytes,
+            signature: &signature,
+            rev,
+        };
+        insert_signoff(&mut w.tx, &row).await?;
+        // Every key ID under any CA and every plain key, unless already revoked.
+        let revocations: Vec<(&str, &str)> = key_ids
+            .iter()
+            .map(|k| ("key_id", k.as_str()))
+            .chain(keys.iter().map(|(_, line)| ("key", line.as_str())))
+            .collect();
+        let added = revoke_for_signoff(&mut w.tx, &row, &revocations).await?;
+        let hosts = wait_for_hosts(&mut w.tx, id, now).await?;
         w.commit(
             "user.signoff",
             &format!("user:{user}"),
@@ -517,6 +434,141 @@ async fn set_status(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The live plain keys of a person: (SHA256 fingerprint, OpenSSH line).
+async fn live_plain_keys(conn: &mut SqliteConnection, uid: i64) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query(
+        "SELECT fingerprint, public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL",
+    )
+    .bind(uid)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+/// Disables the person from `rev`, unless they are disabled already.
+async fn disable(conn: &mut SqliteConnection, uid: i64, rev: i64) -> Result<()> {
+    let status: String =
+        sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
+            .bind(uid)
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+    if status != UserStatus::Disabled.as_str() {
+        set_status(conn, uid, UserStatus::Disabled, rev).await?;
+    }
+    Ok(())
+}
+
+async fn next_signoff_id(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT ifnull(max(id), 0) + 1 FROM signoffs")
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0))
+}
+
+/// A sign-off's row as it is written.
+struct NewSignoff<'a> {
+    id: i64,
+    uid: i64,
+    reason: &'a str,
+    actor: &'a Actor,
+    now: i64,
+    statement: &'a [u8],
+    signature: &'a str,
+    rev: i64,
+}
+
+async fn insert_signoff(conn: &mut SqliteConnection, s: &NewSignoff<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement, signature, since_rev)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id)
+    .bind(s.uid)
+    .bind(s.reason)
+    .bind(&s.actor.0)
+    .bind(s.now)
+    .bind(s.statement)
+    .bind(s.signature)
+    .bind(s.rev)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes each (kind, value) under any CA for the sign-off, unless a live revocation
+/// already does; either way the sign-off keeps it in force (`signoff_revocations`), and
+/// withdraws on re-enable only those it added. Returns how many it added.
+async fn revoke_for_signoff(
+    conn: &mut SqliteConnection,
+    signoff: &NewSignoff<'_>,
+    revocations: &[(&str, &str)],
+) -> Result<usize> {
+    let mut added = 0usize;
+    for &(kind, value) in revocations {
+        let existing: Option<i64> = sqlx::query(
+            "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
+               AND value = ? AND until_rev IS NULL",
+        )
+        .bind(kind)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get(0));
+        let (rid, ours) = match existing {
+            // Not ours to withdraw on re-enable, but ours to keep while in force.
+            Some(rid) => (rid, false),
+            None => {
+                let rid = sqlx::query(
+                    "INSERT INTO revocations (kind, ca_fingerprint, value, reason, since_rev)
+                     VALUES (?, NULL, ?, ?, ?)",
+                )
+                .bind(kind)
+                .bind(value)
+                .bind(format!("sign-off #{}: {}", signoff.id, signoff.reason))
+                .bind(signoff.rev)
+                .execute(&mut *conn)
+                .await?
+                .last_insert_rowid();
+                added += 1;
+                (rid, true)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO signoff_revocations (signoff_id, revocation_id, added) VALUES (?, ?, ?)",
+        )
+        .bind(signoff.id)
+        .bind(rid)
+        .bind(ours)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(added)
+}
+
+/// Records every live host as one the sign-off waits for; with none, it is complete now.
+/// Returns how many.
+async fn wait_for_hosts(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<u64> {
+    let hosts = sqlx::query(
+        "INSERT INTO signoff_hosts (signoff_id, host_id)
+         SELECT ?, id FROM hosts WHERE removed_rev IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if hosts == 0 {
+        sqlx::query("UPDATE signoffs SET completed_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(hosts)
 }
 
 /// How many sign-offs a list shows: the newest.
