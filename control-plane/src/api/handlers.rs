@@ -1082,6 +1082,7 @@ pub(crate) struct SessionsQuery {
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// The cursor of the next page, from the previous page's `Link` header.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", min_length = 1)]
     after: Option<String>,
     /// Only this person's (by key ID).
     user: Option<String>,
