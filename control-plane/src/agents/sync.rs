@@ -293,22 +293,19 @@ impl AgentServer {
         let current = *revisions.borrow_and_update();
         let applied = i64::try_from(applied).unwrap_or(i64::MAX);
         let sent_shared = Arc::new(Sent::default());
-        let sent = if applied == 0 || applied > current {
+        if applied == 0 || applied > current {
             // New agent, or one that knows a future we never had (a restored backup):
             // start it afresh.
             sent_shared.record(current);
             self.send(tx, self.snapshot(host, current).await?).await?;
-            current
         } else if applied < current {
             sent_shared.record(current);
             self.send(tx, self.delta(host, applied, current).await?)
                 .await?;
-            current
         } else {
             sent_shared.record_known(current);
             self.send(tx, self.heartbeat(current)).await?;
-            current
-        };
+        }
         let mut receiver = {
             let this = self.clone();
             let host = host.to_owned();
@@ -330,67 +327,18 @@ impl AgentServer {
                 .in_current_span(),
             )
         };
-        let result = self
-            .send_loop(
-                host,
-                sent,
-                &mut revisions,
-                &sent_shared,
-                &mut receiver,
-                tx,
-                orders,
-                heartbeat_every,
-            )
-            .await;
+        let outgoing = Outgoing {
+            server: self,
+            host,
+            tx,
+            orders,
+            revisions,
+            sent: &sent_shared,
+            heartbeat_every,
+        };
+        let result = outgoing.run(&mut receiver).await;
         receiver.abort();
         result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn send_loop(
-        &self,
-        host: &str,
-        mut sent: i64,
-        revisions: &mut tokio::sync::watch::Receiver<i64>,
-        sent_shared: &Sent,
-        receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
-        tx: &Outbound,
-        orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
-        heartbeat_every: Duration,
-    ) -> Result<(), Status> {
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        heartbeat.reset();
-        loop {
-            tokio::select! {
-                changed = revisions.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the service is shutting down
-                    }
-                    let new = *revisions.borrow_and_update();
-                    // (The delta refuses a host removed meanwhile.)
-                    if new > sent {
-                        let delta = self.delta(host, sent, new).await?;
-                        sent_shared.record(new);
-                        self.send(tx, delta).await?;
-                        sent = new;
-                        heartbeat.reset();
-                    }
-                }
-                done = &mut *receiver => {
-                    return match done {
-                        Ok(result) => result,
-                        Err(_) => Ok(()), // aborted or panicked: end the stream
-                    };
-                }
-                Some(order) = orders.recv() => {
-                    self.send(tx, v1::control_message::Body::Kill(order)).await?;
-                }
-                _ = heartbeat.tick() => {
-                    self.send(tx, self.heartbeat(sent)).await?;
-                }
-                () = tx.closed() => return Ok(()),
-            }
-        }
     }
 
     /// Handles one message from the agent after its Hello.
@@ -642,6 +590,72 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
         remove_trusted_user_ca_keys: d.remove_trusted_cas.iter().cloned().collect(),
     }
 }
+/// One agent's stream after its first message, seen from the sending side: the new
+/// revisions, kill orders and heartbeats it carries, until the agent or the service goes.
+struct Outgoing<'a> {
+    server: &'a AgentServer,
+    host: &'a str,
+    tx: &'a Outbound,
+    orders: &'a mut mpsc::UnboundedReceiver<v1::SignedOrder>,
+    revisions: tokio::sync::watch::Receiver<i64>,
+    sent: &'a Sent,
+    heartbeat_every: Duration,
+}
+
+impl Outgoing<'_> {
+    /// Sends until the stream ends; `receiver` is the task reading the agent's messages,
+    /// whose end (or error) ends the stream too.
+    async fn run(
+        mut self,
+        receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
+    ) -> Result<(), Status> {
+        let mut heartbeat = tokio::time::interval(self.heartbeat_every);
+        heartbeat.reset();
+        loop {
+            tokio::select! {
+                changed = self.revisions.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // the service is shutting down
+                    }
+                    let new = *self.revisions.borrow_and_update();
+                    if self.send_revision(new).await? {
+                        heartbeat.reset();
+                    }
+                }
+                done = &mut *receiver => {
+                    return match done {
+                        Ok(result) => result,
+                        Err(_) => Ok(()), // aborted or panicked: end the stream
+                    };
+                }
+                Some(order) = self.orders.recv() => {
+                    self.server
+                        .send(self.tx, v1::control_message::Body::Kill(order))
+                        .await?;
+                }
+                _ = heartbeat.tick() => {
+                    let heartbeat = self.server.heartbeat(self.sent.latest());
+                    self.server.send(self.tx, heartbeat).await?;
+                }
+                () = self.tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends the delta up to `new` if it is past what was sent (the delta refuses a host
+    /// removed meanwhile); says whether it sent one.
+    async fn send_revision(&self, new: i64) -> Result<bool, Status> {
+        let sent = self.sent.latest();
+        if new <= sent {
+            return Ok(false);
+        }
+        let delta = self.server.delta(self.host, sent, new).await?;
+        self.sent.record(new);
+        self.server.send(self.tx, delta).await?;
+        Ok(true)
+    }
+}
+
 /// What one stream has sent: the latest revision (acks are clamped to it), and when each
 /// revision not yet acked went out (the ack histogram).
 #[derive(Debug, Default)]
