@@ -199,7 +199,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
         // What it says it has applied counts as acked: a reconnect with nothing new to
         // apply brings no ack.
         let applied = i64::try_from(hello.applied_revision)
-            .unwrap_or(0)
+            .map_err(|_| Status::invalid_argument("applied_revision is past any revision"))?
             .min(self.service.revision());
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
@@ -366,11 +366,15 @@ impl AgentServer {
                 .session_started(host, &s)
                 .await
                 .map_err(internal),
-            Body::SessionEnded(e) => self
-                .service
-                .session_ended(host, &e.id, i64::try_from(e.ended_at).unwrap_or(0))
-                .await
-                .map_err(internal),
+            Body::SessionEnded(e) => {
+                let ended_at = i64::try_from(e.ended_at).map_err(|_| {
+                    Status::invalid_argument("ended_at is past the range of Unix times")
+                })?;
+                self.service
+                    .session_ended(host, &e.id, ended_at)
+                    .await
+                    .map_err(internal)
+            }
             Body::SessionList(l) => {
                 self.service
                     .session_list(host, &l.sessions)

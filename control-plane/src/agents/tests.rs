@@ -382,6 +382,16 @@ async fn a_stream_claiming_another_host_is_refused() {
     assert!(err.message().contains("claims host \"web2\""), "{err}");
 }
 
+#[tokio::test]
+async fn a_hello_with_an_impossible_revision_is_refused() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let err = open(&mut client, "web1", u64::MAX).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("applied_revision"), "{err}");
+}
+
 fn session(id: &str, port: u32) -> v1::Session {
     v1::Session {
         id: id.into(),
