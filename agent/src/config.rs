@@ -1,9 +1,11 @@
 //! The agent's configuration file, `/etc/signoff/agent.toml` by default.
 //!
 //! TOML, unknown keys refused. Every key has a default, so an empty file is a valid
-//! configuration. Adding a key means adding one field to [`Config`] with a
-//! `#[serde(default = …)]` and, if it can be wrong in a way the type does not catch, a check
-//! in [`Config::validate`].
+//! configuration. Read the way the control plane reads its own (`control-plane/src/
+//! config.rs`): the file as written (`File`, every key optional) is turned into a
+//! [`Config`] in one place, [`Config::parse`], which applies each default and checks each
+//! value, and whose error names the key. A [`Config`] is therefore always valid. Adding a
+//! key means a field in `File`, one in [`Config`], and its line in [`Config::parse`].
 //!
 //! ```toml
 //! state_dir = "/var/lib/signoff"             # where the host view and the contact time live
@@ -32,7 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// Where the agent looks for its configuration when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/signoff/agent.toml";
@@ -70,10 +72,12 @@ pub enum ConfigError {
         source: Box<toml::de::Error>,
     },
     /// The file parses but a value makes no sense.
-    #[error("invalid configuration file {path}: {problem}")]
+    #[error("invalid configuration file {path}: {key}: {problem}")]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// The key (`max_staleness`, `break_glass`, `sessions`).
+        key: &'static str,
         /// What is wrong and how to fix it.
         problem: String,
     },
@@ -114,51 +118,36 @@ pub struct BreakGlass {
 }
 
 /// The agent's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Directory of the persisted host view and the last-contact time. Must be writable by
     /// the agent (root) only and readable by the `AuthorizedPrincipalsCommandUser`.
-    #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// Where the KRL for sshd's `RevokedKeys` is written.
-    #[serde(default = "default_krl_path")]
     pub krl_path: PathBuf,
     /// Whether a stale state is still used.
-    #[serde(default)]
     pub mode: Mode,
     /// How old the last contact may be in [`Mode::Strict`], as `90s`, `15m`, `1h`, `1d` or a
     /// sum like `1h30m`.
-    #[serde(
-        default = "default_max_staleness",
-        deserialize_with = "deserialize_duration"
-    )]
     pub max_staleness: Duration,
     /// Always-admitted principals, per account.
-    #[serde(default)]
     pub break_glass: Vec<BreakGlass>,
     /// The agent's key, client certificate and the agent CA certificate (made by
     /// `signoff-agent enroll`; the directory is 0700, root only).
-    #[serde(default = "default_identity_dir")]
     pub identity_dir: PathBuf,
     /// OpenSSH `allowed_signers` file of the keys whose kill orders this agent executes.
     /// Installed by Ansible, never learned from the wire. Without it, every order is refused.
-    #[serde(default)]
     pub allowed_signers: Option<PathBuf>,
     /// The local syslog socket the sshd commands send their refusals to (journald listens
     /// at `/dev/log` too), besides sshd's stderr, which `sshd -E FILE` diverts. Empty: none.
-    #[serde(default = "default_syslog_socket")]
     pub syslog_socket: PathBuf,
     /// Which sshd's sessions to watch, and how to kill them.
-    #[serde(default)]
     pub sessions: crate::sessions::SessionsConfig,
     /// sshd's `TrustedUserCAKeys` file, kept from the host view (`trusted_cas.rs`). Unset,
     /// the agent leaves sshd's trusted CAs to whoever configured them.
-    #[serde(default)]
     pub trusted_user_ca_keys: Option<PathBuf>,
     /// Privileged accounts and the approvals a grant to one needs (`crate::approvals`).
     /// Set by Ansible, never by the control plane. Unset: no account is privileged.
-    #[serde(default)]
     pub approvals: Option<ApprovalsConfig>,
 }
 
@@ -211,6 +200,25 @@ impl ApprovalsConfig {
     }
 }
 
+/// The file as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    state_dir: Option<PathBuf>,
+    krl_path: Option<PathBuf>,
+    mode: Option<Mode>,
+    max_staleness: Option<String>,
+    #[serde(default)]
+    break_glass: Vec<BreakGlass>,
+    identity_dir: Option<PathBuf>,
+    allowed_signers: Option<PathBuf>,
+    syslog_socket: Option<PathBuf>,
+    #[serde(default)]
+    sessions: crate::sessions::SessionsConfig,
+    trusted_user_ca_keys: Option<PathBuf>,
+    approvals: Option<ApprovalsConfig>,
+}
+
 fn default_syslog_socket() -> PathBuf {
     PathBuf::from(crate::syslog::DEFAULT_SOCKET)
 }
@@ -259,69 +267,67 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses and validates configuration text; `path` is only used in errors.
+    /// Parses configuration text into a valid configuration: each key's default applied,
+    /// each value checked; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let file: File = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        config.validate().map_err(|problem| ConfigError::Invalid {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
             path: path.to_owned(),
+            key,
             problem,
-        })?;
-        Ok(config)
-    }
-
-    /// Checks what the types do not; the error says what to change.
-    pub fn validate(&self) -> Result<(), String> {
-        self.sessions.validate()?;
-        if !self.state_dir.is_absolute() {
-            return Err(format!(
-                "state_dir = {:?} must be an absolute path",
-                self.state_dir
+        };
+        let absolute = |key: &'static str, p: PathBuf| {
+            if p.is_absolute() {
+                Ok(p)
+            } else {
+                Err(invalid(key, format!("{p:?} must be an absolute path")))
+            }
+        };
+        let state_dir = absolute(
+            "state_dir",
+            file.state_dir.unwrap_or_else(default_state_dir),
+        )?;
+        let krl_path = absolute("krl_path", file.krl_path.unwrap_or_else(default_krl_path))?;
+        let trusted_user_ca_keys = file
+            .trusted_user_ca_keys
+            .map(|p| absolute("trusted_user_ca_keys", p))
+            .transpose()?;
+        let max_staleness = match file.max_staleness {
+            None => default_max_staleness(),
+            Some(text) => parse_duration(&text)
+                .map_err(|e| invalid("max_staleness", format!("{text:?}: {e}")))?,
+        };
+        if max_staleness.is_zero() {
+            return Err(invalid(
+                "max_staleness",
+                "must be longer than 0s".to_owned(),
             ));
         }
-        if !self.krl_path.is_absolute() {
-            return Err(format!(
-                "krl_path = {:?} must be an absolute path",
-                self.krl_path
-            ));
+        for bg in &file.break_glass {
+            check_break_glass(bg).map_err(|problem| invalid("break_glass", problem))?;
         }
-        if let Some(p) = &self.trusted_user_ca_keys
-            && !p.is_absolute()
-        {
-            return Err(format!(
-                "trusted_user_ca_keys = {p:?} must be an absolute path"
-            ));
+        file.sessions
+            .validate()
+            .map_err(|problem| invalid("sessions", problem))?;
+        if let Some(a) = &file.approvals {
+            a.validate().map_err(|problem| invalid("approvals", problem))?;
         }
-        if let Some(a) = &self.approvals {
-            a.validate()?;
-        }
-        if self.max_staleness.is_zero() {
-            return Err("max_staleness must be longer than 0s".to_owned());
-        }
-        for bg in &self.break_glass {
-            if bg.account.is_empty() || bg.account.chars().any(char::is_control) {
-                return Err(format!(
-                    "break_glass account {:?} must be a non-empty unix account name",
-                    bg.account
-                ));
-            }
-            if bg.principals.is_empty() {
-                return Err(format!(
-                    "break_glass for account {:?} lists no principals",
-                    bg.account
-                ));
-            }
-            if let Some(p) = bg.principals.iter().find(|p| !is_valid_principal(p)) {
-                return Err(format!(
-                    "break_glass principal {p:?} for account {:?} must be non-empty, without \
-                     spaces or control characters, and not start with '#'",
-                    bg.account
-                ));
-            }
-        }
-        Ok(())
+        Ok(Config {
+            state_dir,
+            krl_path,
+            mode: file.mode.unwrap_or_default(),
+            max_staleness,
+            break_glass: file.break_glass,
+            identity_dir: file.identity_dir.unwrap_or_else(default_identity_dir),
+            allowed_signers: file.allowed_signers,
+            syslog_socket: file.syslog_socket.unwrap_or_else(default_syslog_socket),
+            sessions: file.sessions,
+            trusted_user_ca_keys,
+            approvals: file.approvals,
+        })
     }
 
     /// The break-glass principals for `account`, in configuration order (may be empty).
@@ -336,16 +342,32 @@ impl Config {
     }
 }
 
+/// A break-glass entry that sshd can use: an account and principals it reads back as given.
+fn check_break_glass(bg: &BreakGlass) -> Result<(), String> {
+    if bg.account.is_empty() || bg.account.chars().any(char::is_control) {
+        return Err(format!(
+            "account {:?} must be a non-empty unix account name",
+            bg.account
+        ));
+    }
+    if bg.principals.is_empty() {
+        return Err(format!("account {:?} lists no principals", bg.account));
+    }
+    if let Some(p) = bg.principals.iter().find(|p| !is_valid_principal(p)) {
+        return Err(format!(
+            "principal {p:?} for account {:?}: {}",
+            bg.account,
+            signoff_core::principal::RULE
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `p` can be printed as one line of an sshd principals answer and be read back by
 /// sshd as exactly that principal: sshd splits a line at whitespace (text before the last
 /// blank is taken as key options) and skips lines starting with `#`.
 pub fn is_valid_principal(p: &str) -> bool {
     signoff_core::principal::is_valid(p)
-}
-
-fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// The one duration grammar of signoff's configuration files (`500ms`, `90s`, `1h30m`;
@@ -420,18 +442,58 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_are_refused() {
-        for text in [
-            "max_staleness = \"0s\"",
-            "state_dir = \"relative\"",
-            "krl_path = \"revoked.krl\"",
-            "[[break_glass]]\naccount = \"root\"\nprincipals = []",
-            "[[break_glass]]\naccount = \"\"\nprincipals = [\"e\"]",
-            "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a b\"]",
-            "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a\\nb\"]",
+    fn bad_values_are_refused_naming_the_key() {
+        for (text, message) in [
+            (
+                "max_staleness = \"0s\"",
+                "max_staleness: must be longer than 0s",
+            ),
+            ("max_staleness = \"soon\"", "max_staleness: \"soon\": "),
+            (
+                "state_dir = \"relative\"",
+                "state_dir: \"relative\" must be an absolute path",
+            ),
+            (
+                "krl_path = \"revoked.krl\"",
+                "krl_path: \"revoked.krl\" must be an absolute path",
+            ),
+            (
+                "trusted_user_ca_keys = \"cas.pub\"",
+                "trusted_user_ca_keys: \"cas.pub\" must be an absolute path",
+            ),
+            (
+                "[[break_glass]]\naccount = \"root\"\nprincipals = []",
+                "break_glass: account \"root\" lists no principals",
+            ),
+            (
+                "[[break_glass]]\naccount = \"\"\nprincipals = [\"e\"]",
+                "break_glass: account \"\" must be a non-empty unix account name",
+            ),
+            (
+                "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a b\"]",
+                "break_glass: principal \"a b\" for account \"root\": use 1-128",
+            ),
+            (
+                "[[break_glass]]\naccount = \"root\"\nprincipals = [\"a\\nb\"]",
+                "break_glass: principal \"a\\nb\" for account \"root\"",
+            ),
+            (
+                "[[break_glass]]\naccount = \"root\"\nprincipals = [\"#oncall\"]",
+                "not starting with '#'",
+            ),
+            (
+                "[sessions]\nsshd_pid_file = \"sshd.pid\"",
+                "sessions: [sessions] sshd_pid_file = \"sshd.pid\" must be an absolute path",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{text}: {err}");
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("invalid configuration file agent.toml: ")
+                    && shown.contains(message),
+                "{text}: {shown}"
+            );
         }
     }
 
@@ -446,7 +508,10 @@ mod tests {
         }
         assert!(matches!(
             parse("max_staleness = \"soon\"").unwrap_err(),
-            ConfigError::Parse { .. }
+            ConfigError::Invalid {
+                key: "max_staleness",
+                ..
+            }
         ));
     }
 

@@ -2,21 +2,28 @@
 //! (principals, revocations, sessions, kill orders) and the small commands that sshd and
 //! operators run on the host.
 //!
-//! What is here so far:
+//! The modules:
 //!
-//! - [`krl_tool`]: `signoff-agent krl build|check|dump`, OpenSSH key revocation lists from
-//!   `ssh-keygen -k` spec files, checked and listed like `ssh-keygen -Q`.
-//! - [`atomic`]: crash-safe file replacement, used for every file sshd reads (the KRL named
-//!   by `RevokedKeys` above all: sshd refuses every key when that file is unreadable).
 //! - [`config`]: the agent's configuration file (`/etc/signoff/agent.toml`).
+//! - [`identity`], [`transport`]: the agent's key and certificate (made at enrollment,
+//!   renewed over the stream) and the TLS client configurations.
+//! - [`daemon`]: `signoff-agent run`: one sync stream to the control plane; applies each
+//!   snapshot or delta, persists it, acks it.
 //! - [`state`]: the host view (grants, revocations, disabled users) in memory, as snapshots
 //!   and deltas apply to it, and on disk in a format the sshd commands query with a few
 //!   positioned reads; the last-contact time.
-//! - [`krl_writer`]: the KRL for sshd's `RevokedKeys`, built from the host view.
+//! - [`krl_writer`], [`trusted_cas`]: the files sshd reads (`RevokedKeys`,
+//!   `TrustedUserCAKeys`), built from the host view and replaced atomically ([`atomic`]).
 //! - [`principals`]: `signoff-agent principals` and `authorized-keys`, the commands sshd runs
-//!   at every login.
+//!   at every login; [`syslog`]: where they log refusals.
+//! - [`sessions`]: the logins of the host's sshd, from its log and `/proc`.
+//! - [`orders`]: checks of signed kill orders and their nonces; [`kill`], [`kill_journal`]:
+//!   ending a login's every process, written down before the first signal.
 //! - [`signoffs`]: signed sign-off statements; the daemon ends every session of the people
 //!   they name.
+//! - [`status`]: `signoff-agent status`.
+//! - [`krl_tool`]: `signoff-agent krl build|check|dump`, OpenSSH key revocation lists from
+//!   `ssh-keygen -k` spec files, checked and listed like `ssh-keygen -Q`.
 //!
 //! The binary's `main.rs` only parses arguments and maps errors to exit codes.
 

@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn signed(o: &KillOrder, k: &PrivateKey) -> (Vec<u8>, String) {
-        let bytes = o.encode();
+        let bytes = o.encode().unwrap();
         let sig = orders::sign(k, &bytes).unwrap();
         (bytes, sig)
     }

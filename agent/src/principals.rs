@@ -559,18 +559,15 @@ fn report(log: &mut impl Write, socket: Option<PathBuf>, severity: Severity, lin
     }
 }
 
-/// `SHA256:` and 43 characters of unpadded base64, as sshd prints a fingerprint.
+/// `SHA256:` and base64, as sshd prints a fingerprint (`signoff_core::fingerprint`).
 fn parse_fingerprint(text: &str) -> Result<[u8; 32], Denial> {
-    let bad = || {
-        Denial::BadArgument(format!(
-            "fingerprint {text:?} is not SHA256:<base64> (sshd's FingerprintHash must be sha256)"
-        ))
-    };
-    let b64 = text.strip_prefix("SHA256:").ok_or_else(bad)?;
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(b64)
-        .map_err(|_| bad())?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad())
+    text.parse::<signoff_core::fingerprint::Sha256Fingerprint>()
+        .map(|fp| fp.0)
+        .map_err(|e| {
+            Denial::BadArgument(format!(
+                "fingerprint {text:?}: {e} (sshd's FingerprintHash must be sha256)"
+            ))
+        })
 }
 
 /// The wire blob of an `authorized_keys` line (`[options] TYPE BASE64 [comment]`).

@@ -214,7 +214,7 @@ mod tests {
             key_ids: vec!["mallory@corp".into()],
             key_fingerprints: vec![],
         };
-        let statement = st.encode();
+        let statement = st.encode().unwrap();
         let signature = orders::sign(by, &statement).unwrap();
         v1::SignedStatement {
             id,

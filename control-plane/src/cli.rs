@@ -24,7 +24,7 @@ use signoff_control_plane::model::{Grant, Host, Revocation, TrustedCa, User, Use
 use signoff_control_plane::server::{self, ServerError};
 use signoff_control_plane::service::{
     Actor, IssueError, IssueRequest, NewGrant, NewHost, NewOperator, NewUser, OperatorAccount,
-    OperatorRole, RevocationRecord, Scope, Service, ServiceError, SystemClock, TokenInfo,
+    RevocationRecord, Role, Scope, Service, ServiceError, SystemClock, TokenInfo,
 };
 use signoff_control_plane::store::{self, OpenError};
 
@@ -143,8 +143,8 @@ pub enum OperatorCommand {
         name: String,
         /// viewer (read), operator (also kill and sign off), admin (also re-enable people
         /// and manage operators).
-        #[arg(long, value_enum, default_value = "viewer")]
-        role: RoleArg,
+        #[arg(long, value_parser = role_arg(), default_value = "viewer")]
+        role: Role,
         #[command(flatten)]
         reason: Reason,
     },
@@ -155,8 +155,8 @@ pub enum OperatorCommand {
         /// Login name.
         name: String,
         /// The new role.
-        #[arg(value_enum)]
-        role: RoleArg,
+        #[arg(value_parser = role_arg())]
+        role: Role,
         #[command(flatten)]
         reason: Reason,
     },
@@ -176,25 +176,11 @@ pub enum OperatorCommand {
     },
 }
 
-/// A dashboard role on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RoleArg {
-    /// Reads every page.
-    Viewer,
-    /// Also kills sessions and signs people off.
-    Operator,
-    /// Also re-enables people and manages operators.
-    Admin,
-}
-
-impl From<RoleArg> for OperatorRole {
-    fn from(r: RoleArg) -> OperatorRole {
-        match r {
-            RoleArg::Viewer => OperatorRole::Viewer,
-            RoleArg::Operator => OperatorRole::Operator,
-            RoleArg::Admin => OperatorRole::Admin,
-        }
-    }
+/// A dashboard role on the command line: one of [`Role::ALL`], listed in `--help`.
+fn role_arg() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str))
+        .try_map(|s| Role::parse(&s).ok_or("unknown role"))
 }
 
 /// `signoff USER`.
@@ -1491,7 +1477,7 @@ async fn operator_command(
     match command {
         OperatorCommand::Create { name, role, reason } => {
             let op = svc
-                .create_operator(who, &name, role.into(), &reason.reason)
+                .create_operator(who, &name, role, &reason.reason)
                 .await?;
             out.emit(&op, |w| created(w, &op, "created"))?;
         }
@@ -1501,7 +1487,7 @@ async fn operator_command(
         }
         OperatorCommand::SetRole { name, role, reason } => {
             let op = svc
-                .set_operator_role(who, &name, role.into(), &reason.reason)
+                .set_operator_role(who, &name, role, &reason.reason)
                 .await?;
             out.emit(&op, |w| operators_table(w, std::slice::from_ref(&op)))?;
         }

@@ -37,6 +37,9 @@
 //! default_ttl = "8h"                     # validity when a request names none
 //! max_ttl = "24h"                        # the longest validity issued (at most 24h)
 //!
+//! [sessions]
+//! retention = "90d"                      # ended sessions older than this are deleted
+//!
 //! [dashboard]                            # the web dashboard at `/`
 //! session_idle = "30m"                   # a web session unused this long ends
 //! session_max = "12h"                    # and ends this long after login regardless
@@ -55,6 +58,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// `[sessions] retention` when the file names none: about a quarter of history.
+pub const DEFAULT_SESSION_RETENTION: Duration = Duration::from_secs(90 * 86400);
 /// `data_dir` when the file names none.
 pub const DEFAULT_DATA_DIR: &str = "./signoff-data";
 /// `http.listen` when the file names none.
@@ -158,6 +163,15 @@ struct File {
     metrics: MetricsFile,
     #[serde(default)]
     ca: CaFile,
+    #[serde(default)]
+    sessions: SessionsFile,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -304,6 +318,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `[ca]`: signoff's own user CA.
     pub ca: CaConfig,
+    /// `[sessions] retention`: an ended session is deleted this long after it ended.
+    pub session_retention: Duration,
 }
 
 /// `[dashboard]`.
@@ -600,6 +616,18 @@ impl Config {
             ),
             None => None,
         };
+        let session_retention = duration(
+            "sessions.retention",
+            file.sessions.retention,
+            DEFAULT_SESSION_RETENTION,
+        )?;
+        within(
+            &invalid,
+            "sessions.retention",
+            session_retention,
+            Duration::from_secs(3600),
+            Duration::from_secs(3660 * 86400),
+        )?;
         let ca = CaConfig {
             key_file,
             backup_public_key,
@@ -627,6 +655,7 @@ impl Config {
             dashboard,
             krl_public: file.krl.public.unwrap_or(false),
             metrics_listen,
+            session_retention,
         })
     }
 
@@ -667,6 +696,9 @@ impl Config {
             },
             metrics: MetricsFile {
                 listen: self.metrics_listen.map(|a| a.to_string()),
+            },
+            sessions: SessionsFile {
+                retention: Some(format_duration(self.session_retention)),
             },
             ca: CaFile {
                 key_file: self.ca.key_file.clone(),
@@ -1018,6 +1050,39 @@ mod tests {
         assert!(
             e.contains("agents.cert_validity: 400d is out of range"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn session_retention() {
+        assert_eq!(
+            Config::load(None).unwrap().session_retention,
+            DEFAULT_SESSION_RETENTION
+        );
+        let c = Config::from_toml("[sessions]\nretention = \"30d\"\n", None).unwrap();
+        assert_eq!(c.session_retention, Duration::from_secs(30 * 86400));
+        assert!(
+            c.to_toml().contains("retention = \"30d\""),
+            "{}",
+            c.to_toml()
+        );
+        let e = err("[sessions]\nretention = \"forever\"\n");
+        assert!(
+            e.contains("sessions.retention: \"forever\" is not a duration"),
+            "{e}"
+        );
+        let e = err("[sessions]\nretention = \"10m\"\n");
+        assert!(
+            e.contains("sessions.retention: 10m is out of range (allowed 1h to 3660d)"),
+            "{e}"
+        );
+        let e = Config::from_toml("[sessions]\nkeep = \"1d\"\n", None).unwrap_err();
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("unknown field `keep`")),
+            "{e}: {cause:?}"
         );
     }
 

@@ -14,9 +14,7 @@ use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::model::UserStatus;
-use crate::service::{
-    self, OperatorAccount, OperatorRole, Service, ServiceError, SessionRecord, SignoffRecord,
-};
+use crate::service::{self, OperatorAccount, Service, ServiceError, SessionRecord, SignoffRecord};
 
 /// The audit reason of a kill from the dashboard, which asks for confirmation, not a
 /// reason.
@@ -35,11 +33,7 @@ impl DashboardBackend {
     }
 
     /// The operator `by` as stored now, if enabled and at least `needed`.
-    async fn authorize(
-        &self,
-        by: &Operator,
-        needed: OperatorRole,
-    ) -> BackendResult<OperatorAccount> {
+    async fn authorize(&self, by: &Operator, needed: Role) -> BackendResult<OperatorAccount> {
         let account = self
             .service
             .get_operator(&by.name)
@@ -80,26 +74,10 @@ fn backend_error(e: ServiceError) -> BackendError {
     }
 }
 
-fn role_to(r: OperatorRole) -> Role {
-    match r {
-        OperatorRole::Viewer => Role::Viewer,
-        OperatorRole::Operator => Role::Operator,
-        OperatorRole::Admin => Role::Admin,
-    }
-}
-
-fn role_from(r: Role) -> OperatorRole {
-    match r {
-        Role::Viewer => OperatorRole::Viewer,
-        Role::Operator => OperatorRole::Operator,
-        Role::Admin => OperatorRole::Admin,
-    }
-}
-
 fn operator(a: OperatorAccount) -> Operator {
     Operator {
         name: a.name,
-        role: role_to(a.role),
+        role: a.role,
         created_at: a.created_at,
         disabled_at: a.disabled_at,
     }
@@ -289,26 +267,11 @@ impl Backend for DashboardBackend {
             .collect())
     }
 
-    async fn login_times(&self, since: i64) -> BackendResult<Vec<i64>> {
-        let mut out = Vec::new();
-        for state in ["live", "lingering", "unknown", "ended"] {
-            let filter = service::SessionFilter {
-                state: Some(state.to_owned()),
-                ..Default::default()
-            };
-            let sessions = self
-                .service
-                .list_sessions(&filter)
-                .await
-                .map_err(backend_error)?;
-            out.extend(
-                sessions
-                    .iter()
-                    .map(|s| s.started_at)
-                    .filter(|&t| t >= since),
-            );
-        }
-        Ok(out)
+    async fn logins_per_hour(&self, now: i64) -> BackendResult<Vec<u64>> {
+        self.service
+            .logins_per_hour(now, 24)
+            .await
+            .map_err(backend_error)
     }
 
     async fn people(&self) -> BackendResult<Vec<Person>> {
@@ -440,7 +403,7 @@ impl Backend for DashboardBackend {
     }
 
     async fn kill_session(&self, by: &Operator, host: &str, id: &str) -> BackendResult<()> {
-        let who = self.authorize(by, OperatorRole::Operator).await?;
+        let who = self.authorize(by, Role::Operator).await?;
         self.service
             .kill_session(&who.actor(), host, id, KILL_REASON)
             .await
@@ -449,7 +412,7 @@ impl Backend for DashboardBackend {
     }
 
     async fn kill_person_sessions(&self, by: &Operator, user: &str) -> BackendResult<usize> {
-        let who = self.authorize(by, OperatorRole::Operator).await?;
+        let who = self.authorize(by, Role::Operator).await?;
         Ok(self
             .service
             .kill_user_sessions(&who.actor(), user, KILL_REASON)
@@ -459,7 +422,7 @@ impl Backend for DashboardBackend {
     }
 
     async fn sign_off(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<i64> {
-        let who = self.authorize(by, OperatorRole::Operator).await?;
+        let who = self.authorize(by, Role::Operator).await?;
         Ok(self
             .service
             .sign_off(&who.actor(), user, reason)
@@ -469,7 +432,7 @@ impl Backend for DashboardBackend {
     }
 
     async fn reenable(&self, by: &Operator, user: &str, reason: &str) -> BackendResult<()> {
-        let who = self.authorize(by, OperatorRole::Admin).await?;
+        let who = self.authorize(by, Role::Admin).await?;
         self.service
             .reenable_user(&who.actor(), user, reason)
             .await
@@ -483,26 +446,26 @@ impl Backend for DashboardBackend {
         name: &str,
         role: Role,
     ) -> BackendResult<String> {
-        let who = self.authorize(by, OperatorRole::Admin).await?;
+        let who = self.authorize(by, Role::Admin).await?;
         Ok(self
             .service
-            .create_operator(&who.actor(), name, role_from(role), "")
+            .create_operator(&who.actor(), name, role, "")
             .await
             .map_err(backend_error)?
             .password)
     }
 
     async fn set_operator_role(&self, by: &Operator, name: &str, role: Role) -> BackendResult<()> {
-        let who = self.authorize(by, OperatorRole::Admin).await?;
+        let who = self.authorize(by, Role::Admin).await?;
         self.service
-            .set_operator_role(&who.actor(), name, role_from(role), "")
+            .set_operator_role(&who.actor(), name, role, "")
             .await
             .map_err(backend_error)?;
         Ok(())
     }
 
     async fn disable_operator(&self, by: &Operator, name: &str) -> BackendResult<()> {
-        let who = self.authorize(by, OperatorRole::Admin).await?;
+        let who = self.authorize(by, Role::Admin).await?;
         self.service
             .disable_operator(&who.actor(), name, "")
             .await

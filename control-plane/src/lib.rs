@@ -14,4 +14,5 @@ pub mod scim;
 pub mod server;
 pub mod service;
 pub mod store;
+mod tls_listener;
 pub mod views;

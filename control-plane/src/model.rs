@@ -202,7 +202,7 @@ pub const MAX_PUBLIC_KEY: usize = 16 * 1024;
 /// a key): a type, a space, base64, an optional comment.
 pub const PUBLIC_KEY_PATTERN: &str = "^\\s*[A-Za-z0-9@.-]+ +[A-Za-z0-9+/]+=*( .*)?$";
 /// A `SHA256:` fingerprint (`parse_sha256_fingerprint`).
-pub const SHA256_FINGERPRINT_PATTERN: &str = "^\\s*SHA256:[A-Za-z0-9+/]{43}=*\\s*$";
+pub const SHA256_FINGERPRINT_PATTERN: &str = "^\\s*SHA256:[A-Za-z0-9+/]{43}=?\\s*$";
 /// Free text: like key IDs, but tab is allowed and it may be empty.
 pub const TEXT_PATTERN: &str = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f]*$";
 /// Free text that must say something: like [`TEXT_PATTERN`], with one character that is
@@ -265,18 +265,13 @@ pub fn parse_public_key(field: &str, line: &str) -> Result<PlainKey, Invalid> {
     })
 }
 
-/// Parses a `SHA256:base64` fingerprint as OpenSSH prints it.
+/// Parses a `SHA256:base64` fingerprint as OpenSSH prints it (`signoff_core::fingerprint`);
+/// returns it in OpenSSH's own form (unpadded).
 pub fn parse_sha256_fingerprint(field: &str, s: &str) -> Result<String, Invalid> {
-    let fp: ssh_key::Fingerprint = s.trim().parse().map_err(|_| {
-        Invalid::new(
-            field,
-            format!("{s:?} is not a fingerprint; expected \"SHA256:\" and 43 base64 characters"),
-        )
-    })?;
-    if fp.algorithm() != ssh_key::HashAlg::Sha256 {
-        return Err(Invalid::new(field, "only SHA256 fingerprints are accepted"));
-    }
-    Ok(fp.to_string())
+    s.trim()
+        .parse::<signoff_core::fingerprint::Sha256Fingerprint>()
+        .map(|fp| fp.to_string())
+        .map_err(|e| Invalid::new(field, format!("{s:?} is not a fingerprint: {e}")))
 }
 
 /// Whether a user may log in.

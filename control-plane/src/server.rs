@@ -18,11 +18,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::serve::ListenerExt as _;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::agents::listener as agent_listener;
 use crate::agents::sync::AgentServer;
@@ -32,18 +31,17 @@ use crate::bootstrap::{self, BootstrapError, FirstStart, ServerKeys};
 use crate::config::{Config, ConfigError, format_duration};
 use crate::service::{Clock, Service, ServiceError, SystemClock};
 use crate::store::{self, OpenError};
+use crate::tls_listener::TlsListener;
 
 /// How often the store's latest revision is read, for writes made by other processes.
 pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often revocations whose certificates have expired are withdrawn: an expired
 /// certificate is refused by sshd anyway, so a few seconds late costs nothing.
 pub const REVOCATION_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
-/// A client that has not finished its TLS handshake by then is dropped.
+/// How often ended sessions past their retention are deleted.
+const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often an idle agent stream carries a heartbeat (strict-mode agents count on it).
 const AGENT_HEARTBEAT: Duration = Duration::from_secs(15);
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Wait after an accept error that is not the client's (out of file descriptors).
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Completed TLS handshakes waiting for the HTTP server to take them.
 const TLS_ACCEPT_QUEUE: usize = 64;
 
@@ -344,7 +342,7 @@ impl Server {
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poll_revisions(
+        let poller = tokio::spawn(poll_revisions_and_flush_acks(
             service.clone(),
             REVISION_POLL_INTERVAL,
             stop_rx.clone(),
@@ -352,6 +350,11 @@ impl Server {
         let expirer = tokio::spawn(expire_revocations(
             service.clone(),
             REVOCATION_EXPIRY_INTERVAL,
+            stop_rx.clone(),
+        ));
+        let pruner = tokio::spawn(prune_sessions(
+            service.clone(),
+            config.session_retention,
             stop_rx.clone(),
         ));
         let graceful = {
@@ -403,7 +406,9 @@ impl Server {
                 let app = over_https(app);
                 // `tap_io` makes the peer address available as `ConnectInfo<SocketAddr>`,
                 // as it is over plain TCP.
-                let listener = TlsListener::new(listener, local_addr, acceptor).tap_io(|_| ());
+                let listener = TlsListener::new(listener, acceptor, TLS_ACCEPT_QUEUE, "HTTPS")
+                    .map_err(ServerError::Serve)?
+                    .tap_io(|_| ());
                 let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 tokio::spawn(
                     axum::serve(listener, app)
@@ -420,6 +425,7 @@ impl Server {
         stop_tx.send_replace(true);
         let _ = poller.await;
         let _ = expirer.await;
+        let _ = pruner.await;
         let _ = service.flush_contacts().await;
         // Agent streams are long-lived: they end at once and their agents reconnect
         // elsewhere or after the restart, with backoff.
@@ -514,6 +520,39 @@ fn raise_open_file_limit() {
 
 /// Publishes revisions committed by other processes until `stop` turns true.
 /// Withdraws expired revocations every `every` until `stop`.
+/// Deletes ended sessions older than `retention` (`[sessions] retention`), in batches, at
+/// start and then every [`SESSION_PRUNE_INTERVAL`].
+async fn prune_sessions(service: Service, retention: Duration, mut stop: watch::Receiver<bool>) {
+    const BATCH: u32 = 5000;
+    let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(SESSION_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let mut deleted = 0;
+        loop {
+            match service.prune_ended_sessions(retention, BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < u64::from(BATCH) || *stop.borrow() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!("cannot delete old sessions (retrying): {e}");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            info!(count = deleted, "ended sessions past retention deleted");
+        }
+    }
+}
+
 async fn expire_revocations(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -531,7 +570,13 @@ async fn expire_revocations(service: Service, every: Duration, mut stop: watch::
     }
 }
 
-async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Every `every`: writes the agents' buffered acks (one transaction), then reads the latest
+/// revision, so that writes of another process (the admin CLI) reach the streams.
+async fn poll_revisions_and_flush_acks(
+    service: Service,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -556,87 +601,6 @@ async fn poll_revisions(service: Service, every: Duration, mut stop: watch::Rece
             Err(_) => {}
         }
     }
-}
-
-/// Accepts TCP connections and completes their TLS handshakes off the accept loop, so
-/// that one slow client cannot hold up the others.
-#[derive(Debug)]
-struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-}
-
-impl TlsListener {
-    fn new(listener: TcpListener, local_addr: SocketAddr, acceptor: TlsAcceptor) -> Self {
-        let (tx, rx) = mpsc::channel(TLS_ACCEPT_QUEUE);
-        tokio::spawn(accept_tls(listener, acceptor, tx));
-        TlsListener {
-            handshaken: rx,
-            local_addr,
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.handshaken.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends once this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}
-
-/// Runs until the [`TlsListener`] is dropped, which closes the port.
-async fn accept_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            res = listener.accept() => res,
-            () = tx.closed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                warn!("cannot accept connections, retrying in {ACCEPT_ERROR_BACKOFF:?}: {e}");
-                tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
-                    () = tx.closed() => return,
-                }
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
 
 /// Binds the agent listener with a certificate from the agent CA for the configured names.
@@ -759,7 +723,7 @@ mod tests {
             .unwrap();
         let mut rx = server.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let poller = tokio::spawn(poll_revisions(
+        let poller = tokio::spawn(poll_revisions_and_flush_acks(
             server.clone(),
             Duration::from_millis(10),
             stop_rx,

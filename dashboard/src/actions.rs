@@ -15,8 +15,8 @@ use serde::Deserialize;
 use crate::auth::{cookie_value, same_secret};
 use crate::backend::{Backend, Role};
 use crate::error::{PageError, safe_next};
+use crate::layout::seg;
 use crate::pages::{login_form, operators_page};
-use crate::view::seg;
 use crate::{App, Authed};
 
 /// The client's address, when the server recorded it (not in router-level tests): the

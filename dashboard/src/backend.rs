@@ -6,11 +6,12 @@
 use std::fmt;
 use std::future::Future;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// What an operator may do. Ordered: each role may do everything the one before may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+/// What an operator may do. Ordered: each role may do everything the one before may. The
+/// one role type: the control plane's operator accounts and its checks use it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads every page.
@@ -338,8 +339,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         filter: &SessionFilter,
     ) -> impl Future<Output = BackendResult<Vec<Session>>> + Send;
-    /// Start times of every session (live or ended) started at or after `since`.
-    fn login_times(&self, since: i64) -> impl Future<Output = BackendResult<Vec<i64>>> + Send;
+    /// Logins (sessions started, live or ended) in each of the 24 hours before `now`,
+    /// oldest first, counted by the store.
+    fn logins_per_hour(&self, now: i64) -> impl Future<Output = BackendResult<Vec<u64>>> + Send;
     /// Every person, by name.
     fn people(&self) -> impl Future<Output = BackendResult<Vec<Person>>> + Send;
     /// One person.

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::backend::BackendError;
-use crate::view::{Layout, query_value};
+use crate::layout::{Layout, query_value};
 
 /// A failed request, as the person sees it.
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ mod chart;
 mod client_addr;
 mod error;
 mod events;
+mod layout;
 mod pages;
-mod view;
 
 use std::sync::Arc;
 

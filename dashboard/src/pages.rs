@@ -15,7 +15,7 @@ use crate::backend::{
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
-use crate::view::{Layout, ago, opt_time, query_value, render, seg, time_text};
+use crate::layout::{Layout, ago, opt_time, query_value, render, seg, time_text};
 use crate::{App, Authed, authenticate};
 
 /// How many audit rows a page shows.
@@ -261,7 +261,7 @@ pub(crate) async fn overview_handler<B: Backend>(
     let hosts = b.hosts().await?;
     let sessions = b.sessions(&SessionFilter::default()).await?;
     let signoffs = b.signoffs().await?;
-    let logins = b.login_times(now - 24 * 3600).await?;
+    let logins = b.logins_per_hour(now).await?;
     let count = |status: &str| {
         hosts
             .iter()

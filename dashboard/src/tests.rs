@@ -156,8 +156,11 @@ impl Backend for Fake {
             .cloned()
             .collect())
     }
-    async fn login_times(&self, _since: i64) -> BackendResult<Vec<i64>> {
-        Ok(vec![NOW - 60, NOW - 7200])
+    async fn logins_per_hour(&self, _now: i64) -> BackendResult<Vec<u64>> {
+        let mut counts = vec![0; 24];
+        counts[23] = 1;
+        counts[21] = 1;
+        Ok(counts)
     }
     async fn people(&self) -> BackendResult<Vec<Person>> {
         let mut people = vec![self.person("mallory").await?];

@@ -17,6 +17,7 @@
 //! string  nonce           (16 random bytes)
 //! ```
 
+use ssh_encoding::{Decode, Encode, Reader};
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
 /// The SSHSIG namespace of every signoff order: a signature made for anything else (a git
@@ -78,68 +79,109 @@ pub enum OrderError {
     /// A list is not sorted or repeats an item.
     #[error("{0} are not sorted and unique")]
     NotCanonical(&'static str),
+    /// A list names more than 4096 items.
+    #[error("{0} has more than 4096 items")]
+    TooMany(&'static str),
 }
 
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], OrderError> {
-        if self.0.len() < n {
-            return Err(OrderError::Truncated(what));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
+/// Writes an SSH `string` of at most `max` bytes: a longer field is an error, never a length
+/// silently cut to 32 bits, and what is written always decodes.
+fn put_string(
+    out: &mut Vec<u8>,
+    s: &[u8],
+    max: usize,
+    what: &'static str,
+) -> Result<(), OrderError> {
+    if s.len() > max {
+        return Err(OrderError::BadText(what));
     }
+    s.encode(out).map_err(|_| OrderError::BadText(what))
+}
 
+fn put_u64(out: &mut Vec<u8>, n: u64) -> Result<(), OrderError> {
+    // Writing to a Vec fails only when memory does.
+    n.encode(out).map_err(|_| OrderError::Truncated("output"))
+}
+
+/// Reads the fields of canonical bytes with `ssh-encoding`, naming the field in each error.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
     fn u64(&mut self, what: &'static str) -> Result<u64, OrderError> {
-        let b = self.take(8, what)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
+        u64::decode(&mut self.0).map_err(|_| OrderError::Truncated(what))
     }
 
-    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], OrderError> {
-        let b = self.take(4, what)?;
-        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        self.take(len, what)
+    fn u32(&mut self, what: &'static str) -> Result<u32, OrderError> {
+        u32::decode(&mut self.0).map_err(|_| OrderError::Truncated(what))
+    }
+
+    /// A `string` of at most `max` bytes; a longer one is refused before it is read.
+    fn bytes(&mut self, max: usize, what: &'static str) -> Result<Vec<u8>, OrderError> {
+        self.0.read_prefixed(|field| {
+            let len = field.remaining_len();
+            if len > max {
+                return Err(OrderError::BadText(what));
+            }
+            let mut out = vec![0; len];
+            field
+                .read(&mut out)
+                .map_err(|_| OrderError::Truncated(what))?;
+            Ok(out)
+        })
     }
 
     fn text(&mut self, what: &'static str) -> Result<String, OrderError> {
-        let b = self.bytes(what)?;
-        if b.len() > MAX_FIELD {
-            return Err(OrderError::BadText(what));
+        String::from_utf8(self.bytes(MAX_FIELD, what)?).map_err(|_| OrderError::BadText(what))
+    }
+
+    fn tag(&mut self, tag: &[u8]) -> Result<(), OrderError> {
+        if self.bytes(MAX_FIELD, "tag")? != tag {
+            return Err(OrderError::WrongTag);
         }
-        String::from_utf8(b.to_vec()).map_err(|_| OrderError::BadText(what))
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), OrderError> {
+        if !self.0.is_empty() {
+            return Err(OrderError::Trailing(self.0.len()));
+        }
+        Ok(())
+    }
+}
+
+impl From<ssh_encoding::Error> for OrderError {
+    /// Only a length prefix can fail outside the field helpers: it is cut short, or larger
+    /// than `ssh-encoding` reads at all.
+    fn from(_: ssh_encoding::Error) -> Self {
+        OrderError::Truncated("length")
     }
 }
 
 impl KillOrder {
-    /// The canonical bytes; these are what is signed and what is sent.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The canonical bytes; these are what is signed and what is sent. A text field longer
+    /// than 1024 bytes is refused here, as [`KillOrder::decode`] refuses it.
+    pub fn encode(&self) -> Result<Vec<u8>, OrderError> {
         let mut out = Vec::new();
-        put_string(&mut out, KILL_ORDER_TAG);
-        put_string(&mut out, self.host_id.as_bytes());
-        put_string(&mut out, self.session_id.as_bytes());
-        put_string(&mut out, self.reason.as_bytes());
-        put_string(&mut out, self.operator.as_bytes());
-        out.extend_from_slice(&self.not_before.to_be_bytes());
-        out.extend_from_slice(&self.not_after.to_be_bytes());
-        put_string(&mut out, &self.nonce);
-        out
+        put_string(&mut out, KILL_ORDER_TAG, MAX_FIELD, "tag")?;
+        put_string(&mut out, self.host_id.as_bytes(), MAX_FIELD, "host_id")?;
+        put_string(
+            &mut out,
+            self.session_id.as_bytes(),
+            MAX_FIELD,
+            "session_id",
+        )?;
+        put_string(&mut out, self.reason.as_bytes(), MAX_FIELD, "reason")?;
+        put_string(&mut out, self.operator.as_bytes(), MAX_FIELD, "operator")?;
+        put_u64(&mut out, self.not_before)?;
+        put_u64(&mut out, self.not_after)?;
+        put_string(&mut out, &self.nonce, self.nonce.len(), "nonce")?;
+        Ok(out)
     }
 
     /// Parses canonical bytes, refusing anything else (including trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<KillOrder, OrderError> {
-        let mut r = Reader(bytes);
-        if r.bytes("tag")? != KILL_ORDER_TAG {
-            return Err(OrderError::WrongTag);
-        }
+        let mut r = Fields(bytes);
+        r.tag(KILL_ORDER_TAG)?;
         let order = KillOrder {
             host_id: r.text("host_id")?,
             session_id: r.text("session_id")?,
@@ -148,13 +190,11 @@ impl KillOrder {
             not_before: r.u64("not_before")?,
             not_after: r.u64("not_after")?,
             nonce: r
-                .bytes("nonce")?
+                .bytes(MAX_FIELD, "nonce")?
                 .try_into()
                 .map_err(|_| OrderError::BadNonce)?,
         };
-        if !r.0.is_empty() {
-            return Err(OrderError::Trailing(r.0.len()));
-        }
+        r.finish()?;
         if order.not_after <= order.not_before {
             return Err(OrderError::BadWindow);
         }
@@ -202,32 +242,39 @@ const MAX_IDENTITIES: usize = 4096;
 
 impl SignoffStatement {
     /// The canonical bytes; lists are written sorted and without duplicates, so one
-    /// statement has one encoding.
-    pub fn encode(&self) -> Vec<u8> {
+    /// statement has one encoding. A text field over 1024 bytes or a list of more than
+    /// 4096 items is refused here, as [`SignoffStatement::decode`] refuses it.
+    pub fn encode(&self) -> Result<Vec<u8>, OrderError> {
         let mut out = Vec::new();
-        put_string(&mut out, SIGNOFF_TAG);
-        out.extend_from_slice(&self.signoff_id.to_be_bytes());
-        put_string(&mut out, self.user.as_bytes());
-        put_string(&mut out, self.reason.as_bytes());
-        put_string(&mut out, self.operator.as_bytes());
-        out.extend_from_slice(&self.issued_at.to_be_bytes());
-        for list in [&self.key_ids, &self.key_fingerprints] {
+        put_string(&mut out, SIGNOFF_TAG, MAX_FIELD, "tag")?;
+        put_u64(&mut out, self.signoff_id)?;
+        put_string(&mut out, self.user.as_bytes(), MAX_FIELD, "user")?;
+        put_string(&mut out, self.reason.as_bytes(), MAX_FIELD, "reason")?;
+        put_string(&mut out, self.operator.as_bytes(), MAX_FIELD, "operator")?;
+        put_u64(&mut out, self.issued_at)?;
+        for (list, what) in [
+            (&self.key_ids, "key_ids"),
+            (&self.key_fingerprints, "key_fingerprints"),
+        ] {
             let set: std::collections::BTreeSet<&String> = list.iter().collect();
-            out.extend_from_slice(&(set.len() as u32).to_be_bytes());
+            if set.len() > MAX_IDENTITIES {
+                return Err(OrderError::TooMany(what));
+            }
+            set.len()
+                .encode(&mut out)
+                .map_err(|_| OrderError::TooMany(what))?;
             for item in set {
-                put_string(&mut out, item.as_bytes());
+                put_string(&mut out, item.as_bytes(), MAX_FIELD, what)?;
             }
         }
-        out
+        Ok(out)
     }
 
     /// Parses canonical bytes, refusing anything else: unsorted or repeated list items,
     /// trailing bytes, another tag.
     pub fn decode(bytes: &[u8]) -> Result<SignoffStatement, OrderError> {
-        let mut r = Reader(bytes);
-        if r.bytes("tag")? != SIGNOFF_TAG {
-            return Err(OrderError::WrongTag);
-        }
+        let mut r = Fields(bytes);
+        r.tag(SIGNOFF_TAG)?;
         let signoff_id = r.u64("signoff_id")?;
         let user = r.text("user")?;
         let reason = r.text("reason")?;
@@ -235,10 +282,9 @@ impl SignoffStatement {
         let issued_at = r.u64("issued_at")?;
         let mut lists = [Vec::new(), Vec::new()];
         for (list, what) in lists.iter_mut().zip(["key_ids", "key_fingerprints"]) {
-            let b = r.take(4, what)?;
-            let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-            if n > MAX_IDENTITIES {
-                return Err(OrderError::BadText(what));
+            let n = r.u32(what)?;
+            if usize::try_from(n).map_or(true, |n| n > MAX_IDENTITIES) {
+                return Err(OrderError::TooMany(what));
             }
             for _ in 0..n {
                 let item = r.text(what)?;
@@ -248,9 +294,7 @@ impl SignoffStatement {
                 list.push(item);
             }
         }
-        if !r.0.is_empty() {
-            return Err(OrderError::Trailing(r.0.len()));
-        }
+        r.finish()?;
         let [key_ids, key_fingerprints] = lists;
         Ok(SignoffStatement {
             signoff_id,
@@ -342,13 +386,13 @@ mod tests {
 
     #[test]
     fn canonical_bytes_round_trip() {
-        let bytes = order().encode();
+        let bytes = order().encode().unwrap();
         assert_eq!(KillOrder::decode(&bytes).unwrap(), order());
     }
 
     #[test]
     fn every_truncation_and_extension_is_refused() {
-        let bytes = order().encode();
+        let bytes = order().encode().unwrap();
         for n in 0..bytes.len() {
             assert!(KillOrder::decode(&bytes[..n]).is_err(), "prefix {n}");
         }
@@ -372,9 +416,9 @@ mod tests {
     #[test]
     fn a_statement_round_trips_in_canonical_order() {
         let s = statement();
-        let decoded = SignoffStatement::decode(&s.encode()).unwrap();
+        let decoded = SignoffStatement::decode(&s.encode().unwrap()).unwrap();
         assert_eq!(decoded.key_ids, vec!["mallory-laptop", "mallory@corp"]);
-        assert_eq!(decoded.encode(), s.encode());
+        assert_eq!(decoded.encode().unwrap(), s.encode().unwrap());
         assert!(decoded.covers("mallory@corp", ""));
         assert!(decoded.covers("", "SHA256:abc"));
         assert!(!decoded.covers("", ""));
@@ -383,10 +427,10 @@ mod tests {
 
     #[test]
     fn a_statement_is_not_an_order_and_truncations_are_refused() {
-        let bytes = statement().encode();
+        let bytes = statement().encode().unwrap();
         assert_eq!(KillOrder::decode(&bytes), Err(OrderError::WrongTag));
         assert_eq!(
-            SignoffStatement::decode(&order().encode()),
+            SignoffStatement::decode(&order().encode().unwrap()),
             Err(OrderError::WrongTag)
         );
         for n in 0..bytes.len() {
@@ -403,16 +447,16 @@ mod tests {
     #[test]
     fn an_unsorted_statement_is_refused() {
         let mut bytes = Vec::new();
-        put_string(&mut bytes, SIGNOFF_TAG);
-        bytes.extend_from_slice(&1u64.to_be_bytes());
+        SIGNOFF_TAG.encode(&mut bytes).unwrap();
+        1u64.encode(&mut bytes).unwrap();
         for field in ["u", "r", "o"] {
-            put_string(&mut bytes, field.as_bytes());
+            field.encode(&mut bytes).unwrap();
         }
-        bytes.extend_from_slice(&0u64.to_be_bytes());
-        bytes.extend_from_slice(&2u32.to_be_bytes());
-        put_string(&mut bytes, b"b");
-        put_string(&mut bytes, b"a");
-        bytes.extend_from_slice(&0u32.to_be_bytes());
+        0u64.encode(&mut bytes).unwrap();
+        2u32.encode(&mut bytes).unwrap();
+        "b".encode(&mut bytes).unwrap();
+        "a".encode(&mut bytes).unwrap();
+        0u32.encode(&mut bytes).unwrap();
         assert_eq!(
             SignoffStatement::decode(&bytes),
             Err(OrderError::NotCanonical("key_ids"))
@@ -420,16 +464,69 @@ mod tests {
     }
 
     #[test]
+    fn an_over_long_field_is_refused_when_encoding_and_decoding() {
+        let mut o = order();
+        o.reason = "x".repeat(MAX_FIELD + 1);
+        assert_eq!(o.encode(), Err(OrderError::BadText("reason")));
+        o.reason = "x".repeat(MAX_FIELD);
+        assert_eq!(KillOrder::decode(&o.encode().unwrap()).unwrap(), o);
+
+        // The same field, written by hand one byte over the bound, does not decode.
+        let mut bytes = Vec::new();
+        KILL_ORDER_TAG.encode(&mut bytes).unwrap();
+        "x".repeat(MAX_FIELD + 1).encode(&mut bytes).unwrap();
+        assert_eq!(
+            KillOrder::decode(&bytes),
+            Err(OrderError::BadText("host_id"))
+        );
+    }
+
+    #[test]
+    fn a_statement_naming_too_many_keys_is_refused_both_ways() {
+        let mut s = statement();
+        s.key_ids = (0..=MAX_IDENTITIES).map(|i| format!("k{i:05}")).collect();
+        assert_eq!(s.encode(), Err(OrderError::TooMany("key_ids")));
+
+        let mut bytes = Vec::new();
+        SIGNOFF_TAG.encode(&mut bytes).unwrap();
+        1u64.encode(&mut bytes).unwrap();
+        for field in ["u", "r", "o"] {
+            field.encode(&mut bytes).unwrap();
+        }
+        0u64.encode(&mut bytes).unwrap();
+        u32::MAX.encode(&mut bytes).unwrap();
+        assert_eq!(
+            SignoffStatement::decode(&bytes),
+            Err(OrderError::TooMany("key_ids"))
+        );
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_truncation() {
+        let mut bytes = Vec::new();
+        KILL_ORDER_TAG.encode(&mut bytes).unwrap();
+        100u32.encode(&mut bytes).unwrap();
+        bytes.extend_from_slice(b"web1");
+        assert_eq!(
+            KillOrder::decode(&bytes),
+            Err(OrderError::Truncated("host_id"))
+        );
+    }
+
+    #[test]
     fn an_empty_window_is_refused() {
         let mut o = order();
         o.not_after = o.not_before;
-        assert_eq!(KillOrder::decode(&o.encode()), Err(OrderError::BadWindow));
+        assert_eq!(
+            KillOrder::decode(&o.encode().unwrap()),
+            Err(OrderError::BadWindow)
+        );
     }
 
     #[test]
     fn a_signed_order_verifies_with_its_signer_only() {
         let signer = key(1);
-        let bytes = order().encode();
+        let bytes = order().encode().unwrap();
         let sig = sign(&signer, &bytes).unwrap();
         let trusted = [signer.public_key().clone()];
         assert!(verify(&bytes, &sig, &trusted).is_ok());
@@ -442,13 +539,13 @@ mod tests {
     #[test]
     fn a_forged_order_is_refused() {
         let signer = key(1);
-        let bytes = order().encode();
+        let bytes = order().encode().unwrap();
         let sig = sign(&signer, &bytes).unwrap();
         let mut forged = order();
         forged.host_id = "web2".into();
         let trusted = [signer.public_key().clone()];
         assert_eq!(
-            verify(&forged.encode(), &sig, &trusted),
+            verify(&forged.encode().unwrap(), &sig, &trusted),
             Err(SignatureError::Invalid)
         );
     }
@@ -456,7 +553,7 @@ mod tests {
     #[test]
     fn a_signature_for_another_namespace_is_refused() {
         let signer = key(1);
-        let bytes = order().encode();
+        let bytes = order().encode().unwrap();
         let other = signer
             .sign("git", HashAlg::Sha512, &bytes)
             .unwrap()

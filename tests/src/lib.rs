@@ -14,11 +14,13 @@
 //!   deliver crafted kill orders to a real agent.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
+//! - [`bench_args`]: value parsers of the benchmarks' arguments.
 //!
 //! Tests run as root (sshd needs it); a missing tool fails the test with the package to
 //! install, it never skips it.
 
 pub mod agent;
+pub mod bench_args;
 pub mod browser;
 pub mod command;
 pub mod fleet;
@@ -31,6 +33,14 @@ pub mod seed;
 pub mod sessions;
 pub mod sshd;
 pub mod tools;
+
+/// The wall clock in Unix seconds, as the control plane and the agent read it (the one
+/// `now()` of the tests).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Where a failing test leaves its inputs for a human to look at (`tests/artifacts/NAME`).
 pub fn artifacts_dir(name: &str) -> std::path::PathBuf {

@@ -9,7 +9,6 @@
 //! real sshd wired to all three.
 
 use std::fs::{self, File, Permissions};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +22,7 @@ use tempfile::TempDir;
 use crate::command::run;
 use crate::keys::{KeyPair, KeyType};
 use crate::sshd::{Login, free_port, ssh_login, ssh_login_plain_key};
+use crate::sshd::{read_log, wait_listening};
 use crate::tools::SSHD;
 
 /// Where test copies of the agent go: root-owned, mode 0755 all the way up.
@@ -30,7 +30,6 @@ pub const INSTALL_ROOT: &str = "/usr/local/libexec/signoff-test";
 /// The user sshd runs the principals command as, as in production.
 pub const COMMAND_USER: &str = "signoff";
 
-const START_DEADLINE: Duration = Duration::from_secs(20);
 const PORT_ATTEMPTS: usize = 5;
 
 /// A copy of an agent binary (`signoff-sshd` or `signoff-agent`) at a path sshd accepts;
@@ -303,34 +302,4 @@ impl Drop for PrincipalsSshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let text = read_log(log);
-            if text.contains("Address already in use") || text.contains("Cannot bind any address") {
-                return Ok(false);
-            }
-            bail!("sshd exited ({status}) before listening on port {port}:\n{text}");
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "sshd did not listen on port {port} within {START_DEADLINE:?}:\n{}",
-                read_log(log)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,12 +25,12 @@ use tempfile::TempDir;
 use crate::command::{run, wait_until};
 use crate::keys::{KeyPair, KeyType};
 use crate::sshd::free_port;
-use crate::tools::{SSH, SSHD};
+use crate::sshd::{read_log, wait_listening};
+use crate::tools::SSHD;
 
 /// The non-root account the tests log in to.
 pub const TEST_ACCOUNT: &str = "signoff-test";
 
-const START_DEADLINE: Duration = Duration::from_secs(20);
 const PORT_ATTEMPTS: usize = 5;
 
 /// Creates [`TEST_ACCOUNT`] (home directory, `/bin/bash`) unless it exists.
@@ -278,39 +278,6 @@ fn kill_all(processes: &[ProcessRef]) {
     }
 }
 
-fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + START_DEADLINE;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let text = read_log(log);
-            if text.contains("Address already in use") || text.contains("Cannot bind any address") {
-                return Ok(false);
-            }
-            bail!("sshd exited ({status}) before listening on port {port}:\n{text}");
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            bail!(
-                "sshd did not listen on port {port} within {START_DEADLINE:?}:\n{}",
-                read_log(log)
-            );
-        }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 /// How an [`SshClient`] connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions<'a> {
@@ -363,30 +330,7 @@ impl SshClient {
         cert: Option<&Path>,
         options: &ClientOptions<'_>,
     ) -> Result<SshClient> {
-        let mut cmd = SSH.command()?;
-        cmd.args(["-F", "/dev/null", "-i"]).arg(key);
-        if let Some(cert) = cert {
-            cmd.arg("-o")
-                .arg(format!("CertificateFile={}", cert.display()));
-        }
-        cmd.args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "ConnectTimeout=20",
-            "-p",
-            &port.to_string(),
-        ]);
+        let mut cmd = crate::sshd::ssh_command(port, key, cert)?;
         if options.verbose {
             cmd.arg("-v");
         } else {

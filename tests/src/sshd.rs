@@ -180,7 +180,7 @@ pub fn free_port() -> Result<u16> {
 
 /// Waits until sshd accepts connections on `port` (`Ok(true)`), or exits because the
 /// port was taken (`Ok(false)`); any other exit or the deadline is an error.
-fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
+pub(crate) fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + START_DEADLINE;
     let mut pause = Duration::from_millis(2);
@@ -207,7 +207,8 @@ fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<bool> {
     }
 }
 
-fn read_log(path: &Path) -> String {
+/// An sshd log (`-E FILE`), empty if it cannot be read.
+pub(crate) fn read_log(path: &Path) -> String {
     fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
@@ -237,7 +238,10 @@ pub fn ssh_login_plain_key(port: u16, user: &str, key: &Path) -> Result<Login> {
     login_with(port, user, key, None)
 }
 
-fn login_with(port: u16, user: &str, key: &Path, cert: Option<&Path>) -> Result<Login> {
+/// The real client, ready to log in to 127.0.0.1:`port` with `key` (and `cert`) alone:
+/// no user config, agent, known_hosts or prompts. The caller adds the log level, then
+/// `USER@127.0.0.1` and the command. The one set of client options of every test.
+pub fn ssh_command(port: u16, key: &Path, cert: Option<&Path>) -> Result<Command> {
     let mut cmd = SSH.command()?;
     cmd.args(["-F", "/dev/null", "-i"]).arg(key);
     if let Some(cert) = cert {
@@ -259,13 +263,15 @@ fn login_with(port: u16, user: &str, key: &Path, cert: Option<&Path>) -> Result<
         "IdentityAgent=none",
         "-o",
         "ConnectTimeout=20",
-        "-o",
-        "LogLevel=ERROR",
         "-p",
         &port.to_string(),
-        &format!("{user}@127.0.0.1"),
-        "true",
     ]);
+    Ok(cmd)
+}
+
+fn login_with(port: u16, user: &str, key: &Path, cert: Option<&Path>) -> Result<Login> {
+    let mut cmd = ssh_command(port, key, cert)?;
+    cmd.args(["-o", "LogLevel=ERROR", &format!("{user}@127.0.0.1"), "true"]);
     let out = run_with_deadline(&mut cmd, LOGIN_DEADLINE)?;
     Ok(Login {
         success: out.success(),

@@ -6,7 +6,6 @@
 //! the one they hold stops working.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
@@ -80,11 +79,9 @@ impl Setup {
     }
 }
 
+/// Unix seconds, as the API's i64 times.
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    signoff_tests::now() as i64
 }
 
 #[test]

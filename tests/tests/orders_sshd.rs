@@ -19,9 +19,10 @@
 //!   test ends by delivering a valid order for the same session, which the agent executes,
 //!   so a refusal is never an artefact of the stand-in.
 
+use signoff_tests::now;
 use std::collections::BTreeSet;
 use std::fs;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use rand::Rng as _;
@@ -117,12 +118,6 @@ impl Drop for Login {
                 .status();
         }
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Sessions on `host` at the control plane in `state` (`live`, `lingering`, `unknown`,
@@ -552,7 +547,7 @@ impl Refusals {
 
     /// `order` signed with the trusted key.
     fn signed(&self, order: &KillOrder) -> Result<v1::SignedOrder> {
-        Refusals::signed_by(&self.key, order.encode())
+        Refusals::signed_by(&self.key, order.encode()?)
     }
 
     /// Delivers `order`; asserts the agent refused it saying `why`, and that session `i`
@@ -600,7 +595,7 @@ fn an_order_whose_bytes_were_altered_after_signing_is_refused() -> Result<()> {
     let mut altered = KillOrder::decode(&signed.order)?;
     altered.reason = "forged".into();
     let forged = v1::SignedOrder {
-        order: altered.encode(),
+        order: altered.encode()?,
         signature: signed.signature,
     };
     r.assert_refused(forged, 0, "signature does not match the order")?;
@@ -613,7 +608,7 @@ fn an_order_signed_by_a_key_not_in_allowed_signers_is_refused() -> Result<()> {
     let stranger = PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(
         &rand::rng().random(),
     ));
-    let order = Refusals::signed_by(&stranger, r.order(0).encode())?;
+    let order = Refusals::signed_by(&stranger, r.order(0).encode()?)?;
     r.assert_refused(order, 0, "not in allowed_signers")?;
     r.assert_valid_order_kills(0)
 }

@@ -58,7 +58,7 @@ fn allowed(key: &PrivateKey) -> String {
 fn a_stored_order_verifies_with_ssh_keygen() {
     let dir = tempfile::tempdir().unwrap();
     let key = signer();
-    let bytes = order().encode();
+    let bytes = order().encode().unwrap();
     let sig = orders::sign(&key, &bytes).unwrap();
     let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&key), &bytes, &sig);
     assert!(ok, "{out}");
@@ -72,17 +72,17 @@ fn a_stored_order_verifies_with_ssh_keygen() {
 fn ssh_keygen_refuses_a_forged_order() {
     let dir = tempfile::tempdir().unwrap();
     let key = signer();
-    let sig = orders::sign(&key, &order().encode()).unwrap();
+    let sig = orders::sign(&key, &order().encode().unwrap()).unwrap();
     let mut forged = order();
     forged.host_id = "db1".into();
-    let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&key), &forged.encode(), &sig);
+    let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&key), &forged.encode().unwrap(), &sig);
     assert!(!ok, "{out}");
 }
 
 #[test]
 fn ssh_keygen_refuses_a_signer_not_in_allowed_signers() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = order().encode();
+    let bytes = order().encode().unwrap();
     let sig = orders::sign(&signer(), &bytes).unwrap();
     let other = PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]));
     let (ok, out) = ssh_keygen_verify(dir.path(), &allowed(&other), &bytes, &sig);
@@ -99,7 +99,7 @@ fn we_verify_what_ssh_keygen_signs_in_our_namespace() {
         .status()
         .unwrap();
     assert!(status.success());
-    let bytes = order().encode();
+    let bytes = order().encode().unwrap();
     fs::write(dir.path().join("order.bin"), &bytes).unwrap();
     let status = Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])

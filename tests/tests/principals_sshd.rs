@@ -4,9 +4,10 @@
 //! the persisted host view grants, as the real `ssh` client sees it. The same commands of
 //! `signoff-agent`, which stay part of the interface contract, are checked with sshd too.
 
+use signoff_tests::now;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Result;
 use base64::Engine as _;
@@ -31,12 +32,6 @@ struct Fixture {
     host: HostDir,
     sshd: PrincipalsSshd,
     _agent: InstalledAgent,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Fixture {

@@ -5,11 +5,12 @@
 //! private directory with its own configuration and its own `imuxsock` socket, never the
 //! host's `/dev/log`) receiving the line under tag `signoff-sshd`, facility authpriv.
 
+use signoff_tests::now;
 use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use signoff_agent::krl_writer::ensure_krl;
@@ -97,12 +98,6 @@ impl Drop for Rsyslogd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[test]

@@ -10,13 +10,13 @@
 //!   would); a bad signature, a stale timestamp and a replay are refused and sign nobody
 //!   off, a good delivery signs the person off, and the replay cache survives a restart.
 
+use signoff_tests::now;
 use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value, json};
@@ -207,14 +207,6 @@ fn scim_delete_refuses_the_person_and_a_new_post_lets_them_in_again() -> Result<
     let login = fleet.login(&host)?;
     assert!(login.success, "after re-provisioning: {}", login.stderr);
     Ok(())
-}
-
-/// Seconds since the epoch.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `sha256=HEX` of `timestamp.body`, computed by `openssl dgst` as a sender would.

@@ -4,8 +4,8 @@
 //! looks like an option — both binaries print the same stdout and stderr and exit with the
 //! same code; on usage errors both exit 2 and print nothing on stdout.
 
+use signoff_tests::now;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use signoff_agent::state::State;
@@ -18,12 +18,6 @@ use signoff_tests::principals::HostDir;
 
 const CA_FP: &str = "SHA256:67WVbP4REhDkMyNxkK3msIrNSuzc88qvyvUEbE10agY";
 const KEY_FP: &str = "SHA256:8l5XDFEFMcmGC+4xbf95gnwtWXxDefh6gH739nkviEk";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// alice may log in to root (principal `alice`, key ID alice@corp, her plain key);
 /// mallory@corp is revoked for every CA.

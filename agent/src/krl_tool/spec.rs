@@ -26,7 +26,7 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use signoff_proto::krl::{self, CaScope, CertFields, Krl, KrlBuilder, RevokeError, SerialRange};
-use ssh_encoding::Decode as _;
+use ssh_encoding::{Decode as _, Encode as _, Reader as _};
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, PublicKey};
 
@@ -297,81 +297,69 @@ fn parse_certificate(blob: &[u8], cert_type: &[u8]) -> Result<CertInfo, KeyLineE
         .and_then(Algorithm::new_certificate)
         .map_err(KeyLineError::Parse)?;
     let mut rest = blob;
-    take_string(&mut rest, "type")?;
-    take_string(&mut rest, "nonce")?;
+    skip_string(&mut rest, "type")?;
+    skip_string(&mut rest, "nonce")?;
     // The certified key's fields come next, laid out as in a plain key blob after its type
     // name: decode them as that blob to learn both the key and where they end.
     let plain_name = algorithm.as_str().as_bytes();
     let mut plain = Vec::with_capacity(4 + plain_name.len() + rest.len());
-    plain.extend_from_slice(
-        &u32::try_from(plain_name.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    plain.extend_from_slice(plain_name);
+    plain_name
+        .encode(&mut plain)
+        .map_err(|_| KeyLineError::CertField { field: "type" })?;
     plain.extend_from_slice(rest);
     let mut rest = plain.as_slice();
     let key = KeyData::decode(&mut rest).map_err(KeyLineError::Parse)?;
     let serial = take_u64(&mut rest, "serial")?;
-    take_bytes(&mut rest, 4, "type")?;
+    u32::decode(&mut rest).map_err(|_| KeyLineError::CertField { field: "type" })?;
     let key_id = take_string(&mut rest, "key id")?;
     if key_id.contains(&0) {
         return Err(KeyLineError::CertField { field: "key id" });
     }
-    take_string(&mut rest, "valid principals")?;
+    skip_string(&mut rest, "valid principals")?;
     take_u64(&mut rest, "valid after")?;
     take_u64(&mut rest, "valid before")?;
-    take_string(&mut rest, "critical options")?;
-    take_string(&mut rest, "extensions")?;
-    take_string(&mut rest, "reserved")?;
+    skip_string(&mut rest, "critical options")?;
+    skip_string(&mut rest, "extensions")?;
+    skip_string(&mut rest, "reserved")?;
     let ca_blob = take_string(&mut rest, "signature key")?;
-    take_string(&mut rest, "signature")?;
+    skip_string(&mut rest, "signature")?;
     if !rest.is_empty() {
         return Err(KeyLineError::CertTrailingData { bytes: rest.len() });
     }
-    let ca = PublicKey::from_bytes(ca_blob)
+    let ca = PublicKey::from_bytes(&ca_blob)
         .map_err(KeyLineError::Parse)?
         .key_data()
         .clone();
     Ok(CertInfo {
         key,
         serial,
-        key_id: key_id.to_vec(),
+        key_id,
         ca,
     })
 }
 
-fn take_bytes<'a>(
-    rest: &mut &'a [u8],
-    n: usize,
-    field: &'static str,
-) -> Result<&'a [u8], KeyLineError> {
-    if rest.len() < n {
-        return Err(KeyLineError::CertField { field });
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
-}
+// The certificate's fields are read with `ssh-encoding`, which also refuses a length prefix
+// over 1 MiB (OpenSSH takes up to 128 MiB): such a line is refused, never misread.
 
 fn take_u64(rest: &mut &[u8], field: &'static str) -> Result<u64, KeyLineError> {
-    let bytes = take_bytes(rest, 8, field)?;
-    let mut be = [0; 8];
-    be.copy_from_slice(bytes);
-    Ok(u64::from_be_bytes(be))
+    u64::decode(rest).map_err(|_| KeyLineError::CertField { field })
 }
 
-fn take_string<'a>(rest: &mut &'a [u8], field: &'static str) -> Result<&'a [u8], KeyLineError> {
-    let len = take_bytes(rest, 4, field)?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-    let len = usize::try_from(len).map_err(|_| KeyLineError::CertField { field })?;
-    take_bytes(rest, len, field)
+fn take_string(rest: &mut &[u8], field: &'static str) -> Result<Vec<u8>, KeyLineError> {
+    Vec::<u8>::decode(rest).map_err(|_| KeyLineError::CertField { field })
+}
+
+fn skip_string(rest: &mut &[u8], field: &'static str) -> Result<(), KeyLineError> {
+    rest.drain_prefixed()
+        .map(drop)
+        .map_err(|_| KeyLineError::CertField { field })
 }
 
 /// The algorithm name at the start of a key or certificate wire blob.
 pub fn blob_type_name(blob: &[u8]) -> Option<&[u8]> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?);
-    blob.get(4..4usize.checked_add(usize::try_from(len).ok()?)?)
+    let mut rest = blob;
+    let len = usize::decode(&mut rest).ok()?;
+    rest.get(..len)
 }
 
 /// Reads spec files into a [`KrlBuilder`].
@@ -685,20 +673,20 @@ fn parse_c_u64(s: &[u8]) -> Result<u64, NumberError> {
     }
 }
 
-/// Parses the text after `hash:`: `SHA256:` and base64 of 32 bytes, padded or not.
+/// Parses the text after `hash:`: `SHA256:` and base64 of 32 bytes, padded or not
+/// (`signoff_core::fingerprint`).
 fn parse_sha256(text: &[u8]) -> Result<[u8; 32], SpecErrorKind> {
-    // ssh-keygen compares the algorithm name case-sensitively.
-    let Some(b64) = text.strip_prefix(b"SHA256:") else {
-        return Err(SpecErrorKind::UnsupportedHash { text: escape(text) });
-    };
-    let bytes = BASE64
-        .decode(b64)
-        .map_err(|source| SpecErrorKind::HashBase64 {
-            text: escape(b64),
-            source,
-        })?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| SpecErrorKind::HashLength { got: bytes.len() })
+    use signoff_core::fingerprint::{FingerprintError, Sha256Fingerprint};
+    Sha256Fingerprint::parse_bytes(text)
+        .map(|fp| fp.0)
+        .map_err(|e| match e {
+            FingerprintError::Base64(source) => SpecErrorKind::HashBase64 {
+                text: escape(Sha256Fingerprint::base64_of(text)),
+                source,
+            },
+            FingerprintError::Length(got) => SpecErrorKind::HashLength { got },
+            _ => SpecErrorKind::UnsupportedHash { text: escape(text) },
+        })
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
 //! The gRPC services agents call: `Enrollment` (no client certificate) and `AgentSync`
 //! (mTLS): one long-lived stream per agent that carries its view, revision by revision.
 
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+use std::time::Instant;
+
+use tracing::Instrument as _;
 
 use signoff_proto::v1;
 use tokio::sync::{OnceCell, mpsc};
@@ -195,51 +199,52 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
         // What it says it has applied counts as acked: a reconnect with nothing new to
         // apply brings no ack.
         let applied = i64::try_from(hello.applied_revision)
-            .unwrap_or(0)
+            .map_err(|_| Status::invalid_argument("applied_revision is past any revision"))?
             .min(self.service.revision());
         let (tx, rx) = mpsc::channel(16);
         let this = self.clone();
-        tokio::spawn(async move {
-            this.metrics
-                .connected_agents
-                .fetch_add(1, Ordering::Relaxed);
-            // Registered first, then marked online: a previous stream of this host that
-            // ends now can no longer mark it offline.
-            let mut connection = this.service.host_connected(&host);
-            if let Err(e) = this
-                .service
-                .agent_connected(&host, applied, &hello.agent_version, not_after)
-                .await
-            {
-                tracing::error!(host, error = ?e, "cannot record the agent's connection");
+        // Every event of this stream (its deltas, acks, reports) is in the span.
+        let span =
+            tracing::info_span!("agent_stream", host = %host, applied = hello.applied_revision);
+        tokio::spawn(
+            async move {
+                let _connected = this.metrics.agent_connected();
+                // Registered first, then marked online: a previous stream of this host that
+                // ends now can no longer mark it offline.
+                let mut connection = this.service.host_connected(&host);
+                if let Err(e) = this
+                    .service
+                    .agent_connected(&host, applied, &hello.agent_version, not_after)
+                    .await
+                {
+                    tracing::error!(host, error = ?e, "cannot record the agent's connection");
+                }
+                let heartbeat = match hello.heartbeat_secs {
+                    0 => this.heartbeat,
+                    asked => Duration::from_secs(u64::from(asked)).clamp(
+                        Duration::from_secs(1),
+                        this.heartbeat.max(Duration::from_secs(1)),
+                    ),
+                };
+                if let Err(status) = this
+                    .drive(
+                        &host,
+                        hello.applied_revision,
+                        inbound,
+                        &tx,
+                        &mut connection.orders,
+                        heartbeat,
+                    )
+                    .await
+                {
+                    let _ = tx.send(Err(status)).await;
+                }
+                if let Err(e) = this.service.host_disconnected(connection).await {
+                    tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
+                }
             }
-            let heartbeat = match hello.heartbeat_secs {
-                0 => this.heartbeat,
-                asked => Duration::from_secs(u64::from(asked)).clamp(
-                    Duration::from_secs(1),
-                    this.heartbeat.max(Duration::from_secs(1)),
-                ),
-            };
-            if let Err(status) = this
-                .drive(
-                    &host,
-                    hello.applied_revision,
-                    inbound,
-                    &tx,
-                    &mut connection.orders,
-                    heartbeat,
-                )
-                .await
-            {
-                let _ = tx.send(Err(status)).await;
-            }
-            if let Err(e) = this.service.host_disconnected(connection).await {
-                tracing::error!(host, error = ?e, "cannot mark the host's sessions unknown");
-            }
-            this.metrics
-                .connected_agents
-                .fetch_sub(1, Ordering::Relaxed);
-        });
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -287,114 +292,72 @@ impl AgentServer {
         let mut revisions = self.service.subscribe();
         let current = *revisions.borrow_and_update();
         let applied = i64::try_from(applied).unwrap_or(i64::MAX);
-        let sent = if applied == 0 || applied > current {
+        let sent_shared = Arc::new(Sent::default());
+        if applied == 0 || applied > current {
             // New agent, or one that knows a future we never had (a restored backup):
             // start it afresh.
+            sent_shared.record(current);
             self.send(tx, self.snapshot(host, current).await?).await?;
-            current
         } else if applied < current {
+            sent_shared.record(current);
             self.send(tx, self.delta(host, applied, current).await?)
                 .await?;
-            current
         } else {
+            sent_shared.record_known(current);
             self.send(tx, self.heartbeat(current)).await?;
-            current
-        };
-        // The latest revision sent, for clamping acks; stored before each send.
-        let sent_shared = Arc::new(AtomicI64::new(sent));
+        }
         let mut receiver = {
             let this = self.clone();
             let host = host.to_owned();
             let sent = sent_shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    match inbound.message().await {
-                        Ok(Some(v1::AgentMessage { body: Some(body) })) => {
-                            this.received(&host, sent.load(Ordering::SeqCst), body)
-                                .await?;
+            tokio::spawn(
+                async move {
+                    loop {
+                        match inbound.message().await {
+                            Ok(Some(v1::AgentMessage { body: Some(body) })) => {
+                                this.received(&host, &sent, body).await?;
+                            }
+                            Ok(Some(v1::AgentMessage { body: None })) => {
+                                return Err(Status::invalid_argument("empty message"));
+                            }
+                            Ok(None) | Err(_) => return Ok(()), // the agent went away
                         }
-                        Ok(Some(v1::AgentMessage { body: None })) => {
-                            return Err(Status::invalid_argument("empty message"));
-                        }
-                        Ok(None) | Err(_) => return Ok(()), // the agent went away
                     }
                 }
-            })
-        };
-        let result = self
-            .send_loop(
-                host,
-                sent,
-                &mut revisions,
-                &sent_shared,
-                &mut receiver,
-                tx,
-                orders,
-                heartbeat_every,
+                .in_current_span(),
             )
-            .await;
+        };
+        let outgoing = Outgoing {
+            server: self,
+            host,
+            tx,
+            orders,
+            revisions,
+            sent: &sent_shared,
+            heartbeat_every,
+        };
+        let result = outgoing.run(&mut receiver).await;
         receiver.abort();
         result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn send_loop(
-        &self,
-        host: &str,
-        mut sent: i64,
-        revisions: &mut tokio::sync::watch::Receiver<i64>,
-        sent_shared: &AtomicI64,
-        receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
-        tx: &Outbound,
-        orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
-        heartbeat_every: Duration,
-    ) -> Result<(), Status> {
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        heartbeat.reset();
-        loop {
-            tokio::select! {
-                changed = revisions.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the service is shutting down
-                    }
-                    let new = *revisions.borrow_and_update();
-                    // (The delta refuses a host removed meanwhile.)
-                    if new > sent {
-                        let delta = self.delta(host, sent, new).await?;
-                        sent_shared.store(new, Ordering::SeqCst);
-                        self.send(tx, delta).await?;
-                        sent = new;
-                        heartbeat.reset();
-                    }
-                }
-                done = &mut *receiver => {
-                    return match done {
-                        Ok(result) => result,
-                        Err(_) => Ok(()), // aborted or panicked: end the stream
-                    };
-                }
-                Some(order) = orders.recv() => {
-                    self.send(tx, v1::control_message::Body::Kill(order)).await?;
-                }
-                _ = heartbeat.tick() => {
-                    self.send(tx, self.heartbeat(sent)).await?;
-                }
-                () = tx.closed() => return Ok(()),
-            }
-        }
     }
 
     /// Handles one message from the agent after its Hello.
     async fn received(
         &self,
         host: &str,
-        sent: i64,
+        sent: &Sent,
         body: v1::agent_message::Body,
     ) -> Result<(), Status> {
         use v1::agent_message::Body;
         match body {
             Body::Ack(ack) => {
-                let rev = i64::try_from(ack.revision).unwrap_or(0).min(sent);
+                // An ack past what was sent (or past i64) acks what was sent.
+                let rev = i64::try_from(ack.revision)
+                    .unwrap_or(i64::MAX)
+                    .min(sent.latest());
+                for took in sent.acked(rev) {
+                    self.metrics.record_ack(took);
+                }
                 self.service.note_ack(host, rev);
                 Ok(())
             }
@@ -403,11 +366,15 @@ impl AgentServer {
                 .session_started(host, &s)
                 .await
                 .map_err(internal),
-            Body::SessionEnded(e) => self
-                .service
-                .session_ended(host, &e.id, i64::try_from(e.ended_at).unwrap_or(0))
-                .await
-                .map_err(internal),
+            Body::SessionEnded(e) => {
+                let ended_at = i64::try_from(e.ended_at).map_err(|_| {
+                    Status::invalid_argument("ended_at is past the range of Unix times")
+                })?;
+                self.service
+                    .session_ended(host, &e.id, ended_at)
+                    .await
+                    .map_err(internal)
+            }
             Body::SessionList(l) => {
                 self.service
                     .session_list(host, &l.sessions)
@@ -635,5 +602,112 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
         remove_signoffs: d.remove_signoffs.iter().map(|id| u(*id)).collect(),
         add_trusted_user_ca_keys: d.add_trusted_cas.iter().cloned().collect(),
         remove_trusted_user_ca_keys: d.remove_trusted_cas.iter().cloned().collect(),
+    }
+}
+/// One agent's stream after its first message, seen from the sending side: the new
+/// revisions, kill orders and heartbeats it carries, until the agent or the service goes.
+struct Outgoing<'a> {
+    server: &'a AgentServer,
+    host: &'a str,
+    tx: &'a Outbound,
+    orders: &'a mut mpsc::UnboundedReceiver<v1::SignedOrder>,
+    revisions: tokio::sync::watch::Receiver<i64>,
+    sent: &'a Sent,
+    heartbeat_every: Duration,
+}
+
+impl Outgoing<'_> {
+    /// Sends until the stream ends; `receiver` is the task reading the agent's messages,
+    /// whose end (or error) ends the stream too.
+    async fn run(
+        mut self,
+        receiver: &mut tokio::task::JoinHandle<Result<(), Status>>,
+    ) -> Result<(), Status> {
+        let mut heartbeat = tokio::time::interval(self.heartbeat_every);
+        heartbeat.reset();
+        loop {
+            tokio::select! {
+                changed = self.revisions.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // the service is shutting down
+                    }
+                    let new = *self.revisions.borrow_and_update();
+                    if self.send_revision(new).await? {
+                        heartbeat.reset();
+                    }
+                }
+                done = &mut *receiver => {
+                    return match done {
+                        Ok(result) => result,
+                        Err(_) => Ok(()), // aborted or panicked: end the stream
+                    };
+                }
+                Some(order) = self.orders.recv() => {
+                    self.server
+                        .send(self.tx, v1::control_message::Body::Kill(order))
+                        .await?;
+                }
+                _ = heartbeat.tick() => {
+                    let heartbeat = self.server.heartbeat(self.sent.latest());
+                    self.server.send(self.tx, heartbeat).await?;
+                }
+                () = self.tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends the delta up to `new` if it is past what was sent (the delta refuses a host
+    /// removed meanwhile); says whether it sent one.
+    async fn send_revision(&self, new: i64) -> Result<bool, Status> {
+        let sent = self.sent.latest();
+        if new <= sent {
+            return Ok(false);
+        }
+        let delta = self.server.delta(self.host, sent, new).await?;
+        self.sent.record(new);
+        self.server.send(self.tx, delta).await?;
+        Ok(true)
+    }
+}
+
+/// What one stream has sent: the latest revision (acks are clamped to it), and when each
+/// revision not yet acked went out (the ack histogram).
+#[derive(Debug, Default)]
+struct Sent {
+    latest: AtomicI64,
+    unacked: std::sync::Mutex<VecDeque<(i64, Instant)>>,
+}
+
+impl Sent {
+    /// `rev` is about to be sent: stored before the send, so an ack never outruns it.
+    fn record(&self, rev: i64) {
+        self.latest.store(rev, Ordering::SeqCst);
+        if let Ok(mut q) = self.unacked.lock() {
+            q.push_back((rev, Instant::now()));
+        }
+    }
+
+    /// The agent has `rev` already (it said so in its Hello): nothing to wait for.
+    fn record_known(&self, rev: i64) {
+        self.latest.store(rev, Ordering::SeqCst);
+    }
+
+    fn latest(&self) -> i64 {
+        self.latest.load(Ordering::SeqCst)
+    }
+
+    /// Everything up to `rev` is acked: how long each such revision waited.
+    fn acked(&self, rev: i64) -> Vec<Duration> {
+        let mut out = Vec::new();
+        if let Ok(mut q) = self.unacked.lock() {
+            while let Some((sent, at)) = q.front().copied() {
+                if sent > rev {
+                    break;
+                }
+                out.push(at.elapsed());
+                q.pop_front();
+            }
+        }
+        out
     }
 }

@@ -183,7 +183,7 @@ async fn an_enrolled_agent_gets_its_view_then_each_change() {
     assert_eq!(view.principals.len(), 1);
     assert_eq!(view.principals[0].account, "deploy");
     assert_eq!(view.principals[0].key_ids, vec!["alice@corp"]);
-    assert_eq!(p.metrics.connected_agents.load(Ordering::Relaxed), 1);
+    assert_eq!(p.metrics.connected_agents(), 1);
 
     p.service
         .revoke(
@@ -216,6 +216,23 @@ async fn an_enrolled_agent_gets_its_view_then_each_change() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while p.service.get_host("web1").await.unwrap().acked_revision != delta.revision as i64 {
         assert!(tokio::time::Instant::now() < deadline, "ack never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One ack covers the snapshot and the delta: two revisions waited for it.
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_agent_ack_duration_seconds_count 2"),
+        "{text}"
+    );
+
+    // The stream ends: the guard takes the agent off the gauge.
+    drop(tx);
+    drop(stream);
+    while p.metrics.connected_agents() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still counted as connected"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -364,6 +381,16 @@ async fn a_stream_claiming_another_host_is_refused() {
     let err = open(&mut client, "web2", 0).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("claims host \"web2\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_hello_with_an_impossible_revision_is_refused() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let err = open(&mut client, "web1", u64::MAX).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("applied_revision"), "{err}");
 }
 
 fn session(id: &str, port: u32) -> v1::Session {

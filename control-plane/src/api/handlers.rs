@@ -16,8 +16,8 @@ use super::{ApiError, AppState, Caller};
 use crate::audit::{Record, Verification};
 use crate::model::{Grant, Host, HostGroup, Revocation, TrustedCa, User, UserStatus};
 use crate::service::{
-    NewGrant, NewHost, NewUser, RevocationRecord, Scope, SessionFilter, Token, TokenInfo,
-    UserUpdate,
+    NewGrant, NewHost, NewUser, RevocationRecord, Scope, ServiceError, SessionCursor,
+    SessionFilter, SessionPage, Token, TokenInfo, UserUpdate,
 };
 
 /// A JSON request body whose rejection is an [`ApiError`], or a JSON response.
@@ -1076,11 +1076,18 @@ pub(crate) async fn krl_handler(
 
 // ---- sessions ---------------------------------------------------------------------------
 
-/// `?user=&host=&account=&state=`.
+/// `?user=&host=&account=&state=&limit=&after=`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SessionsQuery {
+    /// At most this many, newest first (1 to 10000; default 1000). When there are more,
+    /// the response's `Link` header (`rel="next"`) gives the next page.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The cursor of the next page, from the previous page's `Link` header.
+    #[param(pattern = "^[A-Za-z0-9_-]+$", min_length = 1)]
+    after: Option<String>,
     /// Only this person's (by key ID).
     user: Option<String>,
     /// Only on this host.
@@ -1113,6 +1120,9 @@ impl SessionState {
     }
 }
 
+/// Sessions a page holds when `?limit=` does not say.
+const DEFAULT_SESSION_PAGE: u32 = 1000;
+
 /// List sessions
 #[utoipa::path(
     get,
@@ -1120,11 +1130,15 @@ impl SessionState {
     tag = "sessions",
     params(SessionsQuery),
     responses(
-        (status = 200, description = "The sessions", body = Vec<Object>),
+        (status = 200, description = "The sessions, newest first", body = Vec<Object>,
+         headers(("Link" = String,
+                  description = "`<…?after=CURSOR>; rel=\"next\"` when there are more"))),
+        (status = 422, description = "A limit out of range or an `after` that is not a cursor", body = ErrorBody),
     ),
 )]
 pub(crate) async fn list_sessions_handler(
     State(s): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Query(q): Query<SessionsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let filter = SessionFilter {
@@ -1133,7 +1147,34 @@ pub(crate) async fn list_sessions_handler(
         account: q.account,
         state: q.state.map(|s| s.as_str().to_owned()),
     };
-    Ok(Json(s.service.list_sessions(&filter).await?))
+    let after = q
+        .after
+        .as_deref()
+        .map(SessionCursor::from_token)
+        .transpose()
+        .map_err(ServiceError::from)?;
+    let page = SessionPage {
+        limit: q.limit.unwrap_or(DEFAULT_SESSION_PAGE),
+        after,
+    };
+    let (sessions, next) = s.service.list_sessions_page(&filter, &page).await?;
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(next) = next {
+        // The same query with the new cursor; the other parameters as the client sent them.
+        let mut query: Vec<&str> = raw
+            .as_deref()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("after="))
+            .collect();
+        let after = format!("after={}", next.to_token());
+        query.push(&after);
+        let link = format!("</api/v1/sessions?{}>; rel=\"next\"", query.join("&"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, v);
+        }
+    }
+    Ok((headers, Json(sessions)))
 }
 
 /// One session

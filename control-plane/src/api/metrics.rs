@@ -1,15 +1,171 @@
-//! Prometheus text metrics.
+//! Metrics, kept and encoded by `prometheus-client` (OpenMetrics text at `/metrics`).
+//!
+//! Every label comes from a closed set whatever clients send: a known method or `other`,
+//! the route template axum matched or `unmatched`, the status code. Latencies the product
+//! promises are histograms: each HTTP request by route, and how long an agent takes to
+//! acknowledge a revision sent to it (applied and durable on the host).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 use super::AppState;
+
+/// OpenMetrics, which Prometheus reads (and asks for) since 2.5.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+fn request_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn ack_histogram() -> Histogram {
+    // 5 ms to about 80 s: an agent applies and fsyncs before it acks; one that was busy
+    // or reconnecting takes seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// The metrics the HTTP layer and the agent streams keep; the figures read from the
+/// service (revision, counts) are added at each scrape.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    connected_agents: Gauge,
+    ack_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                request_histogram,
+            );
+        let connected_agents = Gauge::default();
+        let ack_seconds = ack_histogram();
+        let mut registry = Registry::default();
+        registry.register(
+            "signoff_http_requests",
+            "HTTP requests served.",
+            requests.clone(),
+        );
+        registry.register(
+            "signoff_http_request_duration_seconds",
+            "Time to the response's head, by route.",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "signoff_connected_agents",
+            "Agents with a live sync stream.",
+            connected_agents.clone(),
+        );
+        registry.register(
+            "signoff_agent_ack_duration_seconds",
+            "From sending a revision on an agent's stream to the agent's ack of it \
+             (applied and written down on the host).",
+            ack_seconds.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            request_seconds,
+            connected_agents,
+            ack_seconds,
+        }
+    }
+}
+
+/// Counts one live agent stream while it is held: dropped when the stream ends, however
+/// it ends (an error, a panic in its task), so the gauge cannot drift.
+#[derive(Debug)]
+pub struct ConnectedAgent(Gauge);
+
+impl Drop for ConnectedAgent {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    /// Counts one HTTP request and how long it took.
+    pub fn record_request(&self, method: &'static str, route: &str, status: u16, took: Duration) {
+        let route = route.to_owned();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.clone(),
+            })
+            .observe(took.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
+            .inc();
+    }
+
+    /// An agent stream is live until the guard is dropped.
+    pub fn agent_connected(&self) -> ConnectedAgent {
+        self.connected_agents.inc();
+        ConnectedAgent(self.connected_agents.clone())
+    }
+
+    /// Agents with a live sync stream.
+    pub fn connected_agents(&self) -> i64 {
+        self.connected_agents.get()
+    }
+
+    /// An agent acked a revision `took` after it was sent.
+    pub fn record_ack(&self, took: Duration) {
+        self.ack_seconds.observe(took.as_secs_f64());
+    }
+
+    /// This registry's metrics as OpenMetrics text (without the service's figures).
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = self.encode(&mut out);
+        out
+    }
+
+    fn encode(&self, out: &mut String) -> std::fmt::Result {
+        match self.registry.lock() {
+            Ok(registry) => encode_registry(out, &registry),
+            Err(_) => Ok(()),
+        }
+    }
+}
 
 /// The `method` label: one of the methods the API serves, or `other`, so that made-up
 /// methods cannot add series.
@@ -27,108 +183,65 @@ pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Counters and gauges the HTTP layer and the server keep.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// By method label, route template and status: all from closed sets.
-    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
-    /// Agents with a live sync stream (set by the agent service).
-    pub connected_agents: AtomicI64,
-}
-
-impl Metrics {
-    /// Counts one HTTP request.
-    pub fn record_request(&self, method: &'static str, route: &str, status: u16) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method, route.to_owned(), status)).or_default() += 1;
-        }
-    }
-
-    fn render(&self, revision: i64) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP signoff_http_requests_total HTTP requests served."
-        );
-        let _ = writeln!(out, "# TYPE signoff_http_requests_total counter");
-        if let Ok(m) = self.requests.lock() {
-            for ((method, route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "signoff_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                    route.replace('\\', "\\\\").replace('"', "\\\"")
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP signoff_revision Latest committed revision.");
-        let _ = writeln!(out, "# TYPE signoff_revision gauge");
-        let _ = writeln!(out, "signoff_revision {revision}");
-        let _ = writeln!(
-            out,
-            "# HELP signoff_connected_agents Agents with a live sync stream."
-        );
-        let _ = writeln!(out, "# TYPE signoff_connected_agents gauge");
-        let _ = writeln!(
-            out,
-            "signoff_connected_agents {}",
-            self.connected_agents.load(Ordering::Relaxed)
-        );
-        out
-    }
-}
-
 pub(crate) async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    let mut body = state.metrics.render(state.service.revision());
+    let mut scrape = Registry::default();
+    scrape.register(
+        "signoff_revision",
+        "Latest committed revision.",
+        ConstGauge::new(state.service.revision()),
+    );
     let (reports, commits) = state.service.report_counters();
-    for (name, help, value) in [
-        (
-            "signoff_agent_reports_total",
-            "Agents' reports (connections, disconnections, sessions) written.",
-            reports,
-        ),
-        (
-            "signoff_agent_report_commits_total",
-            "Transactions that wrote them (group commits).",
-            commits,
-        ),
-    ] {
-        let _ = writeln!(body, "# HELP {name} {help}");
-        let _ = writeln!(body, "# TYPE {name} counter");
-        let _ = writeln!(body, "{name} {value}");
-    }
-    if let Ok(counts) = state.service.counts().await {
-        for (name, help, value) in [
-            ("signoff_users", "People, by status.", None),
-            ("signoff_hosts", "Hosts not removed.", Some(counts.hosts)),
-            ("signoff_grants", "Live grants.", Some(counts.grants)),
-            (
-                "signoff_revocations",
-                "Live revocations.",
-                Some(counts.revocations),
-            ),
-        ] {
-            let _ = writeln!(body, "# HELP {name} {help}");
-            let _ = writeln!(body, "# TYPE {name} gauge");
-            match value {
-                Some(v) => {
-                    let _ = writeln!(body, "{name} {v}");
-                }
-                None => {
-                    let _ = writeln!(body, "{name}{{status=\"active\"}} {}", counts.active_users);
-                    let _ = writeln!(
-                        body,
-                        "{name}{{status=\"disabled\"}} {}",
-                        counts.disabled_users
-                    );
-                }
+    scrape.register(
+        "signoff_agent_reports",
+        "Agents' reports (connections, disconnections, sessions) written.",
+        ConstCounter::new(reports),
+    );
+    scrape.register(
+        "signoff_agent_report_commits",
+        "Transactions that wrote them (group commits).",
+        ConstCounter::new(commits),
+    );
+    match state.service.counts().await {
+        Ok(counts) => {
+            let users = Family::<StatusLabels, Gauge>::default();
+            users
+                .get_or_create(&StatusLabels { status: "active" })
+                .set(counts.active_users);
+            users
+                .get_or_create(&StatusLabels { status: "disabled" })
+                .set(counts.disabled_users);
+            scrape.register("signoff_users", "People, by status.", users);
+            for (name, help, value) in [
+                ("signoff_hosts", "Hosts not removed.", counts.hosts),
+                ("signoff_grants", "Live grants.", counts.grants),
+                (
+                    "signoff_revocations",
+                    "Live revocations.",
+                    counts.revocations,
+                ),
+            ] {
+                scrape.register(name, help, ConstGauge::new(value));
             }
         }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the counts"),
+    }
+    let mut body = String::new();
+    let encoded = state
+        .metrics
+        .encode(&mut body)
+        .and_then(|()| encode_registry(&mut body, &scrape))
+        .and_then(|()| encode_eof(&mut body));
+    if let Err(e) = encoded {
+        tracing::error!(error = %e, "metrics: cannot encode");
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "cannot encode the metrics; see the server log".to_owned(),
+        );
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        axum::http::StatusCode::OK,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
         body,
     )
 }

@@ -110,10 +110,14 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = metrics::method_label(req.method());
+    let started = std::time::Instant::now();
     let response = next.run(req).await;
-    state
-        .metrics
-        .record_request(method, &route, response.status().as_u16());
+    state.metrics.record_request(
+        method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

@@ -658,6 +658,17 @@ async fn metrics_count_requests_and_the_revision() {
     );
     assert!(text.contains("signoff_agent_reports_total 1"), "{text}");
     assert!(
+        text.contains(
+            "signoff_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/users\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE signoff_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
         text.contains("signoff_agent_report_commits_total 1"),
         "{text}"
     );
@@ -1111,4 +1122,57 @@ async fn certificates_are_issued_to_an_issue_token_and_refused_after_a_signoff()
         .admin(Method::GET, "/users/carol/certificates", None)
         .await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn session_history_comes_in_pages_linked_by_a_cursor() {
+    let s = start().await;
+    for i in 0..5u64 {
+        let session = signoff_proto::v1::Session {
+            id: format!("{i}:1"),
+            started_at: 1_800_000_000 + i,
+            ..Default::default()
+        };
+        s.service.session_started("web1", &session).await.unwrap();
+    }
+    let mut url = format!("{}/api/v1/sessions?host=web1&limit=2", s.base);
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let resp = s.http.get(&url).bearer_auth(&s.admin).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<Value> = resp.json().await.unwrap();
+        assert!(page.len() <= 2);
+        ids.extend(page.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        let Some(link) = link else { break };
+        let next = link
+            .strip_prefix('<')
+            .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("{link}"));
+        assert!(next.contains("host=web1&limit=2&after="), "{next}");
+        url = format!("{}{next}", s.base);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        ids,
+        ["4:1", "3:1", "2:1", "1:1", "0:1"],
+        "newest first, once each"
+    );
+
+    for (query, status) in [
+        ("limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=10001", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=many", StatusCode::BAD_REQUEST),
+        ("after=not-a-cursor", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (got, body) = s
+            .admin(Method::GET, &format!("/sessions?{query}"), None)
+            .await;
+        assert_eq!(got, status, "{query}: {body}");
+    }
 }

@@ -1,4 +1,5 @@
-//! Join tokens, enrollment and what the control plane records of each agent's contact.
+//! Join tokens, enrollment and what the control plane records of each agent's contact
+//! (acks, online, version).
 
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -6,11 +7,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::hosts::group_ids;
-use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
-use crate::model::{
-    Host, Invalid, validate_group_name, validate_host_id, validate_list, validate_text,
-};
+use super::hosts::{group_ids, insert_host};
+use super::{Actor, NewHost, Result, Service, ServiceError};
+use crate::model::{Host, Invalid, validate_group_name, validate_host_id, validate_list};
 
 /// A new join token: the secret is shown once.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +61,7 @@ fn hash(secret: &str) -> String {
 
 impl Service {
     /// Makes a single-use join token for hosts that will join `groups`.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0))]
     pub async fn create_join_token(
         &self,
         actor: &Actor,
@@ -87,7 +87,7 @@ impl Service {
             "INSERT INTO join_tokens (hash, groups, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
         .bind(hash(&secret))
-        .bind(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(groups).map_err(|e| ServiceError::corrupt("groups", e))?)
         .bind(w.now)
         .bind(expires_at)
         .execute(&mut *w.tx)
@@ -110,6 +110,7 @@ impl Service {
 
     /// Spends a join token on a new host. The host exists, in the token's groups, once this
     /// returns; the caller then issues its certificate.
+    #[tracing::instrument(skip_all, fields(host = host_id))]
     pub async fn enroll_host(
         &self,
         secret: &str,
@@ -117,7 +118,6 @@ impl Service {
         hostname: &str,
     ) -> Result<Host, EnrollError> {
         validate_host_id("host_id", host_id).map_err(ServiceError::from)?;
-        validate_text("hostname", hostname, 253).map_err(ServiceError::from)?;
         let actor = Actor(format!("agent:{host_id}"));
         let mut w = self.write(&actor, "host.enroll", true).await?;
         let rev = w.rev();
@@ -139,33 +139,13 @@ impl Service {
         // meant to exclude it, wrongly placed): a token that does not parse is refused.
         let groups: Vec<String> =
             serde_json::from_str(&row.get::<String, _>(1)).map_err(EnrollError::CorruptToken)?;
-        let group_ids = group_ids(&mut w.tx, &groups).await?;
-        let hostname = if hostname.is_empty() {
-            host_id
-        } else {
-            hostname
+        let new = NewHost {
+            id: host_id.to_owned(),
+            hostname: hostname.to_owned(),
+            groups,
         };
-        sqlx::query("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, ?)")
-            .bind(host_id)
-            .bind(hostname)
-            .bind(w.now)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(|e| {
-                conflict_on_unique(e, || {
-                    format!("host {host_id:?} is already enrolled (host ids are never reused)")
-                })
-            })?;
-        for g in group_ids {
-            sqlx::query(
-                "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
-            )
-            .bind(host_id)
-            .bind(g)
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?;
-        }
+        let now = w.now;
+        insert_host(&mut w.tx, &new, now, rev).await?;
         sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_host = ? WHERE id = ?")
             .bind(w.now)
             .bind(host_id)
@@ -176,10 +156,29 @@ impl Service {
             "host.enroll",
             &format!("host:{host_id}"),
             "",
-            serde_json::json!({ "join_token": token_id, "groups": groups }),
+            serde_json::json!({ "join_token": token_id, "groups": new.groups }),
         )
         .await?;
         Ok(self.get_host(host_id).await?)
+    }
+
+    /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
+    pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
+        sqlx::query("UPDATE hosts SET online = ? WHERE id = ?")
+            .bind(online)
+            .bind(host)
+            .execute(self.pool())
+            .await?;
+        self.signoff_progressed();
+        Ok(())
+    }
+
+    /// At server start no agent is connected, whatever a crash left in the store.
+    pub async fn reset_hosts_online(&self) -> Result<()> {
+        sqlx::query("UPDATE hosts SET online = 0 WHERE online != 0")
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Whether `host_id` may connect: it exists and has not been removed.
@@ -400,5 +399,38 @@ mod tests {
             .await
             .unwrap();
         assert!(svc.enroll_host(&t.secret, "h1", "").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn enrollment_registers_hosts_by_the_rules_an_admin_does() {
+        let (svc, _) = service().await;
+        let new = NewHost {
+            id: "h1".into(),
+            ..Default::default()
+        };
+        svc.create_host(&Actor::cli(), new, "").await.unwrap();
+        let token = || async {
+            svc.create_join_token(&Actor::cli(), &[], 3600, "")
+                .await
+                .unwrap()
+                .secret
+        };
+        let taken = svc.enroll_host(&token().await, "h1", "").await.unwrap_err();
+        assert!(
+            matches!(&taken, EnrollError::Service(ServiceError::Conflict(m))
+                if m == "host \"h1\" already exists (host ids are never reused)"),
+            "{taken}"
+        );
+        let long = "x".repeat(254);
+        let bad = svc
+            .enroll_host(&token().await, "h2", &long)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&bad, EnrollError::Service(ServiceError::Invalid(i)) if i.field == "hostname"),
+            "{bad}"
+        );
+        let host = svc.enroll_host(&token().await, "h3", "").await.unwrap();
+        assert_eq!(host.hostname, "h3", "the hostname defaults to the id");
     }
 }

@@ -22,8 +22,54 @@ pub struct NewHost {
     pub groups: Vec<String>,
 }
 
+/// Adds a host and its group memberships (from revision `rev`) in the caller's write: the
+/// one way a host comes to exist, for an admin's [`Service::create_host`] and an agent's
+/// enrollment alike. The hostname defaults to the id; every group must exist; a host id
+/// is never reused, not even after the host was removed.
+pub(super) async fn insert_host(
+    conn: &mut SqliteConnection,
+    new: &NewHost,
+    now: i64,
+    rev: i64,
+) -> Result<()> {
+    let hostname = if new.hostname.is_empty() {
+        &new.id
+    } else {
+        &new.hostname
+    };
+    validate_text("hostname", hostname, 253)?;
+    validate_list("groups", &new.groups, validate_group_name)?;
+    let group_ids = group_ids(conn, &new.groups).await?;
+    sqlx::query("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, ?)")
+        .bind(&new.id)
+        .bind(hostname)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!(
+                    "host {:?} already exists (host ids are never reused)",
+                    new.id
+                )
+            })
+        })?;
+    for g in group_ids {
+        sqlx::query(
+            "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
+        )
+        .bind(&new.id)
+        .bind(g)
+        .bind(rev)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Service {
     /// Creates a host group.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, group = name))]
     pub async fn create_group(&self, actor: &Actor, name: &str, reason: &str) -> Result<HostGroup> {
         validate_group_name("name", name)?;
         let w = self.write(actor, "group.create", false).await?;
@@ -74,47 +120,25 @@ impl Service {
     }
 
     /// Registers a host in the given groups.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = %new.id))]
     pub async fn create_host(&self, actor: &Actor, new: NewHost, reason: &str) -> Result<Host> {
         validate_host_id("id", &new.id)?;
-        let hostname = if new.hostname.is_empty() {
-            new.id.clone()
-        } else {
-            new.hostname.clone()
-        };
-        validate_text("hostname", &hostname, 253)?;
-        validate_list("groups", &new.groups, validate_group_name)?;
         let mut w = self.write(actor, "host.create", true).await?;
-        let rev = w.rev();
-        let group_ids = group_ids(&mut w.tx, &new.groups).await?;
-        sqlx::query("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, ?)")
-            .bind(&new.id)
-            .bind(&hostname)
-            .bind(w.now)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(|e| conflict_on_unique(e, || format!("host {:?} already exists", new.id)))?;
-        for g in group_ids {
-            sqlx::query(
-                "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
-            )
-            .bind(&new.id)
-            .bind(g)
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?;
-        }
+        let (now, rev) = (w.now, w.rev());
+        insert_host(&mut w.tx, &new, now, rev).await?;
         let host = load_host(&mut w.tx, &new.id).await?;
         w.commit(
             "host.create",
             &format!("host:{}", new.id),
             reason,
-            serde_json::to_value(&host).unwrap_or_default(),
+            super::audit_details(&host)?,
         )
         .await?;
         Ok(host)
     }
 
     /// Replaces a host's groups.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = id))]
     pub async fn set_host_groups(
         &self,
         actor: &Actor,
@@ -156,6 +180,7 @@ impl Service {
     }
 
     /// Removes a host: it leaves its groups and its agent is refused from now on.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host = id))]
     pub async fn remove_host(&self, actor: &Actor, id: &str, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "host.remove", true).await?;
         let rev = w.rev();

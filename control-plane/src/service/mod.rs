@@ -41,11 +41,14 @@ pub use certificates::{
 pub use enroll::{EnrollError, JoinToken};
 pub use grants::NewGrant;
 pub use hosts::NewHost;
-pub use operators::{NewOperator, OperatorAccount, OperatorRole};
+pub use operators::{NewOperator, OperatorAccount, Role};
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use scim::{MAX_EXTERNAL_ID, ScimUser};
-pub use sessions::{Connection, KillOrderRecord, SessionEvent, SessionFilter, SessionRecord};
+pub use sessions::{
+    Connection, KillOrderRecord, SESSION_PAGE_MAX, SessionCursor, SessionEvent, SessionFilter,
+    SessionPage, SessionRecord,
+};
 pub use signoff::{SignoffHost, SignoffHostState, SignoffRecord};
 pub use stats::Counts;
 pub use tokens::{AuthError, MintError, Scope, Token, TokenInfo};
@@ -102,9 +105,25 @@ pub enum ServiceError {
     /// The store failed.
     #[error("store error")]
     Store(#[from] sqlx::Error),
+    /// A stored value the service cannot read (a JSON column that does not parse, an id or
+    /// time out of range): an error, never read as empty or zero.
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// The column or value (`sessions.pids`, `signoff id`, …).
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl ServiceError {
+    pub(crate) fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        ServiceError::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
     pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
         ServiceError::NotFound {
             kind,
@@ -286,6 +305,24 @@ impl Write<'_> {
         }
         Ok(())
     }
+}
+
+/// A stored JSON column, parsed; one that does not parse is [`ServiceError::Corrupt`].
+pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| ServiceError::corrupt(what, e))
+}
+
+/// A stored integer that must not be negative (an id, a Unix time), as `u64`.
+pub(crate) fn unsigned(what: &'static str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| ServiceError::corrupt(what, format!("{v} is negative")))
+}
+
+/// An audit row's details: a value that does not serialize is an error, never an empty row.
+pub(crate) fn audit_details<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| ServiceError::corrupt("audit details", e))
 }
 
 /// Maps a unique-constraint violation to a conflict with `message`; passes other errors on.

@@ -7,46 +7,16 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use base64::Engine as _;
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::validate_user_name;
 
-/// What an operator may do on the dashboard; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OperatorRole {
-    /// Reads every page.
-    Viewer,
-    /// Also kills sessions and signs people off.
-    Operator,
-    /// Also re-enables people and manages operators.
-    Admin,
-}
-
-impl OperatorRole {
-    /// `viewer`, `operator` or `admin`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperatorRole::Viewer => "viewer",
-            OperatorRole::Operator => "operator",
-            OperatorRole::Admin => "admin",
-        }
-    }
-
-    /// Parses `viewer`, `operator` or `admin`.
-    pub fn parse(s: &str) -> Option<OperatorRole> {
-        [
-            OperatorRole::Viewer,
-            OperatorRole::Operator,
-            OperatorRole::Admin,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-}
+/// What an operator may do on the dashboard: the dashboard's own [`Role`] type, so that the
+/// role a page checks and the role the service checks are one.
+pub use signoff_dashboard::Role;
 
 /// An operator account (never with its password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +24,7 @@ pub struct OperatorAccount {
     /// Login name; the audit log shows their actions as `operator:NAME`.
     pub name: String,
     /// What they may do.
-    pub role: OperatorRole,
+    pub role: Role,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds, once disabled.
@@ -132,7 +102,7 @@ fn account(row: &SqliteRow) -> Result<OperatorAccount> {
     let role: String = row.get("role");
     Ok(OperatorAccount {
         name: row.get("name"),
-        role: OperatorRole::parse(&role)
+        role: Role::parse(&role)
             .ok_or_else(|| ServiceError::Conflict(format!("unknown operator role {role:?}")))?,
         created_at: row.get("created_at"),
         disabled_at: row.get("disabled_at"),
@@ -143,11 +113,12 @@ const SELECT: &str = "SELECT name, role, created_at, disabled_at FROM operators"
 
 impl Service {
     /// Creates an operator account with a random password, returned once.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, operator = name))]
     pub async fn create_operator(
         &self,
         actor: &Actor,
         name: &str,
-        role: OperatorRole,
+        role: Role,
         reason: &str,
     ) -> Result<NewOperator> {
         validate_user_name("name", name)?;
@@ -192,7 +163,7 @@ impl Service {
         }
         let actor = Actor("bootstrap".to_owned());
         Ok(Some(
-            self.create_operator(&actor, "admin", OperatorRole::Admin, "first start")
+            self.create_operator(&actor, "admin", Role::Admin, "first start")
                 .await?,
         ))
     }
@@ -245,11 +216,12 @@ impl Service {
     }
 
     /// Changes an operator's role.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, operator = name))]
     pub async fn set_operator_role(
         &self,
         actor: &Actor,
         name: &str,
-        role: OperatorRole,
+        role: Role,
         reason: &str,
     ) -> Result<OperatorAccount> {
         let mut w = self.write(actor, "set operator role", false).await?;
@@ -259,7 +231,7 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::not_found("operator", name))?;
         let before = account(&before)?;
-        if before.role == OperatorRole::Admin && role != OperatorRole::Admin {
+        if before.role == Role::Admin && role != Role::Admin {
             last_admin_check(&mut w.tx, name).await?;
         }
         sqlx::query("UPDATE operators SET role = ? WHERE name = ?")
@@ -295,7 +267,7 @@ impl Service {
         if before.disabled_at.is_some() {
             return Ok(before);
         }
-        if before.role == OperatorRole::Admin {
+        if before.role == Role::Admin {
             last_admin_check(&mut w.tx, name).await?;
         }
         let now = w.now;
@@ -383,7 +355,7 @@ mod tests {
     async fn the_bootstrap_admin_logs_in_with_the_password_shown_once() {
         let (svc, _) = service().await;
         let admin = svc.bootstrap_operator().await.unwrap().unwrap();
-        assert_eq!(admin.account.role, OperatorRole::Admin);
+        assert_eq!(admin.account.role, Role::Admin);
         assert!(svc.bootstrap_operator().await.unwrap().is_none());
         let ok = svc
             .authenticate_operator("admin", &admin.password)
@@ -418,10 +390,10 @@ mod tests {
         svc.bootstrap_operator().await.unwrap();
         let admin = Actor("operator:admin".into());
         let eve = svc
-            .create_operator(&admin, "eve", OperatorRole::Viewer, "new hire")
+            .create_operator(&admin, "eve", Role::Viewer, "new hire")
             .await
             .unwrap();
-        svc.set_operator_role(&admin, "eve", OperatorRole::Operator, "")
+        svc.set_operator_role(&admin, "eve", Role::Operator, "")
             .await
             .unwrap();
         svc.disable_operator(&admin, "eve", "left").await.unwrap();
@@ -456,27 +428,27 @@ mod tests {
         svc.bootstrap_operator().await.unwrap();
         let admin = Actor("operator:admin".into());
         let e = svc
-            .set_operator_role(&admin, "admin", OperatorRole::Viewer, "")
+            .set_operator_role(&admin, "admin", Role::Viewer, "")
             .await
             .unwrap_err();
         assert!(matches!(e, ServiceError::Conflict(_)), "{e}");
         let e = svc.disable_operator(&admin, "admin", "").await.unwrap_err();
         assert!(matches!(e, ServiceError::Conflict(_)), "{e}");
         let e = svc
-            .create_operator(&admin, "<script>", OperatorRole::Viewer, "")
+            .create_operator(&admin, "<script>", Role::Viewer, "")
             .await
             .unwrap_err();
         assert!(matches!(e, ServiceError::Invalid(_)), "{e}");
         let e = svc
-            .create_operator(&admin, "admin", OperatorRole::Viewer, "")
+            .create_operator(&admin, "admin", Role::Viewer, "")
             .await
             .unwrap_err();
         assert!(matches!(e, ServiceError::Conflict(_)), "{e}");
         // With a second admin, the first may step down.
-        svc.create_operator(&admin, "root2", OperatorRole::Admin, "")
+        svc.create_operator(&admin, "root2", Role::Admin, "")
             .await
             .unwrap();
-        svc.set_operator_role(&admin, "admin", OperatorRole::Viewer, "")
+        svc.set_operator_role(&admin, "admin", Role::Viewer, "")
             .await
             .unwrap();
     }

@@ -57,7 +57,7 @@ impl Service {
             "ca.add",
             &format!("ca:{name}"),
             reason,
-            serde_json::to_value(&ca).unwrap_or_default(),
+            super::audit_details(&ca)?,
         )
         .await?;
         Ok(ca)
@@ -79,6 +79,7 @@ impl Service {
     }
 
     /// Stops trusting a CA.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, ca = name))]
     pub async fn remove_ca(&self, actor: &Actor, name: &str, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "ca.remove", true).await?;
         let rev = w.rev();
@@ -116,6 +117,7 @@ impl Service {
     /// [`Service::revoke`], withdrawn by itself after `valid_before` (Unix seconds): for an
     /// outside certificate whose expiry the caller knows. Serials of certificates this
     /// control plane issued get the latest end of their validity whatever is given.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0))]
     pub async fn revoke_until(
         &self,
         actor: &Actor,
@@ -171,7 +173,7 @@ impl Service {
             "revocation.add",
             &format!("revocation:{id}"),
             reason,
-            serde_json::to_value(&record).unwrap_or_default(),
+            super::audit_details(&record)?,
         )
         .await?;
         Ok(record)
@@ -181,6 +183,7 @@ impl Service {
     /// conflict naming the sign-off): withdrawing it would let the person's key back into
     /// the KRL while the sign-off record still says they are out. Re-enabling the person
     /// is the one way to withdraw it.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, revocation = id))]
     pub async fn unrevoke(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "revocation.remove", true).await?;
         let rev = w.rev();

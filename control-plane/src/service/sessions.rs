@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc};
 
 use super::reports::{Effects, Report};
-use super::{Actor, Result, Service, ServiceError};
+use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, validate_text};
 
 /// How long a kill order is valid after it is signed.
@@ -107,6 +107,55 @@ pub struct SessionFilter {
     pub state: Option<String>,
 }
 
+/// The most sessions one page holds.
+pub const SESSION_PAGE_MAX: u32 = 10_000;
+
+/// Which page of sessions to list.
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    /// At most this many (1 to [`SESSION_PAGE_MAX`]).
+    pub limit: u32,
+    /// Those after this one, in the list's order (newest first).
+    pub after: Option<SessionCursor>,
+}
+
+/// Where a page of sessions ended: the last session it showed. As text (`?after=`), an
+/// opaque URL-safe token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    started_at: i64,
+    host_id: String,
+    id: String,
+}
+
+impl SessionCursor {
+    /// The token a client passes back as `?after=`.
+    pub fn to_token(&self) -> String {
+        use base64::Engine as _;
+        let text = format!("{}\n{}\n{}", self.started_at, self.host_id, self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// Reads a token made by [`SessionCursor::to_token`].
+    pub fn from_token(token: &str) -> Result<SessionCursor, Invalid> {
+        use base64::Engine as _;
+        let bad = || Invalid::new("after", "is not the cursor of a page of sessions");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = text.splitn(3, '\n');
+        let (Some(at), Some(host_id), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        Ok(SessionCursor {
+            started_at: at.parse().map_err(|_| bad())?,
+            host_id: host_id.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
 /// A kill order on its way to a host.
 #[derive(Debug, Clone, Serialize)]
 pub struct KillOrderRecord {
@@ -152,25 +201,26 @@ pub struct Connection {
     pub orders: mpsc::UnboundedReceiver<v1::SignedOrder>,
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> SessionRecord {
-    SessionRecord {
+fn record(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
         host_id: r.get("host_id"),
         id: r.get("id"),
         account: r.get("account"),
         user: r.get("user"),
         key_id: r.get("key_id"),
-        serial: u64::try_from(r.get::<i64, _>("serial")).unwrap_or(0),
+        serial: unsigned("sessions.serial", r.get("serial"))?,
         ca_fingerprint: r.get("ca_fingerprint"),
         key_fingerprint: r.get("key_fingerprint"),
         source_address: r.get("source_address"),
-        source_port: u32::try_from(r.get::<i64, _>("source_port")).unwrap_or(0),
+        source_port: u32::try_from(r.get::<i64, _>("source_port"))
+            .map_err(|e| ServiceError::corrupt("sessions.source_port", e))?,
         started_at: r.get("started_at"),
         tty: r.get("tty"),
-        pids: serde_json::from_str(&r.get::<String, _>("pids")).unwrap_or_default(),
+        pids: stored_json("sessions.pids", &r.get::<String, _>("pids"))?,
         state: r.get("state"),
-        lingering: serde_json::from_str(&r.get::<String, _>("lingering")).unwrap_or_default(),
+        lingering: stored_json("sessions.lingering", &r.get::<String, _>("lingering"))?,
         ended_at: r.get("ended_at"),
-    }
+    })
 }
 
 /// Sessions with the person they belong to: a certificate login by its key ID; a plain-key
@@ -259,13 +309,37 @@ impl Service {
         self.written(pending).await
     }
 
-    /// Sessions matching `filter`, newest first.
+    /// Sessions matching `filter`, newest first: the live ones a dashboard shows (at most
+    /// [`SESSION_PAGE_MAX`]; history is read a page at a time with
+    /// [`Service::list_sessions_page`]).
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRecord>> {
-        let rows = sqlx::query(&format!(
+        let page = SessionPage {
+            limit: SESSION_PAGE_MAX,
+            after: None,
+        };
+        Ok(self.list_sessions_page(filter, &page).await?.0)
+    }
+
+    /// One page of the sessions matching `filter`, newest first, and the cursor of the next
+    /// page if there is one. Pages are stable under inserts: a cursor names the last
+    /// session shown, not an offset.
+    pub async fn list_sessions_page(
+        &self,
+        filter: &SessionFilter,
+        page: &SessionPage,
+    ) -> Result<(Vec<SessionRecord>, Option<SessionCursor>)> {
+        if !(1..=SESSION_PAGE_MAX).contains(&page.limit) {
+            return Err(
+                Invalid::new("limit", format!("must be between 1 and {SESSION_PAGE_MAX}")).into(),
+            );
+        }
+        let after = page.after.as_ref();
+        let mut rows = sqlx::query(&format!(
             "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
                AND (? IS NULL OR user = ?)
                AND (CASE WHEN ? IS NULL THEN state != 'ended' ELSE state = ? END)
-             ORDER BY started_at DESC, host_id, id LIMIT 10000"
+               AND (? IS NULL OR started_at < ? OR (started_at = ? AND (host_id, id) > (?, ?)))
+             ORDER BY started_at DESC, host_id, id LIMIT ?"
         ))
         .bind(&filter.host)
         .bind(&filter.host)
@@ -275,9 +349,68 @@ impl Service {
         .bind(&filter.user)
         .bind(&filter.state)
         .bind(&filter.state)
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.started_at))
+        .bind(after.map(|c| c.host_id.as_str()))
+        .bind(after.map(|c| c.id.as_str()))
+        .bind(i64::from(page.limit) + 1)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows.iter().map(record).collect())
+        let more = rows.len() > page.limit as usize;
+        rows.truncate(page.limit as usize);
+        let sessions = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
+        let next = match sessions.last() {
+            Some(last) if more => Some(SessionCursor {
+                started_at: last.started_at,
+                host_id: last.host_id.clone(),
+                id: last.id.clone(),
+            }),
+            _ => None,
+        };
+        Ok((sessions, next))
+    }
+
+    /// Deletes the sessions that ended more than `retention_secs` ago, at most `batch` per
+    /// call (a short write: agents' reports wait behind it); returns how many. Live,
+    /// lingering and unknown sessions stay, however old.
+    pub async fn prune_ended_sessions(&self, retention_secs: i64, batch: u32) -> Result<u64> {
+        let before = self.now() - retention_secs;
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE rowid IN
+               (SELECT rowid FROM sessions WHERE state = 'ended' AND ended_at < ? LIMIT ?)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Logins per hour over the `hours` hours before `now`, oldest first: every session
+    /// started then, live or ended, counted by the store whatever their number. A login
+    /// at `now` itself counts in the last hour.
+    pub async fn logins_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>> {
+        let start = now - i64::from(hours) * 3600;
+        let rows = sqlx::query(
+            "SELECT min((started_at - ?1) / 3600, ?3 - 1) AS hour, count(*) FROM sessions
+             WHERE started_at >= ?1 AND started_at <= ?2 GROUP BY hour",
+        )
+        .bind(start)
+        .bind(now)
+        .bind(i64::from(hours))
+        .fetch_all(self.pool())
+        .await?;
+        let mut counts = vec![0u64; hours as usize];
+        for r in rows {
+            let (hour, n): (i64, i64) = (r.get(0), r.get(1));
+            let slot = usize::try_from(hour)
+                .ok()
+                .and_then(|h| counts.get_mut(h))
+                .ok_or_else(|| ServiceError::corrupt("logins per hour", hour))?;
+            *slot = unsigned("logins per hour", n)?;
+        }
+        Ok(counts)
     }
 
     /// One session.
@@ -288,12 +421,13 @@ impl Service {
             .fetch_optional(self.pool())
             .await?
             .map(|r| record(&r))
-            .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))
+            .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))?
     }
 
     /// Signs a kill order for a live session and sends it on the host's stream. Audited
     /// whether or not the host is connected; an order that could not be sent is
     /// `undelivered` (a one-shot order expires within minutes: it is not queued).
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, host, session = id))]
     pub async fn kill_session(
         &self,
         actor: &Actor,
@@ -315,6 +449,7 @@ impl Service {
     }
 
     /// Kill orders for every live session of a person.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn kill_user_sessions(
         &self,
         actor: &Actor,
@@ -367,11 +502,13 @@ impl Service {
                 session_id: session.id.clone(),
                 reason: reason.to_owned(),
                 operator: actor.0.clone(),
-                not_before: u64::try_from(now).unwrap_or(0),
-                not_after: u64::try_from(now + KILL_ORDER_TTL_SECS).unwrap_or(0),
+                not_before: unsigned("clock", now)?,
+                not_after: unsigned("clock", now + KILL_ORDER_TTL_SECS)?,
                 nonce,
             };
-            let bytes = order.encode();
+            let bytes = order
+                .encode()
+                .map_err(|e| Invalid::new("order", e.to_string()))?;
             let signature =
                 orders::sign(&signer, &bytes).map_err(|e| Invalid::new("order", e.to_string()))?;
             let delivered = self.inner.outboxes.send(
@@ -441,6 +578,7 @@ impl Service {
     /// result of an order counts: agents report the results they journaled again on every
     /// connection, so that one lost in a crash on either side is still told, and a repeat
     /// (or a replay's refusal) changes nothing.
+    #[tracing::instrument(skip_all, fields(host))]
     pub async fn record_order_result(&self, host: &str, result: &v1::OrderResult) -> Result<()> {
         let nonce = hex::encode(&result.nonce);
         let state = match (result.executed, result.remaining_pids.is_empty()) {
@@ -551,7 +689,9 @@ pub(super) async fn upsert(
     s: &v1::Session,
     fx: &mut Effects,
 ) -> Result<()> {
-    let pids = serde_json::to_string(&s.pids).unwrap_or_else(|_| "[]".into());
+    let started_at = i64::try_from(s.started_at)
+        .map_err(|_| Invalid::new("started_at", "is past the range of Unix times"))?;
+    let pids = serde_json::to_string(&s.pids).map_err(|e| ServiceError::corrupt("pids", e))?;
     let state = if s.lingering { "lingering" } else { "live" };
     let lingering: Vec<LingeringProcess> = s
         .lingering_processes
@@ -563,7 +703,8 @@ pub(super) async fn upsert(
             command: p.command.clone(),
         })
         .collect();
-    let lingering = serde_json::to_string(&lingering).unwrap_or_else(|_| "[]".into());
+    let lingering =
+        serde_json::to_string(&lingering).map_err(|e| ServiceError::corrupt("lingering", e))?;
     // The attribution may change after a session is first reported: a late `Accepted`
     // line completes it, a second, different one withdraws it (the agent then reports
     // empty key fields).
@@ -615,7 +756,7 @@ pub(super) async fn upsert(
     .bind(&s.key_fingerprint)
     .bind(&s.source_address)
     .bind(i64::from(s.source_port))
-    .bind(i64::try_from(s.started_at).unwrap_or(0))
+    .bind(started_at)
     .bind(&s.tty)
     .bind(&pids)
     .bind(state)
@@ -628,7 +769,7 @@ pub(super) async fn upsert(
         .fetch_optional(&mut *conn)
         .await?
     {
-        fx.events.push(event(Box::new(record(&r))));
+        fx.events.push(event(Box::new(record(&r)?)));
     }
     Ok(())
 }
@@ -869,5 +1010,150 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state_of(&svc, &order.nonce).await, "expired");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_stored_session_is_an_error_and_an_impossible_start_is_refused() {
+        let (svc, _) = service().await;
+        svc.session_started("web1", &plain("1:1", ""))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE sessions SET pids = '[1,'")
+            .execute(svc.pool())
+            .await
+            .unwrap();
+        let err = svc.get_session("web1", "1:1").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServiceError::Corrupt {
+                    what: "sessions.pids",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = svc
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::Corrupt { .. }), "{err}");
+
+        let mut late = plain("2:2", "");
+        late.started_at = u64::MAX;
+        let err = svc.session_started("web1", &late).await.unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Invalid(i) if i.field == "started_at"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn logins_per_hour_are_counted_by_the_store_past_ten_thousand() {
+        let (svc, _) = service().await;
+        let now = 1_800_000_000_i64;
+        // 10,500 ended sessions in the last hour (the list stops at 10,000), and the edges.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
+             INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint,
+                 key_fingerprint, source_address, source_port, started_at, tty, pids, state,
+                 lingering, ended_at)
+             SELECT 'web1', i, 'deploy', '', 0, '', '', '127.0.0.1', 1, ?1 - (i % 3000), '',
+                 '[]', 'ended', '[]', ?1
+             FROM n",
+        )
+        .bind(now)
+        .execute(svc.pool())
+        .await
+        .unwrap();
+        for (id, at) in [
+            ("a", now - 3601),
+            ("b", now - 24 * 3600),
+            ("c", now - 24 * 3600 - 1),
+            ("d", now + 5),
+        ] {
+            let mut s = plain(id, "");
+            s.started_at = at as u64;
+            svc.session_started("web2", &s).await.unwrap();
+        }
+        let counts = svc.logins_per_hour(now, 24).await.unwrap();
+        assert_eq!(counts.len(), 24);
+        assert_eq!(counts[23], 10_500);
+        assert_eq!(counts[22], 1, "an hour and a second ago");
+        assert_eq!(counts[0], 1, "exactly a day ago is the first hour");
+        assert_eq!(
+            counts.iter().sum::<u64>(),
+            10_502,
+            "older and future ones are left out"
+        );
+    }
+
+    #[tokio::test]
+    async fn history_is_read_a_page_at_a_time_without_gaps_or_repeats() {
+        let (svc, _) = service().await;
+        for i in 0..7u64 {
+            let mut s = plain(&format!("{i}:1"), "");
+            // Two sessions share each start time, so the cursor must break ties.
+            s.started_at = 1_800_000_000 + i / 2;
+            svc.session_started(if i % 2 == 0 { "web1" } else { "web2" }, &s)
+                .await
+                .unwrap();
+        }
+        let filter = SessionFilter::default();
+        let all = svc.list_sessions(&filter).await.unwrap();
+        assert_eq!(all.len(), 7);
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = SessionPage { limit: 3, after };
+            let (sessions, next) = svc.list_sessions_page(&filter, &page).await.unwrap();
+            assert!(sessions.len() <= 3);
+            paged.extend(sessions);
+            match next {
+                Some(c) => after = Some(SessionCursor::from_token(&c.to_token()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(paged, all);
+    }
+
+    #[tokio::test]
+    async fn a_bad_page_is_refused() {
+        let (svc, _) = service().await;
+        let filter = SessionFilter::default();
+        for limit in [0, SESSION_PAGE_MAX + 1] {
+            let err = svc
+                .list_sessions_page(&filter, &SessionPage { limit, after: None })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Invalid(i) if i.field == "limit"),
+                "{err}"
+            );
+        }
+        for token in ["", "!!", "bm90IGEgY3Vyc29y"] {
+            let err = SessionCursor::from_token(token).unwrap_err();
+            assert_eq!(err.field, "after", "{token}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_past_retention_are_deleted_and_live_ones_stay() {
+        let (svc, clock) = service().await;
+        for id in ["old:1", "recent:1", "live:1"] {
+            svc.session_started("web1", &plain(id, "")).await.unwrap();
+        }
+        let start = clock.0.load(Ordering::SeqCst);
+        svc.session_ended("web1", "old:1", start).await.unwrap();
+        svc.session_ended("web1", "recent:1", start + 7200)
+            .await
+            .unwrap();
+        clock.0.store(start + 3600 * 3, Ordering::SeqCst);
+        // Retention two hours: only the session that ended three hours ago goes.
+        assert_eq!(svc.prune_ended_sessions(7200, 1000).await.unwrap(), 1);
+        assert!(svc.get_session("web1", "old:1").await.is_err());
+        assert!(svc.get_session("web1", "recent:1").await.is_ok());
+        assert!(svc.get_session("web1", "live:1").await.is_ok());
+        assert_eq!(svc.prune_ended_sessions(7200, 1000).await.unwrap(), 0);
     }
 }

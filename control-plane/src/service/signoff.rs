@@ -17,7 +17,7 @@ use signoff_proto::v1;
 use sqlx::{Row, SqliteConnection};
 
 use super::users::user_id;
-use super::{Actor, Result, Service, ServiceError};
+use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, User, UserStatus, validate_text};
 
 /// Where one host stands on one sign-off.
@@ -89,6 +89,7 @@ impl SignoffRecord {
 impl Service {
     /// Signs a person off everywhere (see the module docs). Idempotent: for a person who is
     /// signed off already, returns the existing record and changes nothing.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn sign_off(&self, actor: &Actor, user: &str, reason: &str) -> Result<SignoffRecord> {
         Ok(self.sign_off_once(actor, user, reason).await?.0)
     }
@@ -122,125 +123,44 @@ impl Service {
             .await?
             .into_iter()
             .collect();
-        let keys: Vec<(String, String)> = sqlx::query(
-            "SELECT fingerprint, public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL",
-        )
-        .bind(uid)
-        .fetch_all(&mut *w.tx)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        let keys = live_plain_keys(&mut w.tx, uid).await?;
+        // Disabled (unless an admin already did): principals entries leave every view.
+        disable(&mut w.tx, uid, rev).await?;
 
-        // Disable (unless an admin already did): principals entries leave every view.
-        let status: String =
-            sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
-                .bind(uid)
-                .fetch_one(&mut *w.tx)
-                .await?
-                .get(0);
-        if status != UserStatus::Disabled.as_str() {
-            set_status(&mut w.tx, uid, UserStatus::Disabled, rev).await?;
-        }
-
-        let id: i64 = sqlx::query("SELECT ifnull(max(id), 0) + 1 FROM signoffs")
-            .fetch_one(&mut *w.tx)
-            .await?
-            .get(0);
-
+        let id = next_signoff_id(&mut w.tx).await?;
         let statement = SignoffStatement {
-            signoff_id: u64::try_from(id).unwrap_or(0),
+            signoff_id: unsigned("signoff id", id)?,
             user: user.to_owned(),
             reason: reason.to_owned(),
             operator: actor.0.clone(),
-            issued_at: u64::try_from(now).unwrap_or(0),
+            issued_at: unsigned("clock", now)?,
             key_ids: key_ids.iter().cloned().collect(),
             key_fingerprints: keys.iter().map(|(fp, _)| fp.clone()).collect(),
         };
-        let bytes = statement.encode();
+        let bytes = statement
+            .encode()
+            .map_err(|e| Invalid::new("sign-off", e.to_string()))?;
         let signature = orders::sign(&signer, &bytes)
             .map_err(|e| ServiceError::Conflict(format!("cannot sign the statement: {e}")))?;
-        sqlx::query(
-            "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement, signature, since_rev)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(uid)
-        .bind(reason)
-        .bind(&actor.0)
-        .bind(now)
-        .bind(&bytes)
-        .bind(&signature)
-        .bind(rev)
-        .execute(&mut *w.tx)
-        .await?;
-        // Revoke every key ID under any CA and every plain key, unless already revoked.
-        let mut revocations = Vec::new();
-        for key_id in &key_ids {
-            revocations.push(("key_id", key_id.as_str()));
-        }
-        for (_, line) in &keys {
-            revocations.push(("key", line.as_str()));
-        }
-        let mut added = 0usize;
-        for (kind, value) in revocations {
-            let existing: Option<i64> = sqlx::query(
-                "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
-                   AND value = ? AND until_rev IS NULL",
-            )
-            .bind(kind)
-            .bind(value)
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .map(|r| r.get(0));
-            if let Some(rid) = existing {
-                // Not ours to withdraw on re-enable, but ours to keep while in force.
-                sqlx::query(
-                    "INSERT INTO signoff_revocations (signoff_id, revocation_id, added)
-                     VALUES (?, ?, 0)",
-                )
-                .bind(id)
-                .bind(rid)
-                .execute(&mut *w.tx)
-                .await?;
-                continue;
-            }
-            let rid = sqlx::query(
-                "INSERT INTO revocations (kind, ca_fingerprint, value, reason, since_rev)
-                 VALUES (?, NULL, ?, ?, ?)",
-            )
-            .bind(kind)
-            .bind(value)
-            .bind(format!("sign-off #{id}: {reason}"))
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?
-            .last_insert_rowid();
-            sqlx::query(
-                "INSERT INTO signoff_revocations (signoff_id, revocation_id) VALUES (?, ?)",
-            )
-            .bind(id)
-            .bind(rid)
-            .execute(&mut *w.tx)
-            .await?;
-            added += 1;
-        }
-
-        let hosts = sqlx::query(
-            "INSERT INTO signoff_hosts (signoff_id, host_id)
-             SELECT ?, id FROM hosts WHERE removed_rev IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        if hosts == 0 {
-            sqlx::query("UPDATE signoffs SET completed_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?;
-        }
+        let row = NewSignoff {
+            id,
+            uid,
+            reason,
+            actor,
+            now,
+            statement: &bytes,
+            signature: &signature,
+            rev,
+        };
+        insert_signoff(&mut w.tx, &row).await?;
+        // Every key ID under any CA and every plain key, unless already revoked.
+        let revocations: Vec<(&str, &str)> = key_ids
+            .iter()
+            .map(|k| ("key_id", k.as_str()))
+            .chain(keys.iter().map(|(_, line)| ("key", line.as_str())))
+            .collect();
+        let added = revoke_for_signoff(&mut w.tx, &row, &revocations).await?;
+        let hosts = wait_for_hosts(&mut w.tx, id, now).await?;
         w.commit(
             "user.signoff",
             &format!("user:{user}"),
@@ -280,20 +200,11 @@ impl Service {
         }
     }
 
-    /// Every sign-off, newest first (at most `limit`).
+    /// The newest 500 sign-offs, newest first, in two queries whatever their number (the
+    /// dashboard reads this on every live refresh).
     pub async fn list_signoffs(&self) -> Result<Vec<SignoffRecord>> {
         let mut conn = self.pool().acquire().await?;
-        let ids: Vec<i64> = sqlx::query("SELECT id FROM signoffs ORDER BY id DESC LIMIT 500")
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(load(&mut conn, id).await?);
-        }
-        Ok(out)
+        load_many(&mut conn, None, LIST_SIGNOFFS_LIMIT).await
     }
 
     /// A receiver whose value changes whenever any sign-off's progress does.
@@ -310,6 +221,7 @@ impl Service {
     /// Re-enables a signed-off (or disabled) person: withdraws the sign-off statement and
     /// the revocations the sign-off added, and makes them active again. Its own, audited
     /// action; nothing else re-enables a signed-off person.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user))]
     pub async fn reenable_user(&self, actor: &Actor, user: &str, reason: &str) -> Result<User> {
         validate_text("reason", reason, 1024)?;
         if reason.trim().is_empty() {
@@ -367,6 +279,7 @@ impl Service {
     /// Records what a host did about a sign-off statement. The host confirms once it has
     /// applied the sign-off's revision (its ack comes first on the stream) and ended every
     /// matching session; the sign-off completes with the last host's confirmation.
+    #[tracing::instrument(skip_all, fields(host, signoff = r.signoff_id))]
     pub async fn record_signoff_result(&self, host: &str, r: &v1::SignoffResult) -> Result<()> {
         let Ok(id) = i64::try_from(r.signoff_id) else {
             return Ok(());
@@ -391,7 +304,7 @@ impl Service {
         let Some(row) = row else { return Ok(()) };
         let confirmed_at: Option<i64> = row.get(0);
         let mut ended: BTreeSet<String> =
-            serde_json::from_str(&row.get::<String, _>(1)).unwrap_or_default();
+            stored_json("signoff_hosts.ended_sessions", &row.get::<String, _>(1))?;
         let new_kills: Vec<&String> = r
             .ended_sessions
             .iter()
@@ -460,25 +373,6 @@ impl Service {
         Ok(())
     }
 
-    /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
-    pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = ? WHERE id = ?")
-            .bind(online)
-            .bind(host)
-            .execute(self.pool())
-            .await?;
-        self.signoff_progressed();
-        Ok(())
-    }
-
-    /// At server start no agent is connected, whatever a crash left in the store.
-    pub async fn reset_hosts_online(&self) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = 0 WHERE online != 0")
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
         self.inner
             .order_signer
@@ -542,67 +436,228 @@ async fn set_status(
     Ok(())
 }
 
-async fn load(conn: &mut SqliteConnection, id: i64) -> Result<SignoffRecord> {
-    let r = sqlx::query(
-        "SELECT s.id, u.name, s.reason, s.actor, s.created_at, s.completed_at, s.since_rev,
-                s.until_rev IS NULL, s.statement
-         FROM signoffs s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+/// The live plain keys of a person: (SHA256 fingerprint, OpenSSH line).
+async fn live_plain_keys(conn: &mut SqliteConnection, uid: i64) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query(
+        "SELECT fingerprint, public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| ServiceError::not_found("sign-off", id.to_string()))?;
-    let statement = SignoffStatement::decode(&r.get::<Vec<u8>, _>(8)).ok();
-    let hosts = sqlx::query(
-        "SELECT sh.host_id, sh.confirmed_at, sh.ended_sessions, sh.last_error, h.online
-         FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
-         WHERE sh.signoff_id = ? AND h.removed_rev IS NULL ORDER BY sh.host_id",
-    )
-    .bind(id)
+    .bind(uid)
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(|h| {
-        let confirmed_at: Option<i64> = h.get(1);
-        let online: bool = h.get(4);
-        SignoffHost {
-            host: h.get(0),
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+/// Disables the person from `rev`, unless they are disabled already.
+async fn disable(conn: &mut SqliteConnection, uid: i64, rev: i64) -> Result<()> {
+    let status: String =
+        sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
+            .bind(uid)
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+    if status != UserStatus::Disabled.as_str() {
+        set_status(conn, uid, UserStatus::Disabled, rev).await?;
+    }
+    Ok(())
+}
+
+async fn next_signoff_id(conn: &mut SqliteConnection) -> Result<i64> {
+    Ok(sqlx::query("SELECT ifnull(max(id), 0) + 1 FROM signoffs")
+        .fetch_one(&mut *conn)
+        .await?
+        .get(0))
+}
+
+/// A sign-off's row as it is written.
+struct NewSignoff<'a> {
+    id: i64,
+    uid: i64,
+    reason: &'a str,
+    actor: &'a Actor,
+    now: i64,
+    statement: &'a [u8],
+    signature: &'a str,
+    rev: i64,
+}
+
+async fn insert_signoff(conn: &mut SqliteConnection, s: &NewSignoff<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement, signature, since_rev)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id)
+    .bind(s.uid)
+    .bind(s.reason)
+    .bind(&s.actor.0)
+    .bind(s.now)
+    .bind(s.statement)
+    .bind(s.signature)
+    .bind(s.rev)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes each (kind, value) under any CA for the sign-off, unless a live revocation
+/// already does; either way the sign-off keeps it in force (`signoff_revocations`), and
+/// withdraws on re-enable only those it added. Returns how many it added.
+async fn revoke_for_signoff(
+    conn: &mut SqliteConnection,
+    signoff: &NewSignoff<'_>,
+    revocations: &[(&str, &str)],
+) -> Result<usize> {
+    let mut added = 0usize;
+    for &(kind, value) in revocations {
+        let existing: Option<i64> = sqlx::query(
+            "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
+               AND value = ? AND until_rev IS NULL",
+        )
+        .bind(kind)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get(0));
+        let (rid, ours) = match existing {
+            // Not ours to withdraw on re-enable, but ours to keep while in force.
+            Some(rid) => (rid, false),
+            None => {
+                let rid = sqlx::query(
+                    "INSERT INTO revocations (kind, ca_fingerprint, value, reason, since_rev)
+                     VALUES (?, NULL, ?, ?, ?)",
+                )
+                .bind(kind)
+                .bind(value)
+                .bind(format!("sign-off #{}: {}", signoff.id, signoff.reason))
+                .bind(signoff.rev)
+                .execute(&mut *conn)
+                .await?
+                .last_insert_rowid();
+                added += 1;
+                (rid, true)
+            }
+        };
+        sqlx::query(
+            "INSERT INTO signoff_revocations (signoff_id, revocation_id, added) VALUES (?, ?, ?)",
+        )
+        .bind(signoff.id)
+        .bind(rid)
+        .bind(ours)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(added)
+}
+
+/// Records every live host as one the sign-off waits for; with none, it is complete now.
+/// Returns how many.
+async fn wait_for_hosts(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<u64> {
+    let hosts = sqlx::query(
+        "INSERT INTO signoff_hosts (signoff_id, host_id)
+         SELECT ?, id FROM hosts WHERE removed_rev IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if hosts == 0 {
+        sqlx::query("UPDATE signoffs SET completed_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(hosts)
+}
+
+/// How many sign-offs a list shows: the newest.
+const LIST_SIGNOFFS_LIMIT: i64 = 500;
+
+async fn load(conn: &mut SqliteConnection, id: i64) -> Result<SignoffRecord> {
+    load_many(conn, Some(id), 1)
+        .await?
+        .pop()
+        .ok_or_else(|| ServiceError::not_found("sign-off", id.to_string()))
+}
+
+/// The sign-off `only` (or, with `None`, the newest `limit`), newest first, in two queries
+/// whatever their number: the sign-offs, then the hosts of all of them.
+async fn load_many(
+    conn: &mut SqliteConnection,
+    only: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SignoffRecord>> {
+    let rows = sqlx::query(
+        "SELECT s.id, u.name, s.reason, s.actor, s.created_at, s.completed_at, s.since_rev,
+                s.until_rev IS NULL, s.statement
+         FROM signoffs s JOIN users u ON u.id = s.user_id
+         WHERE ?1 IS NULL OR s.id = ?1 ORDER BY s.id DESC LIMIT ?2",
+    )
+    .bind(only)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let host_rows = sqlx::query(
+        "SELECT sh.signoff_id, sh.host_id, sh.confirmed_at, sh.ended_sessions, sh.last_error,
+                h.online
+         FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
+         WHERE sh.signoff_id IN
+               (SELECT id FROM signoffs WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC LIMIT ?2)
+           AND h.removed_rev IS NULL
+         ORDER BY sh.signoff_id, sh.host_id",
+    )
+    .bind(only)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut hosts: std::collections::HashMap<i64, Vec<SignoffHost>> =
+        std::collections::HashMap::new();
+    for h in &host_rows {
+        let confirmed_at: Option<i64> = h.get(2);
+        let online: bool = h.get(5);
+        hosts.entry(h.get(0)).or_default().push(SignoffHost {
+            host: h.get(1),
             state: match (confirmed_at, online) {
                 (Some(_), _) => SignoffHostState::Confirmed,
                 (None, true) => SignoffHostState::Pending,
                 (None, false) => SignoffHostState::Offline,
             },
             confirmed_at,
-            killed_sessions: serde_json::from_str(&h.get::<String, _>(2)).unwrap_or_default(),
-            last_error: h.get(3),
-        }
-    })
-    .collect::<Vec<_>>();
-    let mut completed_at: Option<i64> = r.get(5);
-    if completed_at.is_none() && hosts.iter().all(|h| h.confirmed_at.is_some()) {
-        // Every host still enrolled has confirmed (the others were removed since).
-        completed_at = hosts
-            .iter()
-            .filter_map(|h| h.confirmed_at)
-            .max()
-            .or(Some(r.get(4)));
+            killed_sessions: stored_json("signoff_hosts.ended_sessions", &h.get::<String, _>(3))?,
+            last_error: h.get(4),
+        });
     }
-    Ok(SignoffRecord {
-        id: r.get(0),
-        user: r.get(1),
-        reason: r.get(2),
-        actor: r.get(3),
-        created_at: r.get(4),
-        completed_at,
-        revision: r.get(6),
-        in_force: r.get(7),
-        key_ids: statement
-            .as_ref()
-            .map(|s| s.key_ids.clone())
-            .unwrap_or_default(),
-        key_fingerprints: statement.map(|s| s.key_fingerprints).unwrap_or_default(),
-        hosts,
-    })
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let statement = SignoffStatement::decode(&r.get::<Vec<u8>, _>(8))
+                .map_err(|e| ServiceError::corrupt("signoffs.statement", e))?;
+            let hosts = hosts.remove(&id).unwrap_or_default();
+            let mut completed_at: Option<i64> = r.get(5);
+            if completed_at.is_none() && hosts.iter().all(|h| h.confirmed_at.is_some()) {
+                // Every host still enrolled has confirmed (the others were removed since).
+                completed_at = hosts
+                    .iter()
+                    .filter_map(|h| h.confirmed_at)
+                    .max()
+                    .or(Some(r.get(4)));
+            }
+            Ok(SignoffRecord {
+                id,
+                user: r.get(1),
+                reason: r.get(2),
+                actor: r.get(3),
+                created_at: r.get(4),
+                completed_at,
+                revision: r.get(6),
+                in_force: r.get(7),
+                key_ids: statement.key_ids,
+                key_fingerprints: statement.key_fingerprints,
+                hosts,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -165,6 +165,7 @@ fn info(r: &sqlx::sqlite::SqliteRow) -> TokenInfo {
 
 impl Service {
     /// Creates a token; the secret is in the result and nowhere else.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0))]
     pub async fn create_token(
         &self,
         actor: &Actor,
@@ -229,7 +230,7 @@ impl Service {
             "token.create",
             &format!("token:{name}"),
             reason,
-            serde_json::to_value(&info).unwrap_or_default(),
+            super::audit_details(&info)?,
         )
         .await?;
         Ok(Token { info, secret })
@@ -291,6 +292,7 @@ impl Service {
     }
 
     /// Revokes a token.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, token = id))]
     pub async fn revoke_token(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "token.revoke", false).await?;
         let n =

@@ -68,6 +68,7 @@ fn unique(items: &[String]) -> Vec<String> {
 
 impl Service {
     /// Creates a person, active.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user = %new.name))]
     pub async fn create_user(&self, actor: &Actor, new: NewUser, reason: &str) -> Result<User> {
         validate_user_name("name", &new.name)?;
         validate_list("key_ids", &new.key_ids, validate_key_id)?;
@@ -103,7 +104,7 @@ impl Service {
             "user.create",
             &format!("user:{}", new.name),
             reason,
-            serde_json::to_value(&user).unwrap_or_default(),
+            super::audit_details(&user)?,
         )
         .await?;
         Ok(user)
@@ -173,6 +174,7 @@ impl Service {
     }
 
     /// Replaces some of a person's identity sets.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user = name))]
     pub async fn update_user(
         &self,
         actor: &Actor,
@@ -235,7 +237,7 @@ impl Service {
             "user.update",
             &format!("user:{name}"),
             reason,
-            serde_json::to_value(&user).unwrap_or_default(),
+            super::audit_details(&user)?,
         )
         .await?;
         Ok(user)
@@ -243,6 +245,7 @@ impl Service {
 
     /// Sets a person's status. Disabling stops every login of theirs at the next
     /// revision the hosts apply; re-enabling is its own audited action.
+    #[tracing::instrument(skip_all, fields(actor = %actor.0, user = name))]
     pub async fn set_user_status(
         &self,
         actor: &Actor,

@@ -53,48 +53,42 @@ use tokio_stream::wrappers::ReceiverStream;
 const USER: &str = "mallory";
 const GROUP: &str = "fleet";
 
-#[derive(Debug, Clone)]
+/// Simulated agents against a real control plane: fan-out, sign-off, reconnect storms (see
+/// BENCHMARKS.md).
+#[derive(Debug, Clone, clap::Parser)]
 struct Options {
+    /// Simulated agents.
+    #[arg(long, default_value_t = 1000)]
     agents: usize,
+    /// Revisions to time the fan-out of.
+    #[arg(long, default_value_t = 5)]
     fanout_rounds: usize,
+    /// Also time a sign-off across the fleet.
+    #[arg(long)]
     signoff: bool,
+    /// Seconds to measure an idle fleet.
+    #[arg(long, default_value_t = 0)]
     idle_secs: u64,
+    /// Stop the control plane and time the fleet's return.
+    #[arg(long)]
     storm: bool,
-    /// The simulated agents' backoff ceiling (the agent's own unless given).
-    backoff_cap: Duration,
+    /// The simulated agents' backoff ceiling in seconds (the agent's own unless given).
+    #[arg(long = "backoff-cap-secs")]
+    backoff_cap_secs: Option<u64>,
     /// How long the control plane stays down in the storm before it starts again.
-    outage: Duration,
+    #[arg(long = "outage-secs", default_value_t = 0)]
+    outage_secs: u64,
 }
 
-fn options() -> Result<Options> {
-    let mut o = Options {
-        agents: 1000,
-        fanout_rounds: 5,
-        signoff: false,
-        idle_secs: 0,
-        storm: false,
-        backoff_cap: signoff_agent::daemon::MAX_BACKOFF,
-        outage: Duration::ZERO,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| anyhow!("{a} needs a value"))
-                .map(|v| v.to_owned())
-        };
-        match a.as_str() {
-            "--agents" => o.agents = value()?.parse()?,
-            "--fanout-rounds" => o.fanout_rounds = value()?.parse()?,
-            "--idle-secs" => o.idle_secs = value()?.parse()?,
-            "--signoff" => o.signoff = true,
-            "--storm" => o.storm = true,
-            "--backoff-cap-secs" => o.backoff_cap = Duration::from_secs(value()?.parse()?),
-            "--outage-secs" => o.outage = Duration::from_secs(value()?.parse()?),
-            other => bail!("unknown argument {other}"),
-        }
+impl Options {
+    fn backoff_cap(&self) -> Duration {
+        self.backoff_cap_secs
+            .map_or(signoff_agent::daemon::MAX_BACKOFF, Duration::from_secs)
     }
-    Ok(o)
+
+    fn outage(&self) -> Duration {
+        Duration::from_secs(self.outage_secs)
+    }
 }
 
 /// What the simulated agents tell the measuring side.
@@ -136,7 +130,7 @@ fn json_of(res: &signoff_tests::plane::HttpResponse) -> Value {
 }
 
 fn main() -> Result<()> {
-    let o = options()?;
+    let o = <Options as clap::Parser>::parse();
     raise_fd_limit()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -301,7 +295,7 @@ async fn run(o: Options) -> Result<()> {
     for a in &agents {
         let shared = shared.clone();
         let a = a.clone();
-        let cap = o.backoff_cap;
+        let cap = o.backoff_cap();
         tokio::spawn(async move { simulate(a, shared, cap).await });
     }
     let revision = http_get(&plane, &token, "/api/v1/revision")?["revision"]
@@ -450,7 +444,7 @@ async fn run(o: Options) -> Result<()> {
         tokio::task::block_in_place(|| plane.stop())?;
         // The outage (`--outage-secs`): the agents back off meanwhile, each further the
         // longer it lasts, up to their backoff ceiling.
-        tokio::time::sleep(o.outage).await;
+        tokio::time::sleep(o.outage()).await;
         let t0 = Instant::now();
         tokio::task::block_in_place(|| plane.restart())?;
         let restarted = t0.elapsed();
@@ -481,8 +475,8 @@ async fn run(o: Options) -> Result<()> {
         let (_, rss, hwm) = usage(pid)?;
         println!(
             "reconnect storm after a {} outage, backoff ceiling {}: {} agents back in sync {} after the restart began (server up after {}); peak control-plane CPU {:.0}% of one core; RSS {} MiB (peak {} MiB)",
-            ms(o.outage),
-            ms(o.backoff_cap),
+            ms(o.outage()),
+            ms(o.backoff_cap()),
             n,
             ms(t0.elapsed()),
             ms(restarted),

@@ -11,7 +11,6 @@
 //! sizes and whether OpenSSH loads each KRL (`ssh-keygen -Q` on a revoked certificate).
 //! Prints the machine and a markdown table.
 
-use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
@@ -88,41 +87,19 @@ impl Load {
     }
 }
 
+/// Our KRL encoder against ssh-keygen's (see BENCHMARKS.md).
+#[derive(Debug, clap::Parser)]
 struct Options {
+    /// Timed runs per measurement.
+    #[arg(long, default_value_t = 5, value_parser = signoff_tests::bench_args::positive)]
     runs: usize,
+    /// Serial counts to measure, comma-separated (`_` allowed: 1_000_000).
+    #[arg(long, value_delimiter = ',', value_parser = signoff_tests::bench_args::positive, default_value = "100000,1000000")]
     sizes: Vec<usize>,
 }
 
-fn options() -> Result<Options> {
-    let mut opts = Options {
-        runs: 5,
-        sizes: vec![100_000, 1_000_000],
-    };
-    let mut args = env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--runs" => opts.runs = value.parse().context("--runs")?,
-            "--sizes" => {
-                opts.sizes = value
-                    .split(',')
-                    .map(|s| s.trim().replace('_', "").parse())
-                    .collect::<Result<_, _>>()
-                    .context("--sizes")?;
-            }
-            _ => bail!("usage: krl-bench [--runs N] [--sizes N,N,…]"),
-        }
-    }
-    if opts.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
-    Ok(opts)
-}
-
 fn main() -> Result<()> {
-    let opts = options()?;
+    let opts = <Options as clap::Parser>::parse();
     let (seed, mut rng) = seeded_rng("krl-bench")?;
     let agent = release_agent_binary()?;
     eprintln!("signoff-agent: {}", agent.display());

@@ -42,47 +42,33 @@ use signoff_tests::command::run_ok;
 const ACCOUNTS: u64 = 1000;
 const NOW: u64 = 1_700_000_000;
 
-#[derive(Debug, Clone)]
+/// `signoff-agent principals` against a large host view (see BENCHMARKS.md).
+#[derive(Debug, Clone, clap::Parser)]
 struct Options {
+    /// People in the host view.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     users: u64,
+    /// Grants in the host view (at least --users).
+    #[arg(long, default_value_t = 1_000_000)]
     grants: u64,
+    /// Calls to time.
+    #[arg(long, default_value_t = 2000, value_parser = signoff_tests::bench_args::positive)]
     calls: usize,
+    /// Calls per batch.
+    #[arg(long, default_value_t = 100, value_parser = signoff_tests::bench_args::positive)]
     batch: usize,
     /// Keep the state and config here instead of in a temporary directory.
+    #[arg(long)]
     dir: Option<PathBuf>,
     /// Also measure `signoff-agent` statically linked (static-pie and not PIE).
+    #[arg(long = "static")]
     with_static: bool,
 }
 
 fn parse_options() -> Result<Options> {
-    let mut o = Options {
-        users: 100_000,
-        grants: 1_000_000,
-        calls: 2000,
-        batch: 100,
-        dir: None,
-        with_static: false,
-    };
-    let mut args = env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--static" {
-            o.with_static = true;
-            continue;
-        }
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--users" => o.users = value.parse()?,
-            "--grants" => o.grants = value.parse()?,
-            "--calls" => o.calls = value.parse()?,
-            "--batch" => o.batch = value.parse()?,
-            "--dir" => o.dir = Some(value.into()),
-            _ => bail!("unknown option {flag}; see the source's header"),
-        }
-    }
-    if o.users == 0 || o.grants < o.users || o.calls == 0 || o.batch == 0 {
-        bail!("need users > 0, grants >= users, calls > 0, batch > 0");
+    let o = <Options as clap::Parser>::parse();
+    if o.grants < o.users {
+        bail!("--grants must be at least --users");
     }
     Ok(o)
 }

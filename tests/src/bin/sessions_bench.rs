@@ -45,51 +45,31 @@ use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::plane::{WAIT, wait_for};
 use signoff_tests::sessions::{ClientOptions, SshClient, TEST_ACCOUNT, percentiles, processes_of};
 
+/// Sessions on a real sshd: detection latency, idle cost, login storms, kills (see
+/// BENCHMARKS.md).
+#[derive(Debug, clap::Parser)]
 struct Options {
+    /// Logins held open.
+    #[arg(long, default_value_t = 50)]
     logins: u32,
+    /// Seconds of idle to measure the agent's CPU over.
+    #[arg(long, value_name = "SECONDS", value_parser = signoff_tests::bench_args::seconds, default_value = "60")]
     idle: Duration,
+    /// The agent's reconcile interval (`3s`, `500ms`).
+    #[arg(long, value_name = "INTERVAL")]
     reconcile: Option<String>,
+    /// Logins of a storm.
+    #[arg(long)]
     storm: Option<u32>,
+    /// Seconds the storm's logins are spread over.
+    #[arg(long, value_name = "SECONDS", value_parser = signoff_tests::bench_args::seconds, default_value = "10")]
     storm_over: Duration,
+    /// Time socket lookups with this many connections.
+    #[arg(long, value_name = "CONNECTIONS")]
     lookup: Option<u32>,
+    /// Idle processes started beside the bench, for a host as busy as a build machine.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     host_processes: u32,
-}
-
-fn options() -> Result<Options> {
-    let mut o = Options {
-        logins: 50,
-        idle: Duration::from_secs(60),
-        reconcile: None,
-        storm: None,
-        storm_over: Duration::from_secs(10),
-        lookup: None,
-        host_processes: 0,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || -> Result<u64> {
-            Ok(args
-                .next()
-                .ok_or_else(|| anyhow!("{a} needs a value"))?
-                .parse()?)
-        };
-        match a.as_str() {
-            "--logins" => o.logins = u32::try_from(value()?)?,
-            "--idle" => o.idle = Duration::from_secs(value()?),
-            "--reconcile" => {
-                o.reconcile = Some(args.next().ok_or_else(|| anyhow!("{a} needs a value"))?)
-            }
-            "--storm" => o.storm = Some(u32::try_from(value()?)?),
-            "--storm-over" => o.storm_over = Duration::from_secs(value()?),
-            "--lookup" => o.lookup = Some(u32::try_from(value()?)?),
-            "--host-processes" => o.host_processes = u32::try_from(value()?)?,
-            other => bail!(
-                "unknown argument {other} (known: --logins N, --idle SECONDS, --reconcile INTERVAL, \
-                 --storm N, --storm-over SECONDS, --lookup CONNECTIONS, --host-processes N)"
-            ),
-        }
-    }
-    Ok(o)
 }
 
 /// One Server-Sent Event as it arrived.
@@ -316,7 +296,7 @@ impl Drop for Ballast {
 }
 
 fn main() -> Result<()> {
-    let o = options()?;
+    let o = <Options as clap::Parser>::parse();
     let _ballast = Ballast::start(o.host_processes)?;
     if let Some(n) = o.storm {
         return storm(&o, n);

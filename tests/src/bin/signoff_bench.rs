@@ -24,31 +24,15 @@ use signoff_tests::fleet::{Fleet, Held, USER, host_states, wait_gone};
 use signoff_tests::plane::{WAIT, wait_for};
 use signoff_tests::sessions::percentiles;
 
+/// Times sign-offs on a fleet of real agents and sshds (see BENCHMARKS.md).
+#[derive(Debug, clap::Parser)]
 struct Options {
+    /// Sign-offs with every host online.
+    #[arg(long, default_value_t = 30)]
     rounds: usize,
+    /// Sign-offs of a person while their host is offline.
+    #[arg(long, default_value_t = 10)]
     offline_rounds: usize,
-}
-
-fn options() -> Result<Options> {
-    let mut o = Options {
-        rounds: 30,
-        offline_rounds: 10,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || -> Result<usize> {
-            Ok(args
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))?
-                .parse()?)
-        };
-        match a.as_str() {
-            "--rounds" => o.rounds = value()?,
-            "--offline-rounds" => o.offline_rounds = value()?,
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    Ok(o)
 }
 
 fn summary(name: &str, samples: &[Duration]) {
@@ -103,7 +87,7 @@ fn poll(fleet: &Fleet, done: impl Fn(&serde_json::Value) -> bool) -> Result<()> 
 }
 
 fn main() -> Result<()> {
-    let o = options()?;
+    let o = <Options as clap::Parser>::parse();
     // Release binaries for the agents, the sshd commands and the control plane.
     let fleet = Fleet::with_profile(Profile::Release)?;
     let mut hosts = vec![

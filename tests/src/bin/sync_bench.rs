@@ -25,7 +25,6 @@
 //!
 //! Prints markdown for BENCHMARKS.md.
 
-use std::env;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Read as _;
@@ -35,7 +34,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use rand::Rng as _;
 use serde_json::json;
 use signoff_tests::agent::{Profile, release_agent_binary};
@@ -45,35 +44,18 @@ use signoff_tests::principals::{InstalledAgent, PrincipalsSshd, ensure_system_us
 use signoff_tests::sshd::{Login, free_port, ssh_login};
 use signoff_tests::tools::SSHD;
 
-#[derive(Debug, Clone)]
+/// Revocation delivery and principals answers under logins (see BENCHMARKS.md).
+#[derive(Debug, Clone, clap::Parser)]
 struct Options {
+    /// Revocations to time from the API to the host's KRL.
+    #[arg(long, default_value_t = 200, value_parser = signoff_tests::bench_args::positive)]
     revocations: usize,
+    /// Logins to time against the host's sshd.
+    #[arg(long, default_value_t = 200, value_parser = signoff_tests::bench_args::positive)]
     logins: usize,
+    /// Revocations per batch.
+    #[arg(long, default_value_t = 20, value_parser = signoff_tests::bench_args::positive)]
     batch: usize,
-}
-
-fn parse_options() -> Result<Options> {
-    let mut o = Options {
-        revocations: 200,
-        logins: 200,
-        batch: 20,
-    };
-    let mut args = env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--revocations" => o.revocations = value.parse()?,
-            "--logins" => o.logins = value.parse()?,
-            "--batch" => o.batch = value.parse()?,
-            _ => bail!("unknown option {flag}; see the source's header"),
-        }
-    }
-    if o.revocations == 0 || o.logins == 0 || o.batch == 0 {
-        bail!("need revocations, logins and batch > 0");
-    }
-    Ok(o)
 }
 
 /// Sorted samples and their summary.
@@ -245,7 +227,7 @@ fn start_file_sshd(dir: &Path, ca_pub: &Path, krl: &Path, principals: &Path) -> 
 }
 
 fn main() -> Result<()> {
-    let o = parse_options()?;
+    let o = <Options as clap::Parser>::parse();
     ensure_system_user()?;
     let agent_bin = release_agent_binary()?;
     let server_bin = server_binary(Profile::Release)?;

@@ -263,3 +263,101 @@ async fn without_a_signing_key_or_a_reason_nothing_is_signed_off() {
         UserStatus::Active
     );
 }
+
+#[tokio::test]
+async fn the_list_shows_every_signoff_with_its_own_hosts_newest_first() {
+    let svc = setup(&["h1", "h2", "h3"]).await;
+    let a = Actor::cli();
+    let first = svc.sign_off(&a, "mallory", "left").await.unwrap();
+    svc.reenable_user(&a, "mallory", "rehired").await.unwrap();
+    svc.create_host(
+        &a,
+        NewHost {
+            id: "h4".into(),
+            hostname: String::new(),
+            groups: vec![],
+        },
+        "",
+    )
+    .await
+    .unwrap();
+    let second = svc.sign_off(&a, "mallory", "left again").await.unwrap();
+    svc.set_host_online("h2", true).await.unwrap();
+    svc.record_contact("h1", Some(second.revision), None, None)
+        .await
+        .unwrap();
+    svc.record_signoff_result("h1", &result(second.id, &["9:9"]))
+        .await
+        .unwrap();
+
+    let listed = svc.list_signoffs().await.unwrap();
+    let ids: Vec<i64> = listed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [second.id, first.id]);
+    for r in &listed {
+        assert_eq!(
+            *r,
+            svc.get_signoff(r.id).await.unwrap(),
+            "sign-off {}",
+            r.id
+        );
+    }
+    let hosts = |r: &SignoffRecord| r.hosts.iter().map(|h| h.host.clone()).collect::<Vec<_>>();
+    assert_eq!(hosts(&listed[0]), ["h1", "h2", "h3", "h4"]);
+    assert_eq!(hosts(&listed[1]), ["h1", "h2", "h3"], "h4 came later");
+    assert_eq!(listed[0].tally(), (1, 1, 2));
+    assert_eq!(listed[0].hosts[0].killed_sessions, ["9:9"]);
+    assert!(listed[0].in_force && !listed[1].in_force);
+}
+
+#[tokio::test]
+async fn a_corrupt_stored_progress_is_an_error_not_an_empty_list() {
+    let svc = setup(&["h1"]).await;
+    let record = svc
+        .sign_off(&Actor::cli(), "mallory", "left")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE signoff_hosts SET ended_sessions = 'not json'")
+        .execute(svc.pool())
+        .await
+        .unwrap();
+    for err in [
+        svc.get_signoff(record.id).await.unwrap_err(),
+        svc.list_signoffs().await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                ServiceError::Corrupt {
+                    what: "signoff_hosts.ended_sessions",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let err = svc
+        .record_signoff_result("h1", &result(record.id, &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::Corrupt { .. }), "{err}");
+
+    sqlx::query("UPDATE signoffs SET statement = x'00'")
+        .execute(svc.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE signoff_hosts SET ended_sessions = '[]'")
+        .execute(svc.pool())
+        .await
+        .unwrap();
+    let err = svc.get_signoff(record.id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Corrupt {
+                what: "signoffs.statement",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
