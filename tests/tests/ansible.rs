@@ -313,6 +313,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         ],
     )?;
     let vars = serde_json::json!({
+        "signoff_agent_install_method": "url",
         "signoff_agent_binary_url": format!("http://127.0.0.1:{}/signoff-agent", www.port),
         "signoff_agent_binary_sha256": sha256_hex(agent_binary()?)?,
         "signoff_agent_sshd_binary_url": format!("http://127.0.0.1:{}/signoff-sshd", www.port),
@@ -491,6 +492,7 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
     let (http_port, agents_port) = (free_port()?, free_port()?);
     let user = "signoff-server";
     let vars = serde_json::json!({
+        "signoff_server_install_method": "files",
         "signoff_server_binary_src": server_binary(Profile::Debug)?,
         "signoff_server_bin_dir": r.join("bin"),
         "signoff_server_user": user,
