@@ -14,6 +14,8 @@
 //!   deliver crafted kill orders to a real agent.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
+//! - [`container`]: a Debian 12 system container with systemd as PID 1 (mmdebstrap,
+//!   systemd-nspawn), for the packages and the Ansible roles.
 //!
 //! Tests run as root (sshd needs it); a missing tool fails the test with the package to
 //! install, it never skips it.
@@ -21,6 +23,7 @@
 pub mod agent;
 pub mod browser;
 pub mod command;
+pub mod container;
 pub mod fleet;
 pub mod keys;
 pub mod krl;

@@ -11,29 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use signoff_tests::agent::{Profile, agent_binary, sshd_commands_binary, workspace_root};
 use signoff_tests::command::{run, run_ok};
 use signoff_tests::plane::server_binary;
-
-/// A pip-installed program: on `PATH`, or in the scripts directory of the `python3` that
-/// installed it.
-fn pip_tool(name: &str) -> Result<PathBuf> {
-    if let Ok(out) = run(Command::new("sh").args(["-c", &format!("command -v {name}")]))
-        && out.success()
-        && !out.stdout.trim().is_empty()
-    {
-        return Ok(PathBuf::from(out.stdout.trim()));
-    }
-    let out = run(Command::new("python3").args([
-        "-c",
-        "import sysconfig; print(sysconfig.get_path('scripts'))",
-    ]))?;
-    let path = Path::new(out.stdout.trim()).join(name);
-    if !path.is_file() {
-        bail!(
-            "{name} not found: install it with `python3 -m pip install ansible-core ansible-lint` \
-             (scripts/test does this)"
-        );
-    }
-    Ok(path)
-}
+use signoff_tests::tools::pip_tool;
 
 /// The `python3` the pip tools run under.
 fn python_interpreter() -> Result<String> {
