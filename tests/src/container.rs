@@ -117,7 +117,9 @@ pub fn rootfs() -> Result<PathBuf> {
     match fs::rename(&target, &done) {
         Ok(()) => Ok(done),
         Err(_) if done.join("usr/lib/systemd/systemd").exists() => Ok(done),
-        Err(e) => Err(e).with_context(|| format!("moving the root file system to {}", done.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("moving the root file system to {}", done.display()))
+        }
     }
 }
 
@@ -179,7 +181,8 @@ impl Container {
             log: log.clone(),
         };
         for dir in &cgroups {
-            fs::create_dir_all(dir).with_context(|| format!("creating cgroup {}", dir.display()))?;
+            fs::create_dir_all(dir)
+                .with_context(|| format!("creating cgroup {}", dir.display()))?;
         }
         // The shell moves itself into the container's cgroups, then becomes nspawn.
         let mut script = String::new();
@@ -191,7 +194,13 @@ impl Container {
             .arg("-c")
             .arg(script)
             .arg("sh")
-            .args(["--quiet", "--boot", "--register=no", "--keep-unit", "--private-network"])
+            .args([
+                "--quiet",
+                "--boot",
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+            ])
             .arg("--console=passive")
             .arg(format!("--machine={name}"))
             .arg("--directory")
@@ -206,16 +215,27 @@ impl Container {
         let nspawn_pid = child.id();
         container.nspawn = Some(child);
         container.init_pid = container.wait_for_init(nspawn_pid)?;
-        let running = container.exec(&["systemctl", "is-system-running", "--wait"])?;
-        let state = running.stdout.trim();
-        if state != "running" {
-            let failed = container.exec(&["systemctl", "--failed", "--no-legend"])?;
-            bail!(
-                "the container's systemd reports '{state}', not 'running'; failed units:\n{}",
-                failed.stdout
-            );
+        // Until systemd listens, systemctl cannot ask it: "offline", or an error.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let running = container.exec(&["systemctl", "is-system-running", "--wait"])?;
+            match running.stdout.trim() {
+                "running" => return Ok(container),
+                "degraded" => {
+                    let failed = container.exec(&["systemctl", "--failed", "--no-legend"])?;
+                    bail!(
+                        "the container's systemd reports 'degraded'; failed units:\n{}",
+                        failed.stdout
+                    );
+                }
+                state if Instant::now() > deadline => bail!(
+                    "the container's systemd reports '{state}' after 60 s: {}\n{}",
+                    running.stderr,
+                    container.console()
+                ),
+                _ => thread::sleep(Duration::from_millis(100)),
+            }
         }
-        Ok(container)
     }
 
     /// The PID of the container's systemd: nspawn's child, once it runs systemd.
@@ -230,10 +250,9 @@ impl Container {
                     self.console()
                 );
             }
-            let children = fs::read_to_string(format!(
-                "/proc/{nspawn_pid}/task/{nspawn_pid}/children"
-            ))
-            .unwrap_or_default();
+            let children =
+                fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+                    .unwrap_or_default();
             for pid in children.split_whitespace() {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 if comm.trim() == "systemd"
@@ -243,7 +262,10 @@ impl Container {
                 }
             }
             if Instant::now() > deadline {
-                bail!("no systemd in the container after 30 s:\n{}", self.console());
+                bail!(
+                    "no systemd in the container after 30 s:\n{}",
+                    self.console()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -271,10 +293,15 @@ impl Container {
         let mut cmd = Command::new("nsenter");
         cmd.arg("--target")
             .arg(self.init_pid.to_string())
-            .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--"])
+            .args([
+                "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--",
+            ])
             .args(argv)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("LANG", "C.UTF-8")
             .env("DEBIAN_FRONTEND", "noninteractive");
         cmd
@@ -342,7 +369,10 @@ impl Container {
                 .arg(self.init_pid.to_string())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(20);
-            if !matches!(crate::command::wait_until(&mut child, deadline), Ok(Some(_))) {
+            if !matches!(
+                crate::command::wait_until(&mut child, deadline),
+                Ok(Some(_))
+            ) {
                 let _ = child.kill();
                 let _ = child.wait();
             }

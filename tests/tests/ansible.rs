@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use signoff_tests::agent::{Profile, agent_binary, sshd_commands_binary, workspace_root};
 use signoff_tests::command::{run, run_ok};
 use signoff_tests::plane::server_binary;
