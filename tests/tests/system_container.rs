@@ -224,6 +224,22 @@ fn api_get(container: &Container, token: &str, path: &str) -> Result<Value> {
     serde_json::from_str(&out.stdout).with_context(|| format!("GET {path}: {}", out.stdout))
 }
 
+/// `METHOD path` of the control plane's API with a reason as its JSON body, from inside the
+/// container; the answer's JSON (an HTTP error fails).
+fn api_request(container: &Container, token: &str, method: &str, path: &str) -> Result<Value> {
+    let out = container.exec_ok(&[
+        "python3",
+        "-c",
+        "import sys, urllib.request\n\
+         r = urllib.request.Request(sys.argv[1], data=b'{\"reason\": \"left the company\"}', method=sys.argv[3], headers={'Authorization': 'Bearer ' + sys.argv[2], 'Content-Type': 'application/json'})\n\
+         print(urllib.request.urlopen(r, timeout=30).read().decode())",
+        &format!("http://127.0.0.1:{HTTP_PORT}{path}"),
+        token,
+        method,
+    ])?;
+    serde_json::from_str(&out.stdout).with_context(|| format!("{method} {path}: {}", out.stdout))
+}
+
 fn assert_ran(what: &str, out: &Finished) {
     assert!(
         out.success(),
@@ -354,7 +370,7 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     cli(&["user", "add", "alice", "--key-id", "alice@corp"])?;
     cli(&["grant", "add", "alice", "alice", "web"])?;
     let token = cli(&["token", "create", "--groups", "web"])?;
-    let api_token = cli(&["api-token", "create", "e2e", "--scope", "read"])?["secret"]
+    let api_token = cli(&["api-token", "create", "e2e", "--scope", "read,signoff"])?["secret"]
         .as_str()
         .ok_or_else(|| anyhow!("api-token create printed no secret"))?
         .to_owned();
@@ -499,7 +515,11 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
         fs::read(ct.root().join("usr/share/signoff-agent/50-signoff.conf"))?
     );
 
-    wait_root_logs_in(&ct, &admin.private, "after signoff-enable-sshd reloaded sshd")?;
+    wait_root_logs_in(
+        &ct,
+        &admin.private,
+        "after signoff-enable-sshd reloaded sshd",
+    )?;
 
     // A granted certificate logs in through the installed drop-in; one whose key ID
     // belongs to nobody does not.
@@ -621,10 +641,16 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     );
     ct.exec_ok(&["pgrep", "-u", "alice", "-x", "sleep"])?;
 
-    // A sign-off: the sandboxed agent (root, CAP_KILL) ends the session of another user.
-    let mut argv = SERVER_CLI.to_vec();
-    argv.extend_from_slice(&["signoff", "alice", "--reason", "left", "--wait", "20s"]);
-    ct.exec_ok(&argv)?;
+    // A kill through the API: the sandboxed agent (root, CAP_KILL, the cgroup tree
+    // writable) ends the session of another user.
+    let id = listed["id"].as_str().unwrap_or_default().to_owned();
+    let killed = api_request(
+        &ct,
+        &api_token,
+        "POST",
+        &format!("/api/v1/sessions/{HOST}/{id}/kill"),
+    )?;
+    assert!(killed.is_object(), "the kill was accepted: {killed}");
     let ended =
         signoff_tests::command::wait_until(&mut session.0, std::time::Instant::now() + WAIT)?;
     assert!(
