@@ -61,7 +61,8 @@ fn the_rendered_units_pass_systemd_analyze_verify() -> Result<()> {
             "signoff-agent.service",
             format!(
                 "signoff_agent_bin_dir={0} signoff_agent_config_dir=/etc/signoff \
-                 signoff_agent_state_dir=/var/lib/signoff signoff_agent_krl_path=/var/lib/signoff/revoked.krl",
+                 signoff_agent_state_dir=/var/lib/signoff signoff_agent_krl_path=/var/lib/signoff/revoked.krl \
+                 signoff_agent_keep_user_ca_keys=true signoff_agent_user_ca_path=/etc/ssh/signoff_user_ca.pub",
                 bin.display()
             ),
         ),
