@@ -15,6 +15,8 @@
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
 //! - [`bench_args`]: value parsers of the benchmarks' arguments.
+//! - [`container`]: a Debian 12 system container with systemd as PID 1 (mmdebstrap,
+//!   systemd-nspawn), for the packages and the Ansible roles.
 //!
 //! Tests run as root (sshd needs it); a missing tool fails the test with the package to
 //! install, it never skips it.
@@ -23,6 +25,7 @@ pub mod agent;
 pub mod bench_args;
 pub mod browser;
 pub mod command;
+pub mod container;
 pub mod fleet;
 pub mod keys;
 pub mod krl;

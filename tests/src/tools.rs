@@ -56,3 +56,27 @@ impl Tool {
         Ok(Command::new(self.path()?))
     }
 }
+
+/// A program installed with pip (`ansible-playbook`, `ansible-lint`): on `PATH`, or in the
+/// scripts directory of the `python3` that installed it.
+pub fn pip_tool(name: &str) -> Result<std::path::PathBuf> {
+    use crate::command::run;
+    if let Ok(out) = run(Command::new("sh").args(["-c", &format!("command -v {name}")]))
+        && out.success()
+        && !out.stdout.trim().is_empty()
+    {
+        return Ok(std::path::PathBuf::from(out.stdout.trim()));
+    }
+    let out = run(Command::new("python3").args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_path('scripts'))",
+    ]))?;
+    let path = Path::new(out.stdout.trim()).join(name);
+    if !path.is_file() {
+        bail!(
+            "{name} not found: install it with `python3 -m pip install ansible-core ansible-lint` \
+             (scripts/test does this)"
+        );
+    }
+    Ok(path)
+}

@@ -7,33 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use signoff_tests::agent::{Profile, agent_binary, sshd_commands_binary, workspace_root};
 use signoff_tests::command::{run, run_ok};
 use signoff_tests::plane::server_binary;
-
-/// A pip-installed program: on `PATH`, or in the scripts directory of the `python3` that
-/// installed it.
-fn pip_tool(name: &str) -> Result<PathBuf> {
-    if let Ok(out) = run(Command::new("sh").args(["-c", &format!("command -v {name}")]))
-        && out.success()
-        && !out.stdout.trim().is_empty()
-    {
-        return Ok(PathBuf::from(out.stdout.trim()));
-    }
-    let out = run(Command::new("python3").args([
-        "-c",
-        "import sysconfig; print(sysconfig.get_path('scripts'))",
-    ]))?;
-    let path = Path::new(out.stdout.trim()).join(name);
-    if !path.is_file() {
-        bail!(
-            "{name} not found: install it with `python3 -m pip install ansible-core ansible-lint` \
-             (scripts/test does this)"
-        );
-    }
-    Ok(path)
-}
+use signoff_tests::tools::pip_tool;
 
 /// The `python3` the pip tools run under.
 fn python_interpreter() -> Result<String> {
@@ -83,7 +61,8 @@ fn the_rendered_units_pass_systemd_analyze_verify() -> Result<()> {
             "signoff-agent.service",
             format!(
                 "signoff_agent_bin_dir={0} signoff_agent_config_dir=/etc/signoff \
-                 signoff_agent_state_dir=/var/lib/signoff signoff_agent_krl_path=/var/lib/signoff/revoked.krl",
+                 signoff_agent_state_dir=/var/lib/signoff signoff_agent_krl_path=/var/lib/signoff/revoked.krl \
+                 signoff_agent_keep_user_ca_keys=true signoff_agent_user_ca_path=/etc/ssh/signoff_user_ca.pub",
                 bin.display()
             ),
         ),
@@ -313,6 +292,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         ],
     )?;
     let vars = serde_json::json!({
+        "signoff_agent_install_method": "url",
         "signoff_agent_binary_url": format!("http://127.0.0.1:{}/signoff-agent", www.port),
         "signoff_agent_binary_sha256": sha256_hex(agent_binary()?)?,
         "signoff_agent_sshd_binary_url": format!("http://127.0.0.1:{}/signoff-sshd", www.port),
@@ -509,6 +489,7 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
     let (http_port, agents_port) = (free_port()?, free_port()?);
     let user = "signoff-server";
     let vars = serde_json::json!({
+        "signoff_server_install_method": "files",
         "signoff_server_binary_src": server_binary(Profile::Debug)?,
         "signoff_server_bin_dir": r.join("bin"),
         "signoff_server_user": user,

@@ -16,7 +16,8 @@
 //! --release -p signoff-agent --bin signoff-agent -- -C target-feature=+crt-static`) and at
 //! a fixed address (the same plus `-C relocation-model=static`: nothing to relocate at
 //! start). `SIGNOFF_SSHD_BIN`
-//! and/or `SIGNOFF_AGENT_BIN` measure given binaries instead, building nothing. Then runs
+//! and/or `SIGNOFF_AGENT_BIN` measure given binaries instead (several, separated by `:`,
+//! in the same run), building nothing. Then runs
 //! `BINARY principals --config CFG ACCOUNT KEYID SERIAL CA_FP KEY_FP` `--calls` times with
 //! each binary, for granted certificates (rotating over 64 of them), and `/bin/true` as many
 //! times, in alternating batches of `--batch`, each spawned the same way (stdout and stderr
@@ -206,10 +207,12 @@ fn binaries(o: &Options, dir: &Path) -> Result<Vec<Measured>> {
         ("SIGNOFF_AGENT_BIN", "signoff-agent"),
     ]
     .into_iter()
-    .filter_map(|(var, name)| {
-        env::var_os(var).map(|bin| Measured {
-            label: format!("`{name} principals`, {var}"),
-            path: PathBuf::from(bin),
+    .flat_map(|(var, name)| {
+        // Several binaries, separated by ':', are measured in the same run (one row each).
+        let paths = env::var_os(var).map(|v| env::split_paths(&v).collect::<Vec<_>>());
+        paths.into_iter().flatten().map(move |bin| Measured {
+            label: format!("`{name} principals`, {var}={}", bin.display()),
+            path: bin,
         })
     })
     .collect();
