@@ -36,6 +36,8 @@
 //! backup_public_key = "ssh-ed25519 AAAA… offline backup CA"  # trusted beside it
 //! default_ttl = "8h"                     # validity when a request names none
 //! max_ttl = "24h"                        # the longest validity issued (at most 24h)
+//! ssh_listen = "0.0.0.0:2022"            # issue over SSH (`ssh -p 2022 cert@HOST <
+//!                                        # KEY.pub`); default: off
 //!
 //! [dashboard]                            # the web dashboard at `/`
 //! session_idle = "30m"                   # a web session unused this long ends
@@ -171,6 +173,8 @@ struct CaFile {
     default_ttl: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -252,6 +256,8 @@ pub struct CaConfig {
     pub default_ttl: Duration,
     /// The longest validity issued.
     pub max_ttl: Duration,
+    /// Where people get certificates over SSH (`[ca] ssh_listen`); off when `None`.
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 impl CaConfig {
@@ -600,11 +606,26 @@ impl Config {
             ),
             None => None,
         };
+        let ssh_listen = match file.ca.ssh_listen {
+            Some(addr) => {
+                let addr = listen("ca.ssh_listen", Some(addr), "0.0.0.0:2022")?;
+                let others = [Some(http_listen), Some(agents_listen), metrics_listen];
+                if addr.port() != 0 && others.contains(&Some(addr)) {
+                    return Err(invalid(
+                        "ca.ssh_listen",
+                        format!("{addr} is also another listener's; give it its own port"),
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         let ca = CaConfig {
             key_file,
             backup_public_key,
             default_ttl,
             max_ttl,
+            ssh_listen,
         };
         Ok(Config {
             source: path.map(Path::to_owned),
@@ -673,6 +694,7 @@ impl Config {
                 backup_public_key: self.ca.backup_public_key.clone(),
                 default_ttl: Some(format_duration(self.ca.default_ttl)),
                 max_ttl: Some(format_duration(self.ca.max_ttl)),
+                ssh_listen: self.ca.ssh_listen.map(|a| a.to_string()),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.

@@ -104,6 +104,9 @@ pub struct IssuedCertificate {
     pub source_address: Option<String>,
     /// `SHA256:…` of the CA that signed it.
     pub ca_fingerprint: String,
+    /// Whether its serial is revoked now (listings only; false when issued).
+    #[serde(default)]
+    pub revoked: bool,
     /// The certificate, one OpenSSH line (`ssh-ed25519-cert-v01@openssh.com AAAA… name`);
     /// empty in listings (it is not kept).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -315,6 +318,7 @@ impl Service {
             valid_before,
             source_address,
             ca_fingerprint: ca.fingerprint.clone(),
+            revoked: false,
             certificate: String::new(),
         };
         let cert = sign(&ca, &key.key, &issued).map_err(IssueError::Sign)?;
@@ -330,6 +334,48 @@ impl Service {
         Ok(issued)
     }
 
+    /// The person a live registered key belongs to, by its `SHA256:` fingerprint.
+    pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<String>, ServiceError> {
+        let mut conn = self.inner.pool.acquire().await?;
+        Ok(sqlx::query(
+            "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
+             WHERE k.fingerprint = ? AND k.until_rev IS NULL",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    /// Issues a certificate to whoever holds the registered key `authenticated` (its
+    /// `SHA256:` fingerprint; the caller checked its possession, as the SSH listener does),
+    /// for `request.public_key`: that key or another of theirs. The issuance is theirs
+    /// (actor `ssh:NAME`); a key registered to nobody is refused and audited too.
+    pub async fn issue_certificate_to_key_holder(
+        &self,
+        authenticated: &str,
+        request: &IssueRequest,
+    ) -> Result<IssuedCertificate, IssueError> {
+        let Some(person) = self.key_owner(authenticated).await? else {
+            let refusal = Refusal::KeyNotRegistered(authenticated.to_owned());
+            let actor = Actor(format!("ssh:{authenticated}"));
+            let w = self.write(&actor, "certificate.refuse", false).await?;
+            w.commit(
+                "certificate.refuse",
+                &format!("key:{authenticated}"),
+                &refusal.to_string(),
+                serde_json::json!({
+                    "refusal": refusal.code(),
+                    "key_fingerprint": authenticated,
+                }),
+            )
+            .await?;
+            return Err(IssueError::Refused(refusal));
+        };
+        self.issue_certificate(&Actor(format!("ssh:{person}")), &person, request)
+            .await
+    }
+
     /// A person's certificates that have not expired, newest first.
     pub async fn list_certificates(
         &self,
@@ -338,10 +384,13 @@ impl Service {
         let mut conn = self.inner.pool.acquire().await?;
         let uid = user_id(&mut conn, user).await?;
         let rows = sqlx::query(
-            "SELECT serial, key_fingerprint, public_key, principals, valid_after, valid_before,
-                    source_address, ca_fingerprint
-             FROM issued_certificates WHERE user_id = ? AND valid_before > ?
-             ORDER BY serial DESC",
+            "SELECT c.serial, c.key_fingerprint, c.public_key, c.principals, c.valid_after,
+                    c.valid_before, c.source_address, c.ca_fingerprint,
+                    EXISTS (SELECT 1 FROM revocations r WHERE r.until_rev IS NULL
+                              AND r.kind = 'serial' AND r.ca_fingerprint = c.ca_fingerprint
+                              AND c.serial BETWEEN r.serial_lo AND r.serial_hi)
+             FROM issued_certificates c WHERE c.user_id = ? AND c.valid_before > ?
+             ORDER BY c.serial DESC",
         )
         .bind(uid)
         .bind(self.now())
@@ -359,9 +408,49 @@ impl Service {
                 valid_before: r.get(5),
                 source_address: r.get(6),
                 ca_fingerprint: r.get(7),
+                revoked: r.get::<i64, _>(8) != 0,
                 certificate: String::new(),
             })
             .collect())
+    }
+
+    /// Revokes the certificate with `serial` that was issued to `user` (by serial under the
+    /// CA that signed it; hosts drop it from their KRL once it has expired).
+    pub async fn revoke_certificate(
+        &self,
+        actor: &Actor,
+        user: &str,
+        serial: u64,
+        reason: &str,
+    ) -> Result<crate::service::RevocationRecord, ServiceError> {
+        let ca: Option<String> = {
+            let mut conn = self.inner.pool.acquire().await?;
+            let uid = user_id(&mut conn, user).await?;
+            sqlx::query(
+                "SELECT ca_fingerprint FROM issued_certificates WHERE serial = ? AND user_id = ?",
+            )
+            .bind(i64::try_from(serial).unwrap_or(i64::MAX))
+            .bind(uid)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.get(0))
+        };
+        let Some(ca) = ca else {
+            return Err(ServiceError::not_found(
+                "certificate of this person with serial",
+                serial.to_string(),
+            ));
+        };
+        self.revoke(
+            actor,
+            crate::model::Revocation::Serial {
+                ca,
+                lo: serial,
+                hi: serial,
+            },
+            reason,
+        )
+        .await
     }
 
     /// Sets a person's own validity policy (seconds), within the server's maximum.
