@@ -944,6 +944,25 @@ mod tests {
     }
 
     #[test]
+    fn the_certificate_listener_is_off_unless_given_its_own_port() {
+        assert_eq!(Config::load(None).unwrap().ca.ssh_listen, None);
+        let c = Config::from_toml("[ca]\nssh_listen = \"0.0.0.0:2022\"\n", None).unwrap();
+        assert_eq!(c.ca.ssh_listen, Some("0.0.0.0:2022".parse().unwrap()));
+        let again = Config::from_toml(&c.to_toml(), None).unwrap();
+        assert_eq!(again, Config { source: None, ..c });
+        let e = err("[ca]\nssh_listen = \"127.0.0.1:8080\"\n");
+        assert!(
+            e.contains("ca.ssh_listen") && e.contains("another listener"),
+            "{e}"
+        );
+        let e = err("[ca]\nssh_listen = \"2022\"\n");
+        assert!(
+            e.contains("ca.ssh_listen") && e.contains("not an address"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn full_file() {
         let c = Config::from_toml(
             r#"
