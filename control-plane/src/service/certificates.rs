@@ -252,7 +252,7 @@ impl Service {
         let mut w = self.write(actor, "certificate.issue", needs_key_id).await?;
         let uid = user_id(&mut w.tx, user).await?;
         let person = load_user(&mut w.tx, uid).await?;
-        let policy = person_policy(&mut w.tx, uid, ca.policy).await?;
+        let policy = person_policy(&mut w.tx, uid, ca.policy, w.now).await?;
         let ttl = request.ttl.unwrap_or(policy.0.default_ttl);
         let refusal = check(&mut w.tx, uid, &person, &key, ttl, policy.0).await?;
         if refusal.is_none() && needs_key_id && !person.key_ids.iter().any(|k| k == user) {
@@ -453,6 +453,60 @@ impl Service {
         .await
     }
 
+    /// Sets a host group's validity policy (seconds), within the server's maximum: a person
+    /// holding a live grant in the group gets certificates no longer than it allows.
+    pub async fn set_group_certificate_policy(
+        &self,
+        actor: &Actor,
+        group: &str,
+        default_ttl: u64,
+        max_ttl: u64,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        self.check_policy(default_ttl, max_ttl)?;
+        let mut w = self.write(actor, "certificate.group_policy", false).await?;
+        let gid = super::hosts::group_ids(&mut w.tx, &[group.to_owned()])
+            .await?
+            .remove(0);
+        sqlx::query(
+            "INSERT INTO group_certificate_policies (group_id, default_ttl, max_ttl)
+             VALUES (?, ?, ?)
+             ON CONFLICT (group_id) DO UPDATE SET default_ttl = excluded.default_ttl,
+               max_ttl = excluded.max_ttl",
+        )
+        .bind(gid)
+        .bind(i64::try_from(default_ttl).unwrap_or(i64::MAX))
+        .bind(i64::try_from(max_ttl).unwrap_or(i64::MAX))
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit(
+            "certificate.group_policy",
+            &format!("group:{group}"),
+            reason,
+            serde_json::json!({ "default_ttl": default_ttl, "max_ttl": max_ttl }),
+        )
+        .await
+    }
+
+    /// A default and maximum validity are each 1 s or more, the default within the
+    /// maximum, the maximum within the server's.
+    fn check_policy(&self, default_ttl: u64, max_ttl: u64) -> Result<(), Invalid> {
+        let server = self.user_ca().map(|c| c.policy).unwrap_or_default();
+        if max_ttl == 0 || max_ttl > server.max_ttl {
+            return Err(Invalid::new(
+                "max_ttl",
+                format!("give 1s to {}s (the server's [ca] max_ttl)", server.max_ttl),
+            ));
+        }
+        if default_ttl == 0 || default_ttl > max_ttl {
+            return Err(Invalid::new(
+                "default_ttl",
+                format!("give 1s to {max_ttl}s (the policy's max_ttl)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sets a person's own validity policy (seconds), within the server's maximum.
     pub async fn set_certificate_policy(
         &self,
@@ -463,21 +517,7 @@ impl Service {
         source_address: Option<&str>,
         reason: &str,
     ) -> Result<(), ServiceError> {
-        let server = self.user_ca().map(|c| c.policy).unwrap_or_default();
-        if max_ttl == 0 || max_ttl > server.max_ttl {
-            return Err(Invalid::new(
-                "max_ttl",
-                format!("give 1s to {}s (the server's [ca] max_ttl)", server.max_ttl),
-            )
-            .into());
-        }
-        if default_ttl == 0 || default_ttl > max_ttl {
-            return Err(Invalid::new(
-                "default_ttl",
-                format!("give 1s to {max_ttl}s (the person's max_ttl)"),
-            )
-            .into());
-        }
+        self.check_policy(default_ttl, max_ttl)?;
         if let Some(sa) = source_address {
             validate_source_address("source_address", sa)?;
         }
@@ -505,8 +545,42 @@ impl Service {
     }
 }
 
-/// The person's policy over the server's, and their default source-address.
+/// The policy a person's certificates are issued under: the strictest of the server's,
+/// their own and those of the host groups they hold a live grant in (a certificate reaches
+/// all those hosts); and their default source-address.
 async fn person_policy(
+    conn: &mut SqliteConnection,
+    uid: i64,
+    server: CertPolicy,
+    now: i64,
+) -> Result<(CertPolicy, Option<String>), sqlx::Error> {
+    let (own, source_address) = own_policy(conn, uid, server).await?;
+    let groups = sqlx::query(
+        "SELECT min(p.default_ttl), min(p.max_ttl) FROM group_certificate_policies p
+         WHERE p.group_id IN (SELECT g.group_id FROM grants g WHERE g.user_id = ?
+                                AND g.until_rev IS NULL
+                                AND (g.not_after IS NULL OR g.not_after > ?))",
+    )
+    .bind(uid)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let secs = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+    let max_ttl = secs(groups.get(1)).map_or(own.max_ttl, |g| g.min(own.max_ttl));
+    let default_ttl = secs(groups.get(0))
+        .map_or(own.default_ttl, |g| g.min(own.default_ttl))
+        .min(max_ttl);
+    Ok((
+        CertPolicy {
+            default_ttl,
+            max_ttl,
+        },
+        source_address,
+    ))
+}
+
+/// The person's own policy over the server's, and their default source-address.
+async fn own_policy(
     conn: &mut SqliteConnection,
     uid: i64,
     server: CertPolicy,

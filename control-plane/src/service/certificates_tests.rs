@@ -524,3 +524,86 @@ async fn a_certificate_is_revoked_by_serial_only_for_the_person_it_was_issued_to
     assert_eq!(record.valid_before, Some(c.valid_before));
     assert!(svc.list_certificates("alice").await.unwrap()[0].revoked);
 }
+
+#[tokio::test]
+async fn a_group_policy_bounds_the_people_with_a_grant_there_and_the_strictest_applies() {
+    let (svc, clock) = setup().await;
+    let a = Actor::cli();
+    svc.create_group(&a, "prod", "").await.unwrap();
+    svc.create_group(&a, "dev", "").await.unwrap();
+    svc.set_group_certificate_policy(&a, "prod", 1800, 3600, "prod is strict")
+        .await
+        .unwrap();
+    svc.set_group_certificate_policy(&a, "dev", 4 * 3600, 12 * 3600, "")
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.set_group_certificate_policy(&a, "prod", 60, 25 * 3600, "")
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    assert!(matches!(
+        svc.set_group_certificate_policy(&a, "nowhere", 60, 60, "")
+            .await,
+        Err(ServiceError::NotFound { .. })
+    ));
+    let validity = |c: &IssuedCertificate| c.valid_before - c.valid_after - BACKDATE_SECS;
+
+    // No grant: the server's policy.
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 8 * 3600);
+    // A grant in dev: dev's.
+    svc.create_grant(&a, grant("alice", "dev", None), "")
+        .await
+        .unwrap();
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 4 * 3600);
+    // And one in prod: the strictest, prod's.
+    let now = clock.0.load(Ordering::SeqCst);
+    svc.create_grant(&a, grant("alice", "prod", Some(now + 100)), "")
+        .await
+        .unwrap();
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 1800);
+    let long = IssueRequest {
+        ttl: Some(3601),
+        ..ask(ALICE_KEY)
+    };
+    assert!(matches!(
+        svc.issue_certificate(&a, "alice", &long).await,
+        Err(IssueError::Refused(Refusal::TooLong {
+            asked: 3601,
+            max: 3600
+        }))
+    ));
+    // The prod grant has ended: dev's again.
+    clock.0.fetch_add(101, Ordering::SeqCst);
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 4 * 3600);
+    let audit = svc
+        .audit_log("certificate.group_policy", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+}
+
+fn grant(user: &str, group: &str, not_after: Option<i64>) -> crate::service::NewGrant {
+    crate::service::NewGrant {
+        user: user.into(),
+        account: "deploy".into(),
+        group: group.into(),
+        not_after,
+    }
+}
