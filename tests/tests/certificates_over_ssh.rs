@@ -401,3 +401,22 @@ fn the_wrong_login_name_is_told_to_use_cert() -> Result<()> {
     let _ = s.host;
     Ok(())
 }
+
+/// People log in with the keys they have: an RSA key and an ECDSA key both
+/// authenticate to the listener and are certified.
+#[test]
+fn rsa_and_ecdsa_keys_log_in_and_are_certified() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let rsa = KeyPair::generate(keys.path(), "id_rsa", KeyType::Rsa2048)?;
+    let ecdsa = KeyPair::generate(keys.path(), "id_ecdsa", KeyType::Ecdsa256)?;
+    let mut s = setup(&rsa)?;
+    register(&s.fleet, USER, &[&rsa, &ecdsa])?;
+    for key in [&rsa, &ecdsa] {
+        let cert = s.certificate(key, None)?;
+        let listing = describe_certificate(&cert)?;
+        assert!(listing.contains(&fingerprint(key)?), "{listing}");
+        let login = ssh_login(s.host.sshd.port(), TEST_ACCOUNT, &key.private, &cert)?;
+        assert!(login.success, "{}", login.stderr);
+    }
+    Ok(())
+}
