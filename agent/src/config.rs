@@ -313,7 +313,8 @@ impl Config {
             .validate()
             .map_err(|problem| invalid("sessions", problem))?;
         if let Some(a) = &file.approvals {
-            a.validate().map_err(|problem| invalid("approvals", problem))?;
+            a.validate()
+                .map_err(|problem| invalid("approvals", problem))?;
         }
         Ok(Config {
             state_dir,

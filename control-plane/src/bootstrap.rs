@@ -51,6 +51,11 @@ const ORDER_KEY_COMMENT: &str = "signoff order signing";
 pub const USER_CA_KEY: &str = "user-ca.key";
 /// The user CA public key, in the data directory: what sshd's `TrustedUserCAKeys` holds.
 pub const USER_CA_PUB: &str = "user-ca.key.pub";
+/// The SSH host key of the certificate listener (`[ca] ssh_listen`), in the data directory.
+pub const CERT_SSH_HOST_KEY: &str = "cert-ssh-host.key";
+/// Its public half.
+pub const CERT_SSH_HOST_PUB: &str = "cert-ssh-host.key.pub";
+const CERT_SSH_HOST_COMMENT: &str = "signoff certificate listener";
 /// The comment of the user CA key.
 const USER_CA_COMMENT: &str = "signoff user CA";
 
@@ -683,6 +688,21 @@ pub fn user_ca_key(
     )
 }
 
+/// The host key of the certificate listener (`[ca] ssh_listen`): `cert-ssh-host.key` in
+/// `data_dir`, made on first start. People pin its public half in `known_hosts`.
+pub fn cert_ssh_host_key(data_dir: &Path) -> Result<ssh_key::PrivateKey> {
+    Ok(ed25519_pair(
+        &data_dir.join(CERT_SSH_HOST_KEY),
+        &data_dir.join(CERT_SSH_HOST_PUB),
+        &Ed25519Pair {
+            what: "certificate listener's SSH host key",
+            comment: CERT_SSH_HOST_COMMENT,
+            consequence: "every person's known_hosts entry for the listener must then be updated",
+        },
+    )?
+    .0)
+}
+
 fn signer_from(key: ssh_key::PrivateKey) -> Result<OrderSigner> {
     let public_openssh = key
         .public_key()
@@ -970,6 +990,7 @@ mod tests {
             backup_public_key: backup,
             default_ttl: crate::config::DEFAULT_CA_TTL,
             max_ttl: crate::config::MAX_CA_TTL,
+            ssh_listen: None,
         }
     }
 

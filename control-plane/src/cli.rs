@@ -116,6 +116,20 @@ pub enum CertCommand {
         /// The person.
         user: String,
     },
+    /// Set a host group's validity policy, within `[ca] max_ttl`: people holding a grant
+    /// there get certificates no longer than it allows (the strictest policy applies).
+    GroupPolicy {
+        /// The host group.
+        group: String,
+        /// Validity when a request names none.
+        #[arg(long)]
+        default_ttl: String,
+        /// The longest validity issued to people with a grant in the group.
+        #[arg(long)]
+        max_ttl: String,
+        #[command(flatten)]
+        reason: Reason,
+    },
     /// Set a person's own validity policy, within `[ca] max_ttl`.
     Policy {
         /// The person.
@@ -720,6 +734,32 @@ async fn cert(svc: &Service, c: CertCommand, out: &mut Output<'_>) -> Result<(),
                 }
                 t.write(w)
             })?;
+        }
+        CertCommand::GroupPolicy {
+            group,
+            default_ttl,
+            max_ttl,
+            reason,
+        } => {
+            let default_ttl = secs("--default-ttl", &default_ttl)?;
+            let max_ttl = secs("--max-ttl", &max_ttl)?;
+            svc.set_group_certificate_policy(
+                &actor(),
+                &group,
+                default_ttl,
+                max_ttl,
+                &reason.reason,
+            )
+            .await?;
+            out.emit(
+                &serde_json::json!({"group": group, "default_ttl": default_ttl, "max_ttl": max_ttl}),
+                |w| {
+                    writeln!(
+                        w,
+                        "group {group}: certificates valid {default_ttl}s by default, at most {max_ttl}s"
+                    )
+                },
+            )?;
         }
         CertCommand::Policy {
             user,

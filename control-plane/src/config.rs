@@ -36,6 +36,8 @@
 //! backup_public_key = "ssh-ed25519 AAAA… offline backup CA"  # trusted beside it
 //! default_ttl = "8h"                     # validity when a request names none
 //! max_ttl = "24h"                        # the longest validity issued (at most 24h)
+//! ssh_listen = "0.0.0.0:2022"            # issue over SSH (`ssh -p 2022 cert@HOST <
+//!                                        # KEY.pub`); default: off
 //!
 //! [sessions]
 //! retention = "90d"                      # ended sessions older than this are deleted
@@ -185,6 +187,8 @@ struct CaFile {
     default_ttl: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_ttl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -266,6 +270,8 @@ pub struct CaConfig {
     pub default_ttl: Duration,
     /// The longest validity issued.
     pub max_ttl: Duration,
+    /// Where people get certificates over SSH (`[ca] ssh_listen`); off when `None`.
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 impl CaConfig {
@@ -628,11 +634,26 @@ impl Config {
             Duration::from_secs(3600),
             Duration::from_secs(3660 * 86400),
         )?;
+        let ssh_listen = match file.ca.ssh_listen {
+            Some(addr) => {
+                let addr = listen("ca.ssh_listen", Some(addr), "0.0.0.0:2022")?;
+                let others = [Some(http_listen), Some(agents_listen), metrics_listen];
+                if addr.port() != 0 && others.contains(&Some(addr)) {
+                    return Err(invalid(
+                        "ca.ssh_listen",
+                        format!("{addr} is also another listener's; give it its own port"),
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         let ca = CaConfig {
             key_file,
             backup_public_key,
             default_ttl,
             max_ttl,
+            ssh_listen,
         };
         Ok(Config {
             source: path.map(Path::to_owned),
@@ -705,6 +726,7 @@ impl Config {
                 backup_public_key: self.ca.backup_public_key.clone(),
                 default_ttl: Some(format_duration(self.ca.default_ttl)),
                 max_ttl: Some(format_duration(self.ca.max_ttl)),
+                ssh_listen: self.ca.ssh_listen.map(|a| a.to_string()),
             },
         };
         // Only strings and tables of strings: serialization cannot fail.
@@ -951,6 +973,25 @@ mod tests {
         );
         let e = err("[metrics]\nlisten = \"127.0.0.1:8080\"\n");
         assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn the_certificate_listener_is_off_unless_given_its_own_port() {
+        assert_eq!(Config::load(None).unwrap().ca.ssh_listen, None);
+        let c = Config::from_toml("[ca]\nssh_listen = \"0.0.0.0:2022\"\n", None).unwrap();
+        assert_eq!(c.ca.ssh_listen, Some("0.0.0.0:2022".parse().unwrap()));
+        let again = Config::from_toml(&c.to_toml(), None).unwrap();
+        assert_eq!(again, Config { source: None, ..c });
+        let e = err("[ca]\nssh_listen = \"127.0.0.1:8080\"\n");
+        assert!(
+            e.contains("ca.ssh_listen") && e.contains("another listener"),
+            "{e}"
+        );
+        let e = err("[ca]\nssh_listen = \"2022\"\n");
+        assert!(
+            e.contains("ca.ssh_listen") && e.contains("not an address"),
+            "{e}"
+        );
     }
 
     #[test]

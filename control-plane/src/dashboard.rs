@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use signoff_dashboard::backend::{
-    ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Change, Grant,
-    Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff, SignoffHost,
-    SignoffHostState,
+    ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Certificate,
+    Change, Grant, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff,
+    SignoffHost, SignoffHostState,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -19,6 +19,8 @@ use crate::service::{self, OperatorAccount, Service, ServiceError, SessionRecord
 /// The audit reason of a kill from the dashboard, which asks for confirmation, not a
 /// reason.
 const KILL_REASON: &str = "killed from the dashboard";
+/// The audit reason of a certificate revoked from the dashboard (confirmed, no reason).
+const REVOKE_CERTIFICATE_REASON: &str = "certificate revoked from the dashboard";
 
 /// The service layer, as the dashboard sees it.
 #[derive(Debug, Clone)]
@@ -302,6 +304,38 @@ impl Backend for DashboardBackend {
             .await
             .map_err(backend_error)?;
         Ok(Self::person(u, grants.iter().map(grant).collect()))
+    }
+
+    async fn certificates(&self, user: &str) -> BackendResult<Vec<Certificate>> {
+        Ok(self
+            .service
+            .list_certificates(user)
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|c| Certificate {
+                serial: c.serial,
+                key_fingerprint: c.key_fingerprint,
+                principals: c.principals,
+                valid_after: c.valid_after,
+                valid_before: c.valid_before,
+                revoked: c.revoked,
+            })
+            .collect())
+    }
+
+    async fn revoke_certificate(
+        &self,
+        by: &Operator,
+        user: &str,
+        serial: u64,
+    ) -> BackendResult<()> {
+        let who = self.authorize(by, Role::Operator).await?;
+        self.service
+            .revoke_certificate(&who.actor(), user, serial, REVOKE_CERTIFICATE_REASON)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
     }
 
     async fn signoffs(&self) -> BackendResult<Vec<Signoff>> {

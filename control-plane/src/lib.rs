@@ -6,6 +6,7 @@ pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod bootstrap;
+pub mod cert_ssh;
 pub mod config;
 pub mod dashboard;
 pub mod hooks;

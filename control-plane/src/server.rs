@@ -79,6 +79,9 @@ pub enum ServerError {
     /// The HTTP server stopped without being asked to.
     #[error("the HTTP server stopped unexpectedly")]
     Serve(#[source] io::Error),
+    /// The certificate listener cannot be set up.
+    #[error(transparent)]
+    CertSsh(#[from] crate::cert_ssh::CertSshError),
     /// The first-start notice cannot be written to stdout.
     #[error("cannot print the first-start notice (admin token and CA pin) to stdout")]
     Output(#[source] io::Error),
@@ -178,6 +181,8 @@ pub struct Server {
     /// `/metrics` on its own port (`[metrics] listen`).
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     agents: AgentListener,
+    /// The certificate listener (`[ca] ssh_listen`), bound, with its SSH configuration.
+    cert_ssh: Option<(TcpListener, SocketAddr, Arc<russh::server::Config>)>,
     /// The HR webhook's key, read and checked at start; the webhook is off without it.
     webhook_secret: Option<crate::hooks::WebhookSecret>,
 }
@@ -247,6 +252,20 @@ impl Server {
             None => None,
         };
         let agents = bind_agents(&config, &keys, &service, &metrics).await?;
+        let cert_ssh = match config.ca.ssh_listen {
+            Some(addr) => {
+                let host_key = bootstrap::cert_ssh_host_key(&config.data_dir)?;
+                let ssh_config = crate::cert_ssh::server_config(&host_key)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { addr, source })?;
+                Some((listener, local, Arc::new(ssh_config)))
+            }
+            None => None,
+        };
 
         let token = bootstrap::admin_token(&service).await?;
         let operator = bootstrap::admin_operator(&service).await?;
@@ -274,6 +293,7 @@ impl Server {
             metrics,
             metrics_listener,
             agents,
+            cert_ssh,
             webhook_secret,
         })
     }
@@ -286,6 +306,11 @@ impl Server {
     /// The bound metrics listener's address, when `[metrics] listen` gives it one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().map(|(_, a)| *a)
+    }
+
+    /// The bound certificate listener's address, when `[ca] ssh_listen` is set.
+    pub fn cert_ssh_addr(&self) -> Option<SocketAddr> {
+        self.cert_ssh.as_ref().map(|(_, a, _)| *a)
     }
 
     /// What the configuration decides about the HTTP surface.
@@ -339,6 +364,7 @@ impl Server {
             agents,
             metrics,
             metrics_listener,
+            cert_ssh,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -390,6 +416,21 @@ impl Server {
                     })
                     .into_future(),
             );
+        }
+        if let Some((listener, addr, ssh_config)) = cert_ssh {
+            info!(
+                "issuing certificates over SSH on {addr} (ssh -p {} cert@HOST < KEY.pub)",
+                addr.port()
+            );
+            let mut stop = stop_rx.clone();
+            tokio::spawn(crate::cert_ssh::serve(
+                listener,
+                ssh_config,
+                service.clone(),
+                async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                },
+            ));
         }
         let mut http = match tls {
             None => {

@@ -160,6 +160,21 @@ pub(crate) async fn kill_person_sessions_handler<B: Backend>(
     Ok(Redirect::to(&format!("/people/{}", seg(&name))).into_response())
 }
 
+/// `POST /people/{name}/certificates/{serial}/revoke`.
+pub(crate) async fn revoke_certificate_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path((name, serial)): Path<(String, u64)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    authed.check_csrf(&form.csrf)?;
+    authed.require(Role::Operator)?;
+    app.backend
+        .revoke_certificate(&authed.operator, &name, serial)
+        .await?;
+    Ok(Redirect::to(&format!("/people/{}", seg(&name))).into_response())
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReasonForm {
     #[serde(default)]

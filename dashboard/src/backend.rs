@@ -153,6 +153,23 @@ pub struct Person {
     pub grants: Vec<Grant>,
 }
 
+/// A certificate signoff's own CA issued, not yet expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// Serial (unique per CA; what revoking it names).
+    pub serial: u64,
+    /// `SHA256:…` of the certified key.
+    pub key_fingerprint: String,
+    /// Principals it carries.
+    pub principals: Vec<String>,
+    /// Unix seconds.
+    pub valid_after: i64,
+    /// Unix seconds.
+    pub valid_before: i64,
+    /// Whether its serial is revoked.
+    pub revoked: bool,
+}
+
 /// Where one host stands on a sign-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignoffHostState {
@@ -346,6 +363,18 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn people(&self) -> impl Future<Output = BackendResult<Vec<Person>>> + Send;
     /// One person.
     fn person(&self, name: &str) -> impl Future<Output = BackendResult<Person>> + Send;
+    /// The person's unexpired certificates from signoff's own CA, newest first.
+    fn certificates(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = BackendResult<Vec<Certificate>>> + Send;
+    /// Revokes the person's certificate `serial` (operators).
+    fn revoke_certificate(
+        &self,
+        by: &Operator,
+        user: &str,
+        serial: u64,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
     /// Every sign-off, newest first.
     fn signoffs(&self) -> impl Future<Output = BackendResult<Vec<Signoff>>> + Send;
     /// Grants proposed for approval or holding approvals, oldest first.

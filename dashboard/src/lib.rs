@@ -93,6 +93,11 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
                 .post(actions::kill_person_sessions_handler::<B>),
         )
         .route(
+            "/people/{name}/certificates/{serial}/revoke",
+            get(pages::revoke_certificate_page_handler::<B>)
+                .post(actions::revoke_certificate_handler::<B>),
+        )
+        .route(
             "/people/{name}/signoff",
             post(actions::sign_off_handler::<B>),
         )

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::backend::{
-    Backend, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff,
-    SignoffHostState,
+    Backend, Certificate, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter,
+    Signoff, SignoffHostState,
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
@@ -598,6 +598,42 @@ pub(crate) struct GrantRow {
     pub until: String,
 }
 
+/// A row of the person page's certificate table.
+#[derive(Debug, Clone)]
+pub(crate) struct CertificateRow {
+    pub serial: u64,
+    pub key_fingerprint: String,
+    pub principals: String,
+    pub valid_after: String,
+    pub valid_before: String,
+    /// `valid`, `revoked` or `not yet valid`.
+    pub state: &'static str,
+    pub revoke_url: String,
+    /// The row's DOM id (`certificate-SERIAL`).
+    pub dom_id: String,
+}
+
+impl CertificateRow {
+    fn new(user: &str, c: &Certificate, now: i64) -> Self {
+        CertificateRow {
+            serial: c.serial,
+            key_fingerprint: c.key_fingerprint.clone(),
+            principals: c.principals.join(", "),
+            valid_after: time_text(c.valid_after),
+            valid_before: time_text(c.valid_before),
+            state: if c.revoked {
+                "revoked"
+            } else if c.valid_after > now {
+                "not yet valid"
+            } else {
+                "valid"
+            },
+            revoke_url: format!("/people/{}/certificates/{}/revoke", seg(user), c.serial),
+            dom_id: format!("certificate-{}", c.serial),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "person.html")]
 pub(crate) struct PersonPage {
@@ -608,6 +644,7 @@ pub(crate) struct PersonPage {
     pub public_keys: Vec<String>,
     pub principals: String,
     pub grants: Vec<GrantRow>,
+    pub certificates: Vec<CertificateRow>,
     pub sessions: Vec<SessionRow>,
     pub latest_signoff: Option<SignoffRow>,
     pub signoff_url: String,
@@ -630,6 +667,14 @@ pub(crate) async fn person_handler<B: Backend>(
         })
         .await?;
     let latest = app.backend.latest_signoff(&name).await?;
+    let now = app.backend.now();
+    let certificates = app
+        .backend
+        .certificates(&name)
+        .await?
+        .iter()
+        .map(|c| CertificateRow::new(&name, c, now))
+        .collect();
     render(&PersonPage {
         layout: Layout::new(&authed, "people", name.clone()),
         signoff_url: format!("/people/{}/signoff", seg(&name)),
@@ -652,8 +697,45 @@ pub(crate) async fn person_handler<B: Backend>(
                     .unwrap_or_else(|| "no end".to_owned()),
             })
             .collect(),
-        sessions: session_rows(&sessions, app.backend.now()),
+        certificates,
+        sessions: session_rows(&sessions, now),
         latest_signoff: latest.as_ref().map(SignoffRow::new),
+    })
+}
+
+/// `GET /people/{name}/certificates/{serial}/revoke`: asks for confirmation.
+pub(crate) async fn revoke_certificate_page_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path((name, serial)): Path<(String, u64)>,
+) -> Result<Response, PageError> {
+    authed.require(Role::Operator)?;
+    let cert = app
+        .backend
+        .certificates(&name)
+        .await?
+        .into_iter()
+        .find(|c| c.serial == serial)
+        .ok_or_else(|| {
+            PageError::NotFound(format!(
+                "no unexpired certificate of {name} has serial {serial}"
+            ))
+        })?;
+    let row = CertificateRow::new(&name, &cert, app.backend.now());
+    render(&ConfirmPage {
+        layout: Layout::new(&authed, "people", format!("Revoke certificate {serial}?")),
+        question: format!(
+            "Revoke certificate {serial} of {name}? Every host refuses it from its next update; sessions already open with it stay open."
+        ),
+        details: vec![
+            ("Serial".into(), serial.to_string()),
+            ("Key".into(), row.key_fingerprint.clone()),
+            ("Principals".into(), row.principals.clone()),
+            ("Valid until".into(), row.valid_before.clone()),
+        ],
+        action: row.revoke_url.clone(),
+        button: "Revoke certificate".into(),
+        cancel_url: format!("/people/{}", seg(&name)),
     })
 }
 

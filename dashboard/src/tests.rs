@@ -266,6 +266,36 @@ impl Backend for Fake {
             .map(|(o, _)| o.clone())
             .collect())
     }
+    async fn certificates(&self, user: &str) -> BackendResult<Vec<Certificate>> {
+        if user != "mallory" {
+            return Ok(Vec::new());
+        }
+        let revoked = self
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("revoke-certificate mallory/42 "));
+        Ok(vec![Certificate {
+            serial: 42,
+            key_fingerprint: "SHA256:abc".into(),
+            principals: vec!["mallory".into()],
+            valid_after: NOW - 60,
+            valid_before: NOW + 8 * 3600,
+            revoked,
+        }])
+    }
+    async fn revoke_certificate(
+        &self,
+        by: &Operator,
+        user: &str,
+        serial: u64,
+    ) -> BackendResult<()> {
+        self.check(by, Role::Operator)?;
+        if user != "mallory" || serial != 42 {
+            return Err(BackendError::NotFound(format!("no certificate {serial}")));
+        }
+        self.call(format!("revoke-certificate {user}/{serial} by {}", by.name));
+        Ok(())
+    }
     async fn kill_session(&self, by: &Operator, host: &str, id: &str) -> BackendResult<()> {
         self.check(by, Role::Operator)?;
         self.call(format!("kill {host}/{id} by {}", by.name));
@@ -781,6 +811,10 @@ async fn a_viewer_sees_no_controls_and_their_hand_made_posts_are_refused() {
         ("/operators", format!("csrf={token}&name=eve&role=admin")),
         ("/operators/viewer/role", format!("csrf={token}&role=admin")),
         ("/operators/op/disable", format!("csrf={token}")),
+        (
+            "/people/mallory/certificates/42/revoke",
+            format!("csrf={token}"),
+        ),
     ] {
         let res = send(&app, post(path, Some(&cookie), &form)).await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}: {}", res.body);
@@ -794,6 +828,66 @@ async fn a_viewer_sees_no_controls_and_their_hand_made_posts_are_refused() {
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{page}");
     }
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn the_person_page_lists_certificates_and_an_operator_revokes_one_with_the_csrf_token() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let viewer = login(&app, "viewer").await;
+    let page = send(&app, get("/people/mallory", Some(&viewer))).await;
+    assert!(page.body.contains("id=\"certificate-42\""), "{}", page.body);
+    assert!(page.body.contains("SHA256:abc"));
+    assert!(!page.body.contains(">Revoke<"), "no Revoke for a viewer");
+
+    let cookie = login(&app, "op").await;
+    let page = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert!(
+        page.body
+            .contains("href=\"/people/mallory/certificates/42/revoke\""),
+        "{}",
+        page.body
+    );
+    let confirm = send(
+        &app,
+        get("/people/mallory/certificates/42/revoke", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("Revoke certificate 42 of mallory?"));
+    let missing = send(
+        &app,
+        get("/people/mallory/certificates/43/revoke", Some(&cookie)),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    for form in ["", "csrf=forged"] {
+        let res = send(
+            &app,
+            post(
+                "/people/mallory/certificates/42/revoke",
+                Some(&cookie),
+                form,
+            ),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{form:?}");
+    }
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    let token = confirm.csrf();
+    let res = send(
+        &app,
+        post(
+            "/people/mallory/certificates/42/revoke",
+            Some(&cookie),
+            &format!("csrf={token}"),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(fake.calls(), ["revoke-certificate mallory/42 by op"]);
+    let page = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert!(page.body.contains(">revoked<"), "{}", page.body);
 }
 
 #[tokio::test]

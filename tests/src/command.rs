@@ -84,13 +84,27 @@ pub fn run_ok(cmd: &mut Command) -> Result<Finished> {
 /// Runs `cmd` with stdin closed and output captured; kills it if it is still running after
 /// `deadline`, and says so.
 pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Result<Finished> {
+    run_fed(cmd, Stdio::null(), deadline)
+}
+
+/// [`run_with_deadline`] with the contents of the file `input` on stdin (`cmd < input`).
+pub fn run_with_input(
+    cmd: &mut Command,
+    input: &std::path::Path,
+    deadline: Duration,
+) -> Result<Finished> {
+    let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    run_fed(cmd, Stdio::from(file), deadline)
+}
+
+fn run_fed(cmd: &mut Command, stdin: Stdio, deadline: Duration) -> Result<Finished> {
     let command = describe(cmd);
     // Output goes to anonymous files rather than pipes, so a chatty program can never block
     // on a full pipe while we wait for it.
     let mut out = tempfile::tempfile().context("creating a temporary file")?;
     let mut err = tempfile::tempfile().context("creating a temporary file")?;
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(out.try_clone()?)
         .stderr(err.try_clone()?)
         .spawn()

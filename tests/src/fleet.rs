@@ -162,6 +162,17 @@ impl Fleet {
         )
     }
 
+    /// [`Fleet::host_trusting`] with `sshd_extra` lines in its `sshd_config`
+    /// (`MaxStartups` for concurrent logins, say).
+    pub fn host_trusting_with_sshd(
+        &self,
+        id: &str,
+        ca_keys: &Path,
+        sshd_extra: &str,
+    ) -> Result<Host> {
+        self.host_setup(id, None, sshd_extra, None, ca_keys, false, false)
+    }
+
     /// [`Fleet::host_with`] with `sshd_extra` lines in its `sshd_config` (`MaxStartups`
     /// for a storm of logins, say).
     pub fn host_with_sshd(

@@ -383,6 +383,24 @@ impl ControlPlane {
         server.kill()
     }
 
+    /// Turns on the certificate listener (`[ca] ssh_listen` on a loopback port chosen by
+    /// the server): stops the server, adds it to the config, starts it again, and returns
+    /// the listener's address. The config must have no `[ca]` table yet.
+    pub fn listen_for_certificates(&mut self) -> Result<SocketAddr> {
+        self.stop()?;
+        let mut config = OpenOptions::new().append(true).open(&self.config)?;
+        config.write_all(b"\n[ca]\nssh_listen = \"127.0.0.1:0\"\n")?;
+        self.restart()?;
+        let log = self.log();
+        let marker = "issuing certificates over SSH on ";
+        let addr = log
+            .find(marker)
+            .and_then(|i| log[i + marker.len()..].split_whitespace().next())
+            .ok_or_else(|| anyhow!("the server did not say where it issues over SSH:\n{log}"))?;
+        addr.parse()
+            .with_context(|| format!("{addr:?} is not the listener's address"))
+    }
+
     /// Starts the server again on the same data directory and config (the agent port
     /// stays; the HTTP port is a new one), after [`ControlPlane::stop`] or
     /// [`ControlPlane::kill`].

@@ -505,3 +505,82 @@ fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
     b.goto(&dash.url("/login"))?;
     Ok(())
 }
+
+/// The person page lists the certificates signoff's own CA issued them and revokes one by
+/// serial: a POST without the session's CSRF token is refused; Revoke, confirm, and the
+/// row says `revoked`, the serial is in the revocations hosts receive.
+#[test]
+fn certificates_are_listed_and_revoked_from_the_person_page() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let dash = Dashboard::new(&fleet)?;
+    let operator_pw = operator(&fleet, "sec-op", "operator")?;
+    let key_line = fs::read_to_string(&fleet.user_key.public)?;
+    let res = fleet.plane.api(
+        "PATCH",
+        &format!("/api/v1/users/{USER}"),
+        Some(&serde_json::json!({ "public_keys": [key_line.trim()] })),
+    )?;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let issued = fleet.plane.cli_json(&[
+        "cert",
+        "issue",
+        USER,
+        &fleet.user_key.public.display().to_string(),
+        "--ttl",
+        "1h",
+    ])?;
+    let serial = issued["serial"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no serial in {issued}"))?;
+
+    let b = Browser::start(1280, 900)?;
+    let result = (|| -> Result<()> {
+        dash.login(&b, "sec-op", &operator_pw)?;
+        b.goto(&dash.url(&format!("/people/{USER}")))?;
+        let row = format!("#certificate-{serial}");
+        let text = b.text_css(&row)?;
+        assert!(text.contains("valid"), "{text}");
+        assert!(text.contains(USER), "principals: {text}");
+        dash.shot(&b, "person-certificates")?;
+
+        let path = format!("/people/{USER}/certificates/{serial}/revoke");
+        for form in ["", "csrf=forged"] {
+            assert_eq!(dash.hand_post(&b, &path, form)?, 403, "{form:?}");
+        }
+        b.click_css(&format!("{row} a.button"))?;
+        let confirm = b.find("#confirm")?;
+        dash.shot(&b, "certificate-revoke-confirm")?;
+        b.click(&confirm)?;
+        wait_for("the certificate to show revoked", WAIT, || {
+            let state = b.run_script(&format!(
+                "const e = document.querySelector('{row} td.state'); return e ? e.textContent : null;"
+            ))?;
+            Ok((state == "revoked").then_some(()))
+        })?;
+        let (status, revocations) = fleet.hr("GET", "/api/v1/revocations", None)?;
+        assert_eq!(status, 200);
+        assert!(
+            revocations.as_array().is_some_and(|r| r
+                .iter()
+                .any(|r| r["kind"] == "serial" && r["lo"] == serial && r["hi"] == serial)),
+            "{revocations}"
+        );
+        let (_, audit) = fleet.hr("GET", "/api/v1/audit?filter=operator:sec-op", None)?;
+        assert!(
+            audit
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["action"] == "revocation.add")),
+            "{audit}"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = dash.shot(&b, "certificates-failure");
+        eprintln!(
+            "page at failure: {:?}\nserver log:\n{}",
+            b.url(),
+            fleet.plane.log()
+        );
+    }
+    result
+}

@@ -1564,7 +1564,10 @@ mod tests {
         };
         assert!(scanner.scan_at(at(0), false).unwrap().whole);
         // Bob is still authenticating: a quiet scan looks again, and sees him in.
-        assert!(!authenticated(&scanner.scan_at(at(3), true).unwrap(), 40003));
+        assert!(!authenticated(
+            &scanner.scan_at(at(3), true).unwrap(),
+            40003
+        ));
         f.set_cmdline(131, "sshd: bob@notty");
         let scan = scanner.scan_at(at(6), true).unwrap();
         assert!(authenticated(&scan, 40003));
@@ -1574,7 +1577,11 @@ mod tests {
         f.set_cmdline(111, "sshd: alice@pts/3,pts/4");
         assert_eq!(ttys_of(&scanner.scan_at(at(9), true).unwrap(), 40001), pts3);
         let scan = scanner.scan_at(at(12), false).unwrap();
-        assert_ne!(ttys_of(&scan, 40001), pts3, "a scan that is not quiet reads titles");
+        assert_ne!(
+            ttys_of(&scan, 40001),
+            pts3,
+            "a scan that is not quiet reads titles"
+        );
         // …and a new child of the listener is never missed by one.
         f.add(&FakeProcess {
             pid: 150,

@@ -104,6 +104,9 @@ pub struct IssuedCertificate {
     pub source_address: Option<String>,
     /// `SHA256:…` of the CA that signed it.
     pub ca_fingerprint: String,
+    /// Whether its serial is revoked now (listings only; false when issued).
+    #[serde(default)]
+    pub revoked: bool,
     /// The certificate, one OpenSSH line (`ssh-ed25519-cert-v01@openssh.com AAAA… name`);
     /// empty in listings (it is not kept).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -249,7 +252,7 @@ impl Service {
         let mut w = self.write(actor, "certificate.issue", needs_key_id).await?;
         let uid = user_id(&mut w.tx, user).await?;
         let person = load_user(&mut w.tx, uid).await?;
-        let policy = person_policy(&mut w.tx, uid, ca.policy).await?;
+        let policy = person_policy(&mut w.tx, uid, ca.policy, w.now).await?;
         let ttl = request.ttl.unwrap_or(policy.0.default_ttl);
         let refusal = check(&mut w.tx, uid, &person, &key, ttl, policy.0).await?;
         if refusal.is_none() && needs_key_id && !person.key_ids.iter().any(|k| k == user) {
@@ -315,6 +318,7 @@ impl Service {
             valid_before,
             source_address,
             ca_fingerprint: ca.fingerprint.clone(),
+            revoked: false,
             certificate: String::new(),
         };
         let cert = sign(&ca, &key.key, &issued).map_err(IssueError::Sign)?;
@@ -330,6 +334,48 @@ impl Service {
         Ok(issued)
     }
 
+    /// The person a live registered key belongs to, by its `SHA256:` fingerprint.
+    pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<String>, ServiceError> {
+        let mut conn = self.inner.pool.acquire().await?;
+        Ok(sqlx::query(
+            "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
+             WHERE k.fingerprint = ? AND k.until_rev IS NULL",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    /// Issues a certificate to whoever holds the registered key `authenticated` (its
+    /// `SHA256:` fingerprint; the caller checked its possession, as the SSH listener does),
+    /// for `request.public_key`: that key or another of theirs. The issuance is theirs
+    /// (actor `ssh:NAME`); a key registered to nobody is refused and audited too.
+    pub async fn issue_certificate_to_key_holder(
+        &self,
+        authenticated: &str,
+        request: &IssueRequest,
+    ) -> Result<IssuedCertificate, IssueError> {
+        let Some(person) = self.key_owner(authenticated).await? else {
+            let refusal = Refusal::KeyNotRegistered(authenticated.to_owned());
+            let actor = Actor(format!("ssh:{authenticated}"));
+            let w = self.write(&actor, "certificate.refuse", false).await?;
+            w.commit(
+                "certificate.refuse",
+                &format!("key:{authenticated}"),
+                &refusal.to_string(),
+                serde_json::json!({
+                    "refusal": refusal.code(),
+                    "key_fingerprint": authenticated,
+                }),
+            )
+            .await?;
+            return Err(IssueError::Refused(refusal));
+        };
+        self.issue_certificate(&Actor(format!("ssh:{person}")), &person, request)
+            .await
+    }
+
     /// A person's certificates that have not expired, newest first.
     pub async fn list_certificates(
         &self,
@@ -338,10 +384,13 @@ impl Service {
         let mut conn = self.inner.pool.acquire().await?;
         let uid = user_id(&mut conn, user).await?;
         let rows = sqlx::query(
-            "SELECT serial, key_fingerprint, public_key, principals, valid_after, valid_before,
-                    source_address, ca_fingerprint
-             FROM issued_certificates WHERE user_id = ? AND valid_before > ?
-             ORDER BY serial DESC",
+            "SELECT c.serial, c.key_fingerprint, c.public_key, c.principals, c.valid_after,
+                    c.valid_before, c.source_address, c.ca_fingerprint,
+                    EXISTS (SELECT 1 FROM revocations r WHERE r.until_rev IS NULL
+                              AND r.kind = 'serial' AND r.ca_fingerprint = c.ca_fingerprint
+                              AND c.serial BETWEEN r.serial_lo AND r.serial_hi)
+             FROM issued_certificates c WHERE c.user_id = ? AND c.valid_before > ?
+             ORDER BY c.serial DESC",
         )
         .bind(uid)
         .bind(self.now())
@@ -359,9 +408,103 @@ impl Service {
                 valid_before: r.get(5),
                 source_address: r.get(6),
                 ca_fingerprint: r.get(7),
+                revoked: r.get::<i64, _>(8) != 0,
                 certificate: String::new(),
             })
             .collect())
+    }
+
+    /// Revokes the certificate with `serial` that was issued to `user` (by serial under the
+    /// CA that signed it; hosts drop it from their KRL once it has expired).
+    pub async fn revoke_certificate(
+        &self,
+        actor: &Actor,
+        user: &str,
+        serial: u64,
+        reason: &str,
+    ) -> Result<crate::service::RevocationRecord, ServiceError> {
+        let ca: Option<String> = {
+            let mut conn = self.inner.pool.acquire().await?;
+            let uid = user_id(&mut conn, user).await?;
+            sqlx::query(
+                "SELECT ca_fingerprint FROM issued_certificates WHERE serial = ? AND user_id = ?",
+            )
+            .bind(i64::try_from(serial).unwrap_or(i64::MAX))
+            .bind(uid)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.get(0))
+        };
+        let Some(ca) = ca else {
+            return Err(ServiceError::not_found(
+                "certificate of this person with serial",
+                serial.to_string(),
+            ));
+        };
+        self.revoke(
+            actor,
+            crate::model::Revocation::Serial {
+                ca,
+                lo: serial,
+                hi: serial,
+            },
+            reason,
+        )
+        .await
+    }
+
+    /// Sets a host group's validity policy (seconds), within the server's maximum: a person
+    /// holding a live grant in the group gets certificates no longer than it allows.
+    pub async fn set_group_certificate_policy(
+        &self,
+        actor: &Actor,
+        group: &str,
+        default_ttl: u64,
+        max_ttl: u64,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        self.check_policy(default_ttl, max_ttl)?;
+        let mut w = self.write(actor, "certificate.group_policy", false).await?;
+        let gid = super::hosts::group_ids(&mut w.tx, &[group.to_owned()])
+            .await?
+            .remove(0);
+        sqlx::query(
+            "INSERT INTO group_certificate_policies (group_id, default_ttl, max_ttl)
+             VALUES (?, ?, ?)
+             ON CONFLICT (group_id) DO UPDATE SET default_ttl = excluded.default_ttl,
+               max_ttl = excluded.max_ttl",
+        )
+        .bind(gid)
+        .bind(i64::try_from(default_ttl).unwrap_or(i64::MAX))
+        .bind(i64::try_from(max_ttl).unwrap_or(i64::MAX))
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit(
+            "certificate.group_policy",
+            &format!("group:{group}"),
+            reason,
+            serde_json::json!({ "default_ttl": default_ttl, "max_ttl": max_ttl }),
+        )
+        .await
+    }
+
+    /// A default and maximum validity are each 1 s or more, the default within the
+    /// maximum, the maximum within the server's.
+    fn check_policy(&self, default_ttl: u64, max_ttl: u64) -> Result<(), Invalid> {
+        let server = self.user_ca().map(|c| c.policy).unwrap_or_default();
+        if max_ttl == 0 || max_ttl > server.max_ttl {
+            return Err(Invalid::new(
+                "max_ttl",
+                format!("give 1s to {}s (the server's [ca] max_ttl)", server.max_ttl),
+            ));
+        }
+        if default_ttl == 0 || default_ttl > max_ttl {
+            return Err(Invalid::new(
+                "default_ttl",
+                format!("give 1s to {max_ttl}s (the policy's max_ttl)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets a person's own validity policy (seconds), within the server's maximum.
@@ -374,21 +517,7 @@ impl Service {
         source_address: Option<&str>,
         reason: &str,
     ) -> Result<(), ServiceError> {
-        let server = self.user_ca().map(|c| c.policy).unwrap_or_default();
-        if max_ttl == 0 || max_ttl > server.max_ttl {
-            return Err(Invalid::new(
-                "max_ttl",
-                format!("give 1s to {}s (the server's [ca] max_ttl)", server.max_ttl),
-            )
-            .into());
-        }
-        if default_ttl == 0 || default_ttl > max_ttl {
-            return Err(Invalid::new(
-                "default_ttl",
-                format!("give 1s to {max_ttl}s (the person's max_ttl)"),
-            )
-            .into());
-        }
+        self.check_policy(default_ttl, max_ttl)?;
         if let Some(sa) = source_address {
             validate_source_address("source_address", sa)?;
         }
@@ -416,8 +545,42 @@ impl Service {
     }
 }
 
-/// The person's policy over the server's, and their default source-address.
+/// The policy a person's certificates are issued under: the strictest of the server's,
+/// their own and those of the host groups they hold a live grant in (a certificate reaches
+/// all those hosts); and their default source-address.
 async fn person_policy(
+    conn: &mut SqliteConnection,
+    uid: i64,
+    server: CertPolicy,
+    now: i64,
+) -> Result<(CertPolicy, Option<String>), sqlx::Error> {
+    let (own, source_address) = own_policy(conn, uid, server).await?;
+    let groups = sqlx::query(
+        "SELECT min(p.default_ttl), min(p.max_ttl) FROM group_certificate_policies p
+         WHERE p.group_id IN (SELECT g.group_id FROM grants g WHERE g.user_id = ?
+                                AND g.until_rev IS NULL
+                                AND (g.not_after IS NULL OR g.not_after > ?))",
+    )
+    .bind(uid)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let secs = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+    let max_ttl = secs(groups.get(1)).map_or(own.max_ttl, |g| g.min(own.max_ttl));
+    let default_ttl = secs(groups.get(0))
+        .map_or(own.default_ttl, |g| g.min(own.default_ttl))
+        .min(max_ttl);
+    Ok((
+        CertPolicy {
+            default_ttl,
+            max_ttl,
+        },
+        source_address,
+    ))
+}
+
+/// The person's own policy over the server's, and their default source-address.
+async fn own_policy(
     conn: &mut SqliteConnection,
     uid: i64,
     server: CertPolicy,

@@ -431,3 +431,180 @@ async fn a_valid_before_in_the_past_is_refused() {
     }
     assert!(svc.list_revocations().await.unwrap().is_empty());
 }
+
+fn fingerprint(line: &str) -> String {
+    parse_public_key("k", line).unwrap().fingerprint
+}
+
+#[tokio::test]
+async fn the_holder_of_a_registered_key_gets_certificates_for_their_own_keys_only() {
+    let (svc, _) = setup().await;
+    svc.update_user(
+        &Actor::cli(),
+        "alice",
+        UserUpdate {
+            public_keys: Some(vec![ALICE_KEY.into(), key(5)]),
+            ..Default::default()
+        },
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        svc.key_owner(&fingerprint(ALICE_KEY)).await.unwrap(),
+        Some("alice".to_owned())
+    );
+    // Authenticated with one key, certified for the other.
+    let c = svc
+        .issue_certificate_to_key_holder(&fingerprint(ALICE_KEY), &ask(&key(5)))
+        .await
+        .unwrap();
+    assert_eq!(c.user, "alice");
+    assert_eq!(c.key_fingerprint, fingerprint(&key(5)));
+    let audit = last_audit(&svc).await;
+    assert_eq!(audit.action, "certificate.issue");
+    assert_eq!(audit.actor, "ssh:alice");
+    // Bob's key is not Alice's to certify.
+    match svc
+        .issue_certificate_to_key_holder(&fingerprint(ALICE_KEY), &ask(&key(2)))
+        .await
+    {
+        Err(IssueError::Refused(Refusal::KeyOfAnotherPerson(_))) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_key_holder_whose_key_is_registered_to_nobody_is_refused_and_audited() {
+    let (svc, _) = setup().await;
+    let stranger = fingerprint(&key(9));
+    assert_eq!(svc.key_owner(&stranger).await.unwrap(), None);
+    match svc
+        .issue_certificate_to_key_holder(&stranger, &ask(&key(9)))
+        .await
+    {
+        Err(IssueError::Refused(Refusal::KeyNotRegistered(fp))) => assert_eq!(fp, stranger),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let audit = last_audit(&svc).await;
+    assert_eq!(audit.action, "certificate.refuse");
+    assert_eq!(audit.target, format!("key:{stranger}"));
+    assert!(
+        audit.details.contains("key_not_registered"),
+        "{}",
+        audit.details
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_is_revoked_by_serial_only_for_the_person_it_was_issued_to() {
+    let (svc, _) = setup().await;
+    let c = svc
+        .issue_certificate(&Actor::cli(), "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert!(!svc.list_certificates("alice").await.unwrap()[0].revoked);
+    let err = svc
+        .revoke_certificate(&Actor::cli(), "bob", c.serial, "stolen")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
+    let record = svc
+        .revoke_certificate(&Actor::cli(), "alice", c.serial, "stolen")
+        .await
+        .unwrap();
+    assert_eq!(
+        record.revocation,
+        Revocation::Serial {
+            ca: c.ca_fingerprint.clone(),
+            lo: c.serial,
+            hi: c.serial
+        }
+    );
+    assert_eq!(record.valid_before, Some(c.valid_before));
+    assert!(svc.list_certificates("alice").await.unwrap()[0].revoked);
+}
+
+#[tokio::test]
+async fn a_group_policy_bounds_the_people_with_a_grant_there_and_the_strictest_applies() {
+    let (svc, clock) = setup().await;
+    let a = Actor::cli();
+    svc.create_group(&a, "prod", "").await.unwrap();
+    svc.create_group(&a, "dev", "").await.unwrap();
+    svc.set_group_certificate_policy(&a, "prod", 1800, 3600, "prod is strict")
+        .await
+        .unwrap();
+    svc.set_group_certificate_policy(&a, "dev", 4 * 3600, 12 * 3600, "")
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.set_group_certificate_policy(&a, "prod", 60, 25 * 3600, "")
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    assert!(matches!(
+        svc.set_group_certificate_policy(&a, "nowhere", 60, 60, "")
+            .await,
+        Err(ServiceError::NotFound { .. })
+    ));
+    let validity = |c: &IssuedCertificate| c.valid_before - c.valid_after - BACKDATE_SECS;
+
+    // No grant: the server's policy.
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 8 * 3600);
+    // A grant in dev: dev's.
+    svc.create_grant(&a, grant("alice", "dev", None), "")
+        .await
+        .unwrap();
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 4 * 3600);
+    // And one in prod: the strictest, prod's.
+    let now = clock.0.load(Ordering::SeqCst);
+    svc.create_grant(&a, grant("alice", "prod", Some(now + 100)), "")
+        .await
+        .unwrap();
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 1800);
+    let long = IssueRequest {
+        ttl: Some(3601),
+        ..ask(ALICE_KEY)
+    };
+    assert!(matches!(
+        svc.issue_certificate(&a, "alice", &long).await,
+        Err(IssueError::Refused(Refusal::TooLong {
+            asked: 3601,
+            max: 3600
+        }))
+    ));
+    // The prod grant has ended: dev's again.
+    clock.0.fetch_add(101, Ordering::SeqCst);
+    let c = svc
+        .issue_certificate(&a, "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    assert_eq!(validity(&c), 4 * 3600);
+    let audit = svc
+        .audit_log("certificate.group_policy", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
+}
+
+fn grant(user: &str, group: &str, not_after: Option<i64>) -> crate::service::NewGrant {
+    crate::service::NewGrant {
+        user: user.into(),
+        account: "deploy".into(),
+        group: group.into(),
+        not_after,
+        approval_requested: false,
+    }
+}
