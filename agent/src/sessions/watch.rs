@@ -17,8 +17,10 @@
 //!   line never does.
 //! - What else changes in a live session later (ttys as channels open, member
 //!   processes) shows in the snapshot ([`WatcherHandle::snapshot`]), not as an event.
-//! - Every `reconcile_interval` the whole picture is rebuilt from `/proc`, the member
-//!   processes refreshed and the log file re-read, whatever inotify said.
+//! - Every `reconcile_interval` `/proc` is scanned and the log file re-read, whatever
+//!   inotify said. Scans follow sshd's process trees; every 30 s (and when a listener or
+//!   a followed orphan is gone, or a kill asks) one reads every process of the host and
+//!   refreshes the member processes (see [`Scanner`]).
 //!
 //! The log file is followed through rotation (inotify on its directory; a new inode is
 //! read from its start, the old one to its end) and truncation. At start the last
