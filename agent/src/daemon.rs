@@ -138,7 +138,15 @@ fn now() -> u64 {
 }
 
 fn write_status(dir: &Path, status: &DaemonStatus) {
-    let bytes = serde_json::to_vec_pretty(status).unwrap_or_default();
+    // An empty file would read as a broken agent: on a (never expected) serialization
+    // failure the previous status stays, and the log says why.
+    let bytes = match serde_json::to_vec_pretty(status) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "cannot serialize the status; the status file is left as it was");
+            return;
+        }
+    };
     if let Err(e) = write_atomic(&dir.join(STATUS_FILE), &bytes, state::writer::FILE_MODE) {
         warn!(error = %e, "cannot write the status file");
     }
