@@ -289,7 +289,8 @@ impl Service {
         let source_address = request.source_address.clone().or(policy.1);
         let valid_after = w.now - BACKDATE_SECS;
         let valid_before = w.now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
-        let principals_json = serde_json::to_string(&person.principals).unwrap_or_default();
+        let principals_json = serde_json::to_string(&person.principals)
+            .map_err(|e| ServiceError::corrupt("certificate principals", e))?;
         let serial = sqlx::query(
             "INSERT INTO issued_certificates (user_id, ca_fingerprint, key_fingerprint, public_key,
                principals, valid_after, valid_before, source_address, issued_at, issued_by)
@@ -322,7 +323,7 @@ impl Service {
             certificate: String::new(),
         };
         let cert = sign(&ca, &key.key, &issued).map_err(IssueError::Sign)?;
-        let details = serde_json::to_value(&issued).unwrap_or_default();
+        let details = super::audit_details(&issued)?;
         issued.certificate = cert;
         w.commit(
             "certificate.issue",
@@ -396,22 +397,25 @@ impl Service {
         .bind(self.now())
         .fetch_all(&mut *conn)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| IssuedCertificate {
-                serial: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                user: user.to_owned(),
-                key_fingerprint: r.get(1),
-                public_key: r.get(2),
-                principals: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
-                valid_after: r.get(4),
-                valid_before: r.get(5),
-                source_address: r.get(6),
-                ca_fingerprint: r.get(7),
-                revoked: r.get::<i64, _>(8) != 0,
-                certificate: String::new(),
+        rows.iter()
+            .map(|r| {
+                Ok(IssuedCertificate {
+                    serial: u64::try_from(r.get::<i64, _>(0))
+                        .map_err(|e| ServiceError::corrupt("certificate serial", e))?,
+                    user: user.to_owned(),
+                    key_fingerprint: r.get(1),
+                    public_key: r.get(2),
+                    principals: serde_json::from_str(&r.get::<String, _>(3))
+                        .map_err(|e| ServiceError::corrupt("certificate principals", e))?,
+                    valid_after: r.get(4),
+                    valid_before: r.get(5),
+                    source_address: r.get(6),
+                    ca_fingerprint: r.get(7),
+                    revoked: r.get::<i64, _>(8) != 0,
+                    certificate: String::new(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Revokes the certificate with `serial` that was issued to `user` (by serial under the

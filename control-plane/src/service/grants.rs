@@ -77,7 +77,7 @@ impl Service {
             group: new.group.clone(),
             not_after: new.not_after,
         };
-        let mut details = serde_json::to_value(&g).unwrap_or_default();
+        let mut details = super::audit_details(&g)?;
         if new.approval_requested
             && let Some(d) = details.as_object_mut()
         {
@@ -124,7 +124,7 @@ impl Service {
             "grant.delete",
             &format!("user:{}", g.user),
             reason,
-            serde_json::to_value(&g).unwrap_or_default(),
+            super::audit_details(&g)?,
         )
         .await?;
         Ok(g)
