@@ -78,11 +78,7 @@ impl Fleet {
         plane.cli(&["group", "add", GROUP])?;
         plane.cli(&["user", "add", USER, "--key-id", KEY_ID])?;
         plane.cli(&["grant", "add", USER, TEST_ACCOUNT, GROUP])?;
-        let token = plane.cli_json(&["api-token", "create", "hr", "--scope", "read,signoff"])?;
-        let signoff_token = token["secret"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no secret in {token}"))?
-            .to_owned();
+        let signoff_token = plane.token("hr", "read,signoff")?;
         let cert = keys::sign(&CertRequest {
             ca: ca.clone(),
             subject: user_key.clone(),

@@ -307,6 +307,16 @@ impl ControlPlane {
             .with_context(|| format!("`{}` printed no JSON: {}", out.command, out.stdout))
     }
 
+    /// Creates an API token named `name` with `scopes` (comma-separated) through the CLI;
+    /// returns its secret.
+    pub fn token(&self, name: &str, scopes: &str) -> Result<String> {
+        let token = self.cli_json(&["api-token", "create", name, "--scope", scopes])?;
+        Ok(token["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no secret in {token}"))?
+            .to_owned())
+    }
+
     /// Runs an admin command that changes what hosts must know, and waits until the
     /// running server has seen the revision it made (the CLI writes the store directly;
     /// the server polls it). Returns the command's JSON and that revision.

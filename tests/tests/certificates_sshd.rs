@@ -34,13 +34,7 @@ fn setup(key: &KeyPair) -> Result<Setup> {
     if res.status != 200 {
         bail!("registering the key answered {}: {}", res.status, res.body);
     }
-    let token = fleet
-        .plane
-        .cli_json(&["api-token", "create", "onboarding", "--scope", "issue"])?;
-    let issue_token = token["secret"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no secret in {token}"))?
-        .to_owned();
+    let issue_token = fleet.plane.token("onboarding", "issue")?;
     let ca = fleet.plane.data_dir().join("user-ca.key.pub");
     let host = fleet.host_trusting("host-1", Some("1s"), &ca, false)?;
     Ok(Setup {

@@ -186,13 +186,7 @@ fn main() -> Result<()> {
     if res.status != 200 {
         bail!("registering the key answered {}: {}", res.status, res.body);
     }
-    let token = fleet
-        .plane
-        .cli_json(&["api-token", "create", "bench", "--scope", "issue"])?;
-    let token = token["secret"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no secret in {token}"))?
-        .to_owned();
+    let token = fleet.plane.token("bench", "issue")?;
     let listener = fleet.plane.listen_for_certificates()?;
     let known_hosts = fleet.keys.path().join("known_hosts");
     let host_key = fs::read_to_string(fleet.plane.data_dir().join("cert-ssh-host.key.pub"))?;
