@@ -608,3 +608,26 @@ fn grant(user: &str, group: &str, not_after: Option<i64>) -> crate::service::New
         approval_requested: false,
     }
 }
+
+#[tokio::test]
+async fn a_corrupt_stored_certificate_is_an_error_not_an_empty_listing() {
+    let (svc, _) = setup().await;
+    svc.issue_certificate(&Actor::cli(), "alice", &ask(ALICE_KEY))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE issued_certificates SET principals = '[\"alice\",'")
+        .execute(svc.pool())
+        .await
+        .unwrap();
+    let err = svc.list_certificates("alice").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ServiceError::Corrupt {
+                what: "certificate principals",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
