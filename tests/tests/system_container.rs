@@ -20,6 +20,7 @@ use serde_json::Value;
 use signoff_tests::agent::{Profile, agent_binary, sshd_commands_binary, workspace_root};
 use signoff_tests::command::{Finished, run, run_ok};
 use signoff_tests::container::Container;
+use signoff_tests::fleet::host_states;
 use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::plane::{WAIT, server_binary, wait_for};
 use signoff_tests::tools::pip_tool;
@@ -551,17 +552,21 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
         !ct.root().join("var/log/auth.log").exists(),
         "journald is sshd's only log"
     );
-    // Detected: listed live, with alice's account and processes. Attribution (key ID and
-    // person from the journal's Accepted line) is not asserted: on this container the
-    // agent reports it "Unknown" although its journalctl sees the line (the report to the
-    // lead has the evidence); the assertion belongs here once that is fixed.
-    let listed = wait_for("alice's session to be listed", WAIT, || {
+    // Detected and attributed: listed live with alice's account and processes, and, from
+    // the journal's Accepted line, her certificate's key ID and so her as the person.
+    let listed = wait_for("alice's session to be listed as hers", WAIT, || {
         let sessions = api_get(&ct, &api_token, "/api/v1/sessions")?;
         Ok(sessions
             .as_array()
             .into_iter()
             .flatten()
-            .find(|s| s["host_id"] == HOST && s["state"] == "live" && s["account"] == "alice")
+            .find(|s| {
+                s["host_id"] == HOST
+                    && s["state"] == "live"
+                    && s["account"] == "alice"
+                    && s["key_id"] == "alice@corp"
+                    && s["user"] == "alice"
+            })
             .cloned())
     })
     .with_context(|| {
@@ -641,16 +646,11 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     );
     ct.exec_ok(&["pgrep", "-u", "alice", "-x", "sleep"])?;
 
-    // A kill through the API: the sandboxed agent (root, CAP_KILL, the cgroup tree
-    // writable) ends the session of another user.
-    let id = listed["id"].as_str().unwrap_or_default().to_owned();
-    let killed = api_request(
-        &ct,
-        &api_token,
-        "POST",
-        &format!("/api/v1/sessions/{HOST}/{id}/kill"),
-    )?;
-    assert!(killed.is_object(), "the kill was accepted: {killed}");
+    // A sign-off of alice, as an administrator does it: the sandboxed agent (root,
+    // CAP_KILL, the cgroup tree writable) ends her live session, a process of another
+    // user, and the host reports the sign-off confirmed.
+    let record = api_request(&ct, &api_token, "POST", "/api/v1/users/alice/signoff")?;
+    assert!(record.is_object(), "the sign-off was accepted: {record}");
     let ended =
         signoff_tests::command::wait_until(&mut session.0, std::time::Instant::now() + WAIT)?;
     assert!(
@@ -658,6 +658,18 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
         "the sign-off ended alice's session:\n{}",
         ct.journal("signoff-agent")?
     );
+    wait_for("the host to confirm alice's sign-off", WAIT, || {
+        let record = api_get(&ct, &api_token, "/api/v1/users/alice/signoff")?;
+        Ok((host_states(&record) == vec![(HOST.to_owned(), "confirmed".to_owned())])
+            .then_some(record))
+    })
+    .with_context(|| {
+        format!(
+            "sign-off: {:?}\nagent:\n{}",
+            api_get(&ct, &api_token, "/api/v1/users/alice/signoff"),
+            ct.journal("signoff-agent").unwrap_or_default()
+        )
+    })?;
     wait_for("alice's processes to be gone", WAIT, || {
         Ok((!ct.exec(&["pgrep", "-u", "alice"])?.success()).then_some(()))
     })?;
