@@ -62,7 +62,7 @@ fn the_rendered_units_pass_systemd_analyze_verify() -> Result<()> {
             format!(
                 "signoff_agent_bin_dir={0} signoff_agent_config_dir=/etc/signoff \
                  signoff_agent_state_dir=/var/lib/signoff signoff_agent_krl_path=/var/lib/signoff/revoked.krl \
-                 signoff_agent_keep_user_ca_keys=true signoff_agent_user_ca_path=/etc/ssh/signoff_user_ca.pub",
+                 signoff_agent_keep_user_ca_keys=true signoff_agent_user_ca_path=/var/lib/signoff/user_ca.pub",
                 bin.display()
             ),
         ),
@@ -306,7 +306,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "signoff_agent_unit_dir": r.join("etc/systemd/system"),
         "signoff_agent_sshd_config": sshd_config,
         "signoff_agent_sshd_config_dir": dropins,
-        "signoff_agent_user_ca_path": r.join("etc/ssh/signoff_user_ca.pub"),
+        "signoff_agent_user_ca_path": r.join("var/lib/signoff/user_ca.pub"),
         "signoff_agent_user_ca_keys": [fs::read_to_string(&ca.public)?.trim()],
         "signoff_agent_order_signers": [signer.trim()],
         // admin would need one approval here; root (which this test logs in to) is not
@@ -593,5 +593,115 @@ fn a_playbook_run_installs_a_control_plane_that_serves_and_enrolls_an_agent() ->
         || Ok(agent.applied_revision()?.filter(|&rev| rev > 0)),
     )
     .with_context(|| agent.log())?;
+    Ok(())
+}
+
+/// The role's effective-config check (`check-sshd-effective`) against the real `sshd -T`:
+/// with the shipped drop-in alone it passes; for each directive signoff depends on, an
+/// earlier drop-in (sorting first, as a cloud image's does) that sets it fails the check
+/// with a message naming that file and the directive.
+#[test]
+fn the_effective_config_check_names_an_earlier_drop_in_that_wins() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let conf_d = dir.path().join("sshd_config.d");
+    fs::create_dir(&conf_d)?;
+    let host_key = dir.path().join("host_key");
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key),
+    )?;
+    let main = dir.path().join("sshd_config");
+    fs::write(
+        &main,
+        format!(
+            "Include {}/*.conf\nHostKey {}\n",
+            conf_d.display(),
+            host_key.display()
+        ),
+    )?;
+    let dropin = conf_d.join("50-signoff.conf");
+    fs::copy(
+        workspace_root().join("packaging/deb/signoff-agent/50-signoff.conf"),
+        &dropin,
+    )?;
+    let script = ansible_dir().join("roles/signoff_agent/files/check-sshd-effective");
+    let check = || {
+        run(Command::new("sh")
+            .arg(&script)
+            .arg("/usr/sbin/sshd")
+            .arg(&main)
+            .arg(&dropin))
+    };
+    let alone = check()?;
+    assert!(
+        alone.success(),
+        "the shipped drop-in alone passes: {}",
+        alone.stderr
+    );
+    let earlier = conf_d.join("10-image.conf");
+    let effective = |key: &str| -> Result<String> {
+        let out = run_ok(
+            Command::new("/usr/sbin/sshd")
+                .arg("-T")
+                .arg("-f")
+                .arg(&main),
+        )?;
+        Ok(out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")).map(str::to_owned))
+            .unwrap_or_default())
+    };
+    for (key, line, theirs) in [
+        (
+            "authorizedprincipalscommand",
+            "AuthorizedPrincipalsCommand /bin/echo root\nAuthorizedPrincipalsCommandUser signoff",
+            "/bin/echo root",
+        ),
+        (
+            "authorizedprincipalscommanduser",
+            "AuthorizedPrincipalsCommandUser nobody",
+            "nobody",
+        ),
+        (
+            "revokedkeys",
+            "RevokedKeys /etc/ssh/other.krl",
+            "/etc/ssh/other.krl",
+        ),
+        (
+            "trustedusercakeys",
+            "TrustedUserCAKeys /etc/ssh/other_ca.pub",
+            "/etc/ssh/other_ca.pub",
+        ),
+        ("loglevel", "LogLevel INFO", "INFO"),
+    ] {
+        fs::write(&earlier, format!("{line}\n"))?;
+        let out = check()?;
+        // sshd keeps the first value for most directives; where it keeps the last (OpenSSH
+        // 9.2's AuthorizedPrincipalsCommand) the drop-in wins and the check passes.
+        if effective(key)? == theirs {
+            assert!(!out.success(), "{key}: the earlier drop-in fails the check");
+            assert!(
+                out.stderr.contains(&format!("effective {key} "))
+                    && out
+                        .stderr
+                        .contains(&format!("{} sets it first", earlier.display())),
+                "{key}: the message names the directive and the file:\n{}",
+                out.stderr
+            );
+        } else {
+            assert!(
+                out.success(),
+                "{key}: the drop-in's value is in effect, the check passes: {}",
+                out.stderr
+            );
+        }
+    }
+    assert_eq!(
+        effective("loglevel")?,
+        "INFO",
+        "the last case was a real conflict"
+    );
     Ok(())
 }

@@ -507,6 +507,15 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     })
     .with_context(|| ct.journal("signoff-agent").unwrap_or_default())?;
 
+    // The agent may write its state directory, where sshd's user CA file is, and nothing
+    // of /etc/ssh.
+    let writable = ct.exec_ok(&["systemctl", "show", "-p", "ReadWritePaths", "signoff-agent"])?;
+    assert_eq!(writable.stdout.trim(), "ReadWritePaths=/var/lib/signoff");
+    assert!(
+        ct.root().join("var/lib/signoff/user_ca.pub").exists(),
+        "the user CA file is in the state directory"
+    );
+
     // The package's own way to point sshd at the agent, once enrolled: the shipped drop-in.
     ct.exec_ok(&["rm", DROPIN])?;
     let enable = ct.exec(&["signoff-enable-sshd"])?;
@@ -660,8 +669,10 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     );
     wait_for("the host to confirm alice's sign-off", WAIT, || {
         let record = api_get(&ct, &api_token, "/api/v1/users/alice/signoff")?;
-        Ok((host_states(&record) == vec![(HOST.to_owned(), "confirmed".to_owned())])
-            .then_some(record))
+        Ok(
+            (host_states(&record) == vec![(HOST.to_owned(), "confirmed".to_owned())])
+                .then_some(record),
+        )
     })
     .with_context(|| {
         format!(

@@ -1380,7 +1380,10 @@ mod tests {
         for id in [None, Some(""), Some("not-a-machine-id")] {
             let args = journal_args("--since=@5", id);
             assert!(!args.contains(&"--merge".to_owned()), "{args:?}");
-            assert!(!args.iter().any(|a| a.starts_with("_MACHINE_ID=")), "{args:?}");
+            assert!(
+                !args.iter().any(|a| a.starts_with("_MACHINE_ID=")),
+                "{args:?}"
+            );
         }
     }
     use crate::sessions::log::{Accepted, AcceptedKey};
