@@ -107,9 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let n = svc.expire_revocations(&Actor::cli()).await?;
     let set_based = started.elapsed();
-    if n != usize::try_from(rows)? || !svc.list_revocations().await?.iter().all(|r| {
-        !matches!(r.revocation, Revocation::Serial { .. })
-    }) {
+    if n != usize::try_from(rows)?
+        || !svc
+            .list_revocations()
+            .await?
+            .iter()
+            .all(|r| !matches!(r.revocation, Revocation::Serial { .. }))
+    {
         return Err(format!("the sweep withdrew {n} of {rows}").into());
     }
     println!(

@@ -708,12 +708,13 @@ pub fn install_host_ca(service: &Service, data_dir: &Path) -> Result<()> {
             consequence: "clients' @cert-authority line must then be replaced",
         },
     )?;
-    let ca = crate::service::HostCa::new(key, crate::service::DEFAULT_HOST_CERT_TTL).map_err(
-        |e| BootstrapError::Generate {
-            what,
-            source: Box::new(e),
-        },
-    )?;
+    let ca =
+        crate::service::HostCa::new(key, crate::service::DEFAULT_HOST_CERT_TTL).map_err(|e| {
+            BootstrapError::Generate {
+                what,
+                source: Box::new(e),
+            }
+        })?;
     service.set_host_ca(ca);
     Ok(())
 }

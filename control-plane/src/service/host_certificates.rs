@@ -77,6 +77,16 @@ pub enum HostRefusal {
         /// The names it was enrolled with.
         enrolled: Vec<String>,
     },
+    /// The key was certified for another host.
+    #[error(
+        "key {key} is host {owner:?}'s host key; a host gets certificates only for its own keys"
+    )]
+    KeyOfAnotherHost {
+        /// `SHA256:…` of the key.
+        key: String,
+        /// The host it belongs to.
+        owner: String,
+    },
 }
 
 impl HostRefusal {
@@ -84,6 +94,7 @@ impl HostRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             HostRefusal::NameNotEnrolled { .. } => "name_not_enrolled",
+            HostRefusal::KeyOfAnotherHost { .. } => "key_of_another_host",
         }
     }
 }
@@ -167,12 +178,26 @@ impl Service {
         if !enrolled.iter().any(|n| n == host) {
             enrolled.push(host.to_owned());
         }
-        if let Some(name) = names.iter().find(|n| !enrolled.contains(n)) {
-            let refusal = HostRefusal::NameNotEnrolled {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM host_ssh_keys WHERE fingerprint = ?")
+                .bind(&key.fingerprint)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        let refusal = if let Some(name) = names.iter().find(|n| !enrolled.contains(n)) {
+            Some(HostRefusal::NameNotEnrolled {
                 host: host.to_owned(),
                 name: name.clone(),
                 enrolled: enrolled.clone(),
-            };
+            })
+        } else {
+            owner
+                .filter(|o| o != host)
+                .map(|owner| HostRefusal::KeyOfAnotherHost {
+                    key: key.fingerprint.clone(),
+                    owner,
+                })
+        };
+        if let Some(refusal) = refusal {
             w.commit(
                 "host_certificate.refuse",
                 &format!("host:{host}"),
@@ -190,6 +215,17 @@ impl Service {
         let valid_before = w
             .now
             .saturating_add(i64::try_from(ca.ttl).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO host_ssh_keys (fingerprint, host_id, first_signed, last_signed)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (fingerprint) DO UPDATE SET last_signed = excluded.last_signed",
+        )
+        .bind(&key.fingerprint)
+        .bind(host)
+        .bind(w.now)
+        .bind(w.now)
+        .execute(&mut *w.tx)
+        .await?;
         let certificate = sign(&ca, &key.key, host, &enrolled, valid_after, valid_before)
             .map_err(HostCertError::Sign)?;
         w.commit(

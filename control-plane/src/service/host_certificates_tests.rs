@@ -22,17 +22,19 @@ fn host_ca() -> HostCa {
 async fn setup() -> (Service, Arc<crate::service::testing::ManualClock>) {
     let (svc, clock) = service().await;
     svc.set_host_ca(host_ca());
-    svc.create_host(
-        &Actor::cli(),
-        NewHost {
-            id: "web1".into(),
-            hostname: "web1.example.com".into(),
-            groups: vec![],
-        },
-        "",
-    )
-    .await
-    .unwrap();
+    for id in ["web1", "web2"] {
+        svc.create_host(
+            &Actor::cli(),
+            NewHost {
+                id: id.into(),
+                hostname: format!("{id}.example.com"),
+                groups: vec![],
+            },
+            "",
+        )
+        .await
+        .unwrap();
+    }
     (svc, clock)
 }
 
@@ -113,4 +115,31 @@ async fn without_a_host_ca_nothing_is_signed() {
         .await
         .unwrap_err();
     assert!(matches!(err, HostCertError::NoCa), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_host_asking_to_sign_another_hosts_key_is_refused_and_audited() {
+    let (svc, _) = setup().await;
+    svc.sign_host_key(&Actor::cli(), "web1", &host_key(1), &[])
+        .await
+        .unwrap();
+    let err = svc
+        .sign_host_key(&Actor::cli(), "web2", &host_key(1), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostCertError::Refused(HostRefusal::KeyOfAnotherHost { owner, .. }) if owner == "web1"),
+        "{err:?}"
+    );
+    let audit = last_audit(&svc).await;
+    assert_eq!(audit.action, "host_certificate.refuse");
+    assert_eq!(audit.target, "host:web2");
+    assert!(audit.details.contains("key_of_another_host"), "{audit:?}");
+    // Its own keys, and renewing web1's, still work.
+    svc.sign_host_key(&Actor::cli(), "web2", &host_key(2), &[])
+        .await
+        .unwrap();
+    svc.sign_host_key(&Actor::cli(), "web1", &host_key(1), &[])
+        .await
+        .unwrap();
 }
