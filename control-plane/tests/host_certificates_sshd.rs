@@ -4,6 +4,9 @@
 //! `StrictHostKeyChecking=yes` and a known_hosts holding only the `@cert-authority` line,
 //! connects; with another CA's line it refuses the host.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
