@@ -58,6 +58,12 @@ pub const CERT_SSH_HOST_PUB: &str = "cert-ssh-host.key.pub";
 const CERT_SSH_HOST_COMMENT: &str = "signoff certificate listener";
 /// The comment of the user CA key.
 const USER_CA_COMMENT: &str = "signoff user CA";
+/// The host CA's private key (Ed25519, OpenSSH format), made on first start; an operator
+/// who brings a host CA puts its key here before the first start.
+pub const HOST_CA_KEY: &str = "host-ca.key";
+/// Its public half: `@cert-authority *.example.com` followed by this line trusts the fleet.
+pub const HOST_CA_PUB: &str = "host-ca.key.pub";
+const HOST_CA_COMMENT: &str = "signoff host CA";
 
 /// Why the data directory or the keys in it cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -686,6 +692,31 @@ pub fn user_ca_key(
             consequence: "certificates it issued stop working once hosts learn the new CA",
         },
     )
+}
+
+/// Loads the host CA (`host-ca.key` in `data_dir`, made 0600 on first start) and gives it
+/// to `service` to sign hosts' keys with. Separate from the user CA: a host certificate
+/// never logs anyone in, and a user certificate never vouches for a host.
+pub fn install_host_ca(service: &Service, data_dir: &Path) -> Result<()> {
+    let what = "host CA key";
+    let (key, _) = ed25519_pair(
+        &data_dir.join(HOST_CA_KEY),
+        &data_dir.join(HOST_CA_PUB),
+        &Ed25519Pair {
+            what,
+            comment: HOST_CA_COMMENT,
+            consequence: "clients' @cert-authority line must then be replaced",
+        },
+    )?;
+    let ca =
+        crate::service::HostCa::new(key, crate::service::DEFAULT_HOST_CERT_TTL).map_err(|e| {
+            BootstrapError::Generate {
+                what,
+                source: Box::new(e),
+            }
+        })?;
+    service.set_host_ca(ca);
+    Ok(())
 }
 
 /// The host key of the certificate listener (`[ca] ssh_listen`): `cert-ssh-host.key` in

@@ -238,6 +238,10 @@ impl Server {
         if let Some(ca) = service.user_ca() {
             info!(fingerprint = %ca.fingerprint, "user CA");
         }
+        bootstrap::install_host_ca(&service, &config.data_dir)?;
+        if let Some(ca) = service.host_ca() {
+            info!(fingerprint = %ca.fingerprint, "host CA");
+        }
         let metrics = Arc::new(Metrics::default());
         let metrics_listener = match config.metrics_listen {
             Some(addr) => {

@@ -112,6 +112,15 @@ impl AgentSync for StandIn {
             "the stand-in does not renew certificates",
         ))
     }
+
+    async fn sign_host_keys(
+        &self,
+        _req: Request<v1::SignHostKeysRequest>,
+    ) -> Result<Response<v1::SignHostKeysResponse>, Status> {
+        Err(Status::unimplemented(
+            "the stand-in does not sign host keys",
+        ))
+    }
 }
 
 /// The stand-in, serving on a loopback port until dropped.

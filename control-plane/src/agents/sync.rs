@@ -21,7 +21,7 @@ use super::pki::AgentCa;
 use super::tls::{host_id_of, not_after_of};
 use crate::api::Metrics;
 use crate::model::Revocation;
-use crate::service::{EnrollError, Service, ServiceError};
+use crate::service::{EnrollError, HostCertError, Service, ServiceError};
 use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Statement};
 
 /// How long an agent has to say Hello after opening its stream.
@@ -271,7 +271,66 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
             not_after: u64::try_from(issued.not_after).unwrap_or(0),
         }))
     }
+
+    async fn sign_host_keys(
+        &self,
+        req: Request<v1::SignHostKeysRequest>,
+    ) -> Result<Response<v1::SignHostKeysResponse>, Status> {
+        // The host is the one in the client certificate, never one the request names.
+        let (host, _) = self.authenticate(&req).await?;
+        let ca = self
+            .service
+            .host_ca()
+            .ok_or_else(|| Status::failed_precondition("this control plane has no host CA"))?;
+        let req = req.into_inner();
+        if req.public_keys.is_empty() || req.public_keys.len() > MAX_HOST_KEYS {
+            return Err(Status::invalid_argument(format!(
+                "send 1 to {MAX_HOST_KEYS} host public keys (sshd's /etc/ssh/ssh_host_*_key.pub)"
+            )));
+        }
+        let actor = crate::service::Actor(format!("host:{host}"));
+        let mut certificates = Vec::with_capacity(req.public_keys.len());
+        for public_key in &req.public_keys {
+            let c = self
+                .service
+                .sign_host_key(&actor, &host, public_key, &req.names)
+                .await
+                .map_err(|e| match e {
+                    HostCertError::Refused(r) => Status::permission_denied(r.to_string()),
+                    HostCertError::Service(ServiceError::Invalid(e)) => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    HostCertError::Service(ServiceError::NotFound { .. }) => {
+                        Status::permission_denied(format!("host {host:?} is not enrolled"))
+                    }
+                    HostCertError::NoCa => {
+                        Status::failed_precondition("this control plane has no host CA")
+                    }
+                    HostCertError::Service(e) => internal(e),
+                    e => {
+                        tracing::error!(error = ?e, "host certificate");
+                        Status::internal(
+                            "cannot sign the host certificate; see the control plane's log",
+                        )
+                    }
+                })?;
+            certificates.push(v1::HostCertificate {
+                public_key: public_key.clone(),
+                certificate: c.certificate,
+                principals: c.principals,
+                valid_after: u64::try_from(c.valid_after).unwrap_or(0),
+                valid_before: u64::try_from(c.valid_before).unwrap_or(0),
+            });
+        }
+        Ok(Response::new(v1::SignHostKeysResponse {
+            certificates,
+            ca_public_key: ca.public_openssh.clone(),
+        }))
+    }
 }
+
+/// The most host keys one `SignHostKeys` call certifies (sshd has one per key type).
+const MAX_HOST_KEYS: usize = 8;
 
 type Outbound = mpsc::Sender<Result<v1::ControlMessage, Status>>;
 

@@ -372,7 +372,12 @@ async fn a_revoked_issued_serial_leaves_the_krl_after_its_expiry() {
     );
     let view = svc.host_view("h", svc.revision()).await.unwrap();
     assert!(view.revocations.is_empty());
-    assert_eq!(last_audit(&svc).await.action, "revocation.expire");
+    let audit = last_audit(&svc).await;
+    assert_eq!(audit.action, "revocation.expire");
+    let details: serde_json::Value = serde_json::from_str(&audit.details).unwrap();
+    assert_eq!(details["count"], 1);
+    assert_eq!(details["ids"], serde_json::json!([record.id]));
+    assert_eq!(details["until_rev"], svc.revision());
     // Nothing more to do.
     assert_eq!(svc.expire_revocations(&Actor::cli()).await.unwrap(), 0);
 }

@@ -11,6 +11,7 @@ mod approvals;
 mod certificates;
 mod enroll;
 mod grants;
+mod host_certificates;
 mod hosts;
 mod operators;
 mod refresh;
@@ -40,6 +41,9 @@ pub use certificates::{
 };
 pub use enroll::{EnrollError, JoinToken};
 pub use grants::NewGrant;
+pub use host_certificates::{
+    DEFAULT_HOST_CERT_TTL, HostCa, HostCertError, HostCertificate, HostRefusal,
+};
 pub use hosts::NewHost;
 pub use operators::{NewOperator, OperatorAccount, Role};
 pub use revocations::RevocationRecord;
@@ -152,6 +156,7 @@ struct Inner {
     order_signer: std::sync::Mutex<Option<ssh_key::PrivateKey>>,
     /// signoff's own user CA, once loaded (`certificates.rs`).
     user_ca: std::sync::Mutex<Option<Arc<UserCa>>>,
+    host_ca: std::sync::Mutex<Option<Arc<HostCa>>>,
     signoff_progress: watch::Sender<u64>,
     /// Acks not yet written: host → (acked revision, Unix seconds).
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
@@ -177,6 +182,7 @@ impl Service {
                 outboxes: sessions::Outboxes::default(),
                 order_signer: std::sync::Mutex::new(None),
                 user_ca: std::sync::Mutex::new(None),
+                host_ca: std::sync::Mutex::new(None),
                 signoff_progress: watch::channel(0).0,
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
                 reports: reports::ReportQueue::default(),
