@@ -7,7 +7,10 @@
 //! control plane, and none is sent twice to a collector that resumes from its cursor.
 //!
 //! `?follow=true` keeps the response open and sends new events as they are recorded, until
-//! the client closes it. Without it the response ends after at most `limit` events.
+//! the client closes it, as Server-Sent Events: each event named by its kind, its `id` the
+//! cursor, its data the same JSON object as a line. (A stream of JSON lines that never ends
+//! looks to an HTTP client like a response that hangs; SSE is what clients and test tools
+//! know to read as it comes.) Without it the response ends after at most `limit` events.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,7 +45,8 @@ pub(crate) struct EventsQuery {
     /// Only events after this cursor (default 0: from the first).
     #[serde(default)]
     since: i64,
-    /// `true`: keep the response open and send new events as they are recorded.
+    /// `true`: keep the response open and send new events as they are recorded, as
+    /// Server-Sent Events (event name the kind, id the cursor, data the JSON event).
     #[serde(default)]
     follow: bool,
     /// Without `follow`, at most this many events (default 1000; taken as 1 to 1000).
@@ -55,20 +60,44 @@ fn line(event: &Event) -> Bytes {
     Bytes::from(text)
 }
 
-/// Events feed as JSON lines ({cursor, at, kind, data}, oldest first) after `since`; `follow=true` streams new events until the client closes
+fn sse_event(event: &Event) -> SseEvent {
+    let data = String::from_utf8_lossy(&line(event)).trim_end().to_owned();
+    SseEvent::default()
+        .id(event.cursor.to_string())
+        .event(event.kind.clone())
+        .data(data)
+}
+
+/// One event of the followed stream, for the OpenAPI document (axum's `Event` writes it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FollowEvent {
+    /// The cursor.
+    id: String,
+    /// The kind: audit, session_started, session_ended.
+    event: String,
+    /// The event as JSON text: {cursor, at, kind, data}.
+    data: String,
+}
+
+/// Events feed as JSON lines ({cursor, at, kind, data}, oldest first) after `since`; `follow=true` streams them and new events as Server-Sent Events until the client closes
 #[utoipa::path(
     get,
     path = "/api/v1/events",
     tag = "audit",
     params(EventsQuery),
     responses(
-        (status = 200, description = "One event per line", content_type = "application/x-ndjson", body = Event),
+        (status = 200, description = "One event per line; with follow=true, one Server-Sent Event per event",
+            content(
+                (Event = "application/x-ndjson"),
+                (FollowEvent = "text/event-stream"),
+            )),
     ),
 )]
 pub(crate) async fn events_handler(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let headers = [(header::CONTENT_TYPE, "application/x-ndjson")];
     if !q.follow {
         let events = s
@@ -76,25 +105,27 @@ pub(crate) async fn events_handler(
             .events_since(q.since, q.limit.unwrap_or(1000))
             .await?;
         let body: Vec<u8> = events.iter().flat_map(|e| line(e).to_vec()).collect();
-        return Ok((headers, Body::from(body)));
+        return Ok((headers, Body::from(body)).into_response());
     }
     // The first read answers errors with a status; later ones can only end the stream.
     let first = s.service.events_since(q.since, FOLLOW_BATCH).await?;
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(FOLLOW_BATCH as usize);
+    let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(FOLLOW_BATCH as usize);
     tokio::spawn(follow(s.service.clone(), q.since, first, tx));
-    Ok((headers, Body::from_stream(ReceiverStream::new(rx))))
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn follow(
     service: Service,
     mut cursor: i64,
     mut batch: Vec<Event>,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    tx: mpsc::Sender<Result<SseEvent, Infallible>>,
 ) {
     loop {
         let full = batch.len() as i64 >= FOLLOW_BATCH;
         for event in &batch {
-            if tx.send(Ok(line(event))).await.is_err() {
+            if tx.send(Ok(sse_event(event))).await.is_err() {
                 return;
             }
             cursor = event.cursor;
@@ -248,13 +279,25 @@ mod tests {
         let secret = token(&svc).await;
         let res = get(&svc, &secret, "?follow=true").await;
         assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
         let mut body = res.into_body().into_data_stream();
         let mut buffer = String::new();
         let mut next = async || -> Value {
             loop {
-                if let Some(end) = buffer.find('\n') {
-                    let l: String = buffer.drain(..=end).collect();
-                    return serde_json::from_str(&l).unwrap();
+                if let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue; // a keep-alive comment
+                    };
+                    let event: Value = serde_json::from_str(data).unwrap();
+                    let id = block.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
+                    assert_eq!(id, event["cursor"].to_string(), "the SSE id is the cursor");
+                    let name = block
+                        .lines()
+                        .find_map(|l| l.strip_prefix("event: "))
+                        .unwrap();
+                    assert_eq!(name, event["kind"]);
+                    return event;
                 }
                 let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
                     .await
