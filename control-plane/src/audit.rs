@@ -121,6 +121,17 @@ pub async fn append(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
+    let event = serde_json::json!({
+        "seq": seq,
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "reason": entry.reason,
+        "details": entry.details,
+        "revision": entry.revision,
+        "hash": hash,
+    });
+    crate::events::record(conn, at, crate::events::Kind::Audit, &event).await?;
     Ok(seq)
 }
 

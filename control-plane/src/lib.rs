@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cert_ssh;
 pub mod config;
 pub mod dashboard;
+pub mod events;
 pub mod hooks;
 pub mod model;
 pub mod scim;

@@ -173,7 +173,7 @@ pub fn parse_message(message: &str) -> Option<LogEvent> {
 
 /// `METHOD for USER from IP port PORT ssh2[: EXTRA]`. `Err(Some(source))` when the part
 /// up to the port parses but the rest does not.
-fn parse_accepted(rest: &str) -> Result<Accepted, Option<SocketAddr>> {
+pub(super) fn parse_accepted(rest: &str) -> Result<Accepted, Option<SocketAddr>> {
     // Left to right: nothing before EXTRA comes from the certificate.
     let mut words = rest.splitn(8, ' ');
     let method = words.next().ok_or(None)?;

@@ -21,6 +21,7 @@
 pub mod cgroup;
 pub mod log;
 pub mod procfs;
+pub mod refused;
 pub mod remembered;
 pub mod sockdiag;
 pub mod title;

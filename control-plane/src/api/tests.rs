@@ -276,6 +276,7 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
         ),
         ("GET", "/api/v1/audit", "/audit?limit=10", None),
         ("GET", "/api/v1/audit/verify", "/audit/verify", None),
+        ("GET", "/api/v1/events", "/events?since=0&limit=10", None),
         ("GET", "/api/v1/openapi.json", "/openapi.json", None),
     ]
 }

@@ -225,6 +225,16 @@ impl Service {
         Ok(audit::list(&self.inner.pool, filter, before_seq, limit.clamp(1, 1000)).await?)
     }
 
+    /// The events feed after cursor `since`, oldest first (`limit` taken as 1 to 1000).
+    pub async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<crate::events::Event>> {
+        crate::events::list(&self.inner.pool, since, limit.clamp(1, 1000))
+            .await
+            .map_err(|e| match e {
+                crate::events::ListError::Store(e) => ServiceError::Store(e),
+                e @ crate::events::ListError::Corrupt { .. } => ServiceError::corrupt("event", e),
+            })
+    }
+
     /// Starts a write: takes the writer lock, opens a transaction and, when the change
     /// affects what hosts must know, allocates the next revision.
     async fn write<'a>(

@@ -769,7 +769,16 @@ pub(super) async fn upsert(
         .fetch_optional(&mut *conn)
         .await?
     {
-        fx.events.push(event(Box::new(record(&r)?)));
+        let r = record(&r)?;
+        if before
+            .as_ref()
+            .is_none_or(|(old_state, ..)| old_state == "ended")
+        {
+            let data = serde_json::json!(&r);
+            crate::events::record(conn, started_at, crate::events::Kind::SessionStarted, &data)
+                .await?;
+        }
+        fx.events.push(event(Box::new(r)));
     }
     Ok(())
 }
@@ -793,6 +802,8 @@ pub(super) async fn end(
     .await?
     .rows_affected();
     if ended > 0 {
+        let data = serde_json::json!({"host_id": host, "id": id});
+        crate::events::record(conn, ended_at, crate::events::Kind::SessionEnded, &data).await?;
         fx.events.push(SessionEvent::Ended {
             host_id: host.to_owned(),
             id: id.to_owned(),

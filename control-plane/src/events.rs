@@ -1,0 +1,98 @@
+//! The durable events feed: one row per audit entry, session start and end (and, later,
+//! alert), written in the transaction of the change it records. `GET /api/v1/events` reads
+//! it by cursor (the row id), so a SIEM collector resumes where it stopped, across
+//! restarts of either side.
+
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An audit log entry (its data is the entry).
+    Audit,
+    /// A session became known (its data is the session).
+    SessionStarted,
+    /// A session ended (`{host_id, id}`).
+    SessionEnded,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audit => "audit",
+            Kind::SessionStarted => "session_started",
+            Kind::SessionEnded => "session_ended",
+        }
+    }
+}
+
+/// One event of the feed.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    /// Its cursor: pass it as `since` to read the events after it.
+    pub cursor: i64,
+    /// When it happened (Unix seconds).
+    pub at: i64,
+    /// `audit`, `session_started` or `session_ended`.
+    pub kind: String,
+    /// The audit entry, the session, or `{host_id, id}`.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// Records an event inside the caller's transaction.
+pub async fn record(
+    conn: &mut SqliteConnection,
+    at: i64,
+    kind: Kind,
+    data: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO events (at, kind, data) VALUES (?, ?, ?)")
+        .bind(at)
+        .bind(kind.as_str())
+        .bind(data.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A stored event whose data is not JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The store failed.
+    #[error("cannot read the events")]
+    Store(#[from] sqlx::Error),
+    /// A row's data does not parse.
+    #[error("event {cursor} holds data that is not JSON")]
+    Corrupt {
+        /// The row.
+        cursor: i64,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The events after `since`, oldest first, at most `limit`.
+pub async fn list(pool: &SqlitePool, since: i64, limit: i64) -> Result<Vec<Event>, ListError> {
+    let rows =
+        sqlx::query("SELECT id, at, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(since)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let cursor: i64 = r.get(0);
+            let data: String = r.get(3);
+            Ok(Event {
+                cursor,
+                at: r.get(1),
+                kind: r.get(2),
+                data: serde_json::from_str(&data)
+                    .map_err(|source| ListError::Corrupt { cursor, source })?,
+            })
+        })
+        .collect()
+}
