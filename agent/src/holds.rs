@@ -133,11 +133,10 @@ impl Holds {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Holds::default()),
             Err(source) => return Err(HoldsError::Read { path, source }),
         };
-        let holds: Vec<Hold> =
-            serde_json::from_slice(&bytes).map_err(|e| HoldsError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        let holds: Vec<Hold> = serde_json::from_slice(&bytes).map_err(|e| HoldsError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Ok(Holds {
             by_id: holds.into_iter().map(|h| (h.signoff_id, h)).collect(),
         })
@@ -146,8 +145,7 @@ impl Holds {
     /// Writes the holds atomically (readable by the sshd commands' user).
     pub fn persist(&self, state_dir: &Path) -> Result<(), HoldsError> {
         let holds: Vec<&Hold> = self.by_id.values().collect();
-        let bytes =
-            serde_json::to_vec(&holds).map_err(|e| HoldsError::Serialize(e.to_string()))?;
+        let bytes = serde_json::to_vec(&holds).map_err(|e| HoldsError::Serialize(e.to_string()))?;
         write_atomic(
             &state_dir.join(HOLDS_FILE),
             &bytes,
@@ -286,9 +284,7 @@ mod tests {
     fn approvers() -> Vec<Approver> {
         let text: String = [("ann", 1u8), ("bob", 2), ("cy", 3)]
             .iter()
-            .map(|(who, seed)| {
-                format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap())
-            })
+            .map(|(who, seed)| format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap()))
             .collect();
         parse_allowed_signers(&text).unwrap()
     }
@@ -337,11 +333,21 @@ mod tests {
         let one = [approve(&key(1), 3, "mallory")];
         let err = h.release(3, "mallory", &one, &a, 2).unwrap_err();
         assert!(
-            matches!(err, ReleaseRefused::NotEnough { valid: 1, required: 2, .. }),
+            matches!(
+                err,
+                ReleaseRefused::NotEnough {
+                    valid: 1,
+                    required: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(h.holding("mallory"), BTreeSet::from([3]));
-        let two = [approve(&key(1), 3, "mallory"), approve(&key(2), 3, "mallory")];
+        let two = [
+            approve(&key(1), 3, "mallory"),
+            approve(&key(2), 3, "mallory"),
+        ];
         let (released, t) = h.release(3, "mallory", &two, &a, 2).unwrap();
         assert_eq!(released.person, "mallory");
         assert_eq!(t.count(), 2);
@@ -353,7 +359,10 @@ mod tests {
         let a = approvers();
         let mut h = Holds::default();
         h.hold(&enforced(3, "mallory"));
-        let twice = [approve(&key(1), 3, "mallory"), approve(&key(1), 3, "mallory")];
+        let twice = [
+            approve(&key(1), 3, "mallory"),
+            approve(&key(1), 3, "mallory"),
+        ];
         let err = h.release(3, "mallory", &twice, &a, 2).unwrap_err();
         assert!(err.to_string().contains("second approval by ann"), "{err}");
     }
@@ -365,11 +374,20 @@ mod tests {
         h.hold(&enforced(3, "mallory"));
         h.hold(&enforced(4, "mallory"));
         // Approvals of sign-off 4 replayed for sign-off 3.
-        let other = [approve(&key(1), 4, "mallory"), approve(&key(2), 4, "mallory")];
+        let other = [
+            approve(&key(1), 4, "mallory"),
+            approve(&key(2), 4, "mallory"),
+        ];
         let err = h.release(3, "mallory", &other, &a, 2).unwrap_err();
-        assert!(err.to_string().contains("does not match these bytes"), "{err}");
+        assert!(
+            err.to_string().contains("does not match these bytes"),
+            "{err}"
+        );
         // Signed by keys that are not approvers' (forged).
-        let forged = [approve(&key(8), 3, "mallory"), approve(&key(9), 3, "mallory")];
+        let forged = [
+            approve(&key(8), 3, "mallory"),
+            approve(&key(9), 3, "mallory"),
+        ];
         let err = h.release(3, "mallory", &forged, &a, 2).unwrap_err();
         assert!(err.to_string().contains("not an approver"), "{err}");
         // Approvals for another person on the same sign-off id.
@@ -377,7 +395,10 @@ mod tests {
         let err = h.release(3, "eve", &eve, &a, 2).unwrap_err();
         assert!(matches!(err, ReleaseRefused::OtherPerson { .. }), "{err}");
         // Releasing sign-off 4 leaves sign-off 3 holding mallory out.
-        let four = [approve(&key(1), 4, "mallory"), approve(&key(3), 4, "mallory")];
+        let four = [
+            approve(&key(1), 4, "mallory"),
+            approve(&key(3), 4, "mallory"),
+        ];
         h.release(4, "mallory", &four, &a, 2).unwrap();
         assert_eq!(h.holding("mallory"), BTreeSet::from([3]));
         assert!(matches!(
