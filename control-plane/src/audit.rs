@@ -6,11 +6,8 @@
 //! change. `verify` walks the chain and reports the first link that does not hold.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use signoff_proto::audit_chain::{Fields, GENESIS, row_hash};
 use sqlx::{Row, SqliteConnection, SqlitePool};
-
-/// The `prev_hash` of the first row.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What is appended: who did what to what, and why.
 #[derive(Debug, Clone)]
@@ -52,29 +49,6 @@ pub struct Record {
     pub prev_hash: String,
     /// This row's hash.
     pub hash: String,
-}
-
-/// The fields a row's hash covers, besides the previous hash.
-struct Fields<'a> {
-    seq: i64,
-    at: i64,
-    actor: &'a str,
-    action: &'a str,
-    target: &'a str,
-    reason: &'a str,
-    details: &'a str,
-    revision: Option<i64>,
-}
-
-fn row_hash(prev_hash: &str, f: &Fields<'_>) -> String {
-    let canonical = serde_json::json!([
-        f.seq, f.at, f.actor, f.action, f.target, f.reason, f.details, f.revision
-    ]);
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical.to_string().as_bytes());
-    hex::encode(h.finalize())
 }
 
 /// Appends an entry inside the caller's transaction, so the change and its record commit
