@@ -49,3 +49,4 @@ pub mod status;
 pub mod syslog;
 pub mod transport;
 pub mod trusted_cas;
+pub mod witness;
