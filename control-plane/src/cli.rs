@@ -1292,7 +1292,7 @@ async fn admin(
                                 source,
                             }
                         })?;
-                        let heads = crate::audit::parse_witness(&text).map_err(|e| {
+                        let heads = signoff_control_plane::audit::parse_witness(&text).map_err(|e| {
                             CliError::Usage(format!(
                                 "witness file {}: {e}; write one head a line as `signoff-agent status` shows it",
                                 path.display()
