@@ -6,11 +6,8 @@
 //! change. `verify` walks the chain and reports the first link that does not hold.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use signoff_proto::audit_chain::{Fields, GENESIS, row_hash};
 use sqlx::{Row, SqliteConnection, SqlitePool};
-
-/// The `prev_hash` of the first row.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What is appended: who did what to what, and why.
 #[derive(Debug, Clone)]
@@ -52,29 +49,6 @@ pub struct Record {
     pub prev_hash: String,
     /// This row's hash.
     pub hash: String,
-}
-
-/// The fields a row's hash covers, besides the previous hash.
-struct Fields<'a> {
-    seq: i64,
-    at: i64,
-    actor: &'a str,
-    action: &'a str,
-    target: &'a str,
-    reason: &'a str,
-    details: &'a str,
-    revision: Option<i64>,
-}
-
-fn row_hash(prev_hash: &str, f: &Fields<'_>) -> String {
-    let canonical = serde_json::json!([
-        f.seq, f.at, f.actor, f.action, f.target, f.reason, f.details, f.revision
-    ]);
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical.to_string().as_bytes());
-    hex::encode(h.finalize())
 }
 
 /// Appends an entry inside the caller's transaction, so the change and its record commit
@@ -225,6 +199,87 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, sqlx::Error> {
         rows: checked,
         broken,
     })
+}
+
+/// An audit chain head a host witnessed: row `seq` had hash `hash` when the host accepted
+/// it. One JSON object a line in a witness file, e.g.
+/// `{"host":"web1","seq":42,"hash":"9f…"}` (`host` is optional and only named in reports).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedHead {
+    /// Which host witnessed it.
+    #[serde(default)]
+    pub host: String,
+    /// The row.
+    pub seq: i64,
+    /// Its hash, hex.
+    pub hash: String,
+}
+
+/// Reads a witness file: one [`WitnessedHead`] a line; blank lines and `#` lines skipped.
+pub fn parse_witness(text: &str) -> Result<Vec<WitnessedHead>, String> {
+    let mut heads = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let head: WitnessedHead = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "line {}: not {{\"host\":…,\"seq\":N,\"hash\":\"HEX\"}}: {e}",
+                i + 1
+            )
+        })?;
+        if head.seq < 1 {
+            return Err(format!("line {}: seq must be 1 or more", i + 1));
+        }
+        heads.push(head);
+    }
+    Ok(heads)
+}
+
+/// [`verify`], then checks that the log still holds every head hosts witnessed. A log
+/// rewritten with every later hash recomputed passes [`verify`], but no longer has the
+/// hash a host witnessed at or after the rewritten row; the first such head is reported.
+pub async fn verify_witnessed(
+    pool: &SqlitePool,
+    heads: &[WitnessedHead],
+) -> Result<Verification, sqlx::Error> {
+    let mut v = verify(pool).await?;
+    if v.broken.is_some() {
+        return Ok(v);
+    }
+    let mut first: Option<BrokenLink> = None;
+    for h in heads {
+        let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?")
+            .bind(h.seq)
+            .fetch_optional(pool)
+            .await?;
+        let who = if h.host.is_empty() {
+            "a host".to_owned()
+        } else {
+            format!("host {}", h.host)
+        };
+        let problem = match stored {
+            None => format!(
+                "{who} witnessed row {} with hash {}, and the log has no such row (rows were removed)",
+                h.seq, h.hash
+            ),
+            Some(stored) if stored != h.hash => format!(
+                "{who} witnessed hash {} here, the log now has {stored} (the log was rewritten at or before this row)",
+                h.hash
+            ),
+            Some(_) => continue,
+        };
+        if first.as_ref().is_none_or(|b| h.seq < b.seq) {
+            first = Some(BrokenLink {
+                seq: h.seq,
+                problem,
+            });
+        }
+    }
+    v.broken = first;
+    Ok(v)
 }
 
 /// A page of the log, newest first, optionally filtered by actor, action or target prefix.
@@ -384,5 +439,81 @@ mod tests {
             .unwrap();
         let broken = svc.verify_audit().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2);
+    }
+
+    /// A row rewritten with every later hash recomputed passes `verify`, not a witness.
+    #[tokio::test]
+    async fn a_rewritten_and_rehashed_log_passes_verify_but_not_a_witness() {
+        let svc = three_changes().await;
+        let mut rows = super::list(svc.pool(), "", None, 10).await.unwrap();
+        rows.sort_by_key(|r| r.seq);
+        let witnessed = super::parse_witness(&format!(
+            "# gathered from hosts\n{{\"host\":\"web1\",\"seq\":3,\"hash\":\"{}\"}}\n\n{{\"seq\":1,\"hash\":\"{}\"}}\n",
+            rows[2].hash, rows[0].hash
+        ))
+        .unwrap();
+        let v = super::verify_witnessed(svc.pool(), &witnessed)
+            .await
+            .unwrap();
+        assert_eq!((v.rows, v.broken), (3, None));
+        // Rewrite row 2 and recompute its hash and every later one.
+        let mut prev = rows[0].hash.clone();
+        for r in &rows[1..] {
+            let actor = if r.seq == 2 {
+                "forger"
+            } else {
+                r.actor.as_str()
+            };
+            let hash = super::row_hash(
+                &prev,
+                &super::Fields {
+                    seq: r.seq,
+                    at: r.at,
+                    actor,
+                    action: &r.action,
+                    target: &r.target,
+                    reason: &r.reason,
+                    details: &r.details,
+                    revision: r.revision,
+                },
+            );
+            sqlx::query("UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+                .bind(actor)
+                .bind(&prev)
+                .bind(&hash)
+                .bind(r.seq)
+                .execute(svc.pool())
+                .await
+                .unwrap();
+            prev = hash;
+        }
+        assert_eq!(svc.verify_audit().await.unwrap().broken, None);
+        let broken = super::verify_witnessed(svc.pool(), &witnessed)
+            .await
+            .unwrap()
+            .broken
+            .unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(
+            broken.problem.contains("host web1 witnessed"),
+            "{}",
+            broken.problem
+        );
+        // A witness of a row the log no longer has.
+        let gone = super::parse_witness("{\"seq\":9,\"hash\":\"00\"}").unwrap();
+        let broken = super::verify_witnessed(svc.pool(), &gone)
+            .await
+            .unwrap()
+            .broken
+            .unwrap();
+        assert!(broken.problem.contains("no such row"), "{}", broken.problem);
+    }
+
+    #[test]
+    fn a_witness_line_that_does_not_parse_is_named() {
+        let err = super::parse_witness("{\"seq\":1,\"hash\":\"ab\"}\nnot json\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        let err = super::parse_witness("{\"seq\":0,\"hash\":\"ab\"}").unwrap_err();
+        assert!(err.contains("seq must be 1"), "{err}");
     }
 }

@@ -541,7 +541,13 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; exit 1 and name the first broken row if it does not hold.
-    Verify,
+    Verify {
+        /// Also check the chain heads hosts witnessed: a file of one JSON object a line,
+        /// `{"host":"web1","seq":N,"hash":"HEX"}`. A log rewritten with every later hash
+        /// recomputed passes the chain check but not this one.
+        #[arg(long, value_name = "FILE")]
+        witness: Option<PathBuf>,
+    },
     /// Show the latest entries, newest first.
     List {
         /// Only entries whose actor, action or target contains this.
@@ -1276,8 +1282,25 @@ async fn admin(
         },
         Command::Operator(c) => operator_command(svc, who, c, out).await?,
         Command::Audit(c) => match c {
-            AuditCommand::Verify => {
-                let v = svc.verify_audit().await?;
+            AuditCommand::Verify { witness } => {
+                let v = match witness {
+                    None => svc.verify_audit().await?,
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path).map_err(|source| {
+                            CliError::ReadFile {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
+                        let heads = signoff_control_plane::audit::parse_witness(&text).map_err(|e| {
+                            CliError::Usage(format!(
+                                "witness file {}: {e}; write one head a line as `signoff-agent status` shows it",
+                                path.display()
+                            ))
+                        })?;
+                        svc.verify_audit_witnessed(&heads).await?
+                    }
+                };
                 out.emit(&v, |w| match &v.broken {
                     None => writeln!(w, "audit log intact: {} rows", v.rows),
                     Some(b) => writeln!(

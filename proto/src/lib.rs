@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod approvals;
+pub mod audit_chain;
 pub mod krl;
 pub mod orders;
 pub mod pin;

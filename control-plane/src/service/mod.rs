@@ -215,6 +215,14 @@ impl Service {
         Ok(audit::verify(&self.inner.pool).await?)
     }
 
+    /// Checks the audit chain and that it still holds every head hosts witnessed.
+    pub async fn verify_audit_witnessed(
+        &self,
+        heads: &[audit::WitnessedHead],
+    ) -> Result<audit::Verification> {
+        Ok(audit::verify_witnessed(&self.inner.pool, heads).await?)
+    }
+
     /// A page of the audit log.
     pub async fn audit_log(
         &self,

@@ -1,0 +1,409 @@
+//! Holds: people this host saw signed off, kept out until k approvers re-enable them.
+//!
+//! On a host with `[approvals]`, the control plane's word is not enough to let a signed-off
+//! person back in. Once the agent has enforced a sign-off statement that verified (see
+//! [`crate::signoffs`]), it records a hold — the sign-off's id, the person, and the key IDs
+//! and fingerprints the statement named — in the state directory (`holds`, written
+//! atomically, so it survives restarts). A hold is released only by approvals: SSHSIGs,
+//! namespace `signoff-approval`, from `k` distinct approvers of the host's own
+//! `allowed_signers` (`[approvals]`, set by Ansible), over the canonical re-enable bytes
+//! ([`signoff_proto::approvals::ReenableApproval`]), which name the sign-off's id and the
+//! person, so an approval of one sign-off cannot release another.
+//!
+//! While a hold stands, the host refuses the person whatever its host view says, and keeps
+//! their key IDs revoked. Hosts without `[approvals]` keep no holds: a re-enable takes
+//! effect there as soon as the control plane drops the statement.
+//!
+//! Status: this module (records, persistence, the release rule) is built and unit-tested;
+//! wiring it into the daemon, the sshd commands and the KRL, and carrying re-enable
+//! approvals in the host view, is not done yet (see the agent README).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use signoff_proto::approvals::{Approver, ReenableApproval, Tally, tally};
+
+use crate::atomic::{AtomicWriteError, write_atomic};
+use crate::signoffs::Enforceable;
+
+/// The holds file in the state directory.
+pub const HOLDS_FILE: &str = "holds";
+
+/// Why the holds file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HoldsError {
+    /// It cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// It is not what this agent writes (the host then refuses everyone it cannot rule
+    /// out: callers must fail closed).
+    #[error("{path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// It cannot be serialized.
+    #[error("cannot serialize the holds: {0}")]
+    Serialize(String),
+    /// It cannot be written.
+    #[error("cannot write the holds")]
+    Write(#[from] AtomicWriteError),
+}
+
+/// One person held out by one sign-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The sign-off's id.
+    pub signoff_id: u64,
+    /// The person's name.
+    pub person: String,
+    /// Certificate key IDs the statement named: they stay revoked while the hold stands.
+    pub key_ids: Vec<String>,
+    /// `SHA256:…` fingerprints of plain keys the statement named.
+    pub key_fingerprints: Vec<String>,
+}
+
+/// Why a release did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseRefused {
+    /// No hold for that sign-off.
+    #[error("no hold for sign-off {0}")]
+    NoHold(u64),
+    /// The approvals are for another person than the hold's.
+    #[error("sign-off {signoff_id} held {held:?}, the re-enable names {named:?}")]
+    OtherPerson {
+        /// The sign-off.
+        signoff_id: u64,
+        /// Who the hold is for.
+        held: String,
+        /// Who the re-enable names.
+        named: String,
+    },
+    /// The canonical bytes cannot be made.
+    #[error("sign-off {signoff_id}: {message}")]
+    BadBytes {
+        /// The sign-off.
+        signoff_id: u64,
+        /// Why.
+        message: String,
+    },
+    /// Fewer than k distinct approvers signed these bytes.
+    #[error(
+        "sign-off {signoff_id} of {person}: {valid} valid approval(s) of {required} required{details}"
+    )]
+    NotEnough {
+        /// The sign-off.
+        signoff_id: u64,
+        /// The person.
+        person: String,
+        /// Distinct approvers whose signatures verify.
+        valid: usize,
+        /// k.
+        required: usize,
+        /// Why the other signatures did not count, as `" (…)"`, or empty.
+        details: String,
+    },
+}
+
+/// The holds on this host, by sign-off id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holds {
+    by_id: BTreeMap<u64, Hold>,
+}
+
+impl Holds {
+    /// The holds persisted in `state_dir`; none when the file does not exist.
+    pub fn load(state_dir: &Path) -> Result<Holds, HoldsError> {
+        let path = state_dir.join(HOLDS_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Holds::default()),
+            Err(source) => return Err(HoldsError::Read { path, source }),
+        };
+        let holds: Vec<Hold> = serde_json::from_slice(&bytes).map_err(|e| HoldsError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Holds {
+            by_id: holds.into_iter().map(|h| (h.signoff_id, h)).collect(),
+        })
+    }
+
+    /// Writes the holds atomically (readable by the sshd commands' user).
+    pub fn persist(&self, state_dir: &Path) -> Result<(), HoldsError> {
+        let holds: Vec<&Hold> = self.by_id.values().collect();
+        let bytes = serde_json::to_vec(&holds).map_err(|e| HoldsError::Serialize(e.to_string()))?;
+        write_atomic(
+            &state_dir.join(HOLDS_FILE),
+            &bytes,
+            crate::state::writer::FILE_MODE,
+        )?;
+        Ok(())
+    }
+
+    /// Records a hold for an enforced sign-off; true when it is new.
+    pub fn hold(&mut self, e: &Enforceable) -> bool {
+        if self.by_id.contains_key(&e.id) {
+            return false;
+        }
+        self.by_id.insert(
+            e.id,
+            Hold {
+                signoff_id: e.id,
+                person: e.statement.user.clone(),
+                key_ids: e.statement.key_ids.clone(),
+                key_fingerprints: e.statement.key_fingerprints.clone(),
+            },
+        );
+        true
+    }
+
+    /// The sign-off ids holding `person` out, if any.
+    pub fn holding(&self, person: &str) -> BTreeSet<u64> {
+        self.by_id
+            .values()
+            .filter(|h| h.person == person)
+            .map(|h| h.signoff_id)
+            .collect()
+    }
+
+    /// Whether a login with this certificate key ID or key fingerprint is held out.
+    pub fn holds_key(&self, key_id: &str, fingerprint: &str) -> bool {
+        self.by_id.values().any(|h| {
+            (!key_id.is_empty() && h.key_ids.iter().any(|k| k == key_id))
+                || (!fingerprint.is_empty() && h.key_fingerprints.iter().any(|f| f == fingerprint))
+        })
+    }
+
+    /// Key IDs that must stay in the KRL while their holds stand.
+    pub fn held_key_ids(&self) -> BTreeSet<&str> {
+        self.by_id
+            .values()
+            .flat_map(|h| h.key_ids.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Every hold.
+    pub fn iter(&self) -> impl Iterator<Item = &Hold> {
+        self.by_id.values()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Releases the hold of `signoff_id` when `signatures` hold `required` valid approvals
+    /// from distinct `approvers` over the re-enable bytes of that sign-off and `person`.
+    /// On success returns the released hold and the tally; otherwise the hold stays.
+    pub fn release<S: AsRef<str>>(
+        &mut self,
+        signoff_id: u64,
+        person: &str,
+        signatures: &[S],
+        approvers: &[Approver],
+        required: usize,
+    ) -> Result<(Hold, Tally), ReleaseRefused> {
+        let hold = self
+            .by_id
+            .get(&signoff_id)
+            .ok_or(ReleaseRefused::NoHold(signoff_id))?;
+        if hold.person != person {
+            return Err(ReleaseRefused::OtherPerson {
+                signoff_id,
+                held: hold.person.clone(),
+                named: person.to_owned(),
+            });
+        }
+        let bytes = ReenableApproval { signoff_id, person }
+            .canonical_bytes()
+            .map_err(|e| ReleaseRefused::BadBytes {
+                signoff_id,
+                message: e.to_string(),
+            })?;
+        let t = tally(&bytes, signatures, approvers);
+        // k = 0 would release on nothing: the config refuses it, and so does this.
+        if required == 0 || t.count() < required {
+            let details = if t.refused.is_empty() {
+                String::new()
+            } else {
+                let reasons: Vec<String> = t.refused.iter().map(ToString::to_string).collect();
+                format!(" ({})", reasons.join("; "))
+            };
+            return Err(ReleaseRefused::NotEnough {
+                signoff_id,
+                person: person.to_owned(),
+                valid: t.count(),
+                required,
+                details,
+            });
+        }
+        let hold = self
+            .by_id
+            .remove(&signoff_id)
+            .ok_or(ReleaseRefused::NoHold(signoff_id))?;
+        Ok((hold, t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signoff_proto::approvals::{NAMESPACE, parse_allowed_signers};
+    use signoff_proto::orders::SignoffStatement;
+    use ssh_key::{HashAlg, LineEnding, PrivateKey};
+
+    use super::*;
+
+    fn key(seed: u8) -> PrivateKey {
+        PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+    }
+
+    fn approve(k: &PrivateKey, signoff_id: u64, person: &str) -> String {
+        let bytes = ReenableApproval { signoff_id, person }
+            .canonical_bytes()
+            .unwrap();
+        k.sign(NAMESPACE, HashAlg::Sha512, &bytes)
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap()
+    }
+
+    fn approvers() -> Vec<Approver> {
+        let text: String = [("ann", 1u8), ("bob", 2), ("cy", 3)]
+            .iter()
+            .map(|(who, seed)| format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap()))
+            .collect();
+        parse_allowed_signers(&text).unwrap()
+    }
+
+    fn enforced(id: u64, user: &str) -> Enforceable {
+        Enforceable {
+            id,
+            statement: SignoffStatement {
+                signoff_id: id,
+                user: user.into(),
+                reason: "left".into(),
+                operator: "token:hr".into(),
+                issued_at: 1,
+                key_ids: vec![format!("{user}@corp")],
+                key_fingerprints: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn holds_persist_across_restarts_and_a_corrupt_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Holds::load(dir.path()).unwrap().is_empty());
+        let mut h = Holds::default();
+        assert!(h.hold(&enforced(3, "mallory")));
+        assert!(!h.hold(&enforced(3, "mallory")));
+        h.persist(dir.path()).unwrap();
+        let loaded = Holds::load(dir.path()).unwrap();
+        assert_eq!(loaded, h);
+        assert_eq!(loaded.holding("mallory"), BTreeSet::from([3]));
+        assert!(loaded.holds_key("mallory@corp", ""));
+        assert!(!loaded.holds_key("alice@corp", ""));
+        assert_eq!(loaded.held_key_ids(), BTreeSet::from(["mallory@corp"]));
+        fs::write(dir.path().join(HOLDS_FILE), b"[{").unwrap();
+        assert!(matches!(
+            Holds::load(dir.path()),
+            Err(HoldsError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn k_minus_one_approvals_keep_the_hold_and_k_release_it() {
+        let a = approvers();
+        let mut h = Holds::default();
+        h.hold(&enforced(3, "mallory"));
+        let one = [approve(&key(1), 3, "mallory")];
+        let err = h.release(3, "mallory", &one, &a, 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReleaseRefused::NotEnough {
+                    valid: 1,
+                    required: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(h.holding("mallory"), BTreeSet::from([3]));
+        let two = [
+            approve(&key(1), 3, "mallory"),
+            approve(&key(2), 3, "mallory"),
+        ];
+        let (released, t) = h.release(3, "mallory", &two, &a, 2).unwrap();
+        assert_eq!(released.person, "mallory");
+        assert_eq!(t.count(), 2);
+        assert!(h.holding("mallory").is_empty());
+    }
+
+    #[test]
+    fn one_approver_twice_counts_once() {
+        let a = approvers();
+        let mut h = Holds::default();
+        h.hold(&enforced(3, "mallory"));
+        let twice = [
+            approve(&key(1), 3, "mallory"),
+            approve(&key(1), 3, "mallory"),
+        ];
+        let err = h.release(3, "mallory", &twice, &a, 2).unwrap_err();
+        assert!(err.to_string().contains("second approval by ann"), "{err}");
+    }
+
+    #[test]
+    fn approvals_of_another_sign_off_or_by_strangers_do_not_release() {
+        let a = approvers();
+        let mut h = Holds::default();
+        h.hold(&enforced(3, "mallory"));
+        h.hold(&enforced(4, "mallory"));
+        // Approvals of sign-off 4 replayed for sign-off 3.
+        let other = [
+            approve(&key(1), 4, "mallory"),
+            approve(&key(2), 4, "mallory"),
+        ];
+        let err = h.release(3, "mallory", &other, &a, 2).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match these bytes"),
+            "{err}"
+        );
+        // Signed by keys that are not approvers' (forged).
+        let forged = [
+            approve(&key(8), 3, "mallory"),
+            approve(&key(9), 3, "mallory"),
+        ];
+        let err = h.release(3, "mallory", &forged, &a, 2).unwrap_err();
+        assert!(err.to_string().contains("not an approver"), "{err}");
+        // Approvals for another person on the same sign-off id.
+        let eve = [approve(&key(1), 3, "eve"), approve(&key(2), 3, "eve")];
+        let err = h.release(3, "eve", &eve, &a, 2).unwrap_err();
+        assert!(matches!(err, ReleaseRefused::OtherPerson { .. }), "{err}");
+        // Releasing sign-off 4 leaves sign-off 3 holding mallory out.
+        let four = [
+            approve(&key(1), 4, "mallory"),
+            approve(&key(3), 4, "mallory"),
+        ];
+        h.release(4, "mallory", &four, &a, 2).unwrap();
+        assert_eq!(h.holding("mallory"), BTreeSet::from([3]));
+        assert!(matches!(
+            h.release(9, "mallory", &four, &a, 2),
+            Err(ReleaseRefused::NoHold(9))
+        ));
+    }
+}
