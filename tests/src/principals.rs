@@ -8,29 +8,22 @@
 //! runs as; [`HostDir`] is a state directory that user can read; [`PrincipalsSshd`] is a
 //! real sshd wired to all three.
 
-use std::fs::{self, File, Permissions};
+use std::fs::{self, Permissions};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 use rand::Rng as _;
 use tempfile::TempDir;
 
 use crate::command::run;
-use crate::keys::{KeyPair, KeyType};
-use crate::sshd::{Login, free_port, ssh_login, ssh_login_plain_key};
-use crate::sshd::{read_log, wait_listening};
-use crate::tools::SSHD;
+use crate::sshd::{LogTo, Sshd, SshdSpec};
 
 /// Where test copies of the agent go: root-owned, mode 0755 all the way up.
 pub const INSTALL_ROOT: &str = "/usr/local/libexec/signoff-test";
 /// The user sshd runs the principals command as, as in production.
 pub const COMMAND_USER: &str = "signoff";
-
-const PORT_ATTEMPTS: usize = 5;
 
 /// A copy of an agent binary (`signoff-sshd` or `signoff-agent`) at a path sshd accepts;
 /// removed on drop.
@@ -156,13 +149,17 @@ impl HostDir {
 /// A running sshd (killed on drop) whose `AuthorizedPrincipalsCommand` is
 /// `BIN principals --config CONFIG %u %i %s %F %f` and whose `AuthorizedKeysCommand` is
 /// `BIN authorized-keys --config CONFIG %u`, both run as [`COMMAND_USER`]. (sshd asks the
-/// keys command only about keys the principals rules did not admit.)
+/// keys command only about keys the principals rules did not admit.) An [`Sshd`] with
+/// those lines; it derefs to it (`port`, `log`, `wait_for_log`, `login`, …).
 #[derive(Debug)]
-pub struct PrincipalsSshd {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
+pub struct PrincipalsSshd(Sshd);
+
+impl std::ops::Deref for PrincipalsSshd {
+    type Target = Sshd;
+
+    fn deref(&self) -> &Sshd {
+        &self.0
+    }
 }
 
 impl PrincipalsSshd {
@@ -170,7 +167,7 @@ impl PrincipalsSshd {
     /// `signoff-agent`), trusting user CA `ca_pub`, with `RevokedKeys` `krl` (which must
     /// exist), and waits until it listens.
     pub fn start(bin: &Path, config: &Path, ca_pub: &Path, krl: &Path) -> Result<PrincipalsSshd> {
-        PrincipalsSshd::start_with(bin, config, ca_pub, krl, false)
+        PrincipalsSshd::start_with(bin, config, ca_pub, krl, LogTo::Stderr)
     }
 
     /// [`PrincipalsSshd::start`] with sshd writing its log itself (`-E FILE`, as deployed
@@ -182,7 +179,7 @@ impl PrincipalsSshd {
         ca_pub: &Path,
         krl: &Path,
     ) -> Result<PrincipalsSshd> {
-        PrincipalsSshd::start_with(bin, config, ca_pub, krl, true)
+        PrincipalsSshd::start_with(bin, config, ca_pub, krl, LogTo::File)
     }
 
     fn start_with(
@@ -190,116 +187,21 @@ impl PrincipalsSshd {
         config: &Path,
         ca_pub: &Path,
         krl: &Path,
-        log_to_file: bool,
+        log_to: LogTo,
     ) -> Result<PrincipalsSshd> {
-        let sshd = SSHD.path()?;
-        if !Path::new("/run/sshd").is_dir() {
-            fs::create_dir_all("/run/sshd")?;
-        }
-        let dir = tempfile::Builder::new().prefix("signoff-sshd-").tempdir()?;
-        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
-        let config_path = dir.path().join("sshd_config");
-        fs::write(
-            &config_path,
-            format!(
-                "ListenAddress 127.0.0.1\n\
-                 HostKey {host_key}\n\
-                 PidFile none\n\
-                 UsePAM no\n\
-                 StrictModes no\n\
-                 PermitRootLogin yes\n\
-                 AuthorizedKeysFile none\n\
-                 PubkeyAuthentication yes\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 TrustedUserCAKeys {ca}\n\
-                 RevokedKeys {krl}\n\
-                 AuthorizedPrincipalsCommand {bin} principals --config {config} %u %i %s %F %f\n\
-                 AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
-                 AuthorizedKeysCommand {bin} authorized-keys --config {config} %u\n\
-                 AuthorizedKeysCommandUser {COMMAND_USER}\n\
-                 LogLevel VERBOSE\n",
-                host_key = host_key.private.display(),
-                ca = ca_pub.display(),
-                krl = krl.display(),
-                bin = bin.display(),
-                config = config.display(),
-            ),
-        )?;
-        let mut last_log = String::new();
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port()?;
-            let log = dir.path().join(format!("sshd-{attempt}.log"));
-            let log_file = File::create(&log)?;
-            let mut cmd = Command::new(sshd);
-            if log_to_file {
-                cmd.arg("-D").arg("-E").arg(&log);
-            } else {
-                cmd.args(["-D", "-e"]);
-            }
-            let mut child = cmd
-                .arg("-f")
-                .arg(&config_path)
-                .args(["-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file)
-                .spawn()
-                .with_context(|| format!("starting {}", sshd.display()))?;
-            match wait_listening(&mut child, port, &log) {
-                Ok(true) => {
-                    return Ok(PrincipalsSshd {
-                        child,
-                        port,
-                        log,
-                        _dir: dir,
-                    });
-                }
-                Ok(false) => last_log = read_log(&log),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            }
-        }
-        bail!("sshd could not bind a free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}")
-    }
-
-    /// Everything sshd (and the principals command, on its stderr) has logged so far.
-    pub fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
-    /// Waits until the log contains `needle`, or fails with the log after `timeout`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.log();
-            if text.contains(needle) {
-                return Ok(text);
-            }
-            if Instant::now() >= deadline {
-                bail!("sshd did not log {needle:?} within {timeout:?}; its log:\n{text}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Logs in as `user` with `key` and its certificate `cert`, running `true`.
-    pub fn login(&self, user: &str, key: &Path, cert: &Path) -> Result<Login> {
-        ssh_login(self.port, user, key, cert)
-    }
-
-    /// Logs in as `user` with the plain key `key` (no certificate), running `true`.
-    pub fn login_with_plain_key(&self, user: &str, key: &Path) -> Result<Login> {
-        ssh_login_plain_key(self.port, user, key)
-    }
-}
-
-impl Drop for PrincipalsSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let extra = format!(
+            "AuthorizedPrincipalsCommand {bin} principals --config {config} %u %i %s %F %f\n\
+             AuthorizedPrincipalsCommandUser {COMMAND_USER}\n\
+             AuthorizedKeysCommand {bin} authorized-keys --config {config} %u\n\
+             AuthorizedKeysCommandUser {COMMAND_USER}\n",
+            bin = bin.display(),
+            config = config.display(),
+        );
+        Ok(PrincipalsSshd(Sshd::launch(&SshdSpec {
+            revoked_keys: Some(krl.to_owned()),
+            log_to,
+            extra,
+            ..SshdSpec::new(ca_pub)
+        })?))
     }
 }

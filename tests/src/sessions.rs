@@ -9,7 +9,6 @@
 //! kills its `ssh`.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,18 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use signoff_agent::sessions::procfs::{ProcessRef, Procfs};
-use tempfile::TempDir;
 
 use crate::command::{run, wait_until};
-use crate::keys::{KeyPair, KeyType};
-use crate::sshd::free_port;
-use crate::sshd::{read_log, wait_listening};
-use crate::tools::SSHD;
+use crate::sshd::{LogTo, Sshd, SshdSpec};
 
 /// The non-root account the tests log in to.
 pub const TEST_ACCOUNT: &str = "signoff-test";
-
-const PORT_ATTEMPTS: usize = 5;
 
 /// Creates [`TEST_ACCOUNT`] (home directory, `/bin/bash`) unless it exists.
 pub fn ensure_test_account() -> Result<()> {
@@ -50,15 +43,13 @@ pub fn ensure_test_account() -> Result<()> {
     Ok(())
 }
 
-/// A running `sshd -D -E LOG` on 127.0.0.1 with `UsePAM yes`, trusting one user CA.
+/// A running `sshd -D -E LOG` on 127.0.0.1 with `UsePAM yes` and a `PidFile`, trusting one
+/// user CA: an [`Sshd`] that also ends, on drop, every process of every login it served.
 #[derive(Debug)]
 pub struct PamSshd {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+    sshd: Sshd,
     pid_file: PathBuf,
     tracked: Mutex<BTreeSet<u32>>,
-    dir: TempDir,
 }
 
 impl PamSshd {
@@ -70,93 +61,43 @@ impl PamSshd {
     /// [`PamSshd::start`] with `extra` lines appended to its `sshd_config` (an
     /// `AuthorizedPrincipalsCommand` and `RevokedKeys`, say).
     pub fn start_with(ca_pub: &Path, extra: &str) -> Result<PamSshd> {
-        let sshd = SSHD.path()?;
-        if !Path::new("/run/sshd").is_dir() {
-            fs::create_dir_all("/run/sshd").context("creating /run/sshd (run as root)")?;
-        }
         if !Path::new("/etc/pam.d/sshd").is_file() {
             bail!(
                 "/etc/pam.d/sshd is missing: install openssh-server (it ships sshd's PAM service)"
             );
         }
-        let dir = tempfile::Builder::new()
-            .prefix("signoff-pam-sshd-")
-            .tempdir()?;
-        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
-        let config = dir.path().join("sshd_config");
-        let pid_file = dir.path().join("sshd.pid");
-        fs::write(
-            &config,
-            format!(
-                "ListenAddress 127.0.0.1\n\
-                 HostKey {host_key}\n\
-                 PidFile {pid_file}\n\
-                 UsePAM yes\n\
-                 StrictModes no\n\
-                 PermitRootLogin yes\n\
-                 AuthorizedKeysFile none\n\
-                 PubkeyAuthentication yes\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 TrustedUserCAKeys {ca}\n\
-                 LogLevel VERBOSE\n\
-                 {extra}\n",
-                host_key = host_key.private.display(),
-                pid_file = pid_file.display(),
-                ca = ca_pub.display(),
-            ),
-        )?;
-        let mut last_log = String::new();
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port()?;
-            let log = dir.path().join(format!("sshd-{attempt}.log"));
-            File::create(&log)?;
-            let mut child = Command::new(sshd)
-                .args(["-D", "-E"])
-                .arg(&log)
-                .arg("-f")
-                .arg(&config)
-                .args(["-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("starting {}", sshd.display()))?;
-            match wait_listening(&mut child, port, &log) {
-                Ok(true) => {
-                    return Ok(PamSshd {
-                        child,
-                        port,
-                        log,
-                        pid_file,
-                        tracked: Mutex::new(BTreeSet::new()),
-                        dir,
-                    });
-                }
-                Ok(false) => last_log = read_log(&log),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            }
-        }
-        bail!("sshd could not bind a free port in {PORT_ATTEMPTS} attempts; last log:\n{last_log}")
+        let sshd = Sshd::launch(&SshdSpec {
+            use_pam: true,
+            pid_file: true,
+            log_to: LogTo::File,
+            extra: extra.to_owned(),
+            dir_prefix: "signoff-pam-sshd-",
+            ..SshdSpec::new(ca_pub)
+        })?;
+        let pid_file = sshd
+            .pid_file()
+            .context("the harness started sshd without the PidFile asked for")?
+            .to_owned();
+        Ok(PamSshd {
+            sshd,
+            pid_file,
+            tracked: Mutex::new(BTreeSet::new()),
+        })
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.sshd.port()
     }
 
     /// The listener's PID.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.sshd.pid()
     }
 
     /// The `-E` log file.
     pub fn log_path(&self) -> &Path {
-        &self.log
+        self.sshd.log_path()
     }
 
     /// Its `PidFile`.
@@ -166,12 +107,22 @@ impl PamSshd {
 
     /// A scratch directory removed with the sshd.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.sshd.dir()
     }
 
     /// Everything logged so far.
     pub fn log(&self) -> String {
-        read_log(&self.log)
+        self.sshd.log()
+    }
+
+    /// Waits until the log contains `needle` at least `count` times.
+    pub fn wait_for_log_count(
+        &self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String> {
+        self.sshd.wait_for_log_count(needle, count, timeout)
     }
 
     /// Remembers a login's audit session id, so that its processes are killed on drop even
@@ -223,8 +174,7 @@ impl Drop for PamSshd {
                 .collect();
             kill_all(&tree);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.sshd.stop();
         kill_audit_sessions(&audit);
     }
 }

@@ -7,11 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use tempfile::TempDir;
 
 use crate::command::run_with_deadline;
 use crate::keys::{KeyPair, KeyType};
+use crate::plane::wait_for;
 use crate::tools::{SSH, SSHD};
 
 /// sshd's privilege-separation directory; sshd refuses to start without it.
@@ -32,41 +33,142 @@ pub struct SshdConfig {
     pub revoked_keys: PathBuf,
 }
 
-/// A running `/usr/sbin/sshd -D -e` on 127.0.0.1, killed on drop.
+/// How sshd writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// `-e`: to its stderr, which goes to the log file with its stdout (and the stderr of
+    /// the commands it runs).
+    Stderr,
+    /// `-E FILE`: sshd writes the file itself, as deployed with a log file; stdout and
+    /// stderr go nowhere.
+    File,
+}
+
+/// Everything about an sshd under test beyond the lines every one has.
 ///
-/// It has its own host key and config in a temporary directory; it admits certificates
-/// signed by `TrustedUserCAKeys` whose principals name the account, for any account
-/// including root (`PermitRootLogin yes`), and reads no authorized_keys files.
+/// Every sshd the harness starts listens on 127.0.0.1 on a free port, has its own
+/// Ed25519 host key and config in a temporary directory, admits certificates signed by
+/// `TrustedUserCAKeys` for any account including root (`PermitRootLogin yes`), reads no
+/// authorized_keys files, offers public keys only, and logs at `VERBOSE`.
+#[derive(Debug, Clone)]
+pub struct SshdSpec {
+    /// `TrustedUserCAKeys`.
+    pub trusted_user_ca_keys: PathBuf,
+    /// `RevokedKeys`, if any.
+    pub revoked_keys: Option<PathBuf>,
+    /// `UsePAM yes` (so that `pam_loginuid` gives each login its audit session id).
+    pub use_pam: bool,
+    /// A `PidFile` in its directory (else `PidFile none`).
+    pub pid_file: bool,
+    /// Where its log goes.
+    pub log_to: LogTo,
+    /// Lines appended to the config (commands, `MaxStartups`, …).
+    pub extra: String,
+    /// The temporary directory's name prefix.
+    pub dir_prefix: &'static str,
+}
+
+impl SshdSpec {
+    /// An sshd without PAM, logging to stderr, trusting `ca`.
+    pub fn new(ca: &Path) -> SshdSpec {
+        SshdSpec {
+            trusted_user_ca_keys: ca.to_owned(),
+            revoked_keys: None,
+            use_pam: false,
+            pid_file: false,
+            log_to: LogTo::Stderr,
+            extra: String::new(),
+            dir_prefix: "signoff-sshd-",
+        }
+    }
+
+    fn config_text(&self, host_key: &Path, pid_file: Option<&Path>) -> String {
+        let mut text = format!(
+            "ListenAddress 127.0.0.1\n\
+             HostKey {host_key}\n\
+             PidFile {pid_file}\n\
+             UsePAM {pam}\n\
+             StrictModes no\n\
+             PermitRootLogin yes\n\
+             AuthorizedKeysFile none\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             TrustedUserCAKeys {ca}\n\
+             LogLevel VERBOSE\n",
+            host_key = host_key.display(),
+            pid_file = pid_file.map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
+            pam = if self.use_pam { "yes" } else { "no" },
+            ca = self.trusted_user_ca_keys.display(),
+        );
+        if let Some(krl) = &self.revoked_keys {
+            text.push_str(&format!("RevokedKeys {}\n", krl.display()));
+        }
+        text.push_str(&self.extra);
+        text.push('\n');
+        text
+    }
+}
+
+/// A running `/usr/sbin/sshd -D` on 127.0.0.1 as [`SshdSpec`] describes; killed on drop.
+/// The one sshd launcher of the harness: [`crate::sessions::PamSshd`] and
+/// [`crate::principals::PrincipalsSshd`] are this with their own lines.
 #[derive(Debug)]
 pub struct Sshd {
     child: Child,
     port: u16,
     log: PathBuf,
-    _dir: TempDir,
+    pid_file: Option<PathBuf>,
+    dir: TempDir,
 }
 
 impl Sshd {
-    /// Starts sshd and waits until its port accepts connections.
+    /// Starts sshd trusting and refusing what `config` says, logging to stderr.
     pub fn start(config: &SshdConfig) -> Result<Sshd> {
+        Sshd::launch(&SshdSpec {
+            revoked_keys: Some(config.revoked_keys.clone()),
+            ..SshdSpec::new(&config.trusted_user_ca_keys)
+        })
+    }
+
+    /// Starts sshd as `spec` says and waits until its port accepts connections; tries a
+    /// few fresh ports when another process takes one first.
+    pub fn launch(spec: &SshdSpec) -> Result<Sshd> {
         let sshd = SSHD.path()?;
         ensure_privsep_dir()?;
-        let dir = tempfile::Builder::new().prefix("signoff-sshd-").tempdir()?;
+        let dir = tempfile::Builder::new().prefix(spec.dir_prefix).tempdir()?;
         let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
         let config_path = dir.path().join("sshd_config");
-        fs::write(&config_path, config_text(config, &host_key.private))?;
+        let pid_file = spec.pid_file.then(|| dir.path().join("sshd.pid"));
+        fs::write(
+            &config_path,
+            spec.config_text(&host_key.private, pid_file.as_deref()),
+        )?;
 
         let mut last_log = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port()?;
             let log = dir.path().join(format!("sshd-{attempt}.log"));
             let log_file = File::create(&log)?;
-            let mut child = Command::new(sshd)
-                .args(["-D", "-e", "-f"])
+            let mut cmd = Command::new(sshd);
+            match spec.log_to {
+                LogTo::Stderr => {
+                    cmd.args(["-D", "-e"])
+                        .stdout(log_file.try_clone()?)
+                        .stderr(log_file);
+                }
+                LogTo::File => {
+                    cmd.args(["-D", "-E"])
+                        .arg(&log)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
+                }
+            }
+            let mut child = cmd
+                .arg("-f")
                 .arg(&config_path)
                 .args(["-p", &port.to_string()])
                 .stdin(Stdio::null())
-                .stdout(log_file.try_clone()?)
-                .stderr(log_file)
                 .spawn()
                 .with_context(|| format!("starting {}", sshd.display()))?;
             match wait_listening(&mut child, port, &log) {
@@ -75,7 +177,8 @@ impl Sshd {
                         child,
                         port,
                         log,
-                        _dir: dir,
+                        pid_file,
+                        dir,
                     });
                 }
                 Ok(false) => last_log = read_log(&log),
@@ -94,7 +197,27 @@ impl Sshd {
         self.port
     }
 
-    /// Everything sshd has logged so far (it runs with `-e` and `LogLevel VERBOSE`).
+    /// The listener's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log file (`-e`'s stderr, or `-E`'s file).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Its `PidFile` (the spec asked for one), else `None`.
+    pub fn pid_file(&self) -> Option<&Path> {
+        self.pid_file.as_deref()
+    }
+
+    /// A scratch directory removed with the sshd.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything sshd has logged so far (with `LogLevel VERBOSE`).
     pub fn log(&self) -> String {
         read_log(&self.log)
     }
@@ -111,56 +234,38 @@ impl Sshd {
         count: usize,
         timeout: Duration,
     ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let text = self.log();
-            if text.matches(needle).count() >= count {
-                return Ok(text);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!(
-                    "sshd did not log {needle:?} {count} times within {timeout:?}; its log:\n{text}"
-                );
-            }
-            thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        wait_for(
+            format!("sshd logging {needle:?} {count} times"),
+            timeout,
+            || {
+                let text = self.log();
+                Ok((text.matches(needle).count() >= count).then_some(text))
+            },
+        )
+        .map_err(|e| anyhow!("{e}; its log:\n{}", self.log()))
     }
 
     /// Logs in as `user` with `key` and its certificate `cert`, running `true`.
     pub fn login(&self, user: &str, key: &Path, cert: &Path) -> Result<Login> {
         ssh_login(self.port, user, key, cert)
     }
-}
 
-impl Drop for Sshd {
-    fn drop(&mut self) {
+    /// Logs in as `user` with the plain key `key` (no certificate), running `true`.
+    pub fn login_with_plain_key(&self, user: &str, key: &Path) -> Result<Login> {
+        ssh_login_plain_key(self.port, user, key)
+    }
+
+    /// Kills the listener and reaps it (also done on drop).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn config_text(config: &SshdConfig, host_key: &Path) -> String {
-    format!(
-        "ListenAddress 127.0.0.1\n\
-         HostKey {host_key}\n\
-         PidFile none\n\
-         UsePAM no\n\
-         StrictModes no\n\
-         PermitRootLogin yes\n\
-         AuthorizedKeysFile none\n\
-         PubkeyAuthentication yes\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         TrustedUserCAKeys {ca}\n\
-         RevokedKeys {krl}\n\
-         LogLevel VERBOSE\n",
-        host_key = host_key.display(),
-        ca = config.trusted_user_ca_keys.display(),
-        krl = config.revoked_keys.display(),
-    )
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 fn ensure_privsep_dir() -> Result<()> {

@@ -28,9 +28,7 @@
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,8 +39,7 @@ use signoff_tests::agent::{Profile, release_agent_binary};
 use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
 use signoff_tests::plane::{Agent, ControlPlane, WAIT, server_binary, sync};
 use signoff_tests::principals::{InstalledAgent, PrincipalsSshd, ensure_system_user};
-use signoff_tests::sshd::{Login, free_port, ssh_login};
-use signoff_tests::tools::SSHD;
+use signoff_tests::sshd::{Login, Sshd, SshdSpec, ssh_login};
 
 /// Revocation delivery and principals answers under logins (see BENCHMARKS.md).
 #[derive(Debug, Clone, clap::Parser)]
@@ -158,72 +155,13 @@ fn change_to_disk(
     Ok((to_view, to_krl))
 }
 
-/// A running sshd, killed on drop.
-struct FileSshd {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for FileSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// sshd configured as `PrincipalsSshd` is, but with `AuthorizedPrincipalsFile`.
-fn start_file_sshd(dir: &Path, ca_pub: &Path, krl: &Path, principals: &Path) -> Result<FileSshd> {
-    let host_key = KeyPair::generate(dir, "ssh_host_ed25519_key", KeyType::Ed25519)?;
-    let config = dir.join("sshd_config");
-    fs::write(
-        &config,
-        format!(
-            "ListenAddress 127.0.0.1\n\
-             HostKey {host_key}\n\
-             PidFile none\n\
-             UsePAM no\n\
-             StrictModes no\n\
-             PermitRootLogin yes\n\
-             AuthorizedKeysFile none\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             TrustedUserCAKeys {ca}\n\
-             RevokedKeys {krl}\n\
-             AuthorizedPrincipalsFile {principals}\n\
-             LogLevel VERBOSE\n",
-            host_key = host_key.private.display(),
-            ca = ca_pub.display(),
-            krl = krl.display(),
-            principals = principals.display(),
-        ),
-    )?;
-    let port = free_port()?;
-    let log = File::create(dir.join("sshd.log"))?;
-    let child = Command::new(SSHD.path()?)
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .args(["-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let mut sshd = FileSshd { child, port };
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Some(status) = sshd.child.try_wait()? {
-            bail!(
-                "sshd exited ({status}):\n{}",
-                fs::read_to_string(dir.join("sshd.log"))?
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!("sshd did not listen on port {port}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    Ok(sshd)
+fn start_file_sshd(ca_pub: &Path, krl: &Path, principals: &Path) -> Result<Sshd> {
+    Sshd::launch(&SshdSpec {
+        revoked_keys: Some(krl.to_owned()),
+        extra: format!("AuthorizedPrincipalsFile {}\n", principals.display()),
+        ..SshdSpec::new(ca_pub)
+    })
 }
 
 fn main() -> Result<()> {
@@ -274,7 +212,7 @@ fn main() -> Result<()> {
     fs::create_dir(&file_dir)?;
     let principals_file = file_dir.join("principals-root");
     fs::write(&principals_file, "alice\n")?;
-    let file_sshd = start_file_sshd(&file_dir, &ca.public, &agent.krl_path(), &principals_file)?;
+    let file_sshd = start_file_sshd(&ca.public, &agent.krl_path(), &principals_file)?;
 
     let time = |login: &dyn Fn() -> Result<Login>| -> Result<Duration> {
         let started = Instant::now();
@@ -286,7 +224,7 @@ fn main() -> Result<()> {
         Ok(took)
     };
     let by_command = || command_sshd.login("root", &user.private, &cert);
-    let by_file = || ssh_login(file_sshd.port, "root", &user.private, &cert);
+    let by_file = || ssh_login(file_sshd.port(), "root", &user.private, &cert);
     for _ in 0..10 {
         time(&by_command)?;
         time(&by_file)?;
