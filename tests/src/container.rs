@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::command::{Finished, run, run_ok};
+use crate::plane::wait_for;
 
 /// The Debian packages of the root file system, besides `mmdebstrap`'s minimal base.
 /// `libpam-systemd` gives each login its own cgroup (a session scope), as on a standard
@@ -216,59 +217,57 @@ impl Container {
         container.nspawn = Some(child);
         container.init_pid = container.wait_for_init(nspawn_pid)?;
         // Until systemd listens, systemctl cannot ask it: "offline", or an error.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let running = container.exec(&["systemctl", "is-system-running", "--wait"])?;
-            match running.stdout.trim() {
-                "running" => return Ok(container),
-                "degraded" => {
-                    let failed = container.exec(&["systemctl", "--failed", "--no-legend"])?;
-                    bail!(
-                        "the container's systemd reports 'degraded'; failed units:\n{}",
-                        failed.stdout
-                    );
+        let mut last = String::new();
+        let booted = wait_for(
+            "the container's systemd to report 'running'",
+            Duration::from_secs(60),
+            || {
+                let running = container.exec(&["systemctl", "is-system-running", "--wait"])?;
+                match running.stdout.trim() {
+                    "running" => Ok(Some(())),
+                    "degraded" => {
+                        let failed = container.exec(&["systemctl", "--failed", "--no-legend"])?;
+                        bail!(
+                            "the container's systemd reports 'degraded'; failed units:\n{}",
+                            failed.stdout
+                        );
+                    }
+                    state => {
+                        last = format!("'{state}' {}", running.stderr);
+                        Ok(None)
+                    }
                 }
-                state if Instant::now() > deadline => bail!(
-                    "the container's systemd reports '{state}' after 60 s: {}\n{}",
-                    running.stderr,
-                    container.console()
-                ),
-                _ => thread::sleep(Duration::from_millis(100)),
-            }
+            },
+        );
+        match booted {
+            Ok(()) => Ok(container),
+            Err(e) => Err(anyhow!("{e}: last {last}\n{}", container.console())),
         }
     }
 
     /// The PID of the container's systemd: nspawn's child, once it runs systemd.
     fn wait_for_init(&mut self, nspawn_pid: u32) -> Result<u32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(child) = self.nspawn.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!(
-                    "systemd-nspawn exited {status} before the container booted:\n{}",
-                    self.console()
-                );
-            }
-            let children =
-                fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
-                    .unwrap_or_default();
-            for pid in children.split_whitespace() {
-                let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if comm.trim() == "systemd"
-                    && let Ok(pid) = pid.parse()
+        let found = wait_for(
+            "systemd running in the container",
+            Duration::from_secs(30),
+            || {
+                if let Some(child) = self.nspawn.as_mut()
+                    && let Some(status) = child.try_wait()?
                 {
-                    return Ok(pid);
+                    bail!("systemd-nspawn exited {status} before the container booted");
                 }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no systemd in the container after 30 s:\n{}",
-                    self.console()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+                let children =
+                    fs::read_to_string(format!("/proc/{nspawn_pid}/task/{nspawn_pid}/children"))
+                        .unwrap_or_default();
+                Ok(children.split_whitespace().find_map(|pid| {
+                    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    (comm.trim() == "systemd")
+                        .then(|| pid.parse().ok())
+                        .flatten()
+                }))
+            },
+        );
+        found.map_err(|e| anyhow!("{e}:\n{}", self.console()))
     }
 
     /// The container's name.

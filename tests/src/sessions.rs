@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use signoff_agent::sessions::procfs::{ProcessRef, Procfs};
 
 use crate::command::{run, wait_until};
+use crate::plane::wait_for;
 use crate::sshd::{LogTo, Sshd, SshdSpec};
 
 /// The non-root account the tests log in to.
@@ -346,25 +347,22 @@ impl SshClient {
     /// The local end of its connection to `server_port`, once connected.
     pub fn local_addr(&self, server_port: u16, timeout: Duration) -> Result<SocketAddr> {
         let p = Procfs::default();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let (Ok(inodes), Ok(sockets)) =
-                (p.socket_inodes(self.pid()), p.tcp_sockets(self.pid()))
-                && let Some(s) = sockets
+        wait_for(
+            format!("ssh (pid {}) connected to port {server_port}", self.pid()),
+            timeout,
+            || {
+                let (Ok(inodes), Ok(sockets)) =
+                    (p.socket_inodes(self.pid()), p.tcp_sockets(self.pid()))
+                else {
+                    return Ok(None);
+                };
+                Ok(sockets
                     .iter()
                     .find(|s| inodes.contains(&s.inode) && s.remote.port() == server_port)
-            {
-                return Ok(s.local);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "ssh (pid {}) has no connection to port {server_port} after {timeout:?}; stderr:\n{}",
-                    self.pid(),
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
+                    .map(|s| s.local))
+            },
+        )
+        .map_err(|e| anyhow!("{e}; ssh's stderr:\n{}", self.stderr()))
     }
 
     /// Waits for the client to exit.

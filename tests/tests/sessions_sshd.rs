@@ -15,6 +15,7 @@ use signoff_agent::sessions::{
     Attribution, BlockingWatcher, LogSource, Session, SessionEvent, SessionId, SessionsConfig, Ttys,
 };
 use signoff_tests::keys::{self, CertRequest, KeyPair, KeyType};
+use signoff_tests::plane::wait_for;
 use signoff_tests::sessions::{
     ClientOptions, PamSshd, SshClient, TEST_ACCOUNT, ensure_test_account, percentiles, processes_of,
 };
@@ -191,21 +192,14 @@ impl Fixture {
     fn wait_for_sleeps(&self, s: &Session) -> Result<Vec<u32>> {
         let id = s.audit_session.context("no audit session")?;
         let p = Procfs::default();
-        let deadline = Instant::now() + EVENT_WAIT;
-        loop {
+        wait_for("the login to start its two sleeps", EVENT_WAIT, || {
             let sleeps: Vec<u32> = processes_of(&BTreeSet::from([id]))
                 .into_iter()
                 .filter(|r| p.stat(r.pid).is_ok_and(|st| st.comm == "sleep"))
                 .map(|r| r.pid)
                 .collect();
-            if sleeps.len() >= 2 {
-                return Ok(sleeps);
-            }
-            if Instant::now() >= deadline {
-                bail!("the login did not start its two sleeps: {sleeps:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            Ok((sleeps.len() >= 2).then_some(sleeps))
+        })
     }
 }
 
