@@ -73,11 +73,6 @@ impl Setup {
     }
 }
 
-/// Unix seconds, as the API's i64 times.
-fn now() -> i64 {
-    signoff_tests::now() as i64
-}
-
 #[test]
 fn an_issued_certificate_logs_in_is_attributed_and_stops_at_its_expiry() -> Result<()> {
     let keys = tempfile::tempdir()?;
@@ -135,7 +130,7 @@ fn an_issued_certificate_logs_in_is_attributed_and_stops_at_its_expiry() -> Resu
     let (short_cert, v) = s.certificate(&short, "2s")?;
     let valid_before = v["valid_before"].as_i64().context("valid_before")?;
     wait_for("the short certificate to expire", WAIT, || {
-        Ok((now() > valid_before).then_some(()))
+        Ok((i64::try_from(signoff_tests::now())? > valid_before).then_some(()))
     })?;
     let login = ssh_login(
         s.host.sshd.port(),
@@ -375,7 +370,7 @@ fn a_revoked_serial_is_refused_and_leaves_the_krl_once_its_certificate_expired()
     );
 
     wait_for("the certificate to expire", WAIT, || {
-        Ok((now() > valid_before).then_some(()))
+        Ok((i64::try_from(signoff_tests::now())? > valid_before).then_some(()))
     })?;
     // The server sweeps every few seconds; the host then rewrites its KRL.
     wait_for("the serial to leave the host's KRL", WAIT, || {

@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::json;
@@ -167,12 +167,6 @@ fn ssh_cert(port: u16, known_hosts: &Path, key: &Path, public: &Path) -> Result<
     Ok(out.stdout)
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn main() -> Result<()> {
     let o = parse_options()?;
     let load_before = load_average();
@@ -290,7 +284,7 @@ fn main() -> Result<()> {
     let rev = record["revision"].as_i64().context("revision")?;
     fleet.plane.stop()?;
     let db = fleet.plane.data_dir().join("signoff.db");
-    let expired = now() - 3600;
+    let expired = i64::try_from(signoff_tests::now())? - 3600;
     let base = 10_000_000u64;
     let sql = format!(
         "PRAGMA journal_mode = WAL;
