@@ -443,16 +443,26 @@ impl AgentServer {
                 // still has none now was never carried out.
                 self.service.settle_orders(host).await.map_err(internal)
             }
-            Body::OrderResult(r) => self
-                .service
-                .record_order_result(host, &r)
-                .await
-                .map_err(internal),
-            Body::SignoffResult(r) => self
-                .service
-                .record_signoff_result(host, &r)
-                .await
-                .map_err(internal),
+            Body::OrderResult(r) => {
+                if let Some(took) = sent.order_answered(&r.nonce) {
+                    self.metrics.record_kill(took);
+                }
+                self.service
+                    .record_order_result(host, &r)
+                    .await
+                    .map_err(internal)
+            }
+            Body::SignoffResult(r) => {
+                let confirmed = self
+                    .service
+                    .record_signoff_result(host, &r)
+                    .await
+                    .map_err(internal)?;
+                if let Some(took) = confirmed.and_then(|rev| sent.since_sent(rev)) {
+                    self.metrics.record_signoff_confirmed(took);
+                }
+                Ok(())
+            }
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }
@@ -702,6 +712,7 @@ impl Outgoing<'_> {
                     };
                 }
                 Some(order) = self.orders.recv() => {
+                    self.sent.order(&order);
                     self.server
                         .send(self.tx, v1::control_message::Body::Kill(order))
                         .await?;
@@ -729,21 +740,72 @@ impl Outgoing<'_> {
     }
 }
 
-/// What one stream has sent: the latest revision (acks are clamped to it), and when each
-/// revision not yet acked went out (the ack histogram).
+/// How many recent sends of each kind a stream remembers for the latency histograms; older
+/// ones (an agent that never answers) are forgotten, not measured.
+const SENT_HISTORY: usize = 1024;
+
+/// What one stream has sent: the latest revision (acks are clamped to it), when each
+/// revision not yet acked went out (the ack histogram), when recent revisions went out
+/// (the sign-off confirmation histogram) and when each unanswered kill order went out
+/// (the kill histogram).
 #[derive(Debug, Default)]
 struct Sent {
     latest: AtomicI64,
     unacked: std::sync::Mutex<VecDeque<(i64, Instant)>>,
+    recent: std::sync::Mutex<VecDeque<(i64, Instant)>>,
+    orders: std::sync::Mutex<VecDeque<([u8; 16], Instant)>>,
 }
 
 impl Sent {
     /// `rev` is about to be sent: stored before the send, so an ack never outruns it.
     fn record(&self, rev: i64) {
         self.latest.store(rev, Ordering::SeqCst);
+        let now = Instant::now();
         if let Ok(mut q) = self.unacked.lock() {
-            q.push_back((rev, Instant::now()));
+            q.push_back((rev, now));
         }
+        if let Ok(mut q) = self.recent.lock() {
+            if q.len() == SENT_HISTORY {
+                q.pop_front();
+            }
+            q.push_back((rev, now));
+        }
+    }
+
+    /// How long ago the delta carrying revision `rev` went out on this stream (the first
+    /// sent revision at or past it), if this stream sent it.
+    fn since_sent(&self, rev: i64) -> Option<Duration> {
+        let q = self.recent.lock().ok()?;
+        // A stream that started at or past `rev` (the agent had it, or got it in its
+        // first delta's predecessor) did not time it.
+        if q.front().is_none_or(|(first, _)| *first > rev) {
+            return None;
+        }
+        q.iter()
+            .find(|(sent, _)| *sent >= rev)
+            .map(|(_, at)| at.elapsed())
+    }
+
+    /// A kill order is about to be sent (one that does not decode is not timed; the agent
+    /// refuses it and says so).
+    fn order(&self, order: &v1::SignedOrder) {
+        let Ok(kill) = signoff_proto::orders::KillOrder::decode(&order.order) else {
+            return;
+        };
+        if let Ok(mut q) = self.orders.lock() {
+            if q.len() == SENT_HISTORY {
+                q.pop_front();
+            }
+            q.push_back((kill.nonce, Instant::now()));
+        }
+    }
+
+    /// The result of the order with `nonce` came: how long after it was sent on this
+    /// stream.
+    fn order_answered(&self, nonce: &[u8]) -> Option<Duration> {
+        let mut q = self.orders.lock().ok()?;
+        let i = q.iter().position(|(n, _)| n.as_slice() == nonce)?;
+        q.remove(i).map(|(_, at)| at.elapsed())
     }
 
     /// The agent has `rev` already (it said so in its Hello): nothing to wait for.

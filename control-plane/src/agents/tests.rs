@@ -422,6 +422,88 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test]
+async fn a_host_confirming_a_signoff_is_timed_from_the_revision_that_carried_it() {
+    let p = start().await;
+    let signer = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
+    p.service.set_order_signer(signer);
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let (tx, mut stream) = open(&mut client, "web1", 0).await.unwrap();
+    next(&mut stream).await.unwrap();
+    let record = p
+        .service
+        .sign_off(&Actor::cli(), "alice", "left the company")
+        .await
+        .unwrap();
+    let v1::control_message::Body::Delta(delta) = next(&mut stream).await.unwrap() else {
+        panic!("expected the sign-off's delta");
+    };
+    assert_eq!(delta.add_signoffs.len(), 1);
+    let send = |body| v1::AgentMessage { body: Some(body) };
+    let result = |remaining_pids: Vec<u32>| {
+        send(v1::agent_message::Body::SignoffResult(v1::SignoffResult {
+            signoff_id: record.id as u64,
+            enforced: remaining_pids.is_empty(),
+            remaining_pids,
+            ..Default::default()
+        }))
+    };
+    tx.send(send(v1::agent_message::Body::Ack(v1::Ack {
+        revision: delta.revision,
+    })))
+    .await
+    .unwrap();
+    // Processes left: not confirmed, so not timed.
+    tx.send(result(vec![4242])).await.unwrap();
+    let svc = p.service.clone();
+    until("the host's error recorded", async || {
+        svc.get_signoff(record.id).await.unwrap().hosts[0]
+            .last_error
+            .is_some()
+    })
+    .await;
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_signoff_confirm_duration_seconds_count 0"),
+        "{text}"
+    );
+    tx.send(result(vec![])).await.unwrap();
+    until("the host confirmed", async || {
+        svc.get_signoff(record.id)
+            .await
+            .unwrap()
+            .completed_at
+            .is_some()
+    })
+    .await;
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_signoff_confirm_duration_seconds_count 1"),
+        "{text}"
+    );
+    // A repeat of the result confirms nothing new and is not timed again.
+    // (The stream's messages are handled in order: once the list that follows is
+    // recorded, the repeat was handled.)
+    tx.send(result(vec![])).await.unwrap();
+    tx.send(send(v1::agent_message::Body::SessionList(
+        v1::SessionList {
+            sessions: vec![session("1:1", 50001)],
+        },
+    )))
+    .await
+    .unwrap();
+    until("the list after the repeat recorded", async || {
+        svc.list_sessions(&Default::default()).await.unwrap().len() == 1
+    })
+    .await;
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_signoff_confirm_duration_seconds_count 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn reported_sessions_are_listed_killed_by_signed_order_and_marked_unknown_on_disconnect() {
     let p = start().await;
     let signer = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
@@ -499,6 +581,12 @@ async fn reported_sessions_are_listed_killed_by_signed_order_and_marked_unknown_
             .is_empty()
     })
     .await;
+    // The answer is timed from the order's send on this stream.
+    let text = p.metrics.text();
+    assert!(
+        text.contains("signoff_kill_duration_seconds_count 1"),
+        "{text}"
+    );
     assert_eq!(
         svc.audit_log("session.kill", None, 10).await.unwrap().len(),
         2

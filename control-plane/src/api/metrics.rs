@@ -2,8 +2,9 @@
 //!
 //! Every label comes from a closed set whatever clients send: a known method or `other`,
 //! the route template axum matched or `unmatched`, the status code. Latencies the product
-//! promises are histograms: each HTTP request by route, and how long an agent takes to
-//! acknowledge a revision sent to it (applied and durable on the host).
+//! promises are histograms: each HTTP request by route, how long an agent takes to
+//! acknowledge a revision sent to it (applied and durable on the host), to answer a kill
+//! order, and to confirm a sign-off once the revision carrying it was sent.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -53,6 +54,12 @@ fn ack_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+fn kill_histogram() -> Histogram {
+    // 5 ms to about 80 s: a kill waits for every process of the session to go (with a
+    // grace before SIGKILL), and a host that is slow to start one takes seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
 /// The metrics the HTTP layer and the agent streams keep; the figures read from the
 /// service (revision, counts) are added at each scrape.
 #[derive(Debug)]
@@ -62,6 +69,8 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     connected_agents: Gauge,
     ack_seconds: Histogram,
+    kill_seconds: Histogram,
+    signoff_confirm_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -73,6 +82,8 @@ impl Default for Metrics {
             );
         let connected_agents = Gauge::default();
         let ack_seconds = ack_histogram();
+        let kill_seconds = kill_histogram();
+        let signoff_confirm_seconds = kill_histogram();
         let mut registry = Registry::default();
         registry.register(
             "signoff_http_requests",
@@ -95,12 +106,26 @@ impl Default for Metrics {
              (applied and written down on the host).",
             ack_seconds.clone(),
         );
+        registry.register(
+            "signoff_kill_duration_seconds",
+            "From sending a kill order on an agent's stream to the agent's result (verified, \
+             carried out, every process of the session gone or reported remaining).",
+            kill_seconds.clone(),
+        );
+        registry.register(
+            "signoff_signoff_confirm_duration_seconds",
+            "From sending a host the revision that carries a sign-off to that host's \
+             confirmation (applied, every session of the person ended), on one stream.",
+            signoff_confirm_seconds.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             request_seconds,
             connected_agents,
             ack_seconds,
+            kill_seconds,
+            signoff_confirm_seconds,
         }
     }
 }
@@ -149,6 +174,16 @@ impl Metrics {
     /// An agent acked a revision `took` after it was sent.
     pub fn record_ack(&self, took: Duration) {
         self.ack_seconds.observe(took.as_secs_f64());
+    }
+
+    /// An agent answered a kill order `took` after it was sent.
+    pub fn record_kill(&self, took: Duration) {
+        self.kill_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A host confirmed a sign-off `took` after its revision was sent.
+    pub fn record_signoff_confirmed(&self, took: Duration) {
+        self.signoff_confirm_seconds.observe(took.as_secs_f64());
     }
 
     /// This registry's metrics as OpenMetrics text (without the service's figures).

@@ -279,10 +279,15 @@ impl Service {
     /// Records what a host did about a sign-off statement. The host confirms once it has
     /// applied the sign-off's revision (its ack comes first on the stream) and ended every
     /// matching session; the sign-off completes with the last host's confirmation.
+    /// Returns the sign-off's revision when this result is the one that confirmed the host.
     #[tracing::instrument(skip_all, fields(host, signoff = r.signoff_id))]
-    pub async fn record_signoff_result(&self, host: &str, r: &v1::SignoffResult) -> Result<()> {
+    pub async fn record_signoff_result(
+        &self,
+        host: &str,
+        r: &v1::SignoffResult,
+    ) -> Result<Option<i64>> {
         let Ok(id) = i64::try_from(r.signoff_id) else {
-            return Ok(());
+            return Ok(None);
         };
         // The buffered ack is read before the store: a flush commits the ack and only then
         // drops it from the buffer, so read in this order one of the two always has it.
@@ -301,7 +306,7 @@ impl Service {
         .fetch_optional(&mut *conn)
         .await?;
         // A host enrolled after the sign-off enforces it too, but it is not waited for.
-        let Some(row) = row else { return Ok(()) };
+        let Some(row) = row else { return Ok(None) };
         let confirmed_at: Option<i64> = row.get(0);
         let mut ended: BTreeSet<String> =
             stored_json("signoff_hosts.ended_sessions", &row.get::<String, _>(1))?;
@@ -314,7 +319,7 @@ impl Service {
         let acked: i64 = row.get::<i64, _>(3).max(buffered);
         let done = r.enforced && r.remaining_pids.is_empty() && acked >= since_rev;
         if confirmed_at.is_some() && new_kills.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let now = self.now();
         ended.extend(r.ended_sessions.iter().cloned());
@@ -370,7 +375,7 @@ impl Service {
             .await?;
         }
         self.signoff_progressed();
-        Ok(())
+        Ok((done && confirmed_at.is_none()).then_some(since_rev))
     }
 
     fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
