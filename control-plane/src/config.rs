@@ -423,255 +423,59 @@ impl Config {
             path: path.map(Path::to_owned).unwrap_or_default(),
             source: Box::new(source),
         })?;
-        let origin = origin(path);
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            origin: origin.clone(),
-            key,
-            message,
+        let k = Keys {
+            origin: origin(path),
         };
-
-        let data_dir = file
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        if data_dir.as_os_str().is_empty() {
-            return Err(invalid("data_dir", "is empty; name a directory".to_owned()));
-        }
-        let data_dir = std::path::absolute(&data_dir).map_err(|e| {
-            invalid(
-                "data_dir",
-                format!("cannot resolve {:?}: {e}", data_dir.display().to_string()),
-            )
-        })?;
-        let database_url = match file.database_url {
-            Some(url) => {
-                if !url.starts_with("sqlite:") {
-                    return Err(invalid(
-                        "database_url",
-                        format!(
-                            "{:?} is not supported: only SQLite (\"sqlite://PATH\") for now",
-                            redact_url(&url)
-                        ),
-                    ));
-                }
-                url
-            }
-            None => crate::store::default_url(&data_dir),
-        };
-        let listen = |key: &'static str, value: Option<String>, default: &str| {
-            let value = value.unwrap_or_else(|| default.to_owned());
-            value.parse::<SocketAddr>().map_err(|_| {
-                invalid(
-                    key,
-                    format!("{value:?} is not an address (expected IP:PORT, e.g. \"{default}\")"),
-                )
-            })
-        };
-        let duration = |key: &'static str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => parse_duration(&v).map_err(|e| invalid(key, e.to_string())),
-        };
-
-        let http_listen = listen("http.listen", file.http.listen, DEFAULT_HTTP_LISTEN)?;
-        let agents_listen = listen("agents.listen", file.agents.listen, DEFAULT_AGENTS_LISTEN)?;
-        if http_listen == agents_listen && http_listen.port() != 0 {
-            return Err(invalid(
+        let (data_dir, database_url) = k.store(file.data_dir, file.database_url)?;
+        let http = k.http(file.http)?;
+        let agents = k.agents(file.agents)?;
+        if http.listen == agents.listen && http.listen.port() != 0 {
+            return Err(k.invalid(
                 "agents.listen",
-                format!("{agents_listen} is also http.listen; give each its own port"),
+                format!(
+                    "{} is also http.listen; give each its own port",
+                    agents.listen
+                ),
             ));
         }
-        let cert_validity = duration(
-            "agents.cert_validity",
-            file.agents.cert_validity,
-            DEFAULT_CERT_VALIDITY,
-        )?;
-        within(
-            &invalid,
-            "agents.cert_validity",
-            cert_validity,
-            Duration::from_secs(5 * 60),
-            Duration::from_secs(366 * 86400),
-        )?;
-        let join_token_ttl = duration(
-            "agents.join_token_ttl",
-            file.agents.join_token_ttl,
-            DEFAULT_JOIN_TOKEN_TTL,
-        )?;
-        within(
-            &invalid,
-            "agents.join_token_ttl",
-            join_token_ttl,
-            Duration::from_secs(60),
-            Duration::from_secs(366 * 86400),
-        )?;
-        let server_names = file
-            .agents
-            .server_names
-            .unwrap_or_else(|| vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
-        if server_names.is_empty() || server_names.len() > 64 {
-            return Err(invalid(
-                "agents.server_names",
-                "give 1 to 64 names".to_owned(),
-            ));
-        }
-        for name in &server_names {
-            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
-                return Err(invalid(
-                    "agents.server_names",
-                    format!("{name:?} is not a DNS name or IP address"),
-                ));
-            }
-        }
-        let drain_timeout = duration("drain_timeout", file.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?;
-        within(
-            &invalid,
+        let drain_timeout = k.duration(
             "drain_timeout",
-            drain_timeout,
-            Duration::ZERO,
-            Duration::from_secs(3600),
+            file.drain_timeout,
+            DEFAULT_DRAIN_TIMEOUT,
+            (Duration::ZERO, Duration::from_secs(3600)),
         )?;
-        let tls = match file.http.tls {
-            Some(tls) => Some(TlsFiles {
-                cert: absolute(&invalid, "http.tls.cert", &tls.cert)?,
-                key: absolute(&invalid, "http.tls.key", &tls.key)?,
-            }),
-            None => None,
-        };
-        let session_idle = duration(
-            "dashboard.session_idle",
-            file.dashboard.session_idle,
-            DEFAULT_SESSION_IDLE,
-        )?;
-        within(
-            &invalid,
-            "dashboard.session_idle",
-            session_idle,
-            Duration::from_secs(60),
-            Duration::from_secs(7 * 86400),
-        )?;
-        let session_max = duration(
-            "dashboard.session_max",
-            file.dashboard.session_max,
-            DEFAULT_SESSION_MAX,
-        )?;
-        within(
-            &invalid,
-            "dashboard.session_max",
-            session_max,
-            session_idle,
-            Duration::from_secs(30 * 86400),
-        )?;
-        let dashboard = DashboardSettings {
-            session_idle,
-            session_max,
-            secure_cookies: file.dashboard.secure_cookies.unwrap_or(tls.is_some()),
-        };
-        let trusted_proxies = file
-            .http
-            .trusted_proxies
-            .unwrap_or_default()
-            .iter()
-            .map(|p| p.parse())
-            .collect::<Result<Vec<signoff_dashboard::IpNet>, _>>()
-            .map_err(|e| invalid("http.trusted_proxies", e.to_string()))?;
+        let dashboard = k.dashboard(file.dashboard, http.tls.is_some())?;
         let metrics_listen = match file.metrics.listen {
-            Some(addr) => {
-                let addr = listen("metrics.listen", Some(addr), "127.0.0.1:9100")?;
-                if addr.port() != 0 && [http_listen, agents_listen].contains(&addr) {
-                    return Err(invalid(
-                        "metrics.listen",
-                        format!("{addr} is also another listener's; give it its own port"),
-                    ));
-                }
-                Some(addr)
-            }
+            Some(addr) => Some(k.own_listener(
+                "metrics.listen",
+                addr,
+                "127.0.0.1:9100",
+                &[http.listen, agents.listen],
+            )?),
             None => None,
         };
-        let webhook_secret_file = match file.webhook.secret_file {
-            Some(p) => Some(absolute(&invalid, "webhook.secret_file", &p)?),
-            None => None,
-        };
-        let max_ttl = duration("ca.max_ttl", file.ca.max_ttl, MAX_CA_TTL)?;
-        within(
-            &invalid,
-            "ca.max_ttl",
-            max_ttl,
-            Duration::from_secs(60),
-            MAX_CA_TTL,
-        )?;
-        let default_ttl = duration(
-            "ca.default_ttl",
-            file.ca.default_ttl,
-            DEFAULT_CA_TTL.min(max_ttl),
-        )?;
-        within(
-            &invalid,
-            "ca.default_ttl",
-            default_ttl,
-            Duration::from_secs(60),
-            max_ttl,
-        )?;
-        let key_file = match file.ca.key_file {
-            Some(p) => Some(absolute(&invalid, "ca.key_file", &p)?),
-            None => None,
-        };
-        let backup_public_key = match file.ca.backup_public_key {
-            Some(line) => Some(
-                crate::model::parse_public_key("ca.backup_public_key", &line)
-                    .map_err(|e| invalid("ca.backup_public_key", e.message))?
-                    .openssh,
-            ),
-            None => None,
-        };
-        let session_retention = duration(
+        let webhook_secret_file = file
+            .webhook
+            .secret_file
+            .map(|p| k.absolute("webhook.secret_file", &p))
+            .transpose()?;
+        let mut listeners = vec![http.listen, agents.listen];
+        listeners.extend(metrics_listen);
+        let ca = k.ca(file.ca, &listeners)?;
+        let session_retention = k.duration(
             "sessions.retention",
             file.sessions.retention,
             DEFAULT_SESSION_RETENTION,
+            (Duration::from_secs(3600), Duration::from_secs(3660 * 86400)),
         )?;
-        within(
-            &invalid,
-            "sessions.retention",
-            session_retention,
-            Duration::from_secs(3600),
-            Duration::from_secs(3660 * 86400),
-        )?;
-        let ssh_listen = match file.ca.ssh_listen {
-            Some(addr) => {
-                let addr = listen("ca.ssh_listen", Some(addr), "0.0.0.0:2022")?;
-                let others = [Some(http_listen), Some(agents_listen), metrics_listen];
-                if addr.port() != 0 && others.contains(&Some(addr)) {
-                    return Err(invalid(
-                        "ca.ssh_listen",
-                        format!("{addr} is also another listener's; give it its own port"),
-                    ));
-                }
-                Some(addr)
-            }
-            None => None,
-        };
-        let ca = CaConfig {
-            key_file,
-            backup_public_key,
-            default_ttl,
-            max_ttl,
-            ssh_listen,
-        };
         Ok(Config {
             source: path.map(Path::to_owned),
             ca,
             data_dir,
             database_url: DatabaseUrl(database_url),
             drain_timeout,
-            http: HttpConfig {
-                listen: http_listen,
-                tls,
-                trusted_proxies,
-            },
-            agents: AgentsConfig {
-                listen: agents_listen,
-                cert_validity,
-                join_token_ttl,
-                server_names,
-            },
+            http,
+            agents,
             webhook_secret_file,
             dashboard,
             krl_public: file.krl.public.unwrap_or(false),
@@ -791,37 +595,246 @@ fn origin(path: Option<&Path>) -> String {
     }
 }
 
-fn within(
-    invalid: &impl Fn(&'static str, String) -> ConfigError,
-    key: &'static str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(invalid(
-            key,
-            format!(
-                "{} is out of range (allowed {} to {})",
-                format_duration(value),
-                format_duration(min),
-                format_duration(max)
-            ),
-        ));
-    }
-    Ok(())
+/// Validates the keys of one configuration file: each error names the file and the key.
+struct Keys {
+    origin: String,
 }
 
-fn absolute(
-    invalid: &impl Fn(&'static str, String) -> ConfigError,
-    key: &'static str,
-    path: &Path,
-) -> Result<PathBuf, ConfigError> {
-    if path.as_os_str().is_empty() {
-        return Err(invalid(key, "is empty; name a PEM file".to_owned()));
+impl Keys {
+    fn invalid(&self, key: &'static str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.clone(),
+            key,
+            message,
+        }
     }
-    std::path::absolute(path)
-        .map_err(|e| invalid(key, format!("cannot resolve {}: {e}", path.display())))
+
+    /// An `IP:PORT`, `default` when unset.
+    fn listen(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        default: &str,
+    ) -> Result<SocketAddr, ConfigError> {
+        let value = value.unwrap_or_else(|| default.to_owned());
+        value.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                key,
+                format!("{value:?} is not an address (expected IP:PORT, e.g. \"{default}\")"),
+            )
+        })
+    }
+
+    /// An optional listener's address, which must not be one of `others`.
+    fn own_listener(
+        &self,
+        key: &'static str,
+        value: String,
+        example: &str,
+        others: &[SocketAddr],
+    ) -> Result<SocketAddr, ConfigError> {
+        let addr = self.listen(key, Some(value), example)?;
+        if addr.port() != 0 && others.contains(&addr) {
+            return Err(self.invalid(
+                key,
+                format!("{addr} is also another listener's; give it its own port"),
+            ));
+        }
+        Ok(addr)
+    }
+
+    /// A duration (`default` when unset) within `(min, max)`.
+    fn duration(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let value = match value {
+            None => default,
+            Some(v) => parse_duration(&v).map_err(|e| self.invalid(key, e.to_string()))?,
+        };
+        if value < min || value > max {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "{} is out of range (allowed {} to {})",
+                    format_duration(value),
+                    format_duration(min),
+                    format_duration(max)
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// A file's path, made absolute.
+    fn absolute(&self, key: &'static str, path: &Path) -> Result<PathBuf, ConfigError> {
+        if path.as_os_str().is_empty() {
+            return Err(self.invalid(key, "is empty; name a PEM file".to_owned()));
+        }
+        std::path::absolute(path)
+            .map_err(|e| self.invalid(key, format!("cannot resolve {}: {e}", path.display())))
+    }
+
+    /// `data_dir` (absolute) and `database_url` (SQLite in it by default).
+    fn store(
+        &self,
+        data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+    ) -> Result<(PathBuf, String), ConfigError> {
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(self.invalid("data_dir", "is empty; name a directory".to_owned()));
+        }
+        let data_dir = std::path::absolute(&data_dir).map_err(|e| {
+            self.invalid(
+                "data_dir",
+                format!("cannot resolve {:?}: {e}", data_dir.display().to_string()),
+            )
+        })?;
+        let database_url = match database_url {
+            Some(url) => {
+                if !url.starts_with("sqlite:") {
+                    return Err(self.invalid(
+                        "database_url",
+                        format!(
+                            "{:?} is not supported: only SQLite (\"sqlite://PATH\") for now",
+                            redact_url(&url)
+                        ),
+                    ));
+                }
+                url
+            }
+            None => crate::store::default_url(&data_dir),
+        };
+        Ok((data_dir, database_url))
+    }
+
+    /// `[http]`.
+    fn http(&self, f: HttpFile) -> Result<HttpConfig, ConfigError> {
+        let listen = self.listen("http.listen", f.listen, DEFAULT_HTTP_LISTEN)?;
+        let tls = match f.tls {
+            Some(tls) => Some(TlsFiles {
+                cert: self.absolute("http.tls.cert", &tls.cert)?,
+                key: self.absolute("http.tls.key", &tls.key)?,
+            }),
+            None => None,
+        };
+        let trusted_proxies = f
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<Vec<signoff_dashboard::IpNet>, _>>()
+            .map_err(|e| self.invalid("http.trusted_proxies", e.to_string()))?;
+        Ok(HttpConfig {
+            listen,
+            tls,
+            trusted_proxies,
+        })
+    }
+
+    /// `[agents]`.
+    fn agents(&self, f: AgentsFile) -> Result<AgentsConfig, ConfigError> {
+        let listen = self.listen("agents.listen", f.listen, DEFAULT_AGENTS_LISTEN)?;
+        let cert_validity = self.duration(
+            "agents.cert_validity",
+            f.cert_validity,
+            DEFAULT_CERT_VALIDITY,
+            (
+                Duration::from_secs(5 * 60),
+                Duration::from_secs(366 * 86400),
+            ),
+        )?;
+        let join_token_ttl = self.duration(
+            "agents.join_token_ttl",
+            f.join_token_ttl,
+            DEFAULT_JOIN_TOKEN_TTL,
+            (Duration::from_secs(60), Duration::from_secs(366 * 86400)),
+        )?;
+        let server_names = f
+            .server_names
+            .unwrap_or_else(|| vec!["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        if server_names.is_empty() || server_names.len() > 64 {
+            return Err(self.invalid("agents.server_names", "give 1 to 64 names".to_owned()));
+        }
+        for name in &server_names {
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return Err(self.invalid(
+                    "agents.server_names",
+                    format!("{name:?} is not a DNS name or IP address"),
+                ));
+            }
+        }
+        Ok(AgentsConfig {
+            listen,
+            cert_validity,
+            join_token_ttl,
+            server_names,
+        })
+    }
+
+    /// `[dashboard]`; cookies are `Secure` by default when the server serves HTTPS.
+    fn dashboard(&self, f: DashboardFile, https: bool) -> Result<DashboardSettings, ConfigError> {
+        let session_idle = self.duration(
+            "dashboard.session_idle",
+            f.session_idle,
+            DEFAULT_SESSION_IDLE,
+            (Duration::from_secs(60), Duration::from_secs(7 * 86400)),
+        )?;
+        let session_max = self.duration(
+            "dashboard.session_max",
+            f.session_max,
+            DEFAULT_SESSION_MAX,
+            (session_idle, Duration::from_secs(30 * 86400)),
+        )?;
+        Ok(DashboardSettings {
+            session_idle,
+            session_max,
+            secure_cookies: f.secure_cookies.unwrap_or(https),
+        })
+    }
+
+    /// `[ca]`; its SSH listener must not be one of `listeners`.
+    fn ca(&self, f: CaFile, listeners: &[SocketAddr]) -> Result<CaConfig, ConfigError> {
+        let max_ttl = self.duration(
+            "ca.max_ttl",
+            f.max_ttl,
+            MAX_CA_TTL,
+            (Duration::from_secs(60), MAX_CA_TTL),
+        )?;
+        let default_ttl = self.duration(
+            "ca.default_ttl",
+            f.default_ttl,
+            DEFAULT_CA_TTL.min(max_ttl),
+            (Duration::from_secs(60), max_ttl),
+        )?;
+        let key_file = f
+            .key_file
+            .map(|p| self.absolute("ca.key_file", &p))
+            .transpose()?;
+        let backup_public_key = match f.backup_public_key {
+            Some(line) => Some(
+                crate::model::parse_public_key("ca.backup_public_key", &line)
+                    .map_err(|e| self.invalid("ca.backup_public_key", e.message))?
+                    .openssh,
+            ),
+            None => None,
+        };
+        let ssh_listen = f
+            .ssh_listen
+            .map(|addr| self.own_listener("ca.ssh_listen", addr, "0.0.0.0:2022", listeners))
+            .transpose()?;
+        Ok(CaConfig {
+            key_file,
+            backup_public_key,
+            default_ttl,
+            max_ttl,
+            ssh_listen,
+        })
+    }
 }
 
 fn tls_server_config(
