@@ -17,13 +17,14 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::error::ErrorBody;
 use super::handlers::Query;
 use super::{ApiError, AppState};
 use crate::events::Event;
@@ -44,13 +45,40 @@ const FOLLOW_BATCH: i64 = 500;
 pub(crate) struct EventsQuery {
     /// Only events after this cursor (default 0: from the first).
     #[serde(default)]
+    #[param(minimum = 0)]
     since: i64,
     /// `true`: keep the response open and send new events as they are recorded, as
     /// Server-Sent Events (event name the kind, id the cursor, data the JSON event).
     #[serde(default)]
     follow: bool,
-    /// Without `follow`, at most this many events (default 1000; taken as 1 to 1000).
+    /// Without `follow`, at most this many events (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+}
+
+/// The most events one response without `follow` carries.
+const MAX_LIMIT: i64 = 1000;
+
+impl EventsQuery {
+    /// A cursor below 0 or a limit out of range is the client's mistake, said as such
+    /// (not taken as the nearest value, which would hide it).
+    fn check(&self) -> Result<(), ApiError> {
+        let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+        if self.since < 0 {
+            return Err(invalid(format!(
+                "since: {} is not a cursor (cursors start at 0)",
+                self.since
+            )));
+        }
+        if let Some(limit) = self.limit
+            && !(1..=MAX_LIMIT).contains(&limit)
+        {
+            return Err(invalid(format!(
+                "limit: {limit} is out of range (1 to {MAX_LIMIT})"
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn line(event: &Event) -> Bytes {
@@ -92,17 +120,19 @@ pub(crate) struct FollowEvent {
                 (Event = "application/x-ndjson"),
                 (FollowEvent = "text/event-stream"),
             )),
+        (status = 422, description = "since below 0 or limit out of range", body = ErrorBody),
     ),
 )]
 pub(crate) async fn events_handler(
     State(s): State<AppState>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    q.check()?;
     let headers = [(header::CONTENT_TYPE, "application/x-ndjson")];
     if !q.follow {
         let events = s
             .service
-            .events_since(q.since, q.limit.unwrap_or(1000))
+            .events_since(q.since, q.limit.unwrap_or(MAX_LIMIT))
             .await?;
         let body: Vec<u8> = events.iter().flat_map(|e| line(e).to_vec()).collect();
         return Ok((headers, Body::from(body)).into_response());
@@ -271,6 +301,37 @@ mod tests {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "unknown parameter");
         let res = get(&svc, "not-a-token", "").await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn a_negative_cursor_or_a_limit_out_of_range_is_a_422_naming_it() {
+        let (svc, _clock) = service().await;
+        let secret = token(&svc).await;
+        for (query, names) in [
+            ("?since=-1", "since"),
+            ("?limit=0", "limit"),
+            ("?limit=-5", "limit"),
+            ("?limit=1001", "limit"),
+            ("?since=-1&follow=true", "since"),
+        ] {
+            let res = get(&svc, &secret, query).await;
+            assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], "invalid", "{query}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(names), "{query}: {message}");
+        }
+        // The bounds themselves are fine.
+        for query in ["?since=0", "?limit=1", "?limit=1000"] {
+            assert_eq!(
+                get(&svc, &secret, query).await.status(),
+                StatusCode::OK,
+                "{query}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1358,8 +1358,10 @@ pub(crate) struct AuditQuery {
     #[serde(default)]
     filter: String,
     /// Only rows before this sequence number.
+    #[param(minimum = 0)]
     before: Option<i64>,
-    /// At most this many rows (default 100; taken as 1 to 1000).
+    /// At most this many rows (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -1371,12 +1373,28 @@ pub(crate) struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "Rows of the log", body = Vec<Record>),
+        (status = 422, description = "before below 0 or limit out of range", body = ErrorBody),
     ),
 )]
 pub(crate) async fn audit_log_handler(
     State(s): State<AppState>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    if let Some(before) = q.before
+        && before < 0
+    {
+        return Err(invalid(format!(
+            "before: {before} is not a sequence number (they start at 1)"
+        )));
+    }
+    if let Some(limit) = q.limit
+        && !(1..=1000).contains(&limit)
+    {
+        return Err(invalid(format!(
+            "limit: {limit} is out of range (1 to 1000)"
+        )));
+    }
     Ok(Json(
         s.service
             .audit_log(&q.filter, q.before, q.limit.unwrap_or(100))

@@ -695,6 +695,27 @@ async fn every_change_is_audited_under_the_token_name() {
     assert!(v["broken"].is_null(), "{v}");
 }
 
+#[tokio::test]
+async fn an_audit_page_out_of_range_is_a_422_naming_the_parameter() {
+    let s = start().await;
+    for (query, name) in [
+        ("limit=0", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1001", "limit"),
+        ("before=-5", "before"),
+    ] {
+        let (status, v) = s.admin(Method::GET, &format!("/audit?{query}"), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert_eq!(v["error"]["code"], "invalid", "{query}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(name), "{query}: {message}");
+    }
+    for query in ["limit=1", "limit=1000", "before=0"] {
+        let (status, v) = s.admin(Method::GET, &format!("/audit?{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {v}");
+    }
+}
+
 async fn start_with_person() -> Server {
     let s = start().await;
     s.service.set_order_signer(ssh_key::PrivateKey::from(
