@@ -12,6 +12,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use signoff_proto::allowed_signers;
 use signoff_proto::orders::{self, KillOrder, OrderError, SignatureError};
 use ssh_key::PublicKey;
 
@@ -75,69 +76,31 @@ pub enum SignersError {
         #[source]
         source: io::Error,
     },
-    /// A line does not parse.
-    #[error("{path}:{line}: not \"PRINCIPALS [OPTIONS] KEYTYPE BASE64\": {message}")]
-    Line {
+    /// A line does not parse, or no line may sign orders: every order would be refused.
+    #[error("allowed signers {path}: {source}")]
+    Parse {
         /// The file.
         path: PathBuf,
-        /// Line number, from 1.
-        line: usize,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: allowed_signers::SignersError,
     },
-    /// No signer at all: every order would be refused.
-    #[error("{0} lists no signer")]
-    Empty(PathBuf),
 }
 
-/// Keys from an OpenSSH `allowed_signers` file (`ssh-keygen -Y verify -f`'s format).
+/// The keys of an OpenSSH `allowed_signers` file that may sign orders (namespace
+/// `signoff-order`; lines restricted to other namespaces, or with options ssh-keygen would
+/// apply and this reader does not, are left out: [`allowed_signers::parse`]).
 pub fn load_allowed_signers(path: &Path) -> Result<Vec<PublicKey>, SignersError> {
     let text = fs::read_to_string(path).map_err(|source| SignersError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let mut keys = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |message: String| SignersError::Line {
+    let signers =
+        allowed_signers::parse(&text, orders::NAMESPACE).map_err(|source| SignersError::Parse {
             path: path.to_owned(),
-            line: i + 1,
-            message,
-        };
-        // PRINCIPALS, then optional OPTIONS (which may quote spaces), then the key.
-        let rest = line
-            .split_once(char::is_whitespace)
-            .map(|(_, r)| r.trim_start())
-            .ok_or_else(|| err("no key".into()))?;
-        let key_text = match PublicKey::from_openssh(rest) {
-            Ok(k) => k,
-            Err(_) => {
-                let after_options = skip_options(rest).ok_or_else(|| err("bad options".into()))?;
-                PublicKey::from_openssh(after_options).map_err(|e| err(e.to_string()))?
-            }
-        };
-        keys.push(key_text);
-    }
-    if keys.is_empty() {
-        return Err(SignersError::Empty(path.to_owned()));
-    }
-    Ok(keys)
-}
-
-/// Skips one options field (`a,b="x y",c`) and the blanks after it.
-fn skip_options(s: &str) -> Option<&str> {
-    let mut quoted = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => return Some(s[i..].trim_start()),
-            _ => {}
-        }
-    }
-    None
+            source,
+        })?;
+    Ok(signers.into_iter().map(|s| s.key).collect())
 }
 
 /// Nonces of orders already executed or refused as replays, until each order expires.
@@ -398,21 +361,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("allowed_signers");
         let k = key(1).public_key().to_openssh().unwrap();
+        let other = key(2).public_key().to_openssh().unwrap();
         fs::write(
             &path,
-            format!("# orders\nsignoff {k}\nsignoff,backup namespaces=\"signoff-order\",valid-after=\"20260101\" {k} comment\n"),
+            format!(
+                "# orders\nsignoff {k}\nsignoff,backup namespaces=\"signoff-order\" {k} comment\n\
+                 git namespaces=\"git\" {other}\nlater valid-after=\"20260101\" {other}\n"
+            ),
         )
         .unwrap();
-        assert_eq!(load_allowed_signers(&path).unwrap().len(), 2);
+        // The line for another namespace, and the one with an option this reader does not
+        // apply, sign no orders (ssh-keygen would refuse the first, and may the second).
+        let keys = load_allowed_signers(&path).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(
+            keys.iter()
+                .all(|pk| pk.key_data() == key(1).public_key().key_data())
+        );
         fs::write(&path, "# nothing\n").unwrap();
-        assert!(matches!(
-            load_allowed_signers(&path),
-            Err(SignersError::Empty(_))
-        ));
+        let e = load_allowed_signers(&path).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                SignersError::Parse {
+                    source: allowed_signers::SignersError::Empty(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         fs::write(&path, "signoff ssh-ed25519 notbase64\n").unwrap();
-        assert!(matches!(
-            load_allowed_signers(&path),
-            Err(SignersError::Line { line: 1, .. })
-        ));
+        let e = load_allowed_signers(&path).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                SignersError::Parse {
+                    source: allowed_signers::SignersError::Line { line: 1, .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("allowed_signers"), "{e}");
     }
 }

@@ -32,7 +32,7 @@
 
 use std::collections::BTreeSet;
 
-use ssh_key::{Algorithm, PublicKey, SshSig};
+use ssh_key::{Algorithm, SshSig};
 
 /// The SSHSIG namespace of approvals: an order, a git commit or a file signed with the
 /// same key never counts as an approval.
@@ -117,120 +117,14 @@ impl ReenableApproval<'_> {
     }
 }
 
-/// One approver: a line of the `allowed_signers` file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Approver {
-    /// The line's principals field, as written: who the approver is. Two keys on lines with
-    /// the same principals are one approver.
-    pub identity: String,
-    /// Their public key.
-    pub key: PublicKey,
-}
+/// One approver: a line of the approvers' `allowed_signers` file.
+pub use crate::allowed_signers::Signer as Approver;
+pub use crate::allowed_signers::SignersError;
 
-/// Why an `allowed_signers` file cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignersError {
-    /// A line does not parse.
-    #[error("line {line}: not \"PRINCIPALS [OPTIONS] KEYTYPE BASE64\": {message}")]
-    Line {
-        /// Line number, from 1.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// No approver at all.
-    #[error("lists no approver")]
-    Empty,
-}
-
-/// Reads an OpenSSH `allowed_signers` file (`ssh-keygen -Y verify -f`'s format).
-///
-/// A line whose options restrict it to other namespaces is left out, as ssh-keygen would
-/// refuse its signatures here; so is a line with an option this reader does not apply
-/// (`cert-authority`, `valid-after`, `valid-before`): failing closed, such an approver
-/// approves nothing rather than more than ssh-keygen would accept.
+/// Reads the approvers' `allowed_signers` file: the lines that may sign in
+/// [`NAMESPACE`] ([`crate::allowed_signers::parse`]).
 pub fn parse_allowed_signers(text: &str) -> Result<Vec<Approver>, SignersError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let err = |message: &str| SignersError::Line {
-            line: i + 1,
-            message: message.to_owned(),
-        };
-        let (identity, rest) = line
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| err("no key"))?;
-        let rest = rest.trim_start();
-        let (options, key) = match PublicKey::from_openssh(rest) {
-            Ok(key) => ("", key),
-            Err(_) => {
-                let (options, after) = split_options(rest).ok_or_else(|| err("bad options"))?;
-                let key = PublicKey::from_openssh(after).map_err(|e| SignersError::Line {
-                    line: i + 1,
-                    message: e.to_string(),
-                })?;
-                (options, key)
-            }
-        };
-        if options_allow(options) {
-            out.push(Approver {
-                identity: identity.to_owned(),
-                key,
-            });
-        }
-    }
-    if out.is_empty() {
-        return Err(SignersError::Empty);
-    }
-    Ok(out)
-}
-
-/// Splits `opts KEY…` at the first blank outside quotes.
-fn split_options(s: &str) -> Option<(&str, &str)> {
-    let mut quoted = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => return Some((&s[..i], s[i..].trim_start())),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Whether a line with these options may sign approvals.
-fn options_allow(options: &str) -> bool {
-    if options.is_empty() {
-        return true;
-    }
-    let mut parts = Vec::new();
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in options.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&options[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&options[start..]);
-    parts.iter().all(|opt| {
-        let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
-        match name.to_ascii_lowercase().as_str() {
-            "namespaces" => value
-                .trim_matches('"')
-                .split(',')
-                .any(|ns| ns == NAMESPACE || ns == "*"),
-            _ => false,
-        }
-    })
+    crate::allowed_signers::parse(text, NAMESPACE)
 }
 
 /// Why one signature does not count.
@@ -498,7 +392,10 @@ mod tests {
         let signers = parse_allowed_signers(&text).unwrap();
         assert_eq!(signers.len(), 1);
         assert_eq!(signers[0].identity, "alice");
-        assert_eq!(parse_allowed_signers("# none\n"), Err(SignersError::Empty));
+        assert_eq!(
+            parse_allowed_signers("# none\n"),
+            Err(SignersError::Empty(NAMESPACE.into()))
+        );
         assert!(matches!(
             parse_allowed_signers("alice ssh-ed25519 !!!"),
             Err(SignersError::Line { line: 1, .. })

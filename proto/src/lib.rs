@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod allowed_signers;
 pub mod approvals;
 pub mod audit_chain;
 pub mod krl;
