@@ -113,3 +113,64 @@ fn we_verify_what_ssh_keygen_signs_in_our_namespace() {
     assert!(orders::verify(&bytes, &sig, std::slice::from_ref(&public)).is_ok());
     assert!(orders::verify(&bytes[1..], &sig, &[public]).is_err());
 }
+
+/// For each shape of `allowed_signers` line, whether the agent's reader lets its key sign
+/// orders agrees with `ssh-keygen -Y verify` in our namespace, except where it is stricter
+/// on purpose (options it does not apply: it trusts less, never more).
+#[test]
+fn the_signers_file_trusts_no_line_ssh_keygen_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let pk = key.public_key().to_openssh().unwrap();
+    let bytes = order().encode().unwrap();
+    let sig = orders::sign(&key, &bytes).unwrap();
+    // (line, ssh-keygen accepts, we trust)
+    let cases = [
+        (format!("signoff {pk}"), true, true),
+        (
+            format!("signoff namespaces=\"{NAMESPACE}\" {pk}"),
+            true,
+            true,
+        ),
+        (
+            format!("signoff namespaces=\"git,{NAMESPACE}\" {pk} a comment"),
+            true,
+            true,
+        ),
+        (format!("signoff namespaces=\"git\" {pk}"), false, false),
+        (
+            format!("signoff namespaces=\"signoff-approval\" {pk}"),
+            false,
+            false,
+        ),
+        (format!("signoff cert-authority {pk}"), false, false),
+        (
+            format!("signoff valid-before=\"19990101\" {pk}"),
+            false,
+            false,
+        ),
+        // Accepted by ssh-keygen (valid since 2001); not applied by our reader, so not
+        // trusted: failing closed.
+        (
+            format!("signoff valid-after=\"20010101\" {pk}"),
+            true,
+            false,
+        ),
+    ];
+    for (line, keygen_accepts, we_trust) in cases {
+        let (ok, out) = ssh_keygen_verify(dir.path(), &format!("{line}\n"), &bytes, &sig);
+        assert_eq!(ok, keygen_accepts, "ssh-keygen on {line:?}: {out}");
+        let trusted = signoff_proto::allowed_signers::parse(&format!("{line}\n"), NAMESPACE)
+            .map(|signers| {
+                signers
+                    .iter()
+                    .any(|s| s.key.key_data() == key.public_key().key_data())
+            })
+            .unwrap_or(false);
+        assert_eq!(trusted, we_trust, "our reader on {line:?}");
+        assert!(
+            !trusted || keygen_accepts,
+            "we trust what ssh-keygen refuses: {line:?}"
+        );
+    }
+}
