@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use signoff_control_plane::service::{Role, Scope};
 
 /// signoff control plane: the server, and the admin commands that operate on its store.
@@ -439,37 +439,11 @@ pub enum RevokeCommand {
     },
 }
 
-/// A token scope on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ScopeArg {
-    /// Read everything.
-    Read,
-    /// Change users, hosts, grants, CAs, revocations.
-    Write,
-    /// Sign people off, re-enable them, kill sessions.
-    Signoff,
-    /// Manage API tokens (a token creates only tokens with scopes it holds).
-    Admin,
-    /// Download the KRL (`GET /krl`), for hosts without an agent.
-    Krl,
-    /// Issue certificates from signoff's user CA (`POST /api/v1/users/NAME/certificates`).
-    Issue,
-    /// SCIM 2.0 provisioning (`/scim/v2`) for an identity provider; good for nothing else.
-    Scim,
-}
-
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Scope {
-        match s {
-            ScopeArg::Read => Scope::Read,
-            ScopeArg::Write => Scope::Write,
-            ScopeArg::Signoff => Scope::Signoff,
-            ScopeArg::Admin => Scope::Admin,
-            ScopeArg::Krl => Scope::Krl,
-            ScopeArg::Issue => Scope::Issue,
-            ScopeArg::Scim => Scope::Scim,
-        }
-    }
+/// A token scope on the command line: the names the API uses ([`Scope::as_str`]).
+fn scope_arg() -> impl clap::builder::TypedValueParser<Value = Scope> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Scope::ALL.map(Scope::as_str))
+        .try_map(|s| Scope::parse(&s).ok_or("unknown scope"))
 }
 
 /// `token …`.
@@ -499,9 +473,11 @@ pub enum TokenCommand {
     Create {
         /// Name, recorded as `token:NAME` in the audit log.
         name: String,
-        /// What it may do (repeatable or comma-separated).
-        #[arg(long = "scope", value_enum, value_delimiter = ',', required = true)]
-        scopes: Vec<ScopeArg>,
+        /// What it may do (repeatable or comma-separated): read; write (people, hosts,
+        /// grants, CAs, revocations); signoff (sign off, re-enable, kill sessions); admin
+        /// (API tokens); krl (download the KRL); issue (certificates); scim (SCIM only).
+        #[arg(long = "scope", value_parser = scope_arg(), value_delimiter = ',', required = true)]
+        scopes: Vec<Scope>,
         /// Lifetime, e.g. 30d or 12h; default: until revoked.
         #[arg(long)]
         ttl: Option<String>,

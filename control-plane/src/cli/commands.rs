@@ -10,7 +10,7 @@ use signoff_control_plane::bootstrap;
 use signoff_control_plane::config::{self, Config};
 use signoff_control_plane::model::{Revocation, UserStatus};
 use signoff_control_plane::service::{
-    Actor, IssueRequest, NewGrant, NewHost, NewOperator, NewUser, Scope, Service,
+    Actor, IssueRequest, NewGrant, NewHost, NewOperator, NewUser, Service,
 };
 
 use super::args::*;
@@ -327,7 +327,6 @@ async fn api_token(
                 }
                 None => None,
             };
-            let scopes: Vec<Scope> = scopes.into_iter().map(Scope::from).collect();
             let token = svc
                 .create_token(who, &name, &scopes, expires_at, &reason.reason)
                 .await?;
