@@ -45,12 +45,22 @@ pub fn ensure_test_account() -> Result<()> {
 }
 
 /// A running `sshd -D -E LOG` on 127.0.0.1 with `UsePAM yes` and a `PidFile`, trusting one
-/// user CA: an [`Sshd`] that also ends, on drop, every process of every login it served.
+/// user CA: an [`Sshd`] (it derefs to it) that also ends, on drop, every process of every
+/// login it served.
 #[derive(Debug)]
 pub struct PamSshd {
     sshd: Sshd,
     pid_file: PathBuf,
     tracked: Mutex<BTreeSet<u32>>,
+}
+
+/// The listener's port, PID, log and scratch directory are [`Sshd`]'s.
+impl std::ops::Deref for PamSshd {
+    type Target = Sshd;
+
+    fn deref(&self) -> &Sshd {
+        &self.sshd
+    }
 }
 
 impl PamSshd {
@@ -86,44 +96,9 @@ impl PamSshd {
         })
     }
 
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.sshd.port()
-    }
-
-    /// The listener's PID.
-    pub fn pid(&self) -> u32 {
-        self.sshd.pid()
-    }
-
-    /// The `-E` log file.
-    pub fn log_path(&self) -> &Path {
-        self.sshd.log_path()
-    }
-
     /// Its `PidFile`.
     pub fn pid_file(&self) -> &Path {
         &self.pid_file
-    }
-
-    /// A scratch directory removed with the sshd.
-    pub fn dir(&self) -> &Path {
-        self.sshd.dir()
-    }
-
-    /// Everything logged so far.
-    pub fn log(&self) -> String {
-        self.sshd.log()
-    }
-
-    /// Waits until the log contains `needle` at least `count` times.
-    pub fn wait_for_log_count(
-        &self,
-        needle: &str,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<String> {
-        self.sshd.wait_for_log_count(needle, count, timeout)
     }
 
     /// Remembers a login's audit session id, so that its processes are killed on drop even
