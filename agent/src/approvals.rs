@@ -106,7 +106,7 @@ impl<'a> ApprovalCheck<'a> {
         self.refusals.borrow_mut().push(why);
     }
 
-    /// What was refused, for [`crate::principals::Denial::NotApproved`].
+    /// What was refused, for [`crate::sshd_commands::Denial::NotApproved`].
     pub fn into_refusal(self) -> NotApproved {
         NotApproved {
             account: self.account.to_owned(),

@@ -14,7 +14,7 @@
 //!   positioned reads; the last-contact time.
 //! - [`krl_writer`], [`trusted_cas`]: the files sshd reads (`RevokedKeys`,
 //!   `TrustedUserCAKeys`), built from the host view and replaced atomically ([`atomic`]).
-//! - [`principals`]: `signoff-agent principals` and `authorized-keys`, the commands sshd runs
+//! - [`sshd_commands`]: `signoff-agent principals` and `authorized-keys`, the commands sshd runs
 //!   at every login; [`syslog`]: where they log refusals.
 //! - [`sessions`]: the logins of the host's sshd, from its log and `/proc`.
 //! - [`orders`]: checks of signed kill orders and their nonces; [`kill`], [`kill_journal`]:
@@ -41,9 +41,9 @@ pub mod kill_journal;
 pub mod krl_tool;
 pub mod krl_writer;
 pub mod orders;
-pub mod principals;
 pub mod sessions;
 pub mod signoffs;
+pub mod sshd_commands;
 pub mod state;
 pub mod status;
 pub mod syslog;

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Parser as _;
 use signoff_agent::config::Config;
 use signoff_agent::krl_tool::{self, BuildOptions, CaChoice, KrlToolError};
-use signoff_agent::{daemon, identity, principals, status};
+use signoff_agent::{daemon, identity, sshd_commands, status};
 
 use cli::{Cli, Command, KrlCommand};
 
@@ -67,13 +67,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let [user, key_id, serial, ca_fp, key_fp] = args.certificate.as_slice() else {
                 anyhow::bail!("principals takes exactly five arguments");
             };
-            let ok = principals::run_principals(
+            let ok = sshd_commands::run_principals(
                 &args.config,
                 [user, key_id, serial, ca_fp, key_fp],
                 now_unix_secs(),
                 &mut io::stdout().lock(),
                 &mut io::stderr().lock(),
-                principals::Syslog::FromConfig,
+                sshd_commands::Syslog::FromConfig,
             )?;
             Ok(exit_for(ok))
         }
@@ -133,13 +133,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::AuthorizedKeys(args) => {
-            let ok = principals::run_authorized_keys(
+            let ok = sshd_commands::run_authorized_keys(
                 &args.config,
                 &args.user,
                 now_unix_secs(),
                 &mut io::stdout().lock(),
                 &mut io::stderr().lock(),
-                principals::Syslog::FromConfig,
+                sshd_commands::Syslog::FromConfig,
             )?;
             Ok(exit_for(ok))
         }

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signoff_agent::config::DEFAULT_CONFIG_PATH;
-use signoff_agent::principals::{self, CommandError};
+use signoff_agent::sshd_commands::{self, CommandError};
 
 const EXIT_DENIED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -119,21 +119,21 @@ fn main() -> ExitCode {
         Invocation::Principals {
             config,
             certificate: [user, key_id, serial, ca_fp, key_fp],
-        } => principals::run_principals(
+        } => sshd_commands::run_principals(
             &config,
             [&user, &key_id, &serial, &ca_fp, &key_fp],
             now_unix_secs(),
             &mut out,
             &mut log,
-            principals::Syslog::FromConfig,
+            sshd_commands::Syslog::FromConfig,
         ),
-        Invocation::AuthorizedKeys { config, user } => principals::run_authorized_keys(
+        Invocation::AuthorizedKeys { config, user } => sshd_commands::run_authorized_keys(
             &config,
             &user,
             now_unix_secs(),
             &mut out,
             &mut log,
-            principals::Syslog::FromConfig,
+            sshd_commands::Syslog::FromConfig,
         ),
     };
     match answered {

@@ -41,7 +41,7 @@ pub enum Severity {
 
 /// The datagram for `message`: `<PRI>TAG[PID]: MESSAGE`. Control characters are escaped
 /// (`\n` as `\x0a`): the key ID comes from the certificate's holder, who must not be able to
-/// forge a second log line; the message is cut at [`MAX_MESSAGE`] bytes on a character
+/// forge a second log line; the message is cut at `MAX_MESSAGE` bytes on a character
 /// boundary.
 pub fn frame(severity: Severity, tag: &str, pid: u32, message: &str) -> Vec<u8> {
     use std::fmt::Write as _;
