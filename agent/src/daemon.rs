@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
+use signoff_core::error::chain as error_chain;
 use signoff_proto::v1;
 use signoff_proto::v1::agent_sync_client::AgentSyncClient;
 use tokio::sync::{Notify, mpsc};
@@ -412,17 +413,6 @@ fn remove_leftover_temp_files(config: &Config) {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 fn client(

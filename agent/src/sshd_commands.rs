@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use signoff_core::error::chain;
 
 use crate::approvals::{ApprovalCheck, NotApproved};
 use crate::config::{Config, Mode, is_valid_principal};
@@ -642,18 +643,6 @@ impl Lines {
 
 fn is_missing(e: &FormatError) -> bool {
     matches!(e, FormatError::Io(io) if io.kind() == io::ErrorKind::NotFound)
-}
-
-/// An error and its causes, `: `-separated, for a one-line log.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

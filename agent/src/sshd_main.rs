@@ -25,7 +25,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use signoff_agent::config::DEFAULT_CONFIG_PATH;
-use signoff_agent::sshd_commands::{self, CommandError};
+use signoff_agent::sshd_commands;
+use signoff_core::error::chain as error_chain;
 
 const EXIT_DENIED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -252,18 +253,6 @@ fn now_unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// `err` and its causes, `: `-separated (what `signoff-agent` prints with anyhow's `{:#}`).
-fn error_chain(err: &CommandError) -> String {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

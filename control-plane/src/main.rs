@@ -11,6 +11,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use signoff_core::error::chain;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, EXIT_USAGE};
@@ -59,16 +60,4 @@ fn init_logging(default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// `error: cause: cause …`, as anyhow's `{:#}` prints it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
