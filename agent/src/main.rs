@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Parser as _;
 use signoff_agent::config::Config;
 use signoff_agent::krl_tool::{self, BuildOptions, CaChoice, KrlToolError};
-use signoff_agent::{daemon, identity, principals, status};
+use signoff_agent::{daemon, host_certs, identity, principals, status};
 
 use cli::{Cli, Command, KrlCommand};
 
@@ -92,11 +92,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dir: config.identity_dir,
                 force: args.force,
             };
-            let identity = runtime()?.block_on(identity::enroll(&options))?;
+            let rt = runtime()?;
+            let identity = rt.block_on(identity::enroll(&options))?;
             print_quietly(&format!(
                 "enrolled as {} with {}; certificate valid until {} (Unix). Start the agent: signoff-agent run\n",
                 identity.host_id, identity.server, identity.not_after
             ))?;
+            // Host certificates at enrollment; a failure leaves enrollment done, and the
+            // daemon retries.
+            if let Some(hc) = &config.host_certificates {
+                match rt.block_on(host_certs::renew_all(hc, &identity)) {
+                    Ok(round) => print_quietly(&format!(
+                        "host certificates: {} written\n",
+                        round.changed.len()
+                    ))?,
+                    Err(e) => eprintln!(
+                        "signoff-agent: warning: no host certificates yet ({:#}); `signoff-agent run` retries",
+                        anyhow::Error::from(e)
+                    ),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
