@@ -71,13 +71,13 @@ impl HostCertsFile {
                     "host key {p:?} must be an absolute path to a public key file (*.pub)"
                 ));
             }
-            if p.parent().is_some_and(|d| d.to_string_lossy().contains('*')) {
+            if p.parent()
+                .is_some_and(|d| d.to_string_lossy().contains('*'))
+            {
                 return Err(format!("host key {p:?}: `*` may only be in the file name"));
             }
         }
-        let certificate_dir = self
-            .certificate_dir
-            .unwrap_or_else(|| state_dir.to_owned());
+        let certificate_dir = self.certificate_dir.unwrap_or_else(|| state_dir.to_owned());
         if !certificate_dir.is_absolute() {
             return Err(format!(
                 "certificate_dir {certificate_dir:?} must be an absolute path"
@@ -331,7 +331,9 @@ pub async fn renew_all(
         let ca = ssh_key::PublicKey::from_openssh(resp.ca_public_key.trim())
             .map_err(|e| bad(format!("the host CA key does not parse: {e}")))?;
         if cert.signature_key() != ca.key_data() {
-            return Err(bad("not signed by the host CA the control plane names".into()));
+            return Err(bad(
+                "not signed by the host CA the control plane names".into()
+            ));
         }
         next_renewal = next_renewal.min(renew_at(cert.valid_after(), cert.valid_before()));
         lines.push(format!("{}\n", c.certificate.trim()));

@@ -92,6 +92,21 @@ pub enum Command {
     /// Certificates from signoff's own user CA.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// The host CA, which certifies hosts' SSH host keys.
+    #[command(subcommand)]
+    HostCa(HostCaCommand),
+}
+
+/// `host-ca …`.
+#[derive(Debug, Subcommand)]
+pub enum HostCaCommand {
+    /// Print the one known_hosts line that makes `ssh` trust every host the host CA
+    /// certified (`@cert-authority PATTERN KEY`).
+    KnownHosts {
+        /// Which host names the line covers (known_hosts patterns, comma-separated).
+        #[arg(long, default_value = "*")]
+        hosts: String,
+    },
 }
 
 /// `cert …`.
@@ -670,6 +685,21 @@ pub async fn run(
             service.pool().close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::HostCa(HostCaCommand::KnownHosts { hosts }) => {
+            let line = bootstrap::host_ca_known_hosts_line(&config.data_dir, &hosts)?;
+            let mut out = io::stdout().lock();
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"hosts": hosts, "known_hosts_line": line})
+                )?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Signoff(args) => {
             let service = open_store(&config).await?;
             let keys = bootstrap::prepare_keys(&config.data_dir, service.now())?;
@@ -1229,7 +1259,7 @@ async fn admin(
                 revocations_table(w, std::slice::from_ref(&record))
             })?;
         }
-        Command::Token(_) | Command::Signoff(_) | Command::Cert(_) => {
+        Command::Token(_) | Command::Signoff(_) | Command::Cert(_) | Command::HostCa(_) => {
             unreachable!("join tokens, sign-offs and certificates are handled in run()")
         }
         Command::ApiToken(c) => match c {

@@ -1,0 +1,338 @@
+//! Host certificates through the real agent (issue 19): `signoff-agent enroll` and
+//! `signoff-agent run`, against a real `signoff-server`, get the host key of a real sshd
+//! certified by the control plane's host CA, write the certificate where sshd's
+//! `HostCertificate` points, and reload sshd with the configured command. The real `ssh`,
+//! with `StrictHostKeyChecking=yes` and a known_hosts holding only the `@cert-authority`
+//! line that `signoff-server host-ca known-hosts` prints, then connects; with another CA's
+//! line it refuses the host. A host that presents a key already bound to another host gets
+//! nothing, keeps the certificate it had, and its sshd is not reloaded.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use signoff_tests::keys::{KeyPair, KeyType};
+use signoff_tests::plane::{Agent, ControlPlane, WAIT, wait_for};
+use signoff_tests::sshd::free_port;
+use signoff_tests::tools::{SSH, SSHD};
+
+/// The host the agent enrolls as; the certificate names it.
+const HOST: &str = "web1.example.com";
+
+/// A real sshd presenting `HostCertificate` from the agent's certificate directory;
+/// admits `client`'s key for root through an authorized_keys file. Killed on drop (our
+/// own child, by PID).
+struct CertSshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for CertSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl CertSshd {
+    fn start(dir: &Path, host_key: &Path, host_cert: &Path, client_pub: &Path) -> Result<Self> {
+        let authorized = dir.join("authorized_keys");
+        fs::copy(client_pub, &authorized)?;
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "HostKey {}\nHostCertificate {}\nAuthorizedKeysFile {}\nStrictModes no\n\
+                 PermitRootLogin yes\nUsePAM no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nPidFile none\nListenAddress 127.0.0.1\n\
+                 LogLevel VERBOSE\n",
+                host_key.display(),
+                host_cert.display(),
+                authorized.display()
+            ),
+        )?;
+        let port = free_port()?;
+        let log = dir.join("sshd.log");
+        let out = fs::File::create(&log)?;
+        let child = Command::new(SSHD.path()?)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .args(["-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting sshd")?;
+        let sshd = CertSshd { child, port, log };
+        sshd.wait_listening(1)?;
+        Ok(sshd)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until sshd has started listening `times` times (a reload re-executes it) and
+    /// accepts connections.
+    fn wait_listening(&self, times: usize) -> Result<()> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        wait_for(
+            format!(
+                "sshd listening for the {times}. time; its log:\n{}",
+                self.log()
+            ),
+            WAIT,
+            || {
+                Ok((self.log().matches("Server listening on").count() >= times
+                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+                .then_some(()))
+            },
+        )
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// `ssh -o StrictHostKeyChecking=yes` to the sshd as `name`, trusting `known_hosts` only.
+fn ssh(port: u16, known_hosts: &Path, key: &Path, name: &str) -> Result<Output> {
+    Ok(Command::new(SSH.path()?)
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        .args(["-o", "IdentitiesOnly=yes"])
+        .arg("-o")
+        .arg(format!("HostKeyAlias={name}"))
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &port.to_string()])
+        .args(["root@127.0.0.1", "echo", "connected"])
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+struct Setup {
+    plane: ControlPlane,
+    dir: tempfile::TempDir,
+    host_key: KeyPair,
+    client: KeyPair,
+    cert_dir: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Result<Setup> {
+        let plane = ControlPlane::start()?;
+        plane.cli(&["group", "add", "web"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("signoff-hostcert-")
+            .tempdir()?;
+        let host_key = KeyPair::generate(dir.path(), "ssh_host_ed25519_key", KeyType::Ed25519)?;
+        let client = KeyPair::generate(dir.path(), "id_ed25519", KeyType::Ed25519)?;
+        let cert_dir = dir.path().join("certs");
+        Ok(Setup {
+            plane,
+            dir,
+            host_key,
+            client,
+            cert_dir,
+        })
+    }
+
+    fn cert_path(&self) -> PathBuf {
+        self.cert_dir.join("ssh_host_ed25519_key-cert.pub")
+    }
+
+    fn sshd(&self) -> Result<CertSshd> {
+        CertSshd::start(
+            self.dir.path(),
+            &self.host_key.private,
+            &self.cert_path(),
+            &self.client.public,
+        )
+    }
+
+    /// An agent whose `[host_certificates]` names this host key, the certificate
+    /// directory, and `reload` as the reload command.
+    fn agent(&self, reload: &[String]) -> Result<Agent> {
+        let agent = Agent::new("")?;
+        agent.append_config(&format!(
+            "[host_certificates]\nhost_keys = [{:?}]\ncertificate_dir = {:?}\nreload_command = {:?}\n",
+            self.dir
+                .path()
+                .join("ssh_host_*_key.pub")
+                .display()
+                .to_string(),
+            self.cert_dir.display().to_string(),
+            reload,
+        ))?;
+        Ok(agent)
+    }
+
+    /// The `@cert-authority` line as `signoff-server host-ca known-hosts` prints it.
+    fn known_hosts(&self, pattern: &str) -> Result<PathBuf> {
+        let out = self
+            .plane
+            .cli(&["host-ca", "known-hosts", "--hosts", pattern])?;
+        let line = out.stdout.trim().to_owned();
+        if !line.starts_with(&format!("@cert-authority {pattern} ssh-ed25519 ")) {
+            bail!("host-ca known-hosts printed {line:?}");
+        }
+        let path = self.dir.path().join("known_hosts");
+        fs::write(&path, format!("{line}\n"))?;
+        Ok(path)
+    }
+}
+
+fn hup(pid: u32) -> Vec<String> {
+    vec!["/bin/kill".into(), "-HUP".into(), pid.to_string()]
+}
+
+fn assert_connects(s: &Setup, sshd: &CertSshd, known_hosts: &Path) -> Result<()> {
+    let out = ssh(sshd.port, known_hosts, &s.client.private, HOST)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || String::from_utf8_lossy(&out.stdout) != "connected\n" {
+        bail!("ssh did not connect: {stderr}\nsshd's log:\n{}", sshd.log());
+    }
+    Ok(())
+}
+
+#[test]
+fn enrollment_certifies_the_host_key_and_only_the_cert_authority_line_connects() -> Result<()> {
+    let s = Setup::new()?;
+    // sshd starts before any certificate exists: it logs that and serves its plain key.
+    let sshd = s.sshd()?;
+    let known_hosts = s.known_hosts("*.example.com")?;
+    let before = ssh(sshd.port, &known_hosts, &s.client.private, HOST)?;
+    assert!(
+        !before.status.success(),
+        "connected before the host had a certificate"
+    );
+
+    let agent = s.agent(&hup(sshd.pid()))?;
+    agent.enroll(&s.plane, HOST, "web")?;
+    assert!(s.cert_path().is_file(), "enroll wrote no host certificate");
+    // The reload command ran: sshd re-executed itself and listens again.
+    sshd.wait_listening(2)?;
+    assert_connects(&s, &sshd, &known_hosts)?;
+
+    // Another CA's line: the host is refused.
+    let other = KeyPair::generate(s.dir.path(), "other_ca", KeyType::Ed25519)?;
+    let other_hosts = s.dir.path().join("other_known_hosts");
+    fs::write(
+        &other_hosts,
+        format!(
+            "@cert-authority *.example.com {}",
+            fs::read_to_string(&other.public)?
+        ),
+    )?;
+    let out = ssh(sshd.port, &other_hosts, &s.client.private, HOST)?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Host key verification failed"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn the_daemon_replaces_a_missing_certificate_and_reloads_sshd() -> Result<()> {
+    let s = Setup::new()?;
+    let sshd = s.sshd()?;
+    let mut agent = s.agent(&hup(sshd.pid()))?;
+    agent.enroll(&s.plane, HOST, "web")?;
+    sshd.wait_listening(2)?;
+    let first = fs::read_to_string(s.cert_path())?;
+    fs::remove_file(s.cert_path())?;
+
+    agent.start()?;
+    let second = wait_for("the daemon to write the host certificate", WAIT, || {
+        agent.check_running()?;
+        Ok(fs::read_to_string(s.cert_path()).ok())
+    })?;
+    assert_ne!(first, second, "a new certificate was expected");
+    sshd.wait_listening(3)?;
+    let known_hosts = s.known_hosts("*.example.com")?;
+    assert_connects(&s, &sshd, &known_hosts)?;
+
+    // A restart with a valid certificate in place asks for nothing and reloads nothing.
+    agent.stop()?;
+    agent.start()?;
+    wait_for("the daemon to see its certificate is valid", WAIT, || {
+        agent.check_running()?;
+        Ok(agent
+            .log()
+            .split("==== start 2 ====")
+            .nth(1)
+            .is_some_and(|l| l.contains("next renewal scheduled"))
+            .then_some(()))
+    })?;
+    assert_eq!(fs::read_to_string(s.cert_path())?, second);
+    assert_eq!(sshd.log().matches("Server listening on").count(), 3);
+    Ok(())
+}
+
+#[test]
+fn a_key_bound_to_another_host_is_refused_and_the_old_certificate_stays() -> Result<()> {
+    let s = Setup::new()?;
+    let sshd = s.sshd()?;
+    let first = s.agent(&hup(sshd.pid()))?;
+    first.enroll(&s.plane, HOST, "web")?;
+    sshd.wait_listening(2)?;
+
+    // A second host (a cloned image, or one squatting on web1's public key) presents the
+    // same host key. Its certificate file holds what it had before.
+    let marker = s.dir.path().join("reloaded");
+    let mut squatter = Agent::new("")?;
+    let squatter_certs = s.dir.path().join("squatter-certs");
+    fs::create_dir_all(&squatter_certs)?;
+    let old = "ssh-ed25519-cert-v01@openssh.com AAAA-the-old-one\n";
+    let squatter_cert = squatter_certs.join("ssh_host_ed25519_key-cert.pub");
+    fs::write(&squatter_cert, old)?;
+    squatter.append_config(&format!(
+        "[host_certificates]\nhost_keys = [{:?}]\ncertificate_dir = {:?}\nreload_command = [\"/usr/bin/touch\", {:?}]\n",
+        s.host_key.public.display().to_string(),
+        squatter_certs.display().to_string(),
+        marker.display().to_string(),
+    ))?;
+    // Enrollment itself succeeds; the host certificate is refused and said so.
+    let token = s.plane.join_token("web")?;
+    let out = Command::new(signoff_tests::agent::agent_binary()?)
+        .arg("enroll")
+        .arg("--config")
+        .arg(squatter.config())
+        .args(["--server", &token.server])
+        .args(["--token", &token.secret])
+        .args(["--ca-pin", &token.ca_pin])
+        .args(["--host-id", "db1.example.com"])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no host certificates yet")
+            && stderr.contains("is host \"web1.example.com\"'s host key"),
+        "{stderr}"
+    );
+    // The daemon retries, is refused again, and never touches the old certificate or sshd.
+    squatter.start()?;
+    wait_for("the daemon to be refused", WAIT, || {
+        squatter.check_running()?;
+        Ok(squatter
+            .log()
+            .contains("cannot renew the host certificates; sshd keeps the ones it has")
+            .then_some(()))
+    })?;
+    assert_eq!(fs::read_to_string(&squatter_cert)?, old);
+    assert!(!marker.exists(), "the reload command ran after a refusal");
+    // The refusal is audited.
+    let audit = s.plane.cli(&["audit", "list"])?.stdout;
+    assert!(audit.contains("host_certificate.refuse"), "{audit}");
+    // web1 itself is still served.
+    let known_hosts = s.known_hosts("*.example.com")?;
+    assert_connects(&s, &sshd, &known_hosts)?;
+    Ok(())
+}
