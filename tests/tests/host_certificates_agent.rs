@@ -39,22 +39,27 @@ impl Drop for CertSshd {
 }
 
 impl CertSshd {
-    fn start(dir: &Path, host_key: &Path, host_cert: &Path, client_pub: &Path) -> Result<Self> {
+    /// `hosts`: each host key with the certificate file sshd is pointed at.
+    fn start(dir: &Path, hosts: &[(PathBuf, PathBuf)], client_pub: &Path) -> Result<Self> {
         let authorized = dir.join("authorized_keys");
         fs::copy(client_pub, &authorized)?;
         let config = dir.join("sshd_config");
-        fs::write(
-            &config,
-            format!(
-                "HostKey {}\nHostCertificate {}\nAuthorizedKeysFile {}\nStrictModes no\n\
-                 PermitRootLogin yes\nUsePAM no\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nPidFile none\nListenAddress 127.0.0.1\n\
-                 LogLevel VERBOSE\n",
-                host_key.display(),
-                host_cert.display(),
-                authorized.display()
-            ),
-        )?;
+        let mut text = String::new();
+        for (key, cert) in hosts {
+            text.push_str(&format!(
+                "HostKey {}\nHostCertificate {}\n",
+                key.display(),
+                cert.display()
+            ));
+        }
+        text.push_str(&format!(
+            "AuthorizedKeysFile {}\nStrictModes no\n\
+             PermitRootLogin yes\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPidFile none\nListenAddress 127.0.0.1\n\
+             LogLevel VERBOSE\n",
+            authorized.display()
+        ));
+        fs::write(&config, text)?;
         let port = free_port()?;
         let log = dir.join("sshd.log");
         let out = fs::File::create(&log)?;
@@ -101,8 +106,20 @@ impl CertSshd {
 
 /// `ssh -o StrictHostKeyChecking=yes` to the sshd as `name`, trusting `known_hosts` only.
 fn ssh(port: u16, known_hosts: &Path, key: &Path, name: &str) -> Result<Output> {
+    ssh_with(port, known_hosts, key, name, &[])
+}
+
+/// [`ssh`] with more options (`-o HostKeyAlgorithms=…`).
+fn ssh_with(
+    port: u16,
+    known_hosts: &Path,
+    key: &Path,
+    name: &str,
+    options: &[&str],
+) -> Result<Output> {
     Ok(Command::new(SSH.path()?)
         .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+        .args(options)
         .args(["-o", "StrictHostKeyChecking=yes"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
@@ -152,8 +169,7 @@ impl Setup {
     fn sshd(&self) -> Result<CertSshd> {
         CertSshd::start(
             self.dir.path(),
-            &self.host_key.private,
-            &self.cert_path(),
+            &[(self.host_key.private.clone(), self.cert_path())],
             &self.client.public,
         )
     }
@@ -204,10 +220,24 @@ fn assert_connects(s: &Setup, sshd: &CertSshd, known_hosts: &Path) -> Result<()>
 }
 
 #[test]
-fn enrollment_certifies_the_host_key_and_only_the_cert_authority_line_connects() -> Result<()> {
+fn enrollment_certifies_the_host_keys_and_only_the_cert_authority_line_connects() -> Result<()> {
     let s = Setup::new()?;
-    // sshd starts before any certificate exists: it logs that and serves its plain key.
-    let sshd = s.sshd()?;
+    // Debian's three host key types, each with its certificate.
+    let ecdsa = KeyPair::generate(s.dir.path(), "ssh_host_ecdsa_key", KeyType::Ecdsa256)?;
+    let rsa = KeyPair::generate(s.dir.path(), "ssh_host_rsa_key", KeyType::Rsa2048)?;
+    let hosts = [
+        (s.host_key.private.clone(), s.cert_path()),
+        (
+            ecdsa.private.clone(),
+            s.cert_dir.join("ssh_host_ecdsa_key-cert.pub"),
+        ),
+        (
+            rsa.private.clone(),
+            s.cert_dir.join("ssh_host_rsa_key-cert.pub"),
+        ),
+    ];
+    // sshd starts before any certificate exists: it logs that and serves its plain keys.
+    let sshd = CertSshd::start(s.dir.path(), &hosts, &s.client.public)?;
     let known_hosts = s.known_hosts("*.example.com")?;
     let before = ssh(sshd.port, &known_hosts, &s.client.private, HOST)?;
     assert!(
@@ -217,10 +247,30 @@ fn enrollment_certifies_the_host_key_and_only_the_cert_authority_line_connects()
 
     let agent = s.agent(&hup(sshd.pid()))?;
     agent.enroll(&s.plane, HOST, "web")?;
-    assert!(s.cert_path().is_file(), "enroll wrote no host certificate");
+    for (_, cert) in &hosts {
+        assert!(cert.is_file(), "enroll wrote no {}", cert.display());
+    }
     // The reload command ran: sshd re-executed itself and listens again.
     sshd.wait_listening(2)?;
     assert_connects(&s, &sshd, &known_hosts)?;
+    for algorithm in [
+        "ssh-ed25519-cert-v01@openssh.com",
+        "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+        "rsa-sha2-512-cert-v01@openssh.com",
+    ] {
+        let out = ssh_with(
+            sshd.port,
+            &known_hosts,
+            &s.client.private,
+            HOST,
+            &["-o", &format!("HostKeyAlgorithms={algorithm}")],
+        )?;
+        assert!(
+            out.status.success(),
+            "{algorithm}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Another CA's line: the host is refused.
     let other = KeyPair::generate(s.dir.path(), "other_ca", KeyType::Ed25519)?;
@@ -233,6 +283,16 @@ fn enrollment_certifies_the_host_key_and_only_the_cert_authority_line_connects()
         ),
     )?;
     let out = ssh(sshd.port, &other_hosts, &s.client.private, HOST)?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Host key verification failed"), "{stderr}");
+    // A name the certificate does not carry: refused too.
+    let out = ssh(
+        sshd.port,
+        &known_hosts,
+        &s.client.private,
+        "db1.example.com",
+    )?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Host key verification failed"), "{stderr}");
