@@ -136,6 +136,14 @@ pub enum HostCertsError {
     /// Writing a certificate failed.
     #[error("cannot write the host certificate")]
     Write(#[from] AtomicWriteError),
+    /// The possession proof could not be made with the private host key.
+    #[error("cannot sign the possession proof with {key}: {why}")]
+    Prove {
+        /// The private key file.
+        key: PathBuf,
+        /// What ssh-keygen said.
+        why: String,
+    },
     /// The reload command could not run or failed.
     #[error("the reload command {command:?} failed: {why}")]
     Reload {
@@ -151,6 +159,8 @@ pub enum HostCertsError {
 pub struct HostKey {
     /// `…/ssh_host_ed25519_key.pub`.
     pub public_path: PathBuf,
+    /// `…/ssh_host_ed25519_key`: signs the possession proof.
+    pub private_path: PathBuf,
     /// The key, one OpenSSH line (comment dropped).
     pub public_key: String,
     /// `certificate_dir/ssh_host_ed25519_key-cert.pub`.
@@ -245,8 +255,68 @@ pub fn host_keys(config: &HostCertsConfig) -> Result<Vec<HostKey>, HostCertsErro
                 .unwrap_or_default();
             Ok(HostKey {
                 certificate_path: config.certificate_dir.join(format!("{stem}-cert.pub")),
+                private_path: public_path.with_file_name(&stem),
                 public_path,
                 public_key,
+            })
+        })
+        .collect()
+}
+
+/// The possession proof of `key` for `host_id` (`signoff_proto::host_keys`), signed by
+/// `ssh-keygen -Y sign` with the private host key: ssh-keygen signs with every key type
+/// sshd has (the Rust SSH library cannot sign with RSA), and is there wherever sshd is.
+pub fn prove(key: &HostKey, host_id: &str) -> Result<String, HostCertsError> {
+    use std::io::Write as _;
+    let fail = |why: String| HostCertsError::Prove {
+        key: key.private_path.clone(),
+        why,
+    };
+    let mut child = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-Y",
+            "sign",
+            "-n",
+            signoff_proto::host_keys::NAMESPACE,
+            "-f",
+        ])
+        .arg(&key.private_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run ssh-keygen: {e}")))?;
+    let message = signoff_proto::host_keys::possession_message(host_id);
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(&message));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("ssh-keygen: {e}")))?;
+    if !out.status.success() || !matches!(written, Some(Ok(()))) {
+        return Err(fail(format!(
+            "ssh-keygen {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|_| fail("ssh-keygen printed no text".into()))
+}
+
+/// Every host key of `config` with its possession proof for `host_id`, as enrollment
+/// sends them.
+pub fn proven_keys(
+    config: &HostCertsConfig,
+    host_id: &str,
+) -> Result<Vec<v1::HostKeyProof>, HostCertsError> {
+    host_keys(config)?
+        .iter()
+        .map(|k| {
+            Ok(v1::HostKeyProof {
+                public_key: k.public_key.clone(),
+                proof: prove(k, host_id)?,
             })
         })
         .collect()
@@ -296,11 +366,16 @@ pub async fn renew_all(
     identity: &Identity,
 ) -> Result<Round, HostCertsError> {
     let keys = host_keys(config)?;
+    let proofs = keys
+        .iter()
+        .map(|k| prove(k, &identity.host_id))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut client = AgentSyncClient::new(transport::channel(&identity.server, identity.tls()?)?);
     let resp = client
         .sign_host_keys(v1::SignHostKeysRequest {
             public_keys: keys.iter().map(|k| k.public_key.clone()).collect(),
             names: Vec::new(),
+            proofs,
         })
         .await
         .map_err(HostCertsError::Refused)?
@@ -553,6 +628,26 @@ mod tests {
             due,
             cert.valid_after() + (cert.valid_before() - cert.valid_after()) / 3 * 2
         );
+    }
+
+    #[test]
+    fn the_proof_is_the_host_keys_signature_for_this_host() {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(dir.path(), "ssh_host_ed25519_key");
+        let key = host_keys(&config(dir.path(), "ssh_host_*_key.pub"))
+            .unwrap()
+            .remove(0);
+        let proof = prove(&key, "web1").unwrap();
+        let public = ssh_key::PublicKey::from_openssh(&key.public_key).unwrap();
+        assert_eq!(
+            signoff_proto::host_keys::verify(&public, "web1", &proof),
+            Ok(())
+        );
+        assert!(signoff_proto::host_keys::verify(&public, "db1", &proof).is_err());
+        // Without the private half: an error naming the file.
+        fs::remove_file(&key.private_path).unwrap();
+        let e = prove(&key, "web1").unwrap_err();
+        assert!(e.to_string().contains("ssh_host_ed25519_key"), "{e}");
     }
 
     #[test]

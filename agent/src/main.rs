@@ -83,14 +83,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(id) => id,
                 None => hostname()?,
             };
+            // The host keys, bound to this host at enrollment. Keys that cannot be read or
+            // signed are not sent (said so); the daemon gets them certified later.
+            let host_keys = match &config.host_certificates {
+                None => Vec::new(),
+                Some(hc) => host_certs::proven_keys(hc, &host_id).unwrap_or_else(|e| {
+                    eprintln!(
+                        "signoff-agent: warning: enrolling without host keys ({:#})",
+                        anyhow::Error::from(e)
+                    );
+                    Vec::new()
+                }),
+            };
             let options = identity::EnrollOptions {
                 server: args.server,
                 token: args.token,
                 ca_pin: args.ca_pin,
                 hostname: host_id.clone(),
                 host_id,
-                dir: config.identity_dir,
+                dir: config.identity_dir.clone(),
                 force: args.force,
+                host_keys,
             };
             let rt = runtime()?;
             let identity = rt.block_on(identity::enroll(&options))?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use signoff_tests::keys::{KeyPair, KeyType};
-use signoff_tests::plane::{Agent, ControlPlane, WAIT, wait_for};
+use signoff_tests::plane::{Agent, ControlPlane, JoinToken, WAIT, wait_for};
 use signoff_tests::sshd::free_port;
 use signoff_tests::tools::{SSH, SSHD};
 
@@ -336,6 +336,19 @@ fn the_daemon_replaces_a_missing_certificate_and_reloads_sshd() -> Result<()> {
     Ok(())
 }
 
+/// `signoff-agent enroll` with `token` as `host_id`, its output whatever the outcome.
+fn enroll(agent: &Agent, token: &JoinToken, host_id: &str) -> Result<Output> {
+    Ok(Command::new(signoff_tests::agent::agent_binary()?)
+        .arg("enroll")
+        .arg("--config")
+        .arg(agent.config())
+        .args(["--server", &token.server])
+        .args(["--token", &token.secret])
+        .args(["--ca-pin", &token.ca_pin])
+        .args(["--host-id", host_id])
+        .output()?)
+}
+
 #[test]
 fn a_key_bound_to_another_host_is_refused_and_the_old_certificate_stays() -> Result<()> {
     let s = Setup::new()?;
@@ -344,53 +357,75 @@ fn a_key_bound_to_another_host_is_refused_and_the_old_certificate_stays() -> Res
     first.enroll(&s.plane, HOST, "web")?;
     sshd.wait_listening(2)?;
 
-    // A second host (a cloned image, or one squatting on web1's public key) presents the
-    // same host key. Its certificate file holds what it had before.
+    // A second machine cloned from web1's image: the same host key, private half included.
+    let clone_dir = s.dir.path().join("clone");
+    fs::create_dir_all(&clone_dir)?;
+    for name in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] {
+        fs::copy(s.dir.path().join(name), clone_dir.join(name))?;
+    }
     let marker = s.dir.path().join("reloaded");
-    let mut squatter = Agent::new("")?;
-    let squatter_certs = s.dir.path().join("squatter-certs");
-    fs::create_dir_all(&squatter_certs)?;
-    let old = "ssh-ed25519-cert-v01@openssh.com AAAA-the-old-one\n";
-    let squatter_cert = squatter_certs.join("ssh_host_ed25519_key-cert.pub");
-    fs::write(&squatter_cert, old)?;
-    squatter.append_config(&format!(
+    let mut clone = Agent::new("")?;
+    let clone_certs = s.dir.path().join("clone-certs");
+    clone.append_config(&format!(
         "[host_certificates]\nhost_keys = [{:?}]\ncertificate_dir = {:?}\nreload_command = [\"/usr/bin/touch\", {:?}]\n",
-        s.host_key.public.display().to_string(),
-        squatter_certs.display().to_string(),
+        clone_dir.join("ssh_host_*_key.pub").display().to_string(),
+        clone_certs.display().to_string(),
         marker.display().to_string(),
     ))?;
-    // Enrollment itself succeeds; the host certificate is refused and said so.
+    // Enrollment is refused, saying what to do; the token stays unused.
     let token = s.plane.join_token("web")?;
-    let out = Command::new(signoff_tests::agent::agent_binary()?)
-        .arg("enroll")
-        .arg("--config")
-        .arg(squatter.config())
-        .args(["--server", &token.server])
-        .args(["--token", &token.secret])
-        .args(["--ca-pin", &token.ca_pin])
-        .args(["--host-id", "db1.example.com"])
-        .output()?;
-    assert!(out.status.success(), "{out:?}");
+    let out = enroll(&clone, &token, "db1.example.com")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the clone enrolled: {stderr}");
     assert!(
-        stderr.contains("no host certificates yet")
-            && stderr.contains("is host \"web1.example.com\"'s host key"),
+        stderr.contains("is already host \"web1.example.com\"'s")
+            && stderr.contains("ssh-keygen -A"),
         "{stderr}"
     );
-    // The daemon retries, is refused again, and never touches the old certificate or sshd.
-    squatter.start()?;
+    // With keys of its own, the same token enrolls it, and it gets its certificate.
+    fs::remove_file(clone_dir.join("ssh_host_ed25519_key"))?;
+    fs::remove_file(clone_dir.join("ssh_host_ed25519_key.pub"))?;
+    KeyPair::generate(&clone_dir, "ssh_host_ed25519_key", KeyType::Ed25519)?;
+    let out = enroll(&clone, &token, "db1.example.com")?;
+    assert!(out.status.success(), "{out:?}");
+    let clone_cert = clone_certs.join("ssh_host_ed25519_key-cert.pub");
+    let own = fs::read_to_string(&clone_cert)?;
+    assert!(
+        marker.exists(),
+        "the reload command ran for the new certificate"
+    );
+    fs::remove_file(&marker)?;
+
+    // Later it presents web1's key again (put back from the image): the daemon is refused,
+    // keeps the certificate it has, and never reloads sshd.
+    fs::copy(
+        s.dir.path().join("ssh_host_ed25519_key"),
+        clone_dir.join("ssh_host_ed25519_key"),
+    )?;
+    fs::copy(
+        s.dir.path().join("ssh_host_ed25519_key.pub"),
+        clone_dir.join("ssh_host_ed25519_key.pub"),
+    )?;
+    clone.start()?;
     wait_for("the daemon to be refused", WAIT, || {
-        squatter.check_running()?;
-        Ok(squatter
-            .log()
-            .contains("cannot renew the host certificates; sshd keeps the ones it has")
-            .then_some(()))
+        clone.check_running()?;
+        let log = clone.log();
+        Ok(
+            (log.contains("cannot renew the host certificates; sshd keeps the ones it has")
+                && log.contains("is host \"web1.example.com\"'s host key"))
+            .then_some(()),
+        )
     })?;
-    assert_eq!(fs::read_to_string(&squatter_cert)?, old);
+    assert_eq!(fs::read_to_string(&clone_cert)?, own);
     assert!(!marker.exists(), "the reload command ran after a refusal");
-    // The refusal is audited.
-    let audit = s.plane.cli(&["audit", "list"])?.stdout;
-    assert!(audit.contains("host_certificate.refuse"), "{audit}");
+    let audit = s
+        .plane
+        .cli(&["audit", "list", "--filter", "host_certificate.refuse"])?;
+    assert!(
+        audit.stdout.contains("host:db1.example.com"),
+        "{}",
+        audit.stdout
+    );
     // web1 itself is still served.
     let known_hosts = s.known_hosts("*.example.com")?;
     assert_connects(&s, &sshd, &known_hosts)?;

@@ -39,7 +39,7 @@ pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,
 };
-pub use enroll::{EnrollError, JoinToken};
+pub use enroll::{EnrollError, HostKeyProof, JoinToken};
 pub use grants::NewGrant;
 pub use host_certificates::{
     DEFAULT_HOST_CERT_TTL, HostCa, HostCertError, HostCertificate, HostRefusal,
