@@ -31,6 +31,8 @@ pub const DEFAULT_RELOAD_COMMAND: [&str; 3] = ["systemctl", "reload", "ssh.servi
 const CERT_MODE: u32 = 0o644;
 /// The longest wait between two failed attempts.
 const MAX_RETRY: Duration = Duration::from_secs(300);
+/// In `certificate_dir`: a certificate changed and sshd has not been reloaded since.
+const RELOAD_MARKER: &str = ".signoff-host-certificates-reload-pending";
 
 /// `[host_certificates]` as written: every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -359,8 +361,9 @@ pub struct Round {
 }
 
 /// Asks the control plane for a certificate of every host key, writes each one that
-/// differs from the file on disk, and runs the reload command if any changed. On any error
-/// before the writes, nothing on disk changes.
+/// differs from the file on disk, and runs the reload command if any changed (or an
+/// earlier reload is still pending). On any error before the writes, nothing on disk
+/// changes; a failed reload stays pending ([`reload_if_pending`]).
 pub async fn renew_all(
     config: &HostCertsConfig,
     identity: &Identity,
@@ -424,17 +427,42 @@ pub async fn renew_all(
         if fs::read_to_string(&key.certificate_path).is_ok_and(|old| old == *line) {
             continue;
         }
+        if changed.is_empty() {
+            // Before the first write: a crash or a failed reload from here on leaves the
+            // marker, and the reload is retried (also by the next start) until it runs.
+            write_atomic(&config.reload_marker(), b"", CERT_MODE)?;
+        }
         write_atomic(&key.certificate_path, line.as_bytes(), CERT_MODE)?;
         info!(certificate = %key.certificate_path.display(), "host certificate written");
         changed.push(key.certificate_path.clone());
     }
-    if !changed.is_empty() {
-        reload(&config.reload_command)?;
-    }
+    reload_if_pending(config)?;
     Ok(Round {
         changed,
         next_renewal,
     })
+}
+
+impl HostCertsConfig {
+    /// Present while sshd has not been reloaded since a certificate changed.
+    pub fn reload_marker(&self) -> PathBuf {
+        self.certificate_dir.join(RELOAD_MARKER)
+    }
+}
+
+/// Runs the reload command if a certificate changed since the last reload that succeeded
+/// (the marker file is there), then removes the marker; without the marker, nothing runs.
+pub fn reload_if_pending(config: &HostCertsConfig) -> Result<bool, HostCertsError> {
+    let marker = config.reload_marker();
+    if !marker.exists() {
+        return Ok(false);
+    }
+    reload(&config.reload_command)?;
+    fs::remove_file(&marker).map_err(|source| HostCertsError::Read {
+        path: marker,
+        source,
+    })?;
+    Ok(true)
 }
 
 /// Runs the reload command (no shell), waiting for it.
@@ -473,6 +501,18 @@ fn now() -> u64 {
 pub async fn keep(config: HostCertsConfig, identity_dir: PathBuf) {
     let mut backoff = crate::daemon::Backoff::with_cap(MAX_RETRY);
     loop {
+        // A certificate written but sshd not reloaded (a failed reload, or a crash in
+        // between): the reload alone is retried, not the signing.
+        if let Err(e) = reload_if_pending(&config) {
+            let delay = backoff.next_delay();
+            warn!(
+                error = %error_chain(&e),
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot reload sshd for its new host certificates; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            continue;
+        }
         let due = match host_keys(&config) {
             Ok(keys) => keys.iter().map(renewal_time).min().unwrap_or(0),
             Err(_) => 0,
@@ -656,6 +696,33 @@ mod tests {
         assert!(e.to_string().contains("nope"), "{e}");
         reload(&["true".into()]).unwrap();
         reload(&[]).unwrap();
+    }
+
+    #[test]
+    fn a_pending_reload_runs_until_it_succeeds_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let mut cfg = config(dir.path(), "ssh_host_*_key.pub");
+        fs::create_dir_all(&cfg.certificate_dir).unwrap();
+        cfg.reload_command = vec!["touch".into(), ran.display().to_string()];
+        // Nothing changed: nothing runs.
+        assert!(!reload_if_pending(&cfg).unwrap());
+        assert!(!ran.exists());
+        // A change whose reload fails stays pending.
+        fs::write(cfg.reload_marker(), "").unwrap();
+        let failing = HostCertsConfig {
+            reload_command: vec!["false".into()],
+            ..cfg.clone()
+        };
+        assert!(reload_if_pending(&failing).is_err());
+        assert!(cfg.reload_marker().exists());
+        // The next attempt runs it, once.
+        assert!(reload_if_pending(&cfg).unwrap());
+        assert!(ran.exists());
+        assert!(!cfg.reload_marker().exists());
+        fs::remove_file(&ran).unwrap();
+        assert!(!reload_if_pending(&cfg).unwrap());
+        assert!(!ran.exists());
     }
 
     #[test]
