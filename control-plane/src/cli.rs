@@ -686,6 +686,8 @@ pub async fn run(
             result.map(|()| ExitCode::SUCCESS)
         }
         Command::HostCa(HostCaCommand::KnownHosts { hosts }) => {
+            signoff_control_plane::service::validate_known_hosts_patterns("--hosts", &hosts)
+                .map_err(ServiceError::from)?;
             let line = bootstrap::host_ca_known_hosts_line(&config.data_dir, &hosts)?;
             let mut out = io::stdout().lock();
             if cli.json {

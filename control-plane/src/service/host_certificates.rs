@@ -61,6 +61,25 @@ impl HostCa {
     }
 }
 
+/// Checks the host-name field of a `@cert-authority` line: known_hosts patterns,
+/// comma-separated, with no whitespace or control character (which would end the field,
+/// or the line, and let the rest be read as a key).
+pub fn validate_known_hosts_patterns(field: &str, hosts: &str) -> Result<(), Invalid> {
+    if hosts.is_empty() || hosts.len() > 1024 {
+        return Err(Invalid::new(
+            field,
+            "give 1 to 1024 characters of known_hosts patterns, e.g. *.example.com",
+        ));
+    }
+    if hosts.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::new(
+            field,
+            "known_hosts patterns are separated by commas, without spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Why a host certificate is refused (audited as `host_certificate.refuse`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -43,6 +43,7 @@ pub use enroll::{EnrollError, HostKeyProof, JoinToken};
 pub use grants::NewGrant;
 pub use host_certificates::{
     DEFAULT_HOST_CERT_TTL, HostCa, HostCertError, HostCertificate, HostRefusal,
+    validate_known_hosts_patterns,
 };
 pub use hosts::NewHost;
 pub use operators::{NewOperator, OperatorAccount, Role};
