@@ -26,6 +26,11 @@
 //! privileged_accounts = ["root", "admin"]
 //! required = 2                               # k: distinct approvers per grant
 //! approvers = "/etc/signoff/approvers"       # allowed_signers of the approvers
+//!
+//! [host_certificates]                        # SSH host certificates from the control plane
+//! host_keys = ["/etc/ssh/ssh_host_*_key.pub"]  # the default; `*` within the file name
+//! certificate_dir = "/var/lib/signoff"       # default: state_dir; NAME-cert.pub per key
+//! reload_command = ["systemctl", "reload", "ssh.service"]  # the default; [] for none
 //! ```
 
 use std::fmt;
@@ -149,6 +154,9 @@ pub struct Config {
     /// Privileged accounts and the approvals a grant to one needs (`crate::approvals`).
     /// Set by Ansible, never by the control plane. Unset: no account is privileged.
     pub approvals: Option<ApprovalsConfig>,
+    /// SSH host certificates for this host's keys (`crate::host_certs`). Unset: the agent
+    /// asks for none.
+    pub host_certificates: Option<crate::host_certs::HostCertsConfig>,
 }
 
 /// Accounts that a grant opens only with `required` approvals from distinct approvers.
@@ -217,6 +225,7 @@ struct File {
     sessions: crate::sessions::SessionsConfig,
     trusted_user_ca_keys: Option<PathBuf>,
     approvals: Option<ApprovalsConfig>,
+    host_certificates: Option<crate::host_certs::HostCertsFile>,
 }
 
 fn default_syslog_socket() -> PathBuf {
@@ -253,6 +262,7 @@ impl Default for Config {
             sessions: crate::sessions::SessionsConfig::default(),
             trusted_user_ca_keys: None,
             approvals: None,
+            host_certificates: None,
         }
     }
 }
@@ -316,6 +326,11 @@ impl Config {
             a.validate()
                 .map_err(|problem| invalid("approvals", problem))?;
         }
+        let host_certificates = file
+            .host_certificates
+            .map(|h| h.resolve(&state_dir))
+            .transpose()
+            .map_err(|problem| invalid("host_certificates", problem))?;
         Ok(Config {
             state_dir,
             krl_path,
@@ -328,6 +343,7 @@ impl Config {
             sessions: file.sessions,
             trusted_user_ca_keys,
             approvals: file.approvals,
+            host_certificates,
         })
     }
 

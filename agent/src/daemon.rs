@@ -313,6 +313,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         remember: Arc::new(Notify::new()),
     };
     let _remembering = AbortOnDrop(tokio::spawn(sessions.clone().remember_task()));
+    // Host certificates beside the stream: a failure there never holds up revocations.
+    let _host_certs = config.host_certificates.clone().map(|hc| {
+        AbortOnDrop(tokio::spawn(crate::host_certs::keep(
+            hc,
+            config.identity_dir.clone(),
+        )))
+    });
     sessions.remember();
     // Kills the agent was in the middle of when it stopped: finish them first.
     let finishing = sessions.clone();

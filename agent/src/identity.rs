@@ -217,6 +217,8 @@ pub struct EnrollOptions {
     pub dir: PathBuf,
     /// Replace an existing identity.
     pub force: bool,
+    /// The host's SSH host keys with their possession proofs, bound to it at enrollment.
+    pub host_keys: Vec<v1::HostKeyProof>,
 }
 
 /// Enrolls this host and stores its identity.
@@ -237,6 +239,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Identity, IdentityError> {
             host_id: opts.host_id.clone(),
             hostname: opts.hostname.clone(),
             csr_der: csr,
+            host_keys: opts.host_keys.clone(),
         })
         .await
         .map_err(IdentityError::Refused)?

@@ -21,6 +21,8 @@
 //!   ending a login's every process, written down before the first signal.
 //! - [`signoffs`]: signed sign-off statements; the daemon ends every session of the people
 //!   they name.
+//! - [`host_certs`]: SSH host certificates for the host's keys, from the control plane's
+//!   host CA, renewed before they expire, where sshd's `HostCertificate` points.
 //! - [`status`]: `signoff-agent status`.
 //! - [`krl_tool`]: `signoff-agent krl build|check|dump`, OpenSSH key revocation lists from
 //!   `ssh-keygen -k` spec files, checked and listed like `ssh-keygen -Q`.
@@ -35,6 +37,7 @@ pub mod approvals;
 pub mod config;
 pub mod daemon;
 pub mod holds;
+pub mod host_certs;
 pub mod identity;
 pub mod kill;
 pub mod kill_journal;

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Parser as _;
 use signoff_agent::config::Config;
 use signoff_agent::krl_tool::{self, BuildOptions, CaChoice, KrlToolError};
-use signoff_agent::{daemon, identity, sshd_commands, status};
+use signoff_agent::{daemon, host_certs, identity, sshd_commands, status};
 
 use cli::{Cli, Command, KrlCommand};
 
@@ -83,20 +83,48 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(id) => id,
                 None => hostname()?,
             };
+            // The host keys, bound to this host at enrollment. Keys that cannot be read or
+            // signed are not sent (said so); the daemon gets them certified later.
+            let host_keys = match &config.host_certificates {
+                None => Vec::new(),
+                Some(hc) => host_certs::proven_keys(hc, &host_id).unwrap_or_else(|e| {
+                    eprintln!(
+                        "signoff-agent: warning: enrolling without host keys ({:#})",
+                        anyhow::Error::from(e)
+                    );
+                    Vec::new()
+                }),
+            };
             let options = identity::EnrollOptions {
                 server: args.server,
                 token: args.token,
                 ca_pin: args.ca_pin,
                 hostname: host_id.clone(),
                 host_id,
-                dir: config.identity_dir,
+                dir: config.identity_dir.clone(),
                 force: args.force,
+                host_keys,
             };
-            let identity = runtime()?.block_on(identity::enroll(&options))?;
+            let rt = runtime()?;
+            let identity = rt.block_on(identity::enroll(&options))?;
             print_quietly(&format!(
                 "enrolled as {} with {}; certificate valid until {} (Unix). Start the agent: signoff-agent run\n",
                 identity.host_id, identity.server, identity.not_after
             ))?;
+            // Host certificates at enrollment; a failure leaves enrollment done, and the
+            // daemon retries.
+            if let Some(hc) = &config.host_certificates {
+                match rt.block_on(host_certs::renew_all(hc, &identity)) {
+                    Ok(round) => print_quietly(&format!(
+                        "host certificates: {} written\n",
+                        round.changed.len()
+                    ))?,
+                    Err(e) => eprintln!(
+                        "signoff-agent: warning: no host certificates yet ({:#}); `signoff-agent run` retries",
+                        anyhow::Error::from(e)
+                    ),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {

@@ -719,6 +719,31 @@ pub fn install_host_ca(service: &Service, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The `@cert-authority` known_hosts line of the host CA in `data_dir`, for host names
+/// matching `hosts`. Reads only the public half (`host-ca.key.pub`), which `serve` makes on
+/// first start; never makes a key, so it is safe to run as any user that can read it.
+pub fn host_ca_known_hosts_line(data_dir: &Path, hosts: &str) -> Result<String> {
+    let path = data_dir.join(HOST_CA_PUB);
+    let text = fs::read_to_string(&path).map_err(|source| BootstrapError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let key =
+        ssh_key::PublicKey::from_openssh(text.trim()).map_err(|e| BootstrapError::Corrupt {
+            path: path.clone(),
+            what: "an OpenSSH public key",
+            source: Some(Box::new(e)),
+        })?;
+    let line = ssh_key::PublicKey::new(key.key_data().clone(), "")
+        .to_openssh()
+        .map_err(|e| BootstrapError::Corrupt {
+            path,
+            what: "an OpenSSH public key",
+            source: Some(Box::new(e)),
+        })?;
+    Ok(format!("@cert-authority {hosts} {line}"))
+}
+
 /// The host key of the certificate listener (`[ca] ssh_listen`): `cert-ssh-host.key` in
 /// `data_dir`, made on first start. People pin its public half in `known_hosts`.
 pub fn cert_ssh_host_key(data_dir: &Path) -> Result<ssh_key::PrivateKey> {

@@ -156,7 +156,7 @@ async fn setup() -> Setup {
     let host_key = dir.join("ssh_host_ed25519_key");
     let host_pub = keygen(&host_key);
     let cert = svc
-        .sign_host_key(&Actor("host:web1".into()), "web1", &host_pub, &[])
+        .sign_host_key(&Actor("host:web1".into()), "web1", &host_pub, None, &[])
         .await
         .unwrap();
     let cert_path = dir.join("ssh_host_ed25519_key-cert.pub");

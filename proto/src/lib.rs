@@ -2,6 +2,7 @@
 //!
 //! - [`approvals`]: what approvers sign (k-of-n approvals of privileged grants and
 //!   re-enables) and how a host counts their SSHSIG signatures against `allowed_signers`.
+//! - [`host_keys`]: the proof that a host holds a host key it wants certified.
 //! - [`krl`]: OpenSSH key revocation lists (`PROTOCOL.krl`), read and written. The encoder
 //!   never writes a KRL that sshd would refuse to load.
 //! - [`orders`]: the canonical bytes of kill orders and their SSHSIG signatures, which
@@ -15,6 +16,7 @@
 pub mod allowed_signers;
 pub mod approvals;
 pub mod audit_chain;
+pub mod host_keys;
 pub mod krl;
 pub mod orders;
 pub mod pin;

@@ -341,6 +341,71 @@ fn a_rotated_ca_reaches_hosts_and_the_old_certificates_stop_when_the_old_ca_is_w
     Ok(())
 }
 
+/// A lost CA key is no lockout: the offline backup CA's public key (`[ca]
+/// backup_public_key`) reaches every host beside the CA, and a certificate the operator
+/// signs with the backup (`ssh-keygen -s`, offline) logs in, also once the lost CA has
+/// been withdrawn.
+#[test]
+fn the_offline_backup_ca_reaches_hosts_and_logs_in_when_the_ca_is_withdrawn() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let mut fleet = Fleet::new()?;
+    let ca = fleet.plane.data_dir().join("user-ca.key.pub");
+    let trusted = keys.path().join("trusted-user-ca-keys.pub");
+    std::fs::copy(&ca, &trusted)?;
+    let mut host = fleet.host_trusting("host-1", Some("1s"), &trusted, true)?;
+    let backup = KeyPair::generate(keys.path(), "backup-ca", KeyType::Ed25519)?;
+    fleet.plane.stop()?;
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fleet.plane.config())?;
+    std::io::Write::write_all(
+        &mut config,
+        format!(
+            "\n[ca]\nbackup_public_key = {:?}\n",
+            key_of(&backup.public)?
+        )
+        .as_bytes(),
+    )?;
+    fleet.plane.restart()?;
+    let backup_key = key_of(&backup.public)?;
+    wait_for("the backup CA to reach the host", WAIT, || {
+        Ok(key_lines(&trusted)?.contains(&backup_key).then_some(()))
+    })
+    .map_err(|e| anyhow!("{e:#}\nagent log:\n{}", host.agent.log()))?;
+    let listed = fleet.plane.cli(&["ca", "list"])?.stdout;
+    assert!(listed.contains("signoff-backup"), "{listed}");
+
+    // The CA key is lost: withdrawn everywhere. The backup, kept offline, signs.
+    fleet
+        .plane
+        .cli(&["ca", "remove", "signoff", "--reason", "CA key lost"])?;
+    let main_key = key_of(&ca)?;
+    wait_for("the lost CA to leave the host", WAIT, || {
+        Ok((!key_lines(&trusted)?.contains(&main_key)).then_some(()))
+    })?;
+    let cert = signoff_tests::keys::sign(&signoff_tests::keys::CertRequest {
+        ca: backup.clone(),
+        subject: fleet.user_key.clone(),
+        out: keys.path().join("backup-signed"),
+        key_id: signoff_tests::fleet::KEY_ID.to_owned(),
+        principals: USER.to_owned(),
+        serial: 4242,
+    })?;
+    sync(&fleet.plane, &mut host.agent)?;
+    let login = ssh_login(
+        host.sshd.port(),
+        TEST_ACCOUNT,
+        &fleet.user_key.private,
+        &cert,
+    )?;
+    assert!(
+        login.success,
+        "backup-signed certificate after the CA was withdrawn: {}",
+        login.stderr
+    );
+    Ok(())
+}
+
 /// An issued certificate revoked by serial is refused by the real sshd; once it has
 /// expired the control plane withdraws the revocation by itself and the serial leaves the
 /// host's KRL (ssh-keygen -Q no longer finds it), so the KRL holds only what can be used.

@@ -21,7 +21,7 @@ use super::pki::AgentCa;
 use super::tls::{host_id_of, not_after_of};
 use crate::api::Metrics;
 use crate::model::Revocation;
-use crate::service::{EnrollError, HostCertError, Service, ServiceError};
+use crate::service::{EnrollError, HostCertError, HostKeyProof, Service, ServiceError};
 use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Statement};
 
 /// How long an agent has to say Hello after opening its stream.
@@ -139,13 +139,26 @@ impl v1::enrollment_server::Enrollment for AgentServer {
             .issue_client(&r.csr_der, &r.host_id, now, self.cert_validity_secs)
             .map_err(|e| Status::invalid_argument(format!("{e}")))?;
         self.service
-            .enroll_host(&r.join_token, &r.host_id, &r.hostname)
+            .enroll_host(
+                &r.join_token,
+                &r.host_id,
+                &r.hostname,
+                &r.host_keys
+                    .iter()
+                    .map(|k| HostKeyProof {
+                        public_key: k.public_key.clone(),
+                        proof: k.proof.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .await
             .map_err(|e| match e {
                 EnrollError::UnknownToken
                 | EnrollError::TokenExpired
                 | EnrollError::TokenUsed(_)
-                | EnrollError::CorruptToken(_) => Status::permission_denied(e.to_string()),
+                | EnrollError::CorruptToken(_)
+                | EnrollError::HostKeyTaken { .. }
+                | EnrollError::HostKeyProof { .. } => Status::permission_denied(e.to_string()),
                 EnrollError::Service(ServiceError::Invalid(i)) => {
                     Status::invalid_argument(i.to_string())
                 }
@@ -290,10 +303,12 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
         }
         let actor = crate::service::Actor(format!("host:{host}"));
         let mut certificates = Vec::with_capacity(req.public_keys.len());
-        for public_key in &req.public_keys {
+        for (i, public_key) in req.public_keys.iter().enumerate() {
+            // A host always proves it holds the key; a missing proof is refused.
+            let proof = req.proofs.get(i).map_or("", String::as_str);
             let c = self
                 .service
-                .sign_host_key(&actor, &host, public_key, &req.names)
+                .sign_host_key(&actor, &host, public_key, Some(proof), &req.names)
                 .await
                 .map_err(|e| match e {
                     HostCertError::Refused(r) => Status::permission_denied(r.to_string()),

@@ -118,6 +118,7 @@ impl Plane {
                 host_id: host.into(),
                 hostname: String::new(),
                 csr_der: csr,
+                host_keys: vec![],
             })
             .await?
             .into_inner();

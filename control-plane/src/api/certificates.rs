@@ -111,3 +111,55 @@ pub(crate) async fn list_certificates_handler(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(s.service.list_certificates(&name).await?))
 }
+
+/// `?hosts=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostCaQuery {
+    /// The host names the line covers: known_hosts patterns, comma-separated, no spaces
+    /// (default `*`).
+    hosts: Option<String>,
+}
+
+/// The host CA, and the line clients put in known_hosts.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct HostCaInfo {
+    /// The host CA's public key, one OpenSSH line.
+    public_key: String,
+    /// `@cert-authority HOSTS KEY`: with it, `ssh -o StrictHostKeyChecking=yes` trusts
+    /// every host whose agent holds a certificate from this CA.
+    known_hosts_line: String,
+}
+
+/// The host CA and its known_hosts line
+#[utoipa::path(
+    get,
+    path = "/api/v1/host-ca",
+    tag = "cas",
+    params(HostCaQuery),
+    responses(
+        (status = 200, description = "The host CA", body = HostCaInfo),
+        (status = 422, description = "Bad host patterns", body = ErrorBody),
+        (status = 409, description = "No host CA is loaded", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn host_ca_handler(
+    State(s): State<AppState>,
+    super::handlers::Query(q): super::handlers::Query<HostCaQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let hosts = q.hosts.unwrap_or_else(|| "*".to_owned());
+    crate::service::validate_known_hosts_patterns("hosts", &hosts)
+        .map_err(crate::service::ServiceError::from)?;
+    let ca = s.service.host_ca().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this control plane has no host CA loaded",
+        )
+    })?;
+    Ok(Json(HostCaInfo {
+        public_key: ca.public_openssh.trim().to_owned(),
+        known_hosts_line: ca.known_hosts_line(&hosts),
+    }))
+}

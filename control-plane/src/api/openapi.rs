@@ -72,6 +72,7 @@ declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 41
         approvals::add_grant_approval_handler,
         approvals::list_approvals_handler,
         handlers::list_cas_handler,
+        certificates::host_ca_handler,
         handlers::add_ca_handler,
         handlers::remove_ca_handler,
         handlers::list_revocations_handler,

@@ -115,6 +115,7 @@ pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
         op(M::POST, "/api/v1/grants/{id}/approvals", S(Write), approvals::add_grant_approval_handler),
         op(M::GET, "/api/v1/approvals", S(Read), approvals::list_approvals_handler),
         op(M::GET, "/api/v1/cas", S(Read), handlers::list_cas_handler),
+        op(M::GET, "/api/v1/host-ca", S(Read), certificates::host_ca_handler),
         op(M::POST, "/api/v1/cas", S(Write), handlers::add_ca_handler),
         op(M::DELETE, "/api/v1/cas/{name}", S(Write), handlers::remove_ca_handler),
         op(M::GET, "/api/v1/revocations", S(Read), handlers::list_revocations_handler),

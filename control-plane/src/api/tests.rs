@@ -22,6 +22,8 @@ async fn start() -> Server {
     let admin = svc.bootstrap_token().await.unwrap().unwrap().secret;
     let ca = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]));
     svc.set_user_ca(crate::service::UserCa::new(ca, Default::default()).unwrap());
+    let host_ca = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[10; 32]));
+    svc.set_host_ca(crate::service::HostCa::new(host_ca, 3600).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let app = super::router(svc.clone());
@@ -181,6 +183,12 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
             Some(json!({"name": "corp-ca", "public_key": KEY})),
         ),
         ("GET", "/api/v1/cas", "/cas", None),
+        (
+            "GET",
+            "/api/v1/host-ca",
+            "/host-ca?hosts=*.example.com,web1",
+            None,
+        ),
         (
             "POST",
             "/api/v1/revocations",
@@ -1196,5 +1204,42 @@ async fn session_history_comes_in_pages_linked_by_a_cursor() {
             .admin(Method::GET, &format!("/sessions?{query}"), None)
             .await;
         assert_eq!(got, status, "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_host_ca_line_is_served_and_bad_patterns_are_refused() {
+    let srv = start().await;
+    let (status, v) = srv
+        .call(
+            Method::GET,
+            "/host-ca?hosts=*.example.com",
+            Some(&srv.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let key = v["public_key"].as_str().unwrap();
+    assert!(key.starts_with("ssh-ed25519 "), "{v}");
+    assert_eq!(
+        v["known_hosts_line"],
+        format!("@cert-authority *.example.com {key}")
+    );
+    let (status, v) = srv
+        .call(Method::GET, "/host-ca", Some(&srv.admin), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["known_hosts_line"], format!("@cert-authority * {key}"));
+    // A pattern with a space or a line break would forge the rest of the line.
+    for bad in ["a%20b", "a%0Assh-ed25519", ""] {
+        let (status, v) = srv
+            .call(
+                Method::GET,
+                &format!("/host-ca?hosts={bad}"),
+                Some(&srv.admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 422, "{bad}: {v}");
     }
 }

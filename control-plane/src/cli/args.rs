@@ -26,12 +26,27 @@ pub struct Cli {
 pub enum Command {
     /// Run the server until SIGTERM or SIGINT.
     Serve(ServeArgs),
+    /// The host CA, which certifies hosts' SSH host keys.
+    #[command(subcommand)]
+    HostCa(HostCaCommand),
     /// The admin commands, each on the store in this process.
     #[command(flatten)]
     Admin(AdminCommand),
 }
 
-/// The commands that operate on the store (everything but `serve`).
+/// `host-ca …` (reads the data directory only, not the store).
+#[derive(Debug, Subcommand)]
+pub enum HostCaCommand {
+    /// Print the one known_hosts line that makes `ssh` trust every host the host CA
+    /// certified (`@cert-authority PATTERN KEY`).
+    KnownHosts {
+        /// Which host names the line covers (known_hosts patterns, comma-separated).
+        #[arg(long, default_value = "*")]
+        hosts: String,
+    },
+}
+
+/// The commands that operate on the store (everything but `serve` and `host-ca`).
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// People: their key IDs, principals, keys and status.

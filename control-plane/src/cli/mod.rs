@@ -27,6 +27,7 @@ use signoff_control_plane::server::{self, ServerError};
 use signoff_control_plane::service::{IssueError, Service, ServiceError, SystemClock};
 use signoff_control_plane::store::{self, OpenError};
 
+use args::HostCaCommand;
 pub use args::{Cli, Command};
 use output::Output;
 
@@ -107,6 +108,23 @@ pub async fn run(
         }
         Command::Serve(_) => {
             server::run(config, app).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::HostCa(HostCaCommand::KnownHosts { hosts }) => {
+            signoff_control_plane::service::validate_known_hosts_patterns("--hosts", &hosts)
+                .map_err(ServiceError::from)?;
+            let line = bootstrap::host_ca_known_hosts_line(&config.data_dir, &hosts)?;
+            let mut out = io::stdout().lock();
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"hosts": hosts, "known_hosts_line": line})
+                )?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Admin(command) => command,

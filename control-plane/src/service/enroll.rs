@@ -7,9 +7,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use super::host_certificates::key_owner;
 use super::hosts::{group_ids, insert_host};
 use super::{Actor, NewHost, Result, Service, ServiceError};
-use crate::model::{Host, Invalid, validate_group_name, validate_host_id, validate_list};
+use crate::model::{
+    Host, Invalid, parse_public_key, validate_group_name, validate_host_id, validate_list,
+};
 
 /// A new join token: the secret is shown once.
 #[derive(Debug, Clone, Serialize)]
@@ -44,9 +47,36 @@ pub enum EnrollError {
         "the join token's stored groups are corrupt; make a new one with `signoff-server token create`"
     )]
     CorruptToken(#[source] serde_json::Error),
+    /// A host key sent at enrollment is already another live host's.
+    #[error(
+        "host key {key} is already host {owner:?}'s; a cloned machine must make its own host keys (remove /etc/ssh/ssh_host_*, run `ssh-keygen -A`) before it enrolls, or remove host {owner:?} first"
+    )]
+    HostKeyTaken {
+        /// `SHA256:…` of the key.
+        key: String,
+        /// The host it is bound to.
+        owner: String,
+    },
+    /// A host key sent at enrollment comes without a valid proof that the host holds it.
+    #[error("host key {key}: {why}")]
+    HostKeyProof {
+        /// `SHA256:…` of the key.
+        key: String,
+        /// What is wrong with the proof.
+        why: signoff_proto::host_keys::ProofError,
+    },
     /// Anything else the service refuses (bad host id, duplicate host, …).
     #[error(transparent)]
     Service(#[from] ServiceError),
+}
+
+/// A host key and its possession proof, as an agent sends them at enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyProof {
+    /// One OpenSSH line.
+    pub public_key: String,
+    /// Armored SSHSIG (`signoff_proto::host_keys`).
+    pub proof: String,
 }
 
 impl From<sqlx::Error> for EnrollError {
@@ -109,13 +139,17 @@ impl Service {
     }
 
     /// Spends a join token on a new host. The host exists, in the token's groups, once this
-    /// returns; the caller then issues its certificate.
+    /// returns; the caller then issues its certificate. `host_keys` (each proven held by
+    /// the host) are bound to it in the same transaction: a key already bound to another
+    /// live host, or one without a valid proof, refuses the enrollment and leaves the token
+    /// unused.
     #[tracing::instrument(skip_all, fields(host = host_id))]
     pub async fn enroll_host(
         &self,
         secret: &str,
         host_id: &str,
         hostname: &str,
+        host_keys: &[HostKeyProof],
     ) -> Result<Host, EnrollError> {
         validate_host_id("host_id", host_id).map_err(ServiceError::from)?;
         let actor = Actor(format!("agent:{host_id}"));
@@ -146,6 +180,35 @@ impl Service {
         };
         let now = w.now;
         insert_host(&mut w.tx, &new, now, rev).await?;
+        let mut bound = Vec::with_capacity(host_keys.len());
+        for k in host_keys {
+            let key = parse_public_key("host_keys", &k.public_key).map_err(ServiceError::from)?;
+            signoff_proto::host_keys::verify(&key.key, host_id, &k.proof).map_err(|why| {
+                EnrollError::HostKeyProof {
+                    key: key.fingerprint.clone(),
+                    why,
+                }
+            })?;
+            if let Some(owner) = key_owner(&mut w.tx, &key.fingerprint).await? {
+                return Err(EnrollError::HostKeyTaken {
+                    key: key.fingerprint,
+                    owner,
+                });
+            }
+            sqlx::query(
+                "INSERT INTO host_ssh_keys (fingerprint, host_id, first_signed, last_signed)
+                 VALUES (?, ?, ?, ?)
+                 ON CONFLICT (fingerprint) DO UPDATE
+                 SET host_id = excluded.host_id, last_signed = excluded.last_signed",
+            )
+            .bind(&key.fingerprint)
+            .bind(host_id)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            bound.push(key.fingerprint);
+        }
         sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_host = ? WHERE id = ?")
             .bind(w.now)
             .bind(host_id)
@@ -156,7 +219,11 @@ impl Service {
             "host.enroll",
             &format!("host:{host_id}"),
             "",
-            serde_json::json!({ "join_token": token_id, "groups": new.groups }),
+            serde_json::json!({
+                "join_token": token_id,
+                "groups": new.groups,
+                "host_keys": bound,
+            }),
         )
         .await?;
         Ok(self.get_host(host_id).await?)
@@ -320,7 +387,7 @@ mod tests {
             .create_join_token(&Actor::cli(), &["web".into()], 3600, "")
             .await
             .unwrap();
-        svc.enroll_host(&t.secret, "web1", "").await.unwrap();
+        svc.enroll_host(&t.secret, "web1", "", &[]).await.unwrap();
         svc.note_ack("web1", 7);
         svc.note_ack("web1", 5);
         assert_eq!(svc.buffered_ack("web1"), Some(7), "never goes back");
@@ -342,11 +409,14 @@ mod tests {
             .await
             .unwrap();
         let host = svc
-            .enroll_host(&t.secret, "web1", "web1.example.com")
+            .enroll_host(&t.secret, "web1", "web1.example.com", &[])
             .await
             .unwrap();
         assert_eq!(host.groups, vec!["web"]);
-        let again = svc.enroll_host(&t.secret, "web2", "").await.unwrap_err();
+        let again = svc
+            .enroll_host(&t.secret, "web2", "", &[])
+            .await
+            .unwrap_err();
         assert!(
             matches!(again, EnrollError::TokenUsed(ref h) if h == "web1"),
             "{again}"
@@ -363,11 +433,11 @@ mod tests {
             .unwrap();
         clock.0.fetch_add(60, Ordering::SeqCst);
         assert!(matches!(
-            svc.enroll_host(&t.secret, "h", "").await,
+            svc.enroll_host(&t.secret, "h", "", &[]).await,
             Err(EnrollError::TokenExpired)
         ));
         assert!(matches!(
-            svc.enroll_host("sj_nope", "h", "").await,
+            svc.enroll_host("sj_nope", "h", "", &[]).await,
             Err(EnrollError::UnknownToken)
         ));
         assert!(svc.list_hosts().await.unwrap().is_empty());
@@ -390,7 +460,7 @@ mod tests {
             .create_join_token(&Actor::cli(), &[], 3600, "")
             .await
             .unwrap();
-        svc.enroll_host(&t.secret, "h1", "").await.unwrap();
+        svc.enroll_host(&t.secret, "h1", "", &[]).await.unwrap();
         assert!(svc.host_is_live("h1").await.unwrap());
         svc.remove_host(&Actor::cli(), "h1", "gone").await.unwrap();
         assert!(!svc.host_is_live("h1").await.unwrap());
@@ -398,7 +468,7 @@ mod tests {
             .create_join_token(&Actor::cli(), &[], 3600, "")
             .await
             .unwrap();
-        assert!(svc.enroll_host(&t.secret, "h1", "").await.is_err());
+        assert!(svc.enroll_host(&t.secret, "h1", "", &[]).await.is_err());
     }
 
     #[tokio::test]
@@ -415,7 +485,10 @@ mod tests {
                 .unwrap()
                 .secret
         };
-        let taken = svc.enroll_host(&token().await, "h1", "").await.unwrap_err();
+        let taken = svc
+            .enroll_host(&token().await, "h1", "", &[])
+            .await
+            .unwrap_err();
         assert!(
             matches!(&taken, EnrollError::Service(ServiceError::Conflict(m))
                 if m == "host \"h1\" already exists (host ids are never reused)"),
@@ -423,14 +496,87 @@ mod tests {
         );
         let long = "x".repeat(254);
         let bad = svc
-            .enroll_host(&token().await, "h2", &long)
+            .enroll_host(&token().await, "h2", &long, &[])
             .await
             .unwrap_err();
         assert!(
             matches!(&bad, EnrollError::Service(ServiceError::Invalid(i)) if i.field == "hostname"),
             "{bad}"
         );
-        let host = svc.enroll_host(&token().await, "h3", "").await.unwrap();
+        let host = svc
+            .enroll_host(&token().await, "h3", "", &[])
+            .await
+            .unwrap();
         assert_eq!(host.hostname, "h3", "the hostname defaults to the id");
+    }
+
+    fn proven(seed: u8, host: &str) -> HostKeyProof {
+        let key =
+            ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
+        HostKeyProof {
+            public_key: key.public_key().to_openssh().unwrap(),
+            proof: signoff_proto::host_keys::prove(&key, host).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn host_keys_are_bound_at_enrollment_and_no_other_host_can_take_them() {
+        let (svc, _) = service().await;
+        let token = || async {
+            svc.create_join_token(&Actor::cli(), &[], 3600, "")
+                .await
+                .unwrap()
+                .secret
+        };
+        svc.enroll_host(&token().await, "h1", "", &[proven(1, "h1")])
+            .await
+            .unwrap();
+        // A clone of h1 (same host key, which it holds) is refused, and its token stays
+        // usable once it has keys of its own.
+        let t = token().await;
+        let taken = svc
+            .enroll_host(&t, "h2", "", &[proven(1, "h2")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&taken, EnrollError::HostKeyTaken { owner, .. } if owner == "h1"),
+            "{taken}"
+        );
+        assert!(taken.to_string().contains("ssh-keygen -A"), "{taken}");
+        // A host that sends h1's public key with a proof it cannot make (h1's own, for h1).
+        let squat = svc
+            .enroll_host(&t, "h2", "", &[proven(1, "h1")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &squat,
+                EnrollError::HostKeyProof {
+                    why: signoff_proto::host_keys::ProofError::Invalid,
+                    ..
+                }
+            ),
+            "{squat}"
+        );
+        svc.enroll_host(&t, "h2", "", &[proven(2, "h2")])
+            .await
+            .unwrap();
+        // Bound to h1 at enrollment: h2 cannot have it certified, even proving it holds it.
+        svc.set_host_ca(
+            super::super::HostCa::new(
+                ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7; 32])),
+                3600,
+            )
+            .unwrap(),
+        );
+        let k = proven(1, "h2");
+        let err = svc
+            .sign_host_key(&Actor::cli(), "h2", &k.public_key, Some(&k.proof), &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, super::super::HostCertError::Refused(super::super::HostRefusal::KeyOfAnotherHost { owner, .. }) if owner == "h1"),
+            "{err:?}"
+        );
     }
 }

@@ -61,6 +61,25 @@ impl HostCa {
     }
 }
 
+/// Checks the host-name field of a `@cert-authority` line: known_hosts patterns,
+/// comma-separated, with no whitespace or control character (which would end the field,
+/// or the line, and let the rest be read as a key).
+pub fn validate_known_hosts_patterns(field: &str, hosts: &str) -> Result<(), Invalid> {
+    if hosts.is_empty() || hosts.len() > 1024 {
+        return Err(Invalid::new(
+            field,
+            "give 1 to 1024 characters of known_hosts patterns, e.g. *.example.com",
+        ));
+    }
+    if hosts.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::new(
+            field,
+            "known_hosts patterns are separated by commas, without spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Why a host certificate is refused (audited as `host_certificate.refuse`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -87,6 +106,14 @@ pub enum HostRefusal {
         /// The host it belongs to.
         owner: String,
     },
+    /// The host did not prove it holds the key.
+    #[error("key {key}: {why}; a host gets certificates only for keys it holds")]
+    NoPossession {
+        /// `SHA256:…` of the key.
+        key: String,
+        /// What is wrong with the proof.
+        why: signoff_proto::host_keys::ProofError,
+    },
 }
 
 impl HostRefusal {
@@ -95,6 +122,7 @@ impl HostRefusal {
         match self {
             HostRefusal::NameNotEnrolled { .. } => "name_not_enrolled",
             HostRefusal::KeyOfAnotherHost { .. } => "key_of_another_host",
+            HostRefusal::NoPossession { .. } => "no_possession",
         }
     }
 }
@@ -158,11 +186,15 @@ impl Service {
     /// Signs `public_key` as a host key of `host`, which the caller took from the host's
     /// authenticated identity. Principals are the host's enrolled names (its hostname and
     /// its id); `names`, when not empty, must all be among them (else refused, audited).
+    /// `proof`: the key's possession proof for `host` (`signoff_proto::host_keys`), which
+    /// must verify (else refused, audited); `None` only where an operator vouches for the
+    /// key themselves (the CLI, tests), never for a request from a host.
     pub async fn sign_host_key(
         &self,
         actor: &Actor,
         host: &str,
         public_key: &str,
+        proof: Option<&str>,
         names: &[String],
     ) -> Result<HostCertificate, HostCertError> {
         let ca = self.host_ca().ok_or(HostCertError::NoCa)?;
@@ -178,12 +210,16 @@ impl Service {
         if !enrolled.iter().any(|n| n == host) {
             enrolled.push(host.to_owned());
         }
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT host_id FROM host_ssh_keys WHERE fingerprint = ?")
-                .bind(&key.fingerprint)
-                .fetch_optional(&mut *w.tx)
-                .await?;
-        let refusal = if let Some(name) = names.iter().find(|n| !enrolled.contains(n)) {
+        let owner = key_owner(&mut w.tx, &key.fingerprint).await?;
+        let possession = proof
+            .map(|p| signoff_proto::host_keys::verify(&key.key, host, p))
+            .transpose();
+        let refusal = if let Err(why) = possession {
+            Some(HostRefusal::NoPossession {
+                key: key.fingerprint.clone(),
+                why,
+            })
+        } else if let Some(name) = names.iter().find(|n| !enrolled.contains(n)) {
             Some(HostRefusal::NameNotEnrolled {
                 host: host.to_owned(),
                 name: name.clone(),
@@ -218,7 +254,8 @@ impl Service {
         sqlx::query(
             "INSERT INTO host_ssh_keys (fingerprint, host_id, first_signed, last_signed)
              VALUES (?, ?, ?, ?)
-             ON CONFLICT (fingerprint) DO UPDATE SET last_signed = excluded.last_signed",
+             ON CONFLICT (fingerprint) DO UPDATE
+             SET host_id = excluded.host_id, last_signed = excluded.last_signed",
         )
         .bind(&key.fingerprint)
         .bind(host)
@@ -248,6 +285,21 @@ impl Service {
             valid_before,
         })
     }
+}
+
+/// The live host `fingerprint` is bound to, if any. A removed host's keys are free again
+/// (a host reinstalled under a new id keeps its keys), for whoever proves holding them.
+pub(crate) async fn key_owner(
+    conn: &mut sqlx::SqliteConnection,
+    fingerprint: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT k.host_id FROM host_ssh_keys k JOIN hosts h ON h.id = k.host_id
+         WHERE k.fingerprint = ? AND h.removed_rev IS NULL",
+    )
+    .bind(fingerprint)
+    .fetch_optional(conn)
+    .await
 }
 
 fn sign(

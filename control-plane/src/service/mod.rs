@@ -39,10 +39,11 @@ pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,
 };
-pub use enroll::{EnrollError, JoinToken};
+pub use enroll::{EnrollError, HostKeyProof, JoinToken};
 pub use grants::NewGrant;
 pub use host_certificates::{
     DEFAULT_HOST_CERT_TTL, HostCa, HostCertError, HostCertificate, HostRefusal,
+    validate_known_hosts_patterns,
 };
 pub use hosts::NewHost;
 pub use operators::{NewOperator, OperatorAccount, Role};

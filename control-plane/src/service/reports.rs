@@ -450,7 +450,7 @@ mod tests {
             .create_join_token(&super::super::Actor::cli(), &["web".into()], 3600, "")
             .await
             .unwrap();
-        svc.enroll_host(&t.secret, "web1", "").await.unwrap();
+        svc.enroll_host(&t.secret, "web1", "", &[]).await.unwrap();
         let old = svc.host_connected("web1");
         svc.agent_connected("web1", 0, "1", None).await.unwrap();
         svc.session_started("web1", &session("1:1")).await.unwrap();

@@ -226,6 +226,7 @@ async fn run(o: Options) -> Result<()> {
                     host_id: host_id.clone(),
                     hostname: host_id.clone(),
                     csr_der: csr,
+                    host_keys: vec![],
                 })
                 .await?
                 .into_inner();
