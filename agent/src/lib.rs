@@ -42,6 +42,7 @@ pub mod krl_tool;
 pub mod krl_writer;
 pub mod orders;
 pub mod principals;
+pub mod refused_outbox;
 pub mod sessions;
 pub mod signoffs;
 pub mod state;

@@ -88,6 +88,13 @@ pub enum SessionEvent {
     Updated(Box<Session>),
     /// A login ended: its monitor is gone and no process of it remains.
     Ended(SessionId),
+    /// sshd refused a login attempt (read from its log when the line was read, `at`).
+    Refused {
+        /// Who tried, from where, with what, and why sshd said no.
+        attempt: Box<super::refused::RefusedAttempt>,
+        /// When the agent read the line.
+        at: SystemTime,
+    },
 }
 
 /// Why the watcher cannot run.
@@ -335,6 +342,7 @@ fn publish(shared: &Shared, events: &[SessionEvent]) {
                     ended.push_back(s);
                 }
             }
+            SessionEvent::Refused { .. } => {}
         }
     }
 }
@@ -364,6 +372,12 @@ async fn run(
             }
             records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
             () = tokio::time::sleep_until(due.into()) => {}
+        }
+        if !tracker.refused.is_empty() {
+            let refused = std::mem::take(&mut tracker.refused);
+            if sender.send_all(refused).is_err() {
+                return;
+            }
         }
         let now = Instant::now();
         if now < tracker.next_scan {
@@ -773,6 +787,10 @@ struct Tracker {
     /// Sessions changed between scans (an attribution completed or withdrawn by a log
     /// line), announced by the next scan.
     changed: Vec<SessionEvent>,
+    /// Pairs sshd's refusal reasons with the attempts they explain.
+    refusals: super::refused::Refusals,
+    /// Refused attempts read since the loop last sent them.
+    refused: Vec<SessionEvent>,
     step: Duration,
     next_scan: Instant,
     next_reconcile: Instant,
@@ -803,6 +821,8 @@ impl Tracker {
             cgroup_mount,
             recheck_lingering: false,
             changed: Vec::new(),
+            refusals: super::refused::Refusals::default(),
+            refused: Vec::new(),
             step: MIN_STEP,
             next_scan: now,
             next_reconcile: now,
@@ -861,7 +881,7 @@ impl Tracker {
         let (source, accepted) = match record.event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
-            LogEvent::Mention(_) => return,
+            LogEvent::Mention(_) | LogEvent::Refusal(_) => return,
         };
         self.records_seen += 1;
         self.records.insert(
@@ -898,9 +918,29 @@ impl Tracker {
     }
 
     fn on_record(&mut self, record: LogRecord, read_at_ticks: Option<u64>, now: Instant) {
-        let (source, accepted) = match record.event {
+        let event = match record.event {
+            LogEvent::Refusal(part) => {
+                let source = part.source();
+                if let Some(attempt) = self.refusals.push_part(record.pid, part) {
+                    self.refused.push(SessionEvent::Refused {
+                        attempt: Box::new(attempt),
+                        at: SystemTime::now(),
+                    });
+                }
+                match source {
+                    Some(source) => LogEvent::Mention(source),
+                    None => return,
+                }
+            }
+            other => {
+                self.refusals.other_line(record.pid);
+                other
+            }
+        };
+        let (source, accepted) = match event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
+            LogEvent::Refusal(_) => return,
             LogEvent::Mention(source) => {
                 let known = self.sessions.values().any(|s| s.source == source)
                     || self.records.contains_key(&source);
