@@ -453,6 +453,11 @@ impl AgentServer {
                 .record_signoff_result(host, &r)
                 .await
                 .map_err(internal),
+            Body::RefusedAttempts(r) => self
+                .service
+                .refused_attempts(host, r)
+                .await
+                .map_err(internal),
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }

@@ -11,6 +11,7 @@ mod approvals;
 mod auth;
 mod certificates;
 mod error;
+mod alerts;
 mod events;
 mod handlers;
 mod metrics;

@@ -687,6 +687,7 @@ pub(super) async fn upsert(
     conn: &mut SqliteConnection,
     host: &str,
     s: &v1::Session,
+    (rules, now): (&crate::alerts::Rules, i64),
     fx: &mut Effects,
 ) -> Result<()> {
     let started_at = i64::try_from(s.started_at)
@@ -777,6 +778,9 @@ pub(super) async fn upsert(
             let data = serde_json::json!(&r);
             crate::events::record(conn, started_at, crate::events::Kind::SessionStarted, &data)
                 .await?;
+            // Raised when the session is first known, whatever state it is reported in.
+            let alerts = rules.on_session_started(&data, now);
+            crate::alerts::record(conn, now, &alerts).await?;
         }
         fx.events.push(event(Box::new(r)));
     }
