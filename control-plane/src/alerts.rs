@@ -247,8 +247,7 @@ impl Rules {
             subject: data.clone(),
         };
         let c = &self.config;
-        if c.privileged_login.enabled && c.privileged_login.accounts.iter().any(|a| a == account)
-        {
+        if c.privileged_login.enabled && c.privileged_login.accounts.iter().any(|a| a == account) {
             out.push(alert(
                 "privileged_login",
                 format!("{who} logged in to privileged account {account} on {host} from {source}"),
@@ -404,7 +403,10 @@ mod tests {
         let s = session("root", Some("alice"), "10.1.2.3", 100);
         assert_eq!(names(&r.on_session_started(&s, 110)), ["privileged_login"]);
         let s = session("deploy", None, "10.1.2.3", 100);
-        assert_eq!(names(&r.on_session_started(&s, 110)), ["unattributed_login"]);
+        assert_eq!(
+            names(&r.on_session_started(&s, 110)),
+            ["unattributed_login"]
+        );
         let s = session("deploy", Some("alice"), "192.0.2.7", 100);
         assert_eq!(names(&r.on_session_started(&s, 110)), ["source_outside"]);
         let s = session("deploy", Some("alice"), "10.1.2.3", 100);
@@ -428,16 +430,27 @@ mod tests {
     #[test]
     fn a_refused_attempt_alerts_only_for_a_signed_off_person() {
         let r = Rules::default();
-        let d = |status| serde_json::json!({"person": "bob", "person_status": status,
-            "host_id": "web1", "account": "root", "source_address": "10.0.0.9", "reason": "revoked"});
+        let d = |status| {
+            serde_json::json!({"person": "bob", "person_status": status,
+            "host_id": "web1", "account": "root", "source_address": "10.0.0.9", "reason": "revoked"})
+        };
         assert_eq!(names(&r.on_refused(&d("disabled"))), ["signed_off_attempt"]);
         assert!(r.on_refused(&d("active")).is_empty());
-        assert!(r.on_refused(&serde_json::json!({"person": null})).is_empty());
+        assert!(
+            r.on_refused(&serde_json::json!({"person": null}))
+                .is_empty()
+        );
     }
 
     #[test]
     fn bad_settings_are_refused_with_the_key() {
-        let bad = |t: &str| toml::from_str::<AlertRules>(t).unwrap().check().unwrap_err().0;
+        let bad = |t: &str| {
+            toml::from_str::<AlertRules>(t)
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .0
+        };
         assert_eq!(
             bad("[source_outside]\nnetworks = [\"ten\"]"),
             "alerts.source_outside.networks"

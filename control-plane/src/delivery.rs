@@ -122,7 +122,10 @@ impl DeliveryConfig {
             check_kinds("delivery.webhook.kinds", &w.kinds)?;
         }
         if let Some(s) = &self.syslog {
-            if s.address.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            if s.address
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
                 return Err((
                     "delivery.syslog.address",
                     format!("{:?} is not HOST:PORT", s.address),
@@ -189,7 +192,13 @@ pub async fn start(service: &Service, config: &DeliveryConfig) -> Result<(), Del
             secret,
         };
         info!(url = %w.url, cursor, "delivering events to the webhook");
-        tokio::spawn(run(service.clone(), "webhook", cursor, w.kinds.clone(), Sink::Webhook(sink)));
+        tokio::spawn(run(
+            service.clone(),
+            "webhook",
+            cursor,
+            w.kinds.clone(),
+            Sink::Webhook(sink),
+        ));
     }
     if let Some(s) = &config.syslog {
         let tls = match &s.ca_file {
@@ -210,7 +219,13 @@ pub async fn start(service: &Service, config: &DeliveryConfig) -> Result<(), Del
         };
         let cursor = start_cursor(service, "syslog").await?;
         info!(address = %s.address, tls = s.tls, cursor, "delivering events to syslog");
-        tokio::spawn(run(service.clone(), "syslog", cursor, s.kinds.clone(), Sink::Syslog(Box::new(sink))));
+        tokio::spawn(run(
+            service.clone(),
+            "syslog",
+            cursor,
+            s.kinds.clone(),
+            Sink::Syslog(Box::new(sink)),
+        ));
     }
     Ok(())
 }
@@ -310,7 +325,13 @@ impl Sink {
     }
 }
 
-async fn run(service: Service, name: &'static str, mut cursor: i64, kinds: Vec<String>, mut sink: Sink) {
+async fn run(
+    service: Service,
+    name: &'static str,
+    mut cursor: i64,
+    kinds: Vec<String>,
+    mut sink: Sink,
+) {
     loop {
         let batch = match service.events_since(cursor, 100).await {
             Ok(b) => b,
@@ -432,7 +453,10 @@ pub fn rfc5424(event: &Event) -> String {
     let pri = 4 * 8 + severity;
     let timestamp = time::OffsetDateTime::from_unix_timestamp(event.at)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "-".to_owned());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -467,14 +491,23 @@ mod tests {
         };
         let m = rfc5424(&e);
         assert!(m.starts_with("<36>1 1970-01-01T00:00:00Z "), "{m}");
-        assert!(m.contains(" signoff - alert [signoff@32473 cursor=\"42\"] {"), "{m}");
+        assert!(
+            m.contains(" signoff - alert [signoff@32473 cursor=\"42\"] {"),
+            "{m}"
+        );
         let framed = octet_counted(&m);
         assert!(framed.starts_with(format!("{} <36>", m.len()).as_bytes()));
     }
 
     #[test]
     fn bad_sinks_are_refused_with_their_key() {
-        let bad = |t: &str| toml::from_str::<DeliveryConfig>(t).unwrap().check().unwrap_err().0;
+        let bad = |t: &str| {
+            toml::from_str::<DeliveryConfig>(t)
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .0
+        };
         assert_eq!(
             bad("[webhook]\nurl = \"ftp://x\"\nsecret_file = \"/k\""),
             "delivery.webhook.url"
@@ -487,7 +520,10 @@ mod tests {
             bad("[webhook]\nurl = \"http://x/\"\nsecret_file = \"/k\"\nkinds = [\"alerts\"]"),
             "delivery.webhook.kinds"
         );
-        assert_eq!(bad("[syslog]\naddress = \"nohost\""), "delivery.syslog.address");
+        assert_eq!(
+            bad("[syslog]\naddress = \"nohost\""),
+            "delivery.syslog.address"
+        );
         assert_eq!(
             bad("[syslog]\naddress = \"h:6514\"\ntls = true"),
             "delivery.syslog.ca_file"

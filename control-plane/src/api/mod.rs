@@ -7,11 +7,11 @@
 //! Errors are JSON `{"error": {"code", "message"}}` with a stable code, also those axum
 //! answers itself (405, 413); the caller's mistakes are 4xx, never 500.
 
+mod alerts;
 mod approvals;
 mod auth;
 mod certificates;
 mod error;
-mod alerts;
 mod events;
 mod handlers;
 mod metrics;

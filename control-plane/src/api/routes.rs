@@ -7,7 +7,8 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{
-    AppState, alerts, approvals, certificates, events, handlers, metrics, openapi, session_events, signoffs,
+    AppState, alerts, approvals, certificates, events, handlers, metrics, openapi, session_events,
+    signoffs,
 };
 use crate::service::Scope;
 

@@ -64,7 +64,10 @@ pub(super) async fn record(
     for a in report.attempts.iter().take(MAX_PER_REPORT) {
         let person = person(conn, &a.key_id, &a.key_fingerprint).await?;
         // The agent's time, unless it is in the future or unreadable.
-        let at = i64::try_from(a.at).ok().filter(|t| *t <= now).unwrap_or(now);
+        let at = i64::try_from(a.at)
+            .ok()
+            .filter(|t| *t <= now)
+            .unwrap_or(now);
         let data = serde_json::json!({
             "host_id": host,
             "account": cut(&a.account),
@@ -117,7 +120,11 @@ impl Service {
     }
 
     /// The latest alerts, newest first (at most `limit`, 1 to 1000).
-    pub async fn list_alerts(&self, unacknowledged_only: bool, limit: i64) -> Result<Vec<AlertEvent>> {
+    pub async fn list_alerts(
+        &self,
+        unacknowledged_only: bool,
+        limit: i64,
+    ) -> Result<Vec<AlertEvent>> {
         let mut conn = self.pool().acquire().await?;
         crate::alerts::list(&mut conn, unacknowledged_only, limit.clamp(1, 1000))
             .await
@@ -128,7 +135,11 @@ impl Service {
     }
 
     /// The latest refused attempts, newest first (at most `limit`, 1 to 1000).
-    pub async fn latest_events(&self, kinds: &[&str], limit: i64) -> Result<Vec<crate::events::Event>> {
+    pub async fn latest_events(
+        &self,
+        kinds: &[&str],
+        limit: i64,
+    ) -> Result<Vec<crate::events::Event>> {
         let mut out = Vec::new();
         for kind in kinds {
             let rows = sqlx::query(
@@ -156,7 +167,11 @@ impl Service {
     /// Acknowledges the alert whose event is `cursor`, audited under `actor`. Acknowledging
     /// one already acknowledged is a conflict; a cursor that is no alert is not found.
     pub async fn acknowledge_alert(&self, actor: &Actor, cursor: i64, reason: &str) -> Result<()> {
-        let reason = if reason.is_empty() { "acknowledged" } else { reason };
+        let reason = if reason.is_empty() {
+            "acknowledged"
+        } else {
+            reason
+        };
         let mut w = self.write(actor, "alert.acknowledge", false).await?;
         let rule: Option<String> = sqlx::query(
             "SELECT json_extract(data, '$.rule') FROM events WHERE id = ? AND kind = 'alert'",
