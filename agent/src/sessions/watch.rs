@@ -1430,6 +1430,7 @@ mod tests {
     use crate::sessions::procfs::WHOLE_SCAN_EVERY;
     use crate::sessions::procfs::fake::{FakeProc, FakeProcess};
     use crate::sessions::procfs::{AUDIT_UNSET, TCP_LISTEN};
+    use crate::sessions::refused::Reason;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -1533,9 +1534,43 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 SessionEvent::Started(s) => Some(&**s),
-                SessionEvent::Updated(_) | SessionEvent::Ended(_) => None,
+                SessionEvent::Updated(_)
+                | SessionEvent::Ended(_)
+                | SessionEvent::Refused { .. } => None,
             })
             .collect()
+    }
+
+    /// sshd's refusal lines, as a syslog file carries them, become refused attempts with
+    /// their reason; they announce no session.
+    #[test]
+    fn refusal_lines_become_refused_attempts_with_their_reason() {
+        let mut w = World::new(true);
+        for line in [
+            "Dec  5 06:00:00 h sshd[700]: Authentication key ED25519-CERT SHA256:k revoked by file /var/lib/signoff/revoked.krl",
+            "Dec  5 06:00:00 h sshd[701]: Invalid user nobody-here from 192.0.2.9 port 4001",
+            "Dec  5 06:00:00 h sshd[700]: Failed publickey for deploy from 192.0.2.8 port 4000 ssh2: ED25519-CERT SHA256:k ID bob@corp (serial 12) CA ED25519 SHA256:ca",
+            "Dec  5 06:00:00 h sshd[702]: Failed publickey for deploy from 192.0.2.7 port 4002 ssh2: ED25519 SHA256:plain",
+        ] {
+            let record = log::parse_file_line(line).unwrap();
+            w.tracker.on_record(record, Some(100_000), w.now);
+        }
+        let refused: Vec<(String, Reason)> = std::mem::take(&mut w.tracker.refused)
+            .into_iter()
+            .filter_map(|e| match e {
+                SessionEvent::Refused { attempt, .. } => Some((attempt.account, attempt.reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("nobody-here".to_owned(), Reason::InvalidUser),
+                ("deploy".to_owned(), Reason::Revoked),
+            ],
+            "a plain key's Failed line is no news"
+        );
+        assert!(w.scan().is_empty());
     }
 
     #[test]
