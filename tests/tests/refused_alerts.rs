@@ -9,10 +9,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -21,109 +19,9 @@ use signoff_control_plane::hooks::WebhookSecret;
 use signoff_tests::fleet::{Fleet, KEY_ID, USER, assert_refused};
 use signoff_tests::plane::{WAIT, http_request, wait_for};
 use signoff_tests::sessions::TEST_ACCOUNT;
+use signoff_tests::siem::WebhookReceiver;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-alert-webhook";
-
-/// One POST the receiver got: its headers (lower-case names) and body.
-#[derive(Debug, Clone)]
-struct Delivery {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Delivery {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// A local HTTP receiver: answers 500 to the first `fail_first` requests, 200 after,
-/// and keeps what it accepted.
-struct Receiver {
-    addr: SocketAddr,
-    accepted: Arc<Mutex<Vec<Delivery>>>,
-    refused: Arc<Mutex<u32>>,
-}
-
-impl Receiver {
-    fn start(fail_first: u32) -> Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let refused = Arc::new(Mutex::new(0));
-        let (acc, refs) = (Arc::clone(&accepted), Arc::clone(&refused));
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let Ok(delivery) = read_request(&stream) else {
-                    continue;
-                };
-                let mut stream = stream;
-                let fail = {
-                    let mut r = refs.lock().unwrap();
-                    if *r < fail_first {
-                        *r += 1;
-                        true
-                    } else {
-                        false
-                    }
-                };
-                let status = if fail {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                if !fail {
-                    acc.lock().unwrap().push(delivery);
-                }
-            }
-        });
-        Ok(Receiver {
-            addr,
-            accepted,
-            refused,
-        })
-    }
-
-    fn accepted(&self) -> Vec<Delivery> {
-        self.accepted.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &std::net::TcpStream) -> Result<Delivery> {
-    let mut reader = BufReader::new(stream);
-    let mut headers = Vec::new();
-    let mut line = String::new();
-    reader.read_line(&mut line)?; // request line
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = l.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(Delivery {
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
 
 /// The events after `since` (`GET /api/v1/events`, JSON lines).
 fn events(fleet: &Fleet, since: i64) -> Result<Vec<Value>> {
@@ -165,7 +63,7 @@ fn reconfigure(fleet: &mut Fleet, text: &str) -> Result<()> {
     fleet.plane.restart()
 }
 
-fn webhook_config(fleet: &Fleet, receiver: &Receiver) -> Result<String> {
+fn webhook_config(fleet: &Fleet, receiver: &WebhookReceiver) -> Result<String> {
     let secret_file = fleet.keys.path().join("alert-webhook.key");
     fs::write(&secret_file, SECRET)?;
     fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600))?;
@@ -180,7 +78,7 @@ fn webhook_config(fleet: &Fleet, receiver: &Receiver) -> Result<String> {
 fn a_signed_off_persons_refused_login_is_an_event_an_alert_and_a_signed_webhook() -> Result<()> {
     let mut fleet = Fleet::new()?;
     // The receiver fails the first delivery: the alert must come through on a retry.
-    let receiver = Receiver::start(1)?;
+    let receiver = WebhookReceiver::start(1)?;
     let config = webhook_config(&fleet, &receiver)?;
     reconfigure(&mut fleet, &config)?;
     let host = fleet.host("host-1")?;
@@ -250,7 +148,7 @@ fn a_signed_off_persons_refused_login_is_an_event_an_alert_and_a_signed_webhook(
             .into_iter()
             .find(|d| d.body.contains("signed_off_attempt")))
     })?;
-    assert_eq!(*receiver.refused.lock().unwrap(), 1);
+    assert_eq!(receiver.refused(), 1);
     let sent: Value = serde_json::from_str(&delivery.body)?;
     assert_eq!(sent["cursor"], cursor, "{sent}");
     assert_eq!(sent["kind"], "alert");
