@@ -88,8 +88,13 @@ fn main() -> Result<()> {
     }
     fleet.wait_signoff("complete", |r| !r["completed_at"].is_null())?;
 
-    let alerts_at_syslog =
-        || syslog.received().lines().filter(|l| l.contains("signed_off_attempt")).count();
+    let alerts_at_syslog = || {
+        syslog
+            .received()
+            .lines()
+            .filter(|l| l.contains("signed_off_attempt"))
+            .count()
+    };
     let mut to_webhook = Vec::new();
     let mut to_syslog = Vec::new();
     for round in 0..options.rounds {
@@ -126,9 +131,10 @@ fn main() -> Result<()> {
     }
     // Every alert once, none lost.
     wait_for("the last alert everywhere", WAIT, || {
-        Ok((webhook.accepted().len() == options.rounds
-            && alerts_at_syslog() == options.rounds)
-            .then_some(()))
+        Ok(
+            (webhook.accepted().len() == options.rounds && alerts_at_syslog() == options.rounds)
+                .then_some(()),
+        )
     })?;
     println!(
         "alert-bench: {} refused logins, {:?} binaries",
