@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use signoff_dashboard::backend::{
     AlertEntry, ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult,
     Certificate, Change, FeedEntry, Grant, Host, Operator, PendingApproval, Person, Role, Session,
-    SessionFilter, Signoff, SignoffHost, SignoffHostState,
+    SessionFilter, Signoff, SignoffHost, SignoffHostState, TimelineEntry,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -534,6 +534,52 @@ impl Backend for DashboardBackend {
                     } else {
                         String::new()
                     },
+                }
+            })
+            .collect())
+    }
+
+    async fn timeline(&self, name: &str) -> BackendResult<Vec<TimelineEntry>> {
+        let events = self
+            .service
+            .person_timeline(name, 100)
+            .await
+            .map_err(backend_error)?;
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        Ok(events
+            .iter()
+            .map(|e| {
+                let d = &e.data;
+                let (what, detail) = match e.kind.as_str() {
+                    "session_started" => (
+                        "login".to_owned(),
+                        format!(
+                            "{} on {} from {}",
+                            text(d, "account"),
+                            text(d, "host_id"),
+                            text(d, "source_address")
+                        ),
+                    ),
+                    "refused_attempt" => (
+                        "refused".to_owned(),
+                        format!(
+                            "{} on {} from {} ({})",
+                            text(d, "account"),
+                            text(d, "host_id"),
+                            text(d, "source_address"),
+                            text(d, "reason").replace('_', " ")
+                        ),
+                    ),
+                    "alert" => ("alert".to_owned(), text(d, "summary")),
+                    _ => (
+                        text(d, "action"),
+                        format!("by {}: {}", text(d, "actor"), text(d, "reason")),
+                    ),
+                };
+                TimelineEntry {
+                    at: e.at,
+                    what,
+                    detail,
                 }
             })
             .collect())

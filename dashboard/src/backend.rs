@@ -286,6 +286,17 @@ pub struct AlertEntry {
     pub summary: String,
 }
 
+/// One entry of a person's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Unix seconds.
+    pub at: i64,
+    /// `login`, `refused`, `alert`, or the audit action (`user.signoff`, …).
+    pub what: String,
+    /// One line: host, account and source; the alert's summary; the audit reason.
+    pub detail: String,
+}
+
 /// Something the pages show has changed; open pages re-render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -482,6 +493,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn changes(&self) -> mpsc::Receiver<Change>;
     /// The latest logins and refused attempts, newest first, at most `limit`.
     fn feed(&self, limit: usize) -> impl Future<Output = BackendResult<Vec<FeedEntry>>> + Send;
+    /// A person's logins, refused attempts, alerts and audited changes, newest first.
+    fn timeline(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = BackendResult<Vec<TimelineEntry>>> + Send;
     /// Alerts nobody has acknowledged yet, newest first.
     fn open_alerts(&self) -> impl Future<Output = BackendResult<Vec<AlertEntry>>> + Send;
     /// Acknowledges an alert (operator role; audited under `by`).

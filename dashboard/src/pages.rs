@@ -708,6 +708,14 @@ pub(crate) struct PersonPage {
     pub signoff_url: String,
     pub reenable_url: String,
     pub kill_all_url: String,
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// One entry of the person page's timeline.
+pub(crate) struct TimelineRow {
+    pub at: String,
+    pub what: String,
+    pub detail: String,
 }
 
 /// `GET /people/{name}`.
@@ -725,6 +733,7 @@ pub(crate) async fn person_handler<B: Backend>(
         })
         .await?;
     let latest = app.backend.latest_signoff(&name).await?;
+    let timeline = app.backend.timeline(&name).await?;
     let now = app.backend.now();
     let certificates = app
         .backend
@@ -758,6 +767,14 @@ pub(crate) async fn person_handler<B: Backend>(
         certificates,
         sessions: session_rows(&sessions, now),
         latest_signoff: latest.as_ref().map(SignoffRow::new),
+        timeline: timeline
+            .into_iter()
+            .map(|t| TimelineRow {
+                at: time_text(t.at),
+                what: t.what,
+                detail: t.detail,
+            })
+            .collect(),
     })
 }
 

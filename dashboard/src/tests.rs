@@ -362,6 +362,20 @@ impl Backend for Fake {
             },
         ])
     }
+    async fn timeline(&self, name: &str) -> BackendResult<Vec<TimelineEntry>> {
+        Ok(vec![
+            TimelineEntry {
+                at: NOW - 30,
+                what: "refused".into(),
+                detail: format!("root on web-1 from 203.0.113.9 (revoked) {XSS}"),
+            },
+            TimelineEntry {
+                at: NOW - 40,
+                what: "user.signoff".into(),
+                detail: format!("by operator:admin: {name} left"),
+            },
+        ])
+    }
     async fn open_alerts(&self) -> BackendResult<Vec<AlertEntry>> {
         let acked = self
             .state
@@ -1376,4 +1390,19 @@ async fn the_overview_shows_the_feed_and_an_operator_acknowledges_an_alert() {
     assert_eq!(fake.calls(), ["ack 41 by op"]);
     let after = send(&app, get("/", Some(&cookie))).await;
     assert!(after.body.contains("No alert waits"), "{}", after.body);
+}
+
+/// The person page shows their timeline, newest first, as text.
+#[tokio::test]
+async fn the_person_page_shows_their_timeline() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let page = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let refused = page.body.find("(revoked)").expect("the refused attempt");
+    let signoff = page.body.find("user.signoff").expect("the sign-off");
+    assert!(refused < signoff, "newest first");
+    assert!(page.body.contains("mallory left"), "{}", page.body);
+    assert!(!page.body.contains(XSS), "escaped");
 }

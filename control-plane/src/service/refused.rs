@@ -164,6 +164,41 @@ impl Service {
         Ok(out)
     }
 
+    /// A person's timeline, newest first (at most `limit`): their logins, refused
+    /// attempts, the audit entries about them (sign-off, re-enable, kills of their
+    /// sessions, changes), and the alerts naming them.
+    pub async fn person_timeline(
+        &self,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::events::Event>> {
+        let target = format!("user:{name}");
+        let rows = sqlx::query(
+            "SELECT id, at, kind, data FROM events
+             WHERE (kind = 'session_started' AND json_extract(data, '$.user') = ?1)
+                OR (kind = 'refused_attempt' AND json_extract(data, '$.person') = ?1)
+                OR (kind = 'alert' AND json_extract(data, '$.person') = ?1)
+                OR (kind = 'audit' AND json_extract(data, '$.target') = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(name)
+        .bind(&target)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.get(3);
+                Ok(crate::events::Event {
+                    cursor: r.get(0),
+                    at: r.get(1),
+                    kind: r.get(2),
+                    data: super::stored_json("events.data", &data)?,
+                })
+            })
+            .collect()
+    }
+
     /// Acknowledges the alert whose event is `cursor`, audited under `actor`. Acknowledging
     /// one already acknowledged is a conflict; a cursor that is no alert is not found.
     pub async fn acknowledge_alert(&self, actor: &Actor, cursor: i64, reason: &str) -> Result<()> {
@@ -231,5 +266,159 @@ impl Service {
         crate::alerts::record(&mut tx, now, &[alert]).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signoff_proto::v1;
+
+    use super::super::testing::service;
+    use super::super::{Actor, NewUser};
+
+    fn attempt(key_id: &str, reason: &str) -> v1::RefusedAttempt {
+        v1::RefusedAttempt {
+            account: "deploy".into(),
+            source_address: "192.0.2.7".into(),
+            source_port: 4000,
+            key_id: key_id.into(),
+            serial: 9,
+            reason: reason.into(),
+            at: 1_799_999_999,
+            ..Default::default()
+        }
+    }
+
+    async fn kinds(svc: &super::Service) -> Vec<(String, serde_json::Value)> {
+        svc.events_since(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind != "audit")
+            .map(|e| (e.kind, e.data))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_attempt_names_its_person_and_a_disabled_ones_alerts() {
+        let (svc, _) = service().await;
+        let new = |name: &str, key_id: &str| NewUser {
+            name: name.into(),
+            key_ids: vec![key_id.into()],
+            principals: vec![],
+            public_keys: vec![],
+        };
+        svc.create_user(&Actor::cli(), new("alice", "alice@corp"), "")
+            .await
+            .unwrap();
+        svc.create_user(&Actor::cli(), new("bob", "bob@corp"), "")
+            .await
+            .unwrap();
+        svc.set_user_status(
+            &Actor::cli(),
+            "bob",
+            crate::model::UserStatus::Disabled,
+            "left",
+        )
+        .await
+        .unwrap();
+        svc.refused_attempts(
+            "web1",
+            v1::RefusedAttempts {
+                attempts: vec![
+                    attempt("alice@corp", "expired"),
+                    attempt("bob@corp", "revoked"),
+                    attempt("nobody@corp", "principal_refused"),
+                ],
+                dropped: 5,
+            },
+        )
+        .await
+        .unwrap();
+        let events = kinds(&svc).await;
+        let refused: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|(k, _)| k == "refused_attempt")
+            .map(|(_, d)| {
+                (
+                    d["person"].as_str().unwrap_or("-"),
+                    d["person_status"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            refused,
+            [("alice", "active"), ("bob", "disabled"), ("-", "-")]
+        );
+        let alerts: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|(k, _)| k == "alert")
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(alerts.len(), 1, "only the disabled person's: {alerts:?}");
+        assert_eq!(alerts[0]["rule"], "signed_off_attempt");
+        assert_eq!(alerts[0]["person"], "bob");
+        assert!(
+            events
+                .iter()
+                .any(|(k, d)| k == "refused_attempts_dropped" && d["dropped"] == 5)
+        );
+        let timeline = svc.person_timeline("bob", 10).await.unwrap();
+        let kinds: Vec<&str> = timeline.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds[..2], ["alert", "refused_attempt"], "{kinds:?}");
+        assert!(kinds.contains(&"audit"), "the disable is on bob's timeline");
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_acknowledged_once_and_audited() {
+        let (svc, _) = service().await;
+        svc.create_user(
+            &Actor::cli(),
+            NewUser {
+                name: "bob".into(),
+                key_ids: vec!["bob@corp".into()],
+                principals: vec![],
+                public_keys: vec![],
+            },
+            "",
+        )
+        .await
+        .unwrap();
+        svc.set_user_status(
+            &Actor::cli(),
+            "bob",
+            crate::model::UserStatus::Disabled,
+            "left",
+        )
+        .await
+        .unwrap();
+        svc.refused_attempts(
+            "web1",
+            v1::RefusedAttempts {
+                attempts: vec![attempt("bob@corp", "revoked")],
+                dropped: 0,
+            },
+        )
+        .await
+        .unwrap();
+        let open = svc.list_alerts(true, 10).await.unwrap();
+        assert_eq!(open.len(), 1);
+        let cursor = open[0].cursor;
+        let soc = Actor("token:soc".into());
+        svc.acknowledge_alert(&soc, cursor, "seen").await.unwrap();
+        assert!(matches!(
+            svc.acknowledge_alert(&soc, cursor, "again").await,
+            Err(super::ServiceError::Conflict(_))
+        ));
+        assert!(matches!(
+            svc.acknowledge_alert(&soc, cursor + 1000, "").await,
+            Err(super::ServiceError::NotFound { .. })
+        ));
+        assert!(svc.list_alerts(true, 10).await.unwrap().is_empty());
+        let all = svc.list_alerts(false, 10).await.unwrap();
+        assert_eq!(all[0].acknowledged_by.as_deref(), Some("token:soc"));
+        let audit = svc.audit_log("alert.acknowledge", None, 10).await.unwrap();
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert_eq!(audit[0].reason, "seen");
     }
 }
