@@ -640,6 +640,18 @@ fn the_overview_shows_a_refused_attempt_live_and_its_alert_is_acknowledged() -> 
         );
         assert!(!b.texts(".chart text.scale")?.is_empty(), "a y-axis scale");
 
+        // The person's timeline: the refused attempt above the sign-off.
+        b.goto(&dash.url(&format!("/people/{USER}")))?;
+        let timeline = b.texts("#timeline tr.timeline")?;
+        let refused = timeline.iter().position(|t| t.contains("refused"));
+        let signed_off = timeline.iter().position(|t| t.contains("user.signoff"));
+        assert!(
+            refused.is_some() && signed_off.is_some() && refused < signed_off,
+            "{timeline:?}"
+        );
+        dash.shot(&b, "person-timeline")?;
+        b.goto(&dash.url("/"))?;
+
         b.click_css("#alerts li.alert form button")?;
         wait_for("the alert to be acknowledged", WAIT, || {
             Ok(b.find_all("#no-alerts")?.first().map(drop))
