@@ -31,6 +31,7 @@ use crate::kill::{self, KillError, KillReport};
 use crate::kill_journal::{self, KillJournal};
 use crate::krl_writer::{self, KrlWriteError};
 use crate::orders;
+use crate::refused_outbox::RefusedOutbox;
 use crate::sessions::remembered;
 use crate::sessions::{
     Attribution, Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
@@ -328,13 +329,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     // Results of sign-off enforcement not yet told to the control plane.
     let mut unreported: Vec<v1::SignoffResult> = Vec::new();
+    // Refused login attempts not yet sent, rate-bounded.
+    let mut refused = RefusedOutbox::new(
+        config.sessions.refused_rate,
+        config.sessions.refused_burst,
+        Instant::now(),
+    );
 
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut status, &sessions, &mut events) => r,
+            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut refused, &mut status, &sessions, &mut events) => r,
             () = &mut shutdown => {
                 blocking(|| sessions.save_now());
                 stopped(&config, &mut status);
@@ -367,6 +374,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 // Session events while disconnected: the full list sent on reconnect
                 // covers them; a signed-off person's new session still ends at once.
                 Some(event) = events.recv() => {
+                    if let SessionEvent::Refused { attempt, at } = &event {
+                        refused.push(attempt, *at, Instant::now());
+                        continue;
+                    }
                     sessions.remember();
                     if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
                         unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
@@ -440,6 +451,7 @@ async fn session(
     signoffs: &mut Signoffs,
     trusted_cas: &mut Option<TrustedCas>,
     unreported: &mut Vec<v1::SignoffResult>,
+    refused: &mut RefusedOutbox,
     status: &mut DaemonStatus,
     sessions: &Killer,
     events: &mut mpsc::Receiver<SessionEvent>,
@@ -521,7 +533,22 @@ async fn session(
             m = stream.message() => m?,
             // Renewal is due: end this stream; the next session renews first.
             () = tokio::time::sleep(until_renewal) => return Ok(()),
+            // Refused attempts go out in batches, whatever piled up meanwhile; a full
+            // channel waits here rather than growing the queue past its bound.
+            permit = tx.reserve(), if refused.has_news() => {
+                let Ok(permit) = permit else {
+                    return Err(SessionError::Closed);
+                };
+                permit.send(v1::AgentMessage {
+                    body: Some(v1::agent_message::Body::RefusedAttempts(refused.take())),
+                });
+                continue;
+            }
             Some(event) = events.recv() => {
+                if let SessionEvent::Refused { attempt, at } = &event {
+                    refused.push(attempt, *at, Instant::now());
+                    continue;
+                }
                 sessions.remember();
                 let body = match event {
                     SessionEvent::Started(s) | SessionEvent::Updated(s) => {
@@ -538,6 +565,7 @@ async fn session(
                         id: id.to_string(),
                         ended_at: now(),
                     }),
+                    SessionEvent::Refused { .. } => continue,
                 };
                 if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
                     return Err(SessionError::Closed);

@@ -44,6 +44,7 @@ pub mod kill_journal;
 pub mod krl_tool;
 pub mod krl_writer;
 pub mod orders;
+pub mod refused_outbox;
 pub mod sessions;
 pub mod signoffs;
 pub mod sshd_commands;

@@ -167,6 +167,10 @@ struct File {
     ca: CaFile,
     #[serde(default)]
     sessions: SessionsFile,
+    #[serde(default)]
+    alerts: crate::alerts::AlertRules,
+    #[serde(default)]
+    delivery: crate::delivery::DeliveryConfig,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -326,6 +330,10 @@ pub struct Config {
     pub ca: CaConfig,
     /// `[sessions] retention`: an ended session is deleted this long after it ended.
     pub session_retention: Duration,
+    /// `[alerts]`: which rules raise alerts, with their thresholds (see [`crate::alerts`]).
+    pub alerts: crate::alerts::AlertRules,
+    /// `[delivery]`: where events are pushed (webhook, syslog).
+    pub delivery: crate::delivery::DeliveryConfig,
 }
 
 /// `[dashboard]`.
@@ -481,6 +489,20 @@ impl Config {
             krl_public: file.krl.public.unwrap_or(false),
             metrics_listen,
             session_retention,
+            alerts: {
+                let alerts = file.alerts;
+                alerts
+                    .check()
+                    .map_err(|(key, message)| k.invalid(key, message))?;
+                alerts
+            },
+            delivery: {
+                let delivery = file.delivery;
+                delivery
+                    .check()
+                    .map_err(|(key, message)| k.invalid(key, message))?;
+                delivery
+            },
         })
     }
 
@@ -525,6 +547,8 @@ impl Config {
             sessions: SessionsFile {
                 retention: Some(format_duration(self.session_retention)),
             },
+            alerts: self.alerts.clone(),
+            delivery: self.delivery.clone(),
             ca: CaFile {
                 key_file: self.ca.key_file.clone(),
                 backup_public_key: self.ca.backup_public_key.clone(),

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use signoff_dashboard::backend::{
-    ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult, Certificate,
-    Change, Grant, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter, Signoff,
-    SignoffHost, SignoffHostState,
+    AlertEntry, ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult,
+    Certificate, Change, FeedEntry, Grant, Host, Operator, PendingApproval, Person, Role, Session,
+    SessionFilter, Signoff, SignoffHost, SignoffHostState, TimelineEntry,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -507,9 +507,117 @@ impl Backend for DashboardBackend {
         Ok(())
     }
 
+    async fn feed(&self, limit: usize) -> BackendResult<Vec<FeedEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(1000);
+        let events = self
+            .service
+            .latest_events(&["session_started", "refused_attempt"], limit)
+            .await
+            .map_err(backend_error)?;
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        Ok(events
+            .iter()
+            .map(|e| {
+                let refused = e.kind == "refused_attempt";
+                let d = &e.data;
+                FeedEntry {
+                    at: e.at,
+                    refused,
+                    host: text(d, "host_id"),
+                    account: text(d, "account"),
+                    person: d[if refused { "person" } else { "user" }]
+                        .as_str()
+                        .map(str::to_owned),
+                    source: text(d, "source_address"),
+                    reason: if refused {
+                        text(d, "reason")
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect())
+    }
+
+    async fn timeline(&self, name: &str) -> BackendResult<Vec<TimelineEntry>> {
+        let events = self
+            .service
+            .person_timeline(name, 100)
+            .await
+            .map_err(backend_error)?;
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        Ok(events
+            .iter()
+            .map(|e| {
+                let d = &e.data;
+                let (what, detail) = match e.kind.as_str() {
+                    "session_started" => (
+                        "login".to_owned(),
+                        format!(
+                            "{} on {} from {}",
+                            text(d, "account"),
+                            text(d, "host_id"),
+                            text(d, "source_address")
+                        ),
+                    ),
+                    "refused_attempt" => (
+                        "refused".to_owned(),
+                        format!(
+                            "{} on {} from {} ({})",
+                            text(d, "account"),
+                            text(d, "host_id"),
+                            text(d, "source_address"),
+                            text(d, "reason").replace('_', " ")
+                        ),
+                    ),
+                    "alert" => ("alert".to_owned(), text(d, "summary")),
+                    _ => (
+                        text(d, "action"),
+                        format!("by {}: {}", text(d, "actor"), text(d, "reason")),
+                    ),
+                };
+                TimelineEntry {
+                    at: e.at,
+                    what,
+                    detail,
+                }
+            })
+            .collect())
+    }
+
+    async fn open_alerts(&self) -> BackendResult<Vec<AlertEntry>> {
+        let alerts = self
+            .service
+            .list_alerts(true, 100)
+            .await
+            .map_err(backend_error)?;
+        Ok(alerts
+            .into_iter()
+            .map(|a| AlertEntry {
+                cursor: a.cursor,
+                at: a.at,
+                rule: a.alert["rule"].as_str().unwrap_or("").to_owned(),
+                summary: a.alert["summary"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect())
+    }
+
+    async fn acknowledge_alert(&self, by: &Operator, cursor: i64) -> BackendResult<()> {
+        let who = self.authorize(by, Role::Operator).await?;
+        self.service
+            .acknowledge_alert(&who.actor(), cursor, "acknowledged on the dashboard")
+            .await
+            .map_err(backend_error)
+    }
+
     fn changes(&self) -> mpsc::Receiver<Change> {
         let (tx, rx) = mpsc::channel(64);
         let mut sessions = self.service.watch_sessions();
+        // Refused attempts and alerts are rows of the events feed, not session events:
+        // looked for every second (one indexed query), so the overview's feed is live.
+        let pool = self.service.pool().clone();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut newest: Option<i64> = None;
         let mut signoffs = self.service.watch_signoffs();
         let mut revisions = self.service.subscribe();
         tokio::spawn(async move {
@@ -528,6 +636,20 @@ impl Backend for DashboardBackend {
                         Ok(()) => Change::Fleet,
                         Err(_) => return,
                     },
+                    _ = tick.tick() => {
+                        // A failed look is no change; the next one tells.
+                        let latest: i64 = sqlx::query_scalar(
+                            "SELECT ifnull(max(id), 0) FROM events WHERE kind IN ('refused_attempt', 'alert')",
+                        )
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap_or(0);
+                        let before = newest.replace(latest);
+                        if before.is_none_or(|b| b >= latest) {
+                            continue;
+                        }
+                        Change::Sessions
+                    }
                     () = tx.closed() => return,
                 };
                 // A full channel means the page has a refresh queued already.

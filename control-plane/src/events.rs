@@ -15,14 +15,24 @@ pub enum Kind {
     SessionStarted,
     /// A session ended (`{host_id, id}`).
     SessionEnded,
+    /// sshd refused a login attempt (its data: host, account, source, key, reason, and
+    /// the person when the key names one).
+    RefusedAttempt,
+    /// An agent could not send this many refused attempts (over its rate bound).
+    RefusedAttemptsDropped,
+    /// An alert (see [`crate::alerts`]).
+    Alert,
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Audit => "audit",
             Kind::SessionStarted => "session_started",
             Kind::SessionEnded => "session_ended",
+            Kind::RefusedAttempt => "refused_attempt",
+            Kind::RefusedAttemptsDropped => "refused_attempts_dropped",
+            Kind::Alert => "alert",
         }
     }
 }
@@ -34,7 +44,8 @@ pub struct Event {
     pub cursor: i64,
     /// When it happened (Unix seconds).
     pub at: i64,
-    /// `audit`, `session_started` or `session_ended`.
+    /// `audit`, `session_started`, `session_ended`, `refused_attempt`,
+    /// `refused_attempts_dropped` or `alert`.
     pub kind: String,
     /// The audit entry, the session, or `{host_id, id}`.
     #[schema(value_type = Object)]

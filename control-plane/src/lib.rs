@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod bootstrap;
 pub mod cert_ssh;
 pub mod config;
 pub mod dashboard;
+pub mod delivery;
 pub mod events;
 pub mod hooks;
 pub mod model;

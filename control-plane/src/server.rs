@@ -82,6 +82,9 @@ pub enum ServerError {
     /// The certificate listener cannot be set up.
     #[error(transparent)]
     CertSsh(#[from] crate::cert_ssh::CertSshError),
+    /// An event sink (`[delivery]`) cannot start.
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::DeliveryError),
     /// The first-start notice cannot be written to stdout.
     #[error("cannot print the first-start notice (admin token and CA pin) to stdout")]
     Output(#[source] io::Error),
@@ -233,6 +236,11 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
 
         service.set_order_signer(keys.order_signer.private_key().clone());
+        // Checked when the configuration loaded.
+        if let Ok(rules) = config.alerts.check() {
+            service.set_alert_rules(rules);
+        }
+        crate::delivery::start(&service, &config.delivery).await?;
         let user_ca_made =
             bootstrap::install_user_ca(&service, &config.data_dir, &config.ca).await?;
         if let Some(ca) = service.user_ca() {

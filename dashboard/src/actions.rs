@@ -145,6 +145,21 @@ pub(crate) async fn kill_session_handler<B: Backend>(
     Ok(Redirect::to("/sessions").into_response())
 }
 
+/// `POST /alerts/{cursor}/acknowledge`.
+pub(crate) async fn acknowledge_alert_handler<B: Backend>(
+    State(app): State<App<B>>,
+    authed: Authed,
+    Path(cursor): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    authed.check_csrf(&form.csrf)?;
+    authed.require(Role::Operator)?;
+    app.backend
+        .acknowledge_alert(&authed.operator, cursor)
+        .await?;
+    Ok(Redirect::to("/").into_response())
+}
+
 /// `POST /people/{name}/kill-sessions`.
 pub(crate) async fn kill_person_sessions_handler<B: Backend>(
     State(app): State<App<B>>,

@@ -254,6 +254,49 @@ pub struct AuditCheck {
     pub broken: Option<(i64, String)>,
 }
 
+/// One entry of the overview's live feed: a login, or an attempt sshd refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Unix seconds.
+    pub at: i64,
+    /// True for a refused attempt, false for a login.
+    pub refused: bool,
+    /// The host.
+    pub host: String,
+    /// The unix account.
+    pub account: String,
+    /// The person, when the key names one.
+    pub person: Option<String>,
+    /// The client's address.
+    pub source: String,
+    /// Why sshd refused (`revoked`, `principal_refused`, …); empty for a login.
+    pub reason: String,
+}
+
+/// An alert raised by the control plane's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertEntry {
+    /// Its id (the event's cursor).
+    pub cursor: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The rule (`signed_off_attempt`, `privileged_login`, …).
+    pub rule: String,
+    /// One line for a human.
+    pub summary: String,
+}
+
+/// One entry of a person's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Unix seconds.
+    pub at: i64,
+    /// `login`, `refused`, `alert`, or the audit action (`user.signoff`, …).
+    pub what: String,
+    /// One line: host, account and source; the alert's summary; the audit reason.
+    pub detail: String,
+}
+
 /// Something the pages show has changed; open pages re-render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -448,4 +491,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<()>> + Send;
     /// Changes as they happen; the sender side ends when the receiver is dropped.
     fn changes(&self) -> mpsc::Receiver<Change>;
+    /// The latest logins and refused attempts, newest first, at most `limit`.
+    fn feed(&self, limit: usize) -> impl Future<Output = BackendResult<Vec<FeedEntry>>> + Send;
+    /// A person's logins, refused attempts, alerts and audited changes, newest first.
+    fn timeline(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = BackendResult<Vec<TimelineEntry>>> + Send;
+    /// Alerts nobody has acknowledged yet, newest first.
+    fn open_alerts(&self) -> impl Future<Output = BackendResult<Vec<AlertEntry>>> + Send;
+    /// Acknowledges an alert (operator role; audited under `by`).
+    fn acknowledge_alert(
+        &self,
+        by: &Operator,
+        cursor: i64,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
 }

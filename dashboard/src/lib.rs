@@ -78,6 +78,10 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
             get(pages::login_page_handler::<B>).post(actions::login_handler::<B>),
         )
         .route("/logout", post(actions::logout_handler::<B>))
+        .route(
+            "/alerts/{cursor}/acknowledge",
+            post(actions::acknowledge_alert_handler::<B>),
+        )
         .route("/sessions", get(pages::sessions_handler::<B>))
         .route(
             "/sessions/{host}/{id}/kill",

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::backend::{
-    Backend, Certificate, Host, Operator, PendingApproval, Person, Role, Session, SessionFilter,
-    Signoff, SignoffHostState,
+    Backend, Certificate, FeedEntry, Host, Operator, PendingApproval, Person, Role, Session,
+    SessionFilter, Signoff, SignoffHostState,
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
@@ -248,6 +248,9 @@ pub(crate) struct OverviewPage {
     pub chart: Chart,
     pub chart_width: i64,
     pub chart_height: i64,
+    pub chart_left: i64,
+    pub feed: Vec<FeedRow>,
+    pub alerts: Vec<AlertRow>,
 }
 
 /// `GET /`.
@@ -262,6 +265,8 @@ pub(crate) async fn overview_handler<B: Backend>(
     let sessions = b.sessions(&SessionFilter::default()).await?;
     let signoffs = b.signoffs().await?;
     let logins = b.logins_per_hour(now).await?;
+    let feed = b.feed(FEED_ROWS).await?;
+    let alerts = b.open_alerts().await?;
     let count = |status: &str| {
         hosts
             .iter()
@@ -282,7 +287,60 @@ pub(crate) async fn overview_handler<B: Backend>(
         chart: chart::logins_per_hour(now, &logins),
         chart_width: chart::WIDTH,
         chart_height: chart::HEIGHT,
+        chart_left: chart::LEFT,
+        feed: feed.iter().map(|f| FeedRow::new(f, now)).collect(),
+        alerts: alerts
+            .iter()
+            .map(|a| AlertRow {
+                url: format!("/alerts/{}/acknowledge", a.cursor),
+                at: time_text(a.at),
+                rule: a.rule.clone(),
+                summary: a.summary.clone(),
+            })
+            .collect(),
     })
+}
+
+/// Rows of the overview's feed.
+const FEED_ROWS: usize = 20;
+
+/// One login or refused attempt on the overview.
+pub(crate) struct FeedRow {
+    pub at: String,
+    pub refused: bool,
+    pub host: String,
+    pub account: String,
+    pub person: String,
+    pub person_url: String,
+    pub source: String,
+    pub reason: String,
+}
+
+impl FeedRow {
+    fn new(f: &FeedEntry, _now: i64) -> FeedRow {
+        FeedRow {
+            at: time_text(f.at),
+            refused: f.refused,
+            host: f.host.clone(),
+            account: f.account.clone(),
+            person: f.person.clone().unwrap_or_default(),
+            person_url: f
+                .person
+                .as_deref()
+                .map(|p| format!("/people/{}", seg(p)))
+                .unwrap_or_default(),
+            source: f.source.clone(),
+            reason: f.reason.replace('_', " "),
+        }
+    }
+}
+
+/// One unacknowledged alert on the overview.
+pub(crate) struct AlertRow {
+    pub url: String,
+    pub at: String,
+    pub rule: String,
+    pub summary: String,
 }
 
 // ---- sessions ----
@@ -650,6 +708,14 @@ pub(crate) struct PersonPage {
     pub signoff_url: String,
     pub reenable_url: String,
     pub kill_all_url: String,
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// One entry of the person page's timeline.
+pub(crate) struct TimelineRow {
+    pub at: String,
+    pub what: String,
+    pub detail: String,
 }
 
 /// `GET /people/{name}`.
@@ -667,6 +733,7 @@ pub(crate) async fn person_handler<B: Backend>(
         })
         .await?;
     let latest = app.backend.latest_signoff(&name).await?;
+    let timeline = app.backend.timeline(&name).await?;
     let now = app.backend.now();
     let certificates = app
         .backend
@@ -700,6 +767,14 @@ pub(crate) async fn person_handler<B: Backend>(
         certificates,
         sessions: session_rows(&sessions, now),
         latest_signoff: latest.as_ref().map(SignoffRow::new),
+        timeline: timeline
+            .into_iter()
+            .map(|t| TimelineRow {
+                at: time_text(t.at),
+                what: t.what,
+                detail: t.detail,
+            })
+            .collect(),
     })
 }
 

@@ -340,6 +340,66 @@ impl Backend for Fake {
         state.calls.push(format!("disable {name} by {}", by.name));
         Ok(())
     }
+    async fn feed(&self, _limit: usize) -> BackendResult<Vec<FeedEntry>> {
+        Ok(vec![
+            FeedEntry {
+                at: NOW - 30,
+                refused: true,
+                host: "web-1".into(),
+                account: "root".into(),
+                person: Some("mallory".into()),
+                source: "203.0.113.9".into(),
+                reason: "revoked".into(),
+            },
+            FeedEntry {
+                at: NOW - 60,
+                refused: false,
+                host: "web-1".into(),
+                account: "deploy".into(),
+                person: None,
+                source: "127.0.0.1".into(),
+                reason: String::new(),
+            },
+        ])
+    }
+    async fn timeline(&self, name: &str) -> BackendResult<Vec<TimelineEntry>> {
+        Ok(vec![
+            TimelineEntry {
+                at: NOW - 30,
+                what: "refused".into(),
+                detail: format!("root on web-1 from 203.0.113.9 (revoked) {XSS}"),
+            },
+            TimelineEntry {
+                at: NOW - 40,
+                what: "user.signoff".into(),
+                detail: format!("by operator:admin: {name} left"),
+            },
+        ])
+    }
+    async fn open_alerts(&self) -> BackendResult<Vec<AlertEntry>> {
+        let acked = self
+            .state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .any(|c| c.starts_with("ack 41 "));
+        Ok(if acked {
+            Vec::new()
+        } else {
+            vec![AlertEntry {
+                cursor: 41,
+                at: NOW - 30,
+                rule: "signed_off_attempt".into(),
+                summary: format!("signed-off person mallory tried to log in {XSS}"),
+            }]
+        })
+    }
+    async fn acknowledge_alert(&self, by: &Operator, cursor: i64) -> BackendResult<()> {
+        self.check(by, Role::Operator)?;
+        self.call(format!("ack {cursor} by {}", by.name));
+        Ok(())
+    }
     fn changes(&self) -> mpsc::Receiver<Change> {
         let (tx, rx) = mpsc::channel(4);
         let _ = tx.try_send(Change::Sessions);
@@ -1270,4 +1330,79 @@ async fn pending_approvals_show_the_bytes_and_the_sign_command() {
         res.body
     );
     assert!(res.body.contains("SHA256:abc"));
+}
+
+/// The overview shows the latest logins and refused attempts, and the open alerts, each
+/// with Acknowledge for an operator; acknowledging takes the session's CSRF token and the
+/// operator role, and the alert is gone from the page.
+#[tokio::test]
+async fn the_overview_shows_the_feed_and_an_operator_acknowledges_an_alert() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "op").await;
+    let page = send(&app, get("/", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("refused: revoked"), "{}", page.body);
+    assert!(page.body.contains("203.0.113.9"), "{}", page.body);
+    assert!(page.body.contains("unattributed"), "{}", page.body);
+    assert!(page.body.contains("signed_off_attempt"), "{}", page.body);
+    assert!(!page.body.contains(XSS), "the summary is escaped");
+    assert!(page.body.contains("action=\"/alerts/41/acknowledge\""));
+
+    let res = send(
+        &app,
+        post("/alerts/41/acknowledge", Some(&cookie), "csrf=forged"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+    let viewer = login(&app, "viewer").await;
+    let seen = send(&app, get("/", Some(&viewer))).await;
+    assert!(
+        seen.body.contains("signed_off_attempt"),
+        "a viewer sees the alert"
+    );
+    assert!(!seen.body.contains(">Acknowledge<"), "but no button");
+    let res = send(
+        &app,
+        post(
+            "/alerts/41/acknowledge",
+            Some(&viewer),
+            &format!("csrf={}", seen.csrf()),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+
+    let res = send(
+        &app,
+        post(
+            "/alerts/41/acknowledge",
+            Some(&cookie),
+            &format!("csrf={}", page.csrf()),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.location(), "/");
+    assert_eq!(fake.calls(), ["ack 41 by op"]);
+    let after = send(&app, get("/", Some(&cookie))).await;
+    assert!(after.body.contains("No alert waits"), "{}", after.body);
+}
+
+/// The person page shows their timeline, newest first, as text.
+#[tokio::test]
+async fn the_person_page_shows_their_timeline() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let page = send(&app, get("/people/mallory", Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let refused = page.body.find("(revoked)").expect("the refused attempt");
+    let signoff = page.body.find("user.signoff").expect("the sign-off");
+    assert!(refused < signoff, "newest first");
+    assert!(page.body.contains("mallory left"), "{}", page.body);
+    assert!(!page.body.contains(XSS), "escaped");
 }

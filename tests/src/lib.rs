@@ -34,6 +34,7 @@ pub mod plane;
 pub mod principals;
 pub mod seed;
 pub mod sessions;
+pub mod siem;
 pub mod sshd;
 pub mod tools;
 

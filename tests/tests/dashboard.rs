@@ -584,3 +584,95 @@ fn certificates_are_listed_and_revoked_from_the_person_page() -> Result<()> {
     }
     result
 }
+
+/// The overview for the watch (issue 21): a signed-off person's login, refused by the real
+/// sshd, appears in the live feed without a reload, with its alert; an operator
+/// acknowledges the alert (audited) and it leaves the page. The chart's first label is
+/// inside the chart and its caption counts logins in the singular for one.
+#[test]
+fn the_overview_shows_a_refused_attempt_live_and_its_alert_is_acknowledged() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let host = fleet.host("host-1")?;
+    let dash = Dashboard::new(&fleet)?;
+    let operator_pw = operator(&fleet, "watch-op", "operator")?;
+    let b = Browser::start(1280, 1000)?;
+    let result = (|| -> Result<()> {
+        dash.login(&b, "watch-op", &operator_pw)?;
+        b.goto(&dash.url("/"))?;
+        let (status, record) = fleet.hr(
+            "POST",
+            &format!("/api/v1/users/{USER}/signoff"),
+            Some(&serde_json::json!({"reason": "left the company"})),
+        )?;
+        assert_eq!(status, 201, "{record}");
+        fleet.wait_signoff("complete", |r| !r["completed_at"].is_null())?;
+        let login = fleet.login(&host)?;
+        assert!(!login.success, "the signed-off person is refused");
+
+        // The page updates itself: no goto here.
+        let row = wait_for("the refused attempt in the live feed", WAIT, || {
+            let rows = b.texts("#feed tr.refused")?;
+            Ok(rows.into_iter().find(|r| r.contains(USER)))
+        })?;
+        assert!(row.contains("refused"), "{row}");
+        assert!(
+            row.contains("host-1") && row.contains(TEST_ACCOUNT),
+            "{row}"
+        );
+        let alert = wait_for("the alert on the overview", WAIT, || {
+            let alerts = b.texts("#alerts li.alert")?;
+            Ok(alerts
+                .into_iter()
+                .find(|a| a.contains("signed_off_attempt")))
+        })?;
+        assert!(alert.contains(USER), "{alert}");
+        dash.shot(&b, "overview-feed-and-alert")?;
+
+        // The chart: the first hour label starts inside the chart.
+        let first_label_left = b.run_script(
+            "const t = document.querySelector('.chart text.tick:not(.scale)'); \
+             const s = document.querySelector('.chart svg'); \
+             return t.getBoundingClientRect().left - s.getBoundingClientRect().left;",
+        )?;
+        assert!(
+            first_label_left.as_f64().is_some_and(|x| x >= 0.0),
+            "first label starts at {first_label_left}"
+        );
+        assert!(!b.texts(".chart text.scale")?.is_empty(), "a y-axis scale");
+
+        // The person's timeline: the refused attempt above the sign-off.
+        b.goto(&dash.url(&format!("/people/{USER}")))?;
+        let timeline = b.texts("#timeline tr.timeline")?;
+        let refused = timeline.iter().position(|t| t.contains("refused"));
+        let signed_off = timeline.iter().position(|t| t.contains("user.signoff"));
+        assert!(
+            refused.is_some() && signed_off.is_some() && refused < signed_off,
+            "{timeline:?}"
+        );
+        dash.shot(&b, "person-timeline")?;
+        b.goto(&dash.url("/"))?;
+
+        b.click_css("#alerts li.alert form button")?;
+        wait_for("the alert to be acknowledged", WAIT, || {
+            Ok(b.find_all("#no-alerts")?.first().map(drop))
+        })?;
+        dash.shot(&b, "overview-alert-acknowledged")?;
+        let (_, audit) = fleet.hr("GET", "/api/v1/audit?filter=operator:watch-op", None)?;
+        assert!(
+            audit
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["action"] == "alert.acknowledge")),
+            "{audit}"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = dash.shot(&b, "overview-failure");
+        eprintln!(
+            "page at failure: {:?}\nserver log:\n{}",
+            b.url(),
+            fleet.plane.log()
+        );
+    }
+    result
+}

@@ -108,7 +108,11 @@ impl Fixture {
                 Some(SessionEvent::Started(s)) => {
                     bail!("a session started that is not ours: {s:?}")
                 }
-                Some(SessionEvent::Ended(_) | SessionEvent::Updated(_)) => {}
+                Some(
+                    SessionEvent::Ended(_)
+                    | SessionEvent::Updated(_)
+                    | SessionEvent::Refused { .. },
+                ) => {}
                 None => bail!(
                     "no Started event for {source} within {EVENT_WAIT:?}\nclient stderr:\n{}\n\
                      sshd log:\n{}",

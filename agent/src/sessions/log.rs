@@ -76,6 +76,9 @@ pub enum LogEvent {
     /// `Connection closed by IP port P`, `Starting session: … from IP port P`, …): a hint
     /// that something changed for it.
     Mention(SocketAddr),
+    /// Part of a refused attempt (see [`super::refused`]): a reason, or the attempt. An
+    /// attempt's line also counts as a [`LogEvent::Mention`] of its connection.
+    Refusal(super::refused::Part),
 }
 
 /// A parsed line and, when the source knows it, the PID that logged it.
@@ -167,6 +170,9 @@ pub fn parse_message(message: &str) -> Option<LogEvent> {
             Err(Some(source)) => LogEvent::Unreadable(source),
             Err(None) => return None,
         });
+    }
+    if let Some(part) = super::refused::classify(message) {
+        return Some(LogEvent::Refusal(part));
     }
     find_endpoint(message).map(LogEvent::Mention)
 }

@@ -251,6 +251,8 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_millis(500);
 /// sshd_pid_file = "/run/sshd.pid" # the watched sshd's listener…
 /// # sshd_port = 2222              # …or the sshd listening on this port (not both)
 /// reconcile_interval = "3s"       # /proc safety-net rescan
+/// refused_rate = 100              # refused attempts sent a second at most…
+/// refused_burst = 1000            # …and at once (the rest are counted as dropped)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,6 +279,27 @@ pub struct SessionsConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub kill_grace: Duration,
+    /// Refused login attempts sent to the control plane per second at most; past it they
+    /// are counted, and the count is sent (see [`crate::refused_outbox`]).
+    #[serde(default = "default_refused_rate")]
+    pub refused_rate: u32,
+    /// How many refused attempts may be sent at once, and wait while the control plane is
+    /// unreachable.
+    #[serde(default = "default_refused_burst")]
+    pub refused_burst: u32,
+}
+
+/// Default for [`SessionsConfig::refused_rate`].
+pub const DEFAULT_REFUSED_RATE: u32 = 100;
+/// Default for [`SessionsConfig::refused_burst`].
+pub const DEFAULT_REFUSED_BURST: u32 = 1000;
+
+fn default_refused_rate() -> u32 {
+    DEFAULT_REFUSED_RATE
+}
+
+fn default_refused_burst() -> u32 {
+    DEFAULT_REFUSED_BURST
 }
 
 fn default_log() -> LogSource {
@@ -299,6 +322,8 @@ impl Default for SessionsConfig {
             sshd_port: None,
             reconcile_interval: default_reconcile(),
             kill_grace: default_kill_grace(),
+            refused_rate: default_refused_rate(),
+            refused_burst: default_refused_burst(),
         }
     }
 }
@@ -326,6 +351,9 @@ impl SessionsConfig {
         }
         if self.kill_grace > Duration::from_secs(60) {
             return Err("[sessions] kill_grace must be at most 60s".into());
+        }
+        if self.refused_rate == 0 || self.refused_burst == 0 {
+            return Err("[sessions] refused_rate and refused_burst must be at least 1".into());
         }
         Ok(())
     }

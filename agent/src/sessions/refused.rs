@@ -73,51 +73,120 @@ pub struct Refusals {
     order: u64,
 }
 
+/// What one log line says about a refused attempt, read without context (see
+/// [`Refusals`] for the pairing).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// A reason, naming no connection; the next attempt of the same process is its.
+    Reason(Reason),
+    /// The attempt itself; its reason is [`Reason::Unknown`] (or
+    /// [`Reason::InvalidUser`]) until paired.
+    Attempt(RefusedAttempt),
+}
+
+impl Part {
+    /// The connection the line names, if any.
+    pub fn source(&self) -> Option<SocketAddr> {
+        match self {
+            Part::Reason(_) => None,
+            Part::Attempt(a) => Some(a.source),
+        }
+    }
+}
+
+/// Reads one log message (no syslog prefix): a reason line, a refused certificate's
+/// `Failed` line, or `Invalid user`. Other lines (plain keys' `Failed` lines included)
+/// give `None`.
+pub fn classify(message: &str) -> Option<Part> {
+    let message = message.strip_suffix('\r').unwrap_or(message);
+    if let Some(reason) = reason_line(message) {
+        return Some(Part::Reason(reason));
+    }
+    if let Some(rest) = message.strip_prefix("Invalid user ") {
+        let (account, endpoint) = rest.split_once(" from ")?;
+        let (ip, port) = endpoint.split_once(" port ")?;
+        let ip: std::net::IpAddr = ip.parse().ok()?;
+        let port: u16 = port.split(' ').next()?.parse().ok()?;
+        return Some(Part::Attempt(RefusedAttempt {
+            account: super::log::unvis(account),
+            source: SocketAddr::new(ip.to_canonical(), port),
+            key: None,
+            reason: Reason::InvalidUser,
+        }));
+    }
+    let rest = message.strip_prefix("Failed ")?;
+    let attempt = parse_accepted(rest).ok()?;
+    let Some(key @ AcceptedKey::Certificate { .. }) = attempt.key else {
+        return None;
+    };
+    Some(Part::Attempt(RefusedAttempt {
+        account: attempt.account,
+        source: attempt.source,
+        key: Some(key),
+        reason: Reason::Unknown,
+    }))
+}
+
 impl Refusals {
     /// Takes one log message (no syslog prefix) and the PID that logged it, if the source
     /// knows it; returns the refused attempt it completes, if any.
     pub fn push(&mut self, pid: Option<u32>, message: &str) -> Option<RefusedAttempt> {
-        let message = message.strip_suffix('\r').unwrap_or(message);
-        if let Some(reason) = reason_line(message) {
-            if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&pid) {
-                let oldest = self
-                    .pending
-                    .iter()
-                    .min_by_key(|(_, (n, _))| *n)
-                    .map(|(k, _)| *k);
-                if let Some(oldest) = oldest {
-                    self.pending.remove(&oldest);
-                }
+        match classify(message) {
+            Some(part) => self.push_part(pid, part),
+            None => {
+                self.other_line(pid);
+                None
             }
-            self.order += 1;
-            self.pending.insert(pid, (self.order, reason));
-            return None;
         }
-        // In a file without PIDs only the line just before pairs.
-        let paired = self.pending.remove(&pid).map(|(_, r)| r);
-        if let Some(rest) = message.strip_prefix("Invalid user ") {
-            let (account, endpoint) = rest.split_once(" from ")?;
-            let (ip, port) = endpoint.split_once(" port ")?;
-            let ip: std::net::IpAddr = ip.parse().ok()?;
-            let port: u16 = port.split(' ').next()?.parse().ok()?;
-            return Some(RefusedAttempt {
-                account: super::log::unvis(account),
-                source: SocketAddr::new(ip.to_canonical(), port),
-                key: None,
-                reason: Reason::InvalidUser,
-            });
+    }
+
+    /// [`Refusals::push`] for a line already classified.
+    pub fn push_part(&mut self, pid: Option<u32>, part: Part) -> Option<RefusedAttempt> {
+        match part {
+            Part::Reason(reason) => {
+                if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&pid) {
+                    let oldest = self
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, (n, _))| *n)
+                        .map(|(k, _)| *k);
+                    if let Some(oldest) = oldest {
+                        self.pending.remove(&oldest);
+                    }
+                }
+                self.order += 1;
+                self.pending.insert(pid, (self.order, reason));
+                None
+            }
+            Part::Attempt(mut attempt) => {
+                let paired = self.pending.remove(&pid).map(|(_, r)| r);
+                if attempt.reason == Reason::Unknown {
+                    attempt.reason = paired.unwrap_or(Reason::Unknown);
+                }
+                Some(attempt)
+            }
         }
-        let rest = message.strip_prefix("Failed ")?;
-        let attempt = parse_accepted(rest).ok()?;
-        let Some(key @ AcceptedKey::Certificate { .. }) = attempt.key else {
-            return None;
-        };
-        Some(RefusedAttempt {
-            account: attempt.account,
-            source: attempt.source,
-            key: Some(key),
-            reason: paired.unwrap_or(Reason::Unknown),
-        })
+    }
+
+    /// A line of `pid` that is no part of a refusal: a reason pairs only with the attempt
+    /// that follows it directly.
+    pub fn other_line(&mut self, pid: Option<u32>) {
+        self.pending.remove(&pid);
+    }
+}
+
+impl Reason {
+    /// The reason's name on the wire and in events (`revoked`, `expired`, …).
+    pub fn as_wire(&self) -> String {
+        match self {
+            Reason::Revoked => "revoked".into(),
+            Reason::Expired => "expired".into(),
+            Reason::NotYetValid => "not_yet_valid".into(),
+            Reason::PrincipalRefused => "principal_refused".into(),
+            Reason::InvalidUser => "invalid_user".into(),
+            Reason::OtherCertificateInvalid(why) => format!("certificate_invalid: {why}"),
+            Reason::Unknown => "unknown".into(),
+        }
     }
 }
 

@@ -88,6 +88,13 @@ pub enum SessionEvent {
     Updated(Box<Session>),
     /// A login ended: its monitor is gone and no process of it remains.
     Ended(SessionId),
+    /// sshd refused a login attempt (read from its log when the line was read, `at`).
+    Refused {
+        /// Who tried, from where, with what, and why sshd said no.
+        attempt: Box<super::refused::RefusedAttempt>,
+        /// When the agent read the line.
+        at: SystemTime,
+    },
 }
 
 /// Why the watcher cannot run.
@@ -335,6 +342,7 @@ fn publish(shared: &Shared, events: &[SessionEvent]) {
                     ended.push_back(s);
                 }
             }
+            SessionEvent::Refused { .. } => {}
         }
     }
 }
@@ -364,6 +372,12 @@ async fn run(
             }
             records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
             () = tokio::time::sleep_until(due.into()) => {}
+        }
+        if !tracker.refused.is_empty() {
+            let refused = std::mem::take(&mut tracker.refused);
+            if sender.send_all(refused).is_err() {
+                return;
+            }
         }
         let now = Instant::now();
         if now < tracker.next_scan {
@@ -773,6 +787,10 @@ struct Tracker {
     /// Sessions changed between scans (an attribution completed or withdrawn by a log
     /// line), announced by the next scan.
     changed: Vec<SessionEvent>,
+    /// Pairs sshd's refusal reasons with the attempts they explain.
+    refusals: super::refused::Refusals,
+    /// Refused attempts read since the loop last sent them.
+    refused: Vec<SessionEvent>,
     step: Duration,
     next_scan: Instant,
     next_reconcile: Instant,
@@ -803,6 +821,8 @@ impl Tracker {
             cgroup_mount,
             recheck_lingering: false,
             changed: Vec::new(),
+            refusals: super::refused::Refusals::default(),
+            refused: Vec::new(),
             step: MIN_STEP,
             next_scan: now,
             next_reconcile: now,
@@ -861,7 +881,7 @@ impl Tracker {
         let (source, accepted) = match record.event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
-            LogEvent::Mention(_) => return,
+            LogEvent::Mention(_) | LogEvent::Refusal(_) => return,
         };
         self.records_seen += 1;
         self.records.insert(
@@ -898,9 +918,29 @@ impl Tracker {
     }
 
     fn on_record(&mut self, record: LogRecord, read_at_ticks: Option<u64>, now: Instant) {
-        let (source, accepted) = match record.event {
+        let event = match record.event {
+            LogEvent::Refusal(part) => {
+                let source = part.source();
+                if let Some(attempt) = self.refusals.push_part(record.pid, part) {
+                    self.refused.push(SessionEvent::Refused {
+                        attempt: Box::new(attempt),
+                        at: SystemTime::now(),
+                    });
+                }
+                match source {
+                    Some(source) => LogEvent::Mention(source),
+                    None => return,
+                }
+            }
+            other => {
+                self.refusals.other_line(record.pid);
+                other
+            }
+        };
+        let (source, accepted) = match event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
+            LogEvent::Refusal(_) => return,
             LogEvent::Mention(source) => {
                 let known = self.sessions.values().any(|s| s.source == source)
                     || self.records.contains_key(&source);
@@ -1390,6 +1430,7 @@ mod tests {
     use crate::sessions::procfs::WHOLE_SCAN_EVERY;
     use crate::sessions::procfs::fake::{FakeProc, FakeProcess};
     use crate::sessions::procfs::{AUDIT_UNSET, TCP_LISTEN};
+    use crate::sessions::refused::Reason;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -1493,9 +1534,43 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 SessionEvent::Started(s) => Some(&**s),
-                SessionEvent::Updated(_) | SessionEvent::Ended(_) => None,
+                SessionEvent::Updated(_)
+                | SessionEvent::Ended(_)
+                | SessionEvent::Refused { .. } => None,
             })
             .collect()
+    }
+
+    /// sshd's refusal lines, as a syslog file carries them, become refused attempts with
+    /// their reason; they announce no session.
+    #[test]
+    fn refusal_lines_become_refused_attempts_with_their_reason() {
+        let mut w = World::new(true);
+        for line in [
+            "Dec  5 06:00:00 h sshd[700]: Authentication key ED25519-CERT SHA256:k revoked by file /var/lib/signoff/revoked.krl",
+            "Dec  5 06:00:00 h sshd[701]: Invalid user nobody-here from 192.0.2.9 port 4001",
+            "Dec  5 06:00:00 h sshd[700]: Failed publickey for deploy from 192.0.2.8 port 4000 ssh2: ED25519-CERT SHA256:k ID bob@corp (serial 12) CA ED25519 SHA256:ca",
+            "Dec  5 06:00:00 h sshd[702]: Failed publickey for deploy from 192.0.2.7 port 4002 ssh2: ED25519 SHA256:plain",
+        ] {
+            let record = log::parse_file_line(line).unwrap();
+            w.tracker.on_record(record, Some(100_000), w.now);
+        }
+        let refused: Vec<(String, Reason)> = std::mem::take(&mut w.tracker.refused)
+            .into_iter()
+            .filter_map(|e| match e {
+                SessionEvent::Refused { attempt, .. } => Some((attempt.account, attempt.reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                ("nobody-here".to_owned(), Reason::InvalidUser),
+                ("deploy".to_owned(), Reason::Revoked),
+            ],
+            "a plain key's Failed line is no news"
+        );
+        assert!(w.scan().is_empty());
     }
 
     #[test]

@@ -478,6 +478,11 @@ impl AgentServer {
                 }
                 Ok(())
             }
+            Body::RefusedAttempts(r) => self
+                .service
+                .refused_attempts(host, r)
+                .await
+                .map_err(internal),
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }

@@ -157,6 +157,13 @@ pub(crate) struct ReasonQuery {
     reason: String,
 }
 
+impl ReasonQuery {
+    /// The reason given (empty when none).
+    pub(crate) fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 /// `{"reason": "…"}` on action requests.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

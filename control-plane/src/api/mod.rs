@@ -7,6 +7,7 @@
 //! Errors are JSON `{"error": {"code", "message"}}` with a stable code, also those axum
 //! answers itself (405, 413); the caller's mistakes are 4xx, never 500.
 
+mod alerts;
 mod approvals;
 mod auth;
 mod certificates;

@@ -23,7 +23,7 @@ use utoipa::openapi::{
 
 use super::handlers::Json;
 use super::routes::{Access, HttpOptions, routes};
-use super::{approvals, certificates, error, events, handlers, session_events, signoffs};
+use super::{alerts, approvals, certificates, error, events, handlers, session_events, signoffs};
 use crate::model::{self, IdentRule};
 use crate::service::Scope;
 
@@ -88,6 +88,8 @@ declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 41
         handlers::audit_log_handler,
         handlers::audit_verify_handler,
         events::events_handler,
+        alerts::list_alerts_handler,
+        alerts::acknowledge_alert_handler,
         openapi_handler,
     ),
     components(schemas(error::ErrorBody))

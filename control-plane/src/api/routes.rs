@@ -7,7 +7,8 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::{
-    AppState, approvals, certificates, events, handlers, metrics, openapi, session_events, signoffs,
+    AppState, alerts, approvals, certificates, events, handlers, metrics, openapi, session_events,
+    signoffs,
 };
 use crate::service::Scope;
 
@@ -131,6 +132,8 @@ pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
         op(M::GET, "/api/v1/audit", S(Read), handlers::audit_log_handler),
         op(M::GET, "/api/v1/audit/verify", S(Read), handlers::audit_verify_handler),
         op(M::GET, "/api/v1/events", S(Read), events::events_handler),
+        op(M::GET, "/api/v1/alerts", S(Read), alerts::list_alerts_handler),
+        op(M::POST, "/api/v1/alerts/{cursor}/acknowledge", S(Write), alerts::acknowledge_alert_handler),
         op(M::GET, "/krl", krl, handlers::krl_handler),
     ];
     if options.metrics {

@@ -15,6 +15,7 @@ mod host_certificates;
 mod hosts;
 mod operators;
 mod refresh;
+mod refused;
 mod reports;
 mod revocations;
 mod scim;
@@ -163,6 +164,8 @@ struct Inner {
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
     /// Agents' reports waiting for their group commit.
     reports: reports::ReportQueue,
+    /// The `[alerts]` rules in force.
+    alert_rules: std::sync::RwLock<Arc<crate::alerts::Rules>>,
 }
 
 impl Service {
@@ -187,6 +190,7 @@ impl Service {
                 signoff_progress: watch::channel(0).0,
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
                 reports: reports::ReportQueue::default(),
+                alert_rules: std::sync::RwLock::default(),
             }),
         })
     }
@@ -213,7 +217,12 @@ impl Service {
 
     /// Checks the audit chain.
     pub async fn verify_audit(&self) -> Result<audit::Verification> {
-        Ok(audit::verify(&self.inner.pool).await?)
+        let v = audit::verify(&self.inner.pool).await?;
+        if let Some(broken) = &v.broken {
+            self.alert_audit_broken(serde_json::json!({"broken": broken}))
+                .await?;
+        }
+        Ok(v)
     }
 
     /// Checks the audit chain and that it still holds every head hosts witnessed.

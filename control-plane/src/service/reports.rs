@@ -43,6 +43,11 @@ pub(crate) enum Report {
         host: String,
         sessions: Vec<v1::Session>,
     },
+    /// Login attempts sshd refused, and how many the agent could not send.
+    Refused {
+        host: String,
+        attempts: v1::RefusedAttempts,
+    },
 }
 
 type Waiter = oneshot::Sender<Result<()>>;
@@ -158,9 +163,10 @@ impl Service {
     async fn write_batch(&self, reports: &[&Report]) -> Result<Effects> {
         let now = self.now();
         let mut fx = Effects::default();
+        let rules = self.alert_rules();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         for report in reports {
-            apply(&mut tx, report, now, &mut fx).await?;
+            apply(&mut tx, report, now, &rules, &mut fx).await?;
         }
         tx.commit().await?;
         let queue = &self.inner.reports;
@@ -194,6 +200,7 @@ async fn apply(
     conn: &mut SqliteConnection,
     report: &Report,
     now: i64,
+    rules: &crate::alerts::Rules,
     fx: &mut Effects,
 ) -> Result<()> {
     match report {
@@ -236,7 +243,7 @@ async fn apply(
             });
         }
         Report::SessionStarted { host, session } => {
-            sessions::upsert(conn, host, session, fx).await?;
+            sessions::upsert(conn, host, session, (rules, now), fx).await?;
         }
         Report::SessionEnded { host, id, ended_at } => {
             sessions::end(conn, host, id, *ended_at, fx).await?;
@@ -259,8 +266,11 @@ async fn apply(
                 }
             }
             for s in list {
-                sessions::upsert(conn, host, s, fx).await?;
+                sessions::upsert(conn, host, s, (rules, now), fx).await?;
             }
+        }
+        Report::Refused { host, attempts } => {
+            super::refused::record(conn, host, attempts, now, rules).await?;
         }
     }
     Ok(())

@@ -616,6 +616,19 @@ impl Service {
             // Recorded by a concurrent report meanwhile.
             return Ok(());
         }
+        if state != "executed" {
+            let summary = match state {
+                "incomplete" => format!(
+                    "a kill on {host} left processes running: {:?}",
+                    result.remaining_pids
+                ),
+                _ => format!("a kill order was refused by {host}: {}", result.refusal),
+            };
+            let alert = self
+                .alert_rules()
+                .on_incomplete(host, None, summary, details.clone());
+            crate::alerts::record(&mut w.tx, w.now, alert.as_slice()).await?;
+        }
         w.commit(
             "session.kill.result",
             &format!("host:{host}"),
@@ -687,6 +700,7 @@ pub(super) async fn upsert(
     conn: &mut SqliteConnection,
     host: &str,
     s: &v1::Session,
+    (rules, now): (&crate::alerts::Rules, i64),
     fx: &mut Effects,
 ) -> Result<()> {
     let started_at = i64::try_from(s.started_at)
@@ -777,6 +791,9 @@ pub(super) async fn upsert(
             let data = serde_json::json!(&r);
             crate::events::record(conn, started_at, crate::events::Kind::SessionStarted, &data)
                 .await?;
+            // Raised when the session is first known, whatever state it is reported in.
+            let alerts = rules.on_session_started(&data, now);
+            crate::alerts::record(conn, now, &alerts).await?;
         }
         fx.events.push(event(Box::new(r)));
     }
@@ -985,6 +1002,42 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state_of(&svc, &order.nonce).await, "incomplete");
+        let alerts: Vec<_> = svc
+            .list_alerts(true, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.alert["rule"] == "incomplete_action")
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].alert["host_id"], "web1");
+        assert!(
+            alerts[0].alert["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("4242")),
+            "{alerts:?}"
+        );
+    }
+
+    /// A kill that ended everything raises no alert.
+    #[tokio::test]
+    async fn an_executed_order_raises_no_alert() {
+        let (svc, _) = with_order().await;
+        let _connection = svc.host_connected("web1");
+        let order = svc
+            .kill_session(&Actor::cli(), "web1", "1:1", "test")
+            .await
+            .unwrap();
+        svc.record_order_result("web1", &result(&order.nonce, true, vec![]))
+            .await
+            .unwrap();
+        let alerts = svc.list_alerts(false, 10).await.unwrap();
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.alert["rule"] != "incomplete_action"),
+            "{alerts:?}"
+        );
     }
 
     /// An order with no result when its agent reconnects and has re-reported: re-sent while

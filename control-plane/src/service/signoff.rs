@@ -361,7 +361,28 @@ impl Service {
         if !new_kills.is_empty() || error.is_some() {
             // What a host ended, or could not, belongs in the audit log.
             let actor = Actor(format!("agent:{host}"));
-            let w = self.write(&actor, "signoff.enforced", false).await?;
+            let mut w = self.write(&actor, "signoff.enforced", false).await?;
+            // A refusal or processes left: the sign-off could not complete on this host.
+            if !r.refusal.is_empty() || !r.remaining_pids.is_empty() {
+                let person: Option<String> = sqlx::query_scalar(
+                    "SELECT u.name FROM signoffs s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+                )
+                .bind(id)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+                let summary = format!(
+                    "sign-off {id} could not complete on {host}: {}",
+                    error.as_deref().unwrap_or("")
+                );
+                let alert = self.alert_rules().on_incomplete(
+                    host,
+                    person.as_deref(),
+                    summary,
+                    serde_json::json!({"signoff": id, "refusal": r.refusal,
+                        "remaining_pids": r.remaining_pids}),
+                );
+                crate::alerts::record(&mut w.tx, w.now, alert.as_slice()).await?;
+            }
             w.commit(
                 "signoff.enforced",
                 &format!("signoff:{id}"),
