@@ -34,6 +34,7 @@ pub use signoff_core::atomic;
 pub mod approvals;
 pub mod config;
 pub mod daemon;
+pub mod guards;
 pub mod holds;
 pub mod identity;
 pub mod kill;

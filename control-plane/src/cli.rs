@@ -368,22 +368,58 @@ pub enum GrantCommand {
 /// `approval …`.
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
-    /// Print the exact bytes approvers sign for grant ID (nothing else, so that
+    /// Print the exact bytes approvers sign for ID (nothing else, so that
     /// `approval show ID > FILE` then `ssh-keygen -Y sign -n signoff-approval -f KEY FILE`
     /// signs them).
     Show {
-        /// The grant's id.
-        id: i64,
+        /// `grant-N` (or plain `N`) for grant N, `reenable-N` for re-enabling the person
+        /// of sign-off N.
+        id: ApprovalId,
     },
-    /// Grants proposed for approval or holding approvals, with their approvals.
+    /// Grants proposed for approval or holding approvals, and re-enables awaiting
+    /// approvals, with their approvals.
     List,
-    /// Add an approver's signature (`FILE.sig` from `ssh-keygen -Y sign`) to grant ID.
+    /// Add an approver's signature (`FILE.sig` from `ssh-keygen -Y sign`) to ID.
     Add {
-        /// The grant's id.
-        id: i64,
+        /// `grant-N` (or `N`), or `reenable-N`.
+        id: ApprovalId,
         /// The signature file.
         signature: PathBuf,
     },
+}
+
+/// What an approval is for: a grant, or re-enabling the person of a sign-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalId {
+    /// `grant-N` or `N`.
+    Grant(i64),
+    /// `reenable-N`: N is the sign-off's id.
+    Reenable(i64),
+}
+
+impl std::str::FromStr for ApprovalId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an approval id: write grant-N (or N) or reenable-N");
+        let number = |n: &str| n.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(bad);
+        if let Some(n) = s.strip_prefix("reenable-") {
+            Ok(ApprovalId::Reenable(number(n)?))
+        } else {
+            Ok(ApprovalId::Grant(number(
+                s.strip_prefix("grant-").unwrap_or(s),
+            )?))
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApprovalId::Grant(n) => write!(f, "grant {n}"),
+            ApprovalId::Reenable(n) => write!(f, "the re-enable of sign-off {n}"),
+        }
+    }
 }
 
 /// `ca …`.
@@ -1130,14 +1166,22 @@ async fn admin(
             }
         },
         Command::Approval(c) => match c {
-            ApprovalCommand::Show { id } => {
-                let a = svc.grant_approvals(id).await?;
-                // The bytes, exactly: this output is what gets signed.
-                out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
-            }
+            ApprovalCommand::Show { id } => match id {
+                ApprovalId::Grant(id) => {
+                    let a = svc.grant_approvals(id).await?;
+                    // The bytes, exactly: this output is what gets signed.
+                    out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
+                }
+                ApprovalId::Reenable(id) => {
+                    let a = svc.reenable_approvals(id).await?;
+                    out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
+                }
+            },
             ApprovalCommand::List => {
                 let pending = svc.pending_approvals().await?;
-                out.emit(&pending, |w| {
+                let reenables = svc.pending_reenables().await?;
+                let both = serde_json::json!({ "grants": pending, "reenables": reenables });
+                out.emit(&both, |w| {
                     let mut t =
                         Table::new(["GRANT", "USER", "ACCOUNT", "GROUP", "APPROVALS", "BY"]);
                     for a in &pending {
@@ -1154,16 +1198,38 @@ async fn admin(
                                 .join(" "),
                         ]);
                     }
-                    t.write(w)
+                    t.write(w)?;
+                    if !reenables.is_empty() {
+                        writeln!(w)?;
+                        let mut t = Table::new(["ID", "USER", "RE-ENABLED", "APPROVALS", "BY"]);
+                        for a in &reenables {
+                            t.row([
+                                format!("reenable-{}", a.signoff_id),
+                                a.user.clone(),
+                                if a.reenabled { "yes" } else { "no" }.to_owned(),
+                                a.approvals.len().to_string(),
+                                a.approvals
+                                    .iter()
+                                    .map(|r| r.fingerprint.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                            ]);
+                        }
+                        t.write(w)?;
+                    }
+                    Ok(())
                 })?;
             }
             ApprovalCommand::Add { id, signature } => {
                 let text = std::fs::read_to_string(&signature).map_err(|e| {
                     CliError::Usage(format!("cannot read {}: {e}", signature.display()))
                 })?;
-                let r = svc.approve_grant(who, id, &text).await?;
+                let r = match id {
+                    ApprovalId::Grant(n) => svc.approve_grant(who, n, &text).await?,
+                    ApprovalId::Reenable(n) => svc.approve_reenable(who, n, &text).await?,
+                };
                 out.emit(&r, |w| {
-                    writeln!(w, "approval {} of grant {id} by {}", r.id, r.fingerprint)
+                    writeln!(w, "approval {} of {id} by {}", r.id, r.fingerprint)
                 })?;
             }
         },

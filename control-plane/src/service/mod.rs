@@ -24,6 +24,7 @@ mod stats;
 mod tokens;
 mod users;
 mod webhook;
+mod witness;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,7 +35,9 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::audit;
 use crate::model::Invalid;
 
-pub use approvals::{ApprovalRecord, GrantApprovals, grant_bytes, sign_command};
+pub use approvals::{
+    ApprovalRecord, GrantApprovals, ReenableApprovals, grant_bytes, reenable_bytes, sign_command,
+};
 pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,

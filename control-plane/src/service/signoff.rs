@@ -373,7 +373,7 @@ impl Service {
         Ok(())
     }
 
-    fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
+    pub(super) fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
         self.inner
             .order_signer
             .lock()
