@@ -8,7 +8,9 @@
 //! longer extends the held head is refused: nothing it sends is applied, the refusal is
 //! logged as an error, shown by `signoff-agent status` and reported on the stream, and the
 //! host keeps its last view (which strict mode lets go stale and then refuses). The first
-//! head a host sees is taken on first use.
+//! head a host sees is taken on first use; until then a head whose signature does not
+//! verify (an `allowed_signers` without the order key) is not witnessed, and the view is
+//! applied as before.
 //!
 //! After applying a view, [`Guards::update_holds`] records and releases holds and writes
 //! them before the KRL and the view are written and the revision acked.
@@ -101,14 +103,28 @@ impl Guards {
             hash: head.hash.clone(),
         };
         let signers = match &config.allowed_signers {
-            Some(path) => crate::orders::load_allowed_signers(path)
-                .map_err(|e| refuse(format!("cannot check the head's signature: {e}")))?,
+            Some(path) => match crate::orders::load_allowed_signers(path) {
+                Ok(keys) => keys,
+                Err(e) if held.seq == 0 => {
+                    warn!(error = %e, "audit head not witnessed: allowed_signers unusable");
+                    return Ok(());
+                }
+                Err(e) => return Err(refuse(format!("cannot check the head's signature: {e}"))),
+            },
             // Without allowed_signers nothing the control plane signs can be checked:
             // there is nothing to witness with.
             None => return Ok(()),
         };
-        orders::verify(&head_bytes(&new), &head.signature, &signers)
-            .map_err(|e| refuse(format!("the audit head's signature is refused: {e}")))?;
+        if let Err(e) = orders::verify(&head_bytes(&new), &head.signature, &signers) {
+            let why = format!("the audit head's signature is refused: {e}");
+            if held.seq == 0 {
+                // Nothing witnessed yet: this host cannot witness (its allowed_signers does
+                // not hold the order key), which refuses nothing it did not refuse before.
+                warn!(reason = %why, "audit head not witnessed");
+                return Ok(());
+            }
+            return Err(refuse(why));
+        }
         let result = if held.seq == 0 {
             // First use: nothing held to extend.
             self.witness.accept_first(&config.state_dir, new)

@@ -418,6 +418,86 @@ mod tests {
         }
     }
 
+    fn reenable(order_key: &PrivateKey, id: u64, user: &str, sigs: Vec<String>) -> v1::Reenable {
+        let statement = enforced(id, user).statement.encode().unwrap();
+        let signature = signoff_proto::orders::sign(order_key, &statement).unwrap();
+        v1::Reenable {
+            signoff_id: id,
+            person: user.into(),
+            statement: Some(v1::SignedStatement {
+                id,
+                statement,
+                signature,
+            }),
+            signatures: sigs,
+        }
+    }
+
+    #[test]
+    fn a_view_holds_enforced_and_unapproved_reenables_and_releases_approved_ones() {
+        let a = approvers();
+        let order = key(7);
+        let signers = [order.public_key().clone()];
+        let mut h = Holds::default();
+        // The statement in force: held.
+        let u = h.update(&[enforced(3, "mallory")], &[], Ok(&signers), Ok(&a), 2);
+        assert_eq!(u.added.len(), 1);
+        // A re-enable this host never saw the sign-off of, without approvals: held too.
+        let u = h.update(
+            &[],
+            &[reenable(&order, 4, "eve", vec![])],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert_eq!(u.added.len(), 1, "{u:?}");
+        assert_eq!(h.holding("eve"), BTreeSet::from([4]));
+        // One approval: kept.
+        let one = vec![approve(&key(1), 3, "mallory")];
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", one)],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed() && u.kept.len() == 1, "{u:?}");
+        // Two: released.
+        let two = vec![
+            approve(&key(1), 3, "mallory"),
+            approve(&key(2), 3, "mallory"),
+        ];
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", two.clone())],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert_eq!(u.released.len(), 1, "{u:?}");
+        assert!(h.holding("mallory").is_empty());
+        // The same re-enable again (a later snapshot): nothing held again.
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", two)],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed(), "{u:?}");
+        // A re-enable whose statement is not signed by the order key holds nothing.
+        let u = h.update(
+            &[],
+            &[reenable(&key(9), 5, "zed", vec![])],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed() && u.refused.len() == 1, "{u:?}");
+        let (key_ids, _) = h.revocations();
+        assert_eq!(key_ids, BTreeSet::from(["eve@corp".to_owned()]));
+    }
+
     #[test]
     fn holds_persist_across_restarts_and_a_corrupt_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
