@@ -183,8 +183,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
-                    gate,
-                    held,
+                    (gate, held),
                     &mut matches,
                     |f, live| {
                         let mut has_key_id = false;
@@ -231,8 +230,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
-                    gate,
-                    held,
+                    (gate, held),
                     &mut matches,
                     |f, live| {
                         for _ in 0..2 {
@@ -260,8 +258,7 @@ impl<R: ReadAt> StateFile<R> {
         offset: u64,
         account: &str,
         now: u64,
-        gate: Option<ApprovalGate<'_>>,
-        held: Option<&Holds>,
+        (gate, held): (Option<ApprovalGate<'_>>, Option<&Holds>),
         matches: &mut Matches,
         payload: impl FnOnce(&mut Fields<'_>, bool) -> Result<bool, FormatError>,
     ) -> Result<(), FormatError> {

@@ -229,8 +229,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 if let Err(status) = this
                     .drive(
                         &host,
-                        hello.applied_revision,
-                        hello.witnessed_seq,
+                        (hello.applied_revision, hello.witnessed_seq),
                         inbound,
                         &tx,
                         &mut connection.orders,
@@ -336,15 +335,15 @@ const MAX_HOST_KEYS: usize = 8;
 type Outbound = mpsc::Sender<Result<v1::ControlMessage, Status>>;
 
 impl AgentServer {
-    /// Sends the agent what it lacks, then each new revision, acks recorded as they come.
+    /// Sends the agent what it lacks (from its applied revision; audit rows from its
+    /// witnessed one), then each new revision, acks recorded as they come.
     ///
     /// What the agent sends is handled by a task of its own: recording its session reports
     /// waits on the store, and that must never hold up the next delta.
     async fn drive(
         &self,
         host: &str,
-        applied: u64,
-        witnessed_seq: u64,
+        (applied, witnessed_seq): (u64, u64),
         mut inbound: Streaming<v1::AgentMessage>,
         tx: &Outbound,
         orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,

@@ -165,6 +165,10 @@ struct Inner {
     contacts: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
     /// Agents' reports waiting for their group commit.
     reports: reports::ReportQueue,
+    /// The last audit head signed for hosts, (order key fingerprint and hash, signature):
+    /// every agent's view of a
+    /// revision carries the same head, signed once (`witness.rs`).
+    signed_head: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Service {
@@ -189,6 +193,7 @@ impl Service {
                 signoff_progress: watch::channel(0).0,
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
                 reports: reports::ReportQueue::default(),
+                signed_head: std::sync::Mutex::new(None),
             }),
         })
     }
