@@ -115,7 +115,8 @@ impl<'a> ApprovalCheck<'a> {
     }
 }
 
-fn load_approvers(a: &ApprovalsConfig) -> Result<Vec<Approver>, String> {
+/// The approvers of `[approvals]`, or why they cannot be read (nothing is approved then).
+pub fn load_approvers(a: &ApprovalsConfig) -> Result<Vec<Approver>, String> {
     let text = std::fs::read_to_string(&a.approvers)
         .map_err(|e| format!("cannot read approvers {}: {e}", a.approvers.display()))?;
     parse_allowed_signers(&text).map_err(|e| format!("approvers {}: {e}", a.approvers.display()))

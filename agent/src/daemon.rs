@@ -22,10 +22,12 @@ use signoff_proto::v1;
 use signoff_proto::v1::agent_sync_client::AgentSyncClient;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::atomic::write_atomic;
 use crate::config::Config;
+use crate::guards::{Guards, GuardsError};
+use crate::holds::HoldsError;
 use crate::identity::{Identity, IdentityError};
 use crate::kill::{self, KillError, KillReport};
 use crate::kill_journal::{self, KillJournal};
@@ -36,7 +38,7 @@ use crate::sessions::remembered;
 use crate::sessions::{
     Attribution, Session, SessionEvent, SessionId, SessionWatcher, WatchError, WatcherHandle,
 };
-use crate::signoffs::{Signoffs, SignoffsError};
+use crate::signoffs::{Enforceable, Signoffs, SignoffsError};
 use crate::state::{self, ApplyError, State};
 use crate::transport::{self, TransportError};
 use crate::trusted_cas::{TrustedCas, TrustedCasError};
@@ -87,6 +89,9 @@ pub enum DaemonError {
     /// The session watcher cannot start.
     #[error("cannot watch sessions")]
     Sessions(#[from] WatchError),
+    /// The holds or the witnessed audit head cannot be read.
+    #[error(transparent)]
+    Guards(#[from] GuardsError),
 }
 
 /// One connection's failure; the daemon reconnects after it.
@@ -108,6 +113,10 @@ enum SessionError {
     Signoffs(#[from] SignoffsError),
     #[error("cannot write sshd's trusted user CA keys")]
     TrustedCas(#[from] TrustedCasError),
+    #[error("cannot write the holds")]
+    Holds(#[from] HoldsError),
+    #[error("refused the control plane: {0}")]
+    WitnessRefused(String),
     #[error("the control plane closed the stream")]
     Closed,
 }
@@ -131,6 +140,10 @@ pub struct DaemonStatus {
     pub since: u64,
     /// The last connection error, if any.
     pub last_error: Option<String>,
+    /// Why the control plane is refused: its audit log no longer extends the head this
+    /// host witnessed (cleared when a head is accepted again).
+    #[serde(default)]
+    pub witness_refusal: Option<String>,
 }
 
 fn now() -> u64 {
@@ -233,12 +246,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     remove_leftover_temp_files(&config);
     let mut identity = Identity::load(&config.identity_dir)?;
+    let mut guards = Guards::load(&config)?;
     let mut state = match state::load(&config.state_dir) {
         Ok(Some(s)) => {
             info!(revision = s.revision(), "host view loaded");
-            // A crash may have left the KRL behind the view: bring it level now.
+            // A crash may have left the KRL behind the view: bring it level now (with the
+            // key IDs held out).
+            let held = guards.held_revocations();
             if let Err(e) =
-                krl_writer::write_krl(&config.krl_path, s.revocations(), s.revision(), now())
+                s.persist_holding(&config.state_dir, &config.krl_path, now(), held.as_ref())
             {
                 warn!(error = %error_chain(&e), "cannot rewrite the KRL from the host view");
             }
@@ -285,6 +301,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         host_id: identity.host_id.clone(),
         since: now(),
         last_error: None,
+        witness_refusal: None,
     };
     write_status(&config.state_dir, &status);
 
@@ -341,7 +358,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut refused, &mut status, &sessions, &mut events) => r,
+            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut refused, &mut status, &sessions, &mut events, &mut guards) => r,
             () = &mut shutdown => {
                 blocking(|| sessions.save_now());
                 stopped(&config, &mut status);
@@ -455,6 +472,7 @@ async fn session(
     status: &mut DaemonStatus,
     sessions: &Killer,
     events: &mut mpsc::Receiver<SessionEvent>,
+    guards: &mut Guards,
 ) -> Result<(), SessionError> {
     let mut sync = client(identity)?;
     if identity.renewal_due(i64::try_from(now()).unwrap_or(i64::MAX)) {
@@ -472,6 +490,7 @@ async fn session(
             applied_revision: state.revision(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             heartbeat_secs: heartbeat_secs(config),
+            witnessed_seq: guards.witnessed_seq(),
         })),
     };
     // The channel has room: this cannot block.
@@ -582,6 +601,42 @@ async fn session(
         if let Err(e) = state::record_contact(&config.state_dir, at) {
             warn!(error = %e, "cannot record the contact time");
         }
+        // The audit head first: nothing from a control plane whose log no longer extends
+        // the head this host witnessed is applied.
+        let carried = match &message.body {
+            Some(v1::control_message::Body::Snapshot(v)) => {
+                Some((v.audit_head.as_ref(), &v.audit_links))
+            }
+            Some(v1::control_message::Body::Delta(d)) => {
+                Some((d.audit_head.as_ref(), &d.audit_links))
+            }
+            _ => None,
+        };
+        if let Some((head, links)) = carried {
+            match blocking(|| guards.check_head(config, head, links)) {
+                Ok(()) => {
+                    if status.witness_refusal.take().is_some() {
+                        write_status(&config.state_dir, status);
+                    }
+                }
+                Err(refusal) => {
+                    error!(held_seq = refusal.held_seq, held_hash = %refusal.held_hash, reason = %refusal.reason, "REFUSING the control plane: its audit log no longer extends the head this host witnessed; nothing it sends is applied");
+                    status.witness_refusal = Some(refusal.reason.clone());
+                    write_status(&config.state_dir, status);
+                    let reason = refusal.reason.clone();
+                    let msg = v1::AgentMessage {
+                        body: Some(v1::agent_message::Body::WitnessRefusal(refusal)),
+                    };
+                    let _ = tx.send(msg).await;
+                    return Err(SessionError::WitnessRefused(reason));
+                }
+            }
+        }
+        let reenables: Vec<v1::Reenable> = match &message.body {
+            Some(v1::control_message::Body::Snapshot(v)) => v.reenables.clone(),
+            Some(v1::control_message::Body::Delta(d)) => d.upsert_reenables.clone(),
+            _ => Vec::new(),
+        };
         let applied = match message.body {
             Some(v1::control_message::Body::Snapshot(view)) => {
                 signoffs.replace(&view.signoffs);
@@ -621,17 +676,42 @@ async fn session(
             Some(v1::control_message::Body::Heartbeat(_)) | None => None,
         };
         if let Some(new_statements) = applied {
-            // fsync-heavy: off the async workers. The statements go first: the host view
-            // carries the revision, so a crash in between makes the control plane resend
-            // them.
+            // The holds of the statements this view brought (those that verify), and of
+            // its re-enables.
+            let enforced: Vec<Enforceable> =
+                if config.approvals.is_some() && !new_statements.is_empty() {
+                    match &config.allowed_signers {
+                        Some(path) => match orders::load_allowed_signers(path) {
+                            Ok(keys) => signoffs
+                                .check(Some(&new_statements), Ok(&keys))
+                                .into_iter()
+                                .filter_map(Result::ok)
+                                .collect(),
+                            Err(_) => Vec::new(),
+                        },
+                        None => Vec::new(),
+                    }
+                } else {
+                    Vec::new()
+                };
+            // fsync-heavy: off the async workers. The holds and the statements go first:
+            // the host view carries the revision, so a crash in between makes the control
+            // plane resend them.
             let report = blocking(|| {
+                guards.update_holds(config, &enforced, &reenables)?;
                 signoffs.persist(&config.state_dir)?;
                 if let (Some(cas), Some(path)) =
                     (trusted_cas.as_mut(), &config.trusted_user_ca_keys)
                 {
                     cas.persist(path, false)?;
                 }
-                Ok::<_, SessionError>(state.persist(&config.state_dir, &config.krl_path, at)?)
+                let held = guards.held_revocations();
+                Ok::<_, SessionError>(state.persist_holding(
+                    &config.state_dir,
+                    &config.krl_path,
+                    at,
+                    held.as_ref(),
+                )?)
             })?;
             info!(
                 revision = state.revision(),

@@ -14,9 +14,13 @@
 //! their key IDs revoked. Hosts without `[approvals]` keep no holds: a re-enable takes
 //! effect there as soon as the control plane drops the statement.
 //!
-//! Status: this module (records, persistence, the release rule) is built and unit-tested;
-//! wiring it into the daemon, the sshd commands and the KRL, and carrying re-enable
-//! approvals in the host view, is not done yet (see the agent README).
+//! The daemon ([`Holds::update`]) holds every person of a statement that verified when a
+//! host view brings it, and of every re-enabled sign-off the view lists
+//! ([`v1::Reenable`], with the statement, so that a host that never saw the sign-off holds
+//! the person too) unless its approvals suffice; it releases a hold when they do. The
+//! holds file is written before the host view and the KRL, where the held key IDs stay
+//! revoked ([`Holds::revocations`]); both sshd commands read it at every login
+//! ([`crate::principals`]) and refuse a held person, failing closed on a corrupt file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,9 +29,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use signoff_proto::approvals::{Approver, ReenableApproval, Tally, tally};
+use signoff_proto::v1;
+use ssh_key::PublicKey;
 
 use crate::atomic::{AtomicWriteError, write_atomic};
-use crate::signoffs::Enforceable;
+use crate::signoffs::{Enforceable, check_one};
 
 /// The holds file in the state directory.
 pub const HOLDS_FILE: &str = "holds";
@@ -124,7 +130,115 @@ pub struct Holds {
     by_id: BTreeMap<u64, Hold>,
 }
 
+/// What one host view did to the holds.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// Holds recorded.
+    pub added: Vec<Hold>,
+    /// Holds released by enough approvals.
+    pub released: Vec<Hold>,
+    /// Re-enables that did not release their hold, and why.
+    pub kept: Vec<ReleaseRefused>,
+    /// Re-enables whose statement was refused (nothing was held or released for them).
+    pub refused: Vec<(u64, String)>,
+}
+
+impl Update {
+    /// Whether the holds changed (and must be written before the view is acked).
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.released.is_empty()
+    }
+}
+
 impl Holds {
+    /// Applies what a host view says: every statement in `enforced` (verified already) is
+    /// held; every re-enable whose statement verifies against `signers` is held unless
+    /// `required` distinct `approvers` signed its re-enable bytes, and a held one is
+    /// released when they did.
+    pub fn update(
+        &mut self,
+        enforced: &[Enforceable],
+        reenables: &[v1::Reenable],
+        signers: Result<&[PublicKey], &str>,
+        approvers: Result<&[Approver], &str>,
+        required: usize,
+    ) -> Update {
+        let mut u = Update::default();
+        for e in enforced {
+            if self.hold(e) {
+                u.added.extend(self.by_id.get(&e.id).cloned());
+            }
+        }
+        for r in reenables {
+            let Some(statement) = &r.statement else {
+                u.refused.push((
+                    r.signoff_id,
+                    "the re-enable carries no statement".to_owned(),
+                ));
+                continue;
+            };
+            let e = match check_one(statement, signers) {
+                Ok(e) => e,
+                Err((id, why)) => {
+                    u.refused.push((id, why));
+                    continue;
+                }
+            };
+            if e.id != r.signoff_id || e.statement.user != r.person {
+                u.refused.push((
+                    r.signoff_id,
+                    format!(
+                        "the re-enable names sign-off {} of {:?}, its statement sign-off {} of {:?}",
+                        r.signoff_id, r.person, e.id, e.statement.user
+                    ),
+                ));
+                continue;
+            }
+            let was_held = self.by_id.contains_key(&e.id);
+            if !was_held {
+                self.hold(&e);
+            }
+            let outcome = match approvers {
+                Ok(a) => self.release(e.id, &r.person, &r.signatures, a, required),
+                Err(why) => Err(ReleaseRefused::NotEnough {
+                    signoff_id: e.id,
+                    person: r.person.clone(),
+                    valid: 0,
+                    required,
+                    details: format!(" ({why})"),
+                }),
+            };
+            match outcome {
+                Ok((hold, _)) if was_held => u.released.push(hold),
+                // Approved before this host held anything: nothing changed.
+                Ok(_) => {}
+                Err(why) => {
+                    if !was_held {
+                        u.added.extend(self.by_id.get(&e.id).cloned());
+                    }
+                    u.kept.push(why);
+                }
+            }
+        }
+        u
+    }
+
+    /// The key IDs (any CA) and key fingerprints the holds keep revoked, as the KRL
+    /// carries them beside the host view's.
+    pub fn revocations(&self) -> (BTreeSet<String>, BTreeSet<Vec<u8>>) {
+        let key_ids = self.held_key_ids().into_iter().map(str::to_owned).collect();
+        let sha256 = self
+            .by_id
+            .values()
+            .flat_map(|h| h.key_fingerprints.iter())
+            .filter_map(|f| {
+                signoff_core::fingerprint::Sha256Fingerprint::parse_bytes(f.as_bytes()).ok()
+            })
+            .map(|d| d.0.to_vec())
+            .collect();
+        (key_ids, sha256)
+    }
+
     /// The holds persisted in `state_dir`; none when the file does not exist.
     pub fn load(state_dir: &Path) -> Result<Holds, HoldsError> {
         let path = state_dir.join(HOLDS_FILE);
@@ -302,6 +416,86 @@ mod tests {
                 key_fingerprints: vec![],
             },
         }
+    }
+
+    fn reenable(order_key: &PrivateKey, id: u64, user: &str, sigs: Vec<String>) -> v1::Reenable {
+        let statement = enforced(id, user).statement.encode().unwrap();
+        let signature = signoff_proto::orders::sign(order_key, &statement).unwrap();
+        v1::Reenable {
+            signoff_id: id,
+            person: user.into(),
+            statement: Some(v1::SignedStatement {
+                id,
+                statement,
+                signature,
+            }),
+            signatures: sigs,
+        }
+    }
+
+    #[test]
+    fn a_view_holds_enforced_and_unapproved_reenables_and_releases_approved_ones() {
+        let a = approvers();
+        let order = key(7);
+        let signers = [order.public_key().clone()];
+        let mut h = Holds::default();
+        // The statement in force: held.
+        let u = h.update(&[enforced(3, "mallory")], &[], Ok(&signers), Ok(&a), 2);
+        assert_eq!(u.added.len(), 1);
+        // A re-enable this host never saw the sign-off of, without approvals: held too.
+        let u = h.update(
+            &[],
+            &[reenable(&order, 4, "eve", vec![])],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert_eq!(u.added.len(), 1, "{u:?}");
+        assert_eq!(h.holding("eve"), BTreeSet::from([4]));
+        // One approval: kept.
+        let one = vec![approve(&key(1), 3, "mallory")];
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", one)],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed() && u.kept.len() == 1, "{u:?}");
+        // Two: released.
+        let two = vec![
+            approve(&key(1), 3, "mallory"),
+            approve(&key(2), 3, "mallory"),
+        ];
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", two.clone())],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert_eq!(u.released.len(), 1, "{u:?}");
+        assert!(h.holding("mallory").is_empty());
+        // The same re-enable again (a later snapshot): nothing held again.
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", two)],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed(), "{u:?}");
+        // A re-enable whose statement is not signed by the order key holds nothing.
+        let u = h.update(
+            &[],
+            &[reenable(&key(9), 5, "zed", vec![])],
+            Ok(&signers),
+            Ok(&a),
+            2,
+        );
+        assert!(!u.changed() && u.refused.len() == 1, "{u:?}");
+        let (key_ids, _) = h.revocations();
+        assert_eq!(key_ids, BTreeSet::from(["eve@corp".to_owned()]));
     }
 
     #[test]

@@ -506,7 +506,7 @@ pub async fn keep(config: HostCertsConfig, identity_dir: PathBuf) {
         if let Err(e) = reload_if_pending(&config) {
             let delay = backoff.next_delay();
             warn!(
-                error = %error_chain(&e),
+                error = %signoff_core::error::chain(&e),
                 retry_in_ms = delay.as_millis() as u64,
                 "cannot reload sshd for its new host certificates; retrying"
             );
@@ -543,7 +543,7 @@ pub async fn keep(config: HostCertsConfig, identity_dir: PathBuf) {
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(
-                    error = %error_chain(&e),
+                    error = %signoff_core::error::chain(&e),
                     retry_in_ms = delay.as_millis() as u64,
                     "cannot renew the host certificates; sshd keeps the ones it has"
                 );
@@ -551,17 +551,6 @@ pub async fn keep(config: HostCertsConfig, identity_dir: PathBuf) {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

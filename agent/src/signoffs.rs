@@ -170,7 +170,8 @@ impl Signoffs {
     }
 }
 
-fn check_one(
+/// Checks one signed statement against the trusted signers (see [`Signoffs::check`]).
+pub fn check_one(
     s: &v1::SignedStatement,
     signers: Result<&[PublicKey], &str>,
 ) -> Result<Enforceable, (u64, String)> {

@@ -117,6 +117,11 @@ pub enum Denial {
     GrantExpired,
     /// The account is privileged and no matching grant carries enough valid approvals.
     NotApproved(NotApproved),
+    /// The person (or this key ID or key) was signed off here and their re-enable does not
+    /// carry enough approvals yet (see [`crate::holds`]).
+    Held(String),
+    /// The holds file cannot be read: who is held out is unknown.
+    HoldsUnusable(String),
     /// Grants match, but nothing they hold can be printed (no principals or keys, or only
     /// malformed or revoked ones).
     NothingPrintable,
@@ -144,6 +149,11 @@ impl fmt::Display for Denial {
                 f.write_str("the grant for this account and key ID has expired")
             }
             Denial::NotApproved(n) => write!(f, "{n}"),
+            Denial::Held(who) => write!(
+                f,
+                "held: {who} was signed off here and the re-enable does not carry enough approvals from this host's approvers"
+            ),
+            Denial::HoldsUnusable(why) => write!(f, "holds unusable (fail closed): {why}"),
             Denial::NothingPrintable => {
                 f.write_str("the matching grants hold nothing that can be printed")
             }
@@ -315,11 +325,24 @@ fn grant_principals(
     if let Some(r) = file.check_certificate(&query).map_err(unusable)? {
         return Err(Denial::Revoked(r));
     }
+    let holds = load_holds(cfg)?;
+    if let Some(h) = &holds
+        && h.holds_key(args.key_id, args.key_fingerprint)
+    {
+        return Err(Denial::Held(format!("key ID {:?}", args.key_id)));
+    }
     let warnings = check_freshness(cfg, now)?;
     let mut found = Vec::new();
     let check = ApprovalCheck::for_account(cfg, args.account, now);
     let matches = file
-        .principals_gated(args.account, args.key_id, now, check.as_ref(), &mut found)
+        .principals_gated(
+            args.account,
+            args.key_id,
+            now,
+            check.as_ref(),
+            holds.as_ref(),
+            &mut found,
+        )
         .map_err(unusable)?;
     if matches.live == 0 {
         return Err(no_live_grant(matches, check));
@@ -374,11 +397,12 @@ fn grant_keys(
         source,
     };
     let file = StateFile::open(&path).map_err(unusable)?;
+    let holds = load_holds(cfg)?;
     let warnings = check_freshness(cfg, now)?;
     let mut keys = Vec::new();
     let check = ApprovalCheck::for_account(cfg, account, now);
     let matches = file
-        .authorized_keys_gated(account, now, check.as_ref(), |line| {
+        .authorized_keys_gated(account, now, check.as_ref(), holds.as_ref(), |line| {
             keys.push(line.to_owned())
         })
         .map_err(unusable)?;
@@ -387,9 +411,16 @@ fn grant_keys(
     }
     for line in keys {
         let revoked = match key_blob_of_line(&line) {
-            Some(blob) => file
-                .is_key_revoked(&key_fingerprint(&blob))
-                .map_err(unusable)?,
+            Some(blob) => {
+                let fp = key_fingerprint(&blob);
+                file.is_key_revoked(&fp).map_err(unusable)?
+                    || holds.as_ref().is_some_and(|h| {
+                        h.holds_key(
+                            "",
+                            &signoff_core::fingerprint::Sha256Fingerprint(fp).to_string(),
+                        )
+                    })
+            }
             None => true,
         };
         if revoked || line.chars().any(char::is_control) {
@@ -404,11 +435,20 @@ fn grant_keys(
 /// Why grants matched but none is live: refused approvals first (the reason an operator
 /// most needs), then expiry.
 fn no_live_grant(matches: Matches, check: Option<ApprovalCheck<'_>>) -> Denial {
+    if matches.held > 0 {
+        return Denial::Held("the person this grant is for".to_owned());
+    }
     match check {
         Some(c) if matches.unapproved > 0 => Denial::NotApproved(c.into_refusal()),
         _ if matches.expired > 0 => Denial::GrantExpired,
         _ => Denial::NoGrant,
     }
+}
+
+/// The holds of this host, when it keeps any (`[approvals]`); a holds file that cannot be
+/// read refuses the login.
+fn load_holds(cfg: &Config) -> Result<Option<crate::holds::Holds>, Denial> {
+    crate::guards::held_out(&cfg.state_dir, cfg).map_err(|e| Denial::HoldsUnusable(chain(&e)))
 }
 
 /// In strict mode, refuses a view not known to be fresh; in best-effort mode, returns a

@@ -36,6 +36,11 @@ pub struct Status {
     pub krl_bytes: Option<u64>,
     /// Unix seconds at which the client certificate expires.
     pub cert_not_after: Option<i64>,
+    /// The audit chain head this host witnessed, as `audit verify --witness` reads it
+    /// (`{"host","seq","hash"}`); `None` before the first.
+    pub witnessed_head: Option<serde_json::Value>,
+    /// Why the control plane is refused: its audit log no longer extends that head.
+    pub witness_refusal: Option<String>,
     /// Problems found while gathering this report.
     pub problems: Vec<String>,
 }
@@ -77,7 +82,26 @@ pub fn gather(config: &Config, now: u64) -> Status {
     let identity = Identity::load(&config.identity_dir)
         .map_err(|e| problems.push(e.to_string()))
         .ok();
+    let witnessed_head = match crate::witness::Witness::load(&config.state_dir) {
+        Ok(w) if w.head().seq > 0 => {
+            let host = identity.as_ref().map_or("", |i| i.host_id.as_str());
+            serde_json::from_str(&w.line(host)).ok()
+        }
+        Ok(_) => None,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let witness_refusal = daemon.as_ref().and_then(|d| d.witness_refusal.clone());
+    if let Some(r) = &witness_refusal {
+        problems.push(format!(
+            "the control plane is REFUSED: its audit log no longer extends the head this host witnessed: {r}"
+        ));
+    }
     Status {
+        witnessed_head,
+        witness_refusal,
         connected: daemon_running && daemon.as_ref().is_some_and(|d| d.connected),
         server: daemon
             .as_ref()
@@ -129,6 +153,18 @@ impl fmt::Display for Status {
             "certificate:      {}",
             self.cert_not_after
                 .map_or_else(|| "none".to_owned(), |t| format!("expires at {t} (Unix)"))
+        )?;
+        writeln!(
+            f,
+            "witnessed head:   {}",
+            self.witnessed_head.as_ref().map_or_else(
+                || "none".to_owned(),
+                |h| format!(
+                    "row {} hash {}",
+                    h["seq"],
+                    h["hash"].as_str().unwrap_or("?")
+                )
+            )
         )?;
         if let Some(e) = &self.last_error {
             writeln!(f, "last error:       {e}")?;

@@ -8,8 +8,8 @@
 //! must refuse the control plane and say so loudly. [`Witness::line`] is the line
 //! `signoff-server audit verify --witness FILE` reads: `{"host":…,"seq":N,"hash":"HEX"}`.
 //!
-//! Status: module and unit tests only; host views do not carry signed heads and links yet,
-//! and the daemon and `signoff-agent status` do not use it yet.
+//! The daemon checks each host view's head through [`crate::guards`]; `signoff-agent
+//! status` shows the held head.
 
 use std::fs;
 use std::io;
@@ -145,6 +145,23 @@ impl Witness {
         if new == self.head {
             return Ok(());
         }
+        self.persist(state_dir, &new)?;
+        self.head = new;
+        Ok(())
+    }
+
+    /// Accepts `new` as the first head this host witnesses (nothing held to extend: taken
+    /// on first use), and persists it.
+    pub fn accept_first(&mut self, state_dir: &Path, new: Head) -> Result<(), WitnessError> {
+        if self.head.seq != 0 {
+            return self.accept(state_dir, &[], new);
+        }
+        self.persist(state_dir, &new)?;
+        self.head = new;
+        Ok(())
+    }
+
+    fn persist(&self, state_dir: &Path, new: &Head) -> Result<(), WitnessError> {
         let bytes = serde_json::to_vec(&Stored {
             seq: new.seq,
             hash: new.hash.clone(),
@@ -155,7 +172,6 @@ impl Witness {
             &bytes,
             crate::state::writer::FILE_MODE,
         )?;
-        self.head = new;
         Ok(())
     }
 

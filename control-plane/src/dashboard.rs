@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use signoff_dashboard::backend::{
     AlertEntry, ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult,
-    Certificate, Change, FeedEntry, Grant, Host, Operator, PendingApproval, Person, Role, Session,
-    SessionFilter, Signoff, SignoffHost, SignoffHostState, TimelineEntry,
+    Certificate, Change, FeedEntry, Grant, Host, Operator, PendingApproval, PendingReenable,
+    Person, Role, Session, SessionFilter, Signoff, SignoffHost, SignoffHostState, TimelineEntry,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -362,6 +362,32 @@ impl Backend for DashboardBackend {
                 account: a.grant.account,
                 group: a.grant.group,
                 not_after: a.grant.not_after,
+                bytes: a.bytes,
+                sign_command: a.sign_command,
+                approvals: a
+                    .approvals
+                    .into_iter()
+                    .map(|r| ApprovalMark {
+                        fingerprint: r.fingerprint,
+                        submitted_by: r.submitted_by,
+                        at: r.created_at,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn reenables(&self) -> BackendResult<Vec<PendingReenable>> {
+        Ok(self
+            .service
+            .pending_reenables()
+            .await
+            .map_err(backend_error)?
+            .into_iter()
+            .map(|a| PendingReenable {
+                signoff_id: a.signoff_id,
+                user: a.user,
+                reenabled: a.reenabled,
                 bytes: a.bytes,
                 sign_command: a.sign_command,
                 approvals: a

@@ -57,6 +57,20 @@ pub struct HostView {
     pub signoffs: BTreeMap<i64, Statement>,
     /// Trusted user CA keys, OpenSSH lines: what sshd's `TrustedUserCAKeys` holds.
     pub trusted_cas: BTreeSet<String>,
+    /// Re-enabled sign-offs with their re-enable approvals, by sign-off id.
+    pub reenables: BTreeMap<i64, Reenable>,
+}
+
+/// A re-enabled sign-off as hosts receive it: what was enforced, and who approved undoing
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reenable {
+    /// The person.
+    pub person: String,
+    /// The sign-off's statement.
+    pub statement: Statement,
+    /// Armored SSHSIGs over the re-enable bytes, namespace `signoff-approval`.
+    pub signatures: BTreeSet<String>,
 }
 
 /// A signed sign-off statement as hosts receive it.
@@ -95,6 +109,8 @@ pub struct Delta {
     pub add_trusted_cas: BTreeSet<String>,
     /// User CA keys no longer trusted.
     pub remove_trusted_cas: BTreeSet<String>,
+    /// Re-enables that appeared or whose approvals changed, whole.
+    pub upsert_reenables: BTreeMap<i64, Reenable>,
 }
 
 impl Delta {
@@ -110,6 +126,7 @@ impl Delta {
             && self.remove_signoffs.is_empty()
             && self.add_trusted_cas.is_empty()
             && self.remove_trusted_cas.is_empty()
+            && self.upsert_reenables.is_empty()
     }
 }
 
@@ -140,6 +157,9 @@ impl HostView {
             self.trusted_cas.remove(k);
         }
         self.trusted_cas.extend(d.add_trusted_cas.iter().cloned());
+        for (id, r) in &d.upsert_reenables {
+            self.reenables.insert(*id, r.clone());
+        }
         self.revision = d.to;
     }
 }
@@ -173,6 +193,7 @@ impl Service {
             disabled_users: disabled_at(&mut conn, rev, None).await?,
             signoffs: signoffs_at(&mut conn, rev).await?,
             trusted_cas: trusted_cas_at(&mut conn, rev).await?,
+            reenables: reenables_at(&mut conn, rev, None).await?,
         })
     }
 
@@ -392,8 +413,76 @@ async fn global_delta(conn: &mut SqliteConnection, delta: &mut Delta) -> Result<
                 _ => {}
             }
         }
+
+        let changed_reenables: BTreeSet<i64> = sqlx::query(
+            "SELECT id FROM signoffs WHERE until_rev > ? AND until_rev <= ?
+             UNION SELECT signoff_id FROM reenable_approvals
+             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        if !changed_reenables.is_empty() {
+            delta.upsert_reenables = reenables_at(&mut *conn, to, Some(&changed_reenables)).await?;
+        }
     }
     Ok(())
+}
+
+/// The re-enabled sign-offs at `rev` (only `only`, when given) with the approvals of their
+/// re-enable live at `rev`.
+async fn reenables_at(
+    conn: &mut SqliteConnection,
+    rev: i64,
+    only: Option<&BTreeSet<i64>>,
+) -> Result<BTreeMap<i64, Reenable>> {
+    let mut out = BTreeMap::new();
+    for r in sqlx::query(
+        "SELECT s.id, s.statement, s.signature, u.name FROM signoffs s
+         JOIN users u ON u.id = s.user_id WHERE s.until_rev IS NOT NULL AND s.until_rev <= ?",
+    )
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let id: i64 = r.get(0);
+        if only.is_some_and(|o| !o.contains(&id)) {
+            continue;
+        }
+        out.insert(
+            id,
+            Reenable {
+                person: r.get(3),
+                statement: statement(&r),
+                signatures: BTreeSet::new(),
+            },
+        );
+    }
+    if out.is_empty() {
+        return Ok(out);
+    }
+    for r in sqlx::query(
+        "SELECT signoff_id, signature FROM reenable_approvals
+         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
+    )
+    .bind(rev)
+    .bind(rev)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        if let Some(e) = out.get_mut(&r.get::<i64, _>(0)) {
+            e.signatures.insert(r.get(1));
+        }
+    }
+    Ok(out)
 }
 
 /// Users any of whose rows changed in `(from, to]`.

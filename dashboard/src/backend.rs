@@ -361,7 +361,25 @@ pub struct PendingApproval {
     pub approvals: Vec<ApprovalMark>,
 }
 
-/// One approval of a grant.
+/// A re-enable awaiting approvers' signatures (issue 20): hosts with approvals keep the
+/// person out until enough of their approvers signed these bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReenable {
+    /// The sign-off being undone.
+    pub signoff_id: i64,
+    /// The person.
+    pub user: String,
+    /// Whether they were re-enabled already (else approvals are collected in advance).
+    pub reenabled: bool,
+    /// The canonical bytes approvers sign (text).
+    pub bytes: String,
+    /// The `ssh-keygen -Y sign` command that signs them, saved as `reenable-ID.approval`.
+    pub sign_command: String,
+    /// The approvals collected so far (hosts count those of their own approvers).
+    pub approvals: Vec<ApprovalMark>,
+}
+
+/// One approval of a grant or a re-enable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalMark {
     /// `SHA256:…` of the signing key.
@@ -422,6 +440,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn signoffs(&self) -> impl Future<Output = BackendResult<Vec<Signoff>>> + Send;
     /// Grants proposed for approval or holding approvals, oldest first.
     fn approvals(&self) -> impl Future<Output = BackendResult<Vec<PendingApproval>>> + Send;
+    /// Re-enables awaiting approvals, oldest sign-off first.
+    fn reenables(&self) -> impl Future<Output = BackendResult<Vec<PendingReenable>>> + Send;
     /// One sign-off.
     fn signoff(&self, id: i64) -> impl Future<Output = BackendResult<Signoff>> + Send;
     /// The person's latest sign-off, if any.

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::backend::{
-    Backend, Certificate, FeedEntry, Host, Operator, PendingApproval, Person, Role, Session,
-    SessionFilter, Signoff, SignoffHostState,
+    Backend, Certificate, FeedEntry, Host, Operator, PendingApproval, PendingReenable, Person,
+    Role, Session, SessionFilter, Signoff, SignoffHostState,
 };
 use crate::chart::{self, Chart};
 use crate::error::{PageError, safe_next};
@@ -916,22 +916,65 @@ impl ApprovalRow {
     }
 }
 
+/// A re-enable awaiting approvals, as the page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct ReenableRow {
+    pub signoff_id: i64,
+    pub person: String,
+    pub person_url: String,
+    pub reenabled: bool,
+    pub bytes: String,
+    pub file: String,
+    pub sign_command: String,
+    /// (fingerprint, submitted by, when).
+    pub approvals: Vec<(String, String, String)>,
+}
+
+impl ReenableRow {
+    fn new(a: &PendingReenable) -> Self {
+        ReenableRow {
+            signoff_id: a.signoff_id,
+            person: a.user.clone(),
+            person_url: format!("/people/{}", seg(&a.user)),
+            reenabled: a.reenabled,
+            bytes: a.bytes.clone(),
+            file: format!("reenable-{}.approval", a.signoff_id),
+            sign_command: a.sign_command.clone(),
+            approvals: a
+                .approvals
+                .iter()
+                .map(|m| {
+                    (
+                        m.fingerprint.clone(),
+                        m.submitted_by.clone(),
+                        time_text(m.at),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "approvals.html")]
 pub(crate) struct ApprovalsPage {
     pub layout: Layout,
     pub approvals: Vec<ApprovalRow>,
+    pub reenables: Vec<ReenableRow>,
 }
 
-/// Grants awaiting approvals: the exact bytes to sign and the command that signs them.
+/// Grants and re-enables awaiting approvals: the exact bytes to sign and the command that
+/// signs them.
 pub(crate) async fn approvals_handler<B: Backend>(
     State(app): State<App<B>>,
     authed: Authed,
 ) -> Result<Response, PageError> {
     let approvals = app.backend.approvals().await?;
+    let reenables = app.backend.reenables().await?;
     render(&ApprovalsPage {
         layout: Layout::new(&authed, "approvals", "Approvals"),
         approvals: approvals.iter().map(ApprovalRow::new).collect(),
+        reenables: reenables.iter().map(ReenableRow::new).collect(),
     })
 }
 

@@ -209,6 +209,22 @@ impl Backend for Fake {
             }],
         }])
     }
+    async fn reenables(&self) -> BackendResult<Vec<PendingReenable>> {
+        Ok(vec![PendingReenable {
+            signoff_id: 3,
+            user: "mallory".into(),
+            reenabled: true,
+            bytes: "signoff re-enable approval v1\nsignoff: 3\nperson: mallory\n".into(),
+            sign_command:
+                "ssh-keygen -Y sign -n signoff-approval -f ~/.ssh/id_ed25519 reenable-3.approval"
+                    .into(),
+            approvals: vec![ApprovalMark {
+                fingerprint: "SHA256:def".into(),
+                submitted_by: "token:hr".into(),
+                at: NOW - 5,
+            }],
+        }])
+    }
     async fn signoff(&self, id: i64) -> BackendResult<Signoff> {
         if id != 1 {
             return Err(BackendError::NotFound(format!(
@@ -1330,6 +1346,28 @@ async fn pending_approvals_show_the_bytes_and_the_sign_command() {
         res.body
     );
     assert!(res.body.contains("SHA256:abc"));
+    // The re-enable awaiting approvals, with its own bytes and command.
+    assert!(
+        res.body.contains(
+            "<pre class=\"bytes\">signoff re-enable approval v1\nsignoff: 3\nperson: mallory\n</pre>"
+        ),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains(
+        "ssh-keygen -Y sign -n signoff-approval -f ~/.ssh/id_ed25519 reenable-3.approval"
+    ));
+    assert!(
+        res.body
+            .contains("signoff-server approval show reenable-3 &#62; reenable-3.approval")
+            || res
+                .body
+                .contains("signoff-server approval show reenable-3 &gt; reenable-3.approval"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("POST /api/v1/signoffs/3/approvals"));
+    assert!(res.body.contains("SHA256:def"));
 }
 
 /// The overview shows the latest logins and refused attempts, and the open alerts, each

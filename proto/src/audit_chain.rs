@@ -54,6 +54,17 @@ pub struct Head {
     pub hash: String,
 }
 
+/// The bytes the control plane signs (order key, namespace `signoff-order`) to vouch for
+/// a head it sends to hosts: `signoff audit head v1`, then `seq: N` and `hash: HEX`, each
+/// line ending with a newline.
+pub fn head_bytes(head: &Head) -> Vec<u8> {
+    format!(
+        "signoff audit head v1\nseq: {}\nhash: {}\n",
+        head.seq, head.hash
+    )
+    .into_bytes()
+}
+
 /// One row as sent to a witness: its fields and the hashes the log stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link<'a> {

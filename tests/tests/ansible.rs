@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
 use signoff_tests::agent::{Profile, agent_binary, sshd_commands_binary, workspace_root};
 use signoff_tests::command::{run, run_ok};
 use signoff_tests::plane::server_binary;
@@ -430,6 +430,32 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         Ok((!l.success && l.stderr.contains("Permission denied")).then_some(()))
     })
     .with_context(|| fs::read_to_string(r.join("sshd.log")).unwrap_or_default())?;
+
+    // The audit head the agent witnessed, gathered by the role (issue 20): the line
+    // `signoff-server audit verify --witness` reads, which the untouched log passes.
+    let heads = r.join("witnessed-heads");
+    ansible(&[
+        "-e",
+        &format!("signoff_agent_witness_file={}", heads.display()),
+    ])?
+    .ok()
+    .context("gathering the witnessed heads")?;
+    let gathered = fs::read_to_string(&heads)?;
+    let line: serde_json::Value = serde_json::from_str(
+        gathered
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .ok_or_else(|| anyhow!("no head gathered: {gathered:?}"))?,
+    )?;
+    assert!(line["seq"].as_u64() > Some(0), "{gathered}");
+    assert!(line["host"].is_string(), "{gathered}");
+    let verify = plane.cli_run(&["audit", "verify", "--witness", &heads.display().to_string()])?;
+    assert!(
+        verify.success() && verify.stdout.contains("intact"),
+        "{}{}",
+        verify.stdout,
+        verify.stderr
+    );
 
     // Uninstall: the drop-in goes, then the rest; sshd's configuration stays valid. (The
     // `signoff` user stays: other tests on this machine use it.)

@@ -170,6 +170,7 @@ fn dashboard_end_to_end_in_a_real_browser() -> Result<()> {
         script_is_text_and_a_viewer_cannot_act(&fleet, &dash, &b, &viewer_pw)?;
         dash.logout(&b)?;
         admin_pages(&dash, &b, &admin_pw)?;
+        reenable_awaiting_approvals(&fleet, &dash, &b)?;
         Ok(())
     })();
     if result.is_err() {
@@ -675,4 +676,40 @@ fn the_overview_shows_a_refused_attempt_live_and_its_alert_is_acknowledged() -> 
         );
     }
     result
+}
+
+/// After the person is re-enabled, the Approvals page shows the re-enable with the exact
+/// bytes `signoff-server approval show reenable-N` prints and the `ssh-keygen -Y sign`
+/// command (issue 20).
+fn reenable_awaiting_approvals(fleet: &Fleet, dash: &Dashboard, b: &Browser) -> Result<()> {
+    let (status, record) = fleet.hr("GET", &format!("/api/v1/users/{USER}/signoff"), None)?;
+    if status != 200 {
+        bail!("GET signoff answered {status}: {record}");
+    }
+    let id = record["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("no sign-off id in {record}"))?;
+    fleet
+        .plane
+        .cli(&["user", "reenable", USER, "--reason", "came back"])?;
+    let bytes = fleet
+        .plane
+        .cli(&["approval", "show", &format!("reenable-{id}")])?
+        .stdout;
+    b.goto(&dash.url("/approvals"))?;
+    dash.shot(b, "approvals-reenable")?;
+    let shown = b.text_css(&format!("#reenable-{id} pre.bytes"))?;
+    assert_eq!(shown.trim_end(), bytes.trim_end(), "the bytes to sign");
+    assert!(
+        bytes.starts_with("signoff re-enable approval v1\n"),
+        "{bytes}"
+    );
+    let command = b.text_css(&format!("#reenable-{id} pre.command"))?;
+    assert_eq!(
+        command,
+        format!(
+            "ssh-keygen -Y sign -n signoff-approval -f ~/.ssh/id_ed25519 reenable-{id}.approval"
+        )
+    );
+    Ok(())
 }

@@ -132,6 +132,7 @@ fn alice_view(revocations: Option<v1::RevocationSet>) -> v1::HostView {
         disabled_users: vec![],
         signoffs: vec![],
         trusted_user_ca_keys: vec![],
+        ..Default::default()
     }
 }
 

@@ -9,6 +9,7 @@ use super::format::{
     account_index_hash, be_u64, key_id_index_hash, parse_entry, read_record, revoked_key_id_row,
 };
 use super::table::{Table, TableSpec};
+use crate::holds::Holds;
 
 /// A certificate as sshd describes it to `AuthorizedPrincipalsCommand`.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,9 @@ pub struct Matches {
     pub expired: usize,
     /// Grants that matched but were refused by the approval check (privileged accounts).
     pub unapproved: usize,
+    /// Grants that matched a person this host holds out until their re-enable is
+    /// approved ([`crate::holds`]).
+    pub held: usize,
 }
 
 /// Decides whether an entry of a privileged account is admitted (see
@@ -156,17 +160,19 @@ impl<R: ReadAt> StateFile<R> {
         now: u64,
         out: &mut Vec<String>,
     ) -> Result<Matches, FormatError> {
-        self.principals_gated(account, key_id, now, None, out)
+        self.principals_gated(account, key_id, now, None, None, out)
     }
 
     /// [`StateFile::principals`], where an entry counts only if `gate` (when given)
-    /// admits it; refused entries are counted in [`Matches::unapproved`].
+    /// admits it and `held` (when given) does not hold its user out; refused entries are
+    /// counted in [`Matches::unapproved`] and [`Matches::held`].
     pub fn principals_gated(
         &self,
         account: &str,
         key_id: &str,
         now: u64,
         gate: Option<ApprovalGate<'_>>,
+        held: Option<&Holds>,
         out: &mut Vec<String>,
     ) -> Result<Matches, FormatError> {
         let mut matches = Matches::default();
@@ -177,7 +183,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
-                    gate,
+                    (gate, held),
                     &mut matches,
                     |f, live| {
                         let mut has_key_id = false;
@@ -203,7 +209,7 @@ impl<R: ReadAt> StateFile<R> {
         now: u64,
         each: impl FnMut(&str),
     ) -> Result<Matches, FormatError> {
-        self.authorized_keys_gated(account, now, None, each)
+        self.authorized_keys_gated(account, now, None, None, each)
     }
 
     /// [`StateFile::authorized_keys`], where an entry counts only if `gate` (when given)
@@ -213,6 +219,7 @@ impl<R: ReadAt> StateFile<R> {
         account: &str,
         now: u64,
         gate: Option<ApprovalGate<'_>>,
+        held: Option<&Holds>,
         mut each: impl FnMut(&str),
     ) -> Result<Matches, FormatError> {
         let mut matches = Matches::default();
@@ -223,7 +230,7 @@ impl<R: ReadAt> StateFile<R> {
                     be_u64(&row[8..16]),
                     account,
                     now,
-                    gate,
+                    (gate, held),
                     &mut matches,
                     |f, live| {
                         for _ in 0..2 {
@@ -251,7 +258,7 @@ impl<R: ReadAt> StateFile<R> {
         offset: u64,
         account: &str,
         now: u64,
-        gate: Option<ApprovalGate<'_>>,
+        (gate, held): (Option<ApprovalGate<'_>>, Option<&Holds>),
         matches: &mut Matches,
         payload: impl FnOnce(&mut Fields<'_>, bool) -> Result<bool, FormatError>,
     ) -> Result<(), FormatError> {
@@ -262,17 +269,20 @@ impl<R: ReadAt> StateFile<R> {
         if entry.account != account || entry.flags & ENTRY_USER_DISABLED != 0 {
             return Ok(());
         }
+        let is_held = held.is_some_and(|h| !h.holding(entry.user).is_empty());
         let unexpired = entry.not_after == 0 || entry.not_after > now;
         // Only an unexpired entry is put to the approval check (an expired one is refused
         // anyway, and says so).
         let approved = !unexpired || gate.is_none_or(|g| g.admits(entry.user, &entry.approvals));
-        let live = unexpired && approved;
+        let live = unexpired && approved && !is_held;
         let payloads = self.header.section(SectionId::Payloads);
         let body = read_record(&self.src, SectionId::Payloads, payloads, entry.payload)?;
         let mut fields = Fields::new(&body, SectionId::Payloads, entry.payload);
         if payload(&mut fields, live)? {
             if live {
                 matches.live += 1;
+            } else if is_held {
+                matches.held += 1;
             } else if !approved {
                 matches.unapproved += 1;
             } else {

@@ -394,6 +394,8 @@ impl State {
             // keys in sshd's TrustedUserCAKeys file (`trusted_cas.rs`).
             signoffs: Vec::new(),
             trusted_user_ca_keys: Vec::new(),
+            // Re-enables and audit heads are kept as holds and the witnessed head.
+            ..Default::default()
         }
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn sample_view() -> v1::HostView {
         disabled_users: vec!["dave".into()],
         signoffs: vec![],
         trusted_user_ca_keys: vec![],
+        ..Default::default()
     }
 }
 
@@ -341,6 +342,7 @@ fn lookup_hit() {
             live: 1,
             expired: 0,
             unapproved: 0,
+            held: 0,
         }
     );
     // Any of the user's key IDs.
@@ -392,6 +394,7 @@ fn lookup_expired_grant() {
                 live: 0,
                 expired: 1,
                 unapproved: 0,
+                held: 0,
             }
         )
     );
@@ -530,6 +533,7 @@ fn authorized_keys_lookup() {
             live: 4,
             expired: 1,
             unapproved: 0,
+            held: 0,
         }
     );
 }

@@ -4,6 +4,7 @@
 //! All three files are written by the agent (root) with mode 0644, in a directory that
 //! only root can write and that the `AuthorizedPrincipalsCommandUser` can read.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
@@ -124,7 +125,34 @@ impl State {
         krl_path: &Path,
         now: u64,
     ) -> Result<PersistReport, PersistError> {
-        let krl = krl_writer::write_krl(krl_path, &self.revocations, self.revision, now)
+        self.persist_holding(state_dir, krl_path, now, None)
+    }
+
+    /// [`State::persist`], with `held` (key IDs under any CA, SHA-256 key fingerprints:
+    /// what [`crate::holds`] keeps out) revoked in the KRL beside the view's revocations.
+    pub fn persist_holding(
+        &self,
+        state_dir: &Path,
+        krl_path: &Path,
+        now: u64,
+        held: Option<&(BTreeSet<String>, BTreeSet<Vec<u8>>)>,
+    ) -> Result<PersistReport, PersistError> {
+        let merged;
+        let revocations = match held {
+            Some((key_ids, sha256)) if !key_ids.is_empty() || !sha256.is_empty() => {
+                let mut r = self.revocations.clone();
+                r.certificates
+                    .entry(Vec::new())
+                    .or_default()
+                    .key_ids
+                    .extend(key_ids.iter().cloned());
+                r.sha256.extend(sha256.iter().cloned());
+                merged = r;
+                &merged
+            }
+            _ => &self.revocations,
+        };
+        let krl = krl_writer::write_krl(krl_path, revocations, self.revision, now)
             .map_err(PersistError::Krl)?;
         let state_bytes = write_state_file(&state_dir.join(STATE_FILE), self, now)?;
         Ok(PersistReport { state_bytes, krl })

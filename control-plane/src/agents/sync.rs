@@ -22,7 +22,7 @@ use super::tls::{host_id_of, not_after_of};
 use crate::api::Metrics;
 use crate::model::Revocation;
 use crate::service::{EnrollError, HostCertError, HostKeyProof, Service, ServiceError};
-use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Statement};
+use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Reenable, Statement};
 
 /// How long an agent has to say Hello after opening its stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -242,7 +242,7 @@ impl v1::agent_sync_server::AgentSync for AgentServer {
                 if let Err(status) = this
                     .drive(
                         &host,
-                        hello.applied_revision,
+                        (hello.applied_revision, hello.witnessed_seq),
                         inbound,
                         &tx,
                         &mut connection.orders,
@@ -350,14 +350,15 @@ const MAX_HOST_KEYS: usize = 8;
 type Outbound = mpsc::Sender<Result<v1::ControlMessage, Status>>;
 
 impl AgentServer {
-    /// Sends the agent what it lacks, then each new revision, acks recorded as they come.
+    /// Sends the agent what it lacks (from its applied revision; audit rows from its
+    /// witnessed one), then each new revision, acks recorded as they come.
     ///
     /// What the agent sends is handled by a task of its own: recording its session reports
     /// waits on the store, and that must never hold up the next delta.
     async fn drive(
         &self,
         host: &str,
-        applied: u64,
+        (applied, witnessed_seq): (u64, u64),
         mut inbound: Streaming<v1::AgentMessage>,
         tx: &Outbound,
         orders: &mut mpsc::UnboundedReceiver<v1::SignedOrder>,
@@ -367,14 +368,21 @@ impl AgentServer {
         let current = *revisions.borrow_and_update();
         let applied = i64::try_from(applied).unwrap_or(i64::MAX);
         let sent_shared = Arc::new(Sent::default());
+        sent_shared.witnessed.store(
+            i64::try_from(witnessed_seq).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
         if applied == 0 || applied > current {
             // New agent, or one that knows a future we never had (a restored backup):
             // start it afresh.
             sent_shared.record(current);
-            self.send(tx, self.snapshot(host, current).await?).await?;
+            let body = self.snapshot(host, current).await?;
+            self.send(tx, self.with_head(body, &sent_shared).await?)
+                .await?;
         } else if applied < current {
             sent_shared.record(current);
-            self.send(tx, self.delta(host, applied, current).await?)
+            let body = self.delta(host, applied, current).await?;
+            self.send(tx, self.with_head(body, &sent_shared).await?)
                 .await?;
         } else {
             sent_shared.record_known(current);
@@ -483,6 +491,11 @@ impl AgentServer {
                 .refused_attempts(host, r)
                 .await
                 .map_err(internal),
+            Body::WitnessRefusal(r) => self
+                .service
+                .record_witness_refusal(host, &r)
+                .await
+                .map_err(internal),
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }
@@ -497,6 +510,43 @@ impl AgentServer {
         v1::control_message::Body::Heartbeat(v1::Heartbeat {
             revision: u64::try_from(revision).unwrap_or(0),
             server_time: u64::try_from(self.service.now()).unwrap_or(0),
+        })
+    }
+
+    /// `body` (a view or delta) with the audit chain head and the rows from the head last
+    /// sent on this stream to it, for the agent to witness (issue 20). Without an order
+    /// key there is no signed head to send, and the body goes as it is.
+    async fn with_head(
+        &self,
+        body: v1::control_message::Body,
+        sent: &Sent,
+    ) -> Result<v1::control_message::Body, Status> {
+        use v1::control_message::Body;
+        let held = sent.witnessed.load(Ordering::SeqCst);
+        let (head, links) = match self.service.audit_head(held).await {
+            Ok(h) => h,
+            Err(ServiceError::Conflict(why)) => {
+                tracing::warn!(%why, "host view sent without an audit head");
+                return Ok(body);
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        sent.witnessed.store(
+            i64::try_from(head.seq).unwrap_or(i64::MAX),
+            Ordering::SeqCst,
+        );
+        Ok(match body {
+            Body::Snapshot(mut v) => {
+                v.audit_head = Some(head);
+                v.audit_links = links;
+                Body::Snapshot(v)
+            }
+            Body::Delta(mut d) => {
+                d.audit_head = Some(head);
+                d.audit_links = links;
+                Body::Delta(d)
+            }
+            other => other,
         })
     }
 
@@ -662,6 +712,22 @@ pub fn to_proto_view(v: &HostView, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostV
             .map(|(id, st)| to_proto_statement(*id, st))
             .collect(),
         trusted_user_ca_keys: v.trusted_cas.iter().cloned().collect(),
+        reenables: v
+            .reenables
+            .iter()
+            .map(|(id, r)| to_proto_reenable(*id, r))
+            .collect(),
+        audit_head: None,
+        audit_links: Vec::new(),
+    }
+}
+
+fn to_proto_reenable(id: i64, r: &Reenable) -> v1::Reenable {
+    v1::Reenable {
+        signoff_id: u(id),
+        person: r.person.clone(),
+        statement: Some(to_proto_statement(id, &r.statement)),
+        signatures: r.signatures.iter().cloned().collect(),
     }
 }
 
@@ -691,6 +757,13 @@ pub fn to_proto_delta(d: &Delta, cas: &BTreeMap<String, Vec<u8>>) -> v1::HostVie
         remove_signoffs: d.remove_signoffs.iter().map(|id| u(*id)).collect(),
         add_trusted_user_ca_keys: d.add_trusted_cas.iter().cloned().collect(),
         remove_trusted_user_ca_keys: d.remove_trusted_cas.iter().cloned().collect(),
+        upsert_reenables: d
+            .upsert_reenables
+            .iter()
+            .map(|(id, r)| to_proto_reenable(*id, r))
+            .collect(),
+        audit_head: None,
+        audit_links: Vec::new(),
     }
 }
 /// One agent's stream after its first message, seen from the sending side: the new
@@ -754,6 +827,7 @@ impl Outgoing<'_> {
             return Ok(false);
         }
         let delta = self.server.delta(self.host, sent, new).await?;
+        let delta = self.server.with_head(delta, self.sent).await?;
         self.sent.record(new);
         self.server.send(self.tx, delta).await?;
         Ok(true)
@@ -771,6 +845,8 @@ const SENT_HISTORY: usize = 1024;
 #[derive(Debug, Default)]
 struct Sent {
     latest: AtomicI64,
+    /// The audit row of the last chain head sent (or the one the agent said it holds).
+    witnessed: AtomicI64,
     unacked: std::sync::Mutex<VecDeque<(i64, Instant)>>,
     recent: std::sync::Mutex<VecDeque<(i64, Instant)>>,
     orders: std::sync::Mutex<VecDeque<([u8; 16], Instant)>>,

@@ -151,6 +151,7 @@ async fn open(
             applied_revision: applied,
             agent_version: "test".into(),
             heartbeat_secs: 0,
+            witnessed_seq: 0,
         })),
     })
     .await

@@ -1,4 +1,4 @@
-//! Approvals of grants: the pending list, what to sign, and adding a signature. The
+//! Approvals of grants and of re-enables: the pending list, what to sign, and adding a signature. The
 //! service checks a signature only for early feedback; hosts decide whether approvals
 //! suffice (`service/approvals.rs`).
 
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::error::ErrorBody;
 use super::handlers::{Json, Path};
 use super::{ApiError, AppState, Caller};
-use crate::service::{ApprovalRecord, GrantApprovals};
+use crate::service::{ApprovalRecord, GrantApprovals, ReenableApprovals};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -80,5 +80,52 @@ pub(crate) async fn add_grant_approval_handler(
 ) -> ApiResult<impl IntoResponse> {
     let actor = caller.actor();
     let record = s.service.approve_grant(&actor, id, &req.signature).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// A sign-off's re-enable approvals and the exact bytes approvers sign
+#[utoipa::path(
+    get,
+    path = "/api/v1/signoffs/{id}/approvals",
+    tag = "approvals",
+    params(("id" = i64, Path, description = "The sign-off id")),
+    responses(
+        (status = 200, description = "The sign-off's re-enable bytes and approvals", body = ReenableApprovals),
+        (status = 404, description = "No such sign-off", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn get_reenable_approvals_handler(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(s.service.reenable_approvals(id).await?))
+}
+
+/// Add an approver's signature of re-enabling the person of a sign-off; hosts with
+/// approvals let the person back in once k of their approvers signed
+#[utoipa::path(
+    post,
+    path = "/api/v1/signoffs/{id}/approvals",
+    tag = "approvals",
+    params(("id" = i64, Path, description = "The sign-off id")),
+    request_body = ApprovalBody,
+    responses(
+        (status = 201, description = "Recorded; in every host view from the next revision", body = ApprovalRecord),
+        (status = 404, description = "No such sign-off", body = ErrorBody),
+        (status = 409, description = "This key has approved this re-enable already", body = ErrorBody),
+        (status = 422, description = "Not an SSHSIG in namespace signoff-approval over this re-enable's bytes", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn add_reenable_approval_handler(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(req): Json<ApprovalBody>,
+) -> ApiResult<impl IntoResponse> {
+    let actor = caller.actor();
+    let record = s
+        .service
+        .approve_reenable(&actor, id, &req.signature)
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }

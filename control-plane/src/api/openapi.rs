@@ -71,6 +71,8 @@ declared nullable. Errors are {\"error\": {\"code\", \"message\"}}, also 405, 41
         approvals::get_grant_approvals_handler,
         approvals::add_grant_approval_handler,
         approvals::list_approvals_handler,
+        approvals::get_reenable_approvals_handler,
+        approvals::add_reenable_approval_handler,
         handlers::list_cas_handler,
         certificates::host_ca_handler,
         handlers::add_ca_handler,

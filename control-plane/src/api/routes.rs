@@ -100,6 +100,8 @@ pub fn routes(options: HttpOptions) -> Vec<ApiRoute> {
         op(M::POST, "/api/v1/users/{name}/certificates", S(Issue), certificates::issue_certificate_handler),
         op(M::GET, "/api/v1/signoffs", S(Read), signoffs::list_signoffs_handler),
         op(M::GET, "/api/v1/signoffs/{id}", S(Read), signoffs::get_signoff_handler),
+        op(M::GET, "/api/v1/signoffs/{id}/approvals", S(Read), approvals::get_reenable_approvals_handler),
+        op(M::POST, "/api/v1/signoffs/{id}/approvals", S(Write), approvals::add_reenable_approval_handler),
         op(M::GET, "/api/v1/groups", S(Read), handlers::list_groups_handler),
         op(M::POST, "/api/v1/groups", S(Write), handlers::create_group_handler),
         op(M::GET, "/api/v1/hosts", S(Read), handlers::list_hosts_handler),

@@ -232,6 +232,18 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
         ("GET", "/api/v1/signoffs/{id}", "/signoffs/1", None),
         (
             "POST",
+            "/api/v1/signoffs/{id}/approvals",
+            "/signoffs/1/approvals",
+            Some(json!({"signature": approval_of_reenable_1()})),
+        ),
+        (
+            "GET",
+            "/api/v1/signoffs/{id}/approvals",
+            "/signoffs/1/approvals",
+            None,
+        ),
+        (
+            "POST",
             "/api/v1/users/{name}/reenable",
             "/users/alice/reenable",
             Some(json!({"reason": "rehired"})),
@@ -294,6 +306,20 @@ fn examples() -> Vec<(&'static str, &'static str, &'static str, Option<Value>)> 
         ),
         ("GET", "/api/v1/openapi.json", "/openapi.json", None),
     ]
+}
+
+/// An approver's signature of re-enabling alice from the example sign-off (1).
+fn approval_of_reenable_1() -> String {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
+    let bytes = crate::service::reenable_bytes(1, "alice").unwrap();
+    key.sign(
+        signoff_proto::approvals::NAMESPACE,
+        ssh_key::HashAlg::Sha512,
+        &bytes,
+    )
+    .unwrap()
+    .to_pem(ssh_key::LineEnding::LF)
+    .unwrap()
 }
 
 /// An approver's signature of the example grant (1: alice as deploy on web, no expiry).

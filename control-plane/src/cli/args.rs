@@ -365,22 +365,58 @@ pub enum GrantCommand {
 /// `approval …`.
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
-    /// Print the exact bytes approvers sign for grant ID (nothing else, so that
+    /// Print the exact bytes approvers sign for ID (nothing else, so that
     /// `approval show ID > FILE` then `ssh-keygen -Y sign -n signoff-approval -f KEY FILE`
     /// signs them).
     Show {
-        /// The grant's id.
-        id: i64,
+        /// `grant-N` (or plain `N`) for grant N, `reenable-N` for re-enabling the person
+        /// of sign-off N.
+        id: ApprovalId,
     },
-    /// Grants proposed for approval or holding approvals, with their approvals.
+    /// Grants proposed for approval or holding approvals, and re-enables awaiting
+    /// approvals, with their approvals.
     List,
-    /// Add an approver's signature (`FILE.sig` from `ssh-keygen -Y sign`) to grant ID.
+    /// Add an approver's signature (`FILE.sig` from `ssh-keygen -Y sign`) to ID.
     Add {
-        /// The grant's id.
-        id: i64,
+        /// `grant-N` (or `N`), or `reenable-N`.
+        id: ApprovalId,
         /// The signature file.
         signature: PathBuf,
     },
+}
+
+/// What an approval is for: a grant, or re-enabling the person of a sign-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalId {
+    /// `grant-N` or `N`.
+    Grant(i64),
+    /// `reenable-N`: N is the sign-off's id.
+    Reenable(i64),
+}
+
+impl std::str::FromStr for ApprovalId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an approval id: write grant-N (or N) or reenable-N");
+        let number = |n: &str| n.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(bad);
+        if let Some(n) = s.strip_prefix("reenable-") {
+            Ok(ApprovalId::Reenable(number(n)?))
+        } else {
+            Ok(ApprovalId::Grant(number(
+                s.strip_prefix("grant-").unwrap_or(s),
+            )?))
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApprovalId::Grant(n) => write!(f, "grant {n}"),
+            ApprovalId::Reenable(n) => write!(f, "the re-enable of sign-off {n}"),
+        }
+    }
 }
 
 /// `ca …`.

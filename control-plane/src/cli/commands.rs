@@ -235,14 +235,22 @@ async fn approval(
     out: &mut Output<'_>,
 ) -> Result<ExitCode, CliError> {
     match c {
-        ApprovalCommand::Show { id } => {
-            let a = svc.grant_approvals(id).await?;
-            // The bytes, exactly: this output is what gets signed.
-            out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
-        }
+        ApprovalCommand::Show { id } => match id {
+            ApprovalId::Grant(id) => {
+                let a = svc.grant_approvals(id).await?;
+                // The bytes, exactly: this output is what gets signed.
+                out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
+            }
+            ApprovalId::Reenable(id) => {
+                let a = svc.reenable_approvals(id).await?;
+                out.emit(&a, |w| w.write_all(a.bytes.as_bytes()))?;
+            }
+        },
         ApprovalCommand::List => {
             let pending = svc.pending_approvals().await?;
-            out.emit(&pending, |w| {
+            let reenables = svc.pending_reenables().await?;
+            let both = serde_json::json!({ "grants": pending, "reenables": reenables });
+            out.emit(&both, |w| {
                 let mut t = Table::new(["GRANT", "USER", "ACCOUNT", "GROUP", "APPROVALS", "BY"]);
                 for a in &pending {
                     t.row([
@@ -258,16 +266,38 @@ async fn approval(
                             .join(" "),
                     ]);
                 }
-                t.write(w)
+                t.write(w)?;
+                if !reenables.is_empty() {
+                    writeln!(w)?;
+                    let mut t = Table::new(["ID", "USER", "RE-ENABLED", "APPROVALS", "BY"]);
+                    for a in &reenables {
+                        t.row([
+                            format!("reenable-{}", a.signoff_id),
+                            a.user.clone(),
+                            if a.reenabled { "yes" } else { "no" }.to_owned(),
+                            a.approvals.len().to_string(),
+                            a.approvals
+                                .iter()
+                                .map(|r| r.fingerprint.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ]);
+                    }
+                    t.write(w)?;
+                }
+                Ok(())
             })?;
         }
         ApprovalCommand::Add { id, signature } => {
             let text = std::fs::read_to_string(&signature).map_err(|e| {
                 CliError::Usage(format!("cannot read {}: {e}", signature.display()))
             })?;
-            let r = svc.approve_grant(who, id, &text).await?;
+            let r = match id {
+                ApprovalId::Grant(n) => svc.approve_grant(who, n, &text).await?,
+                ApprovalId::Reenable(n) => svc.approve_reenable(who, n, &text).await?,
+            };
             out.emit(&r, |w| {
-                writeln!(w, "approval {} of grant {id} by {}", r.id, r.fingerprint)
+                writeln!(w, "approval {} of {id} by {}", r.id, r.fingerprint)
             })?;
         }
     }

@@ -1,5 +1,12 @@
-//! Approvals of grants: the control plane collects approvers' signatures and ships them
-//! in host views; it cannot make one, and it does not decide whether they suffice.
+//! Approvals of grants and of re-enables: the control plane collects approvers'
+//! signatures and ships them in host views; it cannot make one, and it does not decide
+//! whether they suffice.
+//!
+//! Re-enabling a signed-off person (`Service::reenable_user`) is the proposal: from its
+//! revision every host view carries the sign-off's statement and the approvals collected
+//! for its re-enable bytes ([`ReenableApproval`]), and a host with `[approvals]` keeps the
+//! person out until k of its approvers signed them (`signoff_agent::holds`). Approvals may
+//! be added before the re-enable, too.
 //!
 //! Hosts decide (`signoff_agent::approvals`): which accounts are privileged, how many
 //! approvals (k) a grant to one needs, and who the approvers are come from each host's own
@@ -8,7 +15,7 @@
 //! it names — never against a list of approvers.
 
 use serde::Serialize;
-use signoff_proto::approvals::{GrantApproval, NAMESPACE};
+use signoff_proto::approvals::{GrantApproval, NAMESPACE, ReenableApproval};
 use sqlx::Row;
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
@@ -162,7 +169,13 @@ impl Service {
         .ok_or_else(|| ServiceError::not_found("grant", grant_id.to_string()))?;
         let grant = grant_of(&r);
         let user_id: i64 = r.get(6);
-        let key = check_signature(&grant, signature)?;
+        let bytes = grant_bytes(&grant)?;
+        let key = check_signature(
+            &bytes,
+            &format!("grant {grant_id}"),
+            &grant_id.to_string(),
+            signature,
+        )?;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let public_key = key
             .to_openssh()
@@ -234,10 +247,181 @@ impl Service {
     }
 }
 
-/// Checks that `signature` is an SSHSIG over `grant`'s bytes in the approval namespace, by
-/// the key it carries; returns that key.
-fn check_signature(grant: &Grant, signature: &str) -> Result<PublicKey> {
-    let bytes = grant_bytes(grant)?;
+/// A sign-off with the re-enable bytes approvers sign and what they have signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReenableApprovals {
+    /// The sign-off.
+    pub signoff_id: i64,
+    /// The person it signed off.
+    pub user: String,
+    /// Whether the person was re-enabled from it (hosts with approvals then wait for them).
+    pub reenabled: bool,
+    /// The exact text to sign (`signoff-server approval show reenable-ID` prints it).
+    pub bytes: String,
+    /// The command an approver runs on those bytes, saved as `FILE`.
+    pub sign_command: String,
+    /// The approvals collected so far. Hosts count only those by their approvers.
+    pub approvals: Vec<ApprovalRecord>,
+}
+
+/// The canonical re-enable bytes of sign-off `signoff_id` of `user`.
+pub fn reenable_bytes(signoff_id: i64, user: &str) -> Result<Vec<u8>> {
+    ReenableApproval {
+        signoff_id: u64::try_from(signoff_id).unwrap_or(0),
+        person: user,
+    }
+    .canonical_bytes()
+    .map_err(|e| Invalid::new("user", e.to_string()).into())
+}
+
+const SELECT_SIGNOFF: &str = "SELECT s.id, u.name, s.until_rev IS NOT NULL FROM signoffs s
+     JOIN users u ON u.id = s.user_id";
+
+impl Service {
+    /// A sign-off with its re-enable approvals.
+    pub async fn reenable_approvals(&self, signoff_id: i64) -> Result<ReenableApprovals> {
+        let r = sqlx::query(&format!("{SELECT_SIGNOFF} WHERE s.id = ?"))
+            .bind(signoff_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| ServiceError::not_found("sign-off", signoff_id.to_string()))?;
+        self.with_reenable_approvals(r.get(0), r.get(1), r.get(2))
+            .await
+    }
+
+    /// Re-enables awaiting approvals: each person's latest sign-off, when they were
+    /// re-enabled from it or it holds approvals already, oldest first. Whether hosts have
+    /// enough is theirs to say: they are listed while the sign-off is the person's latest.
+    pub async fn pending_reenables(&self) -> Result<Vec<ReenableApprovals>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_SIGNOFF} WHERE s.id = (SELECT MAX(id) FROM signoffs l WHERE l.user_id = s.user_id)
+               AND (s.until_rev IS NOT NULL OR EXISTS (SELECT 1 FROM reenable_approvals a
+                    WHERE a.signoff_id = s.id AND a.until_rev IS NULL))
+             ORDER BY s.id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(
+                self.with_reenable_approvals(r.get(0), r.get(1), r.get(2))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn with_reenable_approvals(
+        &self,
+        signoff_id: i64,
+        user: String,
+        reenabled: bool,
+    ) -> Result<ReenableApprovals> {
+        let bytes = String::from_utf8(reenable_bytes(signoff_id, &user)?).unwrap_or_default();
+        let approvals = sqlx::query(
+            "SELECT id, fingerprint, public_key, signature, actor, created_at
+             FROM reenable_approvals WHERE signoff_id = ? AND until_rev IS NULL ORDER BY id",
+        )
+        .bind(signoff_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| ApprovalRecord {
+            id: r.get(0),
+            fingerprint: r.get(1),
+            public_key: r.get(2),
+            signature: r.get(3),
+            submitted_by: r.get(4),
+            created_at: r.get(5),
+        })
+        .collect();
+        Ok(ReenableApprovals {
+            sign_command: sign_command(&format!("reenable-{signoff_id}.approval")),
+            signoff_id,
+            user,
+            reenabled,
+            bytes,
+            approvals,
+        })
+    }
+
+    /// Adds an approver's signature of re-enabling the person of sign-off `signoff_id`: a
+    /// new revision, so every host receives it with the re-enable. Refused (422) when it is
+    /// not an SSHSIG in the approval namespace over these re-enable bytes; 409 when that
+    /// key approved this re-enable already.
+    pub async fn approve_reenable(
+        &self,
+        actor: &Actor,
+        signoff_id: i64,
+        signature: &str,
+    ) -> Result<ApprovalRecord> {
+        let mut w = self.write(actor, "signoff.reenable_approve", true).await?;
+        let rev = w.rev();
+        let r = sqlx::query(&format!("{SELECT_SIGNOFF} WHERE s.id = ?"))
+            .bind(signoff_id)
+            .fetch_optional(&mut *w.tx)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("sign-off", signoff_id.to_string()))?;
+        let user: String = r.get(1);
+        let bytes = reenable_bytes(signoff_id, &user)?;
+        let key = check_signature(
+            &bytes,
+            &format!("the re-enable of sign-off {signoff_id}"),
+            &format!("reenable-{signoff_id}"),
+            signature,
+        )?;
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let public_key = key
+            .to_openssh()
+            .map_err(|_| Invalid::new("signature", "names a key that cannot be written"))?;
+        let id = sqlx::query(
+            "INSERT INTO reenable_approvals (signoff_id, fingerprint, public_key, signature,
+               actor, created_at, since_rev) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(signoff_id)
+        .bind(&fingerprint)
+        .bind(&public_key)
+        .bind(signature.trim())
+        .bind(&actor.0)
+        .bind(w.now)
+        .bind(rev)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!(
+                    "key {fingerprint} has already approved the re-enable of sign-off {signoff_id}"
+                )
+            })
+        })?
+        .last_insert_rowid();
+        let record = ApprovalRecord {
+            id,
+            fingerprint: fingerprint.clone(),
+            public_key,
+            signature: signature.trim().to_owned(),
+            submitted_by: actor.0.clone(),
+            created_at: w.now,
+        };
+        w.commit(
+            "signoff.reenable_approve",
+            &format!("user:{user}"),
+            "",
+            serde_json::json!({
+                "signoff": signoff_id,
+                "approval": id,
+                "fingerprint": fingerprint,
+            }),
+        )
+        .await?;
+        Ok(record)
+    }
+}
+
+/// Checks that `signature` is an SSHSIG in the approval namespace over `bytes` (the
+/// canonical bytes of `what`, which `signoff-server approval show ID` prints), by the key
+/// it carries; returns that key.
+fn check_signature(bytes: &[u8], what: &str, id: &str, signature: &str) -> Result<PublicKey> {
     let sig = SshSig::from_pem(signature.trim()).map_err(|_| {
         Invalid::new(
             "signature",
@@ -255,12 +439,11 @@ fn check_signature(grant: &Grant, signature: &str) -> Result<PublicKey> {
         .into());
     }
     let key = PublicKey::from(sig.public_key().clone());
-    key.verify(NAMESPACE, &bytes, &sig).map_err(|_| {
+    key.verify(NAMESPACE, bytes, &sig).map_err(|_| {
         Invalid::new(
             "signature",
             format!(
-                "does not match grant {}'s bytes (signoff-server approval show {} prints them)",
-                grant.id, grant.id
+                "does not match {what}'s bytes (signoff-server approval show {id} prints them)"
             ),
         )
     })?;

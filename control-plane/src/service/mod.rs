@@ -25,6 +25,7 @@ mod stats;
 mod tokens;
 mod users;
 mod webhook;
+mod witness;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,7 +36,9 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::audit;
 use crate::model::Invalid;
 
-pub use approvals::{ApprovalRecord, GrantApprovals, grant_bytes, sign_command};
+pub use approvals::{
+    ApprovalRecord, GrantApprovals, ReenableApprovals, grant_bytes, reenable_bytes, sign_command,
+};
 pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,
@@ -166,6 +169,10 @@ struct Inner {
     reports: reports::ReportQueue,
     /// The `[alerts]` rules in force.
     alert_rules: std::sync::RwLock<Arc<crate::alerts::Rules>>,
+    /// The last audit head signed for hosts, (order key fingerprint and hash, signature):
+    /// every agent's view of a
+    /// revision carries the same head, signed once (`witness.rs`).
+    signed_head: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Service {
@@ -191,6 +198,7 @@ impl Service {
                 contacts: std::sync::Mutex::new(std::collections::HashMap::new()),
                 reports: reports::ReportQueue::default(),
                 alert_rules: std::sync::RwLock::default(),
+                signed_head: std::sync::Mutex::new(None),
             }),
         })
     }

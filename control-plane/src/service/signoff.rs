@@ -399,7 +399,7 @@ impl Service {
         Ok((done && confirmed_at.is_none()).then_some(since_rev))
     }
 
-    fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
+    pub(super) fn order_signer(&self) -> Result<ssh_key::PrivateKey> {
         self.inner
             .order_signer
             .lock()

@@ -543,6 +543,7 @@ async fn stream(
             applied_revision: state.revision(),
             agent_version: "fleet-load".into(),
             heartbeat_secs: 0,
+            witnessed_seq: 0,
         })),
     })
     .await?;

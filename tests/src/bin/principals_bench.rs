@@ -148,6 +148,7 @@ fn view(o: &Options) -> v1::HostView {
         disabled_users: vec![],
         signoffs: vec![],
         trusted_user_ca_keys: vec![],
+        ..Default::default()
     }
 }
 
