@@ -21,7 +21,7 @@ use signoff_proto::v1;
 use signoff_proto::v1::agent_sync_client::AgentSyncClient;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::atomic::write_atomic;
 use crate::config::Config;
@@ -528,10 +528,18 @@ async fn session(
                 sessions.remember();
                 let body = match event {
                     SessionEvent::Started(s) | SessionEvent::Updated(s) => {
+                        let received = Instant::now();
                         let results = enforce(config, signoffs, None, Some(&s), sessions).await;
                         if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
                             return Err(SessionError::Closed);
                         }
+                        debug!(
+                            target: crate::sessions::watch::TIMING,
+                            port = s.source.port(),
+                            received_ms = crate::sessions::watch::unix_ms(Some(received)),
+                            sent_ms = crate::sessions::watch::unix_ms(Some(Instant::now())),
+                            "session sent"
+                        );
                         send_results(&tx, results).await?;
                         let again = reenforce_unsure(config, signoffs, sessions).await;
                         send_results(&tx, again).await?;
