@@ -1299,6 +1299,15 @@ impl Tracker {
             }
             // Announced before its first channel: its shape, now known, is sent.
             if s.ttys != Ttys::NoChannel && self.shape_pending.remove(id) {
+                if let Some(t) = self.timing.get(&id.0) {
+                    debug!(
+                        target: TIMING,
+                        port = s.source.port(),
+                        authenticated_ms = unix_ms(t.authenticated),
+                        channel_ms = unix_ms(t.channel),
+                        "login shape"
+                    );
+                }
                 events.push(SessionEvent::Updated(Box::new(s.clone())));
             }
         }
