@@ -1720,7 +1720,10 @@ mod tests {
         w.fake.remove(112);
         w.fake.remove(110);
         let events = w.scan();
-        assert!(matches!(&events[..], [SessionEvent::Ended(_)]), "{events:?}");
+        assert!(
+            matches!(&events[..], [SessionEvent::Ended(_)]),
+            "{events:?}"
+        );
     }
 
     /// Only a line that is the connection's own, for the monitor's account, and alone
@@ -1734,7 +1737,10 @@ mod tests {
         w.accepted(40001, "root", "root@corp");
         assert!(w.scan().is_empty());
         w.advance(LOG_GRACE + LOG_GRACE);
-        assert!(w.scan().is_empty(), "never announced while not authenticated");
+        assert!(
+            w.scan().is_empty(),
+            "never announced while not authenticated"
+        );
 
         // Two different lines for one connection.
         let mut w = World::new(true);

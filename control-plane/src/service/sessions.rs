@@ -272,6 +272,34 @@ impl Service {
         .await
     }
 
+    /// Queues an agent's report of a new or changed session without waiting for it to be
+    /// written; [`Service::written`] waits. A host's reports that arrive in a row (a storm
+    /// of logins) are queued together and share one commit instead of one each.
+    pub(crate) fn queue_session_started(
+        &self,
+        host: &str,
+        s: &v1::Session,
+    ) -> super::reports::Pending {
+        self.queue_report(Report::SessionStarted {
+            host: host.to_owned(),
+            session: s.clone(),
+        })
+    }
+
+    /// Queues an agent's report of an ended session, as [`Service::queue_session_started`].
+    pub(crate) fn queue_session_ended(
+        &self,
+        host: &str,
+        id: &str,
+        ended_at: i64,
+    ) -> super::reports::Pending {
+        self.queue_report(Report::SessionEnded {
+            host: host.to_owned(),
+            id: id.to_owned(),
+            ended_at,
+        })
+    }
+
     /// An agent reports a session ended.
     pub async fn session_ended(&self, host: &str, id: &str, ended_at: i64) -> Result<()> {
         self.report(Report::SessionEnded {

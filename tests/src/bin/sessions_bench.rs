@@ -835,7 +835,9 @@ fn storm(o: &Options, n: u32) -> Result<()> {
 }
 
 /// `key=value` fields of the agent's timing lines, by client port.
-fn timing_lines(log: &str) -> std::collections::HashMap<u16, std::collections::HashMap<String, u128>> {
+fn timing_lines(
+    log: &str,
+) -> std::collections::HashMap<u16, std::collections::HashMap<String, u128>> {
     let mut out: std::collections::HashMap<u16, std::collections::HashMap<String, u128>> =
         std::collections::HashMap::new();
     for line in log.lines() {
@@ -878,7 +880,10 @@ fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
     let rows: [(&str, &str); 7] = [
         ("seen_ms", "a scan first sees the connection (monitor)"),
         ("line_ms", "the agent reads its Accepted line"),
-        ("authenticated_ms", "titles show it authenticated (session process)"),
+        (
+            "authenticated_ms",
+            "titles show it authenticated (session process)",
+        ),
         ("channel_ms", "its first session channel shows"),
         ("announced_ms", "announced (Started)"),
         ("received_ms", "taken by the sync loop"),
