@@ -870,6 +870,20 @@ fn timing_lines(
 /// `Authenticated to` (sshd accepted the key and logged `Accepted`), in milliseconds.
 fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
     let timing = timing_lines(log);
+    // What the agent warned about meanwhile (a scan that failed holds back every login).
+    let mut warnings: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(" WARN ")) {
+        let what = line
+            .split_once(" WARN ")
+            .map_or(line, |(_, w)| w)
+            .chars()
+            .take(120)
+            .collect::<String>();
+        *warnings.entry(what).or_default() += 1;
+    }
+    for (what, n) in &warnings {
+        println!("agent warning ({n}x): {what}");
+    }
     let (base_i, base_u) = (
         Instant::now(),
         std::time::SystemTime::now()
