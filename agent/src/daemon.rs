@@ -22,7 +22,7 @@ use signoff_proto::v1;
 use signoff_proto::v1::agent_sync_client::AgentSyncClient;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::atomic::write_atomic;
 use crate::config::Config;
@@ -545,6 +545,7 @@ async fn session(
     ));
     let _worker = AbortOnDrop(worker);
     let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
+    let mut last_contact: Option<u64> = None;
     loop {
         let until_renewal =
             Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
@@ -571,10 +572,18 @@ async fn session(
                 sessions.remember();
                 let body = match event {
                     SessionEvent::Started(s) | SessionEvent::Updated(s) => {
+                        let received = Instant::now();
                         let results = enforce(config, signoffs, None, Some(&s), sessions).await;
                         if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
                             return Err(SessionError::Closed);
                         }
+                        debug!(
+                            target: crate::sessions::watch::TIMING,
+                            port = s.source.port(),
+                            received_ms = crate::sessions::watch::unix_ms(Some(received)),
+                            sent_ms = crate::sessions::watch::unix_ms(Some(Instant::now())),
+                            "session sent"
+                        );
                         send_results(&tx, results).await?;
                         let again = reenforce_unsure(config, signoffs, sessions).await;
                         send_results(&tx, again).await?;
@@ -598,8 +607,13 @@ async fn session(
             return Err(SessionError::Closed);
         };
         let at = now();
-        if let Err(e) = state::record_contact(&config.state_dir, at) {
-            warn!(error = %e, "cannot record the contact time");
+        // The file holds Unix seconds: written once per second at most, not once per
+        // message (a burst of kill orders paid an fsync each before it was executed).
+        if last_contact != Some(at) {
+            match state::record_contact(&config.state_dir, at) {
+                Ok(()) => last_contact = Some(at),
+                Err(e) => warn!(error = %e, "cannot record the contact time"),
+            }
         }
         // The audit head first: nothing from a control plane whose log no longer extends
         // the head this host witnessed is applied.
@@ -1007,10 +1021,20 @@ async fn kill_worker(
     nonces_path: PathBuf,
 ) {
     while let Some(first) = queue.recv().await {
+        // Orders sent together (kill-sessions, a sign-off) arrive a message each: take
+        // every one that follows within `KILL_BATCH_QUIET` of the last, for at most
+        // `KILL_BATCH_MAX`, so that they are killed with one set of sweeps.
         let mut batch = vec![first];
-        while let Ok(more) = queue.try_recv() {
-            batch.push(more);
+        let until = tokio::time::Instant::now() + KILL_BATCH_MAX;
+        loop {
+            let quiet = tokio::time::Instant::now() + KILL_BATCH_QUIET;
+            match tokio::time::timeout_at(quiet.min(until), queue.recv()).await {
+                Ok(Some(more)) => batch.push(more),
+                Ok(None) | Err(_) => break,
+            }
         }
+        let started = Instant::now();
+        let orders = batch.len();
         let killer = sessions.clone();
         let path = nonces_path.clone();
         let nonces: Vec<Vec<u8>> = batch.iter().map(|o| o.nonce.clone()).collect();
@@ -1027,6 +1051,11 @@ async fn kill_worker(
                     })
                     .collect(),
             };
+        info!(
+            orders,
+            elapsed_ms = started.elapsed().as_millis(),
+            "kill orders executed"
+        );
         for result in results {
             let msg = v1::AgentMessage {
                 body: Some(v1::agent_message::Body::OrderResult(result)),
@@ -1037,6 +1066,11 @@ async fn kill_worker(
         }
     }
 }
+
+/// How long the kill worker waits for the next order of a burst.
+const KILL_BATCH_QUIET: Duration = Duration::from_millis(5);
+/// How long it gathers a burst at most before it kills.
+const KILL_BATCH_MAX: Duration = Duration::from_millis(50);
 
 /// Kills sessions with every kill journaled: the watcher's handle, and the journal.
 #[derive(Debug, Clone)]

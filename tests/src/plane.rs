@@ -613,7 +613,9 @@ impl Agent {
         Ok(())
     }
 
-    /// Starts `signoff-agent run` (its output appended to [`Agent::log`]).
+    /// Starts `signoff-agent run` (its output appended to [`Agent::log`]), logging at
+    /// `info`, or as `SIGNOFF_AGENT_RUST_LOG` says (`sessions-bench --breakdown` asks for
+    /// the sessions' timing lines that way).
     pub fn start(&mut self) -> Result<()> {
         if self.daemon.is_some() {
             bail!("the agent is already running");
@@ -628,7 +630,10 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(self.config())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SIGNOFF_AGENT_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

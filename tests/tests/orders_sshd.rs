@@ -237,7 +237,15 @@ fn pty_and_non_pty_sessions_appear_with_their_attribution_and_end_when_the_clien
     let key_fingerprint = fleet.user_key.sha256_fingerprint()?;
     for (pty, marker) in [(true, 7101), (false, 7111)] {
         let mut login = Login::open(&fleet, &host, pty, marker, false)?;
-        let session = wait_session(&fleet, &host, &login, "live")?;
+        // Listed from its Accepted line; its tty may follow as an update.
+        let session = wait_for(
+            format_args!("the session from port {} with its tty", login.source_port),
+            WAIT,
+            || {
+                let s = wait_session(&fleet, &host, &login, "live")?;
+                Ok((!pty || s["tty"].as_str().is_some_and(|t| !t.is_empty())).then_some(s))
+            },
+        )?;
         assert_eq!(session["key_id"], KEY_ID, "{session}");
         assert_eq!(session["serial"], SERIAL, "{session}");
         assert_eq!(session["account"], TEST_ACCOUNT, "{session}");

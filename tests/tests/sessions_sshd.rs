@@ -100,10 +100,17 @@ impl Fixture {
             match self.watcher.recv_timeout(left) {
                 Some(SessionEvent::Started(s)) if s.source == source => {
                     let at = Instant::now();
+                    // Announced by its Accepted line before sshd forked the session
+                    // process: its shape follows as an update.
+                    let s = if s.session_process.is_none() && s.ttys == Ttys::NoChannel {
+                        self.shaped(*s, deadline)?
+                    } else {
+                        *s
+                    };
                     if let Some(id) = s.audit_session {
                         self.sshd.track(id);
                     }
-                    return Ok((*s, at));
+                    return Ok((s, at));
                 }
                 Some(SessionEvent::Started(s)) => {
                     bail!("a session started that is not ours: {s:?}")
@@ -119,6 +126,22 @@ impl Fixture {
                     client.stderr(),
                     self.sshd.log()
                 ),
+            }
+        }
+    }
+
+    /// Waits for the update that gives `announced` (a login announced by its log line)
+    /// its shape: the session process and its channel.
+    fn shaped(&self, announced: Session, deadline: Instant) -> Result<Session> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.watcher.recv_timeout(left) {
+                Some(SessionEvent::Updated(s)) if s.id == announced.id => return Ok(*s),
+                Some(SessionEvent::Started(s)) => {
+                    bail!("a session started that is not ours: {s:?}")
+                }
+                Some(_) => {}
+                None => bail!("no update with the shape of {announced:?} within {EVENT_WAIT:?}"),
             }
         }
     }

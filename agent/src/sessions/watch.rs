@@ -49,7 +49,7 @@ use super::log::{self, LogEvent, LogRecord, RecordSplitter};
 use super::procfs::{
     self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector, TableIndex,
 };
-use super::title::Ttys;
+use super::title::{Role, Ttys};
 use super::{Attribution, LingeringProcess, LogSource, Session, SessionId, SessionsConfig};
 use crate::kill::{self, KillError, KillReport, KillTarget};
 
@@ -76,6 +76,32 @@ const ENDED_KEPT: usize = 1024;
 /// Log lines arrive with the clock tick they were read in; allow one tick of rounding
 /// against a process start time.
 const TICK_SLACK: u64 = 1;
+/// The tracing target of the per-login timing lines (at `debug`): when the watcher first
+/// saw a login's connection, its `Accepted` line, its authenticated titles and its first
+/// session channel, and when it announced it, in Unix milliseconds. `sessions-bench
+/// --breakdown` turns them into a per-stage report.
+pub const TIMING: &str = "signoff_agent::sessions::timing";
+
+/// When the stages of one login were first seen (see [`TIMING`]).
+#[derive(Debug, Clone, Copy)]
+struct LoginTiming {
+    seen: Instant,
+    authenticated: Option<Instant>,
+    channel: Option<Instant>,
+}
+
+/// `t` as Unix milliseconds (0 for none), for the timing log.
+pub fn unix_ms(t: Option<Instant>) -> u128 {
+    let Some(t) = t else { return 0 };
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let wall = if t <= now {
+        wall.checked_sub(now.duration_since(t))
+    } else {
+        wall.checked_add(t.duration_since(now))
+    };
+    wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis())
+}
 
 /// A session came, changed state, or went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -775,6 +801,13 @@ struct Tracker {
     records: HashMap<SocketAddr, Vec<LoginRecord>>,
     /// Authenticated logins not announced yet, with when they were first seen.
     first_seen: HashMap<ProcessRef, Instant>,
+    /// Logins announced before their first session channel was known (from their
+    /// `Accepted` line, or after [`CHANNEL_WAIT`]): their shape (ttys) is sent as an
+    /// [`SessionEvent::Updated`] once a channel shows.
+    shape_pending: HashSet<SessionId>,
+    /// When each stage of a connection's login was first seen, for the timing log (see
+    /// [`TIMING`]); only kept while that log is enabled.
+    timing: HashMap<ProcessRef, LoginTiming>,
     urgent: HashMap<SocketAddr, Urgent>,
     /// Client addresses of every connection (authenticated or not) at the last scan.
     last_peers: HashSet<SocketAddr>,
@@ -815,6 +848,8 @@ impl Tracker {
             sessions: BTreeMap::new(),
             records: HashMap::new(),
             first_seen: HashMap::new(),
+            shape_pending: HashSet::new(),
+            timing: HashMap::new(),
             urgent: HashMap::new(),
             last_peers: HashSet::new(),
             records_seen: 0,
@@ -1068,6 +1103,24 @@ impl Tracker {
         }
     }
 
+    /// Whether `conn`, not authenticated by its titles, is by its log: its monitor
+    /// (`U [priv]`) logged an `Accepted` line for it, for that account, and no other,
+    /// read while the connection was up (a line read from the file at start may be an
+    /// older connection's from the same address and port: it never makes a login).
+    fn accepted_by_log(&self, conn: &Connection) -> bool {
+        let Role::Monitor { user } = &conn.monitor_title.role else {
+            return false;
+        };
+        let fresh = self
+            .records
+            .get(&conn.peer)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.fits(conn))
+            .all(|r| !r.is_backfill());
+        fresh && matches!(self.attribution(conn, user), (Attribution::Logged(_), true))
+    }
+
     /// Scans `/proc`; returns what started and ended.
     fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
         // Quiet: the periodic scan, with no log line or login waiting on it.
@@ -1076,10 +1129,39 @@ impl Tracker {
         let scan = self.scanner.scan_at(now, quiet)?;
         let reconcile = now >= self.next_reconcile;
         self.last_peers = scan.connections.iter().map(|c| c.peer).collect();
+        if tracing::enabled!(target: TIMING, tracing::Level::DEBUG) {
+            for c in &scan.connections {
+                let t = self.timing.entry(c.monitor).or_insert(LoginTiming {
+                    seen: now,
+                    authenticated: None,
+                    channel: None,
+                });
+                if c.is_authenticated() && t.authenticated.is_none() {
+                    t.authenticated = Some(now);
+                }
+                if c.ttys().is_some_and(|t| *t != Ttys::NoChannel) && t.channel.is_none() {
+                    t.channel = Some(now);
+                }
+            }
+            let monitors: HashSet<ProcessRef> =
+                scan.connections.iter().map(|c| c.monitor).collect();
+            self.timing.retain(|m, _| monitors.contains(m));
+        } else {
+            self.timing.clear();
+        }
+        // A login is live once its titles show it authenticated, or once its monitor
+        // (`U [priv]`) has logged its `Accepted` line: sshd logs that line when it has
+        // accepted the key, before its post-authentication work (the PAM session, the
+        // session process, the channel), which under load takes seconds. Such a login
+        // is announced at once; its shape follows as an update.
         let live: HashMap<ProcessRef, &Connection> = scan
             .connections
             .iter()
-            .filter(|c| c.is_authenticated())
+            .filter(|c| {
+                c.is_authenticated()
+                    || self.sessions.contains_key(&SessionId(c.monitor))
+                    || self.accepted_by_log(c)
+            })
             .map(|c| (c.monitor, c))
             .collect();
 
@@ -1116,7 +1198,9 @@ impl Tracker {
             };
             let ttys = conn.ttys().cloned().unwrap_or(Ttys::NoChannel);
             let (attribution, logged) = self.attribution(conn, &account);
-            let channel_ready = ttys != Ttys::NoChannel || age >= CHANNEL_WAIT;
+            // Live by its log line alone: announced now, its channel sent later.
+            let early = !conn.is_authenticated();
+            let channel_ready = early || ttys != Ttys::NoChannel || age >= CHANNEL_WAIT;
             let log_ready = logged || !self.log_enabled || age >= LOG_GRACE;
             if !(channel_ready && log_ready) {
                 waiting = true;
@@ -1194,6 +1278,30 @@ impl Tracker {
                     cgroup::login_cgroup_of(&self.procfs, pid, mount)
                 }),
             };
+            if session.ttys == Ttys::NoChannel {
+                self.shape_pending.insert(session.id);
+            }
+            if let Some(t) = self.timing.get(&conn.monitor) {
+                let line = self
+                    .records
+                    .get(&conn.peer)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.fits(conn))
+                    .map(|r| r.seen)
+                    .min();
+                debug!(
+                    target: TIMING,
+                    port = conn.peer.port(),
+                    seen_ms = unix_ms(Some(t.seen)),
+                    line_ms = unix_ms(line),
+                    authenticated_ms = unix_ms(t.authenticated),
+                    channel_ms = unix_ms(t.channel),
+                    announced_ms = unix_ms(Some(now)),
+                    by_line = !conn.is_authenticated(),
+                    "login timing"
+                );
+            }
             // The line is used up; a later one for this connection is a conflict.
             if let Some(list) = self.records.get_mut(&conn.peer) {
                 list.retain(|r| !r.fits(conn));
@@ -1212,7 +1320,16 @@ impl Tracker {
             if let Some(t) = conn.ttys() {
                 s.ttys = t.clone();
             }
-            s.session_process = conn.session_process.as_ref().map(|(p, _)| *p);
+            let session_process = conn.session_process.as_ref().map(|(p, _)| *p);
+            // Announced by its log line before the session process was forked: the
+            // login's cgroup (pam_systemd's scope) is that process's.
+            if s.session_process.is_none()
+                && s.cgroup.is_none()
+                && let (Some(p), Some(mount)) = (session_process, self.cgroup_mount.as_deref())
+            {
+                s.cgroup = cgroup::login_cgroup_of(&self.procfs, p.pid, mount);
+            }
+            s.session_process = session_process;
             // pam_loginuid may set it only after the login was announced.
             if s.audit_session.is_none() {
                 s.audit_session = conn.audit_session;
@@ -1220,11 +1337,28 @@ impl Tracker {
             if refresh && let Some(t) = &index {
                 s.processes = t.members(conn.monitor, conn.audit_session);
             }
+            // Announced before its first channel: its shape, now known, is sent.
+            if s.ttys != Ttys::NoChannel && self.shape_pending.remove(id) {
+                if let Some(t) = self.timing.get(&id.0) {
+                    debug!(
+                        target: TIMING,
+                        port = s.source.port(),
+                        authenticated_ms = unix_ms(t.authenticated),
+                        channel_ms = unix_ms(t.channel),
+                        "login shape"
+                    );
+                }
+                events.push(SessionEvent::Updated(Box::new(s.clone())));
+            }
         }
+        let sessions = &self.sessions;
+        self.shape_pending.retain(|id| sessions.contains_key(id));
 
         // Quick scans go on while a log line's news is not visible yet.
+        // (A login announced by its log line is followed quickly until its channel shows.)
         let connections = &scan.connections;
         let sessions = &self.sessions;
+        let pending = &self.shape_pending;
         self.urgent.retain(|addr, u| {
             if now >= u.until {
                 return false;
@@ -1233,7 +1367,10 @@ impl Tracker {
             if u.end {
                 conns.next().is_some()
             } else {
-                conns.any(|c| !sessions.contains_key(&SessionId(c.monitor)))
+                conns.any(|c| {
+                    let id = SessionId(c.monitor);
+                    !sessions.contains_key(&id) || pending.contains(&id)
+                })
             }
         });
         if reconcile {
@@ -1615,6 +1752,120 @@ mod tests {
             }))]
         );
         assert!(w.tracker.sessions.is_empty());
+    }
+
+    /// Under load sshd's post-authentication work (the PAM session, forking the session
+    /// process) takes seconds after it logged `Accepted`: the login is announced from its
+    /// line and its monitor, and its shape follows as an update.
+    #[test]
+    fn a_login_is_announced_by_its_accepted_line_and_its_shape_follows() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        w.sshd(111, 110, "sshd: alice [net]", AUDIT_UNSET, 11);
+        assert!(w.scan().is_empty(), "not authenticated yet");
+        w.accepted(40001, "alice", "alice@corp");
+        let events = w.scan();
+        let s = started(&events);
+        assert_eq!(s.len(), 1, "{events:?}");
+        assert_eq!(s[0].id.to_string(), "110:110");
+        assert_eq!(s[0].key_id(), Some("alice@corp"));
+        assert_eq!(s[0].ttys, Ttys::NoChannel);
+        assert_eq!(s[0].session_process, None);
+        // Still waiting for its session process: scanned quickly, announced once.
+        assert!(w.tracker.next_scan <= w.now + MAX_STEP);
+        w.advance(Duration::from_millis(5));
+        assert!(w.scan().is_empty());
+        // The session process, with its channel.
+        w.fake.remove(111);
+        w.sshd(112, 110, "sshd: alice@pts/4", 7, 11);
+        w.advance(Duration::from_millis(5));
+        let events = w.scan();
+        let [SessionEvent::Updated(s)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(s.tty(), Some("pts/4"));
+        assert_eq!(s.session_process.map(|p| p.pid), Some(112));
+        assert_eq!(s.key_id(), Some("alice@corp"), "the attribution stays");
+        // Sent once; later channels show in the snapshot only.
+        w.fake.set_cmdline(112, "sshd: alice@pts/4,pts/5");
+        w.advance(Duration::from_millis(5));
+        assert!(w.scan().is_empty());
+        // The monitor goes.
+        w.fake.remove(112);
+        w.fake.remove(110);
+        let events = w.scan();
+        assert!(
+            matches!(&events[..], [SessionEvent::Ended(_)]),
+            "{events:?}"
+        );
+    }
+
+    /// Only a line that is the connection's own, for the monitor's account, and alone
+    /// makes a login of a monitor that titles do not show authenticated.
+    #[test]
+    fn a_line_that_is_not_the_connections_own_announces_nothing_early() {
+        // For another account than the monitor's.
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        w.accepted(40001, "root", "root@corp");
+        assert!(w.scan().is_empty());
+        w.advance(LOG_GRACE + LOG_GRACE);
+        assert!(
+            w.scan().is_empty(),
+            "never announced while not authenticated"
+        );
+
+        // Two different lines for one connection.
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        w.accepted(40001, "alice", "alice@corp");
+        w.accepted(40001, "alice", "mallory@corp");
+        assert!(w.scan().is_empty());
+        // ... announced by its titles then, as conflicting.
+        w.sshd(112, 110, "sshd: alice@notty", 7, 11);
+        let events = w.scan();
+        assert_eq!(started(&events)[0].attribution, Attribution::Conflicting);
+
+        // Logged by another process.
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        let record = LogRecord {
+            pid: Some(999),
+            event: LogEvent::Accepted(Accepted {
+                method: "password".into(),
+                account: "alice".into(),
+                source: addr("127.0.0.1:40001"),
+                key: None,
+            }),
+        };
+        w.tracker.on_record(record, Some(100_000), w.now);
+        assert!(w.scan().is_empty());
+
+        // Logged before the connection began (an earlier connection's line).
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        let record = LogRecord {
+            pid: None,
+            event: LogEvent::Accepted(Accepted {
+                method: "password".into(),
+                account: "alice".into(),
+                source: addr("127.0.0.1:40001"),
+                key: None,
+            }),
+        };
+        w.tracker.on_record(record, Some(50), w.now);
+        assert!(w.scan().is_empty());
+
+        // With the log switched off there is no line: titles only.
+        let mut w = World::new(false);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(110, 100, "sshd: alice [priv]", AUDIT_UNSET, 11);
+        assert!(w.scan().is_empty());
     }
 
     #[test]

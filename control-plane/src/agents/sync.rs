@@ -394,15 +394,58 @@ impl AgentServer {
             let sent = sent_shared.clone();
             tokio::spawn(
                 async move {
+                    // Session reports (started, ended) already received are queued and
+                    // written together, in order, before anything else is handled: a
+                    // storm of logins costs a commit per burst, not one per login.
+                    let mut pending = Vec::new();
                     loop {
-                        match inbound.message().await {
-                            Ok(Some(v1::AgentMessage { body: Some(body) })) => {
-                                this.received(&host, &sent, body).await?;
+                        let message = if pending.is_empty() {
+                            inbound.message().await
+                        } else {
+                            // Another message already here? Otherwise write what is queued.
+                            tokio::select! {
+                                biased;
+                                m = inbound.message() => m,
+                                () = std::future::ready(()) => {
+                                    for p in pending.drain(..) {
+                                        this.service.written(p).await.map_err(internal)?;
+                                    }
+                                    continue;
+                                }
                             }
+                        };
+                        let body = match message {
+                            Ok(Some(v1::AgentMessage { body: Some(body) })) => body,
                             Ok(Some(v1::AgentMessage { body: None })) => {
                                 return Err(Status::invalid_argument("empty message"));
                             }
-                            Ok(None) | Err(_) => return Ok(()), // the agent went away
+                            // The agent went away: what it reported is still written.
+                            Ok(None) | Err(_) => {
+                                for p in pending.drain(..) {
+                                    this.service.written(p).await.map_err(internal)?;
+                                }
+                                return Ok(());
+                            }
+                        };
+                        match body {
+                            v1::agent_message::Body::SessionStarted(s) => {
+                                pending.push(this.service.queue_session_started(&host, &s));
+                            }
+                            v1::agent_message::Body::SessionEnded(e) => {
+                                let ended_at = i64::try_from(e.ended_at).map_err(|_| {
+                                    Status::invalid_argument(
+                                        "ended_at is past the range of Unix times",
+                                    )
+                                })?;
+                                pending
+                                    .push(this.service.queue_session_ended(&host, &e.id, ended_at));
+                            }
+                            body => {
+                                for p in pending.drain(..) {
+                                    this.service.written(p).await.map_err(internal)?;
+                                }
+                                this.received(&host, &sent, body).await?;
+                            }
                         }
                     }
                 }

@@ -272,6 +272,34 @@ impl Service {
         .await
     }
 
+    /// Queues an agent's report of a new or changed session without waiting for it to be
+    /// written; [`Service::written`] waits. A host's reports that arrive in a row (a storm
+    /// of logins) are queued together and share one commit instead of one each.
+    pub(crate) fn queue_session_started(
+        &self,
+        host: &str,
+        s: &v1::Session,
+    ) -> super::reports::Pending {
+        self.queue_report(Report::SessionStarted {
+            host: host.to_owned(),
+            session: s.clone(),
+        })
+    }
+
+    /// Queues an agent's report of an ended session, as [`Service::queue_session_started`].
+    pub(crate) fn queue_session_ended(
+        &self,
+        host: &str,
+        id: &str,
+        ended_at: i64,
+    ) -> super::reports::Pending {
+        self.queue_report(Report::SessionEnded {
+            host: host.to_owned(),
+            id: id.to_owned(),
+            ended_at,
+        })
+    }
+
     /// An agent reports a session ended.
     pub async fn session_ended(&self, host: &str, id: &str, ended_at: i64) -> Result<()> {
         self.report(Report::SessionEnded {
@@ -729,9 +757,12 @@ pub(super) async fn upsert(
         s.ca_fingerprint,
         s.key_fingerprint
     );
-    let before: Option<(String, String, String, String)> = sqlx::query_as(
+    // The tty too: a login announced from its `Accepted` line, before sshd forked its
+    // session process, gets its tty in a later report.
+    let before: Option<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT state, pids, lingering,
-                key_id || char(10) || serial || char(10) || ca_fingerprint || char(10) || key_fingerprint
+                key_id || char(10) || serial || char(10) || ca_fingerprint || char(10) || key_fingerprint,
+                tty
          FROM sessions WHERE host_id = ? AND id = ?",
     )
     .bind(host)
@@ -740,12 +771,13 @@ pub(super) async fn upsert(
     .await?;
     let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
         None => SessionEvent::Started,
-        Some((old_state, _, _, _)) if old_state == "ended" => SessionEvent::Started,
-        Some((old_state, old_pids, old_lingering, old_attribution))
+        Some((old_state, _, _, _, _)) if old_state == "ended" => SessionEvent::Started,
+        Some((old_state, old_pids, old_lingering, old_attribution, old_tty))
             if old_state != state
                 || *old_pids != pids
                 || *old_lingering != lingering
-                || *old_attribution != attribution =>
+                || *old_attribution != attribution
+                || *old_tty != s.tty =>
         {
             SessionEvent::Updated
         }
@@ -759,7 +791,7 @@ pub(super) async fn upsert(
          ON CONFLICT (host_id, id) DO UPDATE SET state = excluded.state, ended_at = NULL,
             pids = excluded.pids, lingering = excluded.lingering, key_id = excluded.key_id,
             serial = excluded.serial, ca_fingerprint = excluded.ca_fingerprint,
-            key_fingerprint = excluded.key_fingerprint",
+            key_fingerprint = excluded.key_fingerprint, tty = excluded.tty",
     )
     .bind(host)
     .bind(&s.id)
@@ -916,6 +948,34 @@ mod tests {
         };
         svc.session_started("web1", &cert).await.unwrap();
         assert_eq!(svc.get_session("web1", "3:1").await.unwrap().user, None);
+    }
+
+    /// A login announced from its `Accepted` line has no tty yet: the agent's later
+    /// report with it updates the record and says so on the feed.
+    #[tokio::test]
+    async fn a_later_report_with_the_tty_updates_the_session() {
+        let (svc, _) = service().await;
+        let mut events = svc.watch_sessions();
+        svc.session_started("web1", &live("1:1")).await.unwrap();
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().tty, "");
+        let shaped = v1::Session {
+            tty: "pts/3".into(),
+            ..live("1:1")
+        };
+        svc.session_started("web1", &shaped).await.unwrap();
+        assert_eq!(svc.get_session("web1", "1:1").await.unwrap().tty, "pts/3");
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            kinds.push(match e {
+                SessionEvent::Started(_) => "started",
+                SessionEvent::Updated(_) => "updated",
+                _ => "other",
+            });
+        }
+        assert_eq!(kinds, ["started", "updated"]);
+        // The same report again changes nothing.
+        svc.session_started("web1", &shaped).await.unwrap();
+        assert!(events.try_recv().is_err());
     }
 
     fn live(id: &str) -> v1::Session {

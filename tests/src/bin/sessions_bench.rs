@@ -70,7 +70,14 @@ struct Options {
     /// Idle processes started beside the bench, for a host as busy as a build machine.
     #[arg(long, value_name = "N", default_value_t = 0)]
     host_processes: u32,
+    /// With `--storm`: where each login waited, stage by stage, from the agent's timing
+    /// log (the agent is started with `signoff_agent::sessions::timing=debug`).
+    #[arg(long)]
+    breakdown: bool,
 }
+
+/// The agent's log filter with its timing lines (see `--breakdown`).
+const TIMING_LOG: &str = "info,signoff_agent::sessions::timing=debug";
 
 /// One Server-Sent Event as it arrived.
 #[derive(Debug, Clone)]
@@ -298,6 +305,15 @@ impl Drop for Ballast {
 fn main() -> Result<()> {
     let o = <Options as clap::Parser>::parse();
     let _ballast = Ballast::start(o.host_processes)?;
+    if o.breakdown && std::env::var_os("SIGNOFF_AGENT_RUST_LOG").is_none() {
+        // The test harness starts the agent with this filter; it is read from the
+        // environment, which this program does not change in itself: run it again.
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env("SIGNOFF_AGENT_RUST_LOG", TIMING_LOG)
+            .status()?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
     if let Some(n) = o.storm {
         return storm(&o, n);
     }
@@ -645,6 +661,7 @@ fn storm(o: &Options, n: u32) -> Result<()> {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let mut listed = Vec::new();
+    let mut stages = Vec::new();
     let mut unauthenticated = 0;
     let mut unlisted = 0;
     for l in &logins {
@@ -665,7 +682,10 @@ fn storm(o: &Options, n: u32) -> Result<()> {
             .iter()
             .find(|e| e.name == "started" && e.data["source_port"] == u64::from(port))
         {
-            Some(e) => listed.push(e.at.saturating_duration_since(authenticated)),
+            Some(e) => {
+                listed.push(e.at.saturating_duration_since(authenticated));
+                stages.push((port, authenticated, e.at));
+            }
             None => unlisted += 1,
         }
     }
@@ -808,7 +828,125 @@ fn storm(o: &Options, n: u32) -> Result<()> {
     if confirmed.is_none() {
         println!("last sign-off record: {last}");
     }
+    if o.breakdown {
+        breakdown(&host.agent.log(), &stages);
+    }
     Ok(())
+}
+
+/// `key=value` fields of the agent's timing lines, by client port.
+fn timing_lines(
+    log: &str,
+) -> std::collections::HashMap<u16, std::collections::HashMap<String, u128>> {
+    let mut out: std::collections::HashMap<u16, std::collections::HashMap<String, u128>> =
+        std::collections::HashMap::new();
+    for line in log.lines() {
+        let Some((_, rest)) = line.split_once("signoff_agent::sessions::timing: ") else {
+            continue;
+        };
+        let fields: std::collections::HashMap<String, u128> = rest
+            .split_whitespace()
+            .filter_map(|f| f.split_once('='))
+            .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+            .collect();
+        let Some(port) = fields.get("port").and_then(|p| u16::try_from(*p).ok()) else {
+            continue;
+        };
+        let entry = out.entry(port).or_default();
+        // The first value of each field wins (a stage is seen once), except a zero.
+        for (k, v) in fields {
+            if v != 0 {
+                entry.entry(k).or_insert(v);
+            }
+        }
+        if line.contains("by_line=true") {
+            entry.entry("by_line".into()).or_insert(1);
+        }
+    }
+    out
+}
+
+/// `--breakdown`: for each listed login, when each stage happened, from the client's
+/// `Authenticated to` (sshd accepted the key and logged `Accepted`), in milliseconds.
+fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
+    let timing = timing_lines(log);
+    // What the agent warned about meanwhile (a scan that failed holds back every login).
+    let mut warnings: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(" WARN ")) {
+        let what = line
+            .split_once(" WARN ")
+            .map_or(line, |(_, w)| w)
+            .chars()
+            .take(120)
+            .collect::<String>();
+        *warnings.entry(what).or_default() += 1;
+    }
+    for (what, n) in &warnings {
+        println!("agent warning ({n}x): {what}");
+    }
+    let (base_i, base_u) = (
+        Instant::now(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
+    let unix = |i: Instant| base_u - ms(base_i.saturating_duration_since(i));
+    let rows: [(&str, &str); 7] = [
+        ("seen_ms", "a scan first sees the connection (monitor)"),
+        ("line_ms", "the agent reads its Accepted line"),
+        (
+            "authenticated_ms",
+            "titles show it authenticated (session process)",
+        ),
+        ("channel_ms", "its first session channel shows"),
+        ("announced_ms", "announced (Started)"),
+        ("received_ms", "taken by the sync loop"),
+        ("sent_ms", "sent to the control plane"),
+    ];
+    let mut by_line = 0;
+    let mut matched = 0;
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); rows.len() + 1];
+    for (port, authenticated, event) in stages {
+        let Some(t) = timing.get(port) else { continue };
+        matched += 1;
+        if t.contains_key("by_line") {
+            by_line += 1;
+        }
+        let a = unix(*authenticated);
+        for (i, (key, _)) in rows.iter().enumerate() {
+            if let Some(v) = t.get(*key) {
+                columns[i].push(*v as f64 - a);
+            }
+        }
+        columns[rows.len()].push(unix(*event) - a);
+    }
+    println!(
+        "breakdown: {matched} of {} listed logins in the agent's timing log, {by_line} announced \
+         by their Accepted line (before titles showed them authenticated); ms from the client's \
+         `Authenticated to`, p50 / p99 / max (n):",
+        stages.len()
+    );
+    let names = rows
+        .iter()
+        .map(|(_, n)| *n)
+        .chain(std::iter::once("started event on the feed"));
+    for (name, mut v) in names.zip(columns) {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if v.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            v[i]
+        };
+        println!(
+            "  {name}: {:.0} / {:.0} / {:.0} ({})",
+            at(0.5),
+            at(0.99),
+            v.last().copied().unwrap_or(f64::NAN),
+            v.len()
+        );
+    }
 }
 
 /// `--lookup N`: what finding a connection's addresses costs, with N other connections
