@@ -245,8 +245,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         return Err(DaemonError::AlreadyRunning(config.state_dir.clone()));
     }
     remove_leftover_temp_files(&config);
-    let mut identity = Identity::load(&config.identity_dir)?;
-    let mut guards = Guards::load(&config)?;
+    let identity = Identity::load(&config.identity_dir)?;
+    let guards = Guards::load(&config)?;
     let mut state = match state::load(&config.state_dir) {
         Ok(Some(s)) => {
             info!(revision = s.revision(), "host view loaded");
@@ -268,7 +268,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             State::new()
         }
     };
-    let mut signoffs = match Signoffs::load(&config.state_dir) {
+    let signoffs = match Signoffs::load(&config.state_dir) {
         Ok(s) => s,
         Err(e) => {
             // Which statements are in force is unknown: ask for a snapshot (revision 0),
@@ -280,7 +280,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     // sshd's TrustedUserCAKeys, when this agent keeps it: the file is its persisted form.
     // Without the file the keys are unknown: ask for a snapshot (revision 0).
-    let mut trusted_cas = match &config.trusted_user_ca_keys {
+    let trusted_cas = match &config.trusted_user_ca_keys {
         None => None,
         Some(path) => match TrustedCas::load(path) {
             Ok(Some(cas)) => Some(cas),
@@ -295,7 +295,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         },
     };
-    let mut status = DaemonStatus {
+    let status = DaemonStatus {
         connected: false,
         server: identity.server.clone(),
         host_id: identity.host_id.clone(),
@@ -314,7 +314,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             KillJournal::empty(&config.state_dir)
         }
     };
-    let (events_tx, mut events) = mpsc::channel(4096);
+    let (events_tx, events) = mpsc::channel(4096);
     let boot = crate::sessions::procfs::Procfs::default()
         .boot_time()
         .unwrap_or(UNIX_EPOCH);
@@ -345,23 +345,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         warn!(error = %e, "finishing journaled kills failed");
     }
     // Results of sign-off enforcement not yet told to the control plane.
-    let mut unreported: Vec<v1::SignoffResult> = Vec::new();
+    let unreported: Vec<v1::SignoffResult> = Vec::new();
     // Refused login attempts not yet sent, rate-bounded.
-    let mut refused = RefusedOutbox::new(
+    let refused = RefusedOutbox::new(
         config.sessions.refused_rate,
         config.sessions.refused_burst,
         Instant::now(),
     );
 
+    let mut d = Daemon {
+        config: &config,
+        identity,
+        state,
+        signoffs,
+        trusted_cas,
+        guards,
+        status,
+        sessions,
+        events,
+        unreported,
+        refused,
+    };
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = session(&config, &mut identity, &mut state, &mut signoffs, &mut trusted_cas, &mut unreported, &mut refused, &mut status, &sessions, &mut events, &mut guards) => r,
+            r = d.session() => r,
             () = &mut shutdown => {
-                blocking(|| sessions.save_now());
-                stopped(&config, &mut status);
+                blocking(|| d.sessions.save_now());
+                stopped(&config, &mut d.status);
                 return Ok(());
             }
         };
@@ -370,10 +383,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Err(e) => e,
         };
         warn!(error = %error_chain(&error), "sync stream ended; reconnecting");
-        status.connected = false;
-        status.since = now();
-        status.last_error = Some(error_chain(&error));
-        write_status(&config.state_dir, &status);
+        d.status.connected = false;
+        d.status.since = now();
+        d.status.last_error = Some(error_chain(&error));
+        write_status(&config.state_dir, &d.status);
         if started.elapsed() >= HEALTHY {
             backoff.reset();
         }
@@ -384,22 +397,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             tokio::select! {
                 () = &mut wake => break,
                 () = &mut shutdown => {
-                blocking(|| sessions.save_now());
-                stopped(&config, &mut status);
+                blocking(|| d.sessions.save_now());
+                stopped(&config, &mut d.status);
                 return Ok(());
             }
                 // Session events while disconnected: the full list sent on reconnect
                 // covers them; a signed-off person's new session still ends at once.
-                Some(event) = events.recv() => {
+                Some(event) = d.events.recv() => {
                     if let SessionEvent::Refused { attempt, at } = &event {
-                        refused.push(attempt, *at, Instant::now());
+                        d.refused.push(attempt, *at, Instant::now());
                         continue;
                     }
-                    sessions.remember();
+                    d.sessions.remember();
                     if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
-                        unreported.extend(enforce(&config, &signoffs, None, Some(&s), &sessions).await);
+                        d.unreported.extend(enforce(&config, &d.signoffs, None, Some(&s), &d.sessions).await);
                     }
-                    unreported.extend(reenforce_unsure(&config, &signoffs, &sessions).await);
+                    d.unreported.extend(reenforce_unsure(&config, &d.signoffs, &d.sessions).await);
                 }
             }
         }
@@ -459,292 +472,319 @@ fn client(
     )?))
 }
 
-/// One connection: renew if due, then the sync stream until it fails.
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    config: &Config,
-    identity: &mut Identity,
-    state: &mut State,
-    signoffs: &mut Signoffs,
-    trusted_cas: &mut Option<TrustedCas>,
-    unreported: &mut Vec<v1::SignoffResult>,
-    refused: &mut RefusedOutbox,
-    status: &mut DaemonStatus,
-    sessions: &Killer,
-    events: &mut mpsc::Receiver<SessionEvent>,
-    guards: &mut Guards,
-) -> Result<(), SessionError> {
-    let mut sync = client(identity)?;
-    if identity.renewal_due(i64::try_from(now()).unwrap_or(i64::MAX)) {
-        identity
-            .renew(&mut sync)
-            .await
-            .map_err(SessionError::Renew)?;
-        info!(not_after = identity.not_after, "client certificate renewed");
-        sync = client(identity)?;
-    }
-    let (tx, rx) = mpsc::channel(16);
-    let hello = v1::AgentMessage {
-        body: Some(v1::agent_message::Body::Hello(v1::Hello {
-            host_id: identity.host_id.clone(),
-            applied_revision: state.revision(),
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            heartbeat_secs: heartbeat_secs(config),
-            witnessed_seq: guards.witnessed_seq(),
-        })),
-    };
-    // The channel has room: this cannot block.
-    let _ = tx.send(hello).await;
-    let mut stream = sync.sync(ReceiverStream::new(rx)).await?.into_inner();
-    status.connected = true;
-    status.since = now();
-    status.last_error = None;
-    write_status(&config.state_dir, status);
-    info!(server = %identity.server, revision = state.revision(), "sync stream up");
-    // The outcome of every kill order journaled lately, before the session list: the
-    // control plane records the first result of each order and ignores repeats, and once
-    // the list arrives it settles every order of this host that still has no result.
-    for result in sessions.journaled_order_results() {
-        let msg = v1::AgentMessage {
-            body: Some(v1::agent_message::Body::OrderResult(result)),
-        };
-        if tx.send(msg).await.is_err() {
-            return Err(SessionError::Closed);
-        }
-    }
-    // Every live session, so the control plane's view heals after any gap.
-    let list = v1::AgentMessage {
-        body: Some(v1::agent_message::Body::SessionList(v1::SessionList {
-            sessions: sessions
-                .watcher
-                .snapshot()
-                .iter()
-                .map(to_proto_session)
-                .collect(),
-        })),
-    };
-    if tx.send(list).await.is_err() {
-        return Err(SessionError::Closed);
-    }
-    // Every statement this host holds, enforced again and reported: a result lost with a
-    // previous stream must not leave a sign-off waiting for this host forever.
-    let mut results = std::mem::take(unreported);
-    results.extend(enforce(config, signoffs, None, None, sessions).await);
-    send_results(&tx, results).await?;
+/// What the daemon keeps across connections to the control plane: what it has applied and
+/// persisted, what it owes the control plane, and the session watcher's feed. One
+/// connection at a time borrows it all ([`Daemon::session`]).
+struct Daemon<'c> {
+    config: &'c Config,
+    identity: Identity,
+    /// The applied host view.
+    state: State,
+    /// The sign-off statements in force.
+    signoffs: Signoffs,
+    /// sshd's `TrustedUserCAKeys`, when this agent keeps it.
+    trusted_cas: Option<TrustedCas>,
+    /// Re-enable holds and the witnessed audit head.
+    guards: Guards,
+    status: DaemonStatus,
+    sessions: Killer,
+    events: mpsc::Receiver<SessionEvent>,
+    /// Results of sign-off enforcement not yet told to the control plane.
+    unreported: Vec<v1::SignoffResult>,
+    /// Refused login attempts not yet sent, rate-bounded.
+    refused: RefusedOutbox,
+}
 
-    // Kill orders are executed beside this loop, so that the stream (deltas, heartbeats,
-    // more orders) never waits on a kill, and orders arriving together are killed
-    // together. Aborted with this stream; a kill under way finishes on its blocking thread
-    // and its result is re-reported from the journal on the next stream.
-    let (kills, queue) = mpsc::unbounded_channel();
-    let worker = tokio::spawn(kill_worker(
-        queue,
-        tx.clone(),
-        sessions.clone(),
-        config.state_dir.join(NONCE_FILE),
-    ));
-    let _worker = AbortOnDrop(worker);
-    let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
-    let mut last_contact: Option<u64> = None;
-    loop {
-        let until_renewal =
-            Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
-        let message = tokio::select! {
-            m = stream.message() => m?,
-            // Renewal is due: end this stream; the next session renews first.
-            () = tokio::time::sleep(until_renewal) => return Ok(()),
-            // Refused attempts go out in batches, whatever piled up meanwhile; a full
-            // channel waits here rather than growing the queue past its bound.
-            permit = tx.reserve(), if refused.has_news() => {
-                let Ok(permit) = permit else {
-                    return Err(SessionError::Closed);
-                };
-                permit.send(v1::AgentMessage {
-                    body: Some(v1::agent_message::Body::RefusedAttempts(refused.take())),
-                });
-                continue;
-            }
-            Some(event) = events.recv() => {
-                if let SessionEvent::Refused { attempt, at } = &event {
-                    refused.push(attempt, *at, Instant::now());
-                    continue;
-                }
-                sessions.remember();
-                let body = match event {
-                    SessionEvent::Started(s) | SessionEvent::Updated(s) => {
-                        let received = Instant::now();
-                        let results = enforce(config, signoffs, None, Some(&s), sessions).await;
-                        if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
-                            return Err(SessionError::Closed);
-                        }
-                        debug!(
-                            target: crate::sessions::watch::TIMING,
-                            port = s.source.port(),
-                            received_ms = crate::sessions::watch::unix_ms(Some(received)),
-                            sent_ms = crate::sessions::watch::unix_ms(Some(Instant::now())),
-                            "session sent"
-                        );
-                        send_results(&tx, results).await?;
-                        let again = reenforce_unsure(config, signoffs, sessions).await;
-                        send_results(&tx, again).await?;
-                        continue;
-                    }
-                    SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
-                        id: id.to_string(),
-                        ended_at: now(),
-                    }),
-                    SessionEvent::Refused { .. } => continue,
-                };
-                if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
-                    return Err(SessionError::Closed);
-                }
-                let again = reenforce_unsure(config, signoffs, sessions).await;
-                send_results(&tx, again).await?;
-                continue;
-            }
-        };
-        let Some(message) = message else {
-            return Err(SessionError::Closed);
-        };
-        let at = now();
-        // The file holds Unix seconds: written once per second at most, not once per
-        // message (a burst of kill orders paid an fsync each before it was executed).
-        if last_contact != Some(at) {
-            match state::record_contact(&config.state_dir, at) {
-                Ok(()) => last_contact = Some(at),
-                Err(e) => warn!(error = %e, "cannot record the contact time"),
-            }
+impl Daemon<'_> {
+    /// One connection: renew if due, then the sync stream until it fails.
+    async fn session(&mut self) -> Result<(), SessionError> {
+        let config = self.config;
+        let Daemon {
+            config: _,
+            identity,
+            state,
+            signoffs,
+            trusted_cas,
+            guards,
+            status,
+            sessions,
+            events,
+            unreported,
+            refused,
+        } = self;
+        let sessions: &Killer = sessions;
+        let mut sync = client(identity)?;
+        if identity.renewal_due(i64::try_from(now()).unwrap_or(i64::MAX)) {
+            identity
+                .renew(&mut sync)
+                .await
+                .map_err(SessionError::Renew)?;
+            info!(not_after = identity.not_after, "client certificate renewed");
+            sync = client(identity)?;
         }
-        // The audit head first: nothing from a control plane whose log no longer extends
-        // the head this host witnessed is applied.
-        let carried = match &message.body {
-            Some(v1::control_message::Body::Snapshot(v)) => {
-                Some((v.audit_head.as_ref(), &v.audit_links))
-            }
-            Some(v1::control_message::Body::Delta(d)) => {
-                Some((d.audit_head.as_ref(), &d.audit_links))
-            }
-            _ => None,
+        let (tx, rx) = mpsc::channel(16);
+        let hello = v1::AgentMessage {
+            body: Some(v1::agent_message::Body::Hello(v1::Hello {
+                host_id: identity.host_id.clone(),
+                applied_revision: state.revision(),
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                heartbeat_secs: heartbeat_secs(config),
+                witnessed_seq: guards.witnessed_seq(),
+            })),
         };
-        if let Some((head, links)) = carried {
-            match blocking(|| guards.check_head(config, head, links)) {
-                Ok(()) => {
-                    if status.witness_refusal.take().is_some() {
-                        write_status(&config.state_dir, status);
-                    }
-                }
-                Err(refusal) => {
-                    error!(held_seq = refusal.held_seq, held_hash = %refusal.held_hash, reason = %refusal.reason, "REFUSING the control plane: its audit log no longer extends the head this host witnessed; nothing it sends is applied");
-                    status.witness_refusal = Some(refusal.reason.clone());
-                    write_status(&config.state_dir, status);
-                    let reason = refusal.reason.clone();
-                    let msg = v1::AgentMessage {
-                        body: Some(v1::agent_message::Body::WitnessRefusal(refusal)),
-                    };
-                    let _ = tx.send(msg).await;
-                    return Err(SessionError::WitnessRefused(reason));
-                }
-            }
-        }
-        let reenables: Vec<v1::Reenable> = match &message.body {
-            Some(v1::control_message::Body::Snapshot(v)) => v.reenables.clone(),
-            Some(v1::control_message::Body::Delta(d)) => d.upsert_reenables.clone(),
-            _ => Vec::new(),
-        };
-        let applied = match message.body {
-            Some(v1::control_message::Body::Snapshot(view)) => {
-                signoffs.replace(&view.signoffs);
-                if let Some(cas) = trusted_cas.as_mut() {
-                    cas.replace(&view.trusted_user_ca_keys);
-                }
-                *state = State::from_snapshot(view)?;
-                Some(signoffs.ids())
-            }
-            Some(v1::control_message::Body::Delta(delta)) => {
-                state.apply_delta(&delta)?;
-                if let Some(cas) = trusted_cas.as_mut() {
-                    cas.apply(
-                        &delta.add_trusted_user_ca_keys,
-                        &delta.remove_trusted_user_ca_keys,
-                    );
-                }
-                Some(signoffs.apply(&delta.add_signoffs, &delta.remove_signoffs))
-            }
-            Some(v1::control_message::Body::Kill(order)) => {
-                match verify_kill(config, &identity.host_id, &order, at, sessions) {
-                    Ok(verified) => {
-                        // The worker lives as long as this loop: it cannot be gone.
-                        let _ = kills.send(verified);
-                    }
-                    Err(result) => {
-                        let msg = v1::AgentMessage {
-                            body: Some(v1::agent_message::Body::OrderResult(result)),
-                        };
-                        if tx.send(msg).await.is_err() {
-                            return Err(SessionError::Closed);
-                        }
-                    }
-                }
-                None
-            }
-            Some(v1::control_message::Body::Heartbeat(_)) | None => None,
-        };
-        if let Some(new_statements) = applied {
-            // The holds of the statements this view brought (those that verify), and of
-            // its re-enables.
-            let enforced: Vec<Enforceable> =
-                if config.approvals.is_some() && !new_statements.is_empty() {
-                    match &config.allowed_signers {
-                        Some(path) => match orders::load_allowed_signers(path) {
-                            Ok(keys) => signoffs
-                                .check(Some(&new_statements), Ok(&keys))
-                                .into_iter()
-                                .filter_map(Result::ok)
-                                .collect(),
-                            Err(_) => Vec::new(),
-                        },
-                        None => Vec::new(),
-                    }
-                } else {
-                    Vec::new()
-                };
-            // fsync-heavy: off the async workers. The holds and the statements go first:
-            // the host view carries the revision, so a crash in between makes the control
-            // plane resend them.
-            let report = blocking(|| {
-                guards.update_holds(config, &enforced, &reenables)?;
-                signoffs.persist(&config.state_dir)?;
-                if let (Some(cas), Some(path)) =
-                    (trusted_cas.as_mut(), &config.trusted_user_ca_keys)
-                {
-                    cas.persist(path, false)?;
-                }
-                let held = guards.held_revocations();
-                Ok::<_, SessionError>(state.persist_holding(
-                    &config.state_dir,
-                    &config.krl_path,
-                    at,
-                    held.as_ref(),
-                )?)
-            })?;
-            info!(
-                revision = state.revision(),
-                bytes = report.state_bytes,
-                "host view applied"
-            );
-            let ack = v1::AgentMessage {
-                body: Some(v1::agent_message::Body::Ack(v1::Ack {
-                    revision: state.revision(),
-                })),
+        // The channel has room: this cannot block.
+        let _ = tx.send(hello).await;
+        let mut stream = sync.sync(ReceiverStream::new(rx)).await?.into_inner();
+        status.connected = true;
+        status.since = now();
+        status.last_error = None;
+        write_status(&config.state_dir, status);
+        info!(server = %identity.server, revision = state.revision(), "sync stream up");
+        // The outcome of every kill order journaled lately, before the session list: the
+        // control plane records the first result of each order and ignores repeats, and once
+        // the list arrives it settles every order of this host that still has no result.
+        for result in sessions.journaled_order_results() {
+            let msg = v1::AgentMessage {
+                body: Some(v1::agent_message::Body::OrderResult(result)),
             };
-            if tx.send(ack).await.is_err() {
+            if tx.send(msg).await.is_err() {
                 return Err(SessionError::Closed);
             }
-            // Revocations and disabled identities are in force now; then the sessions.
-            if !new_statements.is_empty() {
-                let results =
-                    enforce(config, signoffs, Some(&new_statements), None, sessions).await;
-                send_results(&tx, results).await?;
+        }
+        // Every live session, so the control plane's view heals after any gap.
+        let list = v1::AgentMessage {
+            body: Some(v1::agent_message::Body::SessionList(v1::SessionList {
+                sessions: sessions
+                    .watcher
+                    .snapshot()
+                    .iter()
+                    .map(to_proto_session)
+                    .collect(),
+            })),
+        };
+        if tx.send(list).await.is_err() {
+            return Err(SessionError::Closed);
+        }
+        // Every statement this host holds, enforced again and reported: a result lost with a
+        // previous stream must not leave a sign-off waiting for this host forever.
+        let mut results = std::mem::take(unreported);
+        results.extend(enforce(config, signoffs, None, None, sessions).await);
+        send_results(&tx, results).await?;
+
+        // Kill orders are executed beside this loop, so that the stream (deltas, heartbeats,
+        // more orders) never waits on a kill, and orders arriving together are killed
+        // together. Aborted with this stream; a kill under way finishes on its blocking thread
+        // and its result is re-reported from the journal on the next stream.
+        let (kills, queue) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(kill_worker(
+            queue,
+            tx.clone(),
+            sessions.clone(),
+            config.state_dir.join(NONCE_FILE),
+        ));
+        let _worker = AbortOnDrop(worker);
+        let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
+        let mut last_contact: Option<u64> = None;
+        loop {
+            let until_renewal =
+                Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
+            let message = tokio::select! {
+                m = stream.message() => m?,
+                // Renewal is due: end this stream; the next session renews first.
+                () = tokio::time::sleep(until_renewal) => return Ok(()),
+                // Refused attempts go out in batches, whatever piled up meanwhile; a full
+                // channel waits here rather than growing the queue past its bound.
+                permit = tx.reserve(), if refused.has_news() => {
+                    let Ok(permit) = permit else {
+                        return Err(SessionError::Closed);
+                    };
+                    permit.send(v1::AgentMessage {
+                        body: Some(v1::agent_message::Body::RefusedAttempts(refused.take())),
+                    });
+                    continue;
+                }
+                Some(event) = events.recv() => {
+                    if let SessionEvent::Refused { attempt, at } = &event {
+                        refused.push(attempt, *at, Instant::now());
+                        continue;
+                    }
+                    sessions.remember();
+                    let body = match event {
+                        SessionEvent::Started(s) | SessionEvent::Updated(s) => {
+                            let received = Instant::now();
+                            let results = enforce(config, signoffs, None, Some(&s), sessions).await;
+                            if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
+                                return Err(SessionError::Closed);
+                            }
+                            debug!(
+                                target: crate::sessions::watch::TIMING,
+                                port = s.source.port(),
+                                received_ms = crate::sessions::watch::unix_ms(Some(received)),
+                                sent_ms = crate::sessions::watch::unix_ms(Some(Instant::now())),
+                                "session sent"
+                            );
+                            send_results(&tx, results).await?;
+                            let again = reenforce_unsure(config, signoffs, sessions).await;
+                            send_results(&tx, again).await?;
+                            continue;
+                        }
+                        SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
+                            id: id.to_string(),
+                            ended_at: now(),
+                        }),
+                        SessionEvent::Refused { .. } => continue,
+                    };
+                    if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
+                        return Err(SessionError::Closed);
+                    }
+                    let again = reenforce_unsure(config, signoffs, sessions).await;
+                    send_results(&tx, again).await?;
+                    continue;
+                }
+            };
+            let Some(message) = message else {
+                return Err(SessionError::Closed);
+            };
+            let at = now();
+            // The file holds Unix seconds: written once per second at most, not once per
+            // message (a burst of kill orders paid an fsync each before it was executed).
+            if last_contact != Some(at) {
+                match state::record_contact(&config.state_dir, at) {
+                    Ok(()) => last_contact = Some(at),
+                    Err(e) => warn!(error = %e, "cannot record the contact time"),
+                }
+            }
+            // The audit head first: nothing from a control plane whose log no longer extends
+            // the head this host witnessed is applied.
+            let carried = match &message.body {
+                Some(v1::control_message::Body::Snapshot(v)) => {
+                    Some((v.audit_head.as_ref(), &v.audit_links))
+                }
+                Some(v1::control_message::Body::Delta(d)) => {
+                    Some((d.audit_head.as_ref(), &d.audit_links))
+                }
+                _ => None,
+            };
+            if let Some((head, links)) = carried {
+                match blocking(|| guards.check_head(config, head, links)) {
+                    Ok(()) => {
+                        if status.witness_refusal.take().is_some() {
+                            write_status(&config.state_dir, status);
+                        }
+                    }
+                    Err(refusal) => {
+                        error!(held_seq = refusal.held_seq, held_hash = %refusal.held_hash, reason = %refusal.reason, "REFUSING the control plane: its audit log no longer extends the head this host witnessed; nothing it sends is applied");
+                        status.witness_refusal = Some(refusal.reason.clone());
+                        write_status(&config.state_dir, status);
+                        let reason = refusal.reason.clone();
+                        let msg = v1::AgentMessage {
+                            body: Some(v1::agent_message::Body::WitnessRefusal(refusal)),
+                        };
+                        let _ = tx.send(msg).await;
+                        return Err(SessionError::WitnessRefused(reason));
+                    }
+                }
+            }
+            let reenables: Vec<v1::Reenable> = match &message.body {
+                Some(v1::control_message::Body::Snapshot(v)) => v.reenables.clone(),
+                Some(v1::control_message::Body::Delta(d)) => d.upsert_reenables.clone(),
+                _ => Vec::new(),
+            };
+            let applied = match message.body {
+                Some(v1::control_message::Body::Snapshot(view)) => {
+                    signoffs.replace(&view.signoffs);
+                    if let Some(cas) = trusted_cas.as_mut() {
+                        cas.replace(&view.trusted_user_ca_keys);
+                    }
+                    *state = State::from_snapshot(view)?;
+                    Some(signoffs.ids())
+                }
+                Some(v1::control_message::Body::Delta(delta)) => {
+                    state.apply_delta(&delta)?;
+                    if let Some(cas) = trusted_cas.as_mut() {
+                        cas.apply(
+                            &delta.add_trusted_user_ca_keys,
+                            &delta.remove_trusted_user_ca_keys,
+                        );
+                    }
+                    Some(signoffs.apply(&delta.add_signoffs, &delta.remove_signoffs))
+                }
+                Some(v1::control_message::Body::Kill(order)) => {
+                    match verify_kill(config, &identity.host_id, &order, at, sessions) {
+                        Ok(verified) => {
+                            // The worker lives as long as this loop: it cannot be gone.
+                            let _ = kills.send(verified);
+                        }
+                        Err(result) => {
+                            let msg = v1::AgentMessage {
+                                body: Some(v1::agent_message::Body::OrderResult(result)),
+                            };
+                            if tx.send(msg).await.is_err() {
+                                return Err(SessionError::Closed);
+                            }
+                        }
+                    }
+                    None
+                }
+                Some(v1::control_message::Body::Heartbeat(_)) | None => None,
+            };
+            if let Some(new_statements) = applied {
+                // The holds of the statements this view brought (those that verify), and of
+                // its re-enables.
+                let enforced: Vec<Enforceable> =
+                    if config.approvals.is_some() && !new_statements.is_empty() {
+                        match &config.allowed_signers {
+                            Some(path) => match orders::load_allowed_signers(path) {
+                                Ok(keys) => signoffs
+                                    .check(Some(&new_statements), Ok(&keys))
+                                    .into_iter()
+                                    .filter_map(Result::ok)
+                                    .collect(),
+                                Err(_) => Vec::new(),
+                            },
+                            None => Vec::new(),
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                // fsync-heavy: off the async workers. The holds and the statements go first:
+                // the host view carries the revision, so a crash in between makes the control
+                // plane resend them.
+                let report = blocking(|| {
+                    guards.update_holds(config, &enforced, &reenables)?;
+                    signoffs.persist(&config.state_dir)?;
+                    if let (Some(cas), Some(path)) =
+                        (trusted_cas.as_mut(), &config.trusted_user_ca_keys)
+                    {
+                        cas.persist(path, false)?;
+                    }
+                    let held = guards.held_revocations();
+                    Ok::<_, SessionError>(state.persist_holding(
+                        &config.state_dir,
+                        &config.krl_path,
+                        at,
+                        held.as_ref(),
+                    )?)
+                })?;
+                info!(
+                    revision = state.revision(),
+                    bytes = report.state_bytes,
+                    "host view applied"
+                );
+                let ack = v1::AgentMessage {
+                    body: Some(v1::agent_message::Body::Ack(v1::Ack {
+                        revision: state.revision(),
+                    })),
+                };
+                if tx.send(ack).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+                // Revocations and disabled identities are in force now; then the sessions.
+                if !new_statements.is_empty() {
+                    let results =
+                        enforce(config, signoffs, Some(&new_statements), None, sessions).await;
+                    send_results(&tx, results).await?;
+                }
             }
         }
     }
