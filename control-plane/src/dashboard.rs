@@ -257,7 +257,7 @@ impl Backend for DashboardBackend {
             user: filter.user.clone(),
             host: filter.host.clone(),
             account: filter.account.clone(),
-            state: None,
+            ..service::SessionFilter::default()
         };
         Ok(self
             .service

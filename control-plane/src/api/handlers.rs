@@ -1104,6 +1104,16 @@ pub(crate) struct SessionsQuery {
     /// Only in this state; default: live and unknown.
     #[param(inline)]
     state: Option<SessionState>,
+    /// Only from this client address (IPv4 or IPv6, as sshd logged it; an IPv4-mapped
+    /// IPv6 address matches its IPv4 form).
+    #[param(pattern = "^[0-9A-Fa-f:.]{2,45}$")]
+    source: Option<String>,
+    /// Only started at or after this Unix time (seconds).
+    #[param(minimum = 0)]
+    started_after: Option<i64>,
+    /// Only started before this Unix time (seconds); must be after `started_after`.
+    #[param(minimum = 0)]
+    started_before: Option<i64>,
 }
 
 /// A session's state, as `?state=` names it.
@@ -1140,7 +1150,7 @@ const DEFAULT_SESSION_PAGE: u32 = 1000;
         (status = 200, description = "The sessions, newest first", body = Vec<Object>,
          headers(("Link" = String,
                   description = "`<…?after=CURSOR>; rel=\"next\"` when there are more"))),
-        (status = 422, description = "A limit out of range or an `after` that is not a cursor", body = ErrorBody),
+        (status = 422, description = "A limit out of range, an `after` that is not a cursor, or a time range that is empty or before 1970", body = ErrorBody),
     ),
 )]
 pub(crate) async fn list_sessions_handler(
@@ -1148,11 +1158,28 @@ pub(crate) async fn list_sessions_handler(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Query(q): Query<SessionsQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    for (name, value) in [
+        ("started_after", q.started_after),
+        ("started_before", q.started_before),
+    ] {
+        if let Some(v) = value
+            && v < 0
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("{name}: {v} is before 1970"),
+            ));
+        }
+    }
     let filter = SessionFilter {
         user: q.user,
         host: q.host,
         account: q.account,
         state: q.state.map(|s| s.as_str().to_owned()),
+        source: q.source,
+        started_after: q.started_after,
+        started_before: q.started_before,
     };
     let after = q
         .after

@@ -760,6 +760,33 @@ async fn an_audit_page_out_of_range_is_a_422_naming_the_parameter() {
     }
 }
 
+#[tokio::test]
+async fn a_session_search_with_an_impossible_time_range_is_a_422_naming_it() {
+    let s = start().await;
+    for (query, name) in [
+        ("started_after=-1", "started_after"),
+        ("started_before=-1", "started_before"),
+        ("started_after=200&started_before=100", "started_before"),
+        ("started_after=100&started_before=100", "started_before"),
+    ] {
+        let (status, v) = s
+            .admin(Method::GET, &format!("/sessions?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(name), "{query}: {message}");
+    }
+    for query in [
+        "source=10.0.0.1&started_after=100&started_before=200",
+        "source=::1&state=ended",
+    ] {
+        let (status, v) = s
+            .admin(Method::GET, &format!("/sessions?{query}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {v}");
+    }
+}
+
 async fn start_with_person() -> Server {
     let s = start().await;
     s.service.set_order_signer(ssh_key::PrivateKey::from(

@@ -105,6 +105,15 @@ pub struct SessionFilter {
     pub account: Option<String>,
     /// Only in this state; default: live and unknown.
     pub state: Option<String>,
+    /// Only from this client address.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Only started at or after this Unix time.
+    #[serde(default)]
+    pub started_after: Option<i64>,
+    /// Only started before this Unix time.
+    #[serde(default)]
+    pub started_before: Option<i64>,
 }
 
 /// The most sessions one page holds.
@@ -361,11 +370,28 @@ impl Service {
                 Invalid::new("limit", format!("must be between 1 and {SESSION_PAGE_MAX}")).into(),
             );
         }
+        if let (Some(from), Some(to)) = (filter.started_after, filter.started_before)
+            && from >= to
+        {
+            return Err(Invalid::new(
+                "started_before",
+                format!("must be after started_after ({from}); {to} leaves nothing"),
+            )
+            .into());
+        }
         let after = page.after.as_ref();
+        // Addresses are stored as the agent printed them (`IpAddr`'s form): the same form
+        // here, so `::ffff:10.0.0.1` finds `10.0.0.1`; anything else is compared as is.
+        let source = filter.source.as_deref().map(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map_or_else(|_| a.to_owned(), |ip| ip.to_canonical().to_string())
+        });
         let mut rows = sqlx::query(&format!(
             "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
                AND (? IS NULL OR user = ?)
                AND (CASE WHEN ? IS NULL THEN state != 'ended' ELSE state = ? END)
+               AND (? IS NULL OR source_address = ?)
+               AND (? IS NULL OR started_at >= ?) AND (? IS NULL OR started_at < ?)
                AND (? IS NULL OR started_at < ? OR (started_at = ? AND (host_id, id) > (?, ?)))
              ORDER BY started_at DESC, host_id, id LIMIT ?"
         ))
@@ -377,6 +403,12 @@ impl Service {
         .bind(&filter.user)
         .bind(&filter.state)
         .bind(&filter.state)
+        .bind(&source)
+        .bind(&source)
+        .bind(filter.started_after)
+        .bind(filter.started_after)
+        .bind(filter.started_before)
+        .bind(filter.started_before)
         .bind(after.map(|c| c.started_at))
         .bind(after.map(|c| c.started_at))
         .bind(after.map(|c| c.started_at))
@@ -1239,6 +1271,83 @@ mod tests {
             }
         }
         assert_eq!(paged, all);
+    }
+
+    #[tokio::test]
+    async fn history_is_searched_by_source_and_time_range() {
+        let (svc, _) = service().await;
+        for (id, source, at) in [
+            ("1:1", "10.0.0.1", 1_800_000_000),
+            ("2:1", "10.0.0.2", 1_800_000_100),
+            ("3:1", "2001:db8::1", 1_800_000_200),
+            ("4:1", "10.0.0.1", 1_800_000_300),
+        ] {
+            let mut s = plain(id, "");
+            s.source_address = source.into();
+            s.started_at = at;
+            svc.session_started("web1", &s).await.unwrap();
+        }
+        let ids = |f: SessionFilter| {
+            let svc = svc.clone();
+            async move {
+                let mut ids: Vec<String> = svc
+                    .list_sessions(&f)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        let source = |a: &str| SessionFilter {
+            source: Some(a.into()),
+            ..SessionFilter::default()
+        };
+        assert_eq!(ids(source("10.0.0.1")).await, ["1:1", "4:1"]);
+        assert_eq!(
+            ids(source("::ffff:10.0.0.1")).await,
+            ["1:1", "4:1"],
+            "IPv4-mapped"
+        );
+        assert_eq!(
+            ids(source("2001:0db8:0::1")).await,
+            ["3:1"],
+            "any IPv6 spelling"
+        );
+        assert!(ids(source("10.0.0.9")).await.is_empty());
+        let range = |after: Option<i64>, before: Option<i64>| SessionFilter {
+            started_after: after,
+            started_before: before,
+            ..SessionFilter::default()
+        };
+        assert_eq!(
+            ids(range(Some(1_800_000_100), Some(1_800_000_300))).await,
+            ["2:1", "3:1"],
+            "from inclusive, to exclusive"
+        );
+        assert_eq!(ids(range(Some(1_800_000_250), None)).await, ["4:1"]);
+        assert_eq!(ids(range(None, Some(1_800_000_001))).await, ["1:1"]);
+        let both = SessionFilter {
+            source: Some("10.0.0.1".into()),
+            started_after: Some(1_800_000_001),
+            ..SessionFilter::default()
+        };
+        assert_eq!(ids(both).await, ["4:1"]);
+        for (after, before) in [
+            (1_800_000_100, 1_800_000_100),
+            (1_800_000_200, 1_800_000_100),
+        ] {
+            let err = svc
+                .list_sessions(&range(Some(after), Some(before)))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Invalid(i) if i.field == "started_before"),
+                "{err}"
+            );
+        }
     }
 
     #[tokio::test]
