@@ -1150,7 +1150,7 @@ const DEFAULT_SESSION_PAGE: u32 = 1000;
         (status = 200, description = "The sessions, newest first", body = Vec<Object>,
          headers(("Link" = String,
                   description = "`<…?after=CURSOR>; rel=\"next\"` when there are more"))),
-        (status = 422, description = "A limit out of range, an `after` that is not a cursor, or a time range that is empty or before 1970", body = ErrorBody),
+        (status = 422, description = "A limit out of range, an `after` that is not a cursor, a source that is not an address, or a time range that is empty or before 1970", body = ErrorBody),
     ),
 )]
 pub(crate) async fn list_sessions_handler(
@@ -1171,6 +1171,18 @@ pub(crate) async fn list_sessions_handler(
                 format!("{name}: {v} is before 1970"),
             ));
         }
+    }
+    if let Some(source) = &q.source
+        && !((2..=45).contains(&source.len())
+            && source
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("source: {source:?} is not an IP address"),
+        ));
     }
     let filter = SessionFilter {
         user: q.user,

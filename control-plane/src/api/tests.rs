@@ -761,13 +761,15 @@ async fn an_audit_page_out_of_range_is_a_422_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn a_session_search_with_an_impossible_time_range_is_a_422_naming_it() {
+async fn a_session_search_with_a_bad_source_or_time_range_is_a_422_naming_it() {
     let s = start().await;
     for (query, name) in [
         ("started_after=-1", "started_after"),
         ("started_before=-1", "started_before"),
         ("started_after=200&started_before=100", "started_before"),
         ("started_after=100&started_before=100", "started_before"),
+        ("source=", "source"),
+        ("source=host.example.com", "source"),
     ] {
         let (status, v) = s
             .admin(Method::GET, &format!("/sessions?{query}"), None)
