@@ -79,6 +79,23 @@ pub struct HostKeyProof {
     pub proof: String,
 }
 
+impl EnrollError {
+    /// The audited code of a refusal; `None` for a failure that refuses nothing (the
+    /// store failing, an invalid host id).
+    pub fn refusal_code(&self) -> Option<&'static str> {
+        Some(match self {
+            EnrollError::UnknownToken => "unknown_token",
+            EnrollError::TokenUsed(_) => "token_used",
+            EnrollError::TokenExpired => "token_expired",
+            EnrollError::CorruptToken(_) => "corrupt_token",
+            EnrollError::HostKeyTaken { .. } => "host_key_taken",
+            EnrollError::HostKeyProof { .. } => "host_key_unproven",
+            EnrollError::Service(ServiceError::Conflict(_)) => "host_exists",
+            EnrollError::Service(_) => return None,
+        })
+    }
+}
+
 impl From<sqlx::Error> for EnrollError {
     fn from(e: sqlx::Error) -> Self {
         EnrollError::Service(ServiceError::Store(e))
@@ -143,6 +160,10 @@ impl Service {
     /// the host) are bound to it in the same transaction: a key already bound to another
     /// live host, or one without a valid proof, refuses the enrollment and leaves the token
     /// unused.
+    ///
+    /// A refusal (token unknown, used, expired or corrupt; a host id taken; a host key
+    /// taken or unproven) is audited as `host.enroll_refuse`, with its code, in a
+    /// transaction of its own: nothing of the refused enrollment is kept but that entry.
     #[tracing::instrument(skip_all, fields(host = host_id))]
     pub async fn enroll_host(
         &self,
@@ -152,6 +173,35 @@ impl Service {
         host_keys: &[HostKeyProof],
     ) -> Result<Host, EnrollError> {
         validate_host_id("host_id", host_id).map_err(ServiceError::from)?;
+        let result = self
+            .try_enroll_host(secret, host_id, hostname, host_keys)
+            .await;
+        if let Err(e) = &result
+            && let Some(code) = e.refusal_code()
+        {
+            let actor = Actor(format!("agent:{host_id}"));
+            let w = self.write(&actor, "host.enroll_refuse", false).await?;
+            w.commit(
+                "host.enroll_refuse",
+                &format!("host:{host_id}"),
+                &e.to_string().chars().take(1000).collect::<String>(),
+                serde_json::json!({
+                    "refusal": code,
+                    "hostname": hostname.chars().take(255).collect::<String>(),
+                }),
+            )
+            .await?;
+        }
+        result
+    }
+
+    async fn try_enroll_host(
+        &self,
+        secret: &str,
+        host_id: &str,
+        hostname: &str,
+        host_keys: &[HostKeyProof],
+    ) -> Result<Host, EnrollError> {
         let actor = Actor(format!("agent:{host_id}"));
         let mut w = self.write(&actor, "host.enroll", true).await?;
         let rev = w.rev();
@@ -441,6 +491,77 @@ mod tests {
             Err(EnrollError::UnknownToken)
         ));
         assert!(svc.list_hosts().await.unwrap().is_empty());
+    }
+
+    /// The audited refusal codes of enrollments of `host`, oldest first.
+    async fn refusals(svc: &Service, host: &str) -> Vec<String> {
+        let mut codes: Vec<String> = svc
+            .audit_log("host.enroll_refuse", None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.target == format!("host:{host}"))
+            .map(|r| {
+                assert_eq!(r.actor, format!("agent:{host}"));
+                assert!(!r.reason.is_empty());
+                let d: serde_json::Value = serde_json::from_str(&r.details).unwrap();
+                d["refusal"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        codes.reverse();
+        codes
+    }
+
+    #[tokio::test]
+    async fn every_refused_enrollment_is_audited_and_leaves_nothing_else() {
+        let (svc, _) = service().await;
+        let token = || async {
+            svc.create_join_token(&Actor::cli(), &[], 3600, "")
+                .await
+                .unwrap()
+                .secret
+        };
+        assert!(
+            svc.enroll_host("sj_nope", "x1", "", &[]).await.is_err(),
+            "unknown token"
+        );
+        let used = token().await;
+        svc.enroll_host(&used, "h1", "", &[proven(1, "h1")])
+            .await
+            .unwrap();
+        assert!(svc.enroll_host(&used, "x1", "", &[]).await.is_err());
+        let t = token().await;
+        // h1's key (a clone), a key without its proof, and h1's own id.
+        assert!(
+            svc.enroll_host(&t, "x1", "", &[proven(1, "x1")])
+                .await
+                .is_err()
+        );
+        assert!(
+            svc.enroll_host(&t, "x1", "", &[proven(1, "h1")])
+                .await
+                .is_err()
+        );
+        assert!(svc.enroll_host(&t, "h1", "", &[]).await.is_err());
+        assert_eq!(
+            refusals(&svc, "x1").await,
+            [
+                "unknown_token",
+                "token_used",
+                "host_key_taken",
+                "host_key_unproven"
+            ]
+        );
+        assert_eq!(refusals(&svc, "h1").await, ["host_exists"]);
+        // Nothing of a refused enrollment stays: no host x1, the token still spends.
+        assert!(svc.get_host("x1").await.is_err());
+        svc.enroll_host(&t, "x1", "", &[proven(2, "x1")])
+            .await
+            .unwrap();
+        // An invalid host id refuses nothing that could be audited under its name.
+        assert!(svc.enroll_host(&t, "bad host", "", &[]).await.is_err());
+        assert!(refusals(&svc, "bad host").await.is_empty());
+        assert_eq!(svc.verify_audit().await.unwrap().broken, None, "chain intact");
     }
 
     #[tokio::test]
