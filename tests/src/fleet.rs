@@ -126,12 +126,10 @@ impl Fleet {
     pub fn host_with(&self, id: &str, reconcile_interval: Option<&str>) -> Result<Host> {
         self.host_setup(
             id,
-            reconcile_interval,
-            "",
-            None,
-            &self.ca.public,
-            false,
-            true,
+            &HostSpec {
+                reconcile_interval,
+                ..self.default_host()
+            },
         )
     }
 
@@ -149,12 +147,13 @@ impl Fleet {
     ) -> Result<Host> {
         self.host_setup(
             id,
-            reconcile_interval,
-            "",
-            None,
-            ca_keys,
-            agent_keeps_it,
-            false,
+            &HostSpec {
+                reconcile_interval,
+                ca_keys,
+                agent_keeps_ca_keys: agent_keeps_it,
+                plain_keys: false,
+                ..self.default_host()
+            },
         )
     }
 
@@ -166,7 +165,16 @@ impl Fleet {
         ca_keys: &Path,
         sshd_extra: &str,
     ) -> Result<Host> {
-        self.host_setup(id, None, sshd_extra, None, ca_keys, false, false)
+        self.host_setup(
+            id,
+            &HostSpec {
+                reconcile_interval: None,
+                sshd_extra,
+                ca_keys,
+                plain_keys: false,
+                ..self.default_host()
+            },
+        )
     }
 
     /// [`Fleet::host_with`] with `sshd_extra` lines in its `sshd_config` (`MaxStartups`
@@ -179,12 +187,11 @@ impl Fleet {
     ) -> Result<Host> {
         self.host_setup(
             id,
-            reconcile_interval,
-            sshd_extra,
-            None,
-            &self.ca.public,
-            false,
-            true,
+            &HostSpec {
+                reconcile_interval,
+                sshd_extra,
+                ..self.default_host()
+            },
         )
     }
 
@@ -192,21 +199,38 @@ impl Fleet {
     /// writes: a test copies lines there when it wants the agent to see them (a log that
     /// lags the logins).
     pub fn host_reading_log(&self, id: &str, log: &Path) -> Result<Host> {
-        self.host_setup(id, Some("1s"), "", Some(log), &self.ca.public, false, true)
+        self.host_setup(
+            id,
+            &HostSpec {
+                sshd_log: Some(log),
+                ..self.default_host()
+            },
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn host_setup(
-        &self,
-        id: &str,
-        reconcile_interval: Option<&str>,
-        sshd_extra: &str,
-        sshd_log: Option<&Path>,
-        ca_keys: &Path,
-        agent_keeps_it: bool,
-        plain_keys: bool,
-    ) -> Result<Host> {
-        let keeps = if agent_keeps_it {
+    /// What [`Fleet::host`] sets up: a 1 s rescan, sshd's own log, the fleet's CA, plain
+    /// keys admitted by `AuthorizedKeysCommand`.
+    fn default_host(&self) -> HostSpec<'_> {
+        HostSpec {
+            reconcile_interval: Some("1s"),
+            sshd_extra: "",
+            sshd_log: None,
+            ca_keys: &self.ca.public,
+            agent_keeps_ca_keys: false,
+            plain_keys: true,
+        }
+    }
+
+    fn host_setup(&self, id: &str, spec: &HostSpec<'_>) -> Result<Host> {
+        let HostSpec {
+            reconcile_interval,
+            sshd_extra,
+            sshd_log,
+            ca_keys,
+            agent_keeps_ca_keys,
+            plain_keys,
+        } = *spec;
+        let keeps = if agent_keeps_ca_keys {
             format!(
                 "trusted_user_ca_keys = {:?}\n",
                 ca_keys.display().to_string()
@@ -447,4 +471,21 @@ pub fn assert_refused(login: &Login, host: &Host) {
         login.stderr,
         host.sshd.log()
     );
+}
+
+/// How [`Fleet`] sets up one host (see [`Fleet::default_host`]).
+#[derive(Clone, Copy)]
+struct HostSpec<'a> {
+    /// The agent's `reconcile_interval`; `None` for its default.
+    reconcile_interval: Option<&'a str>,
+    /// Extra `sshd_config` lines.
+    sshd_extra: &'a str,
+    /// The log the agent reads, when not the one sshd writes.
+    sshd_log: Option<&'a Path>,
+    /// sshd's `TrustedUserCAKeys`.
+    ca_keys: &'a Path,
+    /// Whether the agent keeps `ca_keys` from its host view (`trusted_user_ca_keys`).
+    agent_keeps_ca_keys: bool,
+    /// Whether sshd admits registered plain keys (`AuthorizedKeysCommand`).
+    plain_keys: bool,
 }
