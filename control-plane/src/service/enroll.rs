@@ -561,7 +561,11 @@ mod tests {
         // An invalid host id refuses nothing that could be audited under its name.
         assert!(svc.enroll_host(&t, "bad host", "", &[]).await.is_err());
         assert!(refusals(&svc, "bad host").await.is_empty());
-        assert_eq!(svc.verify_audit().await.unwrap().broken, None, "chain intact");
+        assert_eq!(
+            svc.verify_audit().await.unwrap().broken,
+            None,
+            "chain intact"
+        );
     }
 
     #[tokio::test]
