@@ -681,6 +681,13 @@ impl Daemon<'_> {
                             body: Some(v1::agent_message::Body::WitnessRefusal(refusal)),
                         };
                         let _ = tx.send(msg).await;
+                        // Delivered before the stream is dropped: the control plane ends the
+                        // stream once it has recorded the refusal (dropping ours at once
+                        // could lose the report in flight). Nothing received is applied.
+                        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                            while let Ok(Some(_)) = stream.message().await {}
+                        })
+                        .await;
                         return Err(SessionError::WitnessRefused(reason));
                     }
                 }

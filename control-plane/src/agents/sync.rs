@@ -534,11 +534,17 @@ impl AgentServer {
                 .refused_attempts(host, r)
                 .await
                 .map_err(internal),
-            Body::WitnessRefusal(r) => self
-                .service
-                .record_witness_refusal(host, &r)
-                .await
-                .map_err(internal),
+            // Recorded, then the stream ends: the agent applies nothing from this control
+            // plane and waits for this end before it drops its side.
+            Body::WitnessRefusal(r) => {
+                self.service
+                    .record_witness_refusal(host, &r)
+                    .await
+                    .map_err(internal)?;
+                Err(Status::failed_precondition(
+                    "this host refuses the control plane's audit log (it no longer extends the head the host witnessed); recorded",
+                ))
+            }
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
     }
@@ -857,7 +863,14 @@ impl Outgoing<'_> {
                     let heartbeat = self.server.heartbeat(self.sent.latest());
                     self.server.send(self.tx, heartbeat).await?;
                 }
-                () = self.tx.closed() => return Ok(()),
+                // The agent went away: what it sent before is still handled (the
+                // receiver sees the end of its stream), within bounds.
+                () = self.tx.closed() => {
+                    return match tokio::time::timeout(Duration::from_secs(5), &mut *receiver).await {
+                        Ok(Ok(result)) => result,
+                        _ => Ok(()),
+                    };
+                }
             }
         }
     }
