@@ -21,7 +21,8 @@
 //! threshold = "60s"
 //! [alerts.incomplete_action]      # a kill or sign-off that could not complete
 //! enabled = true
-//! [alerts.audit_chain_broken]     # audit verify found the hash chain broken
+//! [alerts.audit_chain_broken]     # audit verify found the hash chain broken, or a host
+//!                                 # refuses the log as no longer extending its witnessed head
 //! enabled = true
 //! ```
 
@@ -310,6 +311,20 @@ impl Rules {
             summary: "the audit log's hash chain is broken: a row was changed or removed"
                 .to_owned(),
             host_id: None,
+            person: None,
+            subject,
+        })
+    }
+
+    /// An alert for a host that refuses this control plane's audit log (it no longer extends
+    /// the head the host witnessed: the log was rewritten), if the audit-chain rule is on.
+    pub fn on_witness_refused(&self, host: &str, subject: serde_json::Value) -> Option<Alert> {
+        self.config.audit_chain_broken.enabled.then(|| Alert {
+            rule: "audit_chain_broken",
+            summary: format!(
+                "host {host} refuses this control plane: the audit log no longer extends the head it witnessed (a row was rewritten or removed)"
+            ),
+            host_id: Some(host.to_owned()),
             person: None,
             subject,
         })

@@ -177,6 +177,24 @@ fn a_rewritten_and_rehashed_audit_log_is_refused_by_the_agent_and_by_verify_witn
             .cli_json(&["audit", "list", "--filter", "audit.witness_refused"])?;
         Ok(rows.as_array().is_some_and(|r| !r.is_empty()).then_some(()))
     })?;
+    // And raises one alert for it (the agent says it again on reconnects: still one),
+    // naming the host and the head it holds.
+    let res = fleet
+        .plane
+        .api("GET", "/api/v1/alerts?unacknowledged=true", None)?;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let alerts = res.json()?;
+    let raised: Vec<&Value> = alerts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["alert"]["rule"] == "audit_chain_broken" && a["alert"]["host_id"] == host.id)
+        .collect();
+    assert_eq!(raised.len(), 1, "{alerts:#}");
+    assert_eq!(
+        raised[0]["alert"]["subject"]["held_hash"], head["hash"],
+        "{alerts:#}"
+    );
     if fleet.plane.revision()? <= applied {
         bail!("the control plane must be ahead of the refusing agent");
     }

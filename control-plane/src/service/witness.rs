@@ -111,7 +111,29 @@ impl Service {
             "a host refuses this control plane: the audit log no longer extends the head it witnessed"
         );
         let actor = Actor(format!("host:{host}"));
-        let w = self.write(&actor, "audit.witness_refused", false).await?;
+        let mut w = self.write(&actor, "audit.witness_refused", false).await?;
+        let subject = serde_json::json!({
+            "host": host,
+            "held_seq": r.held_seq,
+            "held_hash": r.held_hash,
+        });
+        if let Some(alert) = self.alert_rules().on_witness_refused(host, subject) {
+            // Once per contradicted head while unacknowledged: the agent says it again on
+            // every reconnect.
+            let raised = sqlx::query(
+                "SELECT e.id FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
+                 WHERE e.kind = 'alert' AND a.event_id IS NULL
+                   AND json_extract(e.data, '$.rule') = 'audit_chain_broken'
+                   AND json_extract(e.data, '$.subject') = json(?)",
+            )
+            .bind(alert.subject.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await?
+            .is_some();
+            if !raised {
+                crate::alerts::record(&mut w.tx, w.now, &[alert]).await?;
+            }
+        }
         w.commit(
             "audit.witness_refused",
             &format!("host:{host}"),
