@@ -1198,6 +1198,25 @@ async fn static_files_and_unknown_pages() {
     assert!(res.body.contains("does not exist"));
 }
 
+#[tokio::test]
+async fn every_page_links_the_favicon_and_it_is_served_as_an_svg_image() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let link = r#"<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">"#;
+    let res = send(&app, get("/login", None)).await;
+    assert!(res.body.contains(link), "{}", res.body);
+    let cookie = login(&app, "viewer").await;
+    let res = send(&app, get("/hosts", Some(&cookie))).await;
+    assert!(res.body.contains(link), "{}", res.body);
+    let res = send(&app, get("/static/favicon.svg", None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.headers.get(header::CONTENT_TYPE).unwrap(),
+        "image/svg+xml"
+    );
+    assert!(res.body.starts_with("<svg"), "{}", res.body);
+}
+
 /// `n` hosts `db-0000`… in group `db`, every third offline, and `n` people `p0000`…, every
 /// fourth disabled.
 fn fleet(fake: &Fake, n: usize) {
