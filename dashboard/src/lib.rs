@@ -130,6 +130,10 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
         .route("/static/live.js", get(static_script_handler))
         .route("/static/favicon.svg", get(static_favicon_handler))
         .fallback(pages::not_found_handler)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            error::keep_layout::<B>,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }

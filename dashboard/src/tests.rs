@@ -344,6 +344,11 @@ impl Backend for Fake {
     }
     async fn set_operator_role(&self, by: &Operator, name: &str, role: Role) -> BackendResult<()> {
         self.check(by, Role::Admin)?;
+        if name == "admin" && role != Role::Admin {
+            return Err(BackendError::Conflict(
+                "admin is the last enabled admin; make another admin first".into(),
+            ));
+        }
         self.call(format!("role {name} {role} by {}", by.name));
         Ok(())
     }
@@ -1215,6 +1220,51 @@ async fn every_page_links_the_favicon_and_it_is_served_as_an_svg_image() {
         "image/svg+xml"
     );
     assert!(res.body.starts_with("<svg"), "{}", res.body);
+}
+
+#[tokio::test]
+async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let nav = r#"<nav aria-label="Main">"#;
+    let logout = r#"<form class="logout" method="post" action="/logout">"#;
+    // Before logging in an error page has neither.
+    let res = send(&app, get("/nothing-here", None)).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert!(!res.body.contains(nav) && !res.body.contains(logout), "{}", res.body);
+
+    let cookie = login(&app, "admin").await;
+    let csrf = send(&app, get("/operators", Some(&cookie))).await.csrf();
+    let not_found_page = send(&app, get("/nothing-here", Some(&cookie))).await;
+    let not_found_host = send(&app, get("/hosts/nope", Some(&cookie))).await;
+    let conflict = send(
+        &app,
+        post(
+            "/operators/admin/role",
+            Some(&cookie),
+            &format!("csrf={csrf}&role=viewer"),
+        ),
+    )
+    .await;
+    for (res, status, says) in [
+        (&not_found_page, StatusCode::NOT_FOUND, "there is no page here"),
+        (&not_found_host, StatusCode::NOT_FOUND, "does not exist"),
+        (&conflict, StatusCode::CONFLICT, "last enabled admin"),
+    ] {
+        assert_eq!(res.status, status, "{}", res.body);
+        assert!(res.body.contains(says), "{}", res.body);
+        assert!(res.body.contains(nav), "{}", res.body);
+        for (_, path, label) in crate::layout::NAV {
+            assert!(
+                res.body.contains(&format!(r#"<a href="{path}">{label}</a>"#)),
+                "{label}: {}",
+                res.body
+            );
+        }
+        assert!(res.body.contains(logout), "{}", res.body);
+        assert!(res.body.contains(&format!(r#"value="{csrf}""#)), "{}", res.body);
+        assert!(res.body.contains("Log out"), "{}", res.body);
+    }
 }
 
 /// `n` hosts `db-0000`… in group `db`, every third offline, and `n` people `p0000`…, every
