@@ -1267,6 +1267,20 @@ async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
     }
 }
 
+#[tokio::test]
+async fn the_hosts_list_and_a_hosts_page_show_its_revision_the_same_way() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    // web-1 applied revision 4; the control plane is at 5.
+    for page in ["/hosts", "/hosts/web-1"] {
+        let res = send(&app, get(page, Some(&cookie))).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(res.body.contains("4 of 5 (1 behind)"), "{page}: {}", res.body);
+        assert!(!res.body.contains("(−"), "{page}: {}", res.body);
+    }
+}
+
 /// `n` hosts `db-0000`… in group `db`, every third offline, and `n` people `p0000`…, every
 /// fourth disabled.
 fn fleet(fake: &Fake, n: usize) {
