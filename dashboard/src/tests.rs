@@ -1231,7 +1231,11 @@ async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
     // Before logging in an error page has neither.
     let res = send(&app, get("/nothing-here", None)).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
-    assert!(!res.body.contains(nav) && !res.body.contains(logout), "{}", res.body);
+    assert!(
+        !res.body.contains(nav) && !res.body.contains(logout),
+        "{}",
+        res.body
+    );
 
     let cookie = login(&app, "admin").await;
     let csrf = send(&app, get("/operators", Some(&cookie))).await.csrf();
@@ -1247,7 +1251,11 @@ async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
     )
     .await;
     for (res, status, says) in [
-        (&not_found_page, StatusCode::NOT_FOUND, "there is no page here"),
+        (
+            &not_found_page,
+            StatusCode::NOT_FOUND,
+            "there is no page here",
+        ),
         (&not_found_host, StatusCode::NOT_FOUND, "does not exist"),
         (&conflict, StatusCode::CONFLICT, "last enabled admin"),
     ] {
@@ -1256,13 +1264,18 @@ async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
         assert!(res.body.contains(nav), "{}", res.body);
         for (_, path, label) in crate::layout::NAV {
             assert!(
-                res.body.contains(&format!(r#"<a href="{path}">{label}</a>"#)),
+                res.body
+                    .contains(&format!(r#"<a href="{path}">{label}</a>"#)),
                 "{label}: {}",
                 res.body
             );
         }
         assert!(res.body.contains(logout), "{}", res.body);
-        assert!(res.body.contains(&format!(r#"value="{csrf}""#)), "{}", res.body);
+        assert!(
+            res.body.contains(&format!(r#"value="{csrf}""#)),
+            "{}",
+            res.body
+        );
         assert!(res.body.contains("Log out"), "{}", res.body);
     }
 }
@@ -1276,7 +1289,11 @@ async fn the_hosts_list_and_a_hosts_page_show_its_revision_the_same_way() {
     for page in ["/hosts", "/hosts/web-1"] {
         let res = send(&app, get(page, Some(&cookie))).await;
         assert_eq!(res.status, StatusCode::OK);
-        assert!(res.body.contains("4 of 5 (1 behind)"), "{page}: {}", res.body);
+        assert!(
+            res.body.contains("4 of 5 (1 behind)"),
+            "{page}: {}",
+            res.body
+        );
         assert!(!res.body.contains("(−"), "{page}: {}", res.body);
     }
 }
