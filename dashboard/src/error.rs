@@ -1,11 +1,15 @@
 //! Why a page or action failed, rendered as a page that says what to do next.
 
 use askama::Template;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use crate::backend::BackendError;
+use crate::backend::{Backend, BackendError};
 use crate::layout::{Layout, query_value};
+use crate::{App, authenticate};
 
 /// A failed request, as the person sees it.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,14 @@ struct ErrorPage {
     message: String,
 }
 
+/// An error page's title and message, kept on its response so that [`keep_layout`] can
+/// render it again inside the logged-in operator's layout.
+#[derive(Debug, Clone)]
+struct ShownError {
+    title: &'static str,
+    message: String,
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         if let PageError::LoginRequired { next } = &self {
@@ -107,9 +119,13 @@ impl IntoResponse for PageError {
             tracing::warn!("dashboard: {m}");
         }
         let status = self.status();
-        let page = ErrorPage {
-            layout: Layout::anonymous(self.title()),
+        let shown = ShownError {
+            title: self.title(),
             message: self.to_string(),
+        };
+        let page = ErrorPage {
+            layout: Layout::anonymous(shown.title),
+            message: shown.message.clone(),
         };
         let mut res = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
@@ -125,8 +141,38 @@ impl IntoResponse for PageError {
         {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        res.extensions_mut().insert(shown);
         res
     }
+}
+
+/// Middleware: an error page shown to a logged-in operator keeps the navigation and the
+/// logout form. [`PageError`] renders without the request (so without the operator); here,
+/// with the request's session at hand, its page is rendered again in the operator's layout.
+/// Without a live session the anonymous page stays.
+pub(crate) async fn keep_layout<B: Backend>(
+    State(app): State<App<B>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers().clone();
+    let mut res = next.run(req).await;
+    let Some(shown) = res.extensions_mut().remove::<ShownError>() else {
+        return res;
+    };
+    // A failure to read the operator leaves the anonymous page: it already says what failed.
+    let Ok(Some(authed)) = authenticate(&app, &headers).await else {
+        return res;
+    };
+    let page = ErrorPage {
+        layout: Layout::new(&authed, "", shown.title),
+        message: shown.message,
+    };
+    if let Ok(html) = page.render() {
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+        *res.body_mut() = Body::from(html);
+    }
+    res
 }
 
 /// `next` if it is a path on this site, else `/` (no open redirect to another origin).

@@ -128,7 +128,12 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
         .route("/events", get(events::events_handler::<B>))
         .route("/static/style.css", get(static_style_handler))
         .route("/static/live.js", get(static_script_handler))
+        .route("/static/favicon.svg", get(static_favicon_handler))
         .fallback(pages::not_found_handler)
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            error::keep_layout::<B>,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(app)
 }
@@ -158,6 +163,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 
 const STYLE: &str = include_str!("../static/style.css");
 const LIVE_SCRIPT: &str = include_str!("../static/live.js");
+const FAVICON: &str = include_str!("../static/favicon.svg");
 
 async fn static_style_handler() -> Response {
     static_file("text/css; charset=utf-8", STYLE)
@@ -165,6 +171,10 @@ async fn static_style_handler() -> Response {
 
 async fn static_script_handler() -> Response {
     static_file("text/javascript; charset=utf-8", LIVE_SCRIPT)
+}
+
+async fn static_favicon_handler() -> Response {
+    static_file("image/svg+xml", FAVICON)
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -92,8 +92,8 @@ pub(crate) struct HostRow {
     pub hostname: String,
     pub groups: String,
     pub status: &'static str,
-    pub acked_revision: i64,
-    pub lag: i64,
+    /// The applied revision and how far behind it is ([`applied_revision_text`]).
+    pub applied_revision: String,
     pub agent_version: String,
     pub last_contact: String,
     pub cert_not_after: String,
@@ -108,6 +108,18 @@ fn host_status(h: &Host, revision: i64) -> &'static str {
     }
 }
 
+/// A host's applied revision against the control plane's, the same on the hosts list and
+/// a host's page: `4 of 5 (1 behind)`, `5 of 5 (up to date)`, and, should a host report
+/// more than the control plane has (a restored database), `7 of 5 (ahead)`.
+pub(crate) fn applied_revision_text(applied: i64, current: i64) -> String {
+    let state = match current.cmp(&applied) {
+        std::cmp::Ordering::Greater => format!("{} behind", current - applied),
+        std::cmp::Ordering::Equal => "up to date".to_owned(),
+        std::cmp::Ordering::Less => "ahead".to_owned(),
+    };
+    format!("{applied} of {current} ({state})")
+}
+
 impl HostRow {
     fn new(h: &Host, revision: i64, now: i64) -> Self {
         HostRow {
@@ -116,8 +128,7 @@ impl HostRow {
             hostname: h.hostname.clone(),
             groups: h.groups.join(", "),
             status: host_status(h, revision),
-            acked_revision: h.acked_revision,
-            lag: (revision - h.acked_revision).max(0),
+            applied_revision: applied_revision_text(h.acked_revision, revision),
             agent_version: h.agent_version.clone().unwrap_or_else(|| "—".to_owned()),
             last_contact: h
                 .last_contact
@@ -546,7 +557,6 @@ pub(crate) async fn hosts_handler<B: Backend>(
 pub(crate) struct HostPage {
     pub layout: Layout,
     pub host: HostRow,
-    pub revision: i64,
     pub sessions: Vec<SessionRow>,
 }
 
@@ -569,7 +579,6 @@ pub(crate) async fn host_handler<B: Backend>(
     render(&HostPage {
         layout: Layout::new(&authed, "hosts", format!("Host {id}")),
         host: HostRow::new(&host, revision, now),
-        revision,
         sessions: session_rows(&sessions, now),
     })
 }
@@ -1167,4 +1176,18 @@ pub(crate) async fn operators_page<B: Backend>(
 /// Anything else.
 pub(crate) async fn not_found_handler() -> PageError {
     PageError::NotFound("there is no page here".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::applied_revision_text;
+
+    #[test]
+    fn applied_revision_reads_the_same_everywhere() {
+        assert_eq!(applied_revision_text(0, 210), "0 of 210 (210 behind)");
+        assert_eq!(applied_revision_text(4, 5), "4 of 5 (1 behind)");
+        assert_eq!(applied_revision_text(5, 5), "5 of 5 (up to date)");
+        assert_eq!(applied_revision_text(0, 0), "0 of 0 (up to date)");
+        assert_eq!(applied_revision_text(7, 5), "7 of 5 (ahead)");
+    }
 }

@@ -344,6 +344,11 @@ impl Backend for Fake {
     }
     async fn set_operator_role(&self, by: &Operator, name: &str, role: Role) -> BackendResult<()> {
         self.check(by, Role::Admin)?;
+        if name == "admin" && role != Role::Admin {
+            return Err(BackendError::Conflict(
+                "admin is the last enabled admin; make another admin first".into(),
+            ));
+        }
         self.call(format!("role {name} {role} by {}", by.name));
         Ok(())
     }
@@ -1196,6 +1201,101 @@ async fn static_files_and_unknown_pages() {
     let res = send(&app, get("/hosts/nope", Some(&cookie))).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert!(res.body.contains("does not exist"));
+}
+
+#[tokio::test]
+async fn every_page_links_the_favicon_and_it_is_served_as_an_svg_image() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let link = r#"<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">"#;
+    let res = send(&app, get("/login", None)).await;
+    assert!(res.body.contains(link), "{}", res.body);
+    let cookie = login(&app, "viewer").await;
+    let res = send(&app, get("/hosts", Some(&cookie))).await;
+    assert!(res.body.contains(link), "{}", res.body);
+    let res = send(&app, get("/static/favicon.svg", None)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.headers.get(header::CONTENT_TYPE).unwrap(),
+        "image/svg+xml"
+    );
+    assert!(res.body.starts_with("<svg"), "{}", res.body);
+}
+
+#[tokio::test]
+async fn error_pages_keep_the_navigation_and_logout_for_a_logged_in_operator() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let nav = r#"<nav aria-label="Main">"#;
+    let logout = r#"<form class="logout" method="post" action="/logout">"#;
+    // Before logging in an error page has neither.
+    let res = send(&app, get("/nothing-here", None)).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert!(
+        !res.body.contains(nav) && !res.body.contains(logout),
+        "{}",
+        res.body
+    );
+
+    let cookie = login(&app, "admin").await;
+    let csrf = send(&app, get("/operators", Some(&cookie))).await.csrf();
+    let not_found_page = send(&app, get("/nothing-here", Some(&cookie))).await;
+    let not_found_host = send(&app, get("/hosts/nope", Some(&cookie))).await;
+    let conflict = send(
+        &app,
+        post(
+            "/operators/admin/role",
+            Some(&cookie),
+            &format!("csrf={csrf}&role=viewer"),
+        ),
+    )
+    .await;
+    for (res, status, says) in [
+        (
+            &not_found_page,
+            StatusCode::NOT_FOUND,
+            "there is no page here",
+        ),
+        (&not_found_host, StatusCode::NOT_FOUND, "does not exist"),
+        (&conflict, StatusCode::CONFLICT, "last enabled admin"),
+    ] {
+        assert_eq!(res.status, status, "{}", res.body);
+        assert!(res.body.contains(says), "{}", res.body);
+        assert!(res.body.contains(nav), "{}", res.body);
+        for (_, path, label) in crate::layout::NAV {
+            assert!(
+                res.body
+                    .contains(&format!(r#"<a href="{path}">{label}</a>"#)),
+                "{label}: {}",
+                res.body
+            );
+        }
+        assert!(res.body.contains(logout), "{}", res.body);
+        assert!(
+            res.body.contains(&format!(r#"value="{csrf}""#)),
+            "{}",
+            res.body
+        );
+        assert!(res.body.contains("Log out"), "{}", res.body);
+    }
+}
+
+#[tokio::test]
+async fn the_hosts_list_and_a_hosts_page_show_its_revision_the_same_way() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    // web-1 applied revision 4; the control plane is at 5.
+    for page in ["/hosts", "/hosts/web-1"] {
+        let res = send(&app, get(page, Some(&cookie))).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(
+            res.body.contains("4 of 5 (1 behind)"),
+            "{page}: {}",
+            res.body
+        );
+        assert!(!res.body.contains("(−"), "{page}: {}", res.body);
+    }
 }
 
 /// `n` hosts `db-0000`… in group `db`, every third offline, and `n` people `p0000`…, every
