@@ -344,6 +344,27 @@ pub async fn record(conn: &mut SqliteConnection, at: i64, alerts: &[Alert]) -> s
     Ok(())
 }
 
+/// Records `alert` inside the caller's transaction unless one of its rule with the same
+/// subject is raised and not yet acknowledged: a condition reported again and again (a
+/// re-run `audit verify`, an agent's every reconnect) is one alert until someone has seen it.
+pub async fn record_once(conn: &mut SqliteConnection, at: i64, alert: Alert) -> sqlx::Result<()> {
+    let raised = sqlx::query(
+        "SELECT e.id FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
+         WHERE e.kind = 'alert' AND a.event_id IS NULL
+           AND json_extract(e.data, '$.rule') = ?
+           AND json_extract(e.data, '$.subject') = json(?)",
+    )
+    .bind(alert.rule)
+    .bind(alert.subject.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some();
+    if raised {
+        return Ok(());
+    }
+    record(conn, at, &[alert]).await
+}
+
 /// One alert as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertEvent {

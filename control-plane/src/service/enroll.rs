@@ -493,6 +493,14 @@ mod tests {
         assert!(svc.list_hosts().await.unwrap().is_empty());
     }
 
+    /// A new join token's secret, for no groups.
+    async fn fresh_token(svc: &Service) -> String {
+        svc.create_join_token(&Actor::cli(), &[], 3600, "")
+            .await
+            .unwrap()
+            .secret
+    }
+
     /// The audited refusal codes of enrollments of `host`, oldest first.
     async fn refusals(svc: &Service, host: &str) -> Vec<String> {
         let mut codes: Vec<String> = svc
@@ -515,12 +523,7 @@ mod tests {
     #[tokio::test]
     async fn every_refused_enrollment_is_audited_and_leaves_nothing_else() {
         let (svc, _) = service().await;
-        let token = || async {
-            svc.create_join_token(&Actor::cli(), &[], 3600, "")
-                .await
-                .unwrap()
-                .secret
-        };
+        let token = || fresh_token(&svc);
         assert!(
             svc.enroll_host("sj_nope", "x1", "", &[]).await.is_err(),
             "unknown token"
@@ -604,12 +607,7 @@ mod tests {
             ..Default::default()
         };
         svc.create_host(&Actor::cli(), new, "").await.unwrap();
-        let token = || async {
-            svc.create_join_token(&Actor::cli(), &[], 3600, "")
-                .await
-                .unwrap()
-                .secret
-        };
+        let token = || fresh_token(&svc);
         let taken = svc
             .enroll_host(&token().await, "h1", "", &[])
             .await
@@ -647,12 +645,7 @@ mod tests {
     #[tokio::test]
     async fn host_keys_are_bound_at_enrollment_and_no_other_host_can_take_them() {
         let (svc, _) = service().await;
-        let token = || async {
-            svc.create_join_token(&Actor::cli(), &[], 3600, "")
-                .await
-                .unwrap()
-                .secret
-        };
+        let token = || fresh_token(&svc);
         svc.enroll_host(&token().await, "h1", "", &[proven(1, "h1")])
             .await
             .unwrap();

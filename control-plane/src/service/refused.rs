@@ -250,20 +250,7 @@ impl Service {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         // Once per break while unacknowledged: a dashboard that checks every minute must
         // not raise one a minute.
-        let raised: Option<i64> = sqlx::query(
-            "SELECT e.id FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
-             WHERE e.kind = 'alert' AND a.event_id IS NULL
-               AND json_extract(e.data, '$.rule') = 'audit_chain_broken'
-               AND json_extract(e.data, '$.subject') = json(?)",
-        )
-        .bind(alert.subject.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.get(0));
-        if raised.is_some() {
-            return Ok(());
-        }
-        crate::alerts::record(&mut tx, now, &[alert]).await?;
+        crate::alerts::record_once(&mut tx, now, alert).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -118,21 +118,8 @@ impl Service {
             "held_hash": r.held_hash,
         });
         if let Some(alert) = self.alert_rules().on_witness_refused(host, subject) {
-            // Once per contradicted head while unacknowledged: the agent says it again on
-            // every reconnect.
-            let raised = sqlx::query(
-                "SELECT e.id FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
-                 WHERE e.kind = 'alert' AND a.event_id IS NULL
-                   AND json_extract(e.data, '$.rule') = 'audit_chain_broken'
-                   AND json_extract(e.data, '$.subject') = json(?)",
-            )
-            .bind(alert.subject.to_string())
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .is_some();
-            if !raised {
-                crate::alerts::record(&mut w.tx, w.now, &[alert]).await?;
-            }
+            // Once while unacknowledged: the agent says it again on every reconnect.
+            crate::alerts::record_once(&mut w.tx, w.now, alert).await?;
         }
         w.commit(
             "audit.witness_refused",
