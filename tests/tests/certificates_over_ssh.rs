@@ -164,6 +164,10 @@ fn a_person_gets_a_certificate_over_ssh_and_logs_in_with_it() -> Result<()> {
         s.host.sshd.log(),
         s.host.agent.log()
     );
+    // The one-command login above may still be listed until its end is reported: wait for it
+    // to be gone, so the live session counted next is the held one.
+    s.fleet
+        .wait_live_sessions(0, "the one-command login ended")?;
     // The session is the person's.
     let client = SshClient::spawn(
         s.host.sshd.port(),

@@ -91,6 +91,10 @@ fn an_issued_certificate_logs_in_is_attributed_and_stops_at_its_expiry() -> Resu
         s.host.agent.log()
     );
 
+    // The one-command login above may still be listed until its end is reported: wait for it
+    // to be gone, so the live session counted next is the held one.
+    s.fleet
+        .wait_live_sessions(0, "the one-command login ended")?;
     // A session opened with it is the person's, by the key ID and serial of the certificate.
     let client = SshClient::spawn(
         s.host.sshd.port(),
