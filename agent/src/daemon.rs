@@ -410,7 +410,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     }
                     d.sessions.remember();
                     if let SessionEvent::Started(s) | SessionEvent::Updated(s) = event {
-                        d.unreported.extend(enforce(&config, &d.signoffs, None, Some(&s), &d.sessions).await);
+                        d.unreported.extend(enforce(&config, &d.signoffs, None, Some(&[*s]), &d.sessions).await);
                     }
                     d.unreported.extend(reenforce_unsure(&config, &d.signoffs, &d.sessions).await);
                 }
@@ -522,7 +522,9 @@ impl Daemon<'_> {
             info!(not_after = identity.not_after, "client certificate renewed");
             sync = client(identity)?;
         }
-        let (tx, rx) = mpsc::channel(16);
+        // Room for a burst of session reports: the loop that fills it also takes the
+        // control plane's messages (kill orders), and waits while it is full.
+        let (tx, rx) = mpsc::channel(OUTBOUND);
         let hello = v1::AgentMessage {
             body: Some(v1::agent_message::Body::Hello(v1::Hello {
                 host_id: identity.host_id.clone(),
@@ -603,40 +605,62 @@ impl Daemon<'_> {
                     });
                     continue;
                 }
-                Some(event) = events.recv() => {
-                    if let SessionEvent::Refused { attempt, at } = &event {
-                        refused.push(attempt, *at, Instant::now());
+                Some(first) = events.recv() => {
+                    // Every event already waiting is handled with it: a storm of logins
+                    // costs one look at the sign-offs (one kill for all of theirs) and
+                    // one re-check of the unsure ones per burst, not per login.
+                    let received = Instant::now();
+                    let mut batch = vec![first];
+                    while batch.len() < EVENT_BATCH {
+                        match events.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut changed = Vec::new();
+                    let mut messages = Vec::new();
+                    for event in batch {
+                        let body = match event {
+                            SessionEvent::Refused { attempt, at } => {
+                                refused.push(&attempt, at, Instant::now());
+                                continue;
+                            }
+                            SessionEvent::Started(s) | SessionEvent::Updated(s) => {
+                                let body = v1::agent_message::Body::SessionStarted(to_proto_session(&s));
+                                changed.push(*s);
+                                body
+                            }
+                            SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
+                                id: id.to_string(),
+                                ended_at: now(),
+                            }),
+                        };
+                        messages.push(v1::AgentMessage { body: Some(body) });
+                    }
+                    if messages.is_empty() {
                         continue;
                     }
                     sessions.remember();
-                    let body = match event {
-                        SessionEvent::Started(s) | SessionEvent::Updated(s) => {
-                            let received = Instant::now();
-                            let results = enforce(config, signoffs, None, Some(&s), sessions).await;
-                            if tx.send(v1::AgentMessage { body: Some(v1::agent_message::Body::SessionStarted(to_proto_session(&s))) }).await.is_err() {
-                                return Err(SessionError::Closed);
-                            }
+                    let results = enforce(config, signoffs, None, Some(&changed), sessions).await;
+                    for msg in messages {
+                        let port = match &msg.body {
+                            Some(v1::agent_message::Body::SessionStarted(s)) => Some(s.source_port),
+                            _ => None,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return Err(SessionError::Closed);
+                        }
+                        if let Some(port) = port {
                             debug!(
                                 target: crate::sessions::watch::TIMING,
-                                port = s.source.port(),
+                                port,
                                 received_ms = crate::sessions::watch::unix_ms(Some(received)),
                                 sent_ms = crate::sessions::watch::unix_ms(Some(Instant::now())),
                                 "session sent"
                             );
-                            send_results(&tx, results).await?;
-                            let again = reenforce_unsure(config, signoffs, sessions).await;
-                            send_results(&tx, again).await?;
-                            continue;
                         }
-                        SessionEvent::Ended(id) => v1::agent_message::Body::SessionEnded(v1::SessionEnded {
-                            id: id.to_string(),
-                            ended_at: now(),
-                        }),
-                        SessionEvent::Refused { .. } => continue,
-                    };
-                    if tx.send(v1::AgentMessage { body: Some(body) }).await.is_err() {
-                        return Err(SessionError::Closed);
                     }
+                    send_results(&tx, results).await?;
                     let again = reenforce_unsure(config, signoffs, sessions).await;
                     send_results(&tx, again).await?;
                     continue;
@@ -813,8 +837,9 @@ async fn send_results(
 }
 
 /// Ends the sessions of the people the statements `ids` (all when `None`) sign off: every
-/// live session, or only `new_session` when one just started. A statement that does not
-/// verify kills nothing. With `new_session`, only statements that ended it are reported.
+/// live session, or only `new_sessions` when they just started (or changed). A statement
+/// that does not verify kills nothing. With `new_sessions`, only statements that ended one
+/// of them are reported.
 ///
 /// The sessions of all statements are killed together (one set of `/proc` sweeps). A live
 /// session whose attribution is unknown or conflicting may be the person's: while one is
@@ -824,10 +849,10 @@ async fn enforce(
     config: &Config,
     signoffs: &Signoffs,
     ids: Option<&std::collections::BTreeSet<u64>>,
-    new_session: Option<&Session>,
+    new_sessions: Option<&[Session]>,
     sessions: &Killer,
 ) -> Vec<v1::SignoffResult> {
-    if signoffs.is_empty() {
+    if signoffs.is_empty() || new_sessions.is_some_and(<[Session]>::is_empty) {
         return Vec::new();
     }
     let signers = match &config.allowed_signers {
@@ -838,8 +863,8 @@ async fn enforce(
         Some(path) => orders::load_allowed_signers(path).map_err(|e| error_chain(&e)),
     };
     let checked = signoffs.check(ids, signers.as_deref().map_err(String::as_str));
-    let live = match new_session {
-        Some(s) => vec![s.clone()],
+    let live = match new_sessions {
+        Some(new) => new.to_vec(),
         None => sessions.watcher.snapshot(),
     };
     let mut results = Vec::new();
@@ -849,7 +874,7 @@ async fn enforce(
             Ok(e) => enforcing.push(e),
             Err((id, why)) => {
                 warn!(signoff = id, refusal = %why, "sign-off statement not enforced");
-                if new_session.is_none() {
+                if new_sessions.is_none() {
                     results.push(v1::SignoffResult {
                         signoff_id: id,
                         refusal: why,
@@ -886,13 +911,13 @@ async fn enforce(
                 .collect::<Vec<Result<Result<KillReport, KillError>, String>>>(),
         }
     };
-    // Every live session of the host, also when only `new_session` is being enforced: the
+    // Every live session of the host, also when only `new_sessions` are being enforced: the
     // host is not done while one of unknown owner runs.
     let unsure_here = {
         let unsure = lock(&sessions.unsure);
         enforcing.iter().any(|e| unsure.contains_key(&e.id))
     };
-    let all_live = match new_session {
+    let all_live = match new_sessions {
         // A copy of every session per new one is too much in a storm of logins: only
         // when it can change an answer.
         Some(_) if unsure_here => sessions.watcher.snapshot(),
@@ -946,9 +971,9 @@ async fn enforce(
                 Err(err) => problems.push(format!("session {id}: {err}")),
             }
         }
-        // With `new_session`, only a sign-off the host already reported unsure is
+        // With `new_sessions`, only a sign-off the host already reported unsure is
         // reported unsure again: one reported done stays done.
-        if new_session.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
+        if new_sessions.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
             problems.extend(unattributed.iter().cloned());
         }
         if !problems.is_empty() {
@@ -956,7 +981,7 @@ async fn enforce(
             r.refusal = problems.join("; ");
             warn!(signoff = e.id, refusal = %r.refusal, "sign-off not fully enforced");
         }
-        if new_session.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
+        if new_sessions.is_none() || lock(&sessions.unsure).contains_key(&e.id) {
             let mut unsure = lock(&sessions.unsure);
             if r.enforced {
                 unsure.remove(&e.id);
@@ -964,7 +989,7 @@ async fn enforce(
                 unsure.insert(e.id, r.refusal.clone());
             }
         }
-        if new_session.is_none() || !r.ended_sessions.is_empty() || !r.enforced {
+        if new_sessions.is_none() || !r.ended_sessions.is_empty() || !r.enforced {
             results.push(r);
         }
     }
@@ -1113,6 +1138,12 @@ async fn kill_worker(
         }
     }
 }
+
+/// Messages to the control plane queued before the sync loop waits for the stream.
+const OUTBOUND: usize = 256;
+
+/// The most session events the sync loop takes in one go (see its use).
+const EVENT_BATCH: usize = 256;
 
 /// How long the kill worker waits for the next order of a burst.
 const KILL_BATCH_QUIET: Duration = Duration::from_millis(5);

@@ -9,10 +9,11 @@
 //! a session shows up later (one that started while this host was cut off included). A
 //! statement that does not verify kills nothing and is reported back with why.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -60,10 +61,34 @@ struct Stored {
 }
 
 /// The statements in force on this host, by sign-off id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Signoffs {
     by_id: BTreeMap<u64, v1::SignedStatement>,
+    /// What checking each statement gave, for the signers it was checked against. A new
+    /// login is looked up against every statement the host holds (a fleet keeps one per
+    /// person signed off, for good): without it each login paid a signature verification
+    /// per statement, so its cost grew with the host's history, not with the login.
+    checked: Arc<Mutex<Checked>>,
 }
+
+impl PartialEq for Signoffs {
+    fn eq(&self, other: &Signoffs) -> bool {
+        self.by_id == other.by_id
+    }
+}
+
+impl Eq for Signoffs {}
+
+/// Results of [`check_one`], valid for `signers`; each kept with the exact bytes it was
+/// for, so a statement replaced under the same id is checked again.
+#[derive(Debug, Default)]
+struct Checked {
+    signers: Vec<PublicKey>,
+    results: HashMap<u64, (v1::SignedStatement, CheckResult)>,
+}
+
+/// What [`check_one`] gives.
+type CheckResult = Result<Enforceable, (u64, String)>;
 
 /// A statement that verified: whose sessions to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +128,10 @@ impl Signoffs {
                 },
             );
         }
-        Ok(Signoffs { by_id })
+        Ok(Signoffs {
+            by_id,
+            checked: Arc::default(),
+        })
     }
 
     /// Writes the statements atomically (readable by the principals command's user, like
@@ -156,16 +184,36 @@ impl Signoffs {
     }
 
     /// Checks the statements `ids` (all when `None`) against the trusted signers: each
-    /// either verifies, parses and carries its own id, or is refused with why.
+    /// either verifies, parses and carries its own id, or is refused with why. A statement
+    /// already checked against the same signers is not verified again.
     pub fn check(
         &self,
         ids: Option<&BTreeSet<u64>>,
         signers: Result<&[PublicKey], &str>,
     ) -> Vec<Result<Enforceable, (u64, String)>> {
-        self.by_id
+        let wanted = self
+            .by_id
             .values()
-            .filter(|s| ids.is_none_or(|ids| ids.contains(&s.id)))
-            .map(|s| check_one(s, signers))
+            .filter(|s| ids.is_none_or(|ids| ids.contains(&s.id)));
+        let Ok(keys) = signers else {
+            return wanted.map(|s| check_one(s, signers)).collect();
+        };
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.signers != keys {
+            checked.signers = keys.to_vec();
+            checked.results.clear();
+        }
+        // Statements no longer held are forgotten.
+        checked.results.retain(|id, _| self.by_id.contains_key(id));
+        wanted
+            .map(|s| match checked.results.get(&s.id) {
+                Some((seen, result)) if seen == s => result.clone(),
+                _ => {
+                    let result = check_one(s, signers);
+                    checked.results.insert(s.id, (s.clone(), result.clone()));
+                    result
+                }
+            })
             .collect()
     }
 }
@@ -267,5 +315,32 @@ mod tests {
         );
         assert_eq!(none.len(), 1);
         assert!(matches!(&none[0], Err((4, why)) if why.contains("no allowed_signers")));
+    }
+
+    /// Checks are remembered, but never past what they were for: a statement replaced
+    /// under the same id, or other signers, are checked afresh.
+    #[test]
+    fn a_remembered_check_holds_only_for_the_same_bytes_and_signers() {
+        let trusted = [key(1).public_key().clone()];
+        let mut s = Signoffs::default();
+        s.replace(&[signed(4, &key(1))]);
+        assert!(matches!(&s.check(None, Ok(&trusted))[0], Ok(e) if e.id == 4));
+        assert!(matches!(&s.check(None, Ok(&trusted))[0], Ok(e) if e.id == 4));
+        // The same id, other bytes: refused, not the verdict on the old bytes.
+        let mut forged = signed(4, &key(1));
+        forged.statement.push(0);
+        s.apply(&[forged], &[]);
+        assert!(
+            matches!(&s.check(None, Ok(&trusted))[0], Err((4, why)) if why.contains("refused"))
+        );
+        // Back to the signed bytes, then the signer is no longer trusted.
+        s.apply(&[signed(4, &key(1))], &[]);
+        assert!(s.check(None, Ok(&trusted))[0].is_ok());
+        let others = [key(2).public_key().clone()];
+        assert!(matches!(&s.check(None, Ok(&others))[0], Err((4, why)) if why.contains("refused")));
+        // A clone (the daemon's copy) answers the same.
+        let copy = s.clone();
+        assert!(copy.check(None, Ok(&trusted))[0].is_ok());
+        assert!(copy.check(None, Ok(&others))[0].is_err());
     }
 }

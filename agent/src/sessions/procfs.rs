@@ -715,7 +715,27 @@ impl Procfs {
     /// The sshd processes in the trees under `roots`, found through children lists (see
     /// [`Scanner`]); `None` when a root is not the same live process any more, and only
     /// a whole scan can tell what happened.
-    fn sshd_tree(&self, roots: &[ProcessRef]) -> Option<(SshdProcs, RootChildren)> {
+    ///
+    /// With `reuse`, a connection whose monitor is one of the settled ones there (its
+    /// login announced with its shape, nothing in the log about it since) and is still
+    /// the same process is taken from the previous walk with every sshd process under it:
+    /// one read of its stat instead of a stat, a title and a children list for each of
+    /// its processes. Under a storm of logins scans follow one another quickly, and
+    /// reading every open login's processes again each time made a new login wait for
+    /// all the others.
+    fn sshd_tree(
+        &self,
+        roots: &[ProcessRef],
+        reuse: Option<(&SshdProcs, &HashSet<ProcessRef>)>,
+    ) -> Option<(SshdProcs, RootChildren)> {
+        let reuse = reuse.filter(|(_, settled)| !settled.is_empty());
+        // The previous walk's children, by parent.
+        let mut previous_children: HashMap<u32, Vec<u32>> = HashMap::new();
+        if let Some((previous, _)) = reuse {
+            for (pid, (stat, _)) in &previous.stats {
+                previous_children.entry(stat.ppid).or_default().push(*pid);
+            }
+        }
         let mut stats = HashMap::new();
         let mut queue = Vec::new();
         for root in roots {
@@ -743,6 +763,26 @@ impl Procfs {
                     || stat.is_dead()
                     || stat.start_ticks < parent.start_ticks
                 {
+                    continue;
+                }
+                if let Some((previous, settled)) = reuse
+                    && settled.contains(&stat.process_ref())
+                    && let Some((before, title)) = previous.stats.get(&child)
+                    && before.process_ref() == stat.process_ref()
+                {
+                    let title = title.clone();
+                    stats.insert(child, (stat, title));
+                    let mut below = vec![child];
+                    while let Some(p) = below.pop() {
+                        for c in previous_children.get(&p).into_iter().flatten() {
+                            if let Some(entry) = previous.stats.get(c)
+                                && !stats.contains_key(c)
+                            {
+                                stats.insert(*c, entry.clone());
+                                below.push(*c);
+                            }
+                        }
+                    }
                     continue;
                 }
                 let title = self.title(child);
@@ -898,6 +938,12 @@ pub struct Scanner {
     /// Whether every connection the last scan found was authenticated (no title left to
     /// change but ttys, which sshd logs).
     settled: bool,
+    /// Monitors of logins announced with their shape and nothing logged about since: a
+    /// scan following the trees takes what is under them from `previous` (see
+    /// [`Scanner::set_settled`]).
+    settled_monitors: HashSet<ProcessRef>,
+    /// The sshd processes the last scan found, whole or following the trees.
+    previous: Option<SshdProcs>,
     /// The audit session ids of connections, once set (the kernel lets a process set it
     /// once).
     audit_sessions: HashMap<ProcessRef, u32>,
@@ -918,6 +964,8 @@ impl Scanner {
             next_whole: None,
             last_walk: None,
             settled: false,
+            settled_monitors: HashSet::new(),
+            previous: None,
             audit_sessions: HashMap::new(),
         }
     }
@@ -946,14 +994,28 @@ impl Scanner {
             {
                 return Ok((procs.clone(), false));
             }
-            if let Some((procs, lists)) = self.procfs.sshd_tree(&self.roots) {
+            let reuse = self.previous.as_ref().map(|p| (p, &self.settled_monitors));
+            if let Some((procs, lists)) = self.procfs.sshd_tree(&self.roots, reuse) {
                 self.last_walk = Some((lists, procs.clone()));
+                self.previous = Some(procs.clone());
                 return Ok((procs, false));
             }
         }
         self.last_walk = None;
         self.next_whole = Some(now + WHOLE_SCAN_EVERY);
-        Ok((self.procfs.sshd_procs()?, true))
+        let procs = self.procfs.sshd_procs()?;
+        self.previous = Some(procs.clone());
+        Ok((procs, true))
+    }
+
+    /// Says which monitors belong to logins that are settled: announced, their shape
+    /// known, nothing in sshd's log about them since. Until the next whole scan (or the
+    /// next call), scans that follow the trees do not read their titles again: a login
+    /// whose titles change with nothing logged (another channel opened) shows it at the
+    /// next whole scan. Their monitors' stats are still read at every scan, so a login
+    /// that ends is seen at once.
+    pub fn set_settled(&mut self, monitors: HashSet<ProcessRef>) {
+        self.settled_monitors = monitors;
     }
 
     /// The sshd it looks for.
@@ -1606,6 +1668,73 @@ mod tests {
             "{:?}",
             scan.connections
         );
+    }
+
+    #[test]
+    fn a_settled_login_is_not_read_again_but_its_end_and_new_logins_are_seen() {
+        let f = two_sshds();
+        let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let ttys_of = |scan: &Scan, port: u16| -> Option<Ttys> {
+            scan.connections
+                .iter()
+                .find(|c| c.peer.port() == port)
+                .and_then(|c| c.ttys().cloned())
+        };
+        let first = scanner.scan_at(at(0), false).unwrap();
+        assert!(first.whole);
+        let pts3 = ttys_of(&first, 40001);
+        // Alice's login is settled: a scan that follows the tree takes it from the last
+        // one, and does not see her title change…
+        let alice = ProcessRef {
+            pid: 110,
+            start_ticks: 1100,
+        };
+        scanner.set_settled(HashSet::from([alice]));
+        f.set_cmdline(111, "sshd: alice@pts/3,pts/4");
+        // …while bob, not settled, is read again and seen authenticated.
+        f.set_cmdline(131, "sshd: bob@notty");
+        let scan = scanner.scan_at(at(3), false).unwrap();
+        assert!(!scan.whole);
+        assert_eq!(ttys_of(&scan, 40001), pts3);
+        assert!(
+            scan.connections
+                .iter()
+                .any(|c| c.peer.port() == 40003 && c.is_authenticated()),
+            "{:?}",
+            scan.connections
+        );
+        assert_eq!(scan.connections.len(), first.connections.len());
+        // No longer settled (sshd logged something about it): read again.
+        scanner.set_settled(HashSet::new());
+        let scan = scanner.scan_at(at(6), false).unwrap();
+        assert_ne!(ttys_of(&scan, 40001), pts3);
+        // Settled again, then its monitor goes: the next scan no longer lists it, and a
+        // new login beside it is found.
+        scanner.set_settled(HashSet::from([alice]));
+        f.remove(111);
+        f.remove(110);
+        f.add(&FakeProcess {
+            pid: 150,
+            ppid: 100,
+            comm: "sshd",
+            cmdline: "sshd: dave [priv]",
+            start: 1500,
+            sessionid: AUDIT_UNSET,
+            sockets: &[16],
+        });
+        f.set_sockets(&[
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40007"), 1, 16),
+        ]);
+        let scan = scanner.scan_at(at(9), false).unwrap();
+        assert!(!scan.whole);
+        let ports: Vec<u16> = scan.connections.iter().map(|c| c.peer.port()).collect();
+        assert!(!ports.contains(&40001), "{ports:?}");
+        assert!(ports.contains(&40007), "{ports:?}");
     }
 
     #[test]

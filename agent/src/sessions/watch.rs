@@ -412,6 +412,27 @@ async fn run(
         let reconciling = now >= tracker.next_reconcile;
         match tracker.scan(now) {
             Ok(found) => {
+                if tracing::enabled!(target: TIMING, tracing::Level::DEBUG) {
+                    // When the scan's news leaves it: a login waits for the whole scan.
+                    let done = Instant::now();
+                    debug!(
+                        target: TIMING,
+                        scan_us = done.duration_since(now).as_micros(),
+                        events = found.len(),
+                        sessions = tracker.sessions.len(),
+                        "scan done"
+                    );
+                    for e in &found {
+                        if let SessionEvent::Started(s) = e {
+                            debug!(
+                                target: TIMING,
+                                port = s.source.port(),
+                                published_ms = unix_ms(Some(done)),
+                                "login published"
+                            );
+                        }
+                    }
+                }
                 // Refresh what the snapshot holds of live sessions (ttys, processes).
                 {
                     let mut sessions = lock(&shared.sessions);
@@ -1126,6 +1147,19 @@ impl Tracker {
         // Quiet: the periodic scan, with no log line or login waiting on it.
         let quiet =
             now >= self.next_reconcile && self.urgent.is_empty() && self.first_seen.is_empty();
+        // Logins with nothing left to learn but their end: their titles are not read
+        // again until the next whole scan (a scan costs what changed, not every login).
+        let settled = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                s.lingering.is_none()
+                    && !self.shape_pending.contains(id)
+                    && !self.urgent.contains_key(&s.source)
+            })
+            .map(|(id, _)| id.0)
+            .collect();
+        self.scanner.set_settled(settled);
         let scan = self.scanner.scan_at(now, quiet)?;
         let reconcile = now >= self.next_reconcile;
         self.last_peers = scan.connections.iter().map(|c| c.peer).collect();

@@ -74,6 +74,10 @@ struct Options {
     /// log (the agent is started with `signoff_agent::sessions::timing=debug`).
     #[arg(long)]
     breakdown: bool,
+    /// With `--storm`: people signed off before it (a host of a fleet with a history holds
+    /// a sign-off statement for each, and looks every new login up against them).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    signed_off: u32,
 }
 
 /// The agent's log filter with its timing lines (see `--breakdown`).
@@ -575,6 +579,35 @@ fn storm(o: &Options, n: u32) -> Result<()> {
         principals: OTHER.into(),
         serial: 78,
     })?;
+    // People signed off earlier, before the host syncs: their statements come with its
+    // first view.
+    let h0 = Instant::now();
+    for i in 0..o.signed_off {
+        let name = format!("gone{i}");
+        let (status, v) = fleet.hr(
+            "POST",
+            "/api/v1/users",
+            Some(&json!({"name": name, "key_ids": [format!("{name}@corp")]})),
+        )?;
+        if status != 201 {
+            bail!("creating {name} answered {status}: {v}");
+        }
+        let (status, v) = fleet.hr(
+            "POST",
+            &format!("/api/v1/users/{name}/signoff"),
+            Some(&json!({"reason": "history"})),
+        )?;
+        if status != 201 {
+            bail!("signing {name} off answered {status}: {v}");
+        }
+    }
+    if o.signed_off > 0 {
+        println!(
+            "{} people signed off before the storm ({:.1} s)",
+            o.signed_off,
+            h0.elapsed().as_secs_f64()
+        );
+    }
     // sshd drops unauthenticated connections beyond MaxStartups (10 by default).
     let mut host = fleet.host_with_sshd(
         "storm-1",
@@ -891,7 +924,7 @@ fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
     );
     let unix = |i: Instant| base_u - ms(base_i.saturating_duration_since(i));
-    let rows: [(&str, &str); 7] = [
+    let rows: [(&str, &str); 8] = [
         ("seen_ms", "a scan first sees the connection (monitor)"),
         ("line_ms", "the agent reads its Accepted line"),
         (
@@ -900,6 +933,7 @@ fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
         ),
         ("channel_ms", "its first session channel shows"),
         ("announced_ms", "announced (Started)"),
+        ("published_ms", "its scan done, handed to the sync loop"),
         ("received_ms", "taken by the sync loop"),
         ("sent_ms", "sent to the control plane"),
     ];
@@ -919,6 +953,29 @@ fn breakdown(log: &str, stages: &[(u16, Instant, Instant)]) {
             }
         }
         columns[rows.len()].push(unix(*event) - a);
+    }
+    // How long each scan took (wall time), from the scan's start to its news leaving it.
+    let mut scans: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("signoff_agent::sessions::timing: ") && l.contains("scan done"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("scan_us="))
+        })
+        .filter_map(|v| v.parse::<f64>().ok())
+        .map(|us| us / 1000.0)
+        .collect();
+    scans.sort_by(f64::total_cmp);
+    if let Some(max) = scans.last() {
+        let q =
+            |q: f64| scans[((q * scans.len() as f64).ceil() as usize).clamp(1, scans.len()) - 1];
+        println!(
+            "scans: {} (wall ms p50 / p99 / max: {:.1} / {:.1} / {max:.1}; {:.0} ms in all)",
+            scans.len(),
+            q(0.5),
+            q(0.99),
+            scans.iter().sum::<f64>()
+        );
     }
     println!(
         "breakdown: {matched} of {} listed logins in the agent's timing log, {by_line} announced \
