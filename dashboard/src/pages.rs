@@ -367,6 +367,8 @@ pub(crate) struct SessionsPage {
     /// How many match; `sessions` holds the first [`LIST_ROWS`].
     pub matched: usize,
     pub kill_person_url: String,
+    /// The history search with the same filter.
+    pub history_url: String,
 }
 
 /// Empty query values mean "any".
@@ -425,8 +427,21 @@ pub(crate) async fn sessions_handler<B: Backend>(
     let mut sessions = app.backend.sessions(&filter).await?;
     let matched = sessions.len();
     sessions.truncate(LIST_ROWS);
+    let history_query: Vec<String> = [
+        ("user", &filter.user),
+        ("host", &filter.host),
+        ("account", &filter.account),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", query_value(v))))
+    .collect();
     render(&SessionsPage {
         layout: Layout::new(&authed, "sessions", "Sessions"),
+        history_url: if history_query.is_empty() {
+            "/sessions/history".to_owned()
+        } else {
+            format!("/sessions/history?{}", history_query.join("&"))
+        },
         kill_person_url: filter
             .user
             .as_deref()
