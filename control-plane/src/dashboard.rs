@@ -189,10 +189,11 @@ impl DashboardBackend {
         }
     }
 
-    fn person(u: crate::model::User, grants: Vec<Grant>) -> Person {
+    fn person(u: crate::model::User, grants: Vec<Grant>, signed_off: bool) -> Person {
         Person {
             name: u.name,
             active: u.status == UserStatus::Active,
+            signed_off,
             key_ids: u.key_ids,
             public_keys: u.public_keys,
             principals: u.principals,
@@ -319,11 +320,17 @@ impl Backend for DashboardBackend {
         {
             grants.entry(g.user.clone()).or_default().push(grant(&g));
         }
+        let signed_off = self
+            .service
+            .signed_off_users()
+            .await
+            .map_err(backend_error)?;
         Ok(users
             .into_iter()
             .map(|u| {
                 let g = grants.remove(&u.name).unwrap_or_default();
-                Self::person(u, g)
+                let off = signed_off.contains(&u.name);
+                Self::person(u, g, off)
             })
             .collect())
     }
@@ -335,7 +342,17 @@ impl Backend for DashboardBackend {
             .list_grants(Some(name))
             .await
             .map_err(backend_error)?;
-        Ok(Self::person(u, grants.iter().map(grant).collect()))
+        let signed_off = self
+            .service
+            .latest_signoff(name)
+            .await
+            .map_err(backend_error)?
+            .is_some_and(|s| s.in_force);
+        Ok(Self::person(
+            u,
+            grants.iter().map(grant).collect(),
+            signed_off,
+        ))
     }
 
     async fn certificates(&self, user: &str) -> BackendResult<Vec<Certificate>> {

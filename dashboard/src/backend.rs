@@ -171,6 +171,8 @@ pub struct Person {
     pub name: String,
     /// Whether they may log in (false once signed off or disabled).
     pub active: bool,
+    /// Whether a sign-off of theirs is in force (signed off and not re-enabled since).
+    pub signed_off: bool,
     /// Certificate key IDs that identify them.
     pub key_ids: Vec<String>,
     /// Plain public keys (OpenSSH lines) they may use.

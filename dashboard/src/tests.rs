@@ -213,6 +213,7 @@ impl Backend for Fake {
         Ok(Person {
             name: "mallory".into(),
             active: true,
+            signed_off: false,
             key_ids: vec![XSS.into()],
             public_keys: vec![],
             principals: vec!["mallory".into()],
@@ -1355,7 +1356,9 @@ fn fleet(fake: &Fake, n: usize) {
     st.more_people = (0..n)
         .map(|i| Person {
             name: format!("p{i:04}"),
+            // Every fourth may not log in: half of those signed off, half disabled.
             active: i % 4 != 0,
+            signed_off: i % 8 == 0,
             key_ids: vec![format!("p{i:04}@corp")],
             public_keys: vec![],
             principals: vec![],
@@ -1444,13 +1447,48 @@ async fn the_people_page_searches_filters_by_status_and_caps_its_rows() {
     assert_eq!(rows(&by_grant.body), 1);
     assert!(by_grant.body.contains(">mallory</a>"));
 
+    let signed_off = send(&app, get("/people?status=signed-off", Some(&cookie))).await;
+    assert_eq!(rows(&signed_off.body), 100, "every eighth of 800");
+    assert!(signed_off.body.contains("100 of 801 people match"));
+    assert_eq!(
+        signed_off
+            .body
+            .matches(r#"<span class="badge offline">signed off</span>"#)
+            .count(),
+        100
+    );
+    assert!(
+        signed_off
+            .body
+            .contains(r#"<option value="signed-off" selected>"#)
+    );
+
     let disabled = send(&app, get("/people?status=disabled", Some(&cookie))).await;
-    assert_eq!(rows(&disabled.body), 200, "every fourth of 800");
-    assert!(disabled.body.contains("200 of 801 people match"));
+    assert_eq!(
+        rows(&disabled.body),
+        100,
+        "every fourth of 800 not signed off"
+    );
+    assert!(disabled.body.contains("100 of 801 people match"));
     assert!(!disabled.body.contains("badge online"));
+    assert!(!disabled.body.contains(">signed off<"));
+
+    let active = send(&app, get("/people?status=active", Some(&cookie))).await;
+    assert!(
+        active.body.contains("601 of 801 people match"),
+        "{}",
+        active.body
+    );
+    assert!(!active.body.contains("badge offline") && !active.body.contains("badge warn"));
 
     let bad = send(&app, get("/people?status=fired", Some(&cookie))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("it is one of active, signed-off, disabled"),
+        "{}",
+        bad.body
+    );
 }
 
 /// The approvals page shows each pending grant's exact bytes and the command that signs

@@ -485,16 +485,21 @@ fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
     b.goto(&dash.url("/people"))?;
     let q = b.find("#f-q")?;
     b.type_into(&q, "MALL")?;
-    b.click_css("#f-status option[value='disabled']")?;
+    b.click_css("#f-status option[value='signed-off']")?;
     b.click_css("form.filters button[type='submit']")?;
     let names = wait_for("the People page filtered by the search", WAIT, || {
-        if !b.url()?.contains("status=disabled") {
+        if !b.url()?.contains("status=signed-off") {
             return Ok(None);
         }
         b.retry_stale(|| b.texts("#live tbody tr td:first-child"))
             .map(Some)
     })?;
     assert_eq!(names, vec![USER.to_owned()], "only the signed-off match");
+    assert_eq!(
+        b.texts("#live tbody tr td:nth-child(2)")?,
+        ["signed off"],
+        "their status"
+    );
     assert!(
         b.text_css("#people-count")?
             .starts_with("1 of 2 people match")
