@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use signoff_dashboard::backend::{
     AlertEntry, ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult,
-    Certificate, Change, FeedEntry, Grant, Host, Operator, PendingApproval, PendingReenable,
-    Person, Role, Session, SessionFilter, Signoff, SignoffHost, SignoffHostState, TimelineEntry,
+    Certificate, Change, FeedEntry, Grant, HistoryFilter, HistoryPage, Host, Operator,
+    PendingApproval, PendingReenable, Person, Role, Session, SessionFilter, Signoff, SignoffHost,
+    SignoffHostState, TimelineEntry,
 };
 use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
@@ -98,6 +99,7 @@ fn session(s: SessionRecord) -> Session {
         started_at: s.started_at,
         tty: s.tty,
         state: s.state,
+        ended_at: s.ended_at,
         lingering: s
             .lingering
             .into_iter()
@@ -187,10 +189,11 @@ impl DashboardBackend {
         }
     }
 
-    fn person(u: crate::model::User, grants: Vec<Grant>) -> Person {
+    fn person(u: crate::model::User, grants: Vec<Grant>, signed_off: bool) -> Person {
         Person {
             name: u.name,
             active: u.status == UserStatus::Active,
+            signed_off,
             key_ids: u.key_ids,
             public_keys: u.public_keys,
             principals: u.principals,
@@ -269,6 +272,36 @@ impl Backend for DashboardBackend {
             .collect())
     }
 
+    async fn session_history(
+        &self,
+        filter: &HistoryFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> BackendResult<HistoryPage> {
+        let filter = service::SessionFilter {
+            user: filter.user.clone(),
+            host: filter.host.clone(),
+            account: filter.account.clone(),
+            state: Some(service::ANY_STATE.to_owned()),
+            source: filter.source.map(|a| a.to_string()),
+            started_after: filter.started_after,
+            started_before: filter.started_before,
+        };
+        let after = after
+            .map(service::SessionCursor::from_token)
+            .transpose()
+            .map_err(|e| BackendError::Invalid(e.to_string()))?;
+        let (sessions, next) = self
+            .service
+            .list_sessions_page(&filter, &service::SessionPage { limit, after })
+            .await
+            .map_err(backend_error)?;
+        Ok(HistoryPage {
+            sessions: sessions.into_iter().map(session).collect(),
+            next: next.map(|c| c.to_token()),
+        })
+    }
+
     async fn logins_per_hour(&self, now: i64) -> BackendResult<Vec<u64>> {
         self.service
             .logins_per_hour(now, 24)
@@ -287,11 +320,17 @@ impl Backend for DashboardBackend {
         {
             grants.entry(g.user.clone()).or_default().push(grant(&g));
         }
+        let signed_off = self
+            .service
+            .signed_off_users()
+            .await
+            .map_err(backend_error)?;
         Ok(users
             .into_iter()
             .map(|u| {
                 let g = grants.remove(&u.name).unwrap_or_default();
-                Self::person(u, g)
+                let off = signed_off.contains(&u.name);
+                Self::person(u, g, off)
             })
             .collect())
     }
@@ -303,7 +342,17 @@ impl Backend for DashboardBackend {
             .list_grants(Some(name))
             .await
             .map_err(backend_error)?;
-        Ok(Self::person(u, grants.iter().map(grant).collect()))
+        let signed_off = self
+            .service
+            .latest_signoff(name)
+            .await
+            .map_err(backend_error)?
+            .is_some_and(|s| s.in_force);
+        Ok(Self::person(
+            u,
+            grants.iter().map(grant).collect(),
+            signed_off,
+        ))
     }
 
     async fn certificates(&self, user: &str) -> BackendResult<Vec<Certificate>> {

@@ -109,6 +109,8 @@ pub struct Session {
     pub state: String,
     /// While lingering: what the login left running, one `PID account: command` each.
     pub lingering: Vec<String>,
+    /// Unix seconds, once ended (`state` is then `ended`).
+    pub ended_at: Option<i64>,
 }
 
 /// Which sessions to list; every field narrows.
@@ -123,6 +125,32 @@ pub struct SessionFilter {
     /// Only as this Unix account.
     #[serde(default)]
     pub account: Option<String>,
+}
+
+/// Which sessions a history search lists, live and ended alike; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    /// Only this person's.
+    pub user: Option<String>,
+    /// Only on this host.
+    pub host: Option<String>,
+    /// Only as this Unix account.
+    pub account: Option<String>,
+    /// Only from this client address.
+    pub source: Option<std::net::IpAddr>,
+    /// Only started at or after this Unix time.
+    pub started_after: Option<i64>,
+    /// Only started before this Unix time (later than `started_after`).
+    pub started_before: Option<i64>,
+}
+
+/// One page of a history search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub sessions: Vec<Session>,
+    /// The opaque cursor of the next, older, page; `None` on the last page.
+    pub next: Option<String>,
 }
 
 /// A grant: the person may log in as `account` on the hosts of `group`.
@@ -143,6 +171,8 @@ pub struct Person {
     pub name: String,
     /// Whether they may log in (false once signed off or disabled).
     pub active: bool,
+    /// Whether a sign-off of theirs is in force (signed off and not re-enabled since).
+    pub signed_off: bool,
     /// Certificate key IDs that identify them.
     pub key_ids: Vec<String>,
     /// Plain public keys (OpenSSH lines) they may use.
@@ -417,6 +447,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         &self,
         filter: &SessionFilter,
     ) -> impl Future<Output = BackendResult<Vec<Session>>> + Send;
+    /// One page of at most `limit` sessions, live and ended, matching `filter`, newest
+    /// first: the first page, or the one after the cursor `after` of the previous page
+    /// (an `after` that is no such cursor is [`BackendError::Invalid`]).
+    fn session_history(
+        &self,
+        filter: &HistoryFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = BackendResult<HistoryPage>> + Send;
     /// Logins (sessions started, live or ended) in each of the 24 hours before `now`,
     /// oldest first, counted by the store.
     fn logins_per_hour(&self, now: i64) -> impl Future<Output = BackendResult<Vec<u64>>> + Send;

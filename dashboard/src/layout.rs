@@ -9,9 +9,10 @@ use crate::backend::Role;
 use crate::error::PageError;
 
 /// The navigation entries: (key, path, label).
-pub(crate) const NAV: [(&str, &str, &str); 8] = [
+pub(crate) const NAV: [(&str, &str, &str); 9] = [
     ("overview", "/", "Overview"),
     ("sessions", "/sessions", "Sessions"),
+    ("history", "/sessions/history", "History"),
     ("hosts", "/hosts", "Hosts"),
     ("people", "/people", "People"),
     ("signoffs", "/signoffs", "Sign-offs"),

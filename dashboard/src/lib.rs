@@ -22,6 +22,7 @@ mod chart;
 mod client_addr;
 mod error;
 mod events;
+mod history;
 mod layout;
 mod pages;
 
@@ -83,6 +84,7 @@ pub fn router<B: Backend>(backend: B, config: DashboardConfig) -> Router {
             post(actions::acknowledge_alert_handler::<B>),
         )
         .route("/sessions", get(pages::sessions_handler::<B>))
+        .route("/sessions/history", get(history::history_handler::<B>))
         .route(
             "/sessions/{host}/{id}/kill",
             get(pages::kill_session_page_handler::<B>).post(actions::kill_session_handler::<B>),

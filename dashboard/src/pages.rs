@@ -367,6 +367,8 @@ pub(crate) struct SessionsPage {
     /// How many match; `sessions` holds the first [`LIST_ROWS`].
     pub matched: usize,
     pub kill_person_url: String,
+    /// The history search with the same filter.
+    pub history_url: String,
 }
 
 /// Empty query values mean "any".
@@ -425,8 +427,21 @@ pub(crate) async fn sessions_handler<B: Backend>(
     let mut sessions = app.backend.sessions(&filter).await?;
     let matched = sessions.len();
     sessions.truncate(LIST_ROWS);
+    let history_query: Vec<String> = [
+        ("user", &filter.user),
+        ("host", &filter.host),
+        ("account", &filter.account),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}={}", query_value(v))))
+    .collect();
     render(&SessionsPage {
         layout: Layout::new(&authed, "sessions", "Sessions"),
+        history_url: if history_query.is_empty() {
+            "/sessions/history".to_owned()
+        } else {
+            format!("/sessions/history?{}", history_query.join("&"))
+        },
         kill_person_url: filter
             .user
             .as_deref()
@@ -589,7 +604,8 @@ pub(crate) async fn host_handler<B: Backend>(
 pub(crate) struct PersonRow {
     pub name: String,
     pub url: String,
-    pub active: bool,
+    /// One of [`PERSON_STATUSES`] ([`person_status`]).
+    pub status: &'static str,
     pub key_ids: String,
     pub keys: usize,
     pub grants: String,
@@ -600,7 +616,7 @@ impl PersonRow {
         PersonRow {
             url: format!("/people/{}", seg(&p.name)),
             name: p.name.clone(),
-            active: p.active,
+            status: person_status(p),
             key_ids: p.key_ids.join(", "),
             keys: p.public_keys.len(),
             grants: p
@@ -625,7 +641,19 @@ pub(crate) struct PeoplePage {
     pub matched: usize,
 }
 
-const PERSON_STATUSES: [&str; 2] = ["active", "disabled"];
+const PERSON_STATUSES: [&str; 3] = ["active", "signed-off", "disabled"];
+
+/// `signed-off` while a sign-off of theirs is in force, else `active` or `disabled` (kept
+/// out by hand, without a sign-off).
+pub(crate) fn person_status(p: &Person) -> &'static str {
+    if p.signed_off {
+        "signed-off"
+    } else if p.active {
+        "active"
+    } else {
+        "disabled"
+    }
+}
 
 /// `GET /people?q=&status=`: `q` searches names, key IDs and grants.
 pub(crate) async fn people_handler<B: Backend>(
@@ -640,11 +668,7 @@ pub(crate) async fn people_handler<B: Backend>(
     let rows: Vec<PersonRow> = people
         .iter()
         .map(PersonRow::new)
-        .filter(|p| {
-            status
-                .as_deref()
-                .is_none_or(|s| (s == "active") == p.active)
-        })
+        .filter(|p| status.as_deref().is_none_or(|s| s == p.status))
         .filter(|p| found(&needle, &[&p.name, &p.key_ids, &p.grants]))
         .collect();
     let matched = rows.len();
@@ -707,6 +731,8 @@ pub(crate) struct PersonPage {
     pub layout: Layout,
     pub name: String,
     pub active: bool,
+    /// [`person_status`].
+    pub status: &'static str,
     pub key_ids: Vec<String>,
     pub public_keys: Vec<String>,
     pub principals: String,
@@ -756,6 +782,7 @@ pub(crate) async fn person_handler<B: Backend>(
         signoff_url: format!("/people/{}/signoff", seg(&name)),
         reenable_url: format!("/people/{}/reenable", seg(&name)),
         kill_all_url: format!("/people/{}/kill-sessions", seg(&name)),
+        status: person_status(&person),
         name: person.name,
         active: person.active,
         key_ids: person.key_ids,

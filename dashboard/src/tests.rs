@@ -67,6 +67,7 @@ impl Fake {
                 tty: "pts/0".into(),
                 state: "live".into(),
                 lingering: vec![],
+                ended_at: None,
             }],
             calls: Vec::new(),
             more_hosts: Vec::new(),
@@ -156,6 +157,42 @@ impl Backend for Fake {
             .cloned()
             .collect())
     }
+    /// The live sessions and one ended one, newest first; a first page has the cursor
+    /// `page-2`, whose page has none; the cursor `forged` is refused as the control plane
+    /// refuses one it did not make.
+    async fn session_history(
+        &self,
+        filter: &HistoryFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> BackendResult<HistoryPage> {
+        self.call(format!("history {filter:?} after={after:?} limit={limit}"));
+        if after == Some("forged") {
+            return Err(BackendError::Invalid(
+                "after: is not the cursor of a page of sessions".into(),
+            ));
+        }
+        let mut sessions = self.sessions(&SessionFilter::default()).await?;
+        sessions.push(Session {
+            host_id: "web-1".into(),
+            id: "99".into(),
+            account: "root".into(),
+            user: Some("mallory".into()),
+            key_id: "mallory@corp".into(),
+            serial: 0,
+            source_address: "192.0.2.7".into(),
+            source_port: 50000,
+            started_at: NOW - 3600,
+            tty: String::new(),
+            state: "ended".into(),
+            lingering: vec![],
+            ended_at: Some(NOW - 1800),
+        });
+        Ok(HistoryPage {
+            sessions,
+            next: after.is_none().then(|| "page-2".to_owned()),
+        })
+    }
     async fn logins_per_hour(&self, _now: i64) -> BackendResult<Vec<u64>> {
         let mut counts = vec![0; 24];
         counts[23] = 1;
@@ -176,6 +213,7 @@ impl Backend for Fake {
         Ok(Person {
             name: "mallory".into(),
             active: true,
+            signed_off: false,
             key_ids: vec![XSS.into()],
             public_keys: vec![],
             principals: vec!["mallory".into()],
@@ -535,9 +573,10 @@ async fn login(app: &Router, name: &str) -> String {
     cookie_pair(&res, "signoff_session")
 }
 
-const PAGES: [&str; 12] = [
+const PAGES: [&str; 13] = [
     "/",
     "/sessions",
+    "/sessions/history",
     "/sessions/web-1/1234/kill",
     "/hosts",
     "/hosts/web-1",
@@ -1317,7 +1356,9 @@ fn fleet(fake: &Fake, n: usize) {
     st.more_people = (0..n)
         .map(|i| Person {
             name: format!("p{i:04}"),
+            // Every fourth may not log in: half of those signed off, half disabled.
             active: i % 4 != 0,
+            signed_off: i % 8 == 0,
             key_ids: vec![format!("p{i:04}@corp")],
             public_keys: vec![],
             principals: vec![],
@@ -1406,13 +1447,48 @@ async fn the_people_page_searches_filters_by_status_and_caps_its_rows() {
     assert_eq!(rows(&by_grant.body), 1);
     assert!(by_grant.body.contains(">mallory</a>"));
 
+    let signed_off = send(&app, get("/people?status=signed-off", Some(&cookie))).await;
+    assert_eq!(rows(&signed_off.body), 100, "every eighth of 800");
+    assert!(signed_off.body.contains("100 of 801 people match"));
+    assert_eq!(
+        signed_off
+            .body
+            .matches(r#"<span class="badge offline">signed off</span>"#)
+            .count(),
+        100
+    );
+    assert!(
+        signed_off
+            .body
+            .contains(r#"<option value="signed-off" selected>"#)
+    );
+
     let disabled = send(&app, get("/people?status=disabled", Some(&cookie))).await;
-    assert_eq!(rows(&disabled.body), 200, "every fourth of 800");
-    assert!(disabled.body.contains("200 of 801 people match"));
+    assert_eq!(
+        rows(&disabled.body),
+        100,
+        "every fourth of 800 not signed off"
+    );
+    assert!(disabled.body.contains("100 of 801 people match"));
     assert!(!disabled.body.contains("badge online"));
+    assert!(!disabled.body.contains(">signed off<"));
+
+    let active = send(&app, get("/people?status=active", Some(&cookie))).await;
+    assert!(
+        active.body.contains("601 of 801 people match"),
+        "{}",
+        active.body
+    );
+    assert!(!active.body.contains("badge offline") && !active.body.contains("badge warn"));
 
     let bad = send(&app, get("/people?status=fired", Some(&cookie))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("it is one of active, signed-off, disabled"),
+        "{}",
+        bad.body
+    );
 }
 
 /// The approvals page shows each pending grant's exact bytes and the command that signs
@@ -1543,4 +1619,193 @@ async fn the_person_page_shows_their_timeline() {
     assert!(refused < signoff, "newest first");
     assert!(page.body.contains("mallory left"), "{}", page.body);
     assert!(!page.body.contains(XSS), "escaped");
+}
+
+/// The history search hands every filter to the backend as typed (times read as UTC),
+/// shows ended sessions with their end, and pages with the backend's cursor, the filter
+/// kept; a viewer may use it.
+#[tokio::test]
+async fn history_search_passes_the_filter_and_pages_with_the_cursor() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+
+    let search = "/sessions/history?user=mallory&host=web-1&account=root&source=192.0.2.7\
+                  &from=2027-01-15T07%3A00&to=2027-01-15T08%3A00%3A30";
+    let first = send(&app, get(search, Some(&cookie))).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let filter = HistoryFilter {
+        user: Some("mallory".into()),
+        host: Some("web-1".into()),
+        account: Some("root".into()),
+        source: Some("192.0.2.7".parse().unwrap()),
+        started_after: Some(NOW - 3600),
+        started_before: Some(NOW + 30),
+    };
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &format!("history {filter:?} after=None limit=50")
+    );
+    // The ended session: started, ended, state.
+    let row = first
+        .body
+        .split("id=\"history-web-1-99\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the ended session's row");
+    assert!(
+        row.contains("<td class=\"started\">2027-01-15 07:00:00 UTC</td>"),
+        "{row}"
+    );
+    assert!(
+        row.contains("<td class=\"ended\">2027-01-15 07:30:00 UTC</td>"),
+        "{row}"
+    );
+    assert!(row.contains(">ended</span>"), "{row}");
+    assert!(row.contains("192.0.2.7:50000"), "{row}");
+    // The live one: no end yet.
+    let live = first
+        .body
+        .split("id=\"history-web-1-1234\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the live session's row");
+    assert!(live.contains("<td class=\"ended\">—</td>"), "{live}");
+    assert!(live.contains(">live</span>"), "{live}");
+    assert!(!first.body.contains(XSS), "the key ID is escaped");
+    // The form keeps the search; the next page keeps it too.
+    assert!(
+        first
+            .body
+            .contains(r#"name="from" type="datetime-local" step="1" value="2027-01-15T07:00""#)
+    );
+    assert!(first.body.contains(r#"name="source" value="192.0.2.7""#));
+    let older = "/sessions/history?user=mallory&host=web-1&account=root&source=192.0.2.7\
+                 &from=2027-01-15T07%3A00&to=2027-01-15T08%3A00%3A30&after=page-2";
+    let older_link = format!(
+        r#"<a id="older" href="{}" rel="next">Older →</a>"#,
+        older.replace('&', "&#38;")
+    );
+    assert!(first.body.contains(&older_link), "{}", first.body);
+    assert!(!first.body.contains("id=\"newest\""));
+
+    let second = send(&app, get(older, Some(&cookie))).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &format!("history {filter:?} after=Some(\"page-2\") limit=50")
+    );
+    assert!(!second.body.contains("id=\"older\""), "the last page");
+    assert!(second.body.contains("← Newest"));
+
+    // No filter: everything, first page; `limit` chosen in the URL stays on the next page.
+    let all = send(&app, get("/sessions/history?user=&limit=2", Some(&cookie))).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(
+        fake.calls().last().unwrap(),
+        &format!("history {:?} after=None limit=2", HistoryFilter::default())
+    );
+    assert!(
+        all.body
+            .contains(r#"href="/sessions/history?limit=2&#38;after=page-2""#),
+        "{}",
+        all.body
+    );
+}
+
+/// Each value the history search cannot take is a 400 page that says which and what to
+/// write instead, and the backend is not asked.
+#[tokio::test]
+async fn history_search_refuses_each_bad_value_with_a_message() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    for (query, message) in [
+        (
+            "from=yesterday",
+            "from: &#34;yesterday&#34; is not a date and time; write it as YYYY-MM-DDTHH:MM in UTC",
+        ),
+        (
+            "to=2027-02-30T10:00",
+            "to: &#34;2027-02-30T10:00&#34; is not a date and time",
+        ),
+        (
+            "from=1969-12-31T00:00",
+            "from: &#34;1969-12-31T00:00&#34; is before 1970",
+        ),
+        (
+            "from=2027-01-15T08:00&to=2027-01-15T08:00",
+            "to (2027-01-15 08:00:00 UTC) must be later than from (2027-01-15 08:00:00 UTC)",
+        ),
+        (
+            "source=web-1",
+            "source address: &#34;web-1&#34; is not an IP address",
+        ),
+        (
+            "limit=0",
+            "limit: &#34;0&#34; is not a number of rows from 1 to 500",
+        ),
+        (
+            "limit=many",
+            "limit: &#34;many&#34; is not a number of rows from 1 to 500",
+        ),
+    ] {
+        let calls = fake.calls().len();
+        let res = send(
+            &app,
+            get(&format!("/sessions/history?{query}"), Some(&cookie)),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {}", res.body);
+        assert!(res.body.contains(message), "{query}: {}", res.body);
+        assert!(
+            res.body.contains("Log out"),
+            "{query}: the page keeps the layout"
+        );
+        assert_eq!(
+            fake.calls().len(),
+            calls,
+            "{query}: the backend was not asked"
+        );
+    }
+    // A cursor the control plane did not make: its refusal, as a 400.
+    let res = send(&app, get("/sessions/history?after=forged", Some(&cookie))).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+    assert!(
+        res.body
+            .contains("after: is not the cursor of a page of sessions"),
+        "{}",
+        res.body
+    );
+}
+
+/// The history is in the navigation, and the Sessions page links to it with its filter.
+#[tokio::test]
+async fn history_is_linked_from_the_nav_and_the_sessions_page() {
+    let fake = Fake::new();
+    let app = app(&fake);
+    let cookie = login(&app, "viewer").await;
+    let res = send(
+        &app,
+        get("/sessions?user=mallory&host=web+1", Some(&cookie)),
+    )
+    .await;
+    assert!(
+        res.body
+            .contains(r#"<a href="/sessions/history">History</a>"#),
+        "{}",
+        res.body
+    );
+    assert!(
+        res.body.contains(
+            r#"id="history-link" href="/sessions/history?user=mallory&#38;host=web%201""#
+        ),
+        "{}",
+        res.body
+    );
+    let res = send(&app, get("/sessions/history", Some(&cookie))).await;
+    assert!(
+        res.body
+            .contains(r#"<a href="/sessions/history" aria-current="page">History</a>"#)
+    );
 }

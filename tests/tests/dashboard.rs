@@ -10,6 +10,8 @@
 //!   refused; a POST without a valid CSRF token is refused.
 //! - A key ID and a hostname containing `<script>` are shown as text.
 //! - Not logged in: every page redirects to the login page and the event stream refuses.
+//! - Session history: logins that ended are found by person and by host, with their end,
+//!   a page at a time.
 //!
 //! Screenshots of every page go to `tests/artifacts/dashboard/` (printed).
 
@@ -170,6 +172,7 @@ fn dashboard_end_to_end_in_a_real_browser() -> Result<()> {
         script_is_text_and_a_viewer_cannot_act(&fleet, &dash, &b, &viewer_pw)?;
         dash.logout(&b)?;
         admin_pages(&dash, &b, &admin_pw)?;
+        progress_bars_line_up(&fleet, &dash, &b)?;
         reenable_awaiting_approvals(&fleet, &dash, &b)?;
         Ok(())
     })();
@@ -483,16 +486,21 @@ fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
     b.goto(&dash.url("/people"))?;
     let q = b.find("#f-q")?;
     b.type_into(&q, "MALL")?;
-    b.click_css("#f-status option[value='disabled']")?;
+    b.click_css("#f-status option[value='signed-off']")?;
     b.click_css("form.filters button[type='submit']")?;
     let names = wait_for("the People page filtered by the search", WAIT, || {
-        if !b.url()?.contains("status=disabled") {
+        if !b.url()?.contains("status=signed-off") {
             return Ok(None);
         }
         b.retry_stale(|| b.texts("#live tbody tr td:first-child"))
             .map(Some)
     })?;
     assert_eq!(names, vec![USER.to_owned()], "only the signed-off match");
+    assert_eq!(
+        b.texts("#live tbody tr td:nth-child(2)")?,
+        ["signed off"],
+        "their status"
+    );
     assert!(
         b.text_css("#people-count")?
             .starts_with("1 of 2 people match")
@@ -504,6 +512,49 @@ fn admin_pages(dash: &Dashboard, b: &Browser, password: &str) -> Result<()> {
         dash.shot(b, name)?;
     }
     b.goto(&dash.url("/login"))?;
+    Ok(())
+}
+
+/// Sign-offs in progress of people with names of different lengths: on the overview and
+/// on the Sign-offs page their progress bars start at the same left edge. (They stay in
+/// progress: `xss-host` never connects.)
+fn progress_bars_line_up(fleet: &Fleet, dash: &Dashboard, b: &Browser) -> Result<()> {
+    b.resize(1280, 900)?;
+    for name in ["al", "bartholomew"] {
+        fleet
+            .plane
+            .cli(&["user", "add", name, "--key-id", &format!("{name}@corp")])?;
+        let (status, record) = fleet.hr(
+            "POST",
+            &format!("/api/v1/users/{name}/signoff"),
+            Some(&serde_json::json!({"reason": "contract ended"})),
+        )?;
+        assert_eq!(status, 201, "{record}");
+    }
+    for (page, bars, least) in [
+        ("/", "#signoffs-in-progress progress", 2),
+        ("/signoffs", "table progress", 3),
+    ] {
+        b.goto(&dash.url(page))?;
+        let lefts = b.run_script(&format!(
+            "return Array.from(document.querySelectorAll('{bars}')) \
+               .map(p => Math.round(p.getBoundingClientRect().left));"
+        ))?;
+        let lefts: Vec<i64> = lefts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_i64)
+            .collect();
+        assert!(lefts.len() >= least, "{page}: progress bars at {lefts:?}");
+        assert!(
+            lefts.iter().all(|l| *l == lefts[0]),
+            "{page}: progress bars start at {lefts:?}"
+        );
+    }
+    b.goto(&dash.url("/"))?;
+    b.run_script("document.getElementById('signoffs-in-progress').scrollIntoView(); return null;")?;
+    dash.shot(b, "overview-progress")?;
     Ok(())
 }
 
@@ -712,4 +763,168 @@ fn reenable_awaiting_approvals(fleet: &Fleet, dash: &Dashboard, b: &Browser) -> 
         )
     );
     Ok(())
+}
+
+/// Session history (issue 21): real logins open and end on two hosts; in Chromium a
+/// viewer reaches the history from the Sessions page, searches it by person and by host,
+/// sees each ended session with its end time as the control plane recorded it, and pages
+/// with the cursor to the older one; a time range that holds none and a bad time are
+/// answered on the page.
+#[test]
+fn session_history_is_searched_by_person_and_host_and_paged() -> Result<()> {
+    let fleet = Fleet::new()?;
+    let host1 = fleet.host("host-1")?;
+    let host2 = fleet.host("host-2")?;
+    let dash = Dashboard::new(&fleet)?;
+    let viewer_pw = operator(&fleet, "history-viewer", "viewer")?;
+    // Two logins on host-1 that end, then one on host-2 that stays open.
+    for (n, marker) in [(1, 7301), (2, 7302)] {
+        let held = fleet.open(&host1, false, marker)?;
+        fleet.wait_live_sessions(1, "a login on host-1")?;
+        drop(held);
+        wait_for(format_args!("{n} ended sessions"), WAIT, || {
+            Ok((ended_sessions(&fleet)?.len() == n).then_some(()))
+        })?;
+    }
+    // Newest first, as the history lists them (ties by host and id).
+    let mut ended = ended_sessions(&fleet)?;
+    ended.sort_by_key(|s| {
+        (
+            std::cmp::Reverse(s["started_at"].as_i64().unwrap_or(0)),
+            s["host_id"].as_str().unwrap_or_default().to_owned(),
+            s["id"].as_str().unwrap_or_default().to_owned(),
+        )
+    });
+    let ended_at: Vec<String> = ended
+        .iter()
+        .map(|s| utc(s["ended_at"].as_i64().unwrap_or(-1)))
+        .collect::<Result<_>>()?;
+    // Started in a later second than those: the newest, whatever the tie-break.
+    let last_start = ended
+        .iter()
+        .filter_map(|s| s["started_at"].as_i64())
+        .max()
+        .unwrap_or(0);
+    wait_for("the next second", WAIT, || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        Ok((now > u64::try_from(last_start)?).then_some(()))
+    })?;
+    let open = fleet.open(&host2, false, 7303)?;
+    fleet.wait_live_sessions(1, "the login on host-2")?;
+
+    let b = Browser::start(1280, 900)?;
+    let result = (|| -> Result<()> {
+        dash.login(&b, "history-viewer", &viewer_pw)?;
+        b.goto(&dash.url("/sessions"))?;
+        b.click_css("#history-link")?;
+        wait_for("the history page", WAIT, || {
+            Ok(b.url()?.contains("/sessions/history").then_some(()))
+        })?;
+
+        // By person: the open session first, then the two ended ones with their ends.
+        b.type_into(&b.find("#h-user")?, USER)?;
+        b.click_css("form.filters button[type='submit']")?;
+        wait_for("the search by person", WAIT, || {
+            Ok(b.url()?.contains(&format!("user={USER}")).then_some(()))
+        })?;
+        assert_eq!(
+            b.texts("tr.history-row td.host")?,
+            ["host-2", "host-1", "host-1"]
+        );
+        assert_eq!(
+            b.texts("tr.history-row td.state")?,
+            ["live", "ended", "ended"]
+        );
+        let ends = b.texts("tr.history-row td.ended")?;
+        assert_eq!(ends[0], "—", "the open session has no end");
+        assert_eq!(
+            ends[1..],
+            ended_at[..],
+            "the ends the control plane recorded"
+        );
+        assert!(
+            b.texts("tr.history-row td.person")?
+                .iter()
+                .all(|p| p == USER)
+        );
+        dash.shot(&b, "history-search")?;
+
+        // By host.
+        for (host, states) in [("host-1", vec!["ended", "ended"]), ("host-2", vec!["live"])] {
+            b.goto(&dash.url("/sessions/history"))?;
+            b.type_into(&b.find("#h-host")?, host)?;
+            b.click_css("form.filters button[type='submit']")?;
+            wait_for(format_args!("the search by {host}"), WAIT, || {
+                Ok(b.url()?.contains(&format!("host={host}")).then_some(()))
+            })?;
+            assert_eq!(b.texts("tr.history-row td.state")?, states, "{host}");
+            assert!(
+                b.texts("tr.history-row td.host")?.iter().all(|h| h == host),
+                "{host}"
+            );
+        }
+
+        // One a page: the newer ended session, then, through the cursor, the older.
+        b.goto(&dash.url("/sessions/history?host=host-1&limit=1"))?;
+        assert_eq!(b.texts("tr.history-row td.ended")?, [ended_at[0].clone()]);
+        b.click_css("#older")?;
+        wait_for("the older page", WAIT, || {
+            Ok(b.url()?.contains("after=").then_some(()))
+        })?;
+        let url = b.url()?;
+        assert!(
+            url.contains("host=host-1") && url.contains("limit=1"),
+            "the filter stays: {url}"
+        );
+        assert_eq!(b.texts("tr.history-row td.ended")?, [ended_at[1].clone()]);
+        assert!(b.find_all("#older")?.is_empty(), "the last page");
+        dash.shot(&b, "history-older")?;
+
+        // A range that holds none, and a time that is not one.
+        b.goto(&dash.url("/sessions/history?from=2099-01-01T00%3A00"))?;
+        assert_eq!(b.text_css("#history-count")?, "No session matches.");
+        b.goto(&dash.url("/sessions/history?from=yesterday"))?;
+        let message = b.text_css("main")?;
+        assert!(
+            message.contains("from: \"yesterday\" is not a date and time"),
+            "{message}"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = dash.shot(&b, "history-failure");
+        eprintln!(
+            "page at failure: {:?}\nserver log:\n{}",
+            b.url(),
+            fleet.plane.log()
+        );
+    }
+    drop(open);
+    result
+}
+
+/// The person's ended sessions at the control plane, as the API lists them.
+fn ended_sessions(fleet: &Fleet) -> Result<Vec<serde_json::Value>> {
+    let (status, v) = fleet.hr(
+        "GET",
+        &format!("/api/v1/sessions?user={USER}&state=ended"),
+        None,
+    )?;
+    if status != 200 {
+        bail!("GET ended sessions answered {status}: {v}");
+    }
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+/// Unix seconds as the dashboard shows them, by GNU date.
+fn utc(unix: i64) -> Result<String> {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%Y-%m-%d %H:%M:%S UTC"])
+        .output()?;
+    if !out.status.success() {
+        bail!("date failed for {unix}");
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }

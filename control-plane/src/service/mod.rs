@@ -55,8 +55,8 @@ pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use scim::{MAX_EXTERNAL_ID, ScimUser};
 pub use sessions::{
-    Connection, KillOrderRecord, SESSION_PAGE_MAX, SessionCursor, SessionEvent, SessionFilter,
-    SessionPage, SessionRecord,
+    ANY_STATE, Connection, KillOrderRecord, SESSION_PAGE_MAX, SessionCursor, SessionEvent,
+    SessionFilter, SessionPage, SessionRecord,
 };
 pub use signoff::{SignoffHost, SignoffHostState, SignoffRecord};
 pub use stats::Counts;

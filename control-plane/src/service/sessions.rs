@@ -103,7 +103,8 @@ pub struct SessionFilter {
     pub host: Option<String>,
     /// Only as this account.
     pub account: Option<String>,
-    /// Only in this state; default: live and unknown.
+    /// Only in this state; default: live and unknown; [`ANY_STATE`] for every state,
+    /// ended included (the dashboard's history search).
     pub state: Option<String>,
     /// Only from this client address.
     #[serde(default)]
@@ -115,6 +116,9 @@ pub struct SessionFilter {
     #[serde(default)]
     pub started_before: Option<i64>,
 }
+
+/// The [`SessionFilter::state`] that lists sessions in every state, live and ended.
+pub const ANY_STATE: &str = "any";
 
 /// The most sessions one page holds.
 pub const SESSION_PAGE_MAX: u32 = 10_000;
@@ -389,7 +393,7 @@ impl Service {
         let mut rows = sqlx::query(&format!(
             "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
                AND (? IS NULL OR user = ?)
-               AND (CASE WHEN ? IS NULL THEN state != 'ended' ELSE state = ? END)
+               AND (CASE WHEN ? IS NULL THEN state != 'ended' WHEN ? = ? THEN 1 ELSE state = ? END)
                AND (? IS NULL OR source_address = ?)
                AND (? IS NULL OR started_at >= ?) AND (? IS NULL OR started_at < ?)
                AND (? IS NULL OR started_at < ? OR (started_at = ? AND (host_id, id) > (?, ?)))
@@ -402,6 +406,8 @@ impl Service {
         .bind(&filter.user)
         .bind(&filter.user)
         .bind(&filter.state)
+        .bind(&filter.state)
+        .bind(ANY_STATE)
         .bind(&filter.state)
         .bind(&source)
         .bind(&source)
@@ -1348,6 +1354,43 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn any_state_lists_live_and_ended_sessions_newest_first() {
+        let (svc, _) = service().await;
+        for (id, at) in [("1:1", 1_800_000_000), ("2:1", 1_800_000_100)] {
+            let mut s = plain(id, "");
+            s.started_at = at;
+            svc.session_started("web1", &s).await.unwrap();
+        }
+        svc.session_ended("web1", "1:1", 1_800_000_050)
+            .await
+            .unwrap();
+        let listed = |state: Option<&str>| {
+            let svc = svc.clone();
+            let filter = SessionFilter {
+                state: state.map(str::to_owned),
+                ..SessionFilter::default()
+            };
+            async move {
+                svc.list_sessions(&filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| (s.id, s.state, s.ended_at))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            listed(Some(ANY_STATE)).await,
+            [
+                ("2:1".to_owned(), "live".to_owned(), None),
+                ("1:1".to_owned(), "ended".to_owned(), Some(1_800_000_050)),
+            ]
+        );
+        assert_eq!(listed(None).await.len(), 1, "the default leaves ended out");
+        assert_eq!(listed(Some("ended")).await.len(), 1);
     }
 
     #[tokio::test]

@@ -200,6 +200,18 @@ impl Service {
         }
     }
 
+    /// The people a sign-off is in force for (signed off, not re-enabled since), however
+    /// old the sign-off: the People page filters by it.
+    pub async fn signed_off_users(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT u.name FROM signoffs s JOIN users u ON u.id = s.user_id
+             WHERE s.until_rev IS NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The newest 500 sign-offs, newest first, in two queries whatever their number (the
     /// dashboard reads this on every live refresh).
     pub async fn list_signoffs(&self) -> Result<Vec<SignoffRecord>> {

@@ -236,6 +236,30 @@ async fn reenabling_withdraws_the_statement_and_the_revocations_it_added() {
 }
 
 #[tokio::test]
+async fn signed_off_users_are_those_with_a_signoff_in_force() {
+    let svc = setup(&["h1"]).await;
+    let a = Actor::cli();
+    let bob = NewUser {
+        name: "bob".into(),
+        key_ids: vec!["bob@corp".into()],
+        ..Default::default()
+    };
+    svc.create_user(&a, bob, "").await.unwrap();
+    // Disabled by hand: not signed off.
+    svc.set_user_status(&a, "bob", UserStatus::Disabled, "on leave")
+        .await
+        .unwrap();
+    assert!(svc.signed_off_users().await.unwrap().is_empty());
+    svc.sign_off(&a, "mallory", "left").await.unwrap();
+    assert_eq!(
+        svc.signed_off_users().await.unwrap(),
+        ["mallory".to_owned()].into()
+    );
+    svc.reenable_user(&a, "mallory", "rehired").await.unwrap();
+    assert!(svc.signed_off_users().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn without_a_signing_key_or_a_reason_nothing_is_signed_off() {
     let (svc, _) = service().await;
     let a = Actor::cli();
