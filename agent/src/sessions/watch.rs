@@ -1698,6 +1698,15 @@ mod tests {
             // Read "now": well after the fake processes' start ticks.
             self.tracker.on_record(record, Some(100_000), self.now);
         }
+
+        /// A line naming the connection from `port` (`Starting session: … port P`).
+        fn mention(&mut self, port: u16) {
+            let record = LogRecord {
+                pid: None,
+                event: LogEvent::Mention(SocketAddr::new("127.0.0.1".parse().unwrap(), port)),
+            };
+            self.tracker.on_record(record, Some(100_000), self.now);
+        }
     }
 
     fn started(events: &[SessionEvent]) -> Vec<&Session> {
@@ -1987,8 +1996,11 @@ mod tests {
         w.advance(Duration::from_millis(5));
         let events = w.scan();
         assert_eq!(started(&events)[0].ttys, Ttys::NoTty);
-        // Another channel, with a pty, on the same connection.
+        // Another channel, with a pty, on the same connection: sshd logs `Starting
+        // session: shell on pts/7 … port 40001`, which has the login's processes read again
+        // (a settled login's titles are not, until the next whole scan).
         w.fake.set_cmdline(130, "sshd: bob@pts/7");
+        w.mention(40001);
         w.advance(Duration::from_millis(5));
         assert!(w.scan().is_empty());
         let s = w.tracker.sessions.values().next().unwrap();
