@@ -641,6 +641,12 @@ impl Daemon<'_> {
                         continue;
                     }
                     sessions.remember();
+                    // A login started and updated within the burst is looked at once, as
+                    // it is last (one kill per session).
+                    let mut seen = HashSet::new();
+                    changed.reverse();
+                    changed.retain(|s| seen.insert(s.id));
+                    changed.reverse();
                     let results = enforce(config, signoffs, None, Some(&changed), sessions).await;
                     for msg in messages {
                         let port = match &msg.body {
