@@ -1031,12 +1031,23 @@ impl Scanner {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(e),
             },
-            SshdSelector::Port(_) => procs
-                .stats
-                .iter()
-                .filter(|(_, (_, t))| t.as_ref().is_some_and(|t| t.role == Role::Listener))
-                .map(|(&pid, _)| pid)
-                .collect(),
+            SshdSelector::Port(_) => {
+                let is_listener = |t: &Option<Title>| {
+                    t.as_ref().is_some_and(|t| t.role == Role::Listener)
+                };
+                // A connection's process just forked by the listener still bears the
+                // listener's title until it re-executes or renames itself: a listener is
+                // never the child of a process with that title.
+                procs
+                    .stats
+                    .iter()
+                    .filter(|(_, (s, t))| {
+                        is_listener(t)
+                            && !procs.stats.get(&s.ppid).is_some_and(|(_, pt)| is_listener(pt))
+                    })
+                    .map(|(&pid, _)| pid)
+                    .collect()
+            }
         };
         let now = Instant::now();
         self.listener_ports.retain(|p, (_, read)| {
@@ -1798,6 +1809,38 @@ mod tests {
         assert_eq!(scan.connections.len(), 1);
         assert_eq!(scan.connections[0].account(), Some("carol"));
         assert_eq!(scan.connections[0].local, addr("127.0.0.1:2223"));
+    }
+
+    #[test]
+    fn a_child_the_listener_just_forked_is_not_a_listener() {
+        let f = two_sshds();
+        // Forked for a new connection, not yet re-executed: the listener's title, its
+        // listening socket inherited, and (for the test) an audit session id of its own.
+        f.add(&FakeProcess {
+            pid: 140,
+            ppid: 100,
+            comm: "sshd",
+            cmdline: LISTENER,
+            start: 1400,
+            sessionid: 8,
+            sockets: &[1],
+        });
+        let p = Procfs::new(f.root());
+        let mut scanner = Scanner::new(p, SshdSelector::Port(2222));
+        let scan = scanner.scan().unwrap();
+        assert_eq!(
+            scan.listener.processes,
+            [ProcessRef {
+                pid: 100,
+                start_ticks: 1000
+            }]
+        );
+        assert_eq!(scan.listener.audit_session, None);
+        assert_eq!(scan.connections.len(), 3);
+        // Between whole scans too, following the listener's tree.
+        let scan = scanner.scan().unwrap();
+        assert!(!scan.whole);
+        assert_eq!(scan.listener.processes.len(), 1);
     }
 
     #[test]
