@@ -17,6 +17,7 @@
 //! identity_dir = "/var/lib/signoff/identity" # key (0600), certificate, CA; made by `enroll`
 //! allowed_signers = "/etc/signoff/allowed_signers"  # who may sign kill orders; none: no orders
 //! syslog_socket = "/dev/log"                 # where the sshd commands log refusals; "": nowhere
+//! priority_boost = 10                        # `run` at nice -10 (0 to 19; 0: as started)
 //!
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
@@ -157,7 +158,16 @@ pub struct Config {
     /// SSH host certificates for this host's keys (`crate::host_certs`). Unset: the agent
     /// asks for none.
     pub host_certificates: Option<crate::host_certs::HostCertsConfig>,
+    /// How far `signoff-agent run` raises its scheduling priority: it runs at nice
+    /// `-priority_boost` (0 to 19; 0 leaves it as started). On a host busy with the very
+    /// logins it must see and kill, an agent at the default priority spends most of a scan
+    /// waiting in the run queue (BENCHMARKS.md, session 10); auditd boosts itself for the
+    /// same reason. It does not use more CPU for it, it gets it sooner.
+    pub priority_boost: u8,
 }
+
+/// Default for [`Config::priority_boost`].
+pub const DEFAULT_PRIORITY_BOOST: u8 = 10;
 
 /// Accounts that a grant opens only with `required` approvals from distinct approvers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -226,6 +236,7 @@ struct File {
     trusted_user_ca_keys: Option<PathBuf>,
     approvals: Option<ApprovalsConfig>,
     host_certificates: Option<crate::host_certs::HostCertsFile>,
+    priority_boost: Option<u8>,
 }
 
 fn default_syslog_socket() -> PathBuf {
@@ -263,6 +274,7 @@ impl Default for Config {
             trusted_user_ca_keys: None,
             approvals: None,
             host_certificates: None,
+            priority_boost: DEFAULT_PRIORITY_BOOST,
         }
     }
 }
@@ -331,6 +343,13 @@ impl Config {
             .map(|h| h.resolve(&state_dir))
             .transpose()
             .map_err(|problem| invalid("host_certificates", problem))?;
+        let priority_boost = file.priority_boost.unwrap_or(DEFAULT_PRIORITY_BOOST);
+        if priority_boost > 19 {
+            return Err(invalid(
+                "priority_boost",
+                format!("{priority_boost} must be between 0 (none) and 19 (nice -19)"),
+            ));
+        }
         Ok(Config {
             state_dir,
             krl_path,
@@ -344,6 +363,7 @@ impl Config {
             trusted_user_ca_keys,
             approvals: file.approvals,
             host_certificates,
+            priority_boost,
         })
     }
 
@@ -407,6 +427,7 @@ mod tests {
         assert_eq!(c.krl_path, Path::new("/var/lib/signoff/revoked.krl"));
         assert_eq!(c.mode, Mode::BestEffort);
         assert_eq!(c.max_staleness, Duration::from_secs(3600));
+        assert_eq!(c.priority_boost, 10);
     }
 
     #[test]
@@ -417,6 +438,7 @@ mod tests {
             krl_path = "/etc/ssh/revoked.krl"
             mode = "strict"
             max_staleness = "1h30m"
+            priority_boost = 0
 
             [[break_glass]]
             account = "root"
@@ -430,6 +452,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.mode, Mode::Strict);
         assert_eq!(c.max_staleness, Duration::from_secs(5400));
+        assert_eq!(c.priority_boost, 0);
         assert_eq!(
             c.break_glass_principals("root").collect::<Vec<_>>(),
             ["emergency", "oncall"]
@@ -466,6 +489,10 @@ mod tests {
                 "max_staleness: must be longer than 0s",
             ),
             ("max_staleness = \"soon\"", "max_staleness: \"soon\": "),
+            (
+                "priority_boost = 20",
+                "priority_boost: 20 must be between 0 (none) and 19 (nice -19)",
+            ),
             (
                 "state_dir = \"relative\"",
                 "state_dir: \"relative\" must be an absolute path",

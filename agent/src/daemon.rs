@@ -210,6 +210,18 @@ impl Backoff {
     }
 }
 
+/// Raises the calling thread's scheduling priority to nice `-boost` (see
+/// [`Config::priority_boost`]); threads it starts afterwards inherit it, so it is called
+/// before the runtime is built. 0 leaves the priority as it is. Returns the nice value now
+/// in force.
+pub fn raise_priority(boost: u8) -> std::io::Result<i32> {
+    // `None`: the calling thread (the nice value is per thread on Linux).
+    if boost > 0 {
+        rustix::process::setpriority_process(None, -i32::from(boost))?;
+    }
+    Ok(rustix::process::getpriority_process(None)?)
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     // Before anything else: sshd must never find its RevokedKeys file missing or broken.
@@ -1471,6 +1483,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocking_work_runs_on_a_multi_threaded_runtime() {
         assert_eq!(blocking(|| 7), 7);
+    }
+
+    #[test]
+    fn a_raised_priority_holds_for_the_thread_and_the_threads_it_starts() {
+        // On a thread of its own: the nice value is per thread on Linux.
+        use super::raise_priority;
+        std::thread::spawn(|| {
+            let before = raise_priority(0).unwrap();
+            assert_eq!(raise_priority(3).unwrap(), -3);
+            let child = std::thread::spawn(|| raise_priority(0).unwrap());
+            assert_eq!(child.join().unwrap(), -3);
+            assert_eq!(before, 0);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

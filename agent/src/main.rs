@@ -137,6 +137,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
+            // Before the runtime's threads are started: they inherit it.
+            match daemon::raise_priority(config.priority_boost) {
+                Ok(nice) => tracing::info!(nice, "scheduling priority (priority_boost)"),
+                Err(e) => tracing::warn!(
+                    boost = config.priority_boost,
+                    "could not raise the scheduling priority (priority_boost; needs root or \
+                     CAP_SYS_NICE): {e}; scans and kills may wait behind the host's load"
+                ),
+            }
             let rt = runtime()?;
             rt.block_on(async {
                 let shutdown = shutdown_signal()?;

@@ -688,3 +688,50 @@ fn agent_killed_at_random_moments_never_leaves_a_missing_or_unparsable_krl() -> 
     eprintln!("temporary files left in the state directory: {leftovers:?}");
     Ok(())
 }
+
+/// The nice value of every thread of `pid`, as `ps -L` shows them.
+fn thread_nice_values(pid: u32) -> Result<BTreeSet<i32>> {
+    let out = std::process::Command::new("ps")
+        .args(["-L", "-o", "nice=", "-p", &pid.to_string()])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ps: {out:?}");
+    String::from_utf8(out.stdout)?
+        .split_whitespace()
+        .map(|n| Ok(n.parse::<i32>()?))
+        .collect()
+}
+
+#[test]
+fn the_daemon_runs_boosted_at_nice_minus_ten_unless_told_otherwise() -> Result<()> {
+    let plane = ControlPlane::start()?;
+    plane.cli(&["group", "add", HOST_GROUP])?;
+    // Whatever this test runs at: 0 unless the suite itself was started under nice.
+    let own = thread_nice_values(std::process::id())?;
+    for (config, expected) in [("", -10), ("priority_boost = 3", -3)] {
+        let mut agent = Agent::new(config)?;
+        agent.enroll(&plane, &format!("nice{expected}"), HOST_GROUP)?;
+        agent.start()?;
+        sync(&plane, &mut agent)?;
+        let pid = agent
+            .pid()
+            .ok_or_else(|| anyhow!("the agent is not running"))?;
+        assert_eq!(
+            thread_nice_values(pid)?,
+            BTreeSet::from([expected]),
+            "every thread of the agent (config {config:?})"
+        );
+    }
+    let mut agent = Agent::new("priority_boost = 0")?;
+    agent.enroll(&plane, "nice0", HOST_GROUP)?;
+    agent.start()?;
+    sync(&plane, &mut agent)?;
+    let pid = agent
+        .pid()
+        .ok_or_else(|| anyhow!("the agent is not running"))?;
+    assert_eq!(
+        thread_nice_values(pid)?,
+        own,
+        "priority_boost = 0 leaves it as started"
+    );
+    Ok(())
+}

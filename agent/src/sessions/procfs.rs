@@ -1032,9 +1032,8 @@ impl Scanner {
                 Err(e) => return Err(e),
             },
             SshdSelector::Port(_) => {
-                let is_listener = |t: &Option<Title>| {
-                    t.as_ref().is_some_and(|t| t.role == Role::Listener)
-                };
+                let is_listener =
+                    |t: &Option<Title>| t.as_ref().is_some_and(|t| t.role == Role::Listener);
                 // A connection's process just forked by the listener still bears the
                 // listener's title until it re-executes or renames itself: a listener is
                 // never the child of a process with that title.
@@ -1043,7 +1042,10 @@ impl Scanner {
                     .iter()
                     .filter(|(_, (s, t))| {
                         is_listener(t)
-                            && !procs.stats.get(&s.ppid).is_some_and(|(_, pt)| is_listener(pt))
+                            && !procs
+                                .stats
+                                .get(&s.ppid)
+                                .is_some_and(|(_, pt)| is_listener(pt))
                     })
                     .map(|(&pid, _)| pid)
                     .collect()
