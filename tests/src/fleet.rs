@@ -55,6 +55,8 @@ pub struct Fleet {
     agent_bin: PathBuf,
     /// The agents' `allowed_signers` (the control plane's order key).
     pub allowed_signers: PathBuf,
+    /// Lines added to the top of every agent's `agent.toml` from now on.
+    pub agent_config: String,
 }
 
 impl Fleet {
@@ -111,6 +113,7 @@ impl Fleet {
             installed,
             agent_bin: agent_bin.to_owned(),
             allowed_signers,
+            agent_config: String::new(),
         })
     }
 
@@ -241,8 +244,9 @@ impl Fleet {
         let mut agent = Agent::with_binary(
             &self.agent_bin,
             &format!(
-                "allowed_signers = {:?}\n{keeps}",
-                self.allowed_signers.display().to_string()
+                "allowed_signers = {:?}\n{keeps}{}",
+                self.allowed_signers.display().to_string(),
+                self.agent_config
             ),
         )?;
         let authorized_keys = if plain_keys {

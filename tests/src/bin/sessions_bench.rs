@@ -78,6 +78,13 @@ struct Options {
     /// a sign-off statement for each, and looks every new login up against them).
     #[arg(long, value_name = "N", default_value_t = 0)]
     signed_off: u32,
+    /// With `--storm`: the agent's `priority_boost` (unset: its default, nice -10).
+    #[arg(long, value_name = "N")]
+    priority_boost: Option<u8>,
+    /// With `--storm`: run the control plane at nice -N, as a stand-in for a control plane
+    /// on a machine of its own (here it shares two cores with the storm's clients and sshd).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    plane_boost: u8,
 }
 
 /// The agent's log filter with its timing lines (see `--breakdown`).
@@ -562,7 +569,14 @@ fn audit_sessions_by_marker() -> std::collections::HashMap<u32, u32> {
 /// `--storm N`: N logins over `--storm-over` seconds by two people, mixed shapes, then
 /// kill-sessions of one person's and a sign-off of the other's.
 fn storm(o: &Options, n: u32) -> Result<()> {
-    let fleet = Fleet::with_profile(Profile::Release)?;
+    let mut fleet = Fleet::with_profile(Profile::Release)?;
+    if let Some(boost) = o.priority_boost {
+        fleet.agent_config = format!("priority_boost = {boost}\n");
+    }
+    if o.plane_boost > 0 {
+        let pid = fleet.plane.pid().context("the control plane is not running")?;
+        renice_all_threads(pid, o.plane_boost)?;
+    }
     // The second person, with a certificate of their own, before the host syncs.
     let other_key = KeyPair::generate(fleet.keys.path(), OTHER, KeyType::Ed25519)?;
     fleet
@@ -822,6 +836,12 @@ fn storm(o: &Options, n: u32) -> Result<()> {
         spawned.as_secs_f64(),
         storm_wall.as_secs_f64()
     );
+    println!(
+        "agent priority_boost: {}; control plane at nice -{}",
+        o.priority_boost
+            .map_or("default (10)".to_owned(), |b| b.to_string()),
+        o.plane_boost
+    );
     summary(
         "Accepted (client `Authenticated to`) -> started event",
         &listed,
@@ -863,6 +883,17 @@ fn storm(o: &Options, n: u32) -> Result<()> {
     }
     if o.breakdown {
         breakdown(&host.agent.log(), &stages);
+    }
+    Ok(())
+}
+
+/// Sets every thread of `pid` (the bench's own child) to nice `-boost`; threads it starts
+/// later inherit it from their creator.
+fn renice_all_threads(pid: u32, boost: u8) -> Result<()> {
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+        let tid = rustix::process::Pid::from_raw(tid).context("thread id 0")?;
+        rustix::process::setpriority_process(Some(tid), -i32::from(boost))?;
     }
     Ok(())
 }
