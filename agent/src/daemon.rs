@@ -212,14 +212,18 @@ impl Backoff {
 
 /// Raises the calling thread's scheduling priority to nice `-boost` (see
 /// [`Config::priority_boost`]); threads it starts afterwards inherit it, so it is called
-/// before the runtime is built. 0 leaves the priority as it is. Returns the nice value now
-/// in force.
+/// before the runtime is built. A priority already as high or higher (systemd's `Nice=`,
+/// which the packaged unit sets, as raising it needs `CAP_SYS_NICE`) is left as it is, and
+/// 0 leaves any priority. Returns the nice value now in force.
 pub fn raise_priority(boost: u8) -> std::io::Result<i32> {
     // `None`: the calling thread (the nice value is per thread on Linux).
-    if boost > 0 {
-        rustix::process::setpriority_process(None, -i32::from(boost))?;
+    let current = rustix::process::getpriority_process(None)?;
+    let wanted = -i32::from(boost);
+    if boost > 0 && current > wanted {
+        rustix::process::setpriority_process(None, wanted)?;
+        return Ok(rustix::process::getpriority_process(None)?);
     }
-    Ok(rustix::process::getpriority_process(None)?)
+    Ok(current)
 }
 
 /// Runs until `shutdown` completes.
@@ -1494,6 +1498,8 @@ mod tests {
             assert_eq!(raise_priority(3).unwrap(), -3);
             let child = std::thread::spawn(|| raise_priority(0).unwrap());
             assert_eq!(child.join().unwrap(), -3);
+            // Never lowered: a smaller boost leaves the higher priority in force.
+            assert_eq!(raise_priority(1).unwrap(), -3);
             assert_eq!(before, 0);
         })
         .join()

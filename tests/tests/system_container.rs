@@ -511,6 +511,24 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     // of /etc/ssh.
     let writable = ct.exec_ok(&["systemctl", "show", "-p", "ReadWritePaths", "signoff-agent"])?;
     assert_eq!(writable.stdout.trim(), "ReadWritePaths=/var/lib/signoff");
+    // It runs boosted (the unit's Nice=-10; it has no CAP_SYS_NICE to raise it itself), on
+    // every thread, and did not have to warn that it could not.
+    let pid = ct.main_pid("signoff-agent")?;
+    let stats = ct.exec_ok(&["sh", "-c", &format!("cat /proc/{pid}/task/*/stat")])?;
+    let nice: Vec<&str> = stats
+        .stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once(')')?.1.split_whitespace().nth(16))
+        .collect();
+    assert!(
+        !nice.is_empty() && nice.iter().all(|n| *n == "-10"),
+        "nice of the agent's threads: {nice:?}"
+    );
+    let journal = ct.journal("signoff-agent")?;
+    assert!(
+        journal.contains("scheduling priority") && !journal.contains("could not raise"),
+        "{journal}"
+    );
     assert!(
         ct.root().join("var/lib/signoff/user_ca.pub").exists(),
         "the user CA file is in the state directory"

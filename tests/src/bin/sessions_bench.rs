@@ -574,7 +574,10 @@ fn storm(o: &Options, n: u32) -> Result<()> {
         fleet.agent_config = format!("priority_boost = {boost}\n");
     }
     if o.plane_boost > 0 {
-        let pid = fleet.plane.pid().context("the control plane is not running")?;
+        let pid = fleet
+            .plane
+            .pid()
+            .context("the control plane is not running")?;
         renice_all_threads(pid, o.plane_boost)?;
     }
     // The second person, with a certificate of their own, before the host syncs.
@@ -749,6 +752,10 @@ fn storm(o: &Options, n: u32) -> Result<()> {
     let unattributed = live.iter().filter(|s| s["user"].is_null()).count();
 
     // Idle after the storm, every login open.
+    eprintln!(
+        "the storm is listed; the agent idle for {} s",
+        o.idle.as_secs()
+    );
     let idle0 = usage(agent)?;
     let i0 = Instant::now();
     thread::sleep(o.idle);
