@@ -72,9 +72,12 @@ pub enum LogEvent {
     /// or split by a key ID holding a line break): the connection's attribution is not to
     /// be trusted.
     Unreadable(SocketAddr),
+    /// A session channel started (`Starting session: … from IP port P`): the login's ttys
+    /// may have changed; nothing ends.
+    Channel(SocketAddr),
     /// Any other line naming a connection (`Disconnected from user U IP port P`,
-    /// `Connection closed by IP port P`, `Starting session: … from IP port P`, …): a hint
-    /// that something changed for it.
+    /// `Connection closed by IP port P`, …): a hint that something changed for it, its
+    /// end perhaps.
     Mention(SocketAddr),
     /// Part of a refused attempt (see [`super::refused`]): a reason, or the attempt. An
     /// attempt's line also counts as a [`LogEvent::Mention`] of its connection.
@@ -174,7 +177,12 @@ pub fn parse_message(message: &str) -> Option<LogEvent> {
     if let Some(part) = super::refused::classify(message) {
         return Some(LogEvent::Refusal(part));
     }
-    find_endpoint(message).map(LogEvent::Mention)
+    let endpoint = find_endpoint(message)?;
+    Some(if message.starts_with("Starting session: ") {
+        LogEvent::Channel(endpoint)
+    } else {
+        LogEvent::Mention(endpoint)
+    })
 }
 
 /// `METHOD for USER from IP port PORT ssh2[: EXTRA]`. `Err(Some(source))` when the part
@@ -617,10 +625,6 @@ mod tests {
                 "[::1]:50924",
             ),
             (
-                "Starting session: command on pts/1 for signoff-test from 127.0.0.1 port 53362 id 0",
-                "127.0.0.1:53362",
-            ),
-            (
                 "Postponed publickey for root from 127.0.0.1 port 53330 ssh2 [preauth]",
                 "127.0.0.1:53330",
             ),
@@ -631,6 +635,13 @@ mod tests {
                 "{line}"
             );
         }
+        assert_eq!(
+            parse_file_line(
+                "Starting session: command on pts/1 for signoff-test from 127.0.0.1 port 53362 id 0"
+            )
+            .map(|r| r.event),
+            Some(LogEvent::Channel(addr("127.0.0.1:53362")))
+        );
         for line in [
             "Server listening on 127.0.0.1 port 2222.",
             "User child is on pid 32134",

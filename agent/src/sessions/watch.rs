@@ -937,7 +937,7 @@ impl Tracker {
         let (source, accepted) = match record.event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
-            LogEvent::Mention(_) | LogEvent::Refusal(_) => return,
+            LogEvent::Mention(_) | LogEvent::Channel(_) | LogEvent::Refusal(_) => return,
         };
         self.records_seen += 1;
         self.records.insert(
@@ -997,17 +997,17 @@ impl Tracker {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
             LogEvent::Refusal(_) => return,
-            LogEvent::Mention(source) => {
+            LogEvent::Mention(source) | LogEvent::Channel(source) => {
                 let known = self.sessions.values().any(|s| s.source == source)
                     || self.records.contains_key(&source);
                 if known {
-                    self.urgent.insert(
-                        source,
-                        Urgent {
-                            until: now + URGENT_FOR,
-                            end: true,
-                        },
-                    );
+                    // A new channel changes a title at most, and sshd sets it before it
+                    // logs the line: scanned quickly for a moment (the login is read
+                    // afresh, not settled, while it is urgent). Anything else may be the
+                    // connection's end, which is looked for until it shows.
+                    let channel = matches!(event, LogEvent::Channel(_));
+                    let until = now + if channel { CHANNEL_WAIT } else { URGENT_FOR };
+                    self.urgent.insert(source, Urgent { until, end: true });
                     self.hurry(now);
                 }
                 return;
@@ -2111,6 +2111,37 @@ mod tests {
         };
         w.tracker.on_record(mention, None, w.now);
         assert!(w.tracker.next_scan > w.now);
+    }
+
+    #[test]
+    fn a_new_channel_hurries_scans_for_a_moment_and_its_tty_shows() {
+        let mut w = World::new(true);
+        w.sockets(&[(40001, 11)]);
+        w.sshd(150, 100, "sshd: root@notty", 5, 11);
+        w.accepted(40001, "root", "k");
+        assert_eq!(started(&w.scan()).len(), 1);
+        w.advance(Duration::from_millis(1));
+        w.scan();
+        assert_eq!(w.tracker.next_scan, w.tracker.next_reconcile, "quiet again");
+        // A second channel, with a pty: sshd renames the session process, then logs.
+        w.fake.set_cmdline(150, "sshd: root@pts/4");
+        let channel = LogRecord {
+            pid: None,
+            event: LogEvent::Channel(addr("127.0.0.1:40001")),
+        };
+        w.tracker.on_record(channel, Some(100_000), w.now);
+        assert_eq!(w.tracker.next_scan, w.now);
+        w.scan();
+        assert_eq!(
+            w.tracker.sessions.values().next().unwrap().ttys,
+            Ttys::Pty(vec!["pts/4".into()]),
+            "read afresh at once, although the login was settled"
+        );
+        assert!(w.tracker.next_scan <= w.now + MAX_STEP);
+        // The connection stays: the quick scans stop after CHANNEL_WAIT, not URGENT_FOR.
+        w.advance(CHANNEL_WAIT);
+        w.scan();
+        assert_eq!(w.tracker.next_scan, w.tracker.next_reconcile, "quiet again");
     }
 
     #[test]
