@@ -603,6 +603,10 @@ impl Daemon<'_> {
         let _worker = AbortOnDrop(worker);
         let renew_at = identity.not_after - (identity.not_after - identity.not_before) / 3;
         let mut last_contact: Option<u64> = None;
+        // The approvers file is Ansible's, not the control plane's: a change to it is
+        // looked for here, and counts the approvals holds kept (`Guards::recheck_holds`).
+        let mut holds_check = tokio::time::interval(HOLDS_RECHECK);
+        holds_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let until_renewal =
                 Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
@@ -610,6 +614,23 @@ impl Daemon<'_> {
                 m = stream.message() => m?,
                 // Renewal is due: end this stream; the next session renews first.
                 () = tokio::time::sleep(until_renewal) => return Ok(()),
+                _ = holds_check.tick(), if config.approvals.is_some() => {
+                    let released = blocking(|| guards.recheck_holds(config))?;
+                    if !released.is_empty() {
+                        // The holds file first (done), then the KRL without their key IDs.
+                        let held = guards.held_revocations();
+                        let at = now();
+                        blocking(|| {
+                            state.persist_holding(
+                                &config.state_dir,
+                                &config.krl_path,
+                                at,
+                                held.as_ref(),
+                            )
+                        })?;
+                    }
+                    continue;
+                }
                 // Refused attempts go out in batches, whatever piled up meanwhile; a full
                 // channel waits here rather than growing the queue past its bound.
                 permit = tx.reserve(), if refused.has_news() => {
@@ -1166,6 +1187,9 @@ const OUTBOUND: usize = 256;
 
 /// The most session events the sync loop takes in one go (see its use).
 const EVENT_BATCH: usize = 256;
+
+/// How often the approvers file is looked at for a change (see `Guards::recheck_holds`).
+const HOLDS_RECHECK: Duration = Duration::from_secs(5);
 
 /// How long the kill worker waits for the next order of a burst.
 const KILL_BATCH_QUIET: Duration = Duration::from_millis(5);

@@ -25,7 +25,7 @@ use ssh_key::PublicKey;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::holds::{Holds, HoldsError, Update};
+use crate::holds::{Hold, Holds, HoldsError, Update};
 use crate::signoffs::Enforceable;
 use crate::witness::{Witness, WitnessError};
 
@@ -51,6 +51,8 @@ pub struct Guards {
     witness: Witness,
     /// Why the control plane was refused, while it is.
     pub refused: Option<String>,
+    /// The approvers file as [`Guards::recheck_holds`] last read it.
+    approvers_seen: Option<Vec<u8>>,
 }
 
 impl Guards {
@@ -64,6 +66,7 @@ impl Guards {
             holds,
             witness: Witness::load(&config.state_dir)?,
             refused: None,
+            approvers_seen: None,
         })
     }
 
@@ -195,6 +198,38 @@ impl Guards {
             holds.persist(&config.state_dir)?;
         }
         Ok(Some(update))
+    }
+
+    /// Releases the holds whose kept approvals suffice for the approvers file as it is now,
+    /// when it changed since the last look (Ansible added an approver, or the file was
+    /// fixed); writes the holds when any was released and returns those. Without
+    /// `[approvals]`, or with an approvers file that cannot be read, releases nothing.
+    pub fn recheck_holds(&mut self, config: &Config) -> Result<Vec<Hold>, HoldsError> {
+        let (Some(holds), Some(a)) = (self.holds.as_mut(), config.approvals.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let Ok(bytes) = std::fs::read(&a.approvers) else {
+            return Ok(Vec::new());
+        };
+        if self.approvers_seen.as_ref() == Some(&bytes) {
+            return Ok(Vec::new());
+        }
+        self.approvers_seen = Some(bytes);
+        let approvers = match crate::approvals::load_approvers(a) {
+            Ok(approvers) => approvers,
+            Err(why) => {
+                warn!(reason = %why, "approvers file unusable: no hold is released");
+                return Ok(Vec::new());
+            }
+        };
+        let released = holds.reevaluate(&approvers, a.required);
+        for h in &released {
+            info!(signoff = h.signoff_id, person = %h.person, "hold released: with the approvers file as it is now, its re-enable's approvals suffice");
+        }
+        if !released.is_empty() {
+            holds.persist(&config.state_dir)?;
+        }
+        Ok(released)
     }
 
     /// What the holds keep revoked in the KRL, when there are any.

@@ -79,6 +79,11 @@ pub struct Hold {
     pub key_ids: Vec<String>,
     /// `SHA256:…` fingerprints of plain keys the statement named.
     pub key_fingerprints: Vec<String>,
+    /// The approvals (armored SSHSIGs) of the last re-enable that did not release the
+    /// hold: counted again when the host's approvers change ([`Holds::reevaluate`]), so
+    /// that an approver added by Ansible counts without a new revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
 }
 
 /// Why a release did not happen.
@@ -141,12 +146,14 @@ pub struct Update {
     pub kept: Vec<ReleaseRefused>,
     /// Re-enables whose statement was refused (nothing was held or released for them).
     pub refused: Vec<(u64, String)>,
+    /// Whether a hold's kept approvals changed.
+    pub approvals_changed: bool,
 }
 
 impl Update {
     /// Whether the holds changed (and must be written before the view is acked).
     pub fn changed(&self) -> bool {
-        !self.added.is_empty() || !self.released.is_empty()
+        !self.added.is_empty() || !self.released.is_empty() || self.approvals_changed
     }
 }
 
@@ -213,6 +220,12 @@ impl Holds {
                 // Approved before this host held anything: nothing changed.
                 Ok(_) => {}
                 Err(why) => {
+                    if let Some(h) = self.by_id.get_mut(&e.id)
+                        && h.approvals != r.signatures
+                    {
+                        h.approvals.clone_from(&r.signatures);
+                        u.approvals_changed = true;
+                    }
                     if !was_held {
                         u.added.extend(self.by_id.get(&e.id).cloned());
                     }
@@ -280,6 +293,7 @@ impl Holds {
                 person: e.statement.user.clone(),
                 key_ids: e.statement.key_ids.clone(),
                 key_fingerprints: e.statement.key_fingerprints.clone(),
+                approvals: Vec::new(),
             },
         );
         true
@@ -307,6 +321,26 @@ impl Holds {
         self.by_id
             .values()
             .flat_map(|h| h.key_ids.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Counts the approvals each hold kept from its last re-enable again, against
+    /// `approvers` and `required` as they are now (the approvers file changed), and
+    /// releases the holds they now suffice for; returns those.
+    pub fn reevaluate(&mut self, approvers: &[Approver], required: usize) -> Vec<Hold> {
+        let pending: Vec<(u64, String, Vec<String>)> = self
+            .by_id
+            .values()
+            .filter(|h| !h.approvals.is_empty())
+            .map(|h| (h.signoff_id, h.person.clone(), h.approvals.clone()))
+            .collect();
+        pending
+            .into_iter()
+            .filter_map(|(id, person, approvals)| {
+                self.release(id, &person, &approvals, approvers, required)
+                    .ok()
+                    .map(|(hold, _)| hold)
+            })
             .collect()
     }
 
@@ -434,6 +468,78 @@ mod tests {
     }
 
     #[test]
+    fn approvals_kept_from_a_reenable_count_again_when_the_approvers_change() {
+        let order = key(7);
+        let signers = [order.public_key().clone()];
+        let mut h = Holds::default();
+        h.update(
+            &[enforced(3, "mallory")],
+            &[],
+            Ok(&signers),
+            Ok(&approvers()),
+            2,
+        );
+        h.update(
+            &[],
+            &[reenable(&order, 4, "eve", vec![])],
+            Ok(&signers),
+            Ok(&approvers()),
+            2,
+        );
+        // ann, and dee, who is not an approver (yet).
+        let sigs = vec![
+            approve(&key(1), 3, "mallory"),
+            approve(&key(4), 3, "mallory"),
+        ];
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", sigs.clone())],
+            Ok(&signers),
+            Ok(&approvers()),
+            2,
+        );
+        assert!(u.approvals_changed && u.released.is_empty(), "{u:?}");
+        // The same re-enable again changes nothing.
+        let u = h.update(
+            &[],
+            &[reenable(&order, 3, "mallory", sigs)],
+            Ok(&signers),
+            Ok(&approvers()),
+            2,
+        );
+        assert!(!u.changed(), "{u:?}");
+        // Unchanged approvers release nothing; the kept approvals survive a restart.
+        assert!(h.reevaluate(&approvers(), 2).is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        h.persist(dir.path()).unwrap();
+        let mut h = Holds::load(dir.path()).unwrap();
+        // dee added to the approvers file (as Ansible does): released, mallory only.
+        let with_dee = {
+            let mut text: String = [("ann", 1u8), ("bob", 2), ("cy", 3), ("dee", 4)]
+                .iter()
+                .map(|(who, seed)| {
+                    format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap())
+                })
+                .collect();
+            text.push('\n');
+            parse_allowed_signers(&text).unwrap()
+        };
+        // k raised to 3 at the same time: still not enough.
+        assert!(h.reevaluate(&with_dee, 3).is_empty());
+        let released = h.reevaluate(&with_dee, 2);
+        assert_eq!(
+            released.iter().map(|r| r.signoff_id).collect::<Vec<_>>(),
+            [3]
+        );
+        assert!(h.holding("mallory").is_empty());
+        assert_eq!(
+            h.holding("eve"),
+            BTreeSet::from([4]),
+            "no approvals: still held"
+        );
+    }
+
+    #[test]
     fn a_view_holds_enforced_and_unapproved_reenables_and_releases_approved_ones() {
         let a = approvers();
         let order = key(7);
@@ -461,7 +567,11 @@ mod tests {
             Ok(&a),
             2,
         );
-        assert!(!u.changed() && u.kept.len() == 1, "{u:?}");
+        assert!(u.added.is_empty() && u.released.is_empty(), "{u:?}");
+        assert!(
+            u.kept.len() == 1 && u.approvals_changed,
+            "the approval is kept: {u:?}"
+        );
         // Two: released.
         let two = vec![
             approve(&key(1), 3, "mallory"),

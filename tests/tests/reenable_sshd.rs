@@ -367,3 +367,66 @@ fn a_second_approval_by_the_same_approver_does_not_count() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_approver_added_to_the_hosts_file_counts_the_approvals_already_given() -> Result<()> {
+    let mut s = signed_off_then_reenabled()?;
+    let file = s.bytes_file()?;
+    s.approve_cli(&sign(&s.alice, &file)?)?;
+    s.approve_cli(&sign(&s.stranger, &file)?)?;
+    s.sync()?;
+    s.assert_held("alice and a stranger")?;
+
+    // Ansible adds the stranger to host-1's approvers: no revision, nothing from the
+    // control plane; the host counts the approvals it was given again.
+    let revision = s.fleet.plane.revision()?;
+    let approvers = s.held.agent.config().with_file_name("approvers");
+    let mut text = fs::read_to_string(&approvers)?;
+    text.push_str(&format!("carol {}\n", s.stranger.public_line()?));
+    fs::write(&approvers, text)?;
+    wait_for("host-1 to admit the person", WAIT, || {
+        Ok(s.fleet.login(&s.held)?.success.then_some(()))
+    })
+    .with_context(|| s.held.agent.log())?;
+    assert!(
+        !s.krl_revokes_the_certificate()?,
+        "released: the KRL no longer revokes the key ID"
+    );
+    for out in s.principals()? {
+        assert!(out.success(), "{}: {}", out.command, out.stderr);
+    }
+    assert_eq!(
+        s.fleet.plane.revision()?,
+        revision,
+        "no revision was needed"
+    );
+    assert!(
+        s.held
+            .agent
+            .log()
+            .contains("with the approvers file as it is now"),
+        "the agent says why:\n{}",
+        s.held.agent.log()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_new_approver_who_signed_nothing_releases_nothing() -> Result<()> {
+    let mut s = signed_off_then_reenabled()?;
+    let file = s.bytes_file()?;
+    s.approve_cli(&sign(&s.alice, &file)?)?;
+    s.approve_cli(&sign(&s.stranger, &file)?)?;
+    s.sync()?;
+    // The approvers file gains an approver who signed nothing:
+    // the kept approvals are counted again, and still fall short.
+    let approvers = s.held.agent.config().with_file_name("approvers");
+    let mut text = fs::read_to_string(&approvers)?;
+    let dave = KeyPair::generate(s.fleet.keys.path(), "dave", KeyType::Ed25519)?;
+    text.push_str(&format!("dave {}\n", dave.public_line()?));
+    fs::write(&approvers, text)?;
+    // Two looks of the agent at the file (HOLDS_RECHECK is 5 s).
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    s.assert_held("alice, a stranger, and a new approver who did not sign")?;
+    Ok(())
+}
