@@ -13,8 +13,9 @@ use sqlx::Row;
 
 use super::{Actor, Result, Service};
 
-/// Most rows sent with one head. An agent further behind is sent the head alone and, as
-/// it cannot check it, keeps its own head and refuses (see the agent README).
+/// Most rows sent with one head. An agent further behind (a host offline while the log
+/// grew) is sent the head `MAX_LINKS` rows on from its own, with those rows: it witnesses
+/// the log one view at a time until it holds the current head.
 pub const MAX_LINKS: i64 = 100_000;
 
 impl Service {
@@ -24,20 +25,40 @@ impl Service {
         &self,
         held_seq: i64,
     ) -> Result<(v1::SignedAuditHead, Vec<v1::AuditLink>)> {
+        self.audit_head_within(held_seq, MAX_LINKS).await
+    }
+
+    /// [`Service::audit_head`], with at most `max_links` rows: a head further on than that
+    /// from `held_seq` is not the current one but the row `max_links` on.
+    pub(crate) async fn audit_head_within(
+        &self,
+        held_seq: i64,
+        max_links: i64,
+    ) -> Result<(v1::SignedAuditHead, Vec<v1::AuditLink>)> {
         let mut conn = self.pool().acquire().await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?
-            .map_or(
-                Head {
-                    seq: 0,
-                    hash: signoff_proto::audit_chain::GENESIS.to_owned(),
-                },
-                |r| Head {
-                    seq: r.get(0),
-                    hash: r.get(1),
-                },
-            );
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+            .fetch_one(&mut *conn)
+            .await?;
+        let seq = match latest {
+            Some(latest) if held_seq > 0 && latest - held_seq > max_links => held_seq + max_links,
+            Some(latest) => latest,
+            None => 0,
+        };
+        let head =
+            sqlx::query("SELECT seq, hash FROM audit_log WHERE seq <= ? ORDER BY seq DESC LIMIT 1")
+                .bind(seq)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map_or(
+                    Head {
+                        seq: 0,
+                        hash: signoff_proto::audit_chain::GENESIS.to_owned(),
+                    },
+                    |r| Head {
+                        seq: r.get(0),
+                        hash: r.get(1),
+                    },
+                );
         let signer = self.order_signer()?;
         // The same head under the same key: the signature made for the previous agent.
         let key = format!(
@@ -66,7 +87,7 @@ impl Service {
             }
         };
         let mut links = Vec::new();
-        if held_seq > 0 && held_seq < head.seq && head.seq - held_seq <= MAX_LINKS {
+        if held_seq > 0 && held_seq < head.seq {
             for r in sqlx::query(
                 "SELECT seq, at, actor, action, target, reason, details, revision, prev_hash, hash
                  FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq",
@@ -132,5 +153,84 @@ impl Service {
             }),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signoff_proto::audit_chain::{Fields, Head, Link, extends};
+
+    use super::*;
+    use crate::service::testing::service;
+    use crate::service::{Actor, NewUser};
+
+    fn links(links: &[v1::AuditLink]) -> Vec<Link<'_>> {
+        links
+            .iter()
+            .map(|l| Link {
+                fields: Fields {
+                    seq: i64::try_from(l.seq).unwrap(),
+                    at: l.at,
+                    actor: &l.actor,
+                    action: &l.action,
+                    target: &l.target,
+                    reason: &l.reason,
+                    details: &l.details,
+                    revision: l.revision,
+                },
+                prev_hash: &l.prev_hash,
+                hash: &l.hash,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_host_far_behind_witnesses_the_log_a_bounded_step_at_a_time() {
+        let (svc, _) = service().await;
+        svc.set_order_signer(ssh_key::PrivateKey::from(
+            ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]),
+        ));
+        for i in 0..7 {
+            let new = NewUser {
+                name: format!("u{i}"),
+                ..Default::default()
+            };
+            svc.create_user(&Actor::cli(), new, "").await.unwrap();
+        }
+        let (latest, _) = svc.audit_head(0).await.unwrap();
+        assert!(latest.seq >= 7, "{latest:?}");
+        // What a host holds after its first view: the first row.
+        let (first, _) = svc.audit_head_within(0, 0).await.unwrap();
+        assert_eq!(first.seq, latest.seq, "a first head is the current one");
+        let first_row: (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1")
+                .fetch_one(svc.pool())
+                .await
+                .unwrap();
+        let mut held = Head {
+            seq: first_row.0,
+            hash: first_row.1,
+        };
+        let mut steps = 0;
+        while u64::try_from(held.seq).unwrap() < latest.seq {
+            let (head, rows) = svc.audit_head_within(held.seq, 3).await.unwrap();
+            assert!(rows.len() <= 3, "{} rows", rows.len());
+            let new = Head {
+                seq: i64::try_from(head.seq).unwrap(),
+                hash: head.hash.clone(),
+            };
+            extends(&held, &links(&rows), &new).expect("each step extends the held head");
+            held = new;
+            steps += 1;
+        }
+        assert_eq!(held.hash, latest.hash);
+        assert!(steps >= 2, "{steps} steps");
+        // Within reach, the current head at once.
+        let (head, rows) = svc.audit_head(first_row.0).await.unwrap();
+        assert_eq!(head.seq, latest.seq);
+        assert_eq!(
+            u64::try_from(rows.len()).unwrap(),
+            latest.seq - u64::try_from(first_row.0).unwrap()
+        );
     }
 }
