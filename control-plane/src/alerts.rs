@@ -3,7 +3,10 @@
 //! is an event of the feed (kind `alert`), written in the transaction of the event that
 //! raised it, so it is delivered (events API, webhook, syslog) like every other event and
 //! none is lost across a restart. `POST /api/v1/alerts/{cursor}/acknowledge` marks one
-//! seen, audited.
+//! seen, audited. One condition is no event but the passing of time: a sign-off or kill
+//! order waiting on a host whose agent is offline past `incomplete_action.offline_after`,
+//! which a server task checks every few seconds (`crate::service` `alert_offline_waits`)
+//! and raises once per (sign-off or order, host), ever.
 //!
 //! ```toml
 //! [alerts.signed_off_attempt]     # a signed-off or disabled person tried to log in
