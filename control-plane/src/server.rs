@@ -644,7 +644,10 @@ async fn alert_offline_waits(service: Service, every: Duration, mut stop: watch:
         }
         match service.alert_offline_waits().await {
             Ok(0) => {}
-            Ok(n) => info!(count = n, "alerts raised for actions waiting on offline hosts"),
+            Ok(n) => info!(
+                count = n,
+                "alerts raised for actions waiting on offline hosts"
+            ),
             Err(e) => warn!("cannot check actions waiting on offline hosts (retrying): {e}"),
         }
     }

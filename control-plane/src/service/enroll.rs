@@ -298,11 +298,13 @@ impl Service {
     /// At server start no agent is connected, whatever a crash left in the store.
     pub async fn reset_hosts_online(&self) -> Result<()> {
         // Counted offline from now: the agents were connected until the last stop.
-        sqlx::query("UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
-             WHERE online != 0",)
-            .bind(self.now())
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
+             WHERE online != 0",
+        )
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
