@@ -227,11 +227,14 @@ async fn apply(
             fx.hosts_changed = true;
         }
         Report::Disconnected { host } => {
-            sqlx::query("UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?) WHERE id = ?",)
-                .bind(now)
-                .bind(host)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
+                 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query(
                 "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state IN ('live', 'lingering')",
             )
