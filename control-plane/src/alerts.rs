@@ -3,7 +3,10 @@
 //! is an event of the feed (kind `alert`), written in the transaction of the event that
 //! raised it, so it is delivered (events API, webhook, syslog) like every other event and
 //! none is lost across a restart. `POST /api/v1/alerts/{cursor}/acknowledge` marks one
-//! seen, audited.
+//! seen, audited. One condition is no event but the passing of time: a sign-off or kill
+//! order waiting on a host whose agent is offline past `incomplete_action.offline_after`,
+//! which a server task checks every few seconds (`crate::service` `alert_offline_waits`)
+//! and raises once per (sign-off or order, host), ever.
 //!
 //! ```toml
 //! [alerts.signed_off_attempt]     # a signed-off or disabled person tried to log in
@@ -19,8 +22,9 @@
 //! [alerts.late_session]           # a session seen this late (its host's agent was stale
 //! enabled = true                  # or disconnected when it started)
 //! threshold = "60s"
-//! [alerts.incomplete_action]      # a kill or sign-off that could not complete
-//! enabled = true
+//! [alerts.incomplete_action]      # a kill or sign-off that could not complete: a host
+//! enabled = true                  # refused it or left processes, or its agent has been
+//! offline_after = "5m"            # offline this long with the order or sign-off not done
 //! [alerts.audit_chain_broken]     # audit verify found the hash chain broken, or a host
 //!                                 # refuses the log as no longer extending its witnessed head
 //! enabled = true
@@ -45,8 +49,9 @@ pub struct AlertRules {
     pub source_outside: SourceOutside,
     /// A login first reported long after it started.
     pub late_session: LateSession,
-    /// A kill order or sign-off that a host could not carry out completely.
-    pub incomplete_action: Rule,
+    /// A kill order or sign-off that a host could not carry out completely, or that waits
+    /// on a host whose agent is offline.
+    pub incomplete_action: IncompleteAction,
     /// The audit log's hash chain found broken.
     pub audit_chain_broken: Rule,
 }
@@ -68,7 +73,10 @@ impl Default for AlertRules {
                 enabled: true,
                 threshold: "60s".to_owned(),
             },
-            incomplete_action: Rule { enabled: true },
+            incomplete_action: IncompleteAction {
+                enabled: true,
+                offline_after: five_minutes(),
+            },
             audit_chain_broken: Rule { enabled: true },
         }
     }
@@ -119,6 +127,19 @@ pub struct LateSession {
     pub threshold: String,
 }
 
+/// `[alerts.incomplete_action]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncompleteAction {
+    /// Whether the rule raises alerts.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long (`30s`, `5m`, …) a sign-off or kill order may wait on a host whose agent is
+    /// offline before it is an alert: one per sign-off or order and host, never repeated.
+    #[serde(default = "five_minutes")]
+    pub offline_after: String,
+}
+
 fn yes() -> bool {
     true
 }
@@ -131,12 +152,17 @@ fn sixty_seconds() -> String {
     "60s".to_owned()
 }
 
+fn five_minutes() -> String {
+    "5m".to_owned()
+}
+
 /// The rules, checked and ready to apply.
 #[derive(Debug, Clone)]
 pub struct Rules {
     config: AlertRules,
     networks: Vec<IpNet>,
     late_after: i64,
+    offline_after: i64,
 }
 
 impl Default for Rules {
@@ -146,6 +172,7 @@ impl Default for Rules {
             config: AlertRules::default(),
             networks: Vec::new(),
             late_after: 60,
+            offline_after: 300,
         })
     }
 }
@@ -168,6 +195,8 @@ impl AlertRules {
             .collect::<Result<Vec<_>, _>>()?;
         let late = signoff_core::duration::parse(&self.late_session.threshold)
             .map_err(|e| ("alerts.late_session.threshold", e.to_string()))?;
+        let offline = signoff_core::duration::parse(&self.incomplete_action.offline_after)
+            .map_err(|e| ("alerts.incomplete_action.offline_after", e.to_string()))?;
         if let Some(a) = self
             .privileged_login
             .accounts
@@ -183,6 +212,7 @@ impl AlertRules {
             config: self.clone(),
             networks,
             late_after: i64::try_from(late.as_secs()).unwrap_or(i64::MAX),
+            offline_after: i64::try_from(offline.as_secs()).unwrap_or(i64::MAX),
         })
     }
 }
@@ -298,6 +328,37 @@ impl Rules {
         self.config.incomplete_action.enabled.then(|| Alert {
             rule: "incomplete_action",
             summary,
+            host_id: Some(host.to_owned()),
+            person: person.map(str::to_owned),
+            subject,
+        })
+    }
+
+    /// How many seconds a sign-off or kill order may wait on an offline host before
+    /// [`Rules::on_offline`] is asked; `None` when the rule is off.
+    pub fn offline_after(&self) -> Option<i64> {
+        self.config
+            .incomplete_action
+            .enabled
+            .then_some(self.offline_after)
+    }
+
+    /// An alert for a sign-off or kill order that has waited `waited` seconds on `host`,
+    /// whose agent is offline, if the rule is on and that is past its threshold.
+    pub fn on_offline(
+        &self,
+        host: &str,
+        person: Option<&str>,
+        what: &str,
+        waited: i64,
+        subject: serde_json::Value,
+    ) -> Option<Alert> {
+        let after = self.offline_after()?;
+        (waited > after).then(|| Alert {
+            rule: "incomplete_action",
+            summary: format!(
+                "{what} is not done on {host}: its agent has been offline for {waited}s (more than {after}s)"
+            ),
             host_id: Some(host.to_owned()),
             person: person.map(str::to_owned),
             subject,
@@ -494,6 +555,10 @@ mod tests {
         assert_eq!(
             bad("[late_session]\nthreshold = \"soon\""),
             "alerts.late_session.threshold"
+        );
+        assert_eq!(
+            bad("[incomplete_action]\noffline_after = \"5 minutes\""),
+            "alerts.incomplete_action.offline_after"
         );
         assert_eq!(
             bad("[privileged_login]\naccounts = [\"ro ot\"]"),

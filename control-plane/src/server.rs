@@ -38,6 +38,9 @@ pub const REVISION_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often revocations whose certificates have expired are withdrawn: an expired
 /// certificate is refused by sshd anyway, so a few seconds late costs nothing.
 pub const REVOCATION_EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often sign-offs and kill orders waiting on offline hosts are checked against
+/// `[alerts.incomplete_action] offline_after`: an alert is at most this late.
+pub const OFFLINE_ALERT_INTERVAL: Duration = Duration::from_secs(5);
 /// How often ended sessions past their retention are deleted.
 const SESSION_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// How often an idle agent stream carries a heartbeat (strict-mode agents count on it).
@@ -390,6 +393,11 @@ impl Server {
             REVOCATION_EXPIRY_INTERVAL,
             stop_rx.clone(),
         ));
+        let offline_alerter = tokio::spawn(alert_offline_waits(
+            service.clone(),
+            OFFLINE_ALERT_INTERVAL,
+            stop_rx.clone(),
+        ));
         let pruner = tokio::spawn(prune_sessions(
             service.clone(),
             config.session_retention,
@@ -478,6 +486,7 @@ impl Server {
         stop_tx.send_replace(true);
         let _ = poller.await;
         let _ = expirer.await;
+        let _ = offline_alerter.await;
         let _ = pruner.await;
         let _ = service.flush_contacts().await;
         // Agent streams are long-lived: they end at once and their agents reconnect
@@ -619,6 +628,27 @@ async fn expire_revocations(service: Service, every: Duration, mut stop: watch::
             Ok(0) => {}
             Ok(n) => info!(count = n, "expired revocations withdrawn"),
             Err(e) => warn!("cannot withdraw expired revocations (retrying): {e}"),
+        }
+    }
+}
+
+/// Every `every` until `stop`: raises the alerts for sign-offs and kill orders waiting on
+/// offline hosts past the threshold ([`Service::alert_offline_waits`]).
+async fn alert_offline_waits(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match service.alert_offline_waits().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                count = n,
+                "alerts raised for actions waiting on offline hosts"
+            ),
+            Err(e) => warn!("cannot check actions waiting on offline hosts (retrying): {e}"),
         }
     }
 }

@@ -58,6 +58,16 @@ fn bad_duration_is_named() {
 }
 
 #[test]
+fn bad_alert_offline_threshold_is_named() {
+    let (env, out) = with_config("[alerts.incomplete_action]\noffline_after = \"five minutes\"\n");
+    assert_usage_error(
+        &out,
+        "alerts.incomplete_action.offline_after: \"five minutes\" is not a duration",
+    );
+    assert!(!env.data_dir.exists(), "nothing created");
+}
+
+#[test]
 fn missing_config_file_is_named() {
     let env = Env::new("");
     let out = env

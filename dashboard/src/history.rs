@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::backend::{Backend, HistoryFilter, Session};
 use crate::error::PageError;
 use crate::layout::{Layout, opt_time, query_value, render, seg, time_text};
-use crate::pages::LIST_ROWS;
+use crate::pages::{LIST_ROWS, SessionRow};
 use crate::{App, Authed};
 
 /// Sessions a page shows when `?limit=` does not say.
@@ -172,50 +172,30 @@ pub(crate) fn time_input(field: &str, value: &str) -> Result<Option<i64>, PageEr
     Ok(Some(unix))
 }
 
-/// A session as a row of the history table.
+/// A session as a row of the history table: the row every session table shows, with when
+/// it ended and its state's badge.
 #[derive(Debug, Clone)]
 pub(crate) struct HistoryRow {
-    pub host: String,
-    pub host_url: String,
-    pub account: String,
-    pub person: String,
-    pub person_url: String,
-    pub key_id: String,
-    pub source: String,
-    pub started: String,
+    pub session: SessionRow,
     /// When it ended, or `—` while it is open.
     pub ended: String,
-    pub state: String,
     /// The badge's class for the state.
     pub state_class: &'static str,
-    /// The row's DOM id.
+    /// The row's DOM id (`history-…`: the live tables' `session-…` ids stay unique).
     pub dom_id: String,
 }
 
 impl HistoryRow {
-    fn new(s: &Session) -> Self {
-        let person = s.user.clone().unwrap_or_default();
+    fn new(s: &Session, now: i64) -> Self {
         HistoryRow {
-            host_url: format!("/hosts/{}", seg(&s.host_id)),
-            person_url: if person.is_empty() {
-                String::new()
-            } else {
-                format!("/people/{}", seg(&person))
-            },
-            person,
-            account: s.account.clone(),
-            key_id: s.key_id.clone(),
-            source: format!("{}:{}", s.source_address, s.source_port),
-            started: time_text(s.started_at),
+            session: SessionRow::new(s, now),
             ended: opt_time(s.ended_at),
             state_class: match s.state.as_str() {
                 "live" => "online",
                 "ended" => "ended",
                 _ => "warn",
             },
-            state: s.state.clone(),
             dom_id: format!("history-{}-{}", seg(&s.host_id), seg(&s.id)).replace('%', "_"),
-            host: s.host_id.clone(),
         }
     }
 }
@@ -251,9 +231,14 @@ pub(crate) async fn history_handler<B: Backend>(
         .backend
         .session_history(&filter, after.as_deref(), limit)
         .await?;
+    let now = app.backend.now();
     render(&HistoryPageView {
         layout: Layout::new(&authed, "history", "Session history"),
-        sessions: page.sessions.iter().map(HistoryRow::new).collect(),
+        sessions: page
+            .sessions
+            .iter()
+            .map(|s| HistoryRow::new(s, now))
+            .collect(),
         older_url: page
             .next
             .as_deref()

@@ -46,7 +46,7 @@ pub(crate) struct SessionRow {
 }
 
 impl SessionRow {
-    fn new(s: &Session, now: i64) -> Self {
+    pub(crate) fn new(s: &Session, now: i64) -> Self {
         let person = s.user.clone().unwrap_or_default();
         SessionRow {
             host_url: format!("/hosts/{}", seg(&s.host_id)),

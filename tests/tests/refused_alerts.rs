@@ -5,7 +5,9 @@
 //! the control plane records it on `GET /api/v1/events` with the person resolved, raises
 //! the `signed_off_attempt` alert, and delivers it to the webhook, HMAC-signed, retried
 //! after the receiver's first failure. The alert is acknowledged (audited) through the
-//! API. A flood of refused attempts is bounded per host and does not hold up sync.
+//! API. A flood of refused attempts is bounded per host and does not hold up sync. A
+//! sign-off waiting on a host whose agent is stopped is one `incomplete_action` alert once
+//! past `offline_after`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -16,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 use signoff_control_plane::hooks::WebhookSecret;
-use signoff_tests::fleet::{Fleet, KEY_ID, USER, assert_refused};
+use signoff_tests::fleet::{Fleet, KEY_ID, USER, assert_refused, host_states};
 use signoff_tests::plane::{WAIT, http_request, wait_for};
 use signoff_tests::sessions::TEST_ACCOUNT;
 use signoff_tests::siem::WebhookReceiver;
@@ -328,5 +330,54 @@ fn a_flood_of_refused_attempts_is_bounded_counted_and_does_not_hold_up_sync() ->
         "over the bound some are dropped and counted: {dropped:?}"
     );
     drop(host);
+    Ok(())
+}
+
+#[test]
+fn a_signoff_waiting_on_a_stopped_agent_is_one_alert_past_the_threshold() -> Result<()> {
+    let mut fleet = Fleet::new()?;
+    reconfigure(
+        &mut fleet,
+        "\n[alerts.incomplete_action]\noffline_after = \"2s\"\n",
+    )?;
+    let _online = fleet.host("host-1")?;
+    let mut offline = fleet.host("host-2")?;
+    offline.agent.stop()?;
+
+    let (status, record) = fleet.hr(
+        "POST",
+        &format!("/api/v1/users/{USER}/signoff"),
+        Some(&json!({"reason": "left the company"})),
+    )?;
+    assert_eq!(status, 201, "{record}");
+    fleet.wait_signoff("confirmed by host-1, host-2 offline", |r| {
+        let states = host_states(r);
+        states.contains(&("host-1".into(), "confirmed".into()))
+            && states.contains(&("host-2".into(), "offline".into()))
+    })?;
+    let incomplete = |fleet: &Fleet| -> Result<Vec<Value>> {
+        Ok(all_of_kind(fleet, "alert")?
+            .into_iter()
+            .filter(|e| e["data"]["rule"] == "incomplete_action")
+            .collect())
+    };
+    let alert = wait_for("the alert for the offline host", WAIT, || {
+        Ok(incomplete(&fleet)?.into_iter().next())
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}\nserver log:\n{}", fleet.plane.log()))?;
+    let d = &alert["data"];
+    assert_eq!(d["host_id"], "host-2", "{alert}");
+    assert_eq!(d["person"], USER, "{alert}");
+    assert_eq!(d["subject"]["signoff"], record["id"], "{alert}");
+    assert!(
+        d["summary"].as_str().is_some_and(|s| s.contains("offline")),
+        "{alert}"
+    );
+
+    // Back online, the host confirms; the alert was raised once and stays one.
+    offline.agent.start()?;
+    fleet.wait_signoff("complete", |r| !r["completed_at"].is_null())?;
+    let alerts = incomplete(&fleet)?;
+    assert_eq!(alerts.len(), 1, "one alert, never repeated: {alerts:?}");
     Ok(())
 }

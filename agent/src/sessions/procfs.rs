@@ -1547,6 +1547,45 @@ mod tests {
         f
     }
 
+    /// The TCP table of [`two_sshds`]' port 2222 alone: its listener (inode 1) and the
+    /// connections of alice (40001, inode 11), root (40002, 12) and bob (40003, 13), less
+    /// those whose inode is in `gone`, then `new` (peer port, inode) on 127.0.0.1.
+    fn port_2222_sockets(
+        gone: &[u64],
+        new: &[(u16, u64)],
+    ) -> Vec<(SocketAddr, SocketAddr, u8, u64)> {
+        let mut sockets: Vec<_> = [
+            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
+            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
+            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
+        ]
+        .into_iter()
+        .filter(|s| !gone.contains(&s.3))
+        .collect();
+        for &(port, inode) in new {
+            let peer = SocketAddr::from(([127, 0, 0, 1], port));
+            sockets.push((addr("127.0.0.1:2222"), peer, 1, inode));
+        }
+        sockets
+    }
+
+    /// Dave logs in on port 2222: his monitor (pid 150, still authenticating) under the
+    /// listener, his connection (40007, inode 16) in the TCP table with those of
+    /// [`port_2222_sockets`] not in `gone`.
+    fn dave_logs_in(f: &FakeProc, gone: &[u64]) {
+        f.add(&FakeProcess {
+            pid: 150,
+            ppid: 100,
+            comm: "sshd",
+            cmdline: "sshd: dave [priv]",
+            start: 1500,
+            sessionid: AUDIT_UNSET,
+            sockets: &[16],
+        });
+        f.set_sockets(&port_2222_sockets(gone, &[(40007, 16)]));
+    }
+
     #[test]
     fn scans_between_whole_ones_follow_the_listeners_tree() {
         let f = two_sshds();
@@ -1573,13 +1612,7 @@ mod tests {
         };
         f.add(&sp(140, 100, "sshd: dave [priv]"));
         f.add(&sp(141, 140, "sshd: dave@notty"));
-        let mut sockets = vec![
-            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
-            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40005"), 1, 14),
-        ];
+        let mut sockets = port_2222_sockets(&[], &[(40005, 14)]);
         f.set_sockets(&sockets);
         let third = scanner.scan_at(t0 + Duration::from_secs(6), false).unwrap();
         assert!(!third.whole);
@@ -1658,22 +1691,7 @@ mod tests {
             "a scan that is not quiet reads titles"
         );
         // …and a new child of the listener is never missed by one.
-        f.add(&FakeProcess {
-            pid: 150,
-            ppid: 100,
-            comm: "sshd",
-            cmdline: "sshd: dave [priv]",
-            start: 1500,
-            sessionid: AUDIT_UNSET,
-            sockets: &[16],
-        });
-        f.set_sockets(&[
-            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40001"), 1, 11),
-            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40007"), 1, 16),
-        ]);
+        dave_logs_in(&f, &[]);
         let scan = scanner.scan_at(at(15), true).unwrap();
         assert!(!scan.whole);
         assert!(
@@ -1728,21 +1746,7 @@ mod tests {
         scanner.set_settled(HashSet::from([alice]));
         f.remove(111);
         f.remove(110);
-        f.add(&FakeProcess {
-            pid: 150,
-            ppid: 100,
-            comm: "sshd",
-            cmdline: "sshd: dave [priv]",
-            start: 1500,
-            sessionid: AUDIT_UNSET,
-            sockets: &[16],
-        });
-        f.set_sockets(&[
-            (addr("0.0.0.0:2222"), addr("0.0.0.0:0"), TCP_LISTEN, 1),
-            (addr("[::1]:2222"), addr("[::1]:40002"), 1, 12),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40003"), 1, 13),
-            (addr("127.0.0.1:2222"), addr("127.0.0.1:40007"), 1, 16),
-        ]);
+        dave_logs_in(&f, &[11]);
         let scan = scanner.scan_at(at(9), false).unwrap();
         assert!(!scan.whole);
         let ports: Vec<u16> = scan.connections.iter().map(|c| c.peer.port()).collect();

@@ -281,20 +281,30 @@ impl Service {
 
     /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
     pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = ? WHERE id = ?")
-            .bind(online)
-            .bind(host)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE hosts SET online = ?1,
+                offline_since = CASE WHEN ?1 THEN NULL ELSE ifnull(offline_since, ?2) END
+             WHERE id = ?3",
+        )
+        .bind(online)
+        .bind(self.now())
+        .bind(host)
+        .execute(self.pool())
+        .await?;
         self.signoff_progressed();
         Ok(())
     }
 
     /// At server start no agent is connected, whatever a crash left in the store.
     pub async fn reset_hosts_online(&self) -> Result<()> {
-        sqlx::query("UPDATE hosts SET online = 0 WHERE online != 0")
-            .execute(self.pool())
-            .await?;
+        // Counted offline from now: the agents were connected until the last stop.
+        sqlx::query(
+            "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
+             WHERE online != 0",
+        )
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

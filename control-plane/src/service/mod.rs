@@ -13,6 +13,7 @@ mod enroll;
 mod grants;
 mod host_certificates;
 mod hosts;
+mod offline_alerts;
 mod operators;
 mod refresh;
 mod refused;

@@ -211,7 +211,7 @@ async fn apply(
             cert_not_after,
         } => {
             sqlx::query(
-                "UPDATE hosts SET last_contact = ?, online = 1,
+                "UPDATE hosts SET last_contact = ?, online = 1, offline_since = NULL,
                     acked_revision = max(acked_revision, ?),
                     agent_version = ?,
                     cert_not_after = ifnull(?, cert_not_after)
@@ -227,10 +227,14 @@ async fn apply(
             fx.hosts_changed = true;
         }
         Report::Disconnected { host } => {
-            sqlx::query("UPDATE hosts SET online = 0 WHERE id = ?")
-                .bind(host)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
+                 WHERE id = ?",
+            )
+            .bind(now)
+            .bind(host)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query(
                 "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state IN ('live', 'lingering')",
             )
