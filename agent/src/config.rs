@@ -18,6 +18,9 @@
 //! allowed_signers = "/etc/signoff/allowed_signers"  # who may sign kill orders; none: no orders
 //! syslog_socket = "/dev/log"                 # where the sshd commands log refusals; "": nowhere
 //! priority_boost = 10                        # `run` at nice -10 (0 to 19; 0: as started)
+//! decisions_socket = "/var/lib/signoff/decisions.sock"  # the sshd commands report their
+//!                                              # decisions there; default state_dir/…; "": none
+//! command_user = "signoff"                   # sshd's AuthorizedPrincipalsCommandUser
 //!
 //! [[break_glass]]                            # always allowed, whatever the state says
 //! account = "root"
@@ -164,7 +167,17 @@ pub struct Config {
     /// waiting in the run queue (BENCHMARKS.md, session 10); auditd boosts itself for the
     /// same reason. It does not use more CPU for it, it gets it sooner.
     pub priority_boost: u8,
+    /// The datagram socket `run` binds and the sshd commands send each decision to
+    /// (`crate::decisions`), for the control plane's histogram. `None` (`""` in the file):
+    /// not bound, nothing sent. Default: `decisions.sock` in `state_dir`.
+    pub decisions_socket: Option<PathBuf>,
+    /// sshd's `AuthorizedPrincipalsCommandUser` (and `AuthorizedKeysCommandUser`): the
+    /// decisions socket counts datagrams from this user and root only.
+    pub command_user: String,
 }
+
+/// Default for [`Config::command_user`], as the package's sshd drop-in sets it.
+pub const DEFAULT_COMMAND_USER: &str = "signoff";
 
 /// Default for [`Config::priority_boost`].
 pub const DEFAULT_PRIORITY_BOOST: u8 = 10;
@@ -237,6 +250,8 @@ struct File {
     approvals: Option<ApprovalsConfig>,
     host_certificates: Option<crate::host_certs::HostCertsFile>,
     priority_boost: Option<u8>,
+    decisions_socket: Option<PathBuf>,
+    command_user: Option<String>,
 }
 
 fn default_syslog_socket() -> PathBuf {
@@ -275,6 +290,8 @@ impl Default for Config {
             approvals: None,
             host_certificates: None,
             priority_boost: DEFAULT_PRIORITY_BOOST,
+            decisions_socket: Some(default_state_dir().join(crate::decisions::SOCKET_FILE)),
+            command_user: DEFAULT_COMMAND_USER.to_owned(),
         }
     }
 }
@@ -350,6 +367,24 @@ impl Config {
                 format!("{priority_boost} must be between 0 (none) and 19 (nice -19)"),
             ));
         }
+        let decisions_socket = match file.decisions_socket {
+            None => Some(state_dir.join(crate::decisions::SOCKET_FILE)),
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(absolute("decisions_socket", p)?),
+        };
+        let command_user = file
+            .command_user
+            .unwrap_or_else(|| DEFAULT_COMMAND_USER.to_owned());
+        if command_user.is_empty()
+            || command_user
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "command_user",
+                format!("{command_user:?} must be a unix account name"),
+            ));
+        }
         Ok(Config {
             state_dir,
             krl_path,
@@ -364,6 +399,8 @@ impl Config {
             approvals: file.approvals,
             host_certificates,
             priority_boost,
+            decisions_socket,
+            command_user,
         })
     }
 
@@ -428,6 +465,31 @@ mod tests {
         assert_eq!(c.mode, Mode::BestEffort);
         assert_eq!(c.max_staleness, Duration::from_secs(3600));
         assert_eq!(c.priority_boost, 10);
+        assert_eq!(
+            c.decisions_socket.as_deref(),
+            Some(Path::new("/var/lib/signoff/decisions.sock"))
+        );
+        assert_eq!(c.command_user, "signoff");
+    }
+
+    #[test]
+    fn the_decisions_socket_follows_the_state_dir_unless_set_or_off() {
+        let c = parse("state_dir = \"/srv/signoff\"").unwrap();
+        assert_eq!(
+            c.decisions_socket.as_deref(),
+            Some(Path::new("/srv/signoff/decisions.sock"))
+        );
+        let c =
+            parse("decisions_socket = \"/run/signoff/d.sock\"\ncommand_user = \"sshcmd\"").unwrap();
+        assert_eq!(
+            c.decisions_socket.as_deref(),
+            Some(Path::new("/run/signoff/d.sock"))
+        );
+        assert_eq!(c.command_user, "sshcmd");
+        assert_eq!(
+            parse("decisions_socket = \"\"").unwrap().decisions_socket,
+            None
+        );
     }
 
     #[test]
@@ -492,6 +554,14 @@ mod tests {
             (
                 "priority_boost = 20",
                 "priority_boost: 20 must be between 0 (none) and 19 (nice -19)",
+            ),
+            (
+                "decisions_socket = \"d.sock\"",
+                "decisions_socket: \"d.sock\" must be an absolute path",
+            ),
+            (
+                "command_user = \"a b\"",
+                "command_user: \"a b\" must be a unix account name",
             ),
             (
                 "state_dir = \"relative\"",

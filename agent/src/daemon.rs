@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::atomic::write_atomic;
 use crate::config::Config;
+use crate::decisions::{DecisionsOutbox, DecisionsSocket};
 use crate::guards::{Guards, GuardsError};
 use crate::holds::HoldsError;
 use crate::identity::{Identity, IdentityError};
@@ -55,6 +56,8 @@ pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// while it is stale: so 10 s, not more. Full jitter still spreads a fleet's reconnects
 /// over those 10 s (the 10,000-agent storm in BENCHMARKS.md).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the sshd commands' decisions go to the control plane, at most.
+const DECISIONS_EVERY: Duration = Duration::from_secs(1);
 /// A stream that lasted this long was healthy: the next failure starts the backoff afresh.
 const HEALTHY: Duration = Duration::from_secs(60);
 
@@ -362,6 +365,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     // Results of sign-off enforcement not yet told to the control plane.
     let unreported: Vec<v1::SignoffResult> = Vec::new();
+    // The sshd commands' decisions, counted for the control plane (beside the stream).
+    let decisions = Arc::new(Mutex::new(DecisionsOutbox::default()));
+    let _decisions = config
+        .decisions_socket
+        .as_deref()
+        .and_then(|path| bind_decisions(path, &config.command_user))
+        .map(|socket| AbortOnDrop(tokio::spawn(receive_decisions(socket, decisions.clone()))));
     // Refused login attempts not yet sent, rate-bounded.
     let refused = RefusedOutbox::new(
         config.sessions.refused_rate,
@@ -381,6 +391,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         events,
         unreported,
         refused,
+        decisions,
     };
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
@@ -430,6 +441,45 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     }
                     d.unreported.extend(reenforce_unsure(&config, &d.signoffs, &d.sessions).await);
                 }
+            }
+        }
+    }
+}
+
+/// Binds the decisions socket, counting datagrams from root and `command_user`; or logs
+/// why not and returns `None`: the metrics are not worth a host that does not sync.
+fn bind_decisions(path: &Path, command_user: &str) -> Option<DecisionsSocket> {
+    let mut allowed = vec![0];
+    match nix::unistd::User::from_name(command_user) {
+        Ok(Some(user)) => allowed.push(user.uid.as_raw()),
+        Ok(None) => {
+            warn!(
+                user = command_user,
+                "command_user does not exist; counting decisions from root only"
+            )
+        }
+        Err(e) => {
+            warn!(user = command_user, error = %e, "cannot look up command_user; counting decisions from root only")
+        }
+    }
+    match DecisionsSocket::bind(path, allowed) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot bind the decisions socket; decisions are not counted");
+            None
+        }
+    }
+}
+
+/// Counts every datagram on `socket` into `outbox`, for as long as the daemon runs.
+async fn receive_decisions(socket: DecisionsSocket, outbox: Arc<Mutex<DecisionsOutbox>>) {
+    loop {
+        match socket.recv().await {
+            Ok(received) => lock(&outbox).push(received),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!(error = %e, "decisions socket failed; decisions are no longer counted");
+                return;
             }
         }
     }
@@ -509,6 +559,8 @@ struct Daemon<'c> {
     unreported: Vec<v1::SignoffResult>,
     /// Refused login attempts not yet sent, rate-bounded.
     refused: RefusedOutbox,
+    /// The sshd commands' decisions not yet sent, bounded; filled by [`receive_decisions`].
+    decisions: Arc<Mutex<DecisionsOutbox>>,
 }
 
 impl Daemon<'_> {
@@ -527,6 +579,7 @@ impl Daemon<'_> {
             events,
             unreported,
             refused,
+            decisions,
         } = self;
         let sessions: &Killer = sessions;
         let mut sync = client(identity)?;
@@ -607,6 +660,8 @@ impl Daemon<'_> {
         // looked for here, and counts the approvals holds kept (`Guards::recheck_holds`).
         let mut holds_check = tokio::time::interval(HOLDS_RECHECK);
         holds_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut decisions_due = tokio::time::interval(DECISIONS_EVERY);
+        decisions_due.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let until_renewal =
                 Duration::from_secs(u64::try_from(renew_at - now() as i64).unwrap_or(0));
@@ -639,6 +694,21 @@ impl Daemon<'_> {
                     };
                     permit.send(v1::AgentMessage {
                         body: Some(v1::agent_message::Body::RefusedAttempts(refused.take())),
+                    });
+                    continue;
+                }
+                // The sshd commands' decisions, at most once a second whatever the rate of
+                // logins.
+                _ = decisions_due.tick() => {
+                    if !lock(decisions).has_news() {
+                        continue;
+                    }
+                    let Ok(permit) = tx.reserve().await else {
+                        return Err(SessionError::Closed);
+                    };
+                    let batch = lock(decisions).take();
+                    permit.send(v1::AgentMessage {
+                        body: Some(v1::agent_message::Body::PrincipalsDecisions(batch)),
                     });
                     continue;
                 }

@@ -20,7 +20,7 @@
 //! the person too) unless its approvals suffice; it releases a hold when they do. The
 //! holds file is written before the host view and the KRL, where the held key IDs stay
 //! revoked ([`Holds::revocations`]); both sshd commands read it at every login
-//! ([`crate::principals`]) and refuse a held person, failing closed on a corrupt file.
+//! ([`crate::sshd_commands`]) and refuse a held person, failing closed on a corrupt file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

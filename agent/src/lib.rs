@@ -36,6 +36,7 @@ pub use signoff_core::atomic;
 pub mod approvals;
 pub mod config;
 pub mod daemon;
+pub mod decisions;
 pub mod guards;
 pub mod holds;
 pub mod host_certs;

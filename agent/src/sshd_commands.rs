@@ -9,7 +9,9 @@
 //! certificate is revoked, or nothing matches, they print nothing and the caller exits
 //! non-zero. The [`Decision`] says why: [`run_principals`] and [`run_authorized_keys`] log
 //! it on stderr (which sshd sends to its own log) and to the system log
-//! ([`crate::syslog`]), since `sshd -E FILE` diverts that stderr.
+//! ([`crate::syslog`]), since `sshd -E FILE` diverts that stderr. Each also sends its
+//! outcome and duration to the daemon ([`crate::decisions`]), best effort, for the control
+//! plane's metrics.
 //!
 //! Break-glass principals from the configuration are printed for their account even when
 //! the view is missing, corrupt or stale; a revocation found in a readable view still
@@ -18,13 +20,14 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use signoff_core::error::chain;
 
 use crate::approvals::{ApprovalCheck, NotApproved};
 use crate::config::{Config, Mode, is_valid_principal};
+use crate::decisions::Outcome;
 use crate::state::format::{FormatError, key_fingerprint};
 use crate::state::writer::{ContactError, STATE_FILE, read_contact};
 use crate::state::{CertificateQuery, Matches, Revoked, StateFile};
@@ -491,6 +494,7 @@ pub fn run_principals(
     log: &mut impl Write,
     syslog: Syslog,
 ) -> Result<bool, CommandError> {
+    let started = Instant::now();
     let what = format!("principals for account {account:?}, key ID {key_id:?}, serial {serial}");
     let cfg = match Config::load(config_path) {
         Ok(cfg) => cfg,
@@ -522,6 +526,7 @@ pub fn run_principals(
             &line,
         );
     }
+    report_decision(&cfg, &decision, started);
     Ok(decision.is_success())
 }
 
@@ -535,6 +540,7 @@ pub fn run_authorized_keys(
     log: &mut impl Write,
     syslog: Syslog,
 ) -> Result<bool, CommandError> {
+    let started = Instant::now();
     let what = format!("authorized keys for account {account:?}");
     let cfg = match Config::load(config_path) {
         Ok(cfg) => cfg,
@@ -559,6 +565,7 @@ pub fn run_authorized_keys(
             &line,
         );
     }
+    report_decision(&cfg, &decision, started);
     Ok(decision.is_success())
 }
 
@@ -597,6 +604,15 @@ fn report(log: &mut impl Write, socket: Option<PathBuf>, severity: Severity, lin
     let _ = writeln!(log, "signoff-agent: {line}");
     if let Some(socket) = socket {
         let _ = crate::syslog::send(&socket, severity, crate::syslog::TAG, line);
+    }
+}
+
+/// Tells the daemon what was decided and how long it took, for the control plane's
+/// histogram (`crate::decisions`); best effort, after the answer is written. A
+/// configuration that did not load names no socket: that refusal is only logged.
+fn report_decision(cfg: &Config, decision: &Decision, started: Instant) {
+    if let Some(socket) = &cfg.decisions_socket {
+        crate::decisions::report(socket, Outcome::of(decision), started.elapsed());
     }
 }
 

@@ -334,6 +334,11 @@ impl Fleet {
         )
     }
 
+    /// The installed agent binary every host's sshd runs its commands from.
+    pub fn command_binary(&self) -> &Path {
+        self.installed.path()
+    }
+
     /// A request to the HTTP API with the read+signoff token: (status, JSON body).
     pub fn hr(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
         let body = body.map(Value::to_string);

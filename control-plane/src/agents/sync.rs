@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pki::AgentCa;
 use super::tls::{host_id_of, not_after_of};
-use crate::api::Metrics;
+use crate::api::{DecisionLost, DecisionOutcome, Metrics};
 use crate::model::Revocation;
 use crate::service::{EnrollError, HostCertError, HostKeyProof, Service, ServiceError};
 use crate::views::{Delta, Entry, EntryKey, FanoutPlan, HostView, Reenable, Statement};
@@ -534,6 +534,10 @@ impl AgentServer {
                 .refused_attempts(host, r)
                 .await
                 .map_err(internal),
+            Body::PrincipalsDecisions(d) => {
+                self.record_decisions(&d);
+                Ok(())
+            }
             // Recorded, then the stream ends: the agent applies nothing from this control
             // plane and waits for this end before it drops its side.
             Body::WitnessRefusal(r) => {
@@ -547,6 +551,32 @@ impl AgentServer {
             }
             Body::Hello(_) => Err(Status::invalid_argument("Hello comes once, first")),
         }
+    }
+
+    /// Observes each of the host's principals decisions into the histogram, and counts
+    /// those it could not report.
+    fn record_decisions(&self, d: &v1::PrincipalsDecisions) {
+        use v1::DecisionOutcome as O;
+        let mut unknown = 0;
+        for decision in &d.decisions {
+            let outcome = match O::try_from(decision.outcome) {
+                Ok(O::Granted) => DecisionOutcome::Granted,
+                Ok(O::BreakGlass) => DecisionOutcome::BreakGlass,
+                Ok(O::Denied) => DecisionOutcome::Denied,
+                Ok(O::Unspecified) | Err(_) => {
+                    unknown += 1;
+                    continue;
+                }
+            };
+            self.metrics
+                .record_decision(outcome, Duration::from_micros(decision.duration_us));
+        }
+        self.metrics
+            .record_decisions_lost(DecisionLost::Dropped, d.dropped);
+        self.metrics
+            .record_decisions_lost(DecisionLost::Refused, d.refused);
+        self.metrics
+            .record_decisions_lost(DecisionLost::UnknownOutcome, unknown);
     }
 
     async fn send(&self, tx: &Outbound, body: v1::control_message::Body) -> Result<(), Status> {

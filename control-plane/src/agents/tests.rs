@@ -621,3 +621,55 @@ async fn reported_sessions_are_listed_killed_by_signed_order_and_marked_unknown_
         .unwrap_err();
     assert!(matches!(ended, ServiceError::Conflict(_)), "{ended}");
 }
+
+#[tokio::test]
+async fn reported_principals_decisions_fill_the_histogram_by_outcome() {
+    let p = start().await;
+    let (cert, key) = p.enrolled("web1").await;
+    let mut client = p.client(Some((&cert, &key)));
+    let (tx, mut stream) = open(&mut client, "web1", 0).await.unwrap();
+    next(&mut stream).await.unwrap();
+    let decision = |outcome: v1::DecisionOutcome, duration_us| v1::PrincipalsDecision {
+        outcome: outcome.into(),
+        duration_us,
+    };
+    let mut unknown = decision(v1::DecisionOutcome::Granted, 1);
+    unknown.outcome = 77;
+    tx.send(v1::AgentMessage {
+        body: Some(v1::agent_message::Body::PrincipalsDecisions(
+            v1::PrincipalsDecisions {
+                decisions: vec![
+                    decision(v1::DecisionOutcome::Granted, 900),
+                    decision(v1::DecisionOutcome::Granted, 2_500),
+                    decision(v1::DecisionOutcome::Denied, 400),
+                    decision(v1::DecisionOutcome::Unspecified, 1),
+                    unknown,
+                ],
+                dropped: 3,
+                refused: 2,
+            },
+        )),
+    })
+    .await
+    .unwrap();
+    let metrics = p.metrics.clone();
+    until("the decisions observed", async || {
+        metrics
+            .text()
+            .contains("signoff_principals_decision_seconds_count{outcome=\"denied\"} 1")
+    })
+    .await;
+    let text = p.metrics.text();
+    for line in [
+        "signoff_principals_decision_seconds_count{outcome=\"granted\"} 2",
+        // 900 µs falls in the 1.6 ms bucket, 2.5 ms does not.
+        "signoff_principals_decision_seconds_bucket{le=\"0.0016\",outcome=\"granted\"} 1",
+        "signoff_principals_decisions_lost_total{reason=\"dropped\"} 3",
+        "signoff_principals_decisions_lost_total{reason=\"refused\"} 2",
+        "signoff_principals_decisions_lost_total{reason=\"unknown_outcome\"} 2",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    // No label for what was never reported.
+    assert!(!text.contains("outcome=\"break_glass\""), "{text}");
+}

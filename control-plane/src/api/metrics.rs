@@ -4,7 +4,9 @@
 //! the route template axum matched or `unmatched`, the status code. Latencies the product
 //! promises are histograms: each HTTP request by route, how long an agent takes to
 //! acknowledge a revision sent to it (applied and durable on the host), to answer a kill
-//! order, and to confirm a sign-off once the revision carrying it was sent.
+//! order, and to confirm a sign-off once the revision carrying it was sent; and how long
+//! the sshd commands on the hosts took to decide a login, by outcome (the agents report
+//! them, `agent/src/decisions.rs`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -39,6 +41,16 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LostLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
@@ -60,6 +72,53 @@ fn kill_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+fn decision_histogram() -> Histogram {
+    // 100 µs to about 1.6 s: a decision is a few positioned reads of a local file.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 15))
+}
+
+/// The outcome of a principals decision, as agents report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionOutcome {
+    /// Printed what live grants hold.
+    Granted,
+    /// Printed only break-glass principals.
+    BreakGlass,
+    /// Printed nothing.
+    Denied,
+}
+
+impl DecisionOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            DecisionOutcome::Granted => "granted",
+            DecisionOutcome::BreakGlass => "break_glass",
+            DecisionOutcome::Denied => "denied",
+        }
+    }
+}
+
+/// Why an agent could not report a principals decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLost {
+    /// The agent's queue was full (its stream was down for long).
+    Dropped,
+    /// The agent refused the datagram: from an unexpected uid, or not a decision.
+    Refused,
+    /// The agent sent an outcome this control plane does not know.
+    UnknownOutcome,
+}
+
+impl DecisionLost {
+    fn label(self) -> &'static str {
+        match self {
+            DecisionLost::Dropped => "dropped",
+            DecisionLost::Refused => "refused",
+            DecisionLost::UnknownOutcome => "unknown_outcome",
+        }
+    }
+}
+
 /// The metrics the HTTP layer and the agent streams keep; the figures read from the
 /// service (revision, counts) are added at each scrape.
 #[derive(Debug)]
@@ -71,6 +130,8 @@ pub struct Metrics {
     ack_seconds: Histogram,
     kill_seconds: Histogram,
     signoff_confirm_seconds: Histogram,
+    decision_seconds: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    decisions_lost: Family<LostLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -84,6 +145,11 @@ impl Default for Metrics {
         let ack_seconds = ack_histogram();
         let kill_seconds = kill_histogram();
         let signoff_confirm_seconds = kill_histogram();
+        let decision_seconds =
+            Family::<OutcomeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                decision_histogram,
+            );
+        let decisions_lost = Family::<LostLabels, Counter>::default();
         let mut registry = Registry::default();
         registry.register(
             "signoff_http_requests",
@@ -118,6 +184,18 @@ impl Default for Metrics {
              confirmation (applied, every session of the person ended), on one stream.",
             signoff_confirm_seconds.clone(),
         );
+        registry.register(
+            "signoff_principals_decision_seconds",
+            "How long `signoff-agent principals` or `authorized-keys` took to decide a login \
+             on a host, by outcome (granted, break_glass, denied), as the agents report them.",
+            decision_seconds.clone(),
+        );
+        registry.register(
+            "signoff_principals_decisions_lost",
+            "Principals decisions the agents could not report: dropped (queue full), refused \
+             (a datagram from an unexpected uid, or not a decision), unknown_outcome.",
+            decisions_lost.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -126,6 +204,8 @@ impl Default for Metrics {
             ack_seconds,
             kill_seconds,
             signoff_confirm_seconds,
+            decision_seconds,
+            decisions_lost,
         }
     }
 }
@@ -184,6 +264,26 @@ impl Metrics {
     /// A host confirmed a sign-off `took` after its revision was sent.
     pub fn record_signoff_confirmed(&self, took: Duration) {
         self.signoff_confirm_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A host's sshd command decided a login with `outcome` in `took`.
+    pub fn record_decision(&self, outcome: DecisionOutcome, took: Duration) {
+        self.decision_seconds
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// `count` principals decisions an agent could not report, for `why`.
+    pub fn record_decisions_lost(&self, why: DecisionLost, count: u64) {
+        if count > 0 {
+            self.decisions_lost
+                .get_or_create(&LostLabels {
+                    reason: why.label(),
+                })
+                .inc_by(count);
+        }
     }
 
     /// This registry's metrics as OpenMetrics text (without the service's figures).

@@ -33,7 +33,7 @@ use crate::service::Service;
 pub use auth::Caller;
 pub(crate) use auth::bearer_value;
 pub use error::ApiError;
-pub use metrics::Metrics;
+pub use metrics::{DecisionLost, DecisionOutcome, Metrics};
 pub use routes::{Access, ApiRoute, HttpOptions, routes};
 
 /// Shared state of the HTTP adapters.

@@ -1,64 +1,25 @@
-//! The session watcher: sshd's log as it is written, `/proc` when the log says something
-//! happened, and `/proc` every few seconds regardless.
-//!
-//! - A log line about a connection (`Accepted …`, `Starting session …`, `Disconnected …`)
-//!   makes the watcher scan `/proc` at once and then again after 2, 4, 8 … up to 50 ms
-//!   until what the line announced is visible (the post-authentication process exists;
-//!   the monitor is gone), or a few seconds passed.
-//! - A login is announced ([`SessionEvent::Started`]) once `/proc` shows it authenticated
-//!   and its `Accepted` line is in (a login without one is announced after
-//!   [`LOG_GRACE`], unattributed), and once its session channel is open or
-//!   [`CHANNEL_WAIT`] passed (so that the tty is known; `ssh -N` opens none).
-//! - A session ends ([`SessionEvent::Ended`]) when its monitor process is gone.
-//! - A login announced unattributed whose `Accepted` line arrives later is attributed
-//!   then, and a second, different `Accepted` line withdraws an attribution: both are
-//!   [`SessionEvent::Updated`]. Only two different lines for one connection (or a line
-//!   that disagrees with `/proc` about the account) make a login conflicting; a late
-//!   line never does.
-//! - What else changes in a live session later (ttys as channels open, member
-//!   processes) shows in the snapshot ([`WatcherHandle::snapshot`]), not as an event.
-//! - Every `reconcile_interval` `/proc` is scanned and the log file re-read, whatever
-//!   inotify said. Scans follow sshd's process trees; every 30 s (and when a listener or
-//!   a followed orphan is gone, or a kill asks) one reads every process of the host and
-//!   refreshes the member processes (see [`Scanner`]).
-//!
-//! The log file is followed through rotation (inotify on its directory; a new inode is
-//! read from its start, the old one to its end) and truncation. At start the last
-//! [`BACKFILL_BYTES`] of it are read, so that sessions older than the agent are
-//! attributed too. The journal is read with `journalctl --follow --output=json`, from the
-//! oldest live login on, and resumed after its cursor if `journalctl` exits.
+//! Matching log records to connections: the [`Tracker`] keeps what `/proc` shows of each
+//! sshd connection and the `Accepted` lines waiting for their login, pairs them (by
+//! address, logging PID and time), decides when a login is announced, attributed,
+//! conflicting or ended, and paces the scans that follow a log line.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
-use notify::Watcher as _;
-use tokio::io::AsyncBufReadExt as _;
-use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::cgroup;
-use super::log::{self, LogEvent, LogRecord, RecordSplitter};
-use super::procfs::{
+use super::{CHANNEL_WAIT, LOG_GRACE, SessionEvent, TIMING, unix_ms};
+use crate::sessions::cgroup;
+use crate::sessions::log::{self, LogEvent, LogRecord};
+use crate::sessions::procfs::{
     self, Connection, ProcessRef, ProcessTable, Procfs, Scanner, SshdSelector, TableIndex,
 };
-use super::title::{Role, Ttys};
-use super::{Attribution, LingeringProcess, LogSource, Session, SessionId, SessionsConfig};
-use crate::kill::{self, KillError, KillReport, KillTarget};
+use crate::sessions::title::{Role, Ttys};
+use crate::sessions::{Attribution, LingeringProcess, Session, SessionId};
 
-/// How long a login with no `Accepted` line waits for one before it is announced
-/// unattributed.
-pub const LOG_GRACE: Duration = Duration::from_secs(2);
-/// How long an authenticated login waits for its first session channel before it is
-/// announced without one.
-pub const CHANNEL_WAIT: Duration = Duration::from_millis(250);
 /// How long a log line keeps the watcher scanning quickly.
 const URGENT_FOR: Duration = Duration::from_secs(3);
 /// First and longest pause between the quick scans.
@@ -68,19 +29,9 @@ const MAX_STEP: Duration = Duration::from_millis(50);
 const RECORD_TTL: Duration = Duration::from_secs(60);
 /// At most this many unmatched `Accepted` lines are kept (oldest dropped first).
 const MAX_RECORDS: usize = 10_000;
-/// How much of the end of the log file is read at start.
-pub const BACKFILL_BYTES: u64 = 16 * 1024 * 1024;
-/// How many ended sessions are remembered, so that a kill order that arrives after the
-/// client left still finds the processes it left behind.
-const ENDED_KEPT: usize = 1024;
 /// Log lines arrive with the clock tick they were read in; allow one tick of rounding
 /// against a process start time.
 const TICK_SLACK: u64 = 1;
-/// The tracing target of the per-login timing lines (at `debug`): when the watcher first
-/// saw a login's connection, its `Accepted` line, its authenticated titles and its first
-/// session channel, and when it announced it, in Unix milliseconds. `sessions-bench
-/// --breakdown` turns them into a per-stage report.
-pub const TIMING: &str = "signoff_agent::sessions::timing";
 
 /// When the stages of one login were first seen (see [`TIMING`]).
 #[derive(Debug, Clone, Copy)]
@@ -88,688 +39,6 @@ struct LoginTiming {
     seen: Instant,
     authenticated: Option<Instant>,
     channel: Option<Instant>,
-}
-
-/// `t` as Unix milliseconds (0 for none), for the timing log.
-pub fn unix_ms(t: Option<Instant>) -> u128 {
-    let Some(t) = t else { return 0 };
-    let (now, wall) = (Instant::now(), SystemTime::now());
-    let wall = if t <= now {
-        wall.checked_sub(now.duration_since(t))
-    } else {
-        wall.checked_add(t.duration_since(now))
-    };
-    wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis())
-}
-
-/// A session came, changed state, or went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionEvent {
-    /// A login was detected (also sent for every login live when the watcher starts).
-    Started(Box<Session>),
-    /// A login's connection ended but processes of it remain (it is lingering), the
-    /// processes a lingering login left changed, or its attribution changed (a late
-    /// `Accepted` line completed it, or a second, different one withdrew it).
-    Updated(Box<Session>),
-    /// A login ended: its monitor is gone and no process of it remains.
-    Ended(SessionId),
-    /// sshd refused a login attempt (read from its log when the line was read, `at`).
-    Refused {
-        /// Who tried, from where, with what, and why sshd said no.
-        attempt: Box<super::refused::RefusedAttempt>,
-        /// When the agent read the line.
-        at: SystemTime,
-    },
-}
-
-/// Why the watcher cannot run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WatchError {
-    /// The `[sessions]` configuration is invalid.
-    #[error("invalid [sessions] configuration: {0}")]
-    Config(String),
-    /// `/proc` cannot be read.
-    #[error("cannot read /proc")]
-    Proc(#[source] io::Error),
-    /// The log file's directory cannot be watched.
-    #[error("cannot watch {path} for changes")]
-    Notify {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: notify::Error,
-    },
-    /// `journalctl` cannot be started.
-    #[error("cannot start journalctl to read sshd's log")]
-    Journal(#[source] io::Error),
-    /// The thread of a [`BlockingWatcher`] could not start or ended.
-    #[error("the session watcher thread failed")]
-    Thread(#[source] io::Error),
-}
-
-/// What the watcher shares with its handles.
-#[derive(Debug, Default)]
-struct Shared {
-    sessions: Mutex<BTreeMap<SessionId, Session>>,
-    ended: Mutex<VecDeque<Session>>,
-    rescan: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere never leaves these maps half-updated (every update is one call).
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A cheap, cloneable view of a running watcher.
-#[derive(Debug, Clone)]
-pub struct WatcherHandle {
-    shared: Arc<Shared>,
-}
-
-impl WatcherHandle {
-    /// Every live session, as of the last scan.
-    pub fn snapshot(&self) -> Vec<Session> {
-        lock(&self.shared.sessions).values().cloned().collect()
-    }
-
-    /// One live session.
-    pub fn get(&self, id: &SessionId) -> Option<Session> {
-        lock(&self.shared.sessions).get(id).cloned()
-    }
-
-    /// Asks for a scan of `/proc` now (after a kill, say).
-    pub fn rescan(&self) {
-        self.shared.rescan.notify_one();
-    }
-
-    /// What a kill of session `id` would go after: a live or lingering session, or one
-    /// that ended recently (a process it left may have appeared since).
-    pub fn kill_target(&self, id: &SessionId) -> Result<KillTarget, KillError> {
-        let session = self.get(id).or_else(|| {
-            lock(&self.shared.ended)
-                .iter()
-                .find(|s| s.id == *id)
-                .cloned()
-        });
-        session
-            .map(|s| KillTarget::of(&s))
-            .ok_or(KillError::UnknownSession(*id))
-    }
-
-    /// Kills session `id` (see [`WatcherHandle::kill_target`]), then asks for a rescan.
-    /// Blocks for up to [`kill::KILL_BOUND`]: call it from `spawn_blocking`.
-    pub fn kill_blocking(&self, id: &SessionId) -> Result<KillReport, KillError> {
-        let target = self.kill_target(id)?;
-        let report = kill::kill_target(&Procfs::default(), &target);
-        self.rescan();
-        report
-    }
-}
-
-/// The watcher, running on the caller's tokio runtime; stops when dropped or when the
-/// event receiver is dropped.
-#[derive(Debug)]
-pub struct SessionWatcher {
-    handle: WatcherHandle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SessionWatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl SessionWatcher {
-    /// Starts watching: reads the end of the log, scans `/proc`, sends
-    /// [`SessionEvent::Started`] for every live login, then follows both. Never waits for
-    /// `events` to have room: when its receiver falls a whole channel behind, events are
-    /// dropped (with a warning) and [`WatcherHandle::snapshot`] is the way to catch up.
-    pub async fn start(
-        config: SessionsConfig,
-        events: mpsc::Sender<SessionEvent>,
-    ) -> Result<SessionWatcher, WatchError> {
-        Self::start_in(config, Procfs::default(), events, Vec::new()).await
-    }
-
-    /// [`SessionWatcher::start`], taking back the `remembered` sessions (of an earlier run
-    /// of the agent, see [`super::remembered`]) whose monitor is gone but of which
-    /// processes remain: they are lingering, as they were before.
-    pub async fn start_remembering(
-        config: SessionsConfig,
-        events: mpsc::Sender<SessionEvent>,
-        remembered: Vec<Session>,
-    ) -> Result<SessionWatcher, WatchError> {
-        Self::start_in(config, Procfs::default(), events, remembered).await
-    }
-
-    /// [`SessionWatcher::start_remembering`] against another `/proc` tree (tests).
-    pub async fn start_in(
-        config: SessionsConfig,
-        procfs: Procfs,
-        events: mpsc::Sender<SessionEvent>,
-        remembered: Vec<Session>,
-    ) -> Result<SessionWatcher, WatchError> {
-        config.validate().map_err(WatchError::Config)?;
-        let shared = Arc::new(Shared::default());
-        let boot = procfs.boot_time().map_err(WatchError::Proc)?;
-        let source_kind = resolve_source(&config.sshd_log);
-        let mut tracker = Tracker::new(
-            procfs.clone(),
-            config.selector(),
-            !matches!(source_kind, LogSource::None),
-            config.reconcile_interval,
-            boot,
-        );
-        let now = Instant::now();
-
-        let mut source = match &source_kind {
-            LogSource::File(path) => {
-                let mut tail = FileTail::open(path.clone());
-                for record in tail.backfill() {
-                    tracker.on_backfill(record, now);
-                }
-                let wake = Arc::new(Notify::new());
-                let watcher = watch_file(path, Arc::clone(&wake))?;
-                Source::File {
-                    tail,
-                    wake,
-                    _watcher: watcher,
-                }
-            }
-            LogSource::Journal => {
-                // From a little before the oldest live login, so that it is attributed.
-                let initial = procfs
-                    .scan(tracker.scanner.selector(), &[])
-                    .map_err(WatchError::Proc)?;
-                let oldest = initial
-                    .connections
-                    .iter()
-                    .map(|c| procfs::start_time(boot, c.monitor.start_ticks))
-                    .min()
-                    .unwrap_or_else(SystemTime::now);
-                let since = oldest
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
-                    .saturating_sub(5);
-                Source::Journal(spawn_journal(since)?)
-            }
-            LogSource::None | LogSource::Auto => Source::None,
-        };
-        info!(log = ?source_kind, sshd = ?tracker.scanner.selector(), "watching SSH sessions");
-
-        // First scan before returning: the caller's snapshot starts complete (logins
-        // waiting for their log line or channel are announced by the loop).
-        let mut first = tracker.scan(Instant::now()).map_err(WatchError::Proc)?;
-        first.extend(tracker.take_back(remembered).map_err(WatchError::Proc)?);
-        tracker.forget_backfill();
-        publish(&shared, &first);
-        if let Source::File { tail, .. } = &mut source {
-            // Lines written since the backfill.
-            let records = tail.read_new();
-            tracker.on_records(records, &procfs, Instant::now());
-        }
-
-        let handle = WatcherHandle {
-            shared: Arc::clone(&shared),
-        };
-        let task = tokio::spawn(run(tracker, source, shared, events, first));
-        Ok(SessionWatcher { handle, task })
-    }
-
-    /// A handle for snapshots, rescans and kills.
-    pub fn handle(&self) -> WatcherHandle {
-        self.handle.clone()
-    }
-
-    /// Every live session.
-    pub fn snapshot(&self) -> Vec<Session> {
-        self.handle.snapshot()
-    }
-}
-
-fn resolve_source(configured: &LogSource) -> LogSource {
-    match configured {
-        LogSource::Auto => {
-            if Path::new("/run/systemd/journal/socket").exists() {
-                LogSource::Journal
-            } else if Path::new("/var/log/auth.log").exists() {
-                LogSource::File(PathBuf::from("/var/log/auth.log"))
-            } else {
-                warn!(
-                    "no journal and no /var/log/auth.log: sessions are found in /proc only, \
-                     without key attribution; set [sessions] sshd_log"
-                );
-                LogSource::None
-            }
-        }
-        other => other.clone(),
-    }
-}
-
-/// Applies events to the shared snapshot before they are sent, so that a receiver that
-/// looks at the snapshot sees at least what it was told.
-fn publish(shared: &Shared, events: &[SessionEvent]) {
-    let mut sessions = lock(&shared.sessions);
-    for event in events {
-        match event {
-            SessionEvent::Started(s) | SessionEvent::Updated(s) => {
-                sessions.insert(s.id, (**s).clone());
-            }
-            SessionEvent::Ended(id) => {
-                if let Some(s) = sessions.remove(id) {
-                    let mut ended = lock(&shared.ended);
-                    if ended.len() >= ENDED_KEPT {
-                        ended.pop_front();
-                    }
-                    ended.push_back(s);
-                }
-            }
-            SessionEvent::Refused { .. } => {}
-        }
-    }
-}
-
-async fn run(
-    mut tracker: Tracker,
-    mut source: Source,
-    shared: Arc<Shared>,
-    events: mpsc::Sender<SessionEvent>,
-    first: Vec<SessionEvent>,
-) {
-    let procfs = tracker.procfs.clone();
-    let mut last_error: Option<Instant> = None;
-    let mut sender = EventSender::new(events);
-    if sender.send_all(first).is_err() {
-        return;
-    }
-    loop {
-        let events = &sender.events;
-        let due = tracker.next_scan;
-        tokio::select! {
-            () = events.closed() => return,
-            () = shared.rescan.notified() => {
-                tracker.recheck_lingering = true;
-                tracker.scanner.request_whole();
-                tracker.hurry(Instant::now());
-            }
-            records = source.next() => tracker.on_records(records, &procfs, Instant::now()),
-            () = tokio::time::sleep_until(due.into()) => {}
-        }
-        if !tracker.refused.is_empty() {
-            let refused = std::mem::take(&mut tracker.refused);
-            if sender.send_all(refused).is_err() {
-                return;
-            }
-        }
-        let now = Instant::now();
-        if now < tracker.next_scan {
-            continue;
-        }
-        let reconciling = now >= tracker.next_reconcile;
-        match tracker.scan(now) {
-            Ok(found) => {
-                if tracing::enabled!(target: TIMING, tracing::Level::DEBUG) {
-                    // When the scan's news leaves it: a login waits for the whole scan.
-                    let done = Instant::now();
-                    debug!(
-                        target: TIMING,
-                        scan_us = done.duration_since(now).as_micros(),
-                        events = found.len(),
-                        sessions = tracker.sessions.len(),
-                        "scan done"
-                    );
-                    for e in &found {
-                        if let SessionEvent::Started(s) = e {
-                            debug!(
-                                target: TIMING,
-                                port = s.source.port(),
-                                published_ms = unix_ms(Some(done)),
-                                "login published"
-                            );
-                        }
-                    }
-                }
-                // Refresh what the snapshot holds of live sessions (ttys, processes).
-                {
-                    let mut sessions = lock(&shared.sessions);
-                    for (id, s) in &tracker.sessions {
-                        if let Some(old) = sessions.get_mut(id) {
-                            *old = s.clone();
-                        }
-                    }
-                }
-                publish(&shared, &found);
-                if sender.send_all(found).is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Once a minute at most: a broken /proc would otherwise flood the log.
-                if last_error.is_none_or(|t| now.duration_since(t) > Duration::from_secs(60)) {
-                    warn!(error = %e, "cannot scan /proc for SSH sessions");
-                    last_error = Some(now);
-                }
-            }
-        }
-        if reconciling && let Source::File { tail, .. } = &mut source {
-            // In case inotify missed a write (a log on a network file system, say).
-            let records = tail.read_new();
-            tracker.on_records(records, &procfs, Instant::now());
-        }
-    }
-}
-
-/// Sends events without ever waiting: a receiver that falls a whole channel behind
-/// loses events (and is told in the log) rather than stopping the watcher, whose
-/// snapshot, which kills rely on, must stay current.
-struct EventSender {
-    events: mpsc::Sender<SessionEvent>,
-    dropped: u64,
-    last_warning: Option<Instant>,
-}
-
-/// The receiver is gone.
-struct Closed;
-
-impl EventSender {
-    fn new(events: mpsc::Sender<SessionEvent>) -> EventSender {
-        EventSender {
-            events,
-            dropped: 0,
-            last_warning: None,
-        }
-    }
-
-    fn send_all(&mut self, events: Vec<SessionEvent>) -> Result<(), Closed> {
-        for event in events {
-            match self.events.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped += 1;
-                    let now = Instant::now();
-                    if self
-                        .last_warning
-                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
-                    {
-                        warn!(
-                            dropped = self.dropped,
-                            "session events dropped: their receiver is a whole channel behind \
-                             (the snapshot still has every session)"
-                        );
-                        self.last_warning = Some(now);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Where log lines come from.
-enum Source {
-    File {
-        tail: FileTail,
-        wake: Arc<Notify>,
-        _watcher: notify::RecommendedWatcher,
-    },
-    Journal(mpsc::Receiver<LogRecord>),
-    None,
-}
-
-impl Source {
-    /// Waits for new log records (forever for [`Source::None`]).
-    async fn next(&mut self) -> Vec<LogRecord> {
-        match self {
-            Source::File { tail, wake, .. } => {
-                wake.notified().await;
-                tail.read_new()
-            }
-            Source::Journal(rx) => match rx.recv().await {
-                Some(first) => {
-                    let mut out = vec![first];
-                    while let Ok(more) = rx.try_recv() {
-                        out.push(more);
-                    }
-                    out
-                }
-                None => std::future::pending().await,
-            },
-            Source::None => std::future::pending().await,
-        }
-    }
-}
-
-/// inotify on the log file's directory: catches writes, and the file being replaced.
-fn watch_file(path: &Path, wake: Arc<Notify>) -> Result<notify::RecommendedWatcher, WatchError> {
-    let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
-    let name = path.file_name().map(ToOwned::to_owned);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(e) => e.paths.is_empty() || e.paths.iter().any(|p| p.file_name() == name.as_deref()),
-            // An overflowed queue lost events: read anyway.
-            Err(_) => true,
-        };
-        if relevant {
-            wake.notify_one();
-        }
-    })
-    .map_err(|source| WatchError::Notify {
-        path: dir.clone(),
-        source,
-    })?;
-    watcher
-        .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .map_err(|source| WatchError::Notify {
-            path: dir.clone(),
-            source,
-        })?;
-    Ok(watcher)
-}
-
-/// Follows a log file by inode and offset.
-#[derive(Debug)]
-struct FileTail {
-    path: PathBuf,
-    file: Option<(File, u64)>,
-    offset: u64,
-    splitter: RecordSplitter,
-}
-
-impl FileTail {
-    fn open(path: PathBuf) -> FileTail {
-        FileTail {
-            path,
-            file: None,
-            offset: 0,
-            splitter: RecordSplitter::default(),
-        }
-    }
-
-    /// Opens the file and reads its last [`BACKFILL_BYTES`] (from a line start).
-    fn backfill(&mut self) -> Vec<LogRecord> {
-        let Ok(file) = File::open(&self.path) else {
-            return Vec::new();
-        };
-        let Ok(meta) = file.metadata() else {
-            return Vec::new();
-        };
-        let start = meta.len().saturating_sub(BACKFILL_BYTES);
-        self.file = Some((file, meta.ino()));
-        self.offset = start;
-        self.splitter.reset();
-        let mut records = self.read_new_lines();
-        if start > 0 && !records.is_empty() {
-            // The first record was cut by the start offset.
-            records.remove(0);
-        }
-        parse_lines(records)
-    }
-
-    fn read_new(&mut self) -> Vec<LogRecord> {
-        parse_lines(self.read_new_lines())
-    }
-
-    fn read_new_lines(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let current = std::fs::metadata(&self.path).ok();
-        // Replaced (rotated): finish the old file, then start the new one from 0.
-        if let (Some((_, ino)), Some(meta)) = (&self.file, &current)
-            && meta.ino() != *ino
-        {
-            lines.extend(self.drain());
-            self.file = None;
-        }
-        if self.file.is_none() {
-            let Ok(file) = File::open(&self.path) else {
-                return lines;
-            };
-            let Ok(meta) = file.metadata() else {
-                return lines;
-            };
-            self.file = Some((file, meta.ino()));
-            self.offset = 0;
-            self.splitter.reset();
-        }
-        lines.extend(self.drain());
-        lines
-    }
-
-    /// Reads the open file from the offset to its end.
-    fn drain(&mut self) -> Vec<String> {
-        let Some((file, _)) = &mut self.file else {
-            return Vec::new();
-        };
-        if let Ok(meta) = file.metadata()
-            && meta.len() < self.offset
-        {
-            // Truncated (copytruncate rotation): start over.
-            self.offset = 0;
-            self.splitter.reset();
-        }
-        if file.seek(SeekFrom::Start(self.offset)).is_err() {
-            return Vec::new();
-        }
-        let mut lines = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.offset += n as u64;
-                    lines.extend(self.splitter.push(&buf[..n]));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!(error = %e, path = %self.path.display(), "reading sshd's log");
-                    break;
-                }
-            }
-        }
-        lines
-    }
-}
-
-fn parse_lines(lines: Vec<String>) -> Vec<LogRecord> {
-    lines
-        .iter()
-        .filter_map(|l| log::parse_file_line(l))
-        .collect()
-}
-
-/// Runs `journalctl --follow` for sshd's messages, restarting it after its last cursor if
-/// it exits; records arrive on the returned channel.
-fn spawn_journal(since_unix: u64) -> Result<mpsc::Receiver<LogRecord>, WatchError> {
-    let (tx, rx) = mpsc::channel(1024);
-    let first = journal_command(&format!("--since=@{since_unix}"))
-        .spawn()
-        .map_err(WatchError::Journal)?;
-    tokio::spawn(async move {
-        let mut child = first;
-        let mut cursor: Option<String> = None;
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            if let Some(stdout) = child.stdout.take() {
-                let mut lines = tokio::io::BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(c) = journal_cursor(&line) {
-                        cursor = Some(c);
-                    }
-                    if let Some(record) = log::parse_journal_line(&line)
-                        && tx.send(record).await.is_err()
-                    {
-                        return;
-                    }
-                    backoff = Duration::from_secs(1);
-                }
-            }
-            let _ = child.kill().await;
-            warn!("journalctl exited; restarting it in {backoff:?}");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-            let from = match &cursor {
-                Some(c) => format!("--after-cursor={c}"),
-                None => format!("--since=@{since_unix}"),
-            };
-            match journal_command(&from).spawn() {
-                Ok(c) => child = c,
-                Err(e) => warn!(error = %e, "cannot restart journalctl"),
-            }
-            if tx.is_closed() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
-}
-
-fn journal_command(from: &str) -> tokio::process::Command {
-    let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
-    let mut cmd = tokio::process::Command::new("journalctl");
-    cmd.args(journal_args(from, machine_id.as_deref()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// `journalctl`'s arguments. `--follow` alone implies `--boot` (the current boot, as
-/// `/proc/sys/kernel/random/boot_id` names it), and that is not always the boot sshd's
-/// entries carry: systemd-nspawn gives a container a boot ID of its own by mounting over
-/// that file, and a unit with `ProtectKernelTunables=yes` (the agent's) sees the kernel's
-/// again, so journalctl followed an empty boot and printed nothing (issue 22). `--merge`
-/// drops the boot filter; it also reads journals of other machines (systemd-journal-remote),
-/// so entries are limited to this machine's ID, read from `/etc/machine-id` (which no
-/// sandbox setting changes). Without a machine ID there is no `--merge` (fail closed: no
-/// other machine's line can attribute a login here). Entries of an earlier boot are older
-/// than `--since` and never fit a live login anyway (PID and start time).
-fn journal_args(from: &str, machine_id: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = ["--follow", "--output=json", "--no-pager", "--quiet", from]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
-    match machine_id.map(str::trim) {
-        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            args.push("--merge".to_owned());
-            args.push(format!("_MACHINE_ID={id}"));
-        }
-        _ => warn!(
-            "/etc/machine-id is missing or not a machine ID: journalctl follows what it \
-             takes for the current boot, which in a container can be none of sshd's entries"
-        ),
-    }
-    args.extend(["_COMM=sshd".to_owned(), "_COMM=sshd-session".to_owned()]);
-    args
-}
-
-fn journal_cursor(line: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    Some(v.get("__CURSOR")?.as_str()?.to_owned())
 }
 
 /// An `Accepted` line (or an unreadable one: `accepted` is `None`) waiting for, or
@@ -812,13 +81,13 @@ struct Urgent {
 /// The watcher's state, without I/O of its own other than `/proc` reads: log records and
 /// the time are given to it.
 #[derive(Debug)]
-struct Tracker {
-    procfs: Procfs,
-    scanner: Scanner,
+pub(super) struct Tracker {
+    pub(super) procfs: Procfs,
+    pub(super) scanner: Scanner,
     log_enabled: bool,
     boot: SystemTime,
     reconcile_interval: Duration,
-    sessions: BTreeMap<SessionId, Session>,
+    pub(super) sessions: BTreeMap<SessionId, Session>,
     records: HashMap<SocketAddr, Vec<LoginRecord>>,
     /// Authenticated logins not announced yet, with when they were first seen.
     first_seen: HashMap<ProcessRef, Instant>,
@@ -837,21 +106,21 @@ struct Tracker {
     cgroup_mount: Option<PathBuf>,
     /// Look at lingering logins' processes at the next scan, not only at the next
     /// reconcile (a kill asked for a rescan).
-    recheck_lingering: bool,
+    pub(super) recheck_lingering: bool,
     /// Sessions changed between scans (an attribution completed or withdrawn by a log
     /// line), announced by the next scan.
     changed: Vec<SessionEvent>,
     /// Pairs sshd's refusal reasons with the attempts they explain.
-    refusals: super::refused::Refusals,
+    refusals: crate::sessions::refused::Refusals,
     /// Refused attempts read since the loop last sent them.
-    refused: Vec<SessionEvent>,
+    pub(super) refused: Vec<SessionEvent>,
     step: Duration,
-    next_scan: Instant,
-    next_reconcile: Instant,
+    pub(super) next_scan: Instant,
+    pub(super) next_reconcile: Instant,
 }
 
 impl Tracker {
-    fn new(
+    pub(super) fn new(
         procfs: Procfs,
         selector: SshdSelector,
         log_enabled: bool,
@@ -877,7 +146,7 @@ impl Tracker {
             cgroup_mount,
             recheck_lingering: false,
             changed: Vec::new(),
-            refusals: super::refused::Refusals::default(),
+            refusals: crate::sessions::refused::Refusals::default(),
             refused: Vec::new(),
             step: MIN_STEP,
             next_scan: now,
@@ -887,7 +156,7 @@ impl Tracker {
 
     /// Takes back remembered sessions that are not live now but of which processes
     /// remain, as lingering; returns their events.
-    fn take_back(&mut self, remembered: Vec<Session>) -> io::Result<Vec<SessionEvent>> {
+    pub(super) fn take_back(&mut self, remembered: Vec<Session>) -> io::Result<Vec<SessionEvent>> {
         let mut events = Vec::new();
         let remembered: Vec<Session> = remembered
             .into_iter()
@@ -926,14 +195,14 @@ impl Tracker {
     }
 
     /// Scan now and quickly after.
-    fn hurry(&mut self, now: Instant) {
+    pub(super) fn hurry(&mut self, now: Instant) {
         self.step = MIN_STEP;
         self.next_scan = now;
     }
 
     /// A line read at start: only the latest `Accepted` per connection counts (earlier
     /// ones are older connections from the same address and port).
-    fn on_backfill(&mut self, record: LogRecord, now: Instant) {
+    pub(super) fn on_backfill(&mut self, record: LogRecord, now: Instant) {
         let (source, accepted) = match record.event {
             LogEvent::Accepted(a) => (a.source, Some(a)),
             LogEvent::Unreadable(source) => (source, None),
@@ -955,7 +224,7 @@ impl Tracker {
     /// Drops what the start-up backfill found for no current connection. (A connection
     /// still authenticating keeps its line: it may be its own, just logged; if a line is
     /// logged for it later, that one replaces it.)
-    fn forget_backfill(&mut self) {
+    pub(super) fn forget_backfill(&mut self) {
         let peers = &self.last_peers;
         self.records.retain(|peer, list| {
             list.retain(|r| !r.is_backfill() || peers.contains(peer));
@@ -963,7 +232,7 @@ impl Tracker {
         });
     }
 
-    fn on_records(&mut self, records: Vec<LogRecord>, procfs: &Procfs, now: Instant) {
+    pub(super) fn on_records(&mut self, records: Vec<LogRecord>, procfs: &Procfs, now: Instant) {
         if records.is_empty() {
             return;
         }
@@ -1143,7 +412,7 @@ impl Tracker {
     }
 
     /// Scans `/proc`; returns what started and ended.
-    fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
+    pub(super) fn scan(&mut self, now: Instant) -> io::Result<Vec<SessionEvent>> {
         // Quiet: the periodic scan, with no log line or login waiting on it.
         let quiet =
             now >= self.next_reconcile && self.urgent.is_empty() && self.first_seen.is_empty();
@@ -1472,131 +741,12 @@ fn account_name(uid: u32) -> Option<String> {
         .map(|u| u.name)
 }
 
-/// A [`SessionWatcher`] on a thread of its own, for callers without a tokio runtime (the
-/// end-to-end tests, a command-line listing). Stops when dropped.
-#[derive(Debug)]
-pub struct BlockingWatcher {
-    handle: WatcherHandle,
-    events: std::sync::mpsc::Receiver<SessionEvent>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl BlockingWatcher {
-    /// Starts the watcher and waits for its first scan.
-    pub fn start(config: SessionsConfig) -> Result<BlockingWatcher, WatchError> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (event_tx, events) = std::sync::mpsc::channel();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("session-watcher".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(WatchError::Thread(e)));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let (tx, mut rx) = mpsc::channel(1024);
-                    let watcher = match SessionWatcher::start(config, tx).await {
-                        Ok(w) => w,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(watcher.handle()));
-                    let mut stop_rx = stop_rx;
-                    loop {
-                        tokio::select! {
-                            event = rx.recv() => match event {
-                                Some(e) => {
-                                    if event_tx.send(e).is_err() {
-                                        return;
-                                    }
-                                }
-                                None => return,
-                            },
-                            _ = &mut stop_rx => return,
-                        }
-                    }
-                });
-            })
-            .map_err(WatchError::Thread)?;
-        let handle = match ready_rx.recv() {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                return Err(e);
-            }
-            Err(_) => {
-                let _ = thread.join();
-                return Err(WatchError::Thread(io::Error::other(
-                    "the watcher thread ended before starting",
-                )));
-            }
-        };
-        Ok(BlockingWatcher {
-            handle,
-            events,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    /// The handle for snapshots, rescans and kills.
-    pub fn handle(&self) -> &WatcherHandle {
-        &self.handle
-    }
-
-    /// The next event, waiting up to `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<SessionEvent> {
-        self.events.recv_timeout(timeout).ok()
-    }
-}
-
-impl Drop for BlockingWatcher {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
-    #[test]
-    fn journal_follows_this_machine_across_boot_ids() {
-        let args = journal_args("--since=@5", Some("b24cbc1226fc49b681c4d8d118897544\n"));
-        assert!(args.contains(&"--merge".to_owned()), "{args:?}");
-        assert!(
-            args.contains(&"_MACHINE_ID=b24cbc1226fc49b681c4d8d118897544".to_owned()),
-            "{args:?}"
-        );
-        assert!(args.contains(&"_COMM=sshd-session".to_owned()), "{args:?}");
-    }
-
-    #[test]
-    fn journal_without_a_machine_id_reads_no_other_machines_journal() {
-        for id in [None, Some(""), Some("not-a-machine-id")] {
-            let args = journal_args("--since=@5", id);
-            assert!(!args.contains(&"--merge".to_owned()), "{args:?}");
-            assert!(
-                !args.iter().any(|a| a.starts_with("_MACHINE_ID=")),
-                "{args:?}"
-            );
-        }
-    }
     use crate::sessions::log::{Accepted, AcceptedKey};
     use crate::sessions::procfs::WHOLE_SCAN_EVERY;
     use crate::sessions::procfs::fake::{FakeProc, FakeProcess};
@@ -2193,51 +1343,6 @@ mod tests {
         }
         let total: usize = w.tracker.records.values().map(Vec::len).sum();
         assert!(total <= MAX_RECORDS, "{total}");
-    }
-
-    #[test]
-    fn file_tail_follows_writes_rotation_and_truncation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sshd.log");
-        let line =
-            |port: u16| format!("Accepted password for root from 127.0.0.1 port {port} ssh2\r\n");
-        std::fs::write(&path, line(1)).unwrap();
-        let mut tail = FileTail::open(path.clone());
-        assert_eq!(tail.backfill().len(), 1);
-        assert!(tail.read_new().is_empty());
-        let append = |text: &str| {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-        };
-        // A record written in two parts.
-        let l2 = line(2);
-        append(&l2[..10]);
-        assert!(tail.read_new().is_empty());
-        append(&l2[10..]);
-        let got = tail.read_new();
-        assert_eq!(got.len(), 1);
-        // Rotation: the old file gets one more line, then a new file appears.
-        append(&line(3));
-        std::fs::rename(&path, dir.path().join("sshd.log.1")).unwrap();
-        std::fs::write(&path, line(4)).unwrap();
-        let ports: Vec<u16> = tail
-            .read_new()
-            .into_iter()
-            .filter_map(|r| match r.event {
-                LogEvent::Accepted(a) => Some(a.source.port()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(ports, [3, 4]);
-        // Truncation.
-        std::fs::write(&path, "").unwrap();
-        assert!(tail.read_new().is_empty());
-        append(&line(5));
-        assert_eq!(tail.read_new().len(), 1);
     }
 
     #[test]
