@@ -799,7 +799,9 @@ fn session_history_is_searched_by_person_and_host_and_paged() -> Result<()> {
         .iter()
         .map(|s| utc(s["ended_at"].as_i64().unwrap_or(-1)))
         .collect::<Result<_>>()?;
-    // Started in a later second than those: the newest, whatever the tie-break.
+    // Started in a later second than those: the newest, whatever the tie-break. A start
+    // time is the process's, from the boot time /proc gives in whole seconds, so it can
+    // read up to a second earlier than the clock: two seconds on, not one.
     let last_start = ended
         .iter()
         .filter_map(|s| s["started_at"].as_i64())
@@ -809,7 +811,7 @@ fn session_history_is_searched_by_person_and_host_and_paged() -> Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
-        Ok((now > u64::try_from(last_start)?).then_some(()))
+        Ok((now > u64::try_from(last_start)? + 1).then_some(()))
     })?;
     let open = fleet.open(&host2, false, 7303)?;
     fleet.wait_live_sessions(1, "the login on host-2")?;

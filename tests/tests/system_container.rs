@@ -529,6 +529,78 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
         journal.contains("scheduling priority") && !journal.contains("could not raise"),
         "{journal}"
     );
+
+    // Host certificates, as the role configures them by default: the agent, in its
+    // sandboxed unit, writes them where the drop-in points sshd and reloads sshd through
+    // systemd itself; a client that trusts only the host CA's line then connects with
+    // strict host key checking.
+    let line = cli(&["host-ca", "known-hosts", "--hosts", HOST])?["known_hosts_line"]
+        .as_str()
+        .ok_or_else(|| anyhow!("host-ca known-hosts printed no line"))?
+        .to_owned();
+    let known_hosts = work.path().join("known_hosts");
+    fs::write(&known_hosts, format!("{line}\n"))?;
+    let strict = || -> Result<Finished> {
+        run(ct
+            .in_netns("ssh")
+            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o"])
+            // The certificate names the host by its id, as clients reach it by name.
+            .arg(format!("HostKeyAlias={HOST}"))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-i",
+            ])
+            .arg(&admin.private)
+            .args(["root@127.0.0.1", "echo host-certified"]))
+    };
+    let last = std::cell::RefCell::new(String::new());
+    wait_for("a login that trusts only the host CA", WAIT, || {
+        let out = strict()?;
+        last.replace(out.stderr.clone());
+        Ok((out.success() && out.stdout.trim() == "host-certified").then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "ssh: {}\nknown_hosts: {line}\nagent:\n{}",
+            last.borrow(),
+            ct.journal("signoff-agent").unwrap_or_default(),
+        )
+    })?;
+    assert!(
+        ct.root()
+            .join("var/lib/signoff/ssh_host_ed25519_key-cert.pub")
+            .exists(),
+        "the certificate is in the state directory"
+    );
+    // Those came with enrollment, and Ansible's handler reloaded sshd. The daemon's own
+    // renewal, from its sandbox: a certificate gone, the agent restarted, it certifies the
+    // key again and reloads sshd through systemd itself.
+    let reloads = sshd_reloads(&ct)?;
+    ct.exec_ok(&["rm", "/var/lib/signoff/ssh_host_ed25519_key-cert.pub"])?;
+    ct.exec_ok(&["systemctl", "restart", "signoff-agent"])?;
+    wait_for(
+        "the agent to reload sshd for a new certificate",
+        WAIT,
+        || Ok((sshd_reloads(&ct)? > reloads).then_some(())),
+    )
+    .with_context(|| ct.journal("signoff-agent").unwrap_or_default())?;
+    let agent_log = ct.journal("signoff-agent")?;
+    assert!(
+        agent_log.contains("sshd reloaded for its new host certificates")
+            && !agent_log.contains("cannot reload sshd"),
+        "{agent_log}"
+    );
+    wait_for("a login that trusts only the host CA, again", WAIT, || {
+        let out = strict()?;
+        Ok((out.success() && out.stdout.trim() == "host-certified").then_some(()))
+    })?;
     assert!(
         ct.root().join("var/lib/signoff/user_ca.pub").exists(),
         "the user CA file is in the state directory"
