@@ -401,4 +401,45 @@ mod tests {
             Err(SignersError::Line { line: 1, .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Two different approvals never sign the same bytes: an approval of one grant or
+        /// re-enable cannot be replayed for another, and a re-enable's bytes are never a
+        /// grant's.
+        #[test]
+        fn distinct_approvals_have_distinct_bytes(
+            a in (0u64..4, "[a-c\\n :]{1,4}", "[a-c :]{1,3}", "[a-c]{1,2}", 0u64..3),
+            b in (0u64..4, "[a-c\\n :]{1,4}", "[a-c :]{1,3}", "[a-c]{1,2}", 0u64..3),
+        ) {
+            let grant = |(id, person, account, group, not_after): &(u64, String, String, String, u64)| {
+                GrantApproval {
+                    grant_id: *id,
+                    person,
+                    account,
+                    host_group: group,
+                    not_after: *not_after,
+                }
+                .canonical_bytes()
+                .ok()
+            };
+            let reenable = |(id, person, ..): &(u64, String, String, String, u64)| {
+                ReenableApproval { signoff_id: *id, person }.canonical_bytes().ok()
+            };
+            let (ga, gb) = (grant(&a), grant(&b));
+            if let (Some(x), Some(y)) = (&ga, &gb) {
+                proptest::prop_assert_eq!(x == y, a == b);
+            }
+            let (ra, rb) = (reenable(&a), reenable(&b));
+            if let (Some(x), Some(y)) = (&ra, &rb) {
+                proptest::prop_assert_eq!(x == y, (a.0, &a.1) == (b.0, &b.1));
+            }
+            if let (Some(x), Some(y)) = (&ga, &rb) {
+                proptest::prop_assert_ne!(x, y);
+            }
+            // A person with a line break is refused, never signed.
+            if a.1.contains('\n') {
+                proptest::prop_assert!(ga.is_none() && ra.is_none());
+            }
+        }
+    }
 }
