@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use signoff_proto::approvals::Approver;
-use signoff_proto::audit_chain::{Fields, Head, Link, head_bytes};
+use signoff_proto::audit_chain::{Head, Link, head_bytes};
 use signoff_proto::{orders, v1};
 use ssh_key::PublicKey;
 use tracing::{error, info, warn};
@@ -132,23 +132,7 @@ impl Guards {
             // First use: nothing held to extend.
             self.witness.accept_first(&config.state_dir, new)
         } else {
-            let fields: Vec<Link<'_>> = links
-                .iter()
-                .map(|l| Link {
-                    fields: Fields {
-                        seq: i64::try_from(l.seq).unwrap_or(i64::MAX),
-                        at: l.at,
-                        actor: &l.actor,
-                        action: &l.action,
-                        target: &l.target,
-                        reason: &l.reason,
-                        details: &l.details,
-                        revision: l.revision,
-                    },
-                    prev_hash: &l.prev_hash,
-                    hash: &l.hash,
-                })
-                .collect();
+            let fields: Vec<Link<'_>> = links.iter().map(Link::from).collect();
             self.witness.accept(&config.state_dir, &fields, new)
         };
         result.map_err(|e| refuse(signoff_core::error::chain(&e)))

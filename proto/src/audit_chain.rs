@@ -76,6 +76,27 @@ pub struct Link<'a> {
     pub hash: &'a str,
 }
 
+impl<'a> From<&'a crate::v1::AuditLink> for Link<'a> {
+    /// A row as the sync stream carries it (a `seq` past `i64` cannot be a row: it reads
+    /// as `i64::MAX`, which no chain reaches, so it fails the check).
+    fn from(l: &'a crate::v1::AuditLink) -> Link<'a> {
+        Link {
+            fields: Fields {
+                seq: i64::try_from(l.seq).unwrap_or(i64::MAX),
+                at: l.at,
+                actor: &l.actor,
+                action: &l.action,
+                target: &l.target,
+                reason: &l.reason,
+                details: &l.details,
+                revision: l.revision,
+            },
+            prev_hash: &l.prev_hash,
+            hash: &l.hash,
+        }
+    }
+}
+
 /// Why a new head does not extend a held one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -707,9 +707,14 @@ fn the_daemon_runs_boosted_at_nice_minus_ten_unless_told_otherwise() -> Result<(
     plane.cli(&["group", "add", HOST_GROUP])?;
     // Whatever this test runs at: 0 unless the suite itself was started under nice.
     let own = thread_nice_values(std::process::id())?;
-    for (config, expected) in [("", -10), ("priority_boost = 3", -3)] {
+    for (host, config, expected) in [
+        ("nice-default", "", BTreeSet::from([-10])),
+        ("nice-3", "priority_boost = 3", BTreeSet::from([-3])),
+        // 0 leaves it as started.
+        ("nice-0", "priority_boost = 0", own),
+    ] {
         let mut agent = Agent::new(config)?;
-        agent.enroll(&plane, &format!("nice{expected}"), HOST_GROUP)?;
+        agent.enroll(&plane, host, HOST_GROUP)?;
         agent.start()?;
         sync(&plane, &mut agent)?;
         let pid = agent
@@ -717,21 +722,9 @@ fn the_daemon_runs_boosted_at_nice_minus_ten_unless_told_otherwise() -> Result<(
             .ok_or_else(|| anyhow!("the agent is not running"))?;
         assert_eq!(
             thread_nice_values(pid)?,
-            BTreeSet::from([expected]),
+            expected,
             "every thread of the agent (config {config:?})"
         );
     }
-    let mut agent = Agent::new("priority_boost = 0")?;
-    agent.enroll(&plane, "nice0", HOST_GROUP)?;
-    agent.start()?;
-    sync(&plane, &mut agent)?;
-    let pid = agent
-        .pid()
-        .ok_or_else(|| anyhow!("the agent is not running"))?;
-    assert_eq!(
-        thread_nice_values(pid)?,
-        own,
-        "priority_boost = 0 leaves it as started"
-    );
     Ok(())
 }

@@ -206,6 +206,23 @@ impl Setup {
         Ok(())
     }
 
+    /// Approvals by alice and by the stranger (a key no approvers file lists), taken by
+    /// the control plane and brought to the hosts: host-1 counts one of the two.
+    fn approved_by_alice_and_the_stranger(&mut self) -> Result<()> {
+        let file = self.bytes_file()?;
+        self.approve_cli(&sign(&self.alice, &file)?)?;
+        self.approve_cli(&sign(&self.stranger, &file)?)?;
+        self.sync()
+    }
+
+    /// Adds `name` with `key` to host-1's approvers file, as Ansible would.
+    fn add_approver(&self, name: &str, key: &KeyPair) -> Result<()> {
+        let approvers = self.held.agent.config().with_file_name("approvers");
+        let mut text = fs::read_to_string(&approvers)?;
+        text.push_str(&format!("{name} {}\n", key.public_line()?));
+        Ok(fs::write(&approvers, text)?)
+    }
+
     /// `ssh-keygen -Q -f KRL CERT`: whether host-1's KRL revokes the person's certificate.
     fn krl_revokes_the_certificate(&self) -> Result<bool> {
         let out = run(SSH_KEYGEN
@@ -305,12 +322,9 @@ fn a_reenable_with_fewer_than_k_approvals_is_refused_and_k_admit() -> Result<()>
 #[test]
 fn an_approval_by_a_non_approver_does_not_count() -> Result<()> {
     let mut s = signed_off_then_reenabled()?;
-    let file = s.bytes_file()?;
-    s.approve_cli(&sign(&s.alice, &file)?)?;
     // A well-formed signature by a key host-1 does not list: the control plane takes it
     // (it does not know the hosts' approvers); the host does not count it.
-    s.approve_cli(&sign(&s.stranger, &file)?)?;
-    s.sync()?;
+    s.approved_by_alice_and_the_stranger()?;
     s.assert_held("alice and a stranger")?;
     assert!(
         s.held.agent.log().contains("not an approver"),
@@ -371,19 +385,13 @@ fn a_second_approval_by_the_same_approver_does_not_count() -> Result<()> {
 #[test]
 fn an_approver_added_to_the_hosts_file_counts_the_approvals_already_given() -> Result<()> {
     let mut s = signed_off_then_reenabled()?;
-    let file = s.bytes_file()?;
-    s.approve_cli(&sign(&s.alice, &file)?)?;
-    s.approve_cli(&sign(&s.stranger, &file)?)?;
-    s.sync()?;
+    s.approved_by_alice_and_the_stranger()?;
     s.assert_held("alice and a stranger")?;
 
     // Ansible adds the stranger to host-1's approvers: no revision, nothing from the
     // control plane; the host counts the approvals it was given again.
     let revision = s.fleet.plane.revision()?;
-    let approvers = s.held.agent.config().with_file_name("approvers");
-    let mut text = fs::read_to_string(&approvers)?;
-    text.push_str(&format!("carol {}\n", s.stranger.public_line()?));
-    fs::write(&approvers, text)?;
+    s.add_approver("carol", &s.stranger)?;
     wait_for("host-1 to admit the person", WAIT, || {
         Ok(s.fleet.login(&s.held)?.success.then_some(()))
     })
@@ -414,17 +422,11 @@ fn an_approver_added_to_the_hosts_file_counts_the_approvals_already_given() -> R
 #[test]
 fn a_new_approver_who_signed_nothing_releases_nothing() -> Result<()> {
     let mut s = signed_off_then_reenabled()?;
-    let file = s.bytes_file()?;
-    s.approve_cli(&sign(&s.alice, &file)?)?;
-    s.approve_cli(&sign(&s.stranger, &file)?)?;
-    s.sync()?;
-    // The approvers file gains an approver who signed nothing:
-    // the kept approvals are counted again, and still fall short.
-    let approvers = s.held.agent.config().with_file_name("approvers");
-    let mut text = fs::read_to_string(&approvers)?;
+    s.approved_by_alice_and_the_stranger()?;
+    // The approvers file gains an approver who signed nothing: the kept approvals are
+    // counted again, and still fall short.
     let dave = KeyPair::generate(s.fleet.keys.path(), "dave", KeyType::Ed25519)?;
-    text.push_str(&format!("dave {}\n", dave.public_line()?));
-    fs::write(&approvers, text)?;
+    s.add_approver("dave", &dave)?;
     // Two looks of the agent at the file (HOLDS_RECHECK is 5 s).
     std::thread::sleep(std::time::Duration::from_secs(11));
     s.assert_held("alice, a stranger, and a new approver who did not sign")?;

@@ -1653,18 +1653,20 @@ mod tests {
         assert!(gone.listener.processes.is_empty());
     }
 
+    /// The ttys of the connection from client `port` in `scan`.
+    fn ttys_of(scan: &Scan, port: u16) -> Option<Ttys> {
+        scan.connections
+            .iter()
+            .find(|c| c.peer.port() == port)
+            .and_then(|c| c.ttys().cloned())
+    }
+
     #[test]
     fn a_quiet_scan_reuses_the_last_walk_only_while_nothing_can_have_changed_unseen() {
         let f = two_sshds();
         let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let ttys_of = |scan: &Scan, port: u16| -> Option<Ttys> {
-            scan.connections
-                .iter()
-                .find(|c| c.peer.port() == port)
-                .and_then(|c| c.ttys().cloned())
-        };
         let authenticated = |scan: &Scan, port: u16| {
             scan.connections
                 .iter()
@@ -1707,12 +1709,6 @@ mod tests {
         let mut scanner = Scanner::new(Procfs::new(f.root()), SshdSelector::Port(2222));
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let ttys_of = |scan: &Scan, port: u16| -> Option<Ttys> {
-            scan.connections
-                .iter()
-                .find(|c| c.peer.port() == port)
-                .and_then(|c| c.ttys().cloned())
-        };
         let first = scanner.scan_at(at(0), false).unwrap();
         assert!(first.whole);
         let pts3 = ttys_of(&first, 40001);

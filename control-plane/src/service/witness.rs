@@ -158,30 +158,14 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use signoff_proto::audit_chain::{Fields, Head, Link, extends};
+    use signoff_proto::audit_chain::{Head, Link, extends};
 
     use super::*;
     use crate::service::testing::service;
     use crate::service::{Actor, NewUser};
 
     fn links(links: &[v1::AuditLink]) -> Vec<Link<'_>> {
-        links
-            .iter()
-            .map(|l| Link {
-                fields: Fields {
-                    seq: i64::try_from(l.seq).unwrap(),
-                    at: l.at,
-                    actor: &l.actor,
-                    action: &l.action,
-                    target: &l.target,
-                    reason: &l.reason,
-                    details: &l.details,
-                    revision: l.revision,
-                },
-                prev_hash: &l.prev_hash,
-                hash: &l.hash,
-            })
-            .collect()
+        links.iter().map(Link::from).collect()
     }
 
     #[tokio::test]
