@@ -70,7 +70,7 @@ pub async fn open(url: &str) -> Result<SqlitePool, OpenError> {
             url: url.to_owned(),
             source,
         })?;
-    sqlx::migrate!("./migrations")
+    sqlx::migrate!("./migrations/sqlite")
         .run(&pool)
         .await
         .map_err(|source| OpenError::Migrate {
@@ -92,7 +92,7 @@ pub async fn open_memory() -> SqlitePool {
         .connect_with(options)
         .await
         .expect("in-memory sqlite");
-    sqlx::migrate!("./migrations")
+    sqlx::migrate!("./migrations/sqlite")
         .run(&pool)
         .await
         .expect("migrations");
