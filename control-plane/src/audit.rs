@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use signoff_proto::audit_chain::{Fields, GENESIS, row_hash};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use crate::store::{self, Db, Store};
 
 /// What is appended: who did what to what, and why.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct Entry<'a> {
 }
 
 /// A row of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Record {
     /// Position in the log, from 1.
     pub seq: i64,
@@ -53,16 +53,9 @@ pub struct Record {
 
 /// Appends an entry inside the caller's transaction, so the change and its record commit
 /// together or not at all.
-pub async fn append(
-    conn: &mut SqliteConnection,
-    at: i64,
-    entry: &Entry<'_>,
-) -> Result<i64, sqlx::Error> {
-    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (seq, prev) = match last {
-        Some(row) => (row.get::<i64, _>(0) + 1, row.get::<String, _>(1)),
+pub async fn append(mut db: Db<'_>, at: i64, entry: &Entry<'_>) -> Result<i64, sqlx::Error> {
+    let (seq, prev) = match store::audit::last_link(db.re()).await? {
+        Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_owned()),
     };
     let details = entry.details.to_string();
@@ -79,22 +72,19 @@ pub async fn append(
             revision: entry.revision,
         },
     );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, target, reason, details, revision, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(entry.reason)
-    .bind(&details)
-    .bind(entry.revision)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
+    let record = Record {
+        seq,
+        at,
+        actor: entry.actor.to_owned(),
+        action: entry.action.to_owned(),
+        target: entry.target.to_owned(),
+        reason: entry.reason.to_owned(),
+        details,
+        revision: entry.revision,
+        prev_hash: prev,
+        hash,
+    };
+    store::audit::insert(db.re(), &record).await?;
     let event = serde_json::json!({
         "seq": seq,
         "actor": entry.actor,
@@ -103,9 +93,9 @@ pub async fn append(
         "reason": entry.reason,
         "details": entry.details,
         "revision": entry.revision,
-        "hash": hash,
+        "hash": record.hash,
     });
-    crate::events::record(conn, at, crate::events::Kind::Audit, &event).await?;
+    crate::events::record(db, at, crate::events::Kind::Audit, &event).await?;
     Ok(seq)
 }
 
@@ -128,39 +118,35 @@ pub struct BrokenLink {
 }
 
 /// Checks every link of the chain, and that every revision has its audit row.
-pub async fn verify(pool: &SqlitePool) -> Result<Verification, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, reason, details, revision, prev_hash, hash
-         FROM audit_log ORDER BY seq",
-    )
-    .fetch_all(pool)
-    .await?;
+pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
+    let mut conn = store.conn().await?;
+    let rows = store::audit::all(conn.db()).await?;
     let mut expected_prev = GENESIS.to_owned();
     let mut expected_seq = 1i64;
     let mut checked = 0;
     let mut broken = None;
     for row in &rows {
-        let seq: i64 = row.get(0);
-        let prev: String = row.get(8);
-        let hash: String = row.get(9);
+        let seq = row.seq;
+        let prev = &row.prev_hash;
+        let hash = &row.hash;
         let problem = if seq != expected_seq {
             Some(format!(
                 "row {expected_seq} is missing (next row present is {seq})"
             ))
-        } else if prev != expected_prev {
+        } else if *prev != expected_prev {
             Some("its prev_hash does not match the previous row's hash (a row before it was altered or removed)".to_owned())
-        } else if hash
+        } else if *hash
             != row_hash(
-                &prev,
+                prev,
                 &Fields {
                     seq,
-                    at: row.get(1),
-                    actor: row.get(2),
-                    action: row.get(3),
-                    target: row.get(4),
-                    reason: row.get(5),
-                    details: row.get(6),
-                    revision: row.get(7),
+                    at: row.at,
+                    actor: &row.actor,
+                    action: &row.action,
+                    target: &row.target,
+                    reason: &row.reason,
+                    details: &row.details,
+                    revision: row.revision,
                 },
             )
         {
@@ -176,19 +162,11 @@ pub async fn verify(pool: &SqlitePool) -> Result<Verification, sqlx::Error> {
             break;
         }
         checked += 1;
-        expected_prev = hash;
+        expected_prev = hash.clone();
         expected_seq += 1;
     }
     if broken.is_none() {
-        let orphan = sqlx::query(
-            "SELECT r.revision FROM revisions r
-             WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.revision = r.revision)
-             ORDER BY r.revision LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await?;
-        if let Some(row) = orphan {
-            let revision: i64 = row.get(0);
+        if let Some(revision) = store::audit::first_revision_unrecorded(conn.db()).await? {
             broken = Some(BrokenLink {
                 seq: expected_seq,
                 problem: format!("revision {revision} has no audit row (audit rows were removed)"),
@@ -242,19 +220,17 @@ pub fn parse_witness(text: &str) -> Result<Vec<WitnessedHead>, String> {
 /// rewritten with every later hash recomputed passes [`verify`], but no longer has the
 /// hash a host witnessed at or after the rewritten row; the first such head is reported.
 pub async fn verify_witnessed(
-    pool: &SqlitePool,
+    store: &Store,
     heads: &[WitnessedHead],
 ) -> Result<Verification, sqlx::Error> {
-    let mut v = verify(pool).await?;
+    let mut v = verify(store).await?;
     if v.broken.is_some() {
         return Ok(v);
     }
     let mut first: Option<BrokenLink> = None;
+    let mut conn = store.conn().await?;
     for h in heads {
-        let stored: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = ?")
-            .bind(h.seq)
-            .fetch_optional(pool)
-            .await?;
+        let stored = store::audit::hash_at(conn.db(), h.seq).await?;
         let who = if h.host.is_empty() {
             "a host".to_owned()
         } else {
@@ -284,7 +260,7 @@ pub async fn verify_witnessed(
 
 /// A page of the log, newest first, optionally filtered by actor, action or target prefix.
 pub async fn list(
-    pool: &SqlitePool,
+    store: &Store,
     filter: &str,
     before_seq: Option<i64>,
     limit: i64,
@@ -296,37 +272,15 @@ pub async fn list(
         .replace('%', "\\%")
         .replace('_', "\\_");
     let like = format!("%{escaped}%");
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, reason, details, revision, prev_hash, hash
-         FROM audit_log
-         WHERE (? = '' OR actor LIKE ? ESCAPE '\\' OR action LIKE ? ESCAPE '\\'
-                OR target LIKE ? ESCAPE '\\')
-           AND seq < ?
-         ORDER BY seq DESC LIMIT ?",
+    let mut conn = store.conn().await?;
+    store::audit::page(
+        conn.db(),
+        filter,
+        &like,
+        before_seq.unwrap_or(i64::MAX),
+        limit,
     )
-    .bind(filter)
-    .bind(&like)
-    .bind(&like)
-    .bind(&like)
-    .bind(before_seq.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Record {
-            seq: r.get(0),
-            at: r.get(1),
-            actor: r.get(2),
-            action: r.get(3),
-            target: r.get(4),
-            reason: r.get(5),
-            details: r.get(6),
-            revision: r.get(7),
-            prev_hash: r.get(8),
-            hash: r.get(9),
-        })
-        .collect())
+    .await
 }
 
 #[cfg(test)]
@@ -417,7 +371,7 @@ mod tests {
     async fn a_rehashed_row_still_breaks_the_next_link() {
         let svc = three_changes().await;
         // Alter row 1 and recompute its own hash: row 2's prev_hash no longer matches.
-        let rows = super::list(svc.pool(), "", None, 10).await.unwrap();
+        let rows = super::list(svc.store(), "", None, 10).await.unwrap();
         let first = rows.iter().find(|r| r.seq == 1).unwrap();
         let forged = super::row_hash(
             &first.prev_hash,
@@ -445,14 +399,14 @@ mod tests {
     #[tokio::test]
     async fn a_rewritten_and_rehashed_log_passes_verify_but_not_a_witness() {
         let svc = three_changes().await;
-        let mut rows = super::list(svc.pool(), "", None, 10).await.unwrap();
+        let mut rows = super::list(svc.store(), "", None, 10).await.unwrap();
         rows.sort_by_key(|r| r.seq);
         let witnessed = super::parse_witness(&format!(
             "# gathered from hosts\n{{\"host\":\"web1\",\"seq\":3,\"hash\":\"{}\"}}\n\n{{\"seq\":1,\"hash\":\"{}\"}}\n",
             rows[2].hash, rows[0].hash
         ))
         .unwrap();
-        let v = super::verify_witnessed(svc.pool(), &witnessed)
+        let v = super::verify_witnessed(svc.store(), &witnessed)
             .await
             .unwrap();
         assert_eq!((v.rows, v.broken), (3, None));
@@ -488,7 +442,7 @@ mod tests {
             prev = hash;
         }
         assert_eq!(svc.verify_audit().await.unwrap().broken, None);
-        let broken = super::verify_witnessed(svc.pool(), &witnessed)
+        let broken = super::verify_witnessed(svc.store(), &witnessed)
             .await
             .unwrap()
             .broken
@@ -501,7 +455,7 @@ mod tests {
         );
         // A witness of a row the log no longer has.
         let gone = super::parse_witness("{\"seq\":9,\"hash\":\"00\"}").unwrap();
-        let broken = super::verify_witnessed(svc.pool(), &gone)
+        let broken = super::verify_witnessed(svc.store(), &gone)
             .await
             .unwrap()
             .broken

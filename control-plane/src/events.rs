@@ -4,7 +4,7 @@
 //! restarts of either side.
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use crate::store::{self, Db, Store};
 
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +54,12 @@ pub struct Event {
 
 /// Records an event inside the caller's transaction.
 pub async fn record(
-    conn: &mut SqliteConnection,
+    db: Db<'_>,
     at: i64,
     kind: Kind,
     data: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (at, kind, data) VALUES (?, ?, ?)")
-        .bind(at)
-        .bind(kind.as_str())
-        .bind(data.to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    store::events::insert(db, at, kind.as_str(), &data.to_string()).await
 }
 
 /// A stored event whose data is not JSON.
@@ -86,21 +80,15 @@ pub enum ListError {
 }
 
 /// The events after `since`, oldest first, at most `limit`.
-pub async fn list(pool: &SqlitePool, since: i64, limit: i64) -> Result<Vec<Event>, ListError> {
-    let rows =
-        sqlx::query("SELECT id, at, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(since)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            let cursor: i64 = r.get(0);
-            let data: String = r.get(3);
+pub async fn list(store: &Store, since: i64, limit: i64) -> Result<Vec<Event>, ListError> {
+    let mut conn = store.conn().await?;
+    let rows = store::events::after(conn.db(), since, limit).await?;
+    rows.into_iter()
+        .map(|(cursor, at, kind, data)| {
             Ok(Event {
                 cursor,
-                at: r.get(1),
-                kind: r.get(2),
+                at,
+                kind,
                 data: serde_json::from_str(&data)
                     .map_err(|source| ListError::Corrupt { cursor, source })?,
             })

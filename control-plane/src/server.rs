@@ -509,7 +509,7 @@ impl Server {
                         // Every request is done: close the store cleanly (checkpoints the
                         // WAL). Commits are durable already; this only tidies up.
                         let _ =
-                            tokio::time::timeout(Duration::from_secs(2), service.pool().close())
+                            tokio::time::timeout(Duration::from_secs(2), service.store().close())
                                 .await;
                         info!("drained; exiting");
                         Ok(())

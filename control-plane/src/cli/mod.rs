@@ -135,7 +135,7 @@ pub async fn run(
         w: io::stdout().lock(),
     };
     let result = commands::admin(&service, &config, command, &mut out).await;
-    service.pool().close().await;
+    service.store().close().await;
     result
 }
 

@@ -337,7 +337,7 @@ impl Service {
 
     /// The person a live registered key belongs to, by its `SHA256:` fingerprint.
     pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<String>, ServiceError> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         Ok(sqlx::query(
             "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
              WHERE k.fingerprint = ? AND k.until_rev IS NULL",
@@ -382,7 +382,7 @@ impl Service {
         &self,
         user: &str,
     ) -> Result<Vec<IssuedCertificate>, ServiceError> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let uid = user_id(&mut conn, user).await?;
         let rows = sqlx::query(
             "SELECT c.serial, c.key_fingerprint, c.public_key, c.principals, c.valid_after,
@@ -428,7 +428,7 @@ impl Service {
         reason: &str,
     ) -> Result<crate::service::RevocationRecord, ServiceError> {
         let ca: Option<String> = {
-            let mut conn = self.inner.pool.acquire().await?;
+            let mut conn = self.pool().acquire().await?;
             let uid = user_id(&mut conn, user).await?;
             sqlx::query(
                 "SELECT ca_fingerprint FROM issued_certificates WHERE serial = ? AND user_id = ?",

@@ -100,7 +100,7 @@ impl Service {
         ))
         .bind(user)
         .bind(user)
-        .fetch_all(&self.inner.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(grant).collect())
     }

@@ -100,7 +100,7 @@ impl Service {
              LEFT JOIN host_group_members m ON m.group_id = g.id AND m.until_rev IS NULL
              ORDER BY g.name, m.host_id",
         )
-        .fetch_all(&self.inner.pool)
+        .fetch_all(self.pool())
         .await?;
         let mut out: Vec<HostGroup> = Vec::new();
         for r in rows {
@@ -208,7 +208,7 @@ impl Service {
 
     /// One live host.
     pub async fn get_host(&self, id: &str) -> Result<Host> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         live_host(&mut conn, id).await?;
         let mut host = load_host(&mut conn, id).await?;
         self.overlay_contact(&mut host);
@@ -218,7 +218,7 @@ impl Service {
     /// Every live host, by id.
     pub async fn list_hosts(&self) -> Result<Vec<Host>> {
         // Two queries whatever the fleet's size (not one per host).
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let mut groups: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
         for r in sqlx::query(

@@ -31,10 +31,10 @@ mod witness;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::audit;
+use crate::store::{self, Store, Tx};
 use crate::model::Invalid;
 
 pub use approvals::{
@@ -153,7 +153,7 @@ pub struct Service {
 
 #[derive(Debug)]
 struct Inner {
-    pool: SqlitePool,
+    store: Store,
     clock: Arc<dyn Clock>,
     writer: Mutex<()>,
     revision: watch::Sender<i64>,
@@ -178,15 +178,12 @@ struct Inner {
 
 impl Service {
     /// A service over an opened, migrated store.
-    pub async fn new(pool: SqlitePool, clock: Arc<dyn Clock>) -> Result<Self> {
-        let current: i64 = sqlx::query("SELECT ifnull(max(revision), 0) FROM revisions")
-            .fetch_one(&pool)
-            .await?
-            .get(0);
+    pub async fn new(store: Store, clock: Arc<dyn Clock>) -> Result<Self> {
+        let current = store::audit::latest_revision(store.conn().await?.db()).await?;
         let (revision, _) = watch::channel(current);
         Ok(Service {
             inner: Arc::new(Inner {
-                pool,
+                store,
                 clock,
                 writer: Mutex::new(()),
                 revision,
@@ -204,9 +201,14 @@ impl Service {
         })
     }
 
-    /// The store, for the read paths of adapters that need raw access (metrics).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.inner.pool
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The SQLite pool, for code not yet moved into the store. Removed with its last use.
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        self.inner.store.sqlite_pool()
     }
 
     /// Unix seconds now, by the service's clock.
@@ -226,7 +228,7 @@ impl Service {
 
     /// Checks the audit chain.
     pub async fn verify_audit(&self) -> Result<audit::Verification> {
-        let v = audit::verify(&self.inner.pool).await?;
+        let v = audit::verify(&self.inner.store).await?;
         if let Some(broken) = &v.broken {
             self.alert_audit_broken(serde_json::json!({"broken": broken}))
                 .await?;
@@ -239,7 +241,7 @@ impl Service {
         &self,
         heads: &[audit::WitnessedHead],
     ) -> Result<audit::Verification> {
-        Ok(audit::verify_witnessed(&self.inner.pool, heads).await?)
+        Ok(audit::verify_witnessed(&self.inner.store, heads).await?)
     }
 
     /// A page of the audit log.
@@ -249,12 +251,12 @@ impl Service {
         before_seq: Option<i64>,
         limit: i64,
     ) -> Result<Vec<audit::Record>> {
-        Ok(audit::list(&self.inner.pool, filter, before_seq, limit.clamp(1, 1000)).await?)
+        Ok(audit::list(&self.inner.store, filter, before_seq, limit.clamp(1, 1000)).await?)
     }
 
     /// The events feed after cursor `since`, oldest first (`limit` taken as 1 to 1000).
     pub async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<crate::events::Event>> {
-        crate::events::list(&self.inner.pool, since, limit.clamp(1, 1000))
+        crate::events::list(&self.inner.store, since, limit.clamp(1, 1000))
             .await
             .map_err(|e| match e {
                 crate::events::ListError::Store(e) => ServiceError::Store(e),
@@ -271,20 +273,12 @@ impl Service {
         new_revision: bool,
     ) -> Result<Write<'a>> {
         let guard = self.inner.writer.lock().await;
-        // IMMEDIATE takes SQLite's write lock now, so a writer in another process (the
-        // admin CLI) waits on the busy timeout instead of failing mid-transaction.
-        let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Serialised with every other change of every process on the database (the admin
+        // CLI, other replicas): revisions and the audit chain have one writer at a time.
+        let mut tx = self.inner.store.begin_change().await?;
         let now = self.now();
         let revision = if new_revision {
-            let id =
-                sqlx::query("INSERT INTO revisions (created_at, actor, summary) VALUES (?, ?, ?)")
-                    .bind(now)
-                    .bind(&actor.0)
-                    .bind(summary)
-                    .execute(&mut *tx)
-                    .await?
-                    .last_insert_rowid();
-            Some(id)
+            Some(store::audit::new_revision(tx.db(), now, &actor.0, summary).await?)
         } else {
             None
         };
@@ -303,7 +297,7 @@ impl Service {
 struct Write<'a> {
     service: &'a Service,
     _guard: MutexGuard<'a, ()>,
-    tx: Transaction<'static, Sqlite>,
+    tx: Tx,
     actor: &'a Actor,
     now: i64,
     revision: Option<i64>,
@@ -333,7 +327,7 @@ impl Write<'_> {
             details,
             revision: self.revision,
         };
-        audit::append(&mut self.tx, self.now, &entry).await?;
+        audit::append(self.tx.db(), self.now, &entry).await?;
         self.tx.commit().await?;
         if let Some(revision) = self.revision {
             // Another process may have committed and published a later revision already;

@@ -328,14 +328,14 @@ impl Service {
 
 /// Fails unless an enabled admin other than `name` remains.
 async fn last_admin_check(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     name: &str,
 ) -> Result<()> {
     let others: i64 = sqlx::query(
         "SELECT count(*) FROM operators WHERE role = 'admin' AND disabled_at IS NULL AND name != ?",
     )
     .bind(name)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?
     .get(0);
     if others == 0 {

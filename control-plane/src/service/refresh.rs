@@ -12,7 +12,7 @@ impl Service {
     /// revision subscribers now see.
     pub async fn refresh_revision(&self) -> Result<i64> {
         let stored: i64 = sqlx::query("SELECT ifnull(max(revision), 0) FROM revisions")
-            .fetch_one(&self.inner.pool)
+            .fetch_one(self.pool())
             .await?
             .get(0);
         self.inner.revision.send_if_modified(|seen| {

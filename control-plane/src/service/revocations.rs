@@ -70,7 +70,7 @@ impl Service {
     /// Trusted CAs.
     pub async fn list_cas(&self) -> Result<Vec<TrustedCa>> {
         let rows = sqlx::query("SELECT name, public_key, fingerprint FROM trusted_cas WHERE until_rev IS NULL ORDER BY name")
-            .fetch_all(&self.inner.pool)
+            .fetch_all(self.pool())
             .await?;
         Ok(rows
             .iter()
@@ -243,7 +243,7 @@ impl Service {
         // A read first: most calls find nothing and must not take the writer lock.
         let any = sqlx::query(&format!("SELECT 1 FROM revocations r WHERE {DUE} LIMIT 1"))
             .bind(now)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(self.pool())
             .await?;
         if any.is_none() {
             return Ok(0);
@@ -280,7 +280,7 @@ impl Service {
     pub async fn ca_blobs(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
         let rows =
             sqlx::query("SELECT fingerprint, public_key FROM trusted_cas ORDER BY since_rev")
-                .fetch_all(&self.inner.pool)
+                .fetch_all(self.pool())
                 .await?;
         Ok(rows
             .iter()
@@ -298,7 +298,7 @@ impl Service {
                     valid_before
              FROM revocations WHERE until_rev IS NULL ORDER BY id",
         )
-        .fetch_all(&self.inner.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows
             .iter()
@@ -318,7 +318,7 @@ impl Service {
     pub async fn krl(&self, ca: Option<&str>) -> Result<Vec<u8>> {
         let revision = self.revision();
         let records = self.list_revocations().await?;
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let only = match ca {
             Some(ca) => Some(resolve_ca(&mut conn, "ca", ca).await?.0),
             None => None,

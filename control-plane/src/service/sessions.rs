@@ -633,7 +633,7 @@ impl Service {
                 details,
                 revision: None,
             };
-            crate::audit::append(&mut w.tx, w.now, &entry).await?;
+            crate::audit::append(w.tx.db(), w.now, &entry).await?;
         }
         w.commit("session.kill", &last_target, reason, last_details)
             .await?;
@@ -859,7 +859,7 @@ pub(super) async fn upsert(
             .is_none_or(|(old_state, ..)| old_state == "ended")
         {
             let data = serde_json::json!(&r);
-            crate::events::record(conn, started_at, crate::events::Kind::SessionStarted, &data)
+            crate::events::record(crate::store::Db::Sqlite(conn), started_at, crate::events::Kind::SessionStarted, &data)
                 .await?;
             // Raised when the session is first known, whatever state it is reported in.
             let alerts = rules.on_session_started(&data, now);
@@ -890,7 +890,7 @@ pub(super) async fn end(
     .rows_affected();
     if ended > 0 {
         let data = serde_json::json!({"host_id": host, "id": id});
-        crate::events::record(conn, ended_at, crate::events::Kind::SessionEnded, &data).await?;
+        crate::events::record(crate::store::Db::Sqlite(conn), ended_at, crate::events::Kind::SessionEnded, &data).await?;
         fx.events.push(SessionEvent::Ended {
             host_id: host.to_owned(),
             id: id.to_owned(),

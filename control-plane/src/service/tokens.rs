@@ -239,7 +239,7 @@ impl Service {
     /// Creates the first admin token when no token exists yet; `None` otherwise.
     pub async fn bootstrap_token(&self) -> Result<Option<Token>> {
         let count: i64 = sqlx::query("SELECT count(*) FROM api_tokens")
-            .fetch_one(&self.inner.pool)
+            .fetch_one(self.pool())
             .await?
             .get(0);
         if count > 0 {
@@ -269,7 +269,7 @@ impl Service {
     pub async fn authenticate(&self, secret: &str) -> Result<TokenInfo, AuthError> {
         let row = sqlx::query("SELECT id, name, scopes, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = ?")
             .bind(hash(secret))
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(self.pool())
             .await
             .map_err(|_| AuthError::Unknown)?
             .ok_or(AuthError::Unknown)?;
@@ -286,7 +286,7 @@ impl Service {
     /// Every token.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query("SELECT id, name, scopes, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id")
-            .fetch_all(&self.inner.pool)
+            .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(info).collect())
     }

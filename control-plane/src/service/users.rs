@@ -112,7 +112,7 @@ impl Service {
 
     /// One person.
     pub async fn get_user(&self, name: &str) -> Result<User> {
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let id = user_id(&mut conn, name).await?;
         load_user(&mut conn, id).await
     }
@@ -121,7 +121,7 @@ impl Service {
     pub async fn list_users(&self) -> Result<Vec<User>> {
         // Four queries whatever the number of people (the dashboard refreshes this live):
         // the people, then each identity set for all of them at once.
-        let mut conn = self.inner.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let rows = sqlx::query(
             "SELECT u.id, u.name, u.created_at, s.status FROM users u

@@ -8,7 +8,7 @@ impl Service {
     /// remembered until `expires_at`, Unix seconds), false when it was seen before. Expired
     /// entries are pruned on the way.
     pub async fn claim_webhook_delivery(&self, signature: &str, expires_at: i64) -> Result<bool> {
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM webhook_deliveries WHERE expires_at < ?")
             .bind(self.now())
             .execute(&mut *tx)
@@ -31,7 +31,7 @@ impl Service {
     pub async fn release_webhook_delivery(&self, signature: &str) -> Result<()> {
         sqlx::query("DELETE FROM webhook_deliveries WHERE signature = ?")
             .bind(signature)
-            .execute(&self.inner.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }

@@ -1,57 +1,22 @@
-//! The store: a SQLite database (embedded, in the data directory) reached through sqlx,
-//! with the schema in `migrations/`. Queries use portable SQL so that a PostgreSQL backend
-//! can follow behind the same service layer.
+//! What only SQLite says: how the embedded database is opened (WAL, `synchronous = FULL`,
+//! foreign keys, the busy timeout), `BEGIN IMMEDIATE`, and its migrations.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
-/// A store that could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// The database URL does not parse.
-    #[error("database URL {url:?} is not valid")]
-    BadUrl {
-        /// The URL given.
-        url: String,
-        /// Why sqlx refused it.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The database cannot be opened or created.
-    #[error("cannot open database {url:?}")]
-    Connect {
-        /// The URL given.
-        url: String,
-        /// The underlying error.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The schema migrations failed.
-    #[error("cannot migrate database {url:?}")]
-    Migrate {
-        /// The URL given.
-        url: String,
-        /// The underlying error.
-        #[source]
-        source: sqlx::migrate::MigrateError,
-    },
-}
+use super::OpenError;
 
-/// The database URL of the default store inside `data_dir`.
-pub fn default_url(data_dir: &Path) -> String {
+pub(super) fn default_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("signoff.db").display())
 }
 
-/// Opens (creating if needed) and migrates the store at `url`.
-///
 /// Every commit is fsynced (`synchronous = FULL`): a change acknowledged to a caller must
 /// survive a crash of the process or the machine.
-pub async fn open(url: &str) -> Result<SqlitePool, OpenError> {
+pub(super) async fn open(url: &str) -> Result<SqlitePool, OpenError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|source| OpenError::BadUrl {
             url: url.to_owned(),
@@ -80,9 +45,16 @@ pub async fn open(url: &str) -> Result<SqlitePool, OpenError> {
     Ok(pool)
 }
 
-/// Opens a private in-memory store, for tests.
+/// IMMEDIATE takes SQLite's write lock at once, so a writer in another process (the admin
+/// CLI) waits on the busy timeout instead of failing when it first writes.
+pub(super) async fn begin_immediate(
+    pool: &SqlitePool,
+) -> sqlx::Result<Transaction<'static, Sqlite>> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 #[cfg(test)]
-pub async fn open_memory() -> SqlitePool {
+pub(super) async fn open_memory() -> SqlitePool {
     let options = SqliteConnectOptions::from_str("sqlite::memory:")
         .expect("static URL")
         .foreign_keys(true);

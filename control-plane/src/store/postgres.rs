@@ -1,0 +1,88 @@
+//! What only PostgreSQL says: how a pool is opened, the advisory lock that serialises
+//! changes across every process on the database, snapshot reads, and its migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::OpenError;
+
+/// The advisory lock every change takes until it commits: revisions and the audit chain
+/// then have one writer at a time however many control planes share the database.
+/// (`0x5349474e4f4646` is "SIGNOFF" in ASCII.)
+const CHANGE_LOCK: i64 = 0x5349_474e_4f46_46;
+
+fn options(url: &str) -> Result<PgConnectOptions, OpenError> {
+    PgConnectOptions::from_str(url).map_err(|source| OpenError::BadUrl {
+        url: url.to_owned(),
+        source,
+    })
+}
+
+pub(super) async fn open(url: &str) -> Result<PgPool, OpenError> {
+    open_with(url, options(url)?).await
+}
+
+async fn open_with(url: &str, options: PgConnectOptions) -> Result<PgPool, OpenError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| OpenError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    // The migrator takes its own advisory lock: replicas started together migrate once.
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate {
+            url: url.to_owned(),
+            source,
+        })?;
+    Ok(pool)
+}
+
+pub(super) async fn begin_change(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CHANGE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Several reads that see one state (PostgreSQL's default gives each statement its own).
+pub(super) async fn begin_snapshot(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+}
+
+/// A store of its own for one test: a fresh schema in the server's database, migrated.
+#[cfg(test)]
+pub(super) async fn open_test(url: &str) -> PgPool {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let schema = format!(
+        "t_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = PgPool::connect(url).await.expect("test PostgreSQL server");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("test schema");
+    admin.close().await;
+    let options = options(url)
+        .expect("test PostgreSQL URL")
+        .options([("search_path", schema.as_str())]);
+    open_with(url, options).await.expect("test store")
+}
