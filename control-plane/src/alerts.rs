@@ -400,7 +400,13 @@ fn text<'a>(data: &'a serde_json::Value, key: &str) -> &'a str {
 pub async fn record(conn: &mut SqliteConnection, at: i64, alerts: &[Alert]) -> sqlx::Result<()> {
     for a in alerts {
         let data = serde_json::json!(a);
-        crate::events::record(crate::store::Db::Sqlite(conn), at, crate::events::Kind::Alert, &data).await?;
+        crate::events::record(
+            crate::store::Db::Sqlite(conn),
+            at,
+            crate::events::Kind::Alert,
+            &data,
+        )
+        .await?;
     }
     Ok(())
 }

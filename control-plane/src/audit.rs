@@ -5,9 +5,9 @@
 //! Every revision must also have its audit row, which catches a deleted last row of a
 //! change. `verify` walks the chain and reports the first link that does not hold.
 
+use crate::store::{self, Db, Store};
 use serde::Serialize;
 use signoff_proto::audit_chain::{Fields, GENESIS, row_hash};
-use crate::store::{self, Db, Store};
 
 /// What is appended: who did what to what, and why.
 #[derive(Debug, Clone)]

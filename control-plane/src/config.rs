@@ -720,11 +720,12 @@ impl Keys {
         })?;
         let database_url = match database_url {
             Some(url) => {
-                if !url.starts_with("sqlite:") {
+                if crate::store::Backend::of_url(&url).is_none() {
                     return Err(self.invalid(
                         "database_url",
                         format!(
-                            "{:?} is not supported: only SQLite (\"sqlite://PATH\") for now",
+                            "{:?} is not supported: SQLite (\"sqlite://PATH\") or PostgreSQL \
+                             (\"postgres://USER@HOST/DATABASE\")",
                             redact_url(&url)
                         ),
                     ));
@@ -1166,9 +1167,25 @@ mod tests {
 
     #[test]
     fn unsupported_database_is_refused_without_its_password() {
-        let e = err("database_url = \"postgres://so:hunter2@db/signoff\"\n");
-        assert!(e.contains("database_url: \"postgres://so:***@db/signoff\" is not supported"));
+        let e = err("database_url = \"mysql://so:hunter2@db/signoff\"\n");
+        assert!(e.contains("database_url: \"mysql://so:***@db/signoff\" is not supported"));
         assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_postgres_url_is_taken_and_shown_without_its_password() {
+        for url in [
+            "postgres://so:hunter2@db/signoff",
+            "postgresql://so:hunter2@db:5433/signoff?sslmode=require",
+        ] {
+            let c = Config::from_toml(&format!("database_url = \"{url}\"\n"), None).unwrap();
+            assert_eq!(c.database_url.expose(), url);
+            assert!(
+                !c.database_url.to_string().contains("hunter2"),
+                "{}",
+                c.database_url
+            );
+        }
     }
 
     #[test]

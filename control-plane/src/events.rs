@@ -3,8 +3,8 @@
 //! it by cursor (the row id), so a SIEM collector resumes where it stopped, across
 //! restarts of either side.
 
-use serde::Serialize;
 use crate::store::{self, Db, Store};
+use serde::Serialize;
 
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

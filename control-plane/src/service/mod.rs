@@ -34,8 +34,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::audit;
-use crate::store::{self, Store, Tx};
 use crate::model::Invalid;
+use crate::store::{self, Store, Tx};
 
 pub use approvals::{
     ApprovalRecord, GrantApprovals, ReenableApprovals, grant_bytes, reenable_bytes, sign_command,

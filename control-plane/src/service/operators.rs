@@ -327,10 +327,7 @@ impl Service {
 }
 
 /// Fails unless an enabled admin other than `name` remains.
-async fn last_admin_check(
-    tx: &mut sqlx::SqliteConnection,
-    name: &str,
-) -> Result<()> {
+async fn last_admin_check(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<()> {
     let others: i64 = sqlx::query(
         "SELECT count(*) FROM operators WHERE role = 'admin' AND disabled_at IS NULL AND name != ?",
     )

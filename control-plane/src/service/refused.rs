@@ -81,14 +81,26 @@ pub(super) async fn record(
             "person": person.as_ref().map(|p| &p.0),
             "person_status": person.as_ref().map(|p| &p.1),
         });
-        crate::events::record(crate::store::Db::Sqlite(conn), at, Kind::RefusedAttempt, &data).await?;
+        crate::events::record(
+            crate::store::Db::Sqlite(conn),
+            at,
+            Kind::RefusedAttempt,
+            &data,
+        )
+        .await?;
         let alerts = rules.on_refused(&data);
         crate::alerts::record(conn, now, &alerts).await?;
     }
     let dropped = report.dropped.saturating_add(over);
     if dropped > 0 {
         let data = serde_json::json!({"host_id": host, "dropped": dropped});
-        crate::events::record(crate::store::Db::Sqlite(conn), now, Kind::RefusedAttemptsDropped, &data).await?;
+        crate::events::record(
+            crate::store::Db::Sqlite(conn),
+            now,
+            Kind::RefusedAttemptsDropped,
+            &data,
+        )
+        .await?;
     }
     Ok(())
 }

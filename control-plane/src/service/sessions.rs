@@ -859,8 +859,13 @@ pub(super) async fn upsert(
             .is_none_or(|(old_state, ..)| old_state == "ended")
         {
             let data = serde_json::json!(&r);
-            crate::events::record(crate::store::Db::Sqlite(conn), started_at, crate::events::Kind::SessionStarted, &data)
-                .await?;
+            crate::events::record(
+                crate::store::Db::Sqlite(conn),
+                started_at,
+                crate::events::Kind::SessionStarted,
+                &data,
+            )
+            .await?;
             // Raised when the session is first known, whatever state it is reported in.
             let alerts = rules.on_session_started(&data, now);
             crate::alerts::record(conn, now, &alerts).await?;
@@ -890,7 +895,13 @@ pub(super) async fn end(
     .rows_affected();
     if ended > 0 {
         let data = serde_json::json!({"host_id": host, "id": id});
-        crate::events::record(crate::store::Db::Sqlite(conn), ended_at, crate::events::Kind::SessionEnded, &data).await?;
+        crate::events::record(
+            crate::store::Db::Sqlite(conn),
+            ended_at,
+            crate::events::Kind::SessionEnded,
+            &data,
+        )
+        .await?;
         fx.events.push(SessionEvent::Ended {
             host_id: host.to_owned(),
             id: id.to_owned(),

@@ -291,3 +291,27 @@ impl Store {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::audit::{latest_revision, new_revision};
+
+    /// Revisions are one more than the latest: a change rolled back leaves no gap.
+    #[tokio::test]
+    async fn revisions_have_no_gaps_when_a_change_is_rolled_back() {
+        let store = super::open_memory().await;
+        let mut tx = store.begin_change().await.unwrap();
+        assert_eq!(new_revision(tx.db(), 1, "cli", "one").await.unwrap(), 1);
+        tx.commit().await.unwrap();
+
+        let mut tx = store.begin_change().await.unwrap();
+        assert_eq!(new_revision(tx.db(), 2, "cli", "dropped").await.unwrap(), 2);
+        drop(tx);
+
+        let mut tx = store.begin_change().await.unwrap();
+        assert_eq!(new_revision(tx.db(), 3, "cli", "two").await.unwrap(), 2);
+        tx.commit().await.unwrap();
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(latest_revision(c.db()).await.unwrap(), 2);
+    }
+}
