@@ -44,8 +44,9 @@ pub enum Command {
 /// `enroll`.
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
-    /// The control plane's agent listener, `https://HOST:PORT`.
-    #[arg(long, value_name = "URL")]
+    /// The control plane's agent listener, `https://HOST:PORT`; several replicas' listeners
+    /// separated by commas, tried in turn whenever the agent connects.
+    #[arg(long, value_name = "URL[,URL…]")]
     pub server: String,
     /// The single-use join token from `signoff-server token create`.
     #[arg(long, value_name = "TOKEN")]

@@ -159,48 +159,140 @@ pub fn mtls_config(
     Ok(finish(config))
 }
 
-/// A gRPC channel to `url` (`https://HOST:PORT`) over `tls`. Connects lazily: the first
-/// call reports connection errors.
-pub fn channel(url: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+/// How long one address may take to accept a TCP connection before the next is tried: a
+/// replica whose machine is gone must not hold the agent for the kernel's minutes.
+const CONNECT_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// One control plane address: where to connect and the name its certificate must carry.
+#[derive(Debug, Clone)]
+struct Target {
+    host: String,
+    port: u16,
+    name: ServerName<'static>,
+}
+
+fn target(url: &str) -> Result<Target, TransportError> {
+    let bad = || TransportError::BadUrl(url.to_owned());
+    let uri: Uri = url.parse().map_err(|_| bad())?;
     if uri.scheme_str() != Some("https") {
-        return Err(TransportError::BadUrl(url.to_owned()));
+        return Err(bad());
     }
-    let host = uri
-        .host()
-        .ok_or_else(|| TransportError::BadUrl(url.to_owned()))?
-        .to_owned();
+    let host = uri.host().ok_or_else(bad)?.to_owned();
     let port = uri.port_u16().unwrap_or(443);
     let name = ServerName::try_from(
         host.trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned(),
     )
-    .map_err(|_| TransportError::BadUrl(url.to_owned()))?;
+    .map_err(|_| bad())?;
+    Ok(Target { host, port, name })
+}
+
+/// The URLs of a server list: `https://HOST:PORT`, several separated by commas or white
+/// space (the control plane's replicas). Each is checked; an empty list is refused.
+pub fn server_urls(list: &str) -> Result<Vec<&str>, TransportError> {
+    let urls: Vec<&str> = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(TransportError::BadUrl(list.to_owned()));
+    }
+    for url in &urls {
+        target(url)?;
+    }
+    Ok(urls)
+}
+
+/// A gRPC channel to the control plane at `servers` (see [`server_urls`]) over `tls`.
+/// Connects lazily: the first call reports connection errors.
+///
+/// Each new connection tries the servers in turn, from the one that last answered, and
+/// every address a name resolves to, each for at most [`CONNECT_ATTEMPT`]: when the
+/// replica an agent is connected to dies, the agent's next connection (after its backoff)
+/// goes to another, and its sync resumes there from the revision it acked.
+pub fn channel(servers: &str, tls: Arc<ClientConfig>) -> Result<Channel, TransportError> {
+    let targets: Arc<Vec<Target>> = Arc::new(
+        server_urls(servers)?
+            .into_iter()
+            .map(target)
+            .collect::<Result<_, _>>()?,
+    );
+    let first = &targets[0];
     // tonic is given plain http:// and a connector that does TLS itself, so that rustls
     // is configured here and nowhere else.
-    let endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
-        .map_err(|_| TransportError::BadUrl(url.to_owned()))?
-        .connect_timeout(std::time::Duration::from_secs(10))
+    let endpoint = Endpoint::from_shared(format!("http://{}:{}", first.host, first.port))
+        .map_err(|_| TransportError::BadUrl(servers.to_owned()))?
+        .connect_timeout(CONNECT_ATTEMPT * 4)
         .http2_keep_alive_interval(std::time::Duration::from_secs(30))
         .keep_alive_timeout(std::time::Duration::from_secs(20));
     let connector = tokio_rustls::TlsConnector::from(tls);
-    let addr = format!("{host}:{port}");
+    let preferred = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     Ok(
         endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
-            let name = name.clone();
-            let addr = addr.clone();
+            let targets = targets.clone();
+            let preferred = preferred.clone();
             async move {
-                let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                use std::sync::atomic::Ordering;
+                let start = preferred.load(Ordering::Relaxed);
+                let mut last = None;
+                for i in 0..targets.len() {
+                    let index = (start + i) % targets.len();
+                    match connect_one(&targets[index], &connector).await {
+                        Ok(stream) => {
+                            preferred.store(index, Ordering::Relaxed);
+                            return Ok(hyper_util::rt::TokioIo::new(stream));
+                        }
+                        Err(e) => {
+                            tracing::debug!(server = %targets[index].host, port = targets[index].port, error = %e, "control plane address did not connect");
+                            last = Some(e);
+                        }
+                    }
+                }
+                Err(last.unwrap_or_else(|| std::io::Error::other("no control plane address")))
             }
         })),
     )
+}
+
+/// TCP to each address `target` resolves to, in turn, then TLS.
+async fn connect_one(
+    target: &Target,
+    connector: &tokio_rustls::TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((
+        target.host.trim_start_matches('[').trim_end_matches(']'),
+        target.port,
+    ))
+    .await?
+    {
+        let tcp = match tokio::time::timeout(CONNECT_ATTEMPT, tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                last = Some(e);
+                continue;
+            }
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{addr} did not accept within {CONNECT_ATTEMPT:?}"),
+                ));
+                continue;
+            }
+        };
+        tcp.set_nodelay(true)?;
+        return connector.connect(target.name.clone(), tcp).await;
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} resolves to no address", target.host),
+        )
+    }))
 }
 
 /// What a failed call to the control plane means, in words for `signoff-agent status`.

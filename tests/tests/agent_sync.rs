@@ -292,6 +292,47 @@ fn status_reports_connection_revision_and_krl_size() -> Result<()> {
     Ok(())
 }
 
+/// An agent given several control plane addresses (replicas) uses one that answers: a
+/// dead address listed first is skipped at enrollment and by the daemon, which syncs and
+/// reports itself connected.
+#[test]
+fn an_agent_given_several_addresses_skips_a_dead_one() -> Result<()> {
+    let plane = ControlPlane::start()?;
+    plane.cli(&["group", "add", HOST_GROUP])?;
+    let mut token = plane.join_token(HOST_GROUP)?;
+    let dead = signoff_tests::sshd::free_port()?;
+    token.server = format!("https://127.0.0.1:{dead},{}", token.server);
+    let mut agent = Agent::new("")?;
+    agent.enroll_with_token(&token, HOST_ID)?;
+    agent.start()?;
+    plane.revoke(&json!({"kind": "key_id", "key_id": "gone@corp", "ca": null}))?;
+    let revision = sync(&plane, &mut agent)?;
+    let (code, status) = agent.status()?;
+    assert_eq!(code, Some(0), "{status}");
+    assert_eq!(status["connected"], json!(true), "{status}");
+    assert_eq!(status["applied_revision"], json!(revision), "{status}");
+    assert!(revokes_key_id(&agent.krl()?, "gone@corp"));
+    Ok(())
+}
+
+/// A server list with a URL that is not `https://HOST:PORT` is refused at enrollment,
+/// naming it, before anything is written.
+#[test]
+fn an_agent_refuses_a_server_list_with_a_bad_url() -> Result<()> {
+    let plane = ControlPlane::start()?;
+    plane.cli(&["group", "add", HOST_GROUP])?;
+    let mut token = plane.join_token(HOST_GROUP)?;
+    token.server = format!("http://127.0.0.1:1,{}", token.server);
+    let agent = Agent::new("")?;
+    let e = agent.enroll_with_token(&token, HOST_ID).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("\"http://127.0.0.1:1\" is not https://HOST:PORT"),
+        "{e:#}"
+    );
+    assert!(!agent.state_dir().join("identity").exists());
+    Ok(())
+}
+
 /// `connected` in `status` after the daemon is gone.
 fn status_after(stop: impl FnOnce(&mut Agent) -> Result<()>) -> Result<()> {
     let mut f = Fleet::new("")?;
