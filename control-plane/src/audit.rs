@@ -165,13 +165,13 @@ pub async fn verify(store: &Store) -> Result<Verification, sqlx::Error> {
         expected_prev = hash.clone();
         expected_seq += 1;
     }
-    if broken.is_none() {
-        if let Some(revision) = store::audit::first_revision_unrecorded(conn.db()).await? {
-            broken = Some(BrokenLink {
-                seq: expected_seq,
-                problem: format!("revision {revision} has no audit row (audit rows were removed)"),
-            });
-        }
+    if broken.is_none()
+        && let Some(revision) = store::audit::first_revision_unrecorded(conn.db()).await?
+    {
+        broken = Some(BrokenLink {
+            seq: expected_seq,
+            problem: format!("revision {revision} has no audit row (audit rows were removed)"),
+        });
     }
     Ok(Verification {
         rows: checked,

@@ -12,7 +12,7 @@ use super::OpenError;
 /// The advisory lock every change takes until it commits: revisions and the audit chain
 /// then have one writer at a time however many control planes share the database.
 /// (`0x5349474e4f4646` is "SIGNOFF" in ASCII.)
-const CHANGE_LOCK: i64 = 0x5349_474e_4f46_46;
+const CHANGE_LOCK: i64 = 0x53_4947_4e4f_4646;
 
 fn options(url: &str) -> Result<PgConnectOptions, OpenError> {
     PgConnectOptions::from_str(url).map_err(|source| OpenError::BadUrl {
