@@ -9,10 +9,14 @@
 //! `json_extract`) and `postgres.rs` (the advisory lock that serialises changes, `->>`).
 //! The service layer keeps the rules and holds no SQL text.
 
+pub mod approvals;
 pub mod audit;
 pub mod events;
+pub mod grants;
 mod postgres;
+pub mod scim;
 mod sqlite;
+pub mod users;
 
 use std::path::Path;
 
