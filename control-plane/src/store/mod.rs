@@ -13,9 +13,12 @@ pub mod approvals;
 pub mod audit;
 pub mod events;
 pub mod grants;
+pub mod operators;
 mod postgres;
 pub mod scim;
 mod sqlite;
+pub mod stats;
+pub mod tokens;
 pub mod users;
 
 use std::path::Path;
