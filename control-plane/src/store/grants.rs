@@ -21,8 +21,7 @@ pub struct GrantRow {
     pub user_id: i64,
 }
 
-pub(super) const SELECT: &str =
-    "SELECT g.id, u.name AS user_name, g.account, hg.name AS group_name,
+const SELECT: &str = "SELECT g.id, u.name AS user_name, g.account, hg.name AS group_name,
      g.not_after, g.approval_requested, g.user_id FROM grants g
      JOIN users u ON u.id = g.user_id JOIN host_groups hg ON hg.id = g.group_id";
 
