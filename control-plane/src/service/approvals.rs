@@ -16,11 +16,11 @@
 
 use serde::Serialize;
 use signoff_proto::approvals::{GrantApproval, NAMESPACE, ReenableApproval};
-use sqlx::Row;
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::{Grant, Invalid};
+use crate::store;
 
 /// One approver's signature of a grant, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -72,48 +72,36 @@ pub fn sign_command(file: &str) -> String {
     format!("ssh-keygen -Y sign -n {NAMESPACE} -f ~/.ssh/id_ed25519 {file}")
 }
 
-const SELECT_GRANT: &str = "SELECT g.id, u.name, g.account, hg.name, g.not_after,
-     g.approval_requested, g.user_id FROM grants g
-     JOIN users u ON u.id = g.user_id JOIN host_groups hg ON hg.id = g.group_id";
-
-fn grant_of(r: &sqlx::sqlite::SqliteRow) -> Grant {
-    Grant {
-        id: r.get(0),
-        user: r.get(1),
-        account: r.get(2),
-        group: r.get(3),
-        not_after: r.get(4),
+fn record(r: store::approvals::ApprovalRow) -> ApprovalRecord {
+    ApprovalRecord {
+        id: r.id,
+        fingerprint: r.fingerprint,
+        public_key: r.public_key,
+        signature: r.signature,
+        submitted_by: r.actor,
+        created_at: r.created_at,
     }
 }
 
 impl Service {
     /// A live grant with its approvals.
     pub async fn grant_approvals(&self, grant_id: i64) -> Result<GrantApprovals> {
-        let r = sqlx::query(&format!(
-            "{SELECT_GRANT} WHERE g.id = ? AND g.until_rev IS NULL"
-        ))
-        .bind(grant_id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| ServiceError::not_found("grant", grant_id.to_string()))?;
-        self.with_approvals(grant_of(&r), r.get::<i64, _>(5) != 0)
+        let r = store::grants::live_by_id(self.store().conn().await?.db(), grant_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("grant", grant_id.to_string()))?;
+        let requested = r.approval_requested;
+        self.with_approvals(super::grants::grant(r), requested)
             .await
     }
 
     /// Live grants proposed for approval, or holding any approval, oldest first.
     pub async fn pending_approvals(&self) -> Result<Vec<GrantApprovals>> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_GRANT} WHERE g.until_rev IS NULL AND (g.approval_requested != 0
-               OR EXISTS (SELECT 1 FROM grant_approvals a WHERE a.grant_id = g.id
-                          AND a.until_rev IS NULL))
-             ORDER BY g.id"
-        ))
-        .fetch_all(self.pool())
-        .await?;
+        let rows = store::grants::pending_approval(self.store().conn().await?.db()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
+            let requested = r.approval_requested;
             out.push(
-                self.with_approvals(grant_of(&r), r.get::<i64, _>(5) != 0)
+                self.with_approvals(super::grants::grant(r), requested)
                     .await?,
             );
         }
@@ -122,23 +110,11 @@ impl Service {
 
     async fn with_approvals(&self, grant: Grant, requested: bool) -> Result<GrantApprovals> {
         let bytes = String::from_utf8(grant_bytes(&grant)?).unwrap_or_default();
-        let approvals = sqlx::query(
-            "SELECT id, fingerprint, public_key, signature, actor, created_at
-             FROM grant_approvals WHERE grant_id = ? AND until_rev IS NULL ORDER BY id",
-        )
-        .bind(grant.id)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| ApprovalRecord {
-            id: r.get(0),
-            fingerprint: r.get(1),
-            public_key: r.get(2),
-            signature: r.get(3),
-            submitted_by: r.get(4),
-            created_at: r.get(5),
-        })
-        .collect();
+        let approvals = store::approvals::of_grant(self.store().conn().await?.db(), grant.id)
+            .await?
+            .into_iter()
+            .map(record)
+            .collect();
         let file = format!("grant-{}.approval", grant.id);
         Ok(GrantApprovals {
             sign_command: sign_command(&file),
@@ -160,15 +136,11 @@ impl Service {
     ) -> Result<ApprovalRecord> {
         let mut w = self.write(actor, "grant.approve", true).await?;
         let rev = w.rev();
-        let r = sqlx::query(&format!(
-            "{SELECT_GRANT} WHERE g.id = ? AND g.until_rev IS NULL"
-        ))
-        .bind(grant_id)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("grant", grant_id.to_string()))?;
-        let grant = grant_of(&r);
-        let user_id: i64 = r.get(6);
+        let r = store::grants::live_by_id(w.tx.db(), grant_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("grant", grant_id.to_string()))?;
+        let user_id = r.user_id;
+        let grant = super::grants::grant(r);
         let bytes = grant_bytes(&grant)?;
         let key = check_signature(
             &bytes,
@@ -180,26 +152,23 @@ impl Service {
         let public_key = key
             .to_openssh()
             .map_err(|_| Invalid::new("signature", "names a key that cannot be written"))?;
-        let id = sqlx::query(
-            "INSERT INTO grant_approvals (grant_id, user_id, fingerprint, public_key, signature,
-               actor, created_at, since_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        let id = store::approvals::insert_grant_approval(
+            w.tx.db(),
+            grant_id,
+            user_id,
+            &fingerprint,
+            &public_key,
+            signature.trim(),
+            &actor.0,
+            w.now,
+            rev,
         )
-        .bind(grant_id)
-        .bind(user_id)
-        .bind(&fingerprint)
-        .bind(&public_key)
-        .bind(signature.trim())
-        .bind(&actor.0)
-        .bind(w.now)
-        .bind(rev)
-        .execute(&mut *w.tx)
         .await
         .map_err(|e| {
             conflict_on_unique(e, || {
                 format!("key {fingerprint} has already approved grant {grant_id}")
             })
-        })?
-        .last_insert_rowid();
+        })?;
         let record = ApprovalRecord {
             id,
             fingerprint: fingerprint.clone(),
@@ -227,13 +196,7 @@ impl Service {
     pub async fn request_approval(&self, actor: &Actor, grant_id: i64) -> Result<()> {
         let w = self.write(actor, "grant.approval_requested", false).await?;
         let mut w = w;
-        let done = sqlx::query(
-            "UPDATE grants SET approval_requested = 1 WHERE id = ? AND until_rev IS NULL",
-        )
-        .bind(grant_id)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
+        let done = store::grants::request_approval(w.tx.db(), grant_id).await?;
         if done == 0 {
             return Err(ServiceError::not_found("grant", grant_id.to_string()));
         }
@@ -274,39 +237,24 @@ pub fn reenable_bytes(signoff_id: i64, user: &str) -> Result<Vec<u8>> {
     .map_err(|e| Invalid::new("user", e.to_string()).into())
 }
 
-const SELECT_SIGNOFF: &str = "SELECT s.id, u.name, s.until_rev IS NOT NULL FROM signoffs s
-     JOIN users u ON u.id = s.user_id";
-
 impl Service {
     /// A sign-off with its re-enable approvals.
     pub async fn reenable_approvals(&self, signoff_id: i64) -> Result<ReenableApprovals> {
-        let r = sqlx::query(&format!("{SELECT_SIGNOFF} WHERE s.id = ?"))
-            .bind(signoff_id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| ServiceError::not_found("sign-off", signoff_id.to_string()))?;
-        self.with_reenable_approvals(r.get(0), r.get(1), r.get(2))
-            .await
+        let (id, user, reenabled) =
+            store::approvals::signoff(self.store().conn().await?.db(), signoff_id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("sign-off", signoff_id.to_string()))?;
+        self.with_reenable_approvals(id, user, reenabled).await
     }
 
     /// Re-enables awaiting approvals: each person's latest sign-off, when they were
     /// re-enabled from it or it holds approvals already, oldest first. Whether hosts have
     /// enough is theirs to say: they are listed while the sign-off is the person's latest.
     pub async fn pending_reenables(&self) -> Result<Vec<ReenableApprovals>> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_SIGNOFF} WHERE s.id = (SELECT MAX(id) FROM signoffs l WHERE l.user_id = s.user_id)
-               AND (s.until_rev IS NOT NULL OR EXISTS (SELECT 1 FROM reenable_approvals a
-                    WHERE a.signoff_id = s.id AND a.until_rev IS NULL))
-             ORDER BY s.id"
-        ))
-        .fetch_all(self.pool())
-        .await?;
+        let rows = store::approvals::pending_reenables(self.store().conn().await?.db()).await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(
-                self.with_reenable_approvals(r.get(0), r.get(1), r.get(2))
-                    .await?,
-            );
+        for (id, user, reenabled) in rows {
+            out.push(self.with_reenable_approvals(id, user, reenabled).await?);
         }
         Ok(out)
     }
@@ -318,23 +266,11 @@ impl Service {
         reenabled: bool,
     ) -> Result<ReenableApprovals> {
         let bytes = String::from_utf8(reenable_bytes(signoff_id, &user)?).unwrap_or_default();
-        let approvals = sqlx::query(
-            "SELECT id, fingerprint, public_key, signature, actor, created_at
-             FROM reenable_approvals WHERE signoff_id = ? AND until_rev IS NULL ORDER BY id",
-        )
-        .bind(signoff_id)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| ApprovalRecord {
-            id: r.get(0),
-            fingerprint: r.get(1),
-            public_key: r.get(2),
-            signature: r.get(3),
-            submitted_by: r.get(4),
-            created_at: r.get(5),
-        })
-        .collect();
+        let approvals = store::approvals::of_reenable(self.store().conn().await?.db(), signoff_id)
+            .await?
+            .into_iter()
+            .map(record)
+            .collect();
         Ok(ReenableApprovals {
             sign_command: sign_command(&format!("reenable-{signoff_id}.approval")),
             signoff_id,
@@ -357,12 +293,9 @@ impl Service {
     ) -> Result<ApprovalRecord> {
         let mut w = self.write(actor, "signoff.reenable_approve", true).await?;
         let rev = w.rev();
-        let r = sqlx::query(&format!("{SELECT_SIGNOFF} WHERE s.id = ?"))
-            .bind(signoff_id)
-            .fetch_optional(&mut *w.tx)
+        let (_, user, _) = store::approvals::signoff(w.tx.db(), signoff_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("sign-off", signoff_id.to_string()))?;
-        let user: String = r.get(1);
         let bytes = reenable_bytes(signoff_id, &user)?;
         let key = check_signature(
             &bytes,
@@ -374,18 +307,16 @@ impl Service {
         let public_key = key
             .to_openssh()
             .map_err(|_| Invalid::new("signature", "names a key that cannot be written"))?;
-        let id = sqlx::query(
-            "INSERT INTO reenable_approvals (signoff_id, fingerprint, public_key, signature,
-               actor, created_at, since_rev) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let id = store::approvals::insert_reenable_approval(
+            w.tx.db(),
+            signoff_id,
+            &fingerprint,
+            &public_key,
+            signature.trim(),
+            &actor.0,
+            w.now,
+            rev,
         )
-        .bind(signoff_id)
-        .bind(&fingerprint)
-        .bind(&public_key)
-        .bind(signature.trim())
-        .bind(&actor.0)
-        .bind(w.now)
-        .bind(rev)
-        .execute(&mut *w.tx)
         .await
         .map_err(|e| {
             conflict_on_unique(e, || {
@@ -393,8 +324,7 @@ impl Service {
                     "key {fingerprint} has already approved the re-enable of sign-off {signoff_id}"
                 )
             })
-        })?
-        .last_insert_rowid();
+        })?;
         let record = ApprovalRecord {
             id,
             fingerprint: fingerprint.clone(),

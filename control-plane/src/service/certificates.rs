@@ -250,8 +250,8 @@ impl Service {
         // so hosts know whose certificate it is before it is used.
         let needs_key_id = !self.get_user(user).await?.key_ids.iter().any(|k| k == user);
         let mut w = self.write(actor, "certificate.issue", needs_key_id).await?;
-        let uid = user_id(&mut w.tx, user).await?;
-        let person = load_user(&mut w.tx, uid).await?;
+        let uid = user_id(w.tx.db(), user).await?;
+        let person = load_user(w.tx.db(), uid).await?;
         let policy = person_policy(&mut w.tx, uid, ca.policy, w.now).await?;
         let ttl = request.ttl.unwrap_or(policy.0.default_ttl);
         let refusal = check(&mut w.tx, uid, &person, &key, ttl, policy.0).await?;
@@ -383,7 +383,7 @@ impl Service {
         user: &str,
     ) -> Result<Vec<IssuedCertificate>, ServiceError> {
         let mut conn = self.pool().acquire().await?;
-        let uid = user_id(&mut conn, user).await?;
+        let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
         let rows = sqlx::query(
             "SELECT c.serial, c.key_fingerprint, c.public_key, c.principals, c.valid_after,
                     c.valid_before, c.source_address, c.ca_fingerprint,
@@ -429,7 +429,7 @@ impl Service {
     ) -> Result<crate::service::RevocationRecord, ServiceError> {
         let ca: Option<String> = {
             let mut conn = self.pool().acquire().await?;
-            let uid = user_id(&mut conn, user).await?;
+            let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
             sqlx::query(
                 "SELECT ca_fingerprint FROM issued_certificates WHERE serial = ? AND user_id = ?",
             )
@@ -526,7 +526,7 @@ impl Service {
             validate_source_address("source_address", sa)?;
         }
         let mut w = self.write(actor, "certificate.policy", false).await?;
-        let uid = user_id(&mut w.tx, user).await?;
+        let uid = user_id(w.tx.db(), user).await?;
         sqlx::query(
             "INSERT INTO certificate_policies (user_id, default_ttl, max_ttl, source_address)
              VALUES (?, ?, ?, ?)

@@ -1,12 +1,12 @@
 //! Grants: a person may log in as a Unix account on the hosts of a group.
 
 use serde::Deserialize;
-use sqlx::Row;
 
 use super::hosts::group_ids;
 use super::users::user_id;
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::{Grant, Invalid, validate_account, validate_group_name, validate_user_name};
+use crate::store;
 
 /// A grant to create.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,16 +27,14 @@ pub struct NewGrant {
     pub approval_requested: bool,
 }
 
-const SELECT: &str = "SELECT g.id, u.name, g.account, hg.name, g.not_after FROM grants g
-     JOIN users u ON u.id = g.user_id JOIN host_groups hg ON hg.id = g.group_id";
-
-fn grant(r: &sqlx::sqlite::SqliteRow) -> Grant {
+/// The grant a stored row describes.
+pub(super) fn grant(r: store::grants::GrantRow) -> Grant {
     Grant {
-        id: r.get(0),
-        user: r.get(1),
-        account: r.get(2),
-        group: r.get(3),
-        not_after: r.get(4),
+        id: r.id,
+        user: r.user_name,
+        account: r.account,
+        group: r.group_name,
+        not_after: r.not_after,
     }
 }
 
@@ -53,23 +51,26 @@ impl Service {
         }
         let mut w = self.write(actor, "grant.create", true).await?;
         let rev = w.rev();
-        let uid = user_id(&mut w.tx, &new.user).await?;
+        let uid = user_id(w.tx.db(), &new.user).await?;
         let gid = group_ids(&mut w.tx, std::slice::from_ref(&new.group)).await?[0];
-        let id = sqlx::query("INSERT INTO grants (user_id, account, group_id, not_after, approval_requested, since_rev) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(uid)
-            .bind(&new.account)
-            .bind(gid)
-            .bind(new.not_after)
-            .bind(new.approval_requested)
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(|e| {
-                conflict_on_unique(e, || {
-                    format!("{} already holds a grant for {} on {}", new.user, new.account, new.group)
-                })
-            })?
-            .last_insert_rowid();
+        let id = store::grants::insert(
+            w.tx.db(),
+            uid,
+            &new.account,
+            gid,
+            new.not_after,
+            new.approval_requested,
+            rev,
+        )
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                format!(
+                    "{} already holds a grant for {} on {}",
+                    new.user, new.account, new.group
+                )
+            })
+        })?;
         let g = Grant {
             id,
             user: new.user.clone(),
@@ -95,31 +96,19 @@ impl Service {
 
     /// Live grants, optionally of one person.
     pub async fn list_grants(&self, user: Option<&str>) -> Result<Vec<Grant>> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE g.until_rev IS NULL AND (? IS NULL OR u.name = ?) ORDER BY u.name, g.account, hg.name"
-        ))
-        .bind(user)
-        .bind(user)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(grant).collect())
+        let rows = store::grants::live(self.store().conn().await?.db(), user).await?;
+        Ok(rows.into_iter().map(grant).collect())
     }
 
     /// Withdraws a grant.
     pub async fn delete_grant(&self, actor: &Actor, id: i64, reason: &str) -> Result<Grant> {
         let mut w = self.write(actor, "grant.delete", true).await?;
         let rev = w.rev();
-        let g = sqlx::query(&format!("{SELECT} WHERE g.id = ? AND g.until_rev IS NULL"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
+        let g = store::grants::live_by_id(w.tx.db(), id)
             .await?
-            .map(|r| grant(&r))
+            .map(grant)
             .ok_or_else(|| ServiceError::not_found("grant", id.to_string()))?;
-        sqlx::query("UPDATE grants SET until_rev = ? WHERE id = ?")
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
+        store::grants::end(w.tx.db(), id, rev).await?;
         w.commit(
             "grant.delete",
             &format!("user:{}", g.user),

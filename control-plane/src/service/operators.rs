@@ -8,11 +8,10 @@ use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier 
 use base64::Engine as _;
 use rand::RngCore as _;
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::validate_user_name;
+use crate::store::{self, Db};
 
 /// What an operator may do on the dashboard: the dashboard's own [`Role`] type, so that the
 /// role a page checks and the role the service checks are one.
@@ -98,18 +97,16 @@ async fn decoy_hash() -> Result<String> {
         .cloned()
 }
 
-fn account(row: &SqliteRow) -> Result<OperatorAccount> {
-    let role: String = row.get("role");
+fn account(row: store::operators::OperatorRow) -> Result<OperatorAccount> {
+    let role = row.role;
     Ok(OperatorAccount {
-        name: row.get("name"),
+        name: row.name,
         role: Role::parse(&role)
             .ok_or_else(|| ServiceError::Conflict(format!("unknown operator role {role:?}")))?,
-        created_at: row.get("created_at"),
-        disabled_at: row.get("disabled_at"),
+        created_at: row.created_at,
+        disabled_at: row.disabled_at,
     })
 }
-
-const SELECT: &str = "SELECT name, role, created_at, disabled_at FROM operators";
 
 impl Service {
     /// Creates an operator account with a random password, returned once.
@@ -125,16 +122,9 @@ impl Service {
         let password = generate_password();
         let hash = hash_password(password.clone()).await?;
         let mut w = self.write(actor, "create operator", false).await?;
-        sqlx::query(
-            "INSERT INTO operators (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(&hash)
-        .bind(w.now)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, || format!("operator {name:?} exists already")))?;
+        store::operators::insert(w.tx.db(), name, role.as_str(), &hash, w.now)
+            .await
+            .map_err(|e| conflict_on_unique(e, || format!("operator {name:?} exists already")))?;
         let account = OperatorAccount {
             name: name.to_owned(),
             role,
@@ -154,10 +144,7 @@ impl Service {
     /// Creates the first admin (`admin`) when there is no operator at all; `None`
     /// otherwise.
     pub async fn bootstrap_operator(&self) -> Result<Option<NewOperator>> {
-        let count: i64 = sqlx::query("SELECT count(*) FROM operators")
-            .fetch_one(self.pool())
-            .await?
-            .get(0);
+        let count = store::operators::count(self.store().conn().await?.db()).await?;
         if count > 0 {
             return Ok(None);
         }
@@ -170,22 +157,19 @@ impl Service {
 
     /// Every operator, by name.
     pub async fn list_operators(&self) -> Result<Vec<OperatorAccount>> {
-        sqlx::query(&format!("{SELECT} ORDER BY name"))
-            .fetch_all(self.pool())
+        store::operators::all(self.store().conn().await?.db())
             .await?
-            .iter()
+            .into_iter()
             .map(account)
             .collect()
     }
 
     /// One operator, enabled or not.
     pub async fn get_operator(&self, name: &str) -> Result<OperatorAccount> {
-        let row = sqlx::query(&format!("{SELECT} WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(self.pool())
+        let row = store::operators::by_name(self.store().conn().await?.db(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("operator", name))?;
-        account(&row)
+        account(row)
     }
 
     /// The enabled operator whose password this is; `None` for an unknown name, a wrong
@@ -195,20 +179,15 @@ impl Service {
         name: &str,
         password: &str,
     ) -> Result<Option<OperatorAccount>> {
-        let row = sqlx::query(
-            "SELECT name, role, created_at, disabled_at, password_hash FROM operators WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
+        let row = store::operators::credentials(self.store().conn().await?.db(), name).await?;
         let hash = match &row {
-            Some(r) => r.get::<String, _>("password_hash"),
+            Some(r) => r.password_hash.clone(),
             None => decoy_hash().await?,
         };
         let matches = verify_password(hash, password.to_owned()).await;
         match row {
             Some(row) if matches => {
-                let account = account(&row)?;
+                let account = account(row.account)?;
                 Ok(account.disabled_at.is_none().then_some(account))
             }
             _ => Ok(None),
@@ -225,20 +204,14 @@ impl Service {
         reason: &str,
     ) -> Result<OperatorAccount> {
         let mut w = self.write(actor, "set operator role", false).await?;
-        let before = sqlx::query(&format!("{SELECT} WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(&mut *w.tx)
+        let before = store::operators::by_name(w.tx.db(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("operator", name))?;
-        let before = account(&before)?;
+        let before = account(before)?;
         if before.role == Role::Admin && role != Role::Admin {
-            last_admin_check(&mut w.tx, name).await?;
+            last_admin_check(w.tx.db(), name).await?;
         }
-        sqlx::query("UPDATE operators SET role = ? WHERE name = ?")
-            .bind(role.as_str())
-            .bind(name)
-            .execute(&mut *w.tx)
-            .await?;
+        store::operators::set_role(w.tx.db(), name, role.as_str()).await?;
         w.commit(
             "operator.role",
             &format!("operator:{name}"),
@@ -258,24 +231,18 @@ impl Service {
         reason: &str,
     ) -> Result<OperatorAccount> {
         let mut w = self.write(actor, "disable operator", false).await?;
-        let before = sqlx::query(&format!("{SELECT} WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(&mut *w.tx)
+        let before = store::operators::by_name(w.tx.db(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("operator", name))?;
-        let before = account(&before)?;
+        let before = account(before)?;
         if before.disabled_at.is_some() {
             return Ok(before);
         }
         if before.role == Role::Admin {
-            last_admin_check(&mut w.tx, name).await?;
+            last_admin_check(w.tx.db(), name).await?;
         }
         let now = w.now;
-        sqlx::query("UPDATE operators SET disabled_at = ? WHERE name = ?")
-            .bind(now)
-            .bind(name)
-            .execute(&mut *w.tx)
-            .await?;
+        store::operators::disable(w.tx.db(), name, now).await?;
         w.commit(
             "operator.disable",
             &format!("operator:{name}"),
@@ -299,22 +266,14 @@ impl Service {
         let password = generate_password();
         let hash = hash_password(password.clone()).await?;
         let mut w = self.write(actor, "reset operator password", false).await?;
-        let changed = sqlx::query(
-            "UPDATE operators SET password_hash = ?, disabled_at = NULL WHERE name = ?",
-        )
-        .bind(&hash)
-        .bind(name)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
+        let changed = store::operators::reset_password(w.tx.db(), name, &hash).await?;
         if changed == 0 {
             return Err(ServiceError::not_found("operator", name));
         }
-        let row = sqlx::query(&format!("{SELECT} WHERE name = ?"))
-            .bind(name)
-            .fetch_one(&mut *w.tx)
-            .await?;
-        let account = account(&row)?;
+        let row = store::operators::by_name(w.tx.db(), name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("operator", name))?;
+        let account = account(row)?;
         w.commit(
             "operator.password",
             &format!("operator:{name}"),
@@ -327,14 +286,8 @@ impl Service {
 }
 
 /// Fails unless an enabled admin other than `name` remains.
-async fn last_admin_check(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<()> {
-    let others: i64 = sqlx::query(
-        "SELECT count(*) FROM operators WHERE role = 'admin' AND disabled_at IS NULL AND name != ?",
-    )
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await?
-    .get(0);
+async fn last_admin_check(db: Db<'_>, name: &str) -> Result<()> {
+    let others = store::operators::other_enabled_admins(db, name).await?;
     if others == 0 {
         return Err(ServiceError::Conflict(format!(
             "{name} is the last enabled admin; make another admin first"
@@ -372,11 +325,11 @@ mod tests {
                 .is_none()
         );
         // Stored as an argon2id PHC string, never in the clear.
-        let stored: String = sqlx::query("SELECT password_hash FROM operators")
-            .fetch_one(svc.pool())
+        let stored = store::operators::credentials(svc.store().conn().await.unwrap().db(), "admin")
             .await
             .unwrap()
-            .get(0);
+            .unwrap()
+            .password_hash;
         assert!(stored.starts_with("$argon2id$"), "{stored}");
         assert!(!stored.contains(&admin.password));
     }

@@ -2,19 +2,15 @@
 //! this process's subscribers through [`Service::refresh_revision`], which the server
 //! polls.
 
-use sqlx::Row as _;
-
 use super::{Result, Service};
+use crate::store;
 
 impl Service {
     /// Reads the latest committed revision from the store and publishes it to subscribers
     /// if it is newer than the one they have; never moves them backwards. Returns the
     /// revision subscribers now see.
     pub async fn refresh_revision(&self) -> Result<i64> {
-        let stored: i64 = sqlx::query("SELECT ifnull(max(revision), 0) FROM revisions")
-            .fetch_one(self.pool())
-            .await?
-            .get(0);
+        let stored = store::audit::latest_revision(self.store().conn().await?.db()).await?;
         self.inner.revision.send_if_modified(|seen| {
             if stored > *seen {
                 *seen = stored;
@@ -40,10 +36,11 @@ mod tests {
         assert!(!rx.has_changed().unwrap());
 
         // Another process's write: a row the in-memory channel has not seen.
-        sqlx::query("INSERT INTO revisions (created_at, actor, summary) VALUES (1, 'cli:x', 't')")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test(
+                "INSERT INTO revisions (revision, created_at, actor, summary) VALUES (1, 1, 'cli:x', 't')",
+            )
+            .await;
         assert_eq!(svc.refresh_revision().await.unwrap(), 1);
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 1);
@@ -59,10 +56,7 @@ mod tests {
             ..Default::default()
         };
         svc.create_user(&Actor::cli(), u, "").await.unwrap();
-        sqlx::query("DELETE FROM revisions")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store().exec_for_test("DELETE FROM revisions").await;
         assert_eq!(svc.refresh_revision().await.unwrap(), 1);
     }
 }

@@ -9,11 +9,10 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Row, SqliteConnection};
-
 use super::users::{load_user, user_id};
 use super::{Actor, Result, Service, ServiceError};
 use crate::model::{User, validate_text};
+use crate::store::{self, Db};
 
 /// The longest `externalId` kept; identity providers use GUIDs and short handles.
 pub const MAX_EXTERNAL_ID: usize = 1024;
@@ -31,36 +30,34 @@ impl Service {
     /// A person SCIM can see: `NotFound` for one who does not exist or whose SCIM resource
     /// was deleted.
     pub async fn scim_user(&self, name: &str) -> Result<ScimUser> {
-        let mut conn = self.pool().acquire().await?;
-        let id = user_id(&mut conn, name).await?;
-        match scim_row(&mut conn, id).await? {
-            Some(row) if row.deleted => Err(ServiceError::not_found("user", name)),
-            row => Ok(ScimUser {
-                user: load_user(&mut conn, id).await?,
+        let mut tx = self.store().begin_read().await?;
+        let id = user_id(tx.db(), name).await?;
+        let user = match scim_row(tx.db(), id).await? {
+            Some(row) if row.deleted => return Err(ServiceError::not_found("user", name)),
+            row => ScimUser {
+                user: load_user(tx.db(), id).await?,
                 external_id: row.and_then(|r| r.external_id),
-            }),
-        }
+            },
+        };
+        tx.commit().await?;
+        Ok(user)
     }
 
     /// Every person SCIM can see, by name.
     pub async fn scim_users(&self) -> Result<Vec<ScimUser>> {
-        let rows: HashMap<String, ScimRow> = sqlx::query(
-            "SELECT u.name, s.external_id, s.deleted_at IS NOT NULL
-             FROM scim_users s JOIN users u ON u.id = s.user_id",
-        )
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                ScimRow {
-                    external_id: r.get(1),
-                    deleted: r.get(2),
-                },
-            )
-        })
-        .collect();
+        let rows: HashMap<String, ScimRow> = store::scim::all(self.store().conn().await?.db())
+            .await?
+            .into_iter()
+            .map(|(name, external_id, deleted)| {
+                (
+                    name,
+                    ScimRow {
+                        external_id,
+                        deleted,
+                    },
+                )
+            })
+            .collect();
         Ok(self
             .list_users()
             .await?
@@ -78,13 +75,15 @@ impl Service {
     /// Whether `name` is a person whose SCIM resource was deleted (so a POST of that
     /// userName provisions them again instead of conflicting).
     pub async fn scim_deleted(&self, name: &str) -> Result<bool> {
-        let mut conn = self.pool().acquire().await?;
-        let id = match user_id(&mut conn, name).await {
+        let mut tx = self.store().begin_read().await?;
+        let id = match user_id(tx.db(), name).await {
             Ok(id) => id,
             Err(ServiceError::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        Ok(scim_row(&mut conn, id).await?.is_some_and(|r| r.deleted))
+        let deleted = scim_row(tx.db(), id).await?.is_some_and(|r| r.deleted);
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Sets or clears a person's `externalId`, and makes their SCIM resource visible again
@@ -100,16 +99,8 @@ impl Service {
             validate_text("externalId", x, MAX_EXTERNAL_ID)?;
         }
         let mut w = self.write(actor, "user.scim", false).await?;
-        let id = user_id(&mut w.tx, name).await?;
-        sqlx::query(
-            "INSERT INTO scim_users (user_id, external_id, deleted_at) VALUES (?, ?, NULL)
-             ON CONFLICT (user_id) DO UPDATE SET external_id = excluded.external_id,
-                                                  deleted_at = NULL",
-        )
-        .bind(id)
-        .bind(external_id)
-        .execute(&mut *w.tx)
-        .await?;
+        let id = user_id(w.tx.db(), name).await?;
+        store::scim::set(w.tx.db(), id, external_id).await?;
         w.commit(
             "user.scim",
             &format!("user:{name}"),
@@ -129,16 +120,9 @@ impl Service {
         }
         self.sign_off(actor, name, reason).await?;
         let mut w = self.write(actor, "user.scim.delete", false).await?;
-        let id = user_id(&mut w.tx, name).await?;
+        let id = user_id(w.tx.db(), name).await?;
         let now = w.now;
-        sqlx::query(
-            "INSERT INTO scim_users (user_id, deleted_at) VALUES (?, ?)
-             ON CONFLICT (user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?;
+        store::scim::mark_deleted(w.tx.db(), id, now).await?;
         w.commit(
             "user.scim.delete",
             &format!("user:{name}"),
@@ -154,15 +138,11 @@ struct ScimRow {
     deleted: bool,
 }
 
-async fn scim_row(conn: &mut SqliteConnection, id: i64) -> Result<Option<ScimRow>> {
-    Ok(
-        sqlx::query("SELECT external_id, deleted_at IS NOT NULL FROM scim_users WHERE user_id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| ScimRow {
-                external_id: r.get(0),
-                deleted: r.get(1),
-            }),
-    )
+async fn scim_row(db: Db<'_>, id: i64) -> Result<Option<ScimRow>> {
+    Ok(store::scim::of_user(db, id)
+        .await?
+        .map(|(external_id, deleted)| ScimRow {
+            external_id,
+            deleted,
+        }))
 }

@@ -112,7 +112,7 @@ impl Service {
         let mut w = self.write(actor, &format!("sign off {user}"), true).await?;
         let rev = w.rev();
         let now = w.now;
-        let uid = user_id(&mut w.tx, user).await?;
+        let uid = user_id(w.tx.db(), user).await?;
         if let Some(existing) = live_signoff(&mut w.tx, uid).await? {
             // Dropping the write rolls back the revision it allocated.
             drop(w);
@@ -187,7 +187,7 @@ impl Service {
     /// The latest sign-off of a person, if they were ever signed off.
     pub async fn latest_signoff(&self, user: &str) -> Result<Option<SignoffRecord>> {
         let mut conn = self.pool().acquire().await?;
-        let uid = user_id(&mut conn, user).await?;
+        let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
         let id: Option<i64> =
             sqlx::query("SELECT id FROM signoffs WHERE user_id = ? ORDER BY id DESC LIMIT 1")
                 .bind(uid)
@@ -243,7 +243,7 @@ impl Service {
             .write(actor, &format!("re-enable {user}"), true)
             .await?;
         let rev = w.rev();
-        let uid = user_id(&mut w.tx, user).await?;
+        let uid = user_id(w.tx.db(), user).await?;
         let signoff = live_signoff(&mut w.tx, uid).await?;
         let status: String =
             sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")

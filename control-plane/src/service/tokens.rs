@@ -5,10 +5,10 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use super::{Actor, Result, Service, ServiceError};
 use crate::model::{Invalid, validate_user_name};
+use crate::store;
 
 /// What a token may do.
 #[derive(
@@ -151,15 +151,14 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn info(r: &sqlx::sqlite::SqliteRow) -> TokenInfo {
-    let scopes: String = r.get(2);
+fn info(r: store::tokens::TokenRow) -> TokenInfo {
     TokenInfo {
-        id: r.get(0),
-        name: r.get(1),
-        scopes: scopes.split(',').filter_map(Scope::parse).collect(),
-        created_at: r.get(3),
-        expires_at: r.get(4),
-        revoked_at: r.get(5),
+        id: r.id,
+        name: r.name,
+        scopes: r.scopes.split(',').filter_map(Scope::parse).collect(),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        revoked_at: r.revoked_at,
     }
 }
 
@@ -209,15 +208,15 @@ impl Service {
             .collect::<Vec<_>>()
             .join(",");
         let mut w = self.write(actor, "token.create", false).await?;
-        let id = sqlx::query("INSERT INTO api_tokens (name, hash, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(name)
-            .bind(hash(&secret))
-            .bind(&scope_text)
-            .bind(w.now)
-            .bind(expires_at)
-            .execute(&mut *w.tx)
-            .await?
-            .last_insert_rowid();
+        let id = store::tokens::insert(
+            w.tx.db(),
+            name,
+            &hash(&secret),
+            &scope_text,
+            w.now,
+            expires_at,
+        )
+        .await?;
         let info = TokenInfo {
             id,
             name: name.to_owned(),
@@ -238,10 +237,7 @@ impl Service {
 
     /// Creates the first admin token when no token exists yet; `None` otherwise.
     pub async fn bootstrap_token(&self) -> Result<Option<Token>> {
-        let count: i64 = sqlx::query("SELECT count(*) FROM api_tokens")
-            .fetch_one(self.pool())
-            .await?
-            .get(0);
+        let count = store::tokens::count(self.store().conn().await?.db()).await?;
         if count > 0 {
             return Ok(None);
         }
@@ -267,13 +263,12 @@ impl Service {
 
     /// Checks a bearer secret.
     pub async fn authenticate(&self, secret: &str) -> Result<TokenInfo, AuthError> {
-        let row = sqlx::query("SELECT id, name, scopes, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = ?")
-            .bind(hash(secret))
-            .fetch_optional(self.pool())
+        let mut conn = self.store().conn().await.map_err(|_| AuthError::Unknown)?;
+        let row = store::tokens::by_hash(conn.db(), &hash(secret))
             .await
             .map_err(|_| AuthError::Unknown)?
             .ok_or(AuthError::Unknown)?;
-        let t = info(&row);
+        let t = info(row);
         if t.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
@@ -285,23 +280,15 @@ impl Service {
 
     /// Every token.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query("SELECT id, name, scopes, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows.iter().map(info).collect())
+        let rows = store::tokens::all(self.store().conn().await?.db()).await?;
+        Ok(rows.into_iter().map(info).collect())
     }
 
     /// Revokes a token.
     #[tracing::instrument(skip_all, fields(actor = %actor.0, token = id))]
     pub async fn revoke_token(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "token.revoke", false).await?;
-        let n =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(w.now)
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?
-                .rows_affected();
+        let n = store::tokens::revoke(w.tx.db(), id, w.now).await?;
         if n == 0 {
             return Err(ServiceError::not_found("token", id.to_string()));
         }

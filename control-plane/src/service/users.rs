@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
-use sqlx::{Row, SqliteConnection};
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::{
     User, UserStatus, parse_public_key, validate_key_id, validate_list, validate_principal,
     validate_user_name,
 };
+use crate::store::{self, Db};
 
 /// A person to create.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,22 +84,14 @@ impl Service {
 
         let mut w = self.write(actor, "user.create", true).await?;
         let rev = w.rev();
-        let user_id = sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?)")
-            .bind(&new.name)
-            .bind(w.now)
-            .execute(&mut *w.tx)
+        let user_id = store::users::insert(w.tx.db(), &new.name, w.now)
             .await
-            .map_err(|e| conflict_on_unique(e, || format!("user {:?} already exists", new.name)))?
-            .last_insert_rowid();
-        sqlx::query("INSERT INTO user_status (user_id, status, since_rev) VALUES (?, 'active', ?)")
-            .bind(user_id)
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?;
-        insert_key_ids(&mut w.tx, user_id, rev, &key_ids).await?;
-        insert_principals(&mut w.tx, user_id, rev, &principals).await?;
-        insert_keys(&mut w.tx, user_id, rev, &keys).await?;
-        let user = load_user(&mut w.tx, user_id).await?;
+            .map_err(|e| conflict_on_unique(e, || format!("user {:?} already exists", new.name)))?;
+        store::users::insert_status(w.tx.db(), user_id, UserStatus::Active.as_str(), rev).await?;
+        insert_key_ids(w.tx.db(), user_id, rev, &key_ids).await?;
+        insert_principals(w.tx.db(), user_id, rev, &principals).await?;
+        insert_keys(w.tx.db(), user_id, rev, &keys).await?;
+        let user = load_user(w.tx.db(), user_id).await?;
         w.commit(
             "user.create",
             &format!("user:{}", new.name),
@@ -112,61 +104,45 @@ impl Service {
 
     /// One person.
     pub async fn get_user(&self, name: &str) -> Result<User> {
-        let mut conn = self.pool().acquire().await?;
-        let id = user_id(&mut conn, name).await?;
-        load_user(&mut conn, id).await
+        let mut tx = self.store().begin_read().await?;
+        let id = user_id(tx.db(), name).await?;
+        let user = load_user(tx.db(), id).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     /// Every person, by name.
     pub async fn list_users(&self) -> Result<Vec<User>> {
         // Four queries whatever the number of people (the dashboard refreshes this live):
         // the people, then each identity set for all of them at once.
-        let mut conn = self.pool().acquire().await?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let rows = sqlx::query(
-            "SELECT u.id, u.name, u.created_at, s.status FROM users u
-             JOIN user_status s ON s.user_id = u.id AND s.until_rev IS NULL
-             ORDER BY u.name",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut tx = self.store().begin_read().await?;
+        let rows = store::users::all(tx.db()).await?;
         let mut index = std::collections::HashMap::with_capacity(rows.len());
         let mut out: Vec<User> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            index.insert(r.get::<i64, _>(0), out.len());
+        for r in rows {
+            index.insert(r.id, out.len());
             out.push(User {
-                name: r.get(1),
-                created_at: r.get(2),
-                status: UserStatus::parse(&r.get::<String, _>(3)),
+                name: r.name,
+                created_at: r.created_at,
+                status: UserStatus::parse(&r.status),
                 key_ids: Vec::new(),
                 principals: Vec::new(),
                 public_keys: Vec::new(),
             });
         }
-        for (sql, field) in [
-            (
-                "SELECT user_id, key_id FROM user_key_ids WHERE until_rev IS NULL ORDER BY key_id",
-                0,
-            ),
-            (
-                "SELECT user_id, principal FROM user_principals WHERE until_rev IS NULL ORDER BY principal",
-                1,
-            ),
-            (
-                "SELECT user_id, public_key FROM user_keys WHERE until_rev IS NULL ORDER BY fingerprint",
-                2,
-            ),
-        ] {
-            for r in sqlx::query(sql).fetch_all(&mut *tx).await? {
-                let Some(&i) = index.get(&r.get::<i64, _>(0)) else {
-                    continue;
-                };
-                let value: String = r.get(1);
-                match field {
-                    0 => out[i].key_ids.push(value),
-                    1 => out[i].principals.push(value),
-                    _ => out[i].public_keys.push(value),
-                }
+        for (id, value) in store::users::all_key_ids(tx.db()).await? {
+            if let Some(&i) = index.get(&id) {
+                out[i].key_ids.push(value);
+            }
+        }
+        for (id, value) in store::users::all_principals(tx.db()).await? {
+            if let Some(&i) = index.get(&id) {
+                out[i].principals.push(value);
+            }
+        }
+        for (id, value) in store::users::all_public_keys(tx.db()).await? {
+            if let Some(&i) = index.get(&id) {
+                out[i].public_keys.push(value);
             }
         }
         tx.commit().await?;
@@ -201,38 +177,20 @@ impl Service {
         };
         let mut w = self.write(actor, "user.update", true).await?;
         let rev = w.rev();
-        let id = user_id(&mut w.tx, name).await?;
+        let id = user_id(w.tx.db(), name).await?;
         if let Some(ids) = &update.key_ids {
-            sqlx::query(
-                "UPDATE user_key_ids SET until_rev = ? WHERE user_id = ? AND until_rev IS NULL",
-            )
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-            insert_key_ids(&mut w.tx, id, rev, &unique(ids)).await?;
+            store::users::end_key_ids(w.tx.db(), id, rev).await?;
+            insert_key_ids(w.tx.db(), id, rev, &unique(ids)).await?;
         }
         if let Some(p) = &update.principals {
-            sqlx::query(
-                "UPDATE user_principals SET until_rev = ? WHERE user_id = ? AND until_rev IS NULL",
-            )
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-            insert_principals(&mut w.tx, id, rev, &unique(p)).await?;
+            store::users::end_principals(w.tx.db(), id, rev).await?;
+            insert_principals(w.tx.db(), id, rev, &unique(p)).await?;
         }
         if let Some(keys) = &keys {
-            sqlx::query(
-                "UPDATE user_keys SET until_rev = ? WHERE user_id = ? AND until_rev IS NULL",
-            )
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-            insert_keys(&mut w.tx, id, rev, keys).await?;
+            store::users::end_keys(w.tx.db(), id, rev).await?;
+            insert_keys(w.tx.db(), id, rev, keys).await?;
         }
-        let user = load_user(&mut w.tx, id).await?;
+        let user = load_user(w.tx.db(), id).await?;
         w.commit(
             "user.update",
             &format!("user:{name}"),
@@ -262,8 +220,8 @@ impl Service {
         };
         let mut w = self.write(actor, action, true).await?;
         let rev = w.rev();
-        let id = user_id(&mut w.tx, name).await?;
-        let current = load_user(&mut w.tx, id).await?;
+        let id = user_id(w.tx.db(), name).await?;
+        let current = load_user(w.tx.db(), id).await?;
         if status == UserStatus::Active && super::signoff::is_signed_off(&mut w.tx, id).await? {
             return Err(ServiceError::Conflict(format!(
                 "user {name:?} is signed off; re-enabling them is its own action (`reenable`)"
@@ -273,18 +231,9 @@ impl Service {
             // Nothing changes: no revision, no audit row.
             return Ok(current);
         }
-        sqlx::query("UPDATE user_status SET until_rev = ? WHERE user_id = ? AND until_rev IS NULL")
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-        sqlx::query("INSERT INTO user_status (user_id, status, since_rev) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?;
-        let user = load_user(&mut w.tx, id).await?;
+        store::users::end_status(w.tx.db(), id, rev).await?;
+        store::users::insert_status(w.tx.db(), id, status.as_str(), rev).await?;
+        let user = load_user(w.tx.db(), id).await?;
         w.commit(
             action,
             &format!("user:{name}"),
@@ -296,27 +245,16 @@ impl Service {
     }
 }
 
-pub(super) async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64> {
-    sqlx::query("SELECT id FROM users WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *conn)
+/// The id of the person named `name`; `NotFound` when there is none.
+pub(super) async fn user_id(db: Db<'_>, name: &str) -> Result<i64> {
+    store::users::id_by_name(db, name)
         .await?
-        .map(|r| r.get(0))
         .ok_or_else(|| ServiceError::not_found("user", name))
 }
 
-async fn insert_key_ids(
-    conn: &mut SqliteConnection,
-    user: i64,
-    rev: i64,
-    ids: &[String],
-) -> Result<()> {
+async fn insert_key_ids(mut db: Db<'_>, user: i64, rev: i64, ids: &[String]) -> Result<()> {
     for id in ids {
-        sqlx::query("INSERT INTO user_key_ids (user_id, key_id, since_rev) VALUES (?, ?, ?)")
-            .bind(user)
-            .bind(id)
-            .bind(rev)
-            .execute(&mut *conn)
+        store::users::insert_key_id(db.re(), user, id, rev)
             .await
             .map_err(|e| {
                 conflict_on_unique(e, || {
@@ -328,77 +266,40 @@ async fn insert_key_ids(
 }
 
 async fn insert_principals(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     user: i64,
     rev: i64,
     principals: &[String],
 ) -> Result<()> {
     for p in principals {
-        sqlx::query("INSERT INTO user_principals (user_id, principal, since_rev) VALUES (?, ?, ?)")
-            .bind(user)
-            .bind(p)
-            .bind(rev)
-            .execute(&mut *conn)
-            .await?;
+        store::users::insert_principal(db.re(), user, p, rev).await?;
     }
     Ok(())
 }
 
-async fn insert_keys(conn: &mut SqliteConnection, user: i64, rev: i64, keys: &Keys) -> Result<()> {
+async fn insert_keys(mut db: Db<'_>, user: i64, rev: i64, keys: &Keys) -> Result<()> {
     for (fp, line) in &keys.keys {
-        sqlx::query("INSERT INTO user_keys (user_id, public_key, fingerprint, since_rev) VALUES (?, ?, ?, ?)")
-            .bind(user)
-            .bind(line)
-            .bind(fp)
-            .bind(rev)
-            .execute(&mut *conn)
+        store::users::insert_key(db.re(), user, line, fp, rev)
             .await
-            .map_err(|e| conflict_on_unique(e, || format!("public key {fp} already belongs to another person")))?;
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!("public key {fp} already belongs to another person")
+                })
+            })?;
     }
     Ok(())
 }
 
-async fn strings(conn: &mut SqliteConnection, sql: &str, id: i64) -> Result<Vec<String>> {
-    Ok(sqlx::query(sql)
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-pub(super) async fn load_user(conn: &mut SqliteConnection, id: i64) -> Result<User> {
-    let row = sqlx::query(
-        "SELECT u.name, u.created_at, s.status FROM users u
-         JOIN user_status s ON s.user_id = u.id AND s.until_rev IS NULL
-         WHERE u.id = ?",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
+/// Person `id` with their live identity sets.
+pub(super) async fn load_user(mut db: Db<'_>, id: i64) -> Result<User> {
+    let row = store::users::by_id(db.re(), id).await?;
     Ok(User {
-        name: row.get(0),
-        created_at: row.get(1),
-        status: UserStatus::parse(&row.get::<String, _>(2)),
-        key_ids: strings(
-            conn,
-            "SELECT key_id FROM user_key_ids WHERE user_id = ? AND until_rev IS NULL ORDER BY key_id",
-            id,
-        )
-        .await?,
-        principals: strings(
-            conn,
-            "SELECT principal FROM user_principals WHERE user_id = ? AND until_rev IS NULL ORDER BY principal",
-            id,
-        )
-        .await?,
-        public_keys: strings(
-            conn,
-            "SELECT public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL ORDER BY fingerprint",
-            id,
-        )
-        .await?,
+        name: row.name,
+        created_at: row.created_at,
+        status: UserStatus::parse(&row.status),
+        key_ids: store::users::key_ids(db.re(), id).await?,
+        principals: store::users::principals(db.re(), id).await?,
+        public_keys: store::users::public_keys(db, id).await?,
     })
 }
 

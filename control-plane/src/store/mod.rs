@@ -9,10 +9,17 @@
 //! `json_extract`) and `postgres.rs` (the advisory lock that serialises changes, `->>`).
 //! The service layer keeps the rules and holds no SQL text.
 
+pub mod approvals;
 pub mod audit;
 pub mod events;
+pub mod grants;
+pub mod operators;
 mod postgres;
+pub mod scim;
 mod sqlite;
+pub mod stats;
+pub mod tokens;
+pub mod users;
 
 use std::path::Path;
 
