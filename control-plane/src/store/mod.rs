@@ -9,10 +9,16 @@
 //! `json_extract`) and `postgres.rs` (the advisory lock that serialises changes, `->>`).
 //! The service layer keeps the rules and holds no SQL text.
 
+pub mod alerts;
 pub mod audit;
 pub mod events;
 mod postgres;
+pub mod refused;
+pub mod revocations;
+pub mod signoffs;
 mod sqlite;
+pub mod webhooks;
+pub mod witness;
 
 use std::path::Path;
 
