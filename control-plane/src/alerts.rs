@@ -31,7 +31,8 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row as _, SqliteConnection};
+
+use crate::store::{self, Db};
 
 use signoff_dashboard::IpNet;
 
@@ -397,16 +398,10 @@ fn text<'a>(data: &'a serde_json::Value, key: &str) -> &'a str {
 }
 
 /// Records `alerts` as events inside the caller's transaction.
-pub async fn record(conn: &mut SqliteConnection, at: i64, alerts: &[Alert]) -> sqlx::Result<()> {
+pub async fn record(mut db: Db<'_>, at: i64, alerts: &[Alert]) -> sqlx::Result<()> {
     for a in alerts {
         let data = serde_json::json!(a);
-        crate::events::record(
-            crate::store::Db::Sqlite(conn),
-            at,
-            crate::events::Kind::Alert,
-            &data,
-        )
-        .await?;
+        crate::events::record(db.re(), at, crate::events::Kind::Alert, &data).await?;
     }
     Ok(())
 }
@@ -414,22 +409,14 @@ pub async fn record(conn: &mut SqliteConnection, at: i64, alerts: &[Alert]) -> s
 /// Records `alert` inside the caller's transaction unless one of its rule with the same
 /// subject is raised and not yet acknowledged: a condition reported again and again (a
 /// re-run `audit verify`, an agent's every reconnect) is one alert until someone has seen it.
-pub async fn record_once(conn: &mut SqliteConnection, at: i64, alert: Alert) -> sqlx::Result<()> {
-    let raised = sqlx::query(
-        "SELECT e.id FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
-         WHERE e.kind = 'alert' AND a.event_id IS NULL
-           AND json_extract(e.data, '$.rule') = ?
-           AND json_extract(e.data, '$.subject') = json(?)",
-    )
-    .bind(alert.rule)
-    .bind(alert.subject.to_string())
-    .fetch_optional(&mut *conn)
-    .await?
-    .is_some();
+pub async fn record_once(mut db: Db<'_>, at: i64, alert: Alert) -> sqlx::Result<()> {
+    let raised =
+        store::alerts::raised_unacknowledged(db.re(), alert.rule, &alert.subject.to_string())
+            .await?;
     if raised {
         return Ok(());
     }
-    record(conn, at, &[alert]).await
+    record(db, at, &[alert]).await
 }
 
 /// One alert as the API lists it.
@@ -450,31 +437,25 @@ pub struct AlertEvent {
 
 /// The latest alerts, newest first, at most `limit`; only unacknowledged ones if asked.
 pub async fn list(
-    conn: &mut SqliteConnection,
+    db: Db<'_>,
     unacknowledged_only: bool,
     limit: i64,
 ) -> Result<Vec<AlertEvent>, crate::events::ListError> {
-    let rows = sqlx::query(
-        "SELECT e.id, e.at, e.data, a.by, a.at FROM events e
-         LEFT JOIN alert_acks a ON a.event_id = e.id
-         WHERE e.kind = 'alert' AND (? = 0 OR a.event_id IS NULL)
-         ORDER BY e.id DESC LIMIT ?",
-    )
-    .bind(i64::from(unacknowledged_only))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
+    store::alerts::list(db, unacknowledged_only, limit)
+        .await?
+        .into_iter()
         .map(|r| {
-            let cursor: i64 = r.get(0);
-            let data: String = r.get(2);
             Ok(AlertEvent {
-                cursor,
-                at: r.get(1),
-                alert: serde_json::from_str(&data)
-                    .map_err(|source| crate::events::ListError::Corrupt { cursor, source })?,
-                acknowledged_by: r.get(3),
-                acknowledged_at: r.get(4),
+                cursor: r.id,
+                at: r.at,
+                alert: serde_json::from_str(&r.data).map_err(|source| {
+                    crate::events::ListError::Corrupt {
+                        cursor: r.id,
+                        source,
+                    }
+                })?,
+                acknowledged_by: r.acked_by,
+                acknowledged_at: r.acked_at,
             })
         })
         .collect()

@@ -622,7 +622,7 @@ async fn check(
     policy: CertPolicy,
 ) -> Result<Option<Refusal>, ServiceError> {
     let name = &person.name;
-    if super::signoff::is_signed_off(conn, uid).await? {
+    if super::signoff::is_signed_off(crate::store::Db::Sqlite(&mut *conn), uid).await? {
         return Ok(Some(Refusal::SignedOff(name.clone())));
     }
     if person.status != UserStatus::Active {

@@ -7,9 +7,8 @@
 //! from the sign-off or order, whichever is later. Each (sign-off or order, host) raises at
 //! most one alert, ever: `offline_alerted_at` marks it in the transaction that records it.
 
-use sqlx::Row;
-
 use super::{Result, Service};
+use crate::store;
 
 impl Service {
     /// Raises the alerts for sign-offs and kill orders waiting past the threshold on a host
@@ -21,28 +20,11 @@ impl Service {
             return Ok(0);
         };
         let now = self.now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store().begin_write().await?;
         // Sign-offs in force, not confirmed by a live host that is offline now.
-        let signoffs = sqlx::query(
-            "SELECT sh.signoff_id, sh.host_id, u.name,
-                    max(ifnull(h.offline_since, 0), s.created_at) AS since
-             FROM signoff_hosts sh
-             JOIN signoffs s ON s.id = sh.signoff_id
-             JOIN users u ON u.id = s.user_id
-             JOIN hosts h ON h.id = sh.host_id
-             WHERE sh.confirmed_at IS NULL AND sh.offline_alerted_at IS NULL
-               AND s.until_rev IS NULL AND h.online = 0 AND h.removed_rev IS NULL
-               AND ?1 - since > ?2
-             ORDER BY sh.signoff_id, sh.host_id",
-        )
-        .bind(now)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
+        let signoffs = store::alerts::offline_signoff_waits(tx.db(), now, after).await?;
         let mut raised = Vec::new();
-        for r in &signoffs {
-            let (id, host, person, since): (i64, String, String, i64) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
+        for (id, host, person, since) in signoffs {
             let Some(alert) = rules.on_offline(
                 &host,
                 Some(&person),
@@ -52,37 +34,14 @@ impl Service {
             ) else {
                 continue;
             };
-            sqlx::query(
-                "UPDATE signoff_hosts SET offline_alerted_at = ?
-                 WHERE signoff_id = ? AND host_id = ? AND offline_alerted_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(&host)
-            .execute(&mut *tx)
-            .await?;
+            store::alerts::mark_signoff_wait_alerted(tx.db(), id, &host, now).await?;
             raised.push(alert);
         }
         // Kill orders without a result on a host offline now. An undelivered order counts
         // only while its host has stayed offline since: one that came back and went again
         // never had the order, and will not.
-        let orders = sqlx::query(
-            "SELECT k.nonce, k.host_id, k.session_id,
-                    max(ifnull(h.offline_since, 0), k.created_at) AS since
-             FROM kill_orders k JOIN hosts h ON h.id = k.host_id
-             WHERE k.state IN ('sent', 'undelivered') AND k.offline_alerted_at IS NULL
-               AND h.online = 0 AND h.removed_rev IS NULL
-               AND (k.state = 'sent' OR ifnull(h.offline_since, 0) <= k.created_at)
-               AND ?1 - since > ?2
-             ORDER BY k.created_at, k.nonce",
-        )
-        .bind(now)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in &orders {
-            let (nonce, host, session, since): (String, String, String, i64) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
+        let orders = store::alerts::offline_kill_waits(tx.db(), now, after).await?;
+        for (nonce, host, session, since) in orders {
             let Some(alert) = rules.on_offline(
                 &host,
                 None,
@@ -92,17 +51,10 @@ impl Service {
             ) else {
                 continue;
             };
-            sqlx::query(
-                "UPDATE kill_orders SET offline_alerted_at = ?
-                 WHERE nonce = ? AND offline_alerted_at IS NULL",
-            )
-            .bind(now)
-            .bind(&nonce)
-            .execute(&mut *tx)
-            .await?;
+            store::alerts::mark_kill_wait_alerted(tx.db(), &nonce, now).await?;
             raised.push(alert);
         }
-        crate::alerts::record(&mut tx, now, &raised).await?;
+        crate::alerts::record(tx.db(), now, &raised).await?;
         tx.commit().await?;
         Ok(raised.len())
     }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use signoff_proto::v1;
-use sqlx::{Row as _, SqliteConnection};
 
 use super::{Actor, Result, Service, ServiceError};
 use crate::alerts::{AlertEvent, Rules};
 use crate::events::Kind;
+use crate::store::{self, Db};
 
 /// Attempts one report may carry; what is past it counts as dropped (an agent sends at
 /// most its batch of 500; this bounds a misbehaving one).
@@ -29,32 +29,10 @@ fn cut(s: &str) -> &str {
     &s[..end]
 }
 
-/// The person a refused certificate or key names, and their status (`active`/`disabled`).
-async fn person(
-    conn: &mut SqliteConnection,
-    key_id: &str,
-    fingerprint: &str,
-) -> sqlx::Result<Option<(String, String)>> {
-    let row = sqlx::query(
-        "SELECT u.name, ifnull((SELECT status FROM user_status s
-                 WHERE s.user_id = u.id AND s.until_rev IS NULL), 'active')
-         FROM users u WHERE u.id = coalesce(
-            (SELECT k.user_id FROM user_key_ids k WHERE k.key_id = ?1 AND ?1 != ''
-              ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1),
-            (SELECT k.user_id FROM user_keys k WHERE k.fingerprint = ?2 AND ?2 != ''
-              ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1))",
-    )
-    .bind(key_id)
-    .bind(fingerprint)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
-}
-
 /// Records a host's refused attempts (and its count of dropped ones) as events, with the
 /// alerts they raise, in the caller's transaction.
 pub(super) async fn record(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     host: &str,
     report: &v1::RefusedAttempts,
     now: i64,
@@ -62,7 +40,8 @@ pub(super) async fn record(
 ) -> Result<()> {
     let over = report.attempts.len().saturating_sub(MAX_PER_REPORT) as u64;
     for a in report.attempts.iter().take(MAX_PER_REPORT) {
-        let person = person(conn, &a.key_id, &a.key_fingerprint).await?;
+        // The person a refused certificate or key names, and their status.
+        let person = store::refused::person(db.re(), &a.key_id, &a.key_fingerprint).await?;
         // The agent's time, unless it is in the future or unreadable.
         let at = i64::try_from(a.at)
             .ok()
@@ -81,28 +60,26 @@ pub(super) async fn record(
             "person": person.as_ref().map(|p| &p.0),
             "person_status": person.as_ref().map(|p| &p.1),
         });
-        crate::events::record(
-            crate::store::Db::Sqlite(conn),
-            at,
-            Kind::RefusedAttempt,
-            &data,
-        )
-        .await?;
+        crate::events::record(db.re(), at, Kind::RefusedAttempt, &data).await?;
         let alerts = rules.on_refused(&data);
-        crate::alerts::record(conn, now, &alerts).await?;
+        crate::alerts::record(db.re(), now, &alerts).await?;
     }
     let dropped = report.dropped.saturating_add(over);
     if dropped > 0 {
         let data = serde_json::json!({"host_id": host, "dropped": dropped});
-        crate::events::record(
-            crate::store::Db::Sqlite(conn),
-            now,
-            Kind::RefusedAttemptsDropped,
-            &data,
-        )
-        .await?;
+        crate::events::record(db, now, Kind::RefusedAttemptsDropped, &data).await?;
     }
     Ok(())
+}
+
+/// An event as the store returns it: (id, at, kind, data).
+fn event((cursor, at, kind, data): (i64, i64, String, String)) -> Result<crate::events::Event> {
+    Ok(crate::events::Event {
+        cursor,
+        at,
+        kind,
+        data: super::stored_json("events.data", &data)?,
+    })
 }
 
 impl Service {
@@ -137,8 +114,8 @@ impl Service {
         unacknowledged_only: bool,
         limit: i64,
     ) -> Result<Vec<AlertEvent>> {
-        let mut conn = self.pool().acquire().await?;
-        crate::alerts::list(&mut conn, unacknowledged_only, limit.clamp(1, 1000))
+        let mut conn = self.store().conn().await?;
+        crate::alerts::list(conn.db(), unacknowledged_only, limit.clamp(1, 1000))
             .await
             .map_err(|e| match e {
                 crate::events::ListError::Store(e) => ServiceError::Store(e),
@@ -152,23 +129,13 @@ impl Service {
         kinds: &[&str],
         limit: i64,
     ) -> Result<Vec<crate::events::Event>> {
+        let mut conn = self.store().conn().await?;
         let mut out = Vec::new();
         for kind in kinds {
-            let rows = sqlx::query(
-                "SELECT id, at, kind, data FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?",
-            )
-            .bind(kind)
-            .bind(limit.clamp(1, 1000))
-            .fetch_all(self.pool())
-            .await?;
+            let rows =
+                store::refused::latest_of_kind(conn.db(), kind, limit.clamp(1, 1000)).await?;
             for r in rows {
-                let data: String = r.get(3);
-                out.push(crate::events::Event {
-                    cursor: r.get(0),
-                    at: r.get(1),
-                    kind: r.get(2),
-                    data: super::stored_json("events.data", &data)?,
-                });
+                out.push(event(r)?);
             }
         }
         out.sort_by_key(|e| std::cmp::Reverse(e.cursor));
@@ -185,29 +152,11 @@ impl Service {
         limit: i64,
     ) -> Result<Vec<crate::events::Event>> {
         let target = format!("user:{name}");
-        let rows = sqlx::query(
-            "SELECT id, at, kind, data FROM events
-             WHERE (kind = 'session_started' AND json_extract(data, '$.user') = ?1)
-                OR (kind = 'refused_attempt' AND json_extract(data, '$.person') = ?1)
-                OR (kind = 'alert' AND json_extract(data, '$.person') = ?1)
-                OR (kind = 'audit' AND json_extract(data, '$.target') = ?2)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(name)
-        .bind(&target)
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let data: String = r.get(3);
-                Ok(crate::events::Event {
-                    cursor: r.get(0),
-                    at: r.get(1),
-                    kind: r.get(2),
-                    data: super::stored_json("events.data", &data)?,
-                })
-            })
+        let mut conn = self.store().conn().await?;
+        store::refused::timeline(conn.db(), name, &target, limit.clamp(1, 1000))
+            .await?
+            .into_iter()
+            .map(event)
             .collect()
     }
 
@@ -220,25 +169,11 @@ impl Service {
             reason
         };
         let mut w = self.write(actor, "alert.acknowledge", false).await?;
-        let rule: Option<String> = sqlx::query(
-            "SELECT json_extract(data, '$.rule') FROM events WHERE id = ? AND kind = 'alert'",
-        )
-        .bind(cursor)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .map(|r| r.get(0));
+        let rule = store::alerts::rule_of(w.tx.db(), cursor).await?;
         let Some(rule) = rule else {
             return Err(ServiceError::not_found("alert", cursor.to_string()));
         };
-        let inserted = sqlx::query(
-            "INSERT INTO alert_acks (event_id, by, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(cursor)
-        .bind(&actor.0)
-        .bind(w.now)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
+        let inserted = store::alerts::acknowledge(w.tx.db(), cursor, &actor.0, w.now).await?;
         if inserted == 0 {
             return Err(ServiceError::Conflict(format!(
                 "alert {cursor} is already acknowledged"
@@ -259,10 +194,10 @@ impl Service {
             return Ok(());
         };
         let now = self.now();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store().begin_write().await?;
         // Once per break while unacknowledged: a dashboard that checks every minute must
         // not raise one a minute.
-        crate::alerts::record_once(&mut tx, now, alert).await?;
+        crate::alerts::record_once(tx.db(), now, alert).await?;
         tx.commit().await?;
         Ok(())
     }

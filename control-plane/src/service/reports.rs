@@ -274,7 +274,7 @@ async fn apply(
             }
         }
         Report::Refused { host, attempts } => {
-            super::refused::record(conn, host, attempts, now, rules).await?;
+            super::refused::record(crate::store::Db::Sqlite(conn), host, attempts, now, rules).await?;
         }
     }
     Ok(())

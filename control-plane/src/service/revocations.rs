@@ -2,13 +2,13 @@
 
 use serde::Serialize;
 use signoff_proto::krl::{CaScope, KrlBuilder};
-use sqlx::{Row, SqliteConnection};
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::{
     Invalid, Revocation, TrustedCa, parse_public_key, parse_sha256_fingerprint, validate_key_id,
     validate_user_name,
 };
+use crate::store::{self, Db};
 
 /// How many ids of the revocations one expiry sweep withdrew its audit row lists; the rest
 /// are found by the row's revision (`until_rev`).
@@ -44,14 +44,16 @@ impl Service {
         let key = parse_public_key("public_key", public_key)?;
         let mut w = self.write(actor, "ca.add", true).await?;
         let rev = w.rev();
-        sqlx::query("INSERT INTO trusted_cas (name, public_key, fingerprint, since_rev) VALUES (?, ?, ?, ?)")
-            .bind(name)
-            .bind(&key.openssh)
-            .bind(&key.fingerprint)
-            .bind(rev)
-            .execute(&mut *w.tx)
+        store::revocations::insert_ca(w.tx.db(), name, &key.openssh, &key.fingerprint, rev)
             .await
-            .map_err(|e| conflict_on_unique(e, || format!("a CA named {name:?} or with key {} is already trusted", key.fingerprint)))?;
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!(
+                        "a CA named {name:?} or with key {} is already trusted",
+                        key.fingerprint
+                    )
+                })
+            })?;
         let ca = TrustedCa {
             name: name.to_owned(),
             public_key: key.openssh,
@@ -69,15 +71,14 @@ impl Service {
 
     /// Trusted CAs.
     pub async fn list_cas(&self) -> Result<Vec<TrustedCa>> {
-        let rows = sqlx::query("SELECT name, public_key, fingerprint FROM trusted_cas WHERE until_rev IS NULL ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TrustedCa {
-                name: r.get(0),
-                public_key: r.get(1),
-                fingerprint: r.get(2),
+        let mut conn = self.store().conn().await?;
+        Ok(store::revocations::live_cas(conn.db())
+            .await?
+            .into_iter()
+            .map(|(name, public_key, fingerprint)| TrustedCa {
+                name,
+                public_key,
+                fingerprint,
             })
             .collect())
     }
@@ -87,14 +88,7 @@ impl Service {
     pub async fn remove_ca(&self, actor: &Actor, name: &str, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "ca.remove", true).await?;
         let rev = w.rev();
-        let n = sqlx::query(
-            "UPDATE trusted_cas SET until_rev = ? WHERE name = ? AND until_rev IS NULL",
-        )
-        .bind(rev)
-        .bind(name)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
+        let n = store::revocations::withdraw_ca(w.tx.db(), name, rev).await?;
         if n == 0 {
             return Err(ServiceError::not_found("CA", name));
         }
@@ -142,30 +136,29 @@ impl Service {
         }
         let mut w = self.write(actor, "revocation.add", true).await?;
         let rev = w.rev();
-        let normalized = normalize(&mut w.tx, revocation).await?;
+        let normalized = normalize(w.tx.db(), revocation).await?;
         let (kind, ca, value, lo, hi) = columns(&normalized);
         let valid_before = match (&normalized, lo, hi) {
             (Revocation::Serial { ca, .. }, Some(lo), Some(hi)) => {
-                issued_until(&mut w.tx, ca, lo, hi).await?.or(valid_before)
+                store::revocations::issued_until(w.tx.db(), ca, lo, hi)
+                    .await?
+                    .or(valid_before)
             }
             _ => valid_before,
         };
-        let id = sqlx::query(
-            "INSERT INTO revocations (kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev, valid_before)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(kind)
-        .bind(ca)
-        .bind(&value)
-        .bind(lo)
-        .bind(hi)
-        .bind(reason)
-        .bind(rev)
-        .bind(valid_before)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, || "this is already revoked".to_owned()))?
-        .last_insert_rowid();
+        let new = store::revocations::New {
+            kind,
+            ca: ca.as_deref(),
+            value: &value,
+            lo,
+            hi,
+            reason,
+            rev,
+            valid_before,
+        };
+        let id = store::revocations::insert(w.tx.db(), &new)
+            .await
+            .map_err(|e| conflict_on_unique(e, || "this is already revoked".to_owned()))?;
         let record = RevocationRecord {
             id,
             revocation: normalized,
@@ -191,30 +184,14 @@ impl Service {
     pub async fn unrevoke(&self, actor: &Actor, id: i64, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "revocation.remove", true).await?;
         let rev = w.rev();
-        let owner = sqlx::query(
-            "SELECT s.id, u.name FROM signoff_revocations sr
-               JOIN signoffs s ON s.id = sr.signoff_id
-               JOIN users u ON u.id = s.user_id
-             WHERE sr.revocation_id = ? AND s.until_rev IS NULL
-             ORDER BY s.id LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *w.tx)
-        .await?;
-        if let Some(row) = owner {
-            let (signoff, user): (i64, String) = (row.get(0), row.get(1));
+        let owner = store::revocations::enforced_signoff(w.tx.db(), id).await?;
+        if let Some((signoff, user)) = owner {
             return Err(ServiceError::Conflict(format!(
                 "revocation {id} enforces sign-off #{signoff} of {user:?}; it is withdrawn only \
                  by re-enabling {user:?} (POST /api/v1/users/{user}/reenable with a reason)"
             )));
         }
-        let n =
-            sqlx::query("UPDATE revocations SET until_rev = ? WHERE id = ? AND until_rev IS NULL")
-                .bind(rev)
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?
-                .rows_affected();
+        let n = store::revocations::withdraw(w.tx.db(), id, rev).await?;
         if n == 0 {
             return Err(ServiceError::not_found("revocation", id.to_string()));
         }
@@ -237,34 +214,18 @@ impl Service {
     /// `EXPIRE_AUDIT_IDS` ids.
     pub async fn expire_revocations(&self, actor: &Actor) -> Result<usize> {
         let now = self.now();
-        const DUE: &str = "r.until_rev IS NULL AND r.valid_before IS NOT NULL AND r.valid_before <= ?
-               AND NOT EXISTS (SELECT 1 FROM signoff_revocations sr JOIN signoffs s ON s.id = sr.signoff_id
-                               WHERE sr.revocation_id = r.id AND s.until_rev IS NULL)";
         // A read first: most calls find nothing and must not take the writer lock.
-        let any = sqlx::query(&format!("SELECT 1 FROM revocations r WHERE {DUE} LIMIT 1"))
-            .bind(now)
-            .fetch_optional(self.pool())
-            .await?;
-        if any.is_none() {
+        let any = {
+            let mut conn = self.store().conn().await?;
+            store::revocations::any_due(conn.db(), now).await?
+        };
+        if !any {
             return Ok(0);
         }
         let mut w = self.write(actor, "revocation.expire", true).await?;
         let rev = w.rev();
-        let count = sqlx::query(&format!(
-            "UPDATE revocations AS r SET until_rev = ? WHERE {DUE}"
-        ))
-        .bind(rev)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM revocations WHERE until_rev = ? ORDER BY id LIMIT ?",
-        )
-        .bind(rev)
-        .bind(EXPIRE_AUDIT_IDS)
-        .fetch_all(&mut *w.tx)
-        .await?;
+        let count = store::revocations::expire_due(w.tx.db(), now, rev).await?;
+        let ids = store::revocations::withdrawn_by(w.tx.db(), rev, EXPIRE_AUDIT_IDS).await?;
         w.commit(
             "revocation.expire",
             "revocations",
@@ -278,36 +239,35 @@ impl Service {
     /// Wire blobs of every CA key ever trusted, by fingerprint: revocations name CAs by
     /// fingerprint, and a CA that is no longer trusted keeps its revocations.
     pub async fn ca_blobs(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
-        let rows =
-            sqlx::query("SELECT fingerprint, public_key FROM trusted_cas ORDER BY since_rev")
-                .fetch_all(self.pool())
-                .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let key = ssh_key::PublicKey::from_openssh(&r.get::<String, _>(1)).ok()?;
-                Some((r.get(0), signoff_proto::krl::key_blob(key.key_data())))
+        let mut conn = self.store().conn().await?;
+        Ok(store::revocations::every_ca_key(conn.db())
+            .await?
+            .into_iter()
+            .filter_map(|(fingerprint, line)| {
+                let key = ssh_key::PublicKey::from_openssh(&line).ok()?;
+                Some((fingerprint, signoff_proto::krl::key_blob(key.key_data())))
             })
             .collect())
     }
 
     /// Live revocations.
     pub async fn list_revocations(&self) -> Result<Vec<RevocationRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, ca_fingerprint, value, serial_lo, serial_hi, reason, since_rev,
-                    valid_before
-             FROM revocations WHERE until_rev IS NULL ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .iter()
+        let mut conn = self.store().conn().await?;
+        Ok(store::revocations::live(conn.db())
+            .await?
+            .into_iter()
             .map(|r| RevocationRecord {
-                id: r.get(0),
-                revocation: from_columns(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)),
-                reason: r.get(6),
-                revision: r.get(7),
-                valid_before: r.get(8),
+                id: r.id,
+                revocation: from_columns(
+                    r.kind,
+                    r.ca_fingerprint,
+                    r.value,
+                    r.serial_lo,
+                    r.serial_hi,
+                ),
+                reason: r.reason,
+                revision: r.since_rev,
+                valid_before: r.valid_before,
             })
             .collect())
     }
@@ -318,9 +278,9 @@ impl Service {
     pub async fn krl(&self, ca: Option<&str>) -> Result<Vec<u8>> {
         let revision = self.revision();
         let records = self.list_revocations().await?;
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.store().conn().await?;
         let only = match ca {
-            Some(ca) => Some(resolve_ca(&mut conn, "ca", ca).await?.0),
+            Some(ca) => Some(resolve_ca(conn.db(), "ca", ca).await?.0),
             None => None,
         };
         let mut b = KrlBuilder::new();
@@ -330,14 +290,14 @@ impl Service {
             match &r.revocation {
                 Revocation::KeyId { ca, key_id } => {
                     if let Some(scope) =
-                        scope_for(&mut conn, ca.as_deref(), only.as_deref()).await?
+                        scope_for(conn.db(), ca.as_deref(), only.as_deref()).await?
                     {
                         // Validated on the way in: no NUL.
                         let _ = b.revoke_key_id(&scope, key_id.as_bytes());
                     }
                 }
                 Revocation::Serial { ca, lo, hi } => {
-                    if let Some(scope) = scope_for(&mut conn, Some(ca), only.as_deref()).await? {
+                    if let Some(scope) = scope_for(conn.db(), Some(ca), only.as_deref()).await? {
                         let _ = b.revoke_serial_range(&scope, *lo, *hi);
                     }
                 }
@@ -359,34 +319,9 @@ impl Service {
     }
 }
 
-/// The latest `valid_before` of the certificates this control plane issued under CA
-/// `ca` with serials in `lo..=hi`, or `None` when it issued none there (an outside CA's
-/// serials, or ones never used). Serials it never issued name no certificate of its own.
-async fn issued_until(
-    conn: &mut SqliteConnection,
-    ca: &str,
-    lo: i64,
-    hi: i64,
-) -> Result<Option<i64>> {
-    Ok(sqlx::query(
-        "SELECT max(valid_before) FROM issued_certificates
-         WHERE ca_fingerprint = ? AND serial BETWEEN ? AND ?",
-    )
-    .bind(ca)
-    .bind(lo)
-    .bind(hi)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0))
-}
-
 /// The KRL scope for a revocation under CA fingerprint `ca` (None: any CA), or None when
 /// `only` excludes it.
-async fn scope_for(
-    conn: &mut SqliteConnection,
-    ca: Option<&str>,
-    only: Option<&str>,
-) -> Result<Option<CaScope>> {
+async fn scope_for(db: Db<'_>, ca: Option<&str>, only: Option<&str>) -> Result<Option<CaScope>> {
     let Some(fp) = ca else {
         return Ok(Some(CaScope::Any));
     };
@@ -394,39 +329,31 @@ async fn scope_for(
         return Ok(None);
     }
     // A CA that is no longer trusted keeps its revocations: look at every row ever.
-    let line: Option<String> = sqlx::query(
-        "SELECT public_key FROM trusted_cas WHERE fingerprint = ? ORDER BY since_rev DESC LIMIT 1",
-    )
-    .bind(fp)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| r.get(0));
+    let line = store::revocations::ca_key(db, fp).await?;
     Ok(line
         .and_then(|l| ssh_key::PublicKey::from_openssh(&l).ok())
         .map(|k| CaScope::key(k.key_data())))
 }
 
 /// Resolves a CA given by name or fingerprint to (fingerprint, name).
-async fn resolve_ca(
-    conn: &mut SqliteConnection,
-    field: &str,
-    ca: &str,
-) -> Result<(String, String)> {
-    sqlx::query("SELECT fingerprint, name FROM trusted_cas WHERE (name = ? OR fingerprint = ?) AND until_rev IS NULL")
-        .bind(ca)
-        .bind(ca)
-        .fetch_optional(&mut *conn)
+async fn resolve_ca(db: Db<'_>, field: &str, ca: &str) -> Result<(String, String)> {
+    store::revocations::resolve_ca(db, ca)
         .await?
-        .map(|r| (r.get(0), r.get(1)))
-        .ok_or_else(|| Invalid::new(field, format!("{ca:?} is not a trusted CA (give its name or SHA256 fingerprint)")).into())
+        .ok_or_else(|| {
+            Invalid::new(
+                field,
+                format!("{ca:?} is not a trusted CA (give its name or SHA256 fingerprint)"),
+            )
+            .into()
+        })
 }
 
-async fn normalize(conn: &mut SqliteConnection, r: Revocation) -> Result<Revocation> {
+async fn normalize(db: Db<'_>, r: Revocation) -> Result<Revocation> {
     Ok(match r {
         Revocation::KeyId { ca, key_id } => {
             validate_key_id("key_id", &key_id)?;
             let ca = match ca {
-                Some(ca) => Some(resolve_ca(conn, "ca", &ca).await?.0),
+                Some(ca) => Some(resolve_ca(db, "ca", &ca).await?.0),
                 None => None,
             };
             Revocation::KeyId { ca, key_id }
@@ -446,7 +373,7 @@ async fn normalize(conn: &mut SqliteConnection, r: Revocation) -> Result<Revocat
                 return Err(Invalid::new("hi", "serials above 2^63-1 are not supported").into());
             }
             Revocation::Serial {
-                ca: resolve_ca(conn, "ca", &ca).await?.0,
+                ca: resolve_ca(db, "ca", &ca).await?.0,
                 lo,
                 hi,
             }

@@ -693,7 +693,7 @@ impl Service {
             let alert = self
                 .alert_rules()
                 .on_incomplete(host, None, summary, details.clone());
-            crate::alerts::record(&mut w.tx, w.now, alert.as_slice()).await?;
+            crate::alerts::record(w.tx.db(), w.now, alert.as_slice()).await?;
         }
         w.commit(
             "session.kill.result",
@@ -868,7 +868,7 @@ pub(super) async fn upsert(
             .await?;
             // Raised when the session is first known, whatever state it is reported in.
             let alerts = rules.on_session_started(&data, now);
-            crate::alerts::record(conn, now, &alerts).await?;
+            crate::alerts::record(crate::store::Db::Sqlite(conn), now, &alerts).await?;
         }
         fx.events.push(event(Box::new(r)));
     }

@@ -14,11 +14,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use signoff_proto::orders::{self, SignoffStatement};
 use signoff_proto::v1;
-use sqlx::{Row, SqliteConnection};
 
-use super::users::user_id;
 use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, User, UserStatus, validate_text};
+use crate::store::{self, Db};
 
 /// Where one host stands on one sign-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,21 +112,21 @@ impl Service {
         let rev = w.rev();
         let now = w.now;
         let uid = user_id(w.tx.db(), user).await?;
-        if let Some(existing) = live_signoff(&mut w.tx, uid).await? {
+        if let Some(existing) = store::signoffs::live(w.tx.db(), uid).await? {
             // Dropping the write rolls back the revision it allocated.
             drop(w);
             return Ok((self.get_signoff(existing).await?, false));
         }
 
-        let key_ids: BTreeSet<String> = live_values(&mut w.tx, "user_key_ids", "key_id", uid)
+        let key_ids: BTreeSet<String> = store::signoffs::live_key_ids(w.tx.db(), uid)
             .await?
             .into_iter()
             .collect();
-        let keys = live_plain_keys(&mut w.tx, uid).await?;
+        let keys = store::signoffs::live_plain_keys(w.tx.db(), uid).await?;
         // Disabled (unless an admin already did): principals entries leave every view.
-        disable(&mut w.tx, uid, rev).await?;
+        disable(w.tx.db(), uid, rev).await?;
 
-        let id = next_signoff_id(&mut w.tx).await?;
+        let id = store::signoffs::next_id(w.tx.db()).await?;
         let statement = SignoffStatement {
             signoff_id: unsigned("signoff id", id)?,
             user: user.to_owned(),
@@ -142,25 +141,25 @@ impl Service {
             .map_err(|e| Invalid::new("sign-off", e.to_string()))?;
         let signature = orders::sign(&signer, &bytes)
             .map_err(|e| ServiceError::Conflict(format!("cannot sign the statement: {e}")))?;
-        let row = NewSignoff {
+        let row = store::signoffs::New {
             id,
             uid,
             reason,
-            actor,
-            now,
+            actor: &actor.0,
+            created_at: now,
             statement: &bytes,
             signature: &signature,
             rev,
         };
-        insert_signoff(&mut w.tx, &row).await?;
+        store::signoffs::insert(w.tx.db(), &row).await?;
         // Every key ID under any CA and every plain key, unless already revoked.
         let revocations: Vec<(&str, &str)> = key_ids
             .iter()
             .map(|k| ("key_id", k.as_str()))
             .chain(keys.iter().map(|(_, line)| ("key", line.as_str())))
             .collect();
-        let added = revoke_for_signoff(&mut w.tx, &row, &revocations).await?;
-        let hosts = wait_for_hosts(&mut w.tx, id, now).await?;
+        let added = revoke_for_signoff(w.tx.db(), &row, &revocations).await?;
+        let hosts = wait_for_hosts(w.tx.db(), id, now).await?;
         w.commit(
             "user.signoff",
             &format!("user:{user}"),
@@ -180,22 +179,16 @@ impl Service {
 
     /// A sign-off by id.
     pub async fn get_signoff(&self, id: i64) -> Result<SignoffRecord> {
-        let mut conn = self.pool().acquire().await?;
-        load(&mut conn, id).await
+        let mut conn = self.store().conn().await?;
+        load(conn.db(), id).await
     }
 
     /// The latest sign-off of a person, if they were ever signed off.
     pub async fn latest_signoff(&self, user: &str) -> Result<Option<SignoffRecord>> {
-        let mut conn = self.pool().acquire().await?;
-        let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
-        let id: Option<i64> =
-            sqlx::query("SELECT id FROM signoffs WHERE user_id = ? ORDER BY id DESC LIMIT 1")
-                .bind(uid)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| r.get(0));
-        match id {
-            Some(id) => Ok(Some(load(&mut conn, id).await?)),
+        let mut conn = self.store().conn().await?;
+        let uid = user_id(conn.db(), user).await?;
+        match store::signoffs::latest(conn.db(), uid).await? {
+            Some(id) => Ok(Some(load(conn.db(), id).await?)),
             None => Ok(None),
         }
     }
@@ -203,20 +196,18 @@ impl Service {
     /// The people a sign-off is in force for (signed off, not re-enabled since), however
     /// old the sign-off: the People page filters by it.
     pub async fn signed_off_users(&self) -> Result<std::collections::HashSet<String>> {
-        let rows = sqlx::query(
-            "SELECT u.name FROM signoffs s JOIN users u ON u.id = s.user_id
-             WHERE s.until_rev IS NULL",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let mut conn = self.store().conn().await?;
+        Ok(store::signoffs::signed_off_names(conn.db())
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// The newest 500 sign-offs, newest first, in two queries whatever their number (the
     /// dashboard reads this on every live refresh).
     pub async fn list_signoffs(&self) -> Result<Vec<SignoffRecord>> {
-        let mut conn = self.pool().acquire().await?;
-        load_many(&mut conn, None, LIST_SIGNOFFS_LIMIT).await
+        let mut conn = self.store().conn().await?;
+        load_many(conn.db(), None, LIST_SIGNOFFS_LIMIT).await
     }
 
     /// A receiver whose value changes whenever any sign-off's progress does.
@@ -244,13 +235,8 @@ impl Service {
             .await?;
         let rev = w.rev();
         let uid = user_id(w.tx.db(), user).await?;
-        let signoff = live_signoff(&mut w.tx, uid).await?;
-        let status: String =
-            sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
-                .bind(uid)
-                .fetch_one(&mut *w.tx)
-                .await?
-                .get(0);
+        let signoff = store::signoffs::live(w.tx.db(), uid).await?;
+        let status = store::signoffs::status(w.tx.db(), uid).await?;
         if signoff.is_none() && status == UserStatus::Active.as_str() {
             return Err(ServiceError::Conflict(format!(
                 "user {user:?} is active and not signed off"
@@ -258,24 +244,11 @@ impl Service {
         }
         let mut withdrawn = 0;
         if let Some(id) = signoff {
-            sqlx::query("UPDATE signoffs SET until_rev = ? WHERE id = ?")
-                .bind(rev)
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?;
-            withdrawn = sqlx::query(
-                "UPDATE revocations SET until_rev = ? WHERE until_rev IS NULL AND id IN
-                   (SELECT revocation_id FROM signoff_revocations
-                    WHERE signoff_id = ? AND added = 1)",
-            )
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
+            store::signoffs::withdraw(w.tx.db(), id, rev).await?;
+            withdrawn = store::signoffs::withdraw_added_revocations(w.tx.db(), id, rev).await?;
         }
         if status != UserStatus::Active.as_str() {
-            set_status(&mut w.tx, uid, UserStatus::Active, rev).await?;
+            store::signoffs::set_status(w.tx.db(), uid, UserStatus::Active.as_str(), rev).await?;
         }
         w.commit(
             "user.reenable",
@@ -306,29 +279,19 @@ impl Service {
         // (Read the other way round, a flush between the two reads loses the ack, and the
         // host's confirmation with it.)
         let buffered = self.buffered_ack(host).unwrap_or(0);
-        let mut conn = self.pool().acquire().await?;
-        let row = sqlx::query(
-            "SELECT sh.confirmed_at, sh.ended_sessions, s.since_rev, h.acked_revision
-             FROM signoff_hosts sh JOIN signoffs s ON s.id = sh.signoff_id
-             JOIN hosts h ON h.id = sh.host_id
-             WHERE sh.signoff_id = ? AND sh.host_id = ?",
-        )
-        .bind(id)
-        .bind(host)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let mut conn = self.store().conn().await?;
+        let progress = store::signoffs::host_progress(conn.db(), id, host).await?;
         // A host enrolled after the sign-off enforces it too, but it is not waited for.
-        let Some(row) = row else { return Ok(None) };
-        let confirmed_at: Option<i64> = row.get(0);
-        let mut ended: BTreeSet<String> =
-            stored_json("signoff_hosts.ended_sessions", &row.get::<String, _>(1))?;
+        let Some((confirmed_at, ended, since_rev, acked)) = progress else {
+            return Ok(None);
+        };
+        let mut ended: BTreeSet<String> = stored_json("signoff_hosts.ended_sessions", &ended)?;
         let new_kills: Vec<&String> = r
             .ended_sessions
             .iter()
             .filter(|s| !ended.contains(*s))
             .collect();
-        let since_rev: i64 = row.get(2);
-        let acked: i64 = row.get::<i64, _>(3).max(buffered);
+        let acked = acked.max(buffered);
         let done = r.enforced && r.remaining_pids.is_empty() && acked >= since_rev;
         if confirmed_at.is_some() && new_kills.is_empty() {
             return Ok(None);
@@ -344,30 +307,17 @@ impl Service {
                 format!("reported before acking revision {since_rev} (acked {acked})")
             }
         });
-        sqlx::query(
-            "UPDATE signoff_hosts SET ended_sessions = ?, last_error = ?,
-               confirmed_at = coalesce(confirmed_at, ?)
-             WHERE signoff_id = ? AND host_id = ?",
+        store::signoffs::record_host_result(
+            conn.db(),
+            id,
+            host,
+            &serde_json::to_string(&ended).unwrap_or_else(|_| "[]".into()),
+            error.as_deref(),
+            done.then_some(now),
         )
-        .bind(serde_json::to_string(&ended).unwrap_or_else(|_| "[]".into()))
-        .bind(&error)
-        .bind(done.then_some(now))
-        .bind(id)
-        .bind(host)
-        .execute(&mut *conn)
         .await?;
         if done {
-            sqlx::query(
-                "UPDATE signoffs SET completed_at = ? WHERE id = ? AND completed_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
-                                   WHERE sh.signoff_id = ? AND sh.confirmed_at IS NULL
-                                     AND h.removed_rev IS NULL)",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+            store::signoffs::complete_if_confirmed(conn.db(), id, now).await?;
         }
         drop(conn);
         if !new_kills.is_empty() || error.is_some() {
@@ -376,12 +326,7 @@ impl Service {
             let mut w = self.write(&actor, "signoff.enforced", false).await?;
             // A refusal or processes left: the sign-off could not complete on this host.
             if !r.refusal.is_empty() || !r.remaining_pids.is_empty() {
-                let person: Option<String> = sqlx::query_scalar(
-                    "SELECT u.name FROM signoffs s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-                )
-                .bind(id)
-                .fetch_optional(&mut *w.tx)
-                .await?;
+                let person = store::signoffs::person(w.tx.db(), id).await?;
                 let summary = format!(
                     "sign-off {id} could not complete on {host}: {}",
                     error.as_deref().unwrap_or("")
@@ -393,7 +338,7 @@ impl Service {
                     serde_json::json!({"signoff": id, "refusal": r.refusal,
                         "remaining_pids": r.remaining_pids}),
                 );
-                crate::alerts::record(&mut w.tx, w.now, alert.as_slice()).await?;
+                crate::alerts::record(w.tx.db(), w.now, alert.as_slice()).await?;
             }
             w.commit(
                 "signoff.enforced",
@@ -424,117 +369,23 @@ impl Service {
 }
 
 /// True when the person has a sign-off in force (only `reenable_user` lifts it).
-pub(super) async fn is_signed_off(conn: &mut SqliteConnection, uid: i64) -> Result<bool> {
-    Ok(live_signoff(conn, uid).await?.is_some())
+pub(super) async fn is_signed_off(db: Db<'_>, uid: i64) -> Result<bool> {
+    Ok(store::signoffs::live(db, uid).await?.is_some())
 }
 
-async fn live_signoff(conn: &mut SqliteConnection, uid: i64) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query("SELECT id FROM signoffs WHERE user_id = ? AND until_rev IS NULL")
-            .bind(uid)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.get(0)),
-    )
-}
-
-async fn live_values(
-    conn: &mut SqliteConnection,
-    table: &str,
-    column: &str,
-    uid: i64,
-) -> Result<Vec<String>> {
-    let sql = format!("SELECT {column} FROM {table} WHERE user_id = ? AND until_rev IS NULL");
-    Ok(sqlx::query(&sql)
-        .bind(uid)
-        .fetch_all(&mut *conn)
+/// The id of the person named `name`; not found when there is none.
+async fn user_id(db: Db<'_>, name: &str) -> Result<i64> {
+    store::signoffs::user_id(db, name)
         .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-async fn set_status(
-    conn: &mut SqliteConnection,
-    uid: i64,
-    status: UserStatus,
-    rev: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE user_status SET until_rev = ? WHERE user_id = ? AND until_rev IS NULL")
-        .bind(rev)
-        .bind(uid)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO user_status (user_id, status, since_rev) VALUES (?, ?, ?)")
-        .bind(uid)
-        .bind(status.as_str())
-        .bind(rev)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// The live plain keys of a person: (SHA256 fingerprint, OpenSSH line).
-async fn live_plain_keys(conn: &mut SqliteConnection, uid: i64) -> Result<Vec<(String, String)>> {
-    Ok(sqlx::query(
-        "SELECT fingerprint, public_key FROM user_keys WHERE user_id = ? AND until_rev IS NULL",
-    )
-    .bind(uid)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect())
+        .ok_or_else(|| ServiceError::not_found("user", name))
 }
 
 /// Disables the person from `rev`, unless they are disabled already.
-async fn disable(conn: &mut SqliteConnection, uid: i64, rev: i64) -> Result<()> {
-    let status: String =
-        sqlx::query("SELECT status FROM user_status WHERE user_id = ? AND until_rev IS NULL")
-            .bind(uid)
-            .fetch_one(&mut *conn)
-            .await?
-            .get(0);
+async fn disable(mut db: Db<'_>, uid: i64, rev: i64) -> Result<()> {
+    let status = store::signoffs::status(db.re(), uid).await?;
     if status != UserStatus::Disabled.as_str() {
-        set_status(conn, uid, UserStatus::Disabled, rev).await?;
+        store::signoffs::set_status(db, uid, UserStatus::Disabled.as_str(), rev).await?;
     }
-    Ok(())
-}
-
-async fn next_signoff_id(conn: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query("SELECT ifnull(max(id), 0) + 1 FROM signoffs")
-        .fetch_one(&mut *conn)
-        .await?
-        .get(0))
-}
-
-/// A sign-off's row as it is written.
-struct NewSignoff<'a> {
-    id: i64,
-    uid: i64,
-    reason: &'a str,
-    actor: &'a Actor,
-    now: i64,
-    statement: &'a [u8],
-    signature: &'a str,
-    rev: i64,
-}
-
-async fn insert_signoff(conn: &mut SqliteConnection, s: &NewSignoff<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement, signature, since_rev)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(s.id)
-    .bind(s.uid)
-    .bind(s.reason)
-    .bind(&s.actor.0)
-    .bind(s.now)
-    .bind(s.statement)
-    .bind(s.signature)
-    .bind(s.rev)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
@@ -542,69 +393,44 @@ async fn insert_signoff(conn: &mut SqliteConnection, s: &NewSignoff<'_>) -> Resu
 /// already does; either way the sign-off keeps it in force (`signoff_revocations`), and
 /// withdraws on re-enable only those it added. Returns how many it added.
 async fn revoke_for_signoff(
-    conn: &mut SqliteConnection,
-    signoff: &NewSignoff<'_>,
+    mut db: Db<'_>,
+    signoff: &store::signoffs::New<'_>,
     revocations: &[(&str, &str)],
 ) -> Result<usize> {
     let mut added = 0usize;
+    let reason = format!("sign-off #{}: {}", signoff.id, signoff.reason);
     for &(kind, value) in revocations {
-        let existing: Option<i64> = sqlx::query(
-            "SELECT id FROM revocations WHERE kind = ? AND ca_fingerprint IS NULL
-               AND value = ? AND until_rev IS NULL",
-        )
-        .bind(kind)
-        .bind(value)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.get(0));
+        let existing = store::revocations::live_any_ca(db.re(), kind, value).await?;
         let (rid, ours) = match existing {
             // Not ours to withdraw on re-enable, but ours to keep while in force.
             Some(rid) => (rid, false),
             None => {
-                let rid = sqlx::query(
-                    "INSERT INTO revocations (kind, ca_fingerprint, value, reason, since_rev)
-                     VALUES (?, NULL, ?, ?, ?)",
-                )
-                .bind(kind)
-                .bind(value)
-                .bind(format!("sign-off #{}: {}", signoff.id, signoff.reason))
-                .bind(signoff.rev)
-                .execute(&mut *conn)
-                .await?
-                .last_insert_rowid();
+                let new = store::revocations::New {
+                    kind,
+                    ca: None,
+                    value,
+                    lo: None,
+                    hi: None,
+                    reason: &reason,
+                    rev: signoff.rev,
+                    valid_before: None,
+                };
+                let rid = store::revocations::insert(db.re(), &new).await?;
                 added += 1;
                 (rid, true)
             }
         };
-        sqlx::query(
-            "INSERT INTO signoff_revocations (signoff_id, revocation_id, added) VALUES (?, ?, ?)",
-        )
-        .bind(signoff.id)
-        .bind(rid)
-        .bind(ours)
-        .execute(&mut *conn)
-        .await?;
+        store::signoffs::keep_revocation(db.re(), signoff.id, rid, ours).await?;
     }
     Ok(added)
 }
 
 /// Records every live host as one the sign-off waits for; with none, it is complete now.
 /// Returns how many.
-async fn wait_for_hosts(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<u64> {
-    let hosts = sqlx::query(
-        "INSERT INTO signoff_hosts (signoff_id, host_id)
-         SELECT ?, id FROM hosts WHERE removed_rev IS NULL",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+async fn wait_for_hosts(mut db: Db<'_>, id: i64, now: i64) -> Result<u64> {
+    let hosts = store::signoffs::wait_for_live_hosts(db.re(), id).await?;
     if hosts == 0 {
-        sqlx::query("UPDATE signoffs SET completed_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        store::signoffs::set_completed(db, id, now).await?;
     }
     Ok(hosts)
 }
@@ -612,8 +438,8 @@ async fn wait_for_hosts(conn: &mut SqliteConnection, id: i64, now: i64) -> Resul
 /// How many sign-offs a list shows: the newest.
 const LIST_SIGNOFFS_LIMIT: i64 = 500;
 
-async fn load(conn: &mut SqliteConnection, id: i64) -> Result<SignoffRecord> {
-    load_many(conn, Some(id), 1)
+async fn load(db: Db<'_>, id: i64) -> Result<SignoffRecord> {
+    load_many(db, Some(id), 1)
         .await?
         .pop()
         .ok_or_else(|| ServiceError::not_found("sign-off", id.to_string()))
@@ -621,75 +447,47 @@ async fn load(conn: &mut SqliteConnection, id: i64) -> Result<SignoffRecord> {
 
 /// The sign-off `only` (or, with `None`, the newest `limit`), newest first, in two queries
 /// whatever their number: the sign-offs, then the hosts of all of them.
-async fn load_many(
-    conn: &mut SqliteConnection,
-    only: Option<i64>,
-    limit: i64,
-) -> Result<Vec<SignoffRecord>> {
-    let rows = sqlx::query(
-        "SELECT s.id, u.name, s.reason, s.actor, s.created_at, s.completed_at, s.since_rev,
-                s.until_rev IS NULL, s.statement
-         FROM signoffs s JOIN users u ON u.id = s.user_id
-         WHERE ?1 IS NULL OR s.id = ?1 ORDER BY s.id DESC LIMIT ?2",
-    )
-    .bind(only)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let host_rows = sqlx::query(
-        "SELECT sh.signoff_id, sh.host_id, sh.confirmed_at, sh.ended_sessions, sh.last_error,
-                h.online
-         FROM signoff_hosts sh JOIN hosts h ON h.id = sh.host_id
-         WHERE sh.signoff_id IN
-               (SELECT id FROM signoffs WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC LIMIT ?2)
-           AND h.removed_rev IS NULL
-         ORDER BY sh.signoff_id, sh.host_id",
-    )
-    .bind(only)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+async fn load_many(mut db: Db<'_>, only: Option<i64>, limit: i64) -> Result<Vec<SignoffRecord>> {
+    let rows = store::signoffs::page(db.re(), only, limit).await?;
+    let host_rows = store::signoffs::page_hosts(db, only, limit).await?;
     let mut hosts: std::collections::HashMap<i64, Vec<SignoffHost>> =
         std::collections::HashMap::new();
-    for h in &host_rows {
-        let confirmed_at: Option<i64> = h.get(2);
-        let online: bool = h.get(5);
-        hosts.entry(h.get(0)).or_default().push(SignoffHost {
-            host: h.get(1),
-            state: match (confirmed_at, online) {
+    for h in host_rows {
+        hosts.entry(h.signoff_id).or_default().push(SignoffHost {
+            host: h.host_id,
+            state: match (h.confirmed_at, h.online) {
                 (Some(_), _) => SignoffHostState::Confirmed,
                 (None, true) => SignoffHostState::Pending,
                 (None, false) => SignoffHostState::Offline,
             },
-            confirmed_at,
-            killed_sessions: stored_json("signoff_hosts.ended_sessions", &h.get::<String, _>(3))?,
-            last_error: h.get(4),
+            confirmed_at: h.confirmed_at,
+            killed_sessions: stored_json("signoff_hosts.ended_sessions", &h.ended_sessions)?,
+            last_error: h.last_error,
         });
     }
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
-            let id: i64 = r.get(0);
-            let statement = SignoffStatement::decode(&r.get::<Vec<u8>, _>(8))
+            let statement = SignoffStatement::decode(&r.statement)
                 .map_err(|e| ServiceError::corrupt("signoffs.statement", e))?;
-            let hosts = hosts.remove(&id).unwrap_or_default();
-            let mut completed_at: Option<i64> = r.get(5);
+            let hosts = hosts.remove(&r.id).unwrap_or_default();
+            let mut completed_at = r.completed_at;
             if completed_at.is_none() && hosts.iter().all(|h| h.confirmed_at.is_some()) {
                 // Every host still enrolled has confirmed (the others were removed since).
                 completed_at = hosts
                     .iter()
                     .filter_map(|h| h.confirmed_at)
                     .max()
-                    .or(Some(r.get(4)));
+                    .or(Some(r.created_at));
             }
             Ok(SignoffRecord {
-                id,
-                user: r.get(1),
-                reason: r.get(2),
-                actor: r.get(3),
-                created_at: r.get(4),
+                id: r.id,
+                user: r.user_name,
+                reason: r.reason,
+                actor: r.actor,
+                created_at: r.created_at,
                 completed_at,
-                revision: r.get(6),
-                in_force: r.get(7),
+                revision: r.since_rev,
+                in_force: r.in_force,
                 key_ids: statement.key_ids,
                 key_fingerprints: statement.key_fingerprints,
                 hosts,

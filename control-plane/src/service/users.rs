@@ -222,7 +222,7 @@ impl Service {
         let rev = w.rev();
         let id = user_id(w.tx.db(), name).await?;
         let current = load_user(w.tx.db(), id).await?;
-        if status == UserStatus::Active && super::signoff::is_signed_off(&mut w.tx, id).await? {
+        if status == UserStatus::Active && super::signoff::is_signed_off(w.tx.db(), id).await? {
             return Err(ServiceError::Conflict(format!(
                 "user {name:?} is signed off; re-enabling them is its own action (`reenable`)"
             )));

@@ -2,26 +2,16 @@
 //! its timestamp has left the replay window (so a restart does not forget it).
 
 use super::{Result, Service};
+use crate::store;
 
 impl Service {
     /// Claims a webhook delivery by its signature: true when it is new (and is now
     /// remembered until `expires_at`, Unix seconds), false when it was seen before. Expired
     /// entries are pruned on the way.
     pub async fn claim_webhook_delivery(&self, signature: &str, expires_at: i64) -> Result<bool> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM webhook_deliveries WHERE expires_at < ?")
-            .bind(self.now())
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_deliveries (signature, expires_at) VALUES (?, ?)
-             ON CONFLICT (signature) DO NOTHING",
-        )
-        .bind(signature)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut tx = self.store().begin_write().await?;
+        store::webhooks::prune_expired(tx.db(), self.now()).await?;
+        let inserted = store::webhooks::claim(tx.db(), signature, expires_at).await?;
         tx.commit().await?;
         Ok(inserted == 1)
     }
@@ -29,10 +19,8 @@ impl Service {
     /// Forgets a claimed delivery whose action failed, so that the sender's retry of the
     /// very same request is not refused as a replay.
     pub async fn release_webhook_delivery(&self, signature: &str) -> Result<()> {
-        sqlx::query("DELETE FROM webhook_deliveries WHERE signature = ?")
-            .bind(signature)
-            .execute(self.pool())
-            .await?;
+        let mut conn = self.store().conn().await?;
+        store::webhooks::release(conn.db(), signature).await?;
         Ok(())
     }
 }

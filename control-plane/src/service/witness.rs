@@ -9,9 +9,9 @@
 
 use signoff_proto::audit_chain::{Head, head_bytes};
 use signoff_proto::{orders, v1};
-use sqlx::Row;
 
 use super::{Actor, Result, Service};
+use crate::store;
 
 /// Most rows sent with one head. An agent further behind (a host offline while the log
 /// grew) is sent the head `MAX_LINKS` rows on from its own, with those rows: it witnesses
@@ -35,30 +35,20 @@ impl Service {
         held_seq: i64,
         max_links: i64,
     ) -> Result<(v1::SignedAuditHead, Vec<v1::AuditLink>)> {
-        let mut conn = self.pool().acquire().await?;
-        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
-            .fetch_one(&mut *conn)
-            .await?;
+        let mut conn = self.store().conn().await?;
+        let latest = store::witness::latest_seq(conn.db()).await?;
         let seq = match latest {
             Some(latest) if held_seq > 0 && latest - held_seq > max_links => held_seq + max_links,
             Some(latest) => latest,
             None => 0,
         };
-        let head =
-            sqlx::query("SELECT seq, hash FROM audit_log WHERE seq <= ? ORDER BY seq DESC LIMIT 1")
-                .bind(seq)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map_or(
-                    Head {
-                        seq: 0,
-                        hash: signoff_proto::audit_chain::GENESIS.to_owned(),
-                    },
-                    |r| Head {
-                        seq: r.get(0),
-                        hash: r.get(1),
-                    },
-                );
+        let head = store::witness::head_at(conn.db(), seq).await?.map_or(
+            Head {
+                seq: 0,
+                hash: signoff_proto::audit_chain::GENESIS.to_owned(),
+            },
+            |(seq, hash)| Head { seq, hash },
+        );
         let signer = self.order_signer()?;
         // The same head under the same key: the signature made for the previous agent.
         let key = format!(
@@ -88,26 +78,18 @@ impl Service {
         };
         let mut links = Vec::new();
         if held_seq > 0 && held_seq < head.seq {
-            for r in sqlx::query(
-                "SELECT seq, at, actor, action, target, reason, details, revision, prev_hash, hash
-                 FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq",
-            )
-            .bind(held_seq)
-            .bind(head.seq)
-            .fetch_all(&mut *conn)
-            .await?
-            {
+            for r in store::witness::links(conn.db(), held_seq, head.seq).await? {
                 links.push(v1::AuditLink {
-                    seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                    at: r.get(1),
-                    actor: r.get(2),
-                    action: r.get(3),
-                    target: r.get(4),
-                    reason: r.get(5),
-                    details: r.get(6),
-                    revision: r.get(7),
-                    prev_hash: r.get(8),
-                    hash: r.get(9),
+                    seq: u64::try_from(r.seq).unwrap_or(0),
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                    target: r.target,
+                    reason: r.reason,
+                    details: r.details,
+                    revision: r.revision,
+                    prev_hash: r.prev_hash,
+                    hash: r.hash,
                 });
             }
         }
@@ -140,7 +122,7 @@ impl Service {
         });
         if let Some(alert) = self.alert_rules().on_witness_refused(host, subject) {
             // Once while unacknowledged: the agent says it again on every reconnect.
-            crate::alerts::record_once(&mut w.tx, w.now, alert).await?;
+            crate::alerts::record_once(w.tx.db(), w.now, alert).await?;
         }
         w.commit(
             "audit.witness_refused",
@@ -186,11 +168,9 @@ mod tests {
         // What a host holds after its first view: the first row.
         let (first, _) = svc.audit_head_within(0, 0).await.unwrap();
         assert_eq!(first.seq, latest.seq, "a first head is the current one");
-        let first_row: (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1")
-                .fetch_one(svc.pool())
-                .await
-                .unwrap();
+        let log = svc.audit_log("", None, 1000).await.unwrap();
+        let oldest = log.last().unwrap();
+        let first_row = (oldest.seq, oldest.hash.clone());
         let mut held = Head {
             seq: first_row.0,
             hash: first_row.1,

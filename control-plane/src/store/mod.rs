@@ -9,17 +9,23 @@
 //! `json_extract`) and `postgres.rs` (the advisory lock that serialises changes, `->>`).
 //! The service layer keeps the rules and holds no SQL text.
 
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod events;
 pub mod grants;
 pub mod operators;
 mod postgres;
+pub mod refused;
+pub mod revocations;
 pub mod scim;
+pub mod signoffs;
 mod sqlite;
 pub mod stats;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
+pub mod witness;
 
 use std::path::Path;
 

@@ -86,3 +86,22 @@ pub(super) async fn open_test(url: &str) -> PgPool {
         .options([("search_path", schema.as_str())]);
     open_with(url, options).await.expect("test store")
 }
+
+/// Whether an unacknowledged alert of rule `$1` about subject `$2` (JSON text) is raised.
+pub(super) const ALERT_RAISED_UNACKNOWLEDGED: &str = "SELECT EXISTS(
+    SELECT 1 FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
+    WHERE e.kind = 'alert' AND a.event_id IS NULL
+      AND CAST(e.data AS jsonb) ->> 'rule' = $1
+      AND CAST(e.data AS jsonb) -> 'subject' = CAST($2 AS jsonb))";
+
+/// The rule of alert event `$1`.
+pub(super) const ALERT_RULE: &str =
+    "SELECT CAST(data AS jsonb) ->> 'rule' FROM events WHERE id = $1 AND kind = 'alert'";
+
+/// Person `$1`'s timeline (audit target `$2`), newest first, at most `$3`.
+pub(super) const PERSON_TIMELINE: &str = "SELECT id, at, kind, data FROM events
+    WHERE (kind = 'session_started' AND CAST(data AS jsonb) ->> 'user' = $1)
+       OR (kind = 'refused_attempt' AND CAST(data AS jsonb) ->> 'person' = $1)
+       OR (kind = 'alert' AND CAST(data AS jsonb) ->> 'person' = $1)
+       OR (kind = 'audit' AND CAST(data AS jsonb) ->> 'target' = $2)
+    ORDER BY id DESC LIMIT $3";

@@ -70,3 +70,22 @@ pub(super) async fn open_memory() -> SqlitePool {
         .expect("migrations");
     pool
 }
+
+/// Whether an unacknowledged alert of rule `$1` about subject `$2` (JSON text) is raised.
+pub(super) const ALERT_RAISED_UNACKNOWLEDGED: &str = "SELECT EXISTS(
+    SELECT 1 FROM events e LEFT JOIN alert_acks a ON a.event_id = e.id
+    WHERE e.kind = 'alert' AND a.event_id IS NULL
+      AND json_extract(e.data, '$.rule') = $1
+      AND json_extract(e.data, '$.subject') = json($2))";
+
+/// The rule of alert event `$1`.
+pub(super) const ALERT_RULE: &str =
+    "SELECT json_extract(data, '$.rule') FROM events WHERE id = $1 AND kind = 'alert'";
+
+/// Person `$1`'s timeline (audit target `$2`), newest first, at most `$3`.
+pub(super) const PERSON_TIMELINE: &str = "SELECT id, at, kind, data FROM events
+    WHERE (kind = 'session_started' AND json_extract(data, '$.user') = $1)
+       OR (kind = 'refused_attempt' AND json_extract(data, '$.person') = $1)
+       OR (kind = 'alert' AND json_extract(data, '$.person') = $1)
+       OR (kind = 'audit' AND json_extract(data, '$.target') = $2)
+    ORDER BY id DESC LIMIT $3";

@@ -340,10 +340,9 @@ async fn a_corrupt_stored_progress_is_an_error_not_an_empty_list() {
         .sign_off(&Actor::cli(), "mallory", "left")
         .await
         .unwrap();
-    sqlx::query("UPDATE signoff_hosts SET ended_sessions = 'not json'")
-        .execute(svc.pool())
-        .await
-        .unwrap();
+    svc.store()
+        .exec_for_test("UPDATE signoff_hosts SET ended_sessions = 'not json'")
+        .await;
     for err in [
         svc.get_signoff(record.id).await.unwrap_err(),
         svc.list_signoffs().await.unwrap_err(),
@@ -365,14 +364,17 @@ async fn a_corrupt_stored_progress_is_an_error_not_an_empty_list() {
         .unwrap_err();
     assert!(matches!(err, ServiceError::Corrupt { .. }), "{err}");
 
-    sqlx::query("UPDATE signoffs SET statement = x'00'")
-        .execute(svc.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE signoff_hosts SET ended_sessions = '[]'")
-        .execute(svc.pool())
-        .await
-        .unwrap();
+    // One zero byte, in each engine's literal for a blob.
+    let zero = match svc.store().backend() {
+        store::Backend::Sqlite => "x'00'",
+        store::Backend::Postgres => "'\\x00'::bytea",
+    };
+    svc.store()
+        .exec_for_test(&format!("UPDATE signoffs SET statement = {zero}"))
+        .await;
+    svc.store()
+        .exec_for_test("UPDATE signoff_hosts SET ended_sessions = '[]'")
+        .await;
     let err = svc.get_signoff(record.id).await.unwrap_err();
     assert!(
         matches!(
