@@ -13,6 +13,7 @@ pub mod audit;
 pub mod events;
 mod postgres;
 mod sqlite;
+pub mod views;
 
 use std::path::Path;
 
