@@ -10,6 +10,8 @@
 //! The service layer keeps the rules and holds no SQL text.
 
 pub mod audit;
+pub mod dashboard;
+pub mod delivery;
 pub mod events;
 mod postgres;
 mod sqlite;
