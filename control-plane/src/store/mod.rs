@@ -10,6 +10,7 @@
 //! The service layer keeps the rules and holds no SQL text.
 
 pub mod audit;
+pub mod certificates;
 pub mod dashboard;
 pub mod delivery;
 pub mod events;
