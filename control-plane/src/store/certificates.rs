@@ -290,3 +290,139 @@ pub async fn host_key_holder(db: Db<'_>, fingerprint: &str) -> sqlx::Result<Opti
     .fetch_optional(&mut *c)
     .await)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::views::tests::seeded;
+
+    #[tokio::test]
+    async fn the_certificate_statements_read_and_write() {
+        let store = seeded().await;
+        store
+            .exec_for_test(
+                "INSERT INTO revocations (kind, ca_fingerprint, value, since_rev)
+                 VALUES ('key', NULL, 'ssh-ed25519 GONE', 3), ('sha256', NULL, 'SHA256:gone', 3),
+                        ('key_id', NULL, 'mallory', 3)",
+            )
+            .await;
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(
+            super::key_holder_name(c.db(), "SHA256:a").await.unwrap(),
+            Some("alice".to_owned())
+        );
+        assert_eq!(
+            super::key_holder_id(c.db(), "SHA256:a").await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            super::key_holder_id(c.db(), "SHA256:z").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            super::key_id_holder(c.db(), "alice").await.unwrap(),
+            Some(1)
+        );
+        assert!(
+            !super::key_revoked(c.db(), "ssh-ed25519 AAAA", "SHA256:a")
+                .await
+                .unwrap()
+        );
+        assert!(!super::key_id_revoked(c.db(), "alice").await.unwrap());
+        super::insert_key_id(c.db(), 2, "bob", 3).await.unwrap();
+        assert_eq!(super::key_id_holder(c.db(), "bob").await.unwrap(), Some(2));
+        let issue = |valid_before| super::NewIssued {
+            user_id: 1,
+            ca_fingerprint: "SHA256:ca",
+            key_fingerprint: "SHA256:a",
+            public_key: "ssh-ed25519 AAAA",
+            principals: "[\"alice\"]",
+            valid_after: 0,
+            valid_before,
+            source_address: Some("10.0.0.0/8"),
+            issued_at: 0,
+            issued_by: "cli",
+        };
+        let mut serials = Vec::new();
+        for _ in 0..6 {
+            serials.push(super::insert_issued(c.db(), &issue(100)).await.unwrap());
+        }
+        assert!(serials.windows(2).all(|w| w[0] < w[1]), "{serials:?}");
+        let live = super::live_issued(c.db(), 1, 50).await.unwrap();
+        assert_eq!(live.len(), 6);
+        assert_eq!(live[0].serial, serials[5], "newest first");
+        // The seeded revocation covers serials 5 to 7 of SHA256:ca.
+        for r in &live {
+            assert_eq!(r.revoked, (5..=7).contains(&r.serial), "{}", r.serial);
+            assert_eq!(r.source_address.as_deref(), Some("10.0.0.0/8"));
+            assert_eq!((r.valid_after, r.valid_before), (0, 100));
+        }
+        assert!(super::live_issued(c.db(), 1, 100).await.unwrap().is_empty());
+        assert_eq!(
+            super::issuing_ca(c.db(), serials[0], 1).await.unwrap(),
+            Some("SHA256:ca".to_owned())
+        );
+        assert_eq!(
+            super::issuing_ca(c.db(), serials[0], 2).await.unwrap(),
+            None
+        );
+        assert_eq!(super::person_policy(c.db(), 1).await.unwrap(), None);
+        super::set_person_policy(c.db(), 1, 60, 600, None)
+            .await
+            .unwrap();
+        super::set_person_policy(c.db(), 1, 30, 300, Some("10.0.0.1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            super::person_policy(c.db(), 1).await.unwrap(),
+            Some((30, 300, Some("10.0.0.1".to_owned())))
+        );
+        assert_eq!(
+            super::strictest_group_policy(c.db(), 1, 0).await.unwrap(),
+            (None, None)
+        );
+        super::set_group_policy(c.db(), 1, 90, 900).await.unwrap();
+        super::set_group_policy(c.db(), 2, 80, 1000).await.unwrap();
+        super::set_group_policy(c.db(), 2, 70, 2000).await.unwrap();
+        assert_eq!(
+            super::strictest_group_policy(c.db(), 1, 0).await.unwrap(),
+            (Some(70), Some(900))
+        );
+        // The grant in db expires at 5000.
+        assert_eq!(
+            super::strictest_group_policy(c.db(), 1, 5000)
+                .await
+                .unwrap(),
+            (Some(90), Some(900))
+        );
+        assert_eq!(
+            super::live_hostname(c.db(), "h1").await.unwrap(),
+            Some("web1".to_owned())
+        );
+        assert_eq!(super::live_hostname(c.db(), "h2").await.unwrap(), None);
+        super::bind_host_key(c.db(), "SHA256:h", "h2", 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            super::host_key_holder(c.db(), "SHA256:h").await.unwrap(),
+            None
+        );
+        super::bind_host_key(c.db(), "SHA256:h", "h1", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            super::host_key_holder(c.db(), "SHA256:h").await.unwrap(),
+            Some("h1".to_owned())
+        );
+        assert!(
+            super::key_revoked(c.db(), "ssh-ed25519 GONE", "SHA256:other")
+                .await
+                .unwrap()
+        );
+        assert!(
+            super::key_revoked(c.db(), "ssh-ed25519 other", "SHA256:gone")
+                .await
+                .unwrap()
+        );
+        assert!(super::key_id_revoked(c.db(), "mallory").await.unwrap());
+    }
+}

@@ -33,3 +33,30 @@ pub async fn newest_refusal_or_alert(db: Db<'_>) -> sqlx::Result<i64> {
     .fetch_one(&mut *c)
     .await)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::views::tests::seeded;
+
+    #[tokio::test]
+    async fn agents_facts_and_the_newest_alert_are_read() {
+        let store = seeded().await;
+        store
+            .exec_for_test(
+                "INSERT INTO events (at, kind, data) VALUES (1, 'audit', '{}'),
+                   (2, 'alert', '{}'), (3, 'audit', '{}')",
+            )
+            .await;
+        let mut c = store.conn().await.unwrap();
+        let mut facts = super::agent_facts(c.db()).await.unwrap();
+        facts.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(facts.len(), 1);
+        assert_eq!((facts[0].id.as_str(), facts[0].online), ("h1", true));
+        assert_eq!(
+            (facts[0].agent_version.as_deref(), facts[0].cert_not_after),
+            (Some("1.0"), None)
+        );
+        let newest = super::newest_refusal_or_alert(c.db()).await.unwrap();
+        assert_eq!(newest, 2, "the alert, not the later audit event");
+    }
+}

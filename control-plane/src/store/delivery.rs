@@ -35,3 +35,27 @@ pub async fn save_cursor(db: Db<'_>, sink: &str, cursor: i64) -> sqlx::Result<bo
         .await
         .map(|r| r.rows_affected() > 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::views::tests::seeded;
+
+    #[tokio::test]
+    async fn a_cursor_starts_after_the_newest_event_once_and_moves() {
+        let store = seeded().await;
+        store
+            .exec_for_test(
+                "INSERT INTO events (at, kind, data) VALUES (1, 'audit', '{}'), (2, 'alert', '{}')",
+            )
+            .await;
+        let mut c = store.conn().await.unwrap();
+        assert_eq!(super::cursor(c.db(), "webhook").await.unwrap(), None);
+        assert!(super::create_cursor(c.db(), "webhook").await.unwrap());
+        assert!(!super::create_cursor(c.db(), "webhook").await.unwrap());
+        let start = super::cursor(c.db(), "webhook").await.unwrap().unwrap();
+        assert_eq!(start, 2, "a new sink starts after the newest event");
+        assert!(super::save_cursor(c.db(), "webhook", 1).await.unwrap());
+        assert_eq!(super::cursor(c.db(), "webhook").await.unwrap(), Some(1));
+        assert!(!super::save_cursor(c.db(), "syslog", 1).await.unwrap());
+    }
+}

@@ -356,3 +356,197 @@ pub async fn identity_at(db: Db<'_>, user: i64, rev: i64) -> sqlx::Result<Vec<(S
     .fetch_all(&mut *c)
     .await)
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use crate::store::{Backend, Store, open_memory};
+
+    /// Rows over revisions 1 to 3: alice active with a grant in group web (host h1) and,
+    /// from 2, one in group db (host h2, removed at 3); bob disabled at 2, signed off at 2
+    /// and re-enabled at 3; CA `old` withdrawn at 2; a serial revocation from 2.
+    pub(in crate::store) async fn seeded() -> Store {
+        let store = open_memory().await;
+        let bytes = match store.backend() {
+            Backend::Sqlite => "X'0102'",
+            Backend::Postgres => "'\\x0102'",
+        };
+        for sql in [
+            "INSERT INTO revisions (revision, created_at, actor, summary)
+             VALUES (1, 0, 'cli', ''), (2, 0, 'cli', ''), (3, 0, 'cli', '')",
+            "INSERT INTO users (id, name, created_at) VALUES (1, 'alice', 0), (2, 'bob', 0)",
+            "INSERT INTO user_status (user_id, status, since_rev, until_rev)
+             VALUES (1, 'active', 1, NULL), (2, 'active', 1, 2), (2, 'disabled', 2, NULL)",
+            "INSERT INTO hosts (id, hostname, created_at, removed_rev, online, agent_version)
+             VALUES ('h1', 'web1', 0, NULL, TRUE, '1.0'), ('h2', 'db1', 0, 3, FALSE, NULL)",
+            "INSERT INTO host_groups (id, name, created_at) VALUES (1, 'web', 0), (2, 'db', 0)",
+            "INSERT INTO host_group_members (host_id, group_id, since_rev, until_rev)
+             VALUES ('h1', 1, 1, NULL), ('h2', 2, 1, 3)",
+            "INSERT INTO grants (id, user_id, account, group_id, not_after, since_rev)
+             VALUES (1, 1, 'root', 1, NULL, 1), (2, 1, 'deploy', 2, 5000, 2)",
+            "INSERT INTO grant_approvals (grant_id, user_id, fingerprint, public_key, signature,
+               actor, created_at, since_rev) VALUES (1, 1, 'fp', 'pk', 'sig1', 'cli', 0, 2)",
+            "INSERT INTO user_key_ids (user_id, key_id, since_rev) VALUES (1, 'alice', 1)",
+            "INSERT INTO user_principals (user_id, principal, since_rev) VALUES (1, 'alice', 1)",
+            "INSERT INTO user_keys (user_id, public_key, fingerprint, since_rev)
+             VALUES (1, 'ssh-ed25519 AAAA', 'SHA256:a', 1)",
+            "INSERT INTO trusted_cas (name, public_key, fingerprint, since_rev, until_rev)
+             VALUES ('ca', 'ssh-ed25519 CA', 'SHA256:ca', 1, NULL),
+                    ('old', 'ssh-ed25519 OLD', 'SHA256:old', 1, 2)",
+            "INSERT INTO revocations (kind, ca_fingerprint, value, serial_lo, serial_hi, since_rev)
+             VALUES ('serial', 'SHA256:ca', '', 5, 7, 2)",
+        ] {
+            store.exec_for_test(sql).await;
+        }
+        store
+            .exec_for_test(&format!(
+                "INSERT INTO signoffs (id, user_id, reason, actor, created_at, statement,
+                   signature, since_rev, until_rev)
+                 VALUES (1, 2, 'left', 'cli', 0, {bytes}, 'ssig', 2, 3)"
+            ))
+            .await;
+        store
+            .exec_for_test(
+                "INSERT INTO reenable_approvals (signoff_id, fingerprint, public_key, signature,
+                   actor, created_at, since_rev) VALUES (1, 'fp', 'pk', 'rsig', 'cli', 0, 3)",
+            )
+            .await;
+        store
+    }
+
+    #[tokio::test]
+    async fn every_view_statement_reads_its_rows() {
+        let store = seeded().await;
+        let mut c = store.conn().await.unwrap();
+        let v = |mut x: Vec<i64>| {
+            x.sort();
+            x
+        };
+        assert!(
+            super::host_membership_changed(c.db(), "h2", 2, 3)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !super::host_membership_changed(c.db(), "h1", 1, 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            super::hosts_with_membership_change(c.db(), 2, 3)
+                .await
+                .unwrap(),
+            ["h2"]
+        );
+        assert_eq!(super::hosts_removed(c.db(), 2, 3).await.unwrap(), ["h2"]);
+        assert_eq!(
+            super::memberships_at(c.db(), 2).await.unwrap(),
+            [("h1".to_owned(), 1), ("h2".to_owned(), 2)]
+        );
+        assert!(super::trusted_cas_changed(c.db(), 1, 2).await.unwrap());
+        assert!(!super::trusted_cas_changed(c.db(), 2, 3).await.unwrap());
+        assert_eq!(
+            super::trusted_cas_at(c.db(), 2).await.unwrap(),
+            ["ssh-ed25519 CA"]
+        );
+        let changed = super::revocations_changed(c.db(), 1, 2).await.unwrap();
+        assert_eq!(changed.len(), 1);
+        let r = &changed[0];
+        assert_eq!(
+            (
+                r.kind.as_str(),
+                r.ca_fingerprint.as_deref(),
+                r.value.as_str()
+            ),
+            ("serial", Some("SHA256:ca"), "")
+        );
+        assert_eq!(
+            (r.serial_lo, r.serial_hi, r.since_rev, r.until_rev),
+            (Some(5), Some(7), 2, None)
+        );
+        assert_eq!(super::revocations_at(c.db(), 1).await.unwrap().len(), 0);
+        assert_eq!(super::revocations_at(c.db(), 2).await.unwrap().len(), 1);
+        assert_eq!(
+            v(super::status_changed(c.db(), 1, 2).await.unwrap()),
+            [2, 2]
+        );
+        assert_eq!(
+            super::disabled_at(c.db(), 2).await.unwrap(),
+            [(2, "bob".to_owned())]
+        );
+        let s = super::signoffs_changed(c.db(), 1, 2).await.unwrap();
+        assert_eq!(
+            (s[0].id, s[0].statement.as_slice(), s[0].signature.as_str()),
+            (1, &[1u8, 2][..], "ssig")
+        );
+        assert_eq!((s[0].since_rev, s[0].until_rev), (2, Some(3)));
+        assert_eq!(super::signoffs_at(c.db(), 2).await.unwrap().len(), 1);
+        assert_eq!(super::signoffs_at(c.db(), 3).await.unwrap().len(), 0);
+        assert_eq!(super::reenables_changed(c.db(), 2, 3).await.unwrap(), [1]);
+        assert!(
+            super::reenables_changed(c.db(), 1, 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let re = super::reenabled_at(c.db(), 3).await.unwrap();
+        assert_eq!((re[0].id, re[0].person.as_str()), (1, "bob"));
+        assert_eq!(re[0].statement, [1, 2]);
+        assert_eq!(
+            super::reenable_approvals_at(c.db(), 3).await.unwrap(),
+            [(1, "rsig".to_owned())]
+        );
+        assert_eq!(v(super::touched_users(c.db(), 1, 2).await.unwrap()), [1, 2]);
+        assert_eq!(v(super::touched_users(c.db(), 0, 1).await.unwrap()), [1, 2]);
+        assert!(super::touched_users(c.db(), 3, 4).await.unwrap().is_empty());
+        let g = super::grants_of_host_at(c.db(), "h1", 2).await.unwrap();
+        assert_eq!(g.len(), 1);
+        assert_eq!(
+            (g[0].account.as_str(), g[0].user_name.as_str(), g[0].user_id),
+            ("root", "alice", 1)
+        );
+        assert_eq!(
+            (g[0].not_after, g[0].grant_id, g[0].group_name.as_str()),
+            (None, 1, "web")
+        );
+        let mut g = super::grants_of_groups_at(c.db(), &[1, 2], 2)
+            .await
+            .unwrap();
+        g.sort_by_key(|g| g.grant_id);
+        assert_eq!(
+            g.iter()
+                .map(|g| (g.grant_id, g.not_after))
+                .collect::<Vec<_>>(),
+            [(1, None), (2, Some(5000))]
+        );
+        assert!(
+            super::grants_of_groups_at(c.db(), &[], 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // More groups than one statement takes: the lists are chunked.
+        let many: Vec<i64> = (3..2503).chain([2]).collect();
+        assert_eq!(
+            super::grants_of_groups_at(c.db(), &many, 2)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            super::grant_approvals_at(c.db(), 2).await.unwrap(),
+            [(1, "sig1".to_owned())]
+        );
+        let mut id = super::identity_at(c.db(), 1, 1).await.unwrap();
+        id.sort();
+        let tagged = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            id,
+            [
+                tagged("key_id", "alice"),
+                tagged("principal", "alice"),
+                tagged("public_key", "ssh-ed25519 AAAA"),
+            ]
+        );
+    }
+}
