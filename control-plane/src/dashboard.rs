@@ -11,11 +11,11 @@ use signoff_dashboard::backend::{
     PendingApproval, PendingReenable, Person, Role, Session, SessionFilter, Signoff, SignoffHost,
     SignoffHostState, TimelineEntry,
 };
-use sqlx::Row;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::model::UserStatus;
 use crate::service::{self, OperatorAccount, Service, ServiceError, SessionRecord, SignoffRecord};
+use crate::store;
 
 /// The audit reason of a kill from the dashboard, which asks for confirmation, not a
 /// reason.
@@ -151,23 +151,34 @@ struct AgentFacts {
     cert_not_after: Option<i64>,
 }
 
+impl Service {
+    /// What every live host's agent reports about itself (connected, version, client
+    /// certificate expiry): telemetry, read outside the model.
+    pub async fn agent_facts(&self) -> service::Result<Vec<store::dashboard::AgentFacts>> {
+        let mut c = self.store().conn().await?;
+        Ok(store::dashboard::agent_facts(c.db()).await?)
+    }
+
+    /// The id of the newest refused attempt or alert in the events feed, 0 before the
+    /// first.
+    pub async fn newest_refusal_or_alert(&self) -> service::Result<i64> {
+        let mut c = self.store().conn().await?;
+        Ok(store::dashboard::newest_refusal_or_alert(c.db()).await?)
+    }
+}
+
 impl DashboardBackend {
     async fn agent_facts(&self) -> BackendResult<HashMap<String, AgentFacts>> {
-        let rows = sqlx::query(
-            "SELECT id, online, agent_version, cert_not_after FROM hosts WHERE removed_rev IS NULL",
-        )
-        .fetch_all(self.service.pool())
-        .await
-        .map_err(|e| backend_error(e.into()))?;
+        let rows = self.service.agent_facts().await.map_err(backend_error)?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|r| {
                 (
-                    r.get::<String, _>("id"),
+                    r.id,
                     AgentFacts {
-                        online: r.get::<i64, _>("online") != 0,
-                        agent_version: r.get("agent_version"),
-                        cert_not_after: r.get("cert_not_after"),
+                        online: r.online,
+                        agent_version: r.agent_version,
+                        cert_not_after: r.cert_not_after,
                     },
                 )
             })
@@ -690,7 +701,7 @@ impl Backend for DashboardBackend {
         let mut sessions = self.service.watch_sessions();
         // Refused attempts and alerts are rows of the events feed, not session events:
         // looked for every second (one indexed query), so the overview's feed is live.
-        let pool = self.service.pool().clone();
+        let service = self.service.clone();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut newest: Option<i64> = None;
         let mut signoffs = self.service.watch_signoffs();
@@ -713,12 +724,7 @@ impl Backend for DashboardBackend {
                     },
                     _ = tick.tick() => {
                         // A failed look is no change; the next one tells.
-                        let latest: i64 = sqlx::query_scalar(
-                            "SELECT ifnull(max(id), 0) FROM events WHERE kind IN ('refused_attempt', 'alert')",
-                        )
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap_or(0);
+                        let latest = service.newest_refusal_or_alert().await.unwrap_or(0);
                         let before = newest.replace(latest);
                         if before.is_none_or(|b| b >= latest) {
                             continue;

@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
 use tokio::io::AsyncWriteExt as _;
 use tracing::{info, warn};
 
 use crate::events::Event;
 use crate::hooks::WebhookSecret;
 use crate::service::Service;
+use crate::store;
 
 /// `[delivery]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -283,31 +283,16 @@ fn rustls_pemfile_certs(
 
 /// The sink's stored cursor; a new sink starts after the newest event.
 async fn start_cursor(service: &Service, sink: &str) -> Result<i64, sqlx::Error> {
-    let pool = service.pool();
-    sqlx::query(
-        "INSERT INTO delivery_cursors (sink, cursor)
-         SELECT ?, ifnull((SELECT max(id) FROM events), 0)
-         WHERE NOT EXISTS (SELECT 1 FROM delivery_cursors WHERE sink = ?)",
-    )
-    .bind(sink)
-    .bind(sink)
-    .execute(pool)
-    .await?;
-    Ok(
-        sqlx::query("SELECT cursor FROM delivery_cursors WHERE sink = ?")
-            .bind(sink)
-            .fetch_one(pool)
-            .await?
-            .get(0),
-    )
+    let mut c = service.store().conn().await?;
+    store::delivery::create_cursor(c.db(), sink).await?;
+    store::delivery::cursor(c.db(), sink)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 async fn save_cursor(service: &Service, sink: &str, cursor: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE delivery_cursors SET cursor = ? WHERE sink = ?")
-        .bind(cursor)
-        .bind(sink)
-        .execute(service.pool())
-        .await?;
+    let mut c = service.store().conn().await?;
+    store::delivery::save_cursor(c.db(), sink, cursor).await?;
     Ok(())
 }
 

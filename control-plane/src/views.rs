@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
-
 use crate::model::Revocation;
 use crate::service::{Result, Service};
+use crate::store::{self, Db};
+use serde::Serialize;
 
 /// Key of a principals entry: (Unix account, user name).
 pub type EntryKey = (String, String);
@@ -185,47 +184,37 @@ fn diff_entries(
 impl Service {
     /// The view of `host` at revision `rev`.
     pub async fn host_view(&self, host: &str, rev: i64) -> Result<HostView> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.store().begin_read().await?;
         Ok(HostView {
             revision: rev,
-            entries: entries(&mut conn, Scope::Host(host), rev, None).await?,
-            revocations: revocations_at(&mut conn, rev).await?,
-            disabled_users: disabled_at(&mut conn, rev, None).await?,
-            signoffs: signoffs_at(&mut conn, rev).await?,
-            trusted_cas: trusted_cas_at(&mut conn, rev).await?,
-            reenables: reenables_at(&mut conn, rev, None).await?,
+            entries: entries(tx.db(), Scope::Host(host), rev, None).await?,
+            revocations: revocations_at(tx.db(), rev).await?,
+            disabled_users: disabled_at(tx.db(), rev, None).await?,
+            signoffs: signoffs_at(tx.db(), rev).await?,
+            trusted_cas: trusted_cas_at(tx.db(), rev).await?,
+            reenables: reenables_at(tx.db(), rev, None).await?,
         })
     }
 
     /// The delta that turns the view of `host` at `from` into its view at `to`.
     pub async fn host_delta(&self, host: &str, from: i64, to: i64) -> Result<Delta> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.store().begin_read().await?;
         let mut delta = Delta {
             from,
             to,
             ..Delta::default()
         };
-        let membership_changed: bool = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM host_group_members WHERE host_id = ?
-               AND ((since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)))",
-        )
-        .bind(host)
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_one(&mut *conn)
-        .await?
-        .get(0);
+        let membership_changed =
+            store::views::host_membership_changed(tx.db(), host, from, to).await?;
         let users = if membership_changed {
             None
         } else {
-            Some(touched_users(&mut conn, from, to).await?)
+            Some(touched_users(tx.db(), from, to).await?)
         };
-        let old = entries(&mut conn, Scope::Host(host), from, users.as_ref()).await?;
-        let new = entries(&mut conn, Scope::Host(host), to, users.as_ref()).await?;
+        let old = entries(tx.db(), Scope::Host(host), from, users.as_ref()).await?;
+        let new = entries(tx.db(), Scope::Host(host), to, users.as_ref()).await?;
         diff_entries(&old, &new, &mut delta);
-        global_delta(&mut conn, &mut delta).await?;
+        global_delta(tx.db(), &mut delta).await?;
         Ok(delta)
     }
 
@@ -235,64 +224,42 @@ impl Service {
     /// of a host's delta depends only on its groups ([`Service::plan_delta`]), so hosts
     /// in the same groups share it: a revision costs per group combination, not per host.
     pub async fn fanout_plan(&self, from: i64, to: i64) -> Result<FanoutPlan> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.store().begin_read().await?;
         let mut global = Delta {
             from,
             to,
             ..Delta::default()
         };
-        global_delta(&mut conn, &mut global).await?;
-        let membership_changed = sqlx::query(
-            "SELECT DISTINCT host_id FROM host_group_members
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        let removed =
-            sqlx::query("SELECT id FROM hosts WHERE removed_rev > ? AND removed_rev <= ?")
-                .bind(from)
-                .bind(to)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+        global_delta(tx.db(), &mut global).await?;
+        let membership_changed = store::views::hosts_with_membership_change(tx.db(), from, to)
+            .await?
+            .into_iter()
+            .collect();
+        let removed = store::views::hosts_removed(tx.db(), from, to)
+            .await?
+            .into_iter()
+            .collect();
         let mut groups: HashMap<String, Vec<i64>> = HashMap::new();
-        for r in sqlx::query(
-            "SELECT host_id, group_id FROM host_group_members
-             WHERE since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1)
-             ORDER BY host_id, group_id",
-        )
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            groups.entry(r.get(0)).or_default().push(r.get(1));
+        for (host, group) in store::views::memberships_at(tx.db(), to).await? {
+            groups.entry(host).or_default().push(group);
         }
         Ok(FanoutPlan {
             global,
             membership_changed,
             removed,
             groups,
-            touched: touched_users(&mut conn, from, to).await?,
+            touched: touched_users(tx.db(), from, to).await?,
         })
     }
 
     /// The delta of any host in `groups` (sorted) whose membership did not change within
     /// the plan's range; equal to [`Service::host_delta`] for each such host.
     pub async fn plan_delta(&self, plan: &FanoutPlan, groups: &[i64]) -> Result<Delta> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.store().begin_read().await?;
         let mut delta = plan.global.clone();
         let scope = Scope::Groups(groups);
-        let old = entries(&mut conn, scope, delta.from, Some(&plan.touched)).await?;
-        let new = entries(&mut conn, scope, delta.to, Some(&plan.touched)).await?;
+        let old = entries(tx.db(), scope, delta.from, Some(&plan.touched)).await?;
+        let new = entries(tx.db(), scope, delta.to, Some(&plan.touched)).await?;
         diff_entries(&old, &new, &mut delta);
         Ok(delta)
     }
@@ -319,120 +286,74 @@ impl FanoutPlan {
     }
 }
 
+/// Live in `[since, until)`: whether a row was in force at `rev`.
+fn live_at(since: i64, until: Option<i64>, rev: i64) -> bool {
+    since <= rev && until.is_none_or(|u| u > rev)
+}
+
 /// Adds to `delta` the changes every host shares: revocations, disabled users, sign-offs,
 /// trusted CAs.
-async fn global_delta(conn: &mut SqliteConnection, delta: &mut Delta) -> Result<()> {
+async fn global_delta(mut db: Db<'_>, delta: &mut Delta) -> Result<()> {
     let (from, to) = (delta.from, delta.to);
-    let ca_changed: bool = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM trusted_cas
-           WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?))",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(from)
-    .bind(to)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
-    if ca_changed {
+    if store::views::trusted_cas_changed(db.re(), from, to).await? {
         // A handful of rows: the two sets are compared whole.
-        let old = trusted_cas_at(&mut *conn, from).await?;
-        let new = trusted_cas_at(&mut *conn, to).await?;
+        let old = trusted_cas_at(db.re(), from).await?;
+        let new = trusted_cas_at(db.re(), to).await?;
         delta.add_trusted_cas = new.difference(&old).cloned().collect();
         delta.remove_trusted_cas = old.difference(&new).cloned().collect();
     }
-    {
-        for r in sqlx::query(
-            "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi, since_rev, until_rev
-             FROM revocations
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            let since: i64 = r.get(5);
-            let until: Option<i64> = r.get(6);
-            let live_at = |rev: i64| since <= rev && until.is_none_or(|u| u > rev);
-            let rev = revocation(&r);
-            match (live_at(from), live_at(to)) {
-                (false, true) => {
-                    delta.add_revocations.insert(rev);
-                }
-                (true, false) => {
-                    delta.remove_revocations.insert(rev);
-                }
-                _ => {}
+    for r in store::views::revocations_changed(db.re(), from, to).await? {
+        let (since, until) = (r.since_rev, r.until_rev);
+        let rev = revocation(r);
+        match (live_at(since, until, from), live_at(since, until, to)) {
+            (false, true) => {
+                delta.add_revocations.insert(rev);
             }
-        }
-
-        let changed_status: BTreeSet<i64> = sqlx::query(
-            "SELECT user_id FROM user_status
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        if !changed_status.is_empty() {
-            let old = disabled_at(&mut *conn, from, Some(&changed_status)).await?;
-            let new = disabled_at(&mut *conn, to, Some(&changed_status)).await?;
-            delta.add_disabled = new.difference(&old).cloned().collect();
-            delta.remove_disabled = old.difference(&new).cloned().collect();
-        }
-
-        for r in sqlx::query(
-            "SELECT id, statement, signature, since_rev, until_rev FROM signoffs
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            let since: i64 = r.get(3);
-            let until: Option<i64> = r.get(4);
-            let live_at = |rev: i64| since <= rev && until.is_none_or(|u| u > rev);
-            match (live_at(from), live_at(to)) {
-                (false, true) => {
-                    delta.add_signoffs.insert(r.get(0), statement(&r));
-                }
-                (true, false) => {
-                    delta.remove_signoffs.insert(r.get(0));
-                }
-                _ => {}
+            (true, false) => {
+                delta.remove_revocations.insert(rev);
             }
+            _ => {}
         }
+    }
 
-        let changed_reenables: BTreeSet<i64> = sqlx::query(
-            "SELECT id FROM signoffs WHERE until_rev > ? AND until_rev <= ?
-             UNION SELECT signoff_id FROM reenable_approvals
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
+    let changed_status: BTreeSet<i64> = store::views::status_changed(db.re(), from, to)
         .await?
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
         .collect();
-        if !changed_reenables.is_empty() {
-            delta.upsert_reenables = reenables_at(&mut *conn, to, Some(&changed_reenables)).await?;
+    if !changed_status.is_empty() {
+        let old = disabled_at(db.re(), from, Some(&changed_status)).await?;
+        let new = disabled_at(db.re(), to, Some(&changed_status)).await?;
+        delta.add_disabled = new.difference(&old).cloned().collect();
+        delta.remove_disabled = old.difference(&new).cloned().collect();
+    }
+
+    for r in store::views::signoffs_changed(db.re(), from, to).await? {
+        match (
+            live_at(r.since_rev, r.until_rev, from),
+            live_at(r.since_rev, r.until_rev, to),
+        ) {
+            (false, true) => {
+                delta.add_signoffs.insert(
+                    r.id,
+                    Statement {
+                        statement: r.statement,
+                        signature: r.signature,
+                    },
+                );
+            }
+            (true, false) => {
+                delta.remove_signoffs.insert(r.id);
+            }
+            _ => {}
         }
+    }
+
+    let changed_reenables: BTreeSet<i64> = store::views::reenables_changed(db.re(), from, to)
+        .await?
+        .into_iter()
+        .collect();
+    if !changed_reenables.is_empty() {
+        delta.upsert_reenables = reenables_at(db, to, Some(&changed_reenables)).await?;
     }
     Ok(())
 }
@@ -440,28 +361,23 @@ async fn global_delta(conn: &mut SqliteConnection, delta: &mut Delta) -> Result<
 /// The re-enabled sign-offs at `rev` (only `only`, when given) with the approvals of their
 /// re-enable live at `rev`.
 async fn reenables_at(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     rev: i64,
     only: Option<&BTreeSet<i64>>,
 ) -> Result<BTreeMap<i64, Reenable>> {
     let mut out = BTreeMap::new();
-    for r in sqlx::query(
-        "SELECT s.id, s.statement, s.signature, u.name FROM signoffs s
-         JOIN users u ON u.id = s.user_id WHERE s.until_rev IS NOT NULL AND s.until_rev <= ?",
-    )
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let id: i64 = r.get(0);
-        if only.is_some_and(|o| !o.contains(&id)) {
+    for r in store::views::reenabled_at(db.re(), rev).await? {
+        if only.is_some_and(|o| !o.contains(&r.id)) {
             continue;
         }
         out.insert(
-            id,
+            r.id,
             Reenable {
-                person: r.get(3),
-                statement: statement(&r),
+                person: r.person,
+                statement: Statement {
+                    statement: r.statement,
+                    signature: r.signature,
+                },
                 signatures: BTreeSet::new(),
             },
         );
@@ -469,122 +385,75 @@ async fn reenables_at(
     if out.is_empty() {
         return Ok(out);
     }
-    for r in sqlx::query(
-        "SELECT signoff_id, signature FROM reenable_approvals
-         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
-    )
-    .bind(rev)
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        if let Some(e) = out.get_mut(&r.get::<i64, _>(0)) {
-            e.signatures.insert(r.get(1));
+    for (id, signature) in store::views::reenable_approvals_at(db, rev).await? {
+        if let Some(e) = out.get_mut(&id) {
+            e.signatures.insert(signature);
         }
     }
     Ok(out)
 }
 
 /// Users any of whose rows changed in `(from, to]`.
-async fn touched_users(conn: &mut SqliteConnection, from: i64, to: i64) -> Result<BTreeSet<i64>> {
-    let mut out = BTreeSet::new();
-    for table in [
-        "user_status",
-        "user_key_ids",
-        "user_principals",
-        "user_keys",
-        "grants",
-        "grant_approvals",
-    ] {
-        let sql = format!(
-            "SELECT DISTINCT user_id FROM {table}
-             WHERE (since_rev > ? AND since_rev <= ?) OR (until_rev > ? AND until_rev <= ?)"
-        );
-        for r in sqlx::query(&sql)
-            .bind(from)
-            .bind(to)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&mut *conn)
-            .await?
-        {
-            out.insert(r.get::<i64, _>(0));
-        }
-    }
-    Ok(out)
+async fn touched_users(db: Db<'_>, from: i64, to: i64) -> Result<BTreeSet<i64>> {
+    Ok(store::views::touched_users(db, from, to)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// The trusted user CA keys at `rev`.
-async fn trusted_cas_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeSet<String>> {
-    Ok(sqlx::query(
-        "SELECT public_key FROM trusted_cas
-         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
+async fn trusted_cas_at(db: Db<'_>, rev: i64) -> Result<BTreeSet<String>> {
+    Ok(store::views::trusted_cas_at(db, rev)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+fn revocation(r: store::views::RevocationRow) -> Revocation {
+    crate::service::revocation_from_columns(
+        r.kind,
+        r.ca_fingerprint,
+        r.value,
+        r.serial_lo,
+        r.serial_hi,
     )
-    .bind(rev)
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect())
 }
 
-fn revocation(r: &sqlx::sqlite::SqliteRow) -> Revocation {
-    crate::service::revocation_from_columns(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+async fn revocations_at(db: Db<'_>, rev: i64) -> Result<BTreeSet<Revocation>> {
+    Ok(store::views::revocations_at(db, rev)
+        .await?
+        .into_iter()
+        .map(revocation)
+        .collect())
 }
 
-async fn revocations_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeSet<Revocation>> {
-    Ok(sqlx::query(
-        "SELECT kind, ca_fingerprint, value, serial_lo, serial_hi FROM revocations
-         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
-    )
-    .bind(rev)
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(revocation)
-    .collect())
-}
-
-fn statement(r: &sqlx::sqlite::SqliteRow) -> Statement {
-    Statement {
-        statement: r.get(1),
-        signature: r.get(2),
-    }
-}
-
-async fn signoffs_at(conn: &mut SqliteConnection, rev: i64) -> Result<BTreeMap<i64, Statement>> {
-    Ok(sqlx::query(
-        "SELECT id, statement, signature FROM signoffs
-         WHERE since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)",
-    )
-    .bind(rev)
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| (r.get(0), statement(r)))
-    .collect())
+async fn signoffs_at(db: Db<'_>, rev: i64) -> Result<BTreeMap<i64, Statement>> {
+    Ok(store::views::signoffs_at(db, rev)
+        .await?
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                Statement {
+                    statement: r.statement,
+                    signature: r.signature,
+                },
+            )
+        })
+        .collect())
 }
 
 async fn disabled_at(
-    conn: &mut SqliteConnection,
+    db: Db<'_>,
     rev: i64,
     only: Option<&BTreeSet<i64>>,
 ) -> Result<BTreeSet<String>> {
-    Ok(sqlx::query(
-        "SELECT u.id, u.name FROM user_status s JOIN users u ON u.id = s.user_id
-         WHERE s.status = 'disabled' AND s.since_rev <= ? AND (s.until_rev IS NULL OR s.until_rev > ?)",
-    )
-    .bind(rev)
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .filter(|r| only.is_none_or(|o| o.contains(&r.get::<i64, _>(0))))
-    .map(|r| r.get(1))
-    .collect())
+    Ok(store::views::disabled_at(db, rev)
+        .await?
+        .into_iter()
+        .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
+        .map(|(_, name)| name)
+        .collect())
 }
 
 /// Whose principals entries: one host's (through its group membership at the revision),
@@ -597,7 +466,7 @@ enum Scope<'a> {
 
 /// Principals entries of `scope` at `rev`, for all users or only `only`.
 async fn entries(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     scope: Scope<'_>,
     rev: i64,
     only: Option<&BTreeSet<i64>>,
@@ -605,53 +474,29 @@ async fn entries(
     if only.is_some_and(BTreeSet::is_empty) {
         return Ok(BTreeMap::new());
     }
-    const SELECT: &str = "SELECT g.account, u.name, u.id, g.not_after, g.id, hg.name
-         FROM grants g
-         JOIN users u ON u.id = g.user_id
-         JOIN host_groups hg ON hg.id = g.group_id
-         JOIN user_status s ON s.user_id = u.id AND s.status = 'active'
-              AND s.since_rev <= ?1 AND (s.until_rev IS NULL OR s.until_rev > ?1)
-         WHERE g.since_rev <= ?1 AND (g.until_rev IS NULL OR g.until_rev > ?1)";
     let grants = match scope {
-        Scope::Host(host) => {
-            sqlx::query(&format!(
-                "{SELECT} AND g.group_id IN (SELECT group_id FROM host_group_members
-                   WHERE host_id = ?2 AND since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1))"
-            ))
-            .bind(rev)
-            .bind(host)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        Scope::Groups(groups) => {
-            sqlx::query(&format!(
-                "{SELECT} AND g.group_id IN (SELECT value FROM json_each(?2))"
-            ))
-            .bind(rev)
-            .bind(serde_json::to_string(groups).unwrap_or_else(|_| "[]".into()))
-            .fetch_all(&mut *conn)
-            .await?
-        }
+        Scope::Host(host) => store::views::grants_of_host_at(db.re(), host, rev).await?,
+        Scope::Groups(groups) => store::views::grants_of_groups_at(db.re(), groups, rev).await?,
     };
 
     let mut out: BTreeMap<EntryKey, Entry> = BTreeMap::new();
     let mut identities: BTreeMap<i64, Entry> = BTreeMap::new();
-    let mut signatures = approvals_at(conn, rev).await?;
+    let mut signatures = approvals_at(db.re(), rev).await?;
     for g in grants {
-        let user_id: i64 = g.get(2);
+        let user_id = g.user_id;
         if only.is_some_and(|o| !o.contains(&user_id)) {
             continue;
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = identities.entry(user_id) {
-            slot.insert(identity(conn, user_id, rev).await?);
+            slot.insert(identity(db.re(), user_id, rev).await?);
         }
-        let not_after: Option<i64> = g.get(3);
-        let key = (g.get::<String, _>(0), g.get::<String, _>(1));
-        let approved = signatures.remove(&g.get::<i64, _>(4)).map(|sigs| {
+        let not_after = g.not_after;
+        let key = (g.account, g.user_name);
+        let approved = signatures.remove(&g.grant_id).map(|sigs| {
             (
-                g.get::<i64, _>(4),
+                g.grant_id,
                 ApprovedGrant {
-                    host_group: g.get(5),
+                    host_group: g.group_name,
                     not_after,
                     signatures: sigs,
                 },
@@ -680,48 +525,22 @@ async fn entries(
 
 /// The approval signatures of every live grant at `rev`, by grant id. Approvals are few
 /// (privileged grants only), so one query serves a whole view.
-async fn approvals_at(
-    conn: &mut SqliteConnection,
-    rev: i64,
-) -> Result<BTreeMap<i64, BTreeSet<String>>> {
+async fn approvals_at(db: Db<'_>, rev: i64) -> Result<BTreeMap<i64, BTreeSet<String>>> {
     let mut out: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    for r in sqlx::query(
-        "SELECT grant_id, signature FROM grant_approvals
-         WHERE since_rev <= ?1 AND (until_rev IS NULL OR until_rev > ?1)",
-    )
-    .bind(rev)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        out.entry(r.get(0)).or_default().insert(r.get(1));
+    for (grant, signature) in store::views::grant_approvals_at(db, rev).await? {
+        out.entry(grant).or_default().insert(signature);
     }
     Ok(out)
 }
 
-async fn identity(conn: &mut SqliteConnection, user: i64, rev: i64) -> Result<Entry> {
+async fn identity(db: Db<'_>, user: i64, rev: i64) -> Result<Entry> {
     let mut e = Entry::default();
-    for (table, column) in [
-        ("user_key_ids", "key_id"),
-        ("user_principals", "principal"),
-        ("user_keys", "public_key"),
-    ] {
-        let sql = format!(
-            "SELECT {column} FROM {table} WHERE user_id = ? AND since_rev <= ? AND (until_rev IS NULL OR until_rev > ?)"
-        );
-        let values: BTreeSet<String> = sqlx::query(&sql)
-            .bind(user)
-            .bind(rev)
-            .bind(rev)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        match table {
-            "user_key_ids" => e.key_ids = values,
-            "user_principals" => e.principals = values,
-            _ => e.authorized_keys = values,
-        }
+    for (kind, value) in store::views::identity_at(db, user, rev).await? {
+        match kind.as_str() {
+            "key_id" => e.key_ids.insert(value),
+            "principal" => e.principals.insert(value),
+            _ => e.authorized_keys.insert(value),
+        };
     }
     Ok(e)
 }

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
 
 use super::users::{load_user, user_id};
 use super::{Actor, Service, ServiceError};
 use crate::model::{Invalid, UserStatus, parse_public_key};
+use crate::store::{self, Db};
 
 /// The server-wide validity policy (`[ca]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,9 +252,10 @@ impl Service {
         let mut w = self.write(actor, "certificate.issue", needs_key_id).await?;
         let uid = user_id(w.tx.db(), user).await?;
         let person = load_user(w.tx.db(), uid).await?;
-        let policy = person_policy(&mut w.tx, uid, ca.policy, w.now).await?;
+        let signed_off = super::signoff::is_signed_off(w.tx.db(), uid).await?;
+        let policy = person_policy(w.tx.db(), uid, ca.policy, w.now).await?;
         let ttl = request.ttl.unwrap_or(policy.0.default_ttl);
-        let refusal = check(&mut w.tx, uid, &person, &key, ttl, policy.0).await?;
+        let refusal = check(w.tx.db(), uid, signed_off, &person, &key, ttl, policy.0).await?;
         if refusal.is_none() && needs_key_id && !person.key_ids.iter().any(|k| k == user) {
             if w.revision.is_none() {
                 // Another process removed the key ID between the two reads.
@@ -264,12 +265,7 @@ impl Service {
                 .into());
             }
             let rev = w.rev();
-            sqlx::query("INSERT INTO user_key_ids (user_id, key_id, since_rev) VALUES (?, ?, ?)")
-                .bind(uid)
-                .bind(user)
-                .bind(rev)
-                .execute(&mut *w.tx)
-                .await?;
+            store::certificates::insert_key_id(w.tx.db(), uid, user, rev).await?;
         }
         if let Some(refusal) = refusal {
             let details = serde_json::json!({
@@ -291,24 +287,22 @@ impl Service {
         let valid_before = w.now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let principals_json = serde_json::to_string(&person.principals)
             .map_err(|e| ServiceError::corrupt("certificate principals", e))?;
-        let serial = sqlx::query(
-            "INSERT INTO issued_certificates (user_id, ca_fingerprint, key_fingerprint, public_key,
-               principals, valid_after, valid_before, source_address, issued_at, issued_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let serial = store::certificates::insert_issued(
+            w.tx.db(),
+            &store::certificates::NewIssued {
+                user_id: uid,
+                ca_fingerprint: &ca.fingerprint,
+                key_fingerprint: &key.fingerprint,
+                public_key: &key.openssh,
+                principals: &principals_json,
+                valid_after,
+                valid_before,
+                source_address: source_address.as_deref(),
+                issued_at: w.now,
+                issued_by: &actor.0,
+            },
         )
-        .bind(uid)
-        .bind(&ca.fingerprint)
-        .bind(&key.fingerprint)
-        .bind(&key.openssh)
-        .bind(&principals_json)
-        .bind(valid_after)
-        .bind(valid_before)
-        .bind(&source_address)
-        .bind(w.now)
-        .bind(&actor.0)
-        .execute(&mut *w.tx)
-        .await?
-        .last_insert_rowid();
+        .await?;
         let mut issued = IssuedCertificate {
             serial: u64::try_from(serial).unwrap_or(0),
             user: user.to_owned(),
@@ -337,15 +331,8 @@ impl Service {
 
     /// The person a live registered key belongs to, by its `SHA256:` fingerprint.
     pub async fn key_owner(&self, fingerprint: &str) -> Result<Option<String>, ServiceError> {
-        let mut conn = self.pool().acquire().await?;
-        Ok(sqlx::query(
-            "SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
-             WHERE k.fingerprint = ? AND k.until_rev IS NULL",
-        )
-        .bind(fingerprint)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.get(0)))
+        let mut c = self.store().conn().await?;
+        Ok(store::certificates::key_holder_name(c.db(), fingerprint).await?)
     }
 
     /// Issues a certificate to whoever holds the registered key `authenticated` (its
@@ -382,36 +369,25 @@ impl Service {
         &self,
         user: &str,
     ) -> Result<Vec<IssuedCertificate>, ServiceError> {
-        let mut conn = self.pool().acquire().await?;
-        let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
-        let rows = sqlx::query(
-            "SELECT c.serial, c.key_fingerprint, c.public_key, c.principals, c.valid_after,
-                    c.valid_before, c.source_address, c.ca_fingerprint,
-                    EXISTS (SELECT 1 FROM revocations r WHERE r.until_rev IS NULL
-                              AND r.kind = 'serial' AND r.ca_fingerprint = c.ca_fingerprint
-                              AND c.serial BETWEEN r.serial_lo AND r.serial_hi)
-             FROM issued_certificates c WHERE c.user_id = ? AND c.valid_before > ?
-             ORDER BY c.serial DESC",
-        )
-        .bind(uid)
-        .bind(self.now())
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter()
+        // The user's id and their certificates, read in one state.
+        let mut tx = self.store().begin_read().await?;
+        let uid = user_id(tx.db(), user).await?;
+        let rows = store::certificates::live_issued(tx.db(), uid, self.now()).await?;
+        rows.into_iter()
             .map(|r| {
                 Ok(IssuedCertificate {
-                    serial: u64::try_from(r.get::<i64, _>(0))
+                    serial: u64::try_from(r.serial)
                         .map_err(|e| ServiceError::corrupt("certificate serial", e))?,
                     user: user.to_owned(),
-                    key_fingerprint: r.get(1),
-                    public_key: r.get(2),
-                    principals: serde_json::from_str(&r.get::<String, _>(3))
+                    key_fingerprint: r.key_fingerprint,
+                    public_key: r.public_key,
+                    principals: serde_json::from_str(&r.principals)
                         .map_err(|e| ServiceError::corrupt("certificate principals", e))?,
-                    valid_after: r.get(4),
-                    valid_before: r.get(5),
-                    source_address: r.get(6),
-                    ca_fingerprint: r.get(7),
-                    revoked: r.get::<i64, _>(8) != 0,
+                    valid_after: r.valid_after,
+                    valid_before: r.valid_before,
+                    source_address: r.source_address,
+                    ca_fingerprint: r.ca_fingerprint,
+                    revoked: r.revoked,
                     certificate: String::new(),
                 })
             })
@@ -428,16 +404,10 @@ impl Service {
         reason: &str,
     ) -> Result<crate::service::RevocationRecord, ServiceError> {
         let ca: Option<String> = {
-            let mut conn = self.pool().acquire().await?;
-            let uid = user_id(crate::store::Db::Sqlite(&mut conn), user).await?;
-            sqlx::query(
-                "SELECT ca_fingerprint FROM issued_certificates WHERE serial = ? AND user_id = ?",
-            )
-            .bind(i64::try_from(serial).unwrap_or(i64::MAX))
-            .bind(uid)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.get(0))
+            let mut tx = self.store().begin_read().await?;
+            let uid = user_id(tx.db(), user).await?;
+            let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+            store::certificates::issuing_ca(tx.db(), serial, uid).await?
         };
         let Some(ca) = ca else {
             return Err(ServiceError::not_found(
@@ -472,16 +442,12 @@ impl Service {
         let gid = super::hosts::group_ids(&mut w.tx, &[group.to_owned()])
             .await?
             .remove(0);
-        sqlx::query(
-            "INSERT INTO group_certificate_policies (group_id, default_ttl, max_ttl)
-             VALUES (?, ?, ?)
-             ON CONFLICT (group_id) DO UPDATE SET default_ttl = excluded.default_ttl,
-               max_ttl = excluded.max_ttl",
+        store::certificates::set_group_policy(
+            w.tx.db(),
+            gid,
+            i64::try_from(default_ttl).unwrap_or(i64::MAX),
+            i64::try_from(max_ttl).unwrap_or(i64::MAX),
         )
-        .bind(gid)
-        .bind(i64::try_from(default_ttl).unwrap_or(i64::MAX))
-        .bind(i64::try_from(max_ttl).unwrap_or(i64::MAX))
-        .execute(&mut *w.tx)
         .await?;
         w.commit(
             "certificate.group_policy",
@@ -527,17 +493,13 @@ impl Service {
         }
         let mut w = self.write(actor, "certificate.policy", false).await?;
         let uid = user_id(w.tx.db(), user).await?;
-        sqlx::query(
-            "INSERT INTO certificate_policies (user_id, default_ttl, max_ttl, source_address)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (user_id) DO UPDATE SET default_ttl = excluded.default_ttl,
-               max_ttl = excluded.max_ttl, source_address = excluded.source_address",
+        store::certificates::set_person_policy(
+            w.tx.db(),
+            uid,
+            i64::try_from(default_ttl).unwrap_or(i64::MAX),
+            i64::try_from(max_ttl).unwrap_or(i64::MAX),
+            source_address,
         )
-        .bind(uid)
-        .bind(i64::try_from(default_ttl).unwrap_or(i64::MAX))
-        .bind(i64::try_from(max_ttl).unwrap_or(i64::MAX))
-        .bind(source_address)
-        .execute(&mut *w.tx)
         .await?;
         w.commit(
             "certificate.policy",
@@ -553,25 +515,17 @@ impl Service {
 /// their own and those of the host groups they hold a live grant in (a certificate reaches
 /// all those hosts); and their default source-address.
 async fn person_policy(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     uid: i64,
     server: CertPolicy,
     now: i64,
 ) -> Result<(CertPolicy, Option<String>), sqlx::Error> {
-    let (own, source_address) = own_policy(conn, uid, server).await?;
-    let groups = sqlx::query(
-        "SELECT min(p.default_ttl), min(p.max_ttl) FROM group_certificate_policies p
-         WHERE p.group_id IN (SELECT g.group_id FROM grants g WHERE g.user_id = ?
-                                AND g.until_rev IS NULL
-                                AND (g.not_after IS NULL OR g.not_after > ?))",
-    )
-    .bind(uid)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (own, source_address) = own_policy(db.re(), uid, server).await?;
+    let (group_default, group_max) =
+        store::certificates::strictest_group_policy(db, uid, now).await?;
     let secs = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
-    let max_ttl = secs(groups.get(1)).map_or(own.max_ttl, |g| g.min(own.max_ttl));
-    let default_ttl = secs(groups.get(0))
+    let max_ttl = secs(group_max).map_or(own.max_ttl, |g| g.min(own.max_ttl));
+    let default_ttl = secs(group_default)
         .map_or(own.default_ttl, |g| g.min(own.default_ttl))
         .min(max_ttl);
     Ok((
@@ -585,90 +539,59 @@ async fn person_policy(
 
 /// The person's own policy over the server's, and their default source-address.
 async fn own_policy(
-    conn: &mut SqliteConnection,
+    db: Db<'_>,
     uid: i64,
     server: CertPolicy,
 ) -> Result<(CertPolicy, Option<String>), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT default_ttl, max_ttl, source_address FROM certificate_policies WHERE user_id = ?",
-    )
-    .bind(uid)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(match row {
+    Ok(match store::certificates::person_policy(db, uid).await? {
         None => (server, None),
-        Some(r) => {
+        Some((default_ttl, max_ttl, source_address)) => {
             let secs = |v: i64| u64::try_from(v).unwrap_or(0);
             // The server's maximum still bounds a person's policy set under a larger one.
-            let max_ttl = secs(r.get(1)).min(server.max_ttl);
+            let max_ttl = secs(max_ttl).min(server.max_ttl);
             (
                 CertPolicy {
-                    default_ttl: secs(r.get(0)).min(max_ttl),
+                    default_ttl: secs(default_ttl).min(max_ttl),
                     max_ttl,
                 },
-                r.get(2),
+                source_address,
             )
         }
     })
 }
 
-/// The refusal, if any, for certifying `key` for `person` for `ttl` seconds.
+/// The refusal, if any, for certifying `key` for `person` (`signed_off` when a sign-off of
+/// theirs is in force) for `ttl` seconds.
 async fn check(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     uid: i64,
+    signed_off: bool,
     person: &crate::model::User,
     key: &crate::model::PlainKey,
     ttl: u64,
     policy: CertPolicy,
 ) -> Result<Option<Refusal>, ServiceError> {
     let name = &person.name;
-    if super::signoff::is_signed_off(crate::store::Db::Sqlite(&mut *conn), uid).await? {
+    if signed_off {
         return Ok(Some(Refusal::SignedOff(name.clone())));
     }
     if person.status != UserStatus::Active {
         return Ok(Some(Refusal::Disabled(name.clone())));
     }
-    let owner: Option<i64> =
-        sqlx::query("SELECT user_id FROM user_keys WHERE fingerprint = ? AND until_rev IS NULL")
-            .bind(&key.fingerprint)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.get(0));
-    match owner {
+    match store::certificates::key_holder_id(db.re(), &key.fingerprint).await? {
         None => return Ok(Some(Refusal::KeyNotRegistered(key.fingerprint.clone()))),
         Some(o) if o != uid => {
             return Ok(Some(Refusal::KeyOfAnotherPerson(key.fingerprint.clone())));
         }
         Some(_) => {}
     }
-    let revoked: i64 = sqlx::query(
-        "SELECT count(*) FROM revocations WHERE until_rev IS NULL AND
-           ((kind = 'key' AND value = ?) OR (kind = 'sha256' AND value = ?))",
-    )
-    .bind(&key.openssh)
-    .bind(&key.fingerprint)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
-    if revoked > 0 {
+    if store::certificates::key_revoked(db.re(), &key.openssh, &key.fingerprint).await? {
         return Ok(Some(Refusal::KeyRevoked(key.fingerprint.clone())));
     }
-    let key_id_revoked: i64 = sqlx::query(
-        "SELECT count(*) FROM revocations WHERE until_rev IS NULL AND kind = 'key_id' AND value = ?",
-    )
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
-    if key_id_revoked > 0 {
+    if store::certificates::key_id_revoked(db.re(), name).await? {
         return Ok(Some(Refusal::KeyIdRevoked(name.clone())));
     }
-    let key_id_owner: Option<i64> =
-        sqlx::query("SELECT user_id FROM user_key_ids WHERE key_id = ? AND until_rev IS NULL")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.get(0));
+    let key_id_owner = store::certificates::key_id_holder(db, name).await?;
     if key_id_owner.is_some_and(|o| o != uid) {
         return Ok(Some(Refusal::KeyIdTaken(name.clone())));
     }

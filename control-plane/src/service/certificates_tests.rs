@@ -620,10 +620,9 @@ async fn a_corrupt_stored_certificate_is_an_error_not_an_empty_listing() {
     svc.issue_certificate(&Actor::cli(), "alice", &ask(ALICE_KEY))
         .await
         .unwrap();
-    sqlx::query("UPDATE issued_certificates SET principals = '[\"alice\",'")
-        .execute(svc.pool())
-        .await
-        .unwrap();
+    svc.store()
+        .exec_for_test("UPDATE issued_certificates SET principals = '[\"alice\",'")
+        .await;
     let err = svc.list_certificates("alice").await.unwrap_err();
     assert!(
         matches!(

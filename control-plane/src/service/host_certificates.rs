@@ -9,10 +9,9 @@
 
 use std::sync::Arc;
 
-use sqlx::Row;
-
 use super::{Actor, Service, ServiceError};
 use crate::model::{Invalid, parse_public_key};
+use crate::store::{self, Tx};
 
 /// How long a host certificate is valid unless configured otherwise: 30 days. Agents renew
 /// at two thirds of it.
@@ -200,12 +199,9 @@ impl Service {
         let ca = self.host_ca().ok_or(HostCertError::NoCa)?;
         let key = parse_public_key("public_key", public_key)?;
         let mut w = self.write(actor, "host_certificate.issue", false).await?;
-        let row = sqlx::query("SELECT hostname FROM hosts WHERE id = ? AND removed_rev IS NULL")
-            .bind(host)
-            .fetch_optional(&mut *w.tx)
+        let hostname = store::certificates::live_hostname(w.tx.db(), host)
             .await?
             .ok_or_else(|| ServiceError::not_found("host", host))?;
-        let hostname: String = row.get(0);
         let mut enrolled = vec![hostname];
         if !enrolled.iter().any(|n| n == host) {
             enrolled.push(host.to_owned());
@@ -251,18 +247,7 @@ impl Service {
         let valid_before = w
             .now
             .saturating_add(i64::try_from(ca.ttl).unwrap_or(i64::MAX));
-        sqlx::query(
-            "INSERT INTO host_ssh_keys (fingerprint, host_id, first_signed, last_signed)
-             VALUES (?, ?, ?, ?)
-             ON CONFLICT (fingerprint) DO UPDATE
-             SET host_id = excluded.host_id, last_signed = excluded.last_signed",
-        )
-        .bind(&key.fingerprint)
-        .bind(host)
-        .bind(w.now)
-        .bind(w.now)
-        .execute(&mut *w.tx)
-        .await?;
+        store::certificates::bind_host_key(w.tx.db(), &key.fingerprint, host, w.now).await?;
         let certificate = sign(&ca, &key.key, host, &enrolled, valid_after, valid_before)
             .map_err(HostCertError::Sign)?;
         w.commit(
@@ -289,17 +274,13 @@ impl Service {
 
 /// The live host `fingerprint` is bound to, if any. A removed host's keys are free again
 /// (a host reinstalled under a new id keeps its keys), for whoever proves holding them.
+/// Read in the caller's transaction (`&mut Tx`, so enrolment's `key_owner(&mut w.tx, …)`
+/// reads the same).
 pub(crate) async fn key_owner(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut Tx,
     fingerprint: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT k.host_id FROM host_ssh_keys k JOIN hosts h ON h.id = k.host_id
-         WHERE k.fingerprint = ? AND h.removed_rev IS NULL",
-    )
-    .bind(fingerprint)
-    .fetch_optional(conn)
-    .await
+    store::certificates::host_key_holder(tx.db(), fingerprint).await
 }
 
 fn sign(

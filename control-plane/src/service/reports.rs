@@ -274,7 +274,8 @@ async fn apply(
             }
         }
         Report::Refused { host, attempts } => {
-            super::refused::record(crate::store::Db::Sqlite(conn), host, attempts, now, rules).await?;
+            super::refused::record(crate::store::Db::Sqlite(conn), host, attempts, now, rules)
+                .await?;
         }
     }
     Ok(())

@@ -12,6 +12,9 @@
 pub mod alerts;
 pub mod approvals;
 pub mod audit;
+pub mod certificates;
+pub mod dashboard;
+pub mod delivery;
 pub mod events;
 pub mod grants;
 pub mod operators;
@@ -24,6 +27,7 @@ mod sqlite;
 pub mod stats;
 pub mod tokens;
 pub mod users;
+pub mod views;
 pub mod webhooks;
 pub mod witness;
 
