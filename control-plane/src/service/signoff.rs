@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use signoff_proto::orders::{self, SignoffStatement};
 use signoff_proto::v1;
 
+use super::users::user_id;
 use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, User, UserStatus, validate_text};
 use crate::store::{self, Db};
@@ -236,7 +237,7 @@ impl Service {
         let rev = w.rev();
         let uid = user_id(w.tx.db(), user).await?;
         let signoff = store::signoffs::live(w.tx.db(), uid).await?;
-        let status = store::signoffs::status(w.tx.db(), uid).await?;
+        let status = store::users::status(w.tx.db(), uid).await?;
         if signoff.is_none() && status == UserStatus::Active.as_str() {
             return Err(ServiceError::Conflict(format!(
                 "user {user:?} is active and not signed off"
@@ -248,7 +249,8 @@ impl Service {
             withdrawn = store::signoffs::withdraw_added_revocations(w.tx.db(), id, rev).await?;
         }
         if status != UserStatus::Active.as_str() {
-            store::signoffs::set_status(w.tx.db(), uid, UserStatus::Active.as_str(), rev).await?;
+            store::users::end_status(w.tx.db(), uid, rev).await?;
+            store::users::insert_status(w.tx.db(), uid, UserStatus::Active.as_str(), rev).await?;
         }
         w.commit(
             "user.reenable",
@@ -374,17 +376,12 @@ pub(super) async fn is_signed_off(db: Db<'_>, uid: i64) -> Result<bool> {
 }
 
 /// The id of the person named `name`; not found when there is none.
-async fn user_id(db: Db<'_>, name: &str) -> Result<i64> {
-    store::signoffs::user_id(db, name)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("user", name))
-}
-
 /// Disables the person from `rev`, unless they are disabled already.
 async fn disable(mut db: Db<'_>, uid: i64, rev: i64) -> Result<()> {
-    let status = store::signoffs::status(db.re(), uid).await?;
+    let status = store::users::status(db.re(), uid).await?;
     if status != UserStatus::Disabled.as_str() {
-        store::signoffs::set_status(db, uid, UserStatus::Disabled.as_str(), rev).await?;
+        store::users::end_status(db.re(), uid, rev).await?;
+        store::users::insert_status(db, uid, UserStatus::Disabled.as_str(), rev).await?;
     }
     Ok(())
 }

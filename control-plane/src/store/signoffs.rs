@@ -1,15 +1,7 @@
 //! Sign-offs: the statements, the hosts each waits for, the revocations each keeps in
-//! force, and the person's status they change.
+//! force.
 
 use super::{Db, on};
-
-/// The id of the person named `name`, if there is one.
-pub async fn user_id(db: Db<'_>, name: &str) -> sqlx::Result<Option<i64>> {
-    on!(db, c => sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await)
-}
 
 /// The id of person `uid`'s sign-off in force, if there is one.
 pub async fn live(db: Db<'_>, uid: i64) -> sqlx::Result<Option<i64>> {
@@ -65,37 +57,6 @@ pub async fn live_plain_keys(db: Db<'_>, uid: i64) -> sqlx::Result<Vec<(String, 
     .bind(uid)
     .fetch_all(&mut *c)
     .await)
-}
-
-/// Person `uid`'s status now (`active` or `disabled`).
-pub async fn status(db: Db<'_>, uid: i64) -> sqlx::Result<String> {
-    on!(db, c => sqlx::query_scalar(
-        "SELECT status FROM user_status WHERE user_id = $1 AND until_rev IS NULL",
-    )
-    .bind(uid)
-    .fetch_one(&mut *c)
-    .await)
-}
-
-/// Sets person `uid`'s status to `status` from revision `rev`: ends the live status row
-/// and adds the new one (two statements that only make sense together).
-pub async fn set_status(mut db: Db<'_>, uid: i64, status: &str, rev: i64) -> sqlx::Result<()> {
-    on!(db.re(), c => sqlx::query(
-        "UPDATE user_status SET until_rev = $1 WHERE user_id = $2 AND until_rev IS NULL",
-    )
-    .bind(rev)
-    .bind(uid)
-    .execute(&mut *c)
-    .await
-    .map(|r| r.rows_affected()))?;
-    on!(db, c => sqlx::query("INSERT INTO user_status (user_id, status, since_rev) VALUES ($1, $2, $3)")
-        .bind(uid)
-        .bind(status)
-        .bind(rev)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(())
 }
 
 /// The next sign-off id, one more than the latest (inside a change transaction, unique).
@@ -386,15 +347,27 @@ mod tests {
 
         // Sign-offs.
         let t = &mut tx;
-        assert_eq!(user_id(t.db(), "mallory").await.unwrap(), Some(1));
-        assert_eq!(user_id(t.db(), "nobody").await.unwrap(), None);
+        assert_eq!(
+            crate::store::users::id_by_name(t.db(), "mallory")
+                .await
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            crate::store::users::id_by_name(t.db(), "nobody")
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(live_key_ids(t.db(), 1).await.unwrap(), ["m@corp"]);
         assert_eq!(
             live_plain_keys(t.db(), 1).await.unwrap(),
             [("SHA256:m".to_owned(), "ssh-ed25519 AAAA".to_owned())]
         );
+        use crate::store::users::{end_status, insert_status, status};
         assert_eq!(status(t.db(), 1).await.unwrap(), "active");
-        set_status(t.db(), 1, "disabled", 2).await.unwrap();
+        end_status(t.db(), 1, 2).await.unwrap();
+        insert_status(t.db(), 1, "disabled", 2).await.unwrap();
         assert_eq!(status(t.db(), 1).await.unwrap(), "disabled");
         let id = next_id(t.db()).await.unwrap();
         assert_eq!(id, 1);

@@ -80,6 +80,16 @@ pub async fn end_status(db: Db<'_>, user: i64, rev: i64) -> sqlx::Result<u64> {
         .map(|r| r.rows_affected()))
 }
 
+/// Person `uid`'s status now (`active` or `disabled`).
+pub async fn status(db: Db<'_>, uid: i64) -> sqlx::Result<String> {
+    on!(db, c => sqlx::query_scalar(
+        "SELECT status FROM user_status WHERE user_id = $1 AND until_rev IS NULL",
+    )
+    .bind(uid)
+    .fetch_one(&mut *c)
+    .await)
+}
+
 /// Adds a live key ID to person `user` from revision `rev`. Fails with a unique violation
 /// when another person holds it.
 pub async fn insert_key_id(db: Db<'_>, user: i64, key_id: &str, rev: i64) -> sqlx::Result<()> {
