@@ -654,7 +654,10 @@ async fn alert_offline_waits(service: Service, every: Duration, mut stop: watch:
 }
 
 /// Every `every`: writes the agents' buffered acks (one transaction), then reads the latest
-/// revision, so that writes of another process (the admin CLI) reach the streams.
+/// revision, so that writes of another process (the admin CLI, another replica) reach the
+/// streams. On PostgreSQL the revisions other replicas commit also arrive as they commit
+/// (LISTEN/NOTIFY) and are published at once; the poll stays as the backstop for a
+/// notification lost while the listening connection was down.
 async fn poll_revisions_and_flush_acks(
     service: Service,
     every: Duration,
@@ -663,10 +666,36 @@ async fn poll_revisions_and_flush_acks(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut listener = match service.store().revision_listener().await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot listen for other replicas' revisions (polling every {every:?}): {e}");
+            None
+        }
+    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            // (The guard wait_for returns is dropped here: it must not live across an await.)
+            _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => return,
+            n = async { listener.as_mut().expect("guarded").try_recv().await }, if listener.is_some() => {
+                match n {
+                    // A revision committed somewhere: read it (the payload is only a hint;
+                    // the store says what is committed).
+                    Ok(Some(_)) => {}
+                    // The connection was lost and is being made again: what was announced
+                    // meanwhile is read below.
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!("listening for other replicas' revisions failed (polling every {every:?}): {e}");
+                        listener = None;
+                    }
+                }
+                if let Err(e) = service.refresh_revision().await {
+                    warn!("cannot read the latest revision: {e}");
+                }
+                continue;
+            }
         }
         if let Err(e) = service.flush_contacts().await {
             warn!("cannot record agents' acks (retrying): {e}");

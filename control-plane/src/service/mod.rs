@@ -328,6 +328,9 @@ impl Write<'_> {
             revision: self.revision,
         };
         audit::append(self.tx.db(), self.now, &entry).await?;
+        if let Some(revision) = self.revision {
+            self.tx.announce_revision(revision).await?;
+        }
         self.tx.commit().await?;
         if let Some(revision) = self.revision {
             // Another process may have committed and published a later revision already;

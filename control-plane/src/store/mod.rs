@@ -169,6 +169,15 @@ impl Conn {
 }
 
 impl Tx {
+    /// Tells every process on the database, once this transaction commits, that it made
+    /// `revision` (PostgreSQL: NOTIFY; SQLite: nothing, other processes poll).
+    pub async fn announce_revision(&mut self, revision: i64) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(_) => Ok(()),
+            Tx::Postgres(t) => postgres::notify_revision(t, revision).await,
+        }
+    }
+
     /// The transaction's connection, for one statement.
     pub fn db(&mut self) -> Db<'_> {
         match self {
@@ -255,6 +264,20 @@ impl Store {
         match self {
             Store::Sqlite(p) => p.close().await,
             Store::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Revisions other processes commit, as they commit, where the backend announces them
+    /// (PostgreSQL's LISTEN/NOTIFY): a listener on its own connection. `None` on SQLite,
+    /// whose other writers (the admin CLI) are found by polling.
+    pub async fn revision_listener(&self) -> sqlx::Result<Option<sqlx::postgres::PgListener>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(p) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(p).await?;
+                l.listen(postgres::REVISION_CHANNEL).await?;
+                Ok(Some(l))
+            }
         }
     }
 

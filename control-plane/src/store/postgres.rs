@@ -105,3 +105,18 @@ pub(super) const PERSON_TIMELINE: &str = "SELECT id, at, kind, data FROM events
        OR (kind = 'alert' AND CAST(data AS jsonb) ->> 'person' = $1)
        OR (kind = 'audit' AND CAST(data AS jsonb) ->> 'target' = $2)
     ORDER BY id DESC LIMIT $3";
+
+/// The channel on which every committed revision is announced to every control plane on
+/// the database (payload: the revision number).
+pub(super) const REVISION_CHANNEL: &str = "signoff_revision";
+
+/// Announces `revision` on [`REVISION_CHANNEL`]; PostgreSQL delivers it when (and only if)
+/// the transaction commits.
+pub(super) async fn notify_revision(c: &mut sqlx::PgConnection, revision: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, CAST($2 AS TEXT))")
+        .bind(REVISION_CHANNEL)
+        .bind(revision.to_string())
+        .execute(c)
+        .await?;
+    Ok(())
+}
