@@ -331,10 +331,9 @@ mod tests {
     #[tokio::test]
     async fn an_altered_row_is_found() {
         let svc = three_changes().await;
-        sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
+            .await;
         let broken = svc.verify_audit().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2);
         assert!(broken.problem.contains("altered"), "{}", broken.problem);
@@ -343,10 +342,9 @@ mod tests {
     #[tokio::test]
     async fn a_removed_row_is_found() {
         let svc = three_changes().await;
-        sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test("DELETE FROM audit_log WHERE seq = 2")
+            .await;
         let broken = svc.verify_audit().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2);
         assert!(broken.problem.contains("missing"), "{}", broken.problem);
@@ -355,10 +353,9 @@ mod tests {
     #[tokio::test]
     async fn a_removed_last_row_is_found() {
         let svc = three_changes().await;
-        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test("DELETE FROM audit_log WHERE seq = 3")
+            .await;
         let broken = svc.verify_audit().await.unwrap().broken.unwrap();
         assert!(
             broken.problem.contains("revision 3 has no audit row"),
@@ -386,11 +383,11 @@ mod tests {
                 revision: first.revision,
             },
         );
-        sqlx::query("UPDATE audit_log SET actor = 'forger', hash = ? WHERE seq = 1")
-            .bind(forged)
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test(&format!(
+                "UPDATE audit_log SET actor = 'forger', hash = '{forged}' WHERE seq = 1"
+            ))
+            .await;
         let broken = svc.verify_audit().await.unwrap().broken.unwrap();
         assert_eq!(broken.seq, 2);
     }
@@ -431,14 +428,12 @@ mod tests {
                     revision: r.revision,
                 },
             );
-            sqlx::query("UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?")
-                .bind(actor)
-                .bind(&prev)
-                .bind(&hash)
-                .bind(r.seq)
-                .execute(svc.pool())
-                .await
-                .unwrap();
+            svc.store()
+                .exec_for_test(&format!(
+                    "UPDATE audit_log SET actor = '{actor}', prev_hash = '{prev}', hash = '{hash}' WHERE seq = {}",
+                    r.seq
+                ))
+                .await;
             prev = hash;
         }
         assert_eq!(svc.verify_audit().await.unwrap().broken, None);

@@ -678,7 +678,7 @@ async fn poll_revisions_and_flush_acks(
             _ = tick.tick() => {}
             // (The guard wait_for returns is dropped here: it must not live across an await.)
             _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => return,
-            n = async { listener.as_mut().expect("guarded").try_recv().await }, if listener.is_some() => {
+            n = next_notification(listener.as_mut()), if listener.is_some() => {
                 match n {
                     // A revision committed somewhere: read it (the payload is only a hint;
                     // the store says what is committed).
@@ -712,6 +712,16 @@ async fn poll_revisions_and_flush_acks(
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The next notification on `listener`; never ready without one.
+async fn next_notification(
+    listener: Option<&mut sqlx::postgres::PgListener>,
+) -> sqlx::Result<Option<sqlx::postgres::PgNotification>> {
+    match listener {
+        Some(l) => l.try_recv().await,
+        None => std::future::pending().await,
     }
 }
 

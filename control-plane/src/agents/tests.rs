@@ -290,10 +290,10 @@ async fn a_reused_join_token_is_refused() {
 async fn a_join_token_with_corrupt_groups_is_refused() {
     let p = start().await;
     let token = p.join_token().await;
-    sqlx::query("UPDATE join_tokens SET groups = 'not json'")
-        .execute(p.service.pool())
-        .await
-        .unwrap();
+    p.service
+        .store()
+        .exec_for_test("UPDATE join_tokens SET groups = 'not json'")
+        .await;
     let err = p.enroll(&p.ca.pin(), &token, "web1").await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("groups are corrupt"), "{err}");

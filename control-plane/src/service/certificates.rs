@@ -439,7 +439,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         self.check_policy(default_ttl, max_ttl)?;
         let mut w = self.write(actor, "certificate.group_policy", false).await?;
-        let gid = super::hosts::group_ids(&mut w.tx, &[group.to_owned()])
+        let gid = super::hosts::group_ids(w.tx.db(), &[group.to_owned()])
             .await?
             .remove(0);
         store::certificates::set_group_policy(

@@ -5,7 +5,6 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use super::host_certificates::key_owner;
 use super::hosts::{group_ids, insert_host};
@@ -13,6 +12,7 @@ use super::{Actor, NewHost, Result, Service, ServiceError};
 use crate::model::{
     Host, Invalid, parse_public_key, validate_group_name, validate_host_id, validate_list,
 };
+use crate::store;
 
 /// A new join token: the secret is shown once.
 #[derive(Debug, Clone, Serialize)]
@@ -128,18 +128,13 @@ impl Service {
         );
         let mut w = self.write(actor, "join_token.create", false).await?;
         // Refuse unknown groups now rather than at enrollment.
-        group_ids(&mut w.tx, groups).await?;
+        group_ids(w.tx.db(), groups).await?;
         let expires_at = w.now + ttl_secs;
-        let id = sqlx::query(
-            "INSERT INTO join_tokens (hash, groups, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(hash(&secret))
-        .bind(serde_json::to_string(groups).map_err(|e| ServiceError::corrupt("groups", e))?)
-        .bind(w.now)
-        .bind(expires_at)
-        .execute(&mut *w.tx)
-        .await?
-        .last_insert_rowid();
+        let groups_json =
+            serde_json::to_string(groups).map_err(|e| ServiceError::corrupt("groups", e))?;
+        let id =
+            store::enroll::insert_token(w.tx.db(), &hash(&secret), &groups_json, w.now, expires_at)
+                .await?;
         w.commit(
             "join_token.create",
             &format!("join_token:{id}"),
@@ -205,31 +200,27 @@ impl Service {
         let actor = Actor(format!("agent:{host_id}"));
         let mut w = self.write(&actor, "host.enroll", true).await?;
         let rev = w.rev();
-        let row = sqlx::query(
-            "SELECT id, groups, expires_at, used_by_host FROM join_tokens WHERE hash = ?",
-        )
-        .bind(hash(secret))
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or(EnrollError::UnknownToken)?;
-        let token_id: i64 = row.get(0);
-        if let Some(host) = row.get::<Option<String>, _>(3) {
+        let token = store::enroll::token_by_hash(w.tx.db(), &hash(secret))
+            .await?
+            .ok_or(EnrollError::UnknownToken)?;
+        let token_id = token.id;
+        if let Some(host) = token.used_by_host {
             return Err(EnrollError::TokenUsed(host));
         }
-        if row.get::<i64, _>(2) <= w.now {
+        if token.expires_at <= w.now {
             return Err(EnrollError::TokenExpired);
         }
         // A host enrolled into no groups would be silently useless (or, with a group
         // meant to exclude it, wrongly placed): a token that does not parse is refused.
         let groups: Vec<String> =
-            serde_json::from_str(&row.get::<String, _>(1)).map_err(EnrollError::CorruptToken)?;
+            serde_json::from_str(&token.groups).map_err(EnrollError::CorruptToken)?;
         let new = NewHost {
             id: host_id.to_owned(),
             hostname: hostname.to_owned(),
             groups,
         };
         let now = w.now;
-        insert_host(&mut w.tx, &new, now, rev).await?;
+        insert_host(w.tx.db(), &new, now, rev).await?;
         let mut bound = Vec::with_capacity(host_keys.len());
         for k in host_keys {
             let key = parse_public_key("host_keys", &k.public_key).map_err(ServiceError::from)?;
@@ -239,32 +230,16 @@ impl Service {
                     why,
                 }
             })?;
-            if let Some(owner) = key_owner(&mut w.tx, &key.fingerprint).await? {
+            if let Some(owner) = key_owner(w.tx.db(), &key.fingerprint).await? {
                 return Err(EnrollError::HostKeyTaken {
                     key: key.fingerprint,
                     owner,
                 });
             }
-            sqlx::query(
-                "INSERT INTO host_ssh_keys (fingerprint, host_id, first_signed, last_signed)
-                 VALUES (?, ?, ?, ?)
-                 ON CONFLICT (fingerprint) DO UPDATE
-                 SET host_id = excluded.host_id, last_signed = excluded.last_signed",
-            )
-            .bind(&key.fingerprint)
-            .bind(host_id)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await?;
+            store::enroll::bind_host_key(w.tx.db(), &key.fingerprint, host_id, now).await?;
             bound.push(key.fingerprint);
         }
-        sqlx::query("UPDATE join_tokens SET used_at = ?, used_by_host = ? WHERE id = ?")
-            .bind(w.now)
-            .bind(host_id)
-            .bind(token_id)
-            .execute(&mut *w.tx)
-            .await?;
+        store::enroll::spend_token(w.tx.db(), token_id, host_id, w.now).await?;
         w.commit(
             "host.enroll",
             &format!("host:{host_id}"),
@@ -281,16 +256,8 @@ impl Service {
 
     /// Marks a host's agent connected or not (sign-off progress tells pending from offline).
     pub async fn set_host_online(&self, host: &str, online: bool) -> Result<()> {
-        sqlx::query(
-            "UPDATE hosts SET online = ?1,
-                offline_since = CASE WHEN ?1 THEN NULL ELSE ifnull(offline_since, ?2) END
-             WHERE id = ?3",
-        )
-        .bind(online)
-        .bind(self.now())
-        .bind(host)
-        .execute(self.pool())
-        .await?;
+        let mut c = self.store().conn().await?;
+        store::hosts::set_online(c.db(), host, online, self.now()).await?;
         self.signoff_progressed();
         Ok(())
     }
@@ -298,25 +265,15 @@ impl Service {
     /// At server start no agent is connected, whatever a crash left in the store.
     pub async fn reset_hosts_online(&self) -> Result<()> {
         // Counted offline from now: the agents were connected until the last stop.
-        sqlx::query(
-            "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
-             WHERE online != 0",
-        )
-        .bind(self.now())
-        .execute(self.pool())
-        .await?;
+        let mut c = self.store().conn().await?;
+        store::hosts::reset_online(c.db(), self.now()).await?;
         Ok(())
     }
 
     /// Whether `host_id` may connect: it exists and has not been removed.
     pub async fn host_is_live(&self, host_id: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("SELECT 1 FROM hosts WHERE id = ? AND removed_rev IS NULL")
-                .bind(host_id)
-                .fetch_optional(self.pool())
-                .await?
-                .is_some(),
-        )
+        let mut c = self.store().conn().await?;
+        Ok(store::hosts::is_live(c.db(), host_id).await?)
     }
 
     /// Notes that `host` acked `revision` now. Acks come from every agent on every
@@ -363,17 +320,9 @@ impl Service {
             Ok(m) if !m.is_empty() => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             _ => return Ok(0),
         };
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store().begin_write().await?;
         for (host, (revision, at)) in &batch {
-            sqlx::query(
-                "UPDATE hosts SET last_contact = max(ifnull(last_contact, 0), ?),
-                    acked_revision = max(acked_revision, ?) WHERE id = ?",
-            )
-            .bind(at)
-            .bind(revision)
-            .bind(host)
-            .execute(&mut *tx)
-            .await?;
+            store::hosts::note_ack(tx.db(), host, *revision, *at).await?;
         }
         tx.commit().await?;
         if let Ok(mut m) = self.inner.contacts.lock() {
@@ -414,19 +363,15 @@ impl Service {
         agent_version: Option<&str>,
         cert_not_after: Option<i64>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE hosts SET last_contact = ?,
-                acked_revision = max(acked_revision, ifnull(?, acked_revision)),
-                agent_version = ifnull(?, agent_version),
-                cert_not_after = ifnull(?, cert_not_after)
-             WHERE id = ?",
+        let mut c = self.store().conn().await?;
+        store::hosts::record_contact(
+            c.db(),
+            host_id,
+            self.now(),
+            acked_revision,
+            agent_version,
+            cert_not_after,
         )
-        .bind(self.now())
-        .bind(acked_revision)
-        .bind(agent_version)
-        .bind(cert_not_after)
-        .bind(host_id)
-        .execute(self.pool())
         .await?;
         Ok(())
     }

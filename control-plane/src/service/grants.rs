@@ -52,7 +52,7 @@ impl Service {
         let mut w = self.write(actor, "grant.create", true).await?;
         let rev = w.rev();
         let uid = user_id(w.tx.db(), &new.user).await?;
-        let gid = group_ids(&mut w.tx, std::slice::from_ref(&new.group)).await?[0];
+        let gid = group_ids(w.tx.db(), std::slice::from_ref(&new.group)).await?[0];
         let id = store::grants::insert(
             w.tx.db(),
             uid,

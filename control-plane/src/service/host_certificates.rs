@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Actor, Service, ServiceError};
 use crate::model::{Invalid, parse_public_key};
-use crate::store::{self, Tx};
+use crate::store::{self, Db};
 
 /// How long a host certificate is valid unless configured otherwise: 30 days. Agents renew
 /// at two thirds of it.
@@ -206,7 +206,7 @@ impl Service {
         if !enrolled.iter().any(|n| n == host) {
             enrolled.push(host.to_owned());
         }
-        let owner = key_owner(&mut w.tx, &key.fingerprint).await?;
+        let owner = key_owner(w.tx.db(), &key.fingerprint).await?;
         let possession = proof
             .map(|p| signoff_proto::host_keys::verify(&key.key, host, p))
             .transpose();
@@ -274,13 +274,11 @@ impl Service {
 
 /// The live host `fingerprint` is bound to, if any. A removed host's keys are free again
 /// (a host reinstalled under a new id keeps its keys), for whoever proves holding them.
-/// Read in the caller's transaction (`&mut Tx`, so enrolment's `key_owner(&mut w.tx, …)`
-/// reads the same).
 pub(crate) async fn key_owner(
-    tx: &mut Tx,
+    db: Db<'_>,
     fingerprint: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    store::certificates::host_key_holder(tx.db(), fingerprint).await
+    store::certificates::host_key_holder(db, fingerprint).await
 }
 
 fn sign(

@@ -1,12 +1,12 @@
 //! Hosts and host groups.
 
 use serde::Deserialize;
-use sqlx::{Row, SqliteConnection};
 
 use super::{Actor, Result, Service, ServiceError, conflict_on_unique};
 use crate::model::{
     Host, HostGroup, validate_group_name, validate_host_id, validate_list, validate_text,
 };
+use crate::store::{self, Db};
 
 /// A host to register (normally done by enrollment; admins may pre-register).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,12 +26,7 @@ pub struct NewHost {
 /// one way a host comes to exist, for an admin's [`Service::create_host`] and an agent's
 /// enrollment alike. The hostname defaults to the id; every group must exist; a host id
 /// is never reused, not even after the host was removed.
-pub(super) async fn insert_host(
-    conn: &mut SqliteConnection,
-    new: &NewHost,
-    now: i64,
-    rev: i64,
-) -> Result<()> {
+pub(super) async fn insert_host(mut db: Db<'_>, new: &NewHost, now: i64, rev: i64) -> Result<()> {
     let hostname = if new.hostname.is_empty() {
         &new.id
     } else {
@@ -39,12 +34,8 @@ pub(super) async fn insert_host(
     };
     validate_text("hostname", hostname, 253)?;
     validate_list("groups", &new.groups, validate_group_name)?;
-    let group_ids = group_ids(conn, &new.groups).await?;
-    sqlx::query("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, ?)")
-        .bind(&new.id)
-        .bind(hostname)
-        .bind(now)
-        .execute(&mut *conn)
+    let group_ids = group_ids(db.re(), &new.groups).await?;
+    store::hosts::insert(db.re(), &new.id, hostname, now)
         .await
         .map_err(|e| {
             conflict_on_unique(e, || {
@@ -55,14 +46,7 @@ pub(super) async fn insert_host(
             })
         })?;
     for g in group_ids {
-        sqlx::query(
-            "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
-        )
-        .bind(&new.id)
-        .bind(g)
-        .bind(rev)
-        .execute(&mut *conn)
-        .await?;
+        store::hosts::join_group(db.re(), &new.id, g, rev).await?;
     }
     Ok(())
 }
@@ -72,12 +56,8 @@ impl Service {
     #[tracing::instrument(skip_all, fields(actor = %actor.0, group = name))]
     pub async fn create_group(&self, actor: &Actor, name: &str, reason: &str) -> Result<HostGroup> {
         validate_group_name("name", name)?;
-        let w = self.write(actor, "group.create", false).await?;
-        let mut w = w;
-        sqlx::query("INSERT INTO host_groups (name, created_at) VALUES (?, ?)")
-            .bind(name)
-            .bind(w.now)
-            .execute(&mut *w.tx)
+        let mut w = self.write(actor, "group.create", false).await?;
+        store::hosts::insert_group(w.tx.db(), name, w.now)
             .await
             .map_err(|e| conflict_on_unique(e, || format!("host group {name:?} already exists")))?;
         w.commit(
@@ -95,17 +75,10 @@ impl Service {
 
     /// Every host group with its live members.
     pub async fn list_groups(&self) -> Result<Vec<HostGroup>> {
-        let rows = sqlx::query(
-            "SELECT g.name, m.host_id FROM host_groups g
-             LEFT JOIN host_group_members m ON m.group_id = g.id AND m.until_rev IS NULL
-             ORDER BY g.name, m.host_id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let mut c = self.store().conn().await?;
+        let rows = store::hosts::groups_with_members(c.db()).await?;
         let mut out: Vec<HostGroup> = Vec::new();
-        for r in rows {
-            let name: String = r.get(0);
-            let host: Option<String> = r.get(1);
+        for (name, host) in rows {
             if out.last().is_none_or(|g| g.name != name) {
                 out.push(HostGroup {
                     name,
@@ -125,8 +98,8 @@ impl Service {
         validate_host_id("id", &new.id)?;
         let mut w = self.write(actor, "host.create", true).await?;
         let (now, rev) = (w.now, w.rev());
-        insert_host(&mut w.tx, &new, now, rev).await?;
-        let host = load_host(&mut w.tx, &new.id).await?;
+        insert_host(w.tx.db(), &new, now, rev).await?;
+        let host = load_host(w.tx.db(), &new.id).await?;
         w.commit(
             "host.create",
             &format!("host:{}", new.id),
@@ -149,26 +122,13 @@ impl Service {
         validate_list("groups", groups, validate_group_name)?;
         let mut w = self.write(actor, "host.groups", true).await?;
         let rev = w.rev();
-        live_host(&mut w.tx, id).await?;
-        let ids = group_ids(&mut w.tx, groups).await?;
-        sqlx::query(
-            "UPDATE host_group_members SET until_rev = ? WHERE host_id = ? AND until_rev IS NULL",
-        )
-        .bind(rev)
-        .bind(id)
-        .execute(&mut *w.tx)
-        .await?;
+        live_host(w.tx.db(), id).await?;
+        let ids = group_ids(w.tx.db(), groups).await?;
+        store::hosts::leave_groups(w.tx.db(), id, rev).await?;
         for g in ids {
-            sqlx::query(
-                "INSERT INTO host_group_members (host_id, group_id, since_rev) VALUES (?, ?, ?)",
-            )
-            .bind(id)
-            .bind(g)
-            .bind(rev)
-            .execute(&mut *w.tx)
-            .await?;
+            store::hosts::join_group(w.tx.db(), id, g, rev).await?;
         }
-        let host = load_host(&mut w.tx, id).await?;
+        let host = load_host(w.tx.db(), id).await?;
         w.commit(
             "host.groups",
             &format!("host:{id}"),
@@ -184,19 +144,9 @@ impl Service {
     pub async fn remove_host(&self, actor: &Actor, id: &str, reason: &str) -> Result<()> {
         let mut w = self.write(actor, "host.remove", true).await?;
         let rev = w.rev();
-        live_host(&mut w.tx, id).await?;
-        sqlx::query(
-            "UPDATE host_group_members SET until_rev = ? WHERE host_id = ? AND until_rev IS NULL",
-        )
-        .bind(rev)
-        .bind(id)
-        .execute(&mut *w.tx)
-        .await?;
-        sqlx::query("UPDATE hosts SET removed_rev = ? WHERE id = ?")
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
+        live_host(w.tx.db(), id).await?;
+        store::hosts::leave_groups(w.tx.db(), id, rev).await?;
+        store::hosts::remove(w.tx.db(), id, rev).await?;
         w.commit(
             "host.remove",
             &format!("host:{id}"),
@@ -208,47 +158,32 @@ impl Service {
 
     /// One live host.
     pub async fn get_host(&self, id: &str) -> Result<Host> {
-        let mut conn = self.pool().acquire().await?;
-        live_host(&mut conn, id).await?;
-        let mut host = load_host(&mut conn, id).await?;
+        let mut tx = self.store().begin_read().await?;
+        live_host(tx.db(), id).await?;
+        let mut host = load_host(tx.db(), id).await?;
         self.overlay_contact(&mut host);
         Ok(host)
     }
 
     /// Every live host, by id.
     pub async fn list_hosts(&self) -> Result<Vec<Host>> {
-        // Two queries whatever the fleet's size (not one per host).
-        let mut conn = self.pool().acquire().await?;
+        // Two queries whatever the fleet's size (not one per host), in one snapshot.
+        let mut tx = self.store().begin_read().await?;
         let mut groups: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
-        for r in sqlx::query(
-            "SELECT m.host_id, g.name FROM host_group_members m
-             JOIN host_groups g ON g.id = m.group_id
-             JOIN hosts h ON h.id = m.host_id
-             WHERE m.until_rev IS NULL AND h.removed_rev IS NULL
-             ORDER BY m.host_id, g.name",
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            groups.entry(r.get(0)).or_default().push(r.get(1));
+        for (host, group) in store::hosts::live_memberships(tx.db()).await? {
+            groups.entry(host).or_default().push(group);
         }
-        let rows = sqlx::query(
-            "SELECT id, hostname, acked_revision, last_contact, created_at FROM hosts
-             WHERE removed_rev IS NULL ORDER BY id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = store::hosts::live(tx.db()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: String = row.get(0);
             let mut host = Host {
-                groups: groups.remove(&id).unwrap_or_default(),
-                id,
-                hostname: row.get(1),
-                acked_revision: row.get(2),
-                last_contact: row.get(3),
-                created_at: row.get(4),
+                groups: groups.remove(&row.id).unwrap_or_default(),
+                id: row.id,
+                hostname: row.hostname,
+                acked_revision: row.acked_revision,
+                last_contact: row.last_contact,
+                created_at: row.created_at,
             };
             self.overlay_contact(&mut host);
             out.push(host);
@@ -258,14 +193,11 @@ impl Service {
 }
 
 /// Ids of the named groups, failing on the first unknown one.
-pub(super) async fn group_ids(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<i64>> {
+pub(super) async fn group_ids(mut db: Db<'_>, names: &[String]) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(names.len());
     for name in names {
-        let id: i64 = sqlx::query("SELECT id FROM host_groups WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *conn)
+        let id = store::hosts::group_id(db.re(), name)
             .await?
-            .map(|r| r.get(0))
             .ok_or_else(|| ServiceError::not_found("host group", name))?;
         if !ids.contains(&id) {
             ids.push(id);
@@ -274,38 +206,25 @@ pub(super) async fn group_ids(conn: &mut SqliteConnection, names: &[String]) -> 
     Ok(ids)
 }
 
-async fn live_host(conn: &mut SqliteConnection, id: &str) -> Result<()> {
-    sqlx::query("SELECT 1 FROM hosts WHERE id = ? AND removed_rev IS NULL")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| ServiceError::not_found("host", id))
+async fn live_host(db: Db<'_>, id: &str) -> Result<()> {
+    if store::hosts::is_live(db, id).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::not_found("host", id))
+    }
 }
 
-async fn load_host(conn: &mut SqliteConnection, id: &str) -> Result<Host> {
-    let row = sqlx::query(
-        "SELECT id, hostname, acked_revision, last_contact, created_at FROM hosts WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let groups = sqlx::query(
-        "SELECT g.name FROM host_group_members m JOIN host_groups g ON g.id = m.group_id
-         WHERE m.host_id = ? AND m.until_rev IS NULL ORDER BY g.name",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
+async fn load_host(mut db: Db<'_>, id: &str) -> Result<Host> {
+    let row = store::hosts::get(db.re(), id)
+        .await?
+        .ok_or(ServiceError::Store(sqlx::Error::RowNotFound))?;
+    let groups = store::hosts::group_names(db, id).await?;
     Ok(Host {
-        id: row.get(0),
-        hostname: row.get(1),
-        acked_revision: row.get(2),
-        last_contact: row.get(3),
-        created_at: row.get(4),
+        id: row.id,
+        hostname: row.hostname,
+        acked_revision: row.acked_revision,
+        last_contact: row.last_contact,
+        created_at: row.created_at,
         groups,
     })
 }

@@ -206,11 +206,6 @@ impl Service {
         &self.inner.store
     }
 
-    /// The SQLite pool, for code not yet moved into the store. Removed with its last use.
-    pub fn pool(&self) -> &sqlx::SqlitePool {
-        self.inner.store.sqlite_pool()
-    }
-
     /// Unix seconds now, by the service's clock.
     pub fn now(&self) -> i64 {
         self.inner.clock.now()

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use signoff_proto::v1;
-use sqlx::{Row as _, SqliteConnection};
 use tokio::sync::oneshot;
 
 use super::sessions::{self, SessionEvent};
 use super::{Result, Service, ServiceError};
+use crate::store::{self, Db};
 
 /// One report from an agent's stream.
 #[derive(Debug, Clone)]
@@ -164,9 +164,9 @@ impl Service {
         let now = self.now();
         let mut fx = Effects::default();
         let rules = self.alert_rules();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store().begin_write().await?;
         for report in reports {
-            apply(&mut tx, report, now, &rules, &mut fx).await?;
+            apply(tx.db(), report, now, &rules, &mut fx).await?;
         }
         tx.commit().await?;
         let queue = &self.inner.reports;
@@ -197,7 +197,7 @@ impl Service {
 }
 
 async fn apply(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     report: &Report,
     now: i64,
     rules: &crate::alerts::Rules,
@@ -210,72 +210,47 @@ async fn apply(
             agent_version,
             cert_not_after,
         } => {
-            sqlx::query(
-                "UPDATE hosts SET last_contact = ?, online = 1, offline_since = NULL,
-                    acked_revision = max(acked_revision, ?),
-                    agent_version = ?,
-                    cert_not_after = ifnull(?, cert_not_after)
-                 WHERE id = ?",
+            store::hosts::connected(
+                db,
+                host,
+                now,
+                *applied_revision,
+                agent_version,
+                *cert_not_after,
             )
-            .bind(now)
-            .bind(applied_revision)
-            .bind(agent_version)
-            .bind(cert_not_after)
-            .bind(host)
-            .execute(&mut *conn)
             .await?;
             fx.hosts_changed = true;
         }
         Report::Disconnected { host } => {
-            sqlx::query(
-                "UPDATE hosts SET online = 0, offline_since = ifnull(offline_since, ?)
-                 WHERE id = ?",
-            )
-            .bind(now)
-            .bind(host)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "UPDATE sessions SET state = 'unknown' WHERE host_id = ? AND state IN ('live', 'lingering')",
-            )
-            .bind(host)
-            .execute(&mut *conn)
-            .await?;
+            store::hosts::set_online(db.re(), host, false, now).await?;
+            store::sessions::host_unknown(db, host).await?;
             fx.hosts_changed = true;
             fx.events.push(SessionEvent::HostUnknown {
                 host_id: host.clone(),
             });
         }
         Report::SessionStarted { host, session } => {
-            sessions::upsert(conn, host, session, (rules, now), fx).await?;
+            sessions::upsert(db, host, session, (rules, now), fx).await?;
         }
         Report::SessionEnded { host, id, ended_at } => {
-            sessions::end(conn, host, id, *ended_at, fx).await?;
+            sessions::end(db, host, id, *ended_at, fx).await?;
         }
         Report::SessionList {
             host,
             sessions: list,
         } => {
-            let known: Vec<String> =
-                sqlx::query("SELECT id FROM sessions WHERE host_id = ? AND state != 'ended'")
-                    .bind(host)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
+            let known = store::sessions::not_ended(db.re(), host).await?;
             for id in known {
                 if !list.iter().any(|s| s.id == id) {
-                    sessions::end(conn, host, &id, now, fx).await?;
+                    sessions::end(db.re(), host, &id, now, fx).await?;
                 }
             }
             for s in list {
-                sessions::upsert(conn, host, s, (rules, now), fx).await?;
+                sessions::upsert(db.re(), host, s, (rules, now), fx).await?;
             }
         }
         Report::Refused { host, attempts } => {
-            super::refused::record(crate::store::Db::Sqlite(conn), host, attempts, now, rules)
-                .await?;
+            super::refused::record(db, host, attempts, now, rules).await?;
         }
     }
     Ok(())
@@ -429,13 +404,33 @@ mod tests {
     #[tokio::test]
     async fn a_report_the_store_refuses_fails_alone() {
         let (svc, _) = service().await;
-        sqlx::query(
-            "CREATE TRIGGER poison BEFORE INSERT ON sessions WHEN NEW.id = 'poison'
-             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-        )
-        .execute(svc.pool())
-        .await
-        .unwrap();
+        match svc.store().backend() {
+            crate::store::Backend::Sqlite => {
+                svc.store()
+                    .exec_for_test(
+                        "CREATE TRIGGER poison BEFORE INSERT ON sessions WHEN NEW.id = 'poison'
+                         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+                    )
+                    .await;
+            }
+            crate::store::Backend::Postgres => {
+                svc.store()
+                    .exec_for_test(
+                        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN
+                           IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+                           RETURN NEW;
+                         END $$",
+                    )
+                    .await;
+                svc.store()
+                    .exec_for_test(
+                        "CREATE TRIGGER poison BEFORE INSERT ON sessions
+                         FOR EACH ROW EXECUTE FUNCTION poison()",
+                    )
+                    .await;
+            }
+        }
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let svc = svc.clone();
@@ -485,9 +480,10 @@ mod tests {
     }
 
     async fn online(svc: &super::Service) -> bool {
-        sqlx::query_scalar("SELECT online FROM hosts WHERE id = 'web1'")
-            .fetch_one(svc.pool())
+        let mut c = svc.store().conn().await.unwrap();
+        crate::store::hosts::online(c.db(), "web1")
             .await
             .unwrap()
+            .expect("host web1")
     }
 }

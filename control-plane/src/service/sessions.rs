@@ -8,12 +8,12 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use signoff_proto::orders::{self, KillOrder};
 use signoff_proto::v1;
-use sqlx::{Row, SqliteConnection};
 use tokio::sync::{broadcast, mpsc};
 
 use super::reports::{Effects, Report};
 use super::{Actor, Result, Service, ServiceError, stored_json, unsigned};
 use crate::model::{Invalid, validate_text};
+use crate::store::{self, Db};
 
 /// How long a kill order is valid after it is signed.
 pub const KILL_ORDER_TTL_SECS: i64 = 300;
@@ -214,43 +214,27 @@ pub struct Connection {
     pub orders: mpsc::UnboundedReceiver<v1::SignedOrder>,
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> Result<SessionRecord> {
+fn record(r: store::sessions::SessionRow) -> Result<SessionRecord> {
     Ok(SessionRecord {
-        host_id: r.get("host_id"),
-        id: r.get("id"),
-        account: r.get("account"),
-        user: r.get("user"),
-        key_id: r.get("key_id"),
-        serial: unsigned("sessions.serial", r.get("serial"))?,
-        ca_fingerprint: r.get("ca_fingerprint"),
-        key_fingerprint: r.get("key_fingerprint"),
-        source_address: r.get("source_address"),
-        source_port: u32::try_from(r.get::<i64, _>("source_port"))
+        serial: unsigned("sessions.serial", r.serial)?,
+        source_port: u32::try_from(r.source_port)
             .map_err(|e| ServiceError::corrupt("sessions.source_port", e))?,
-        started_at: r.get("started_at"),
-        tty: r.get("tty"),
-        pids: stored_json("sessions.pids", &r.get::<String, _>("pids"))?,
-        state: r.get("state"),
-        lingering: stored_json("sessions.lingering", &r.get::<String, _>("lingering"))?,
-        ended_at: r.get("ended_at"),
+        pids: stored_json("sessions.pids", &r.pids)?,
+        lingering: stored_json("sessions.lingering", &r.lingering)?,
+        host_id: r.host_id,
+        id: r.id,
+        account: r.account,
+        user: r.user,
+        key_id: r.key_id,
+        ca_fingerprint: r.ca_fingerprint,
+        key_fingerprint: r.key_fingerprint,
+        source_address: r.source_address,
+        started_at: r.started_at,
+        tty: r.tty,
+        state: r.state,
+        ended_at: r.ended_at,
     })
 }
-
-/// Sessions with the person they belong to: a certificate login by its key ID; a plain-key
-/// login (no key ID) by the SHA256 fingerprint of the person's registered plain key. The
-/// key a person has now is looked up first (through the partial index of live keys), and
-/// only then one they had: a session outlives a key removed since it logged in.
-const SELECT: &str = "SELECT s.*, coalesce(
-        (SELECT u.name FROM user_key_ids k JOIN users u ON u.id = k.user_id
-          WHERE k.key_id = s.key_id AND s.key_id != ''
-          ORDER BY k.until_rev IS NULL DESC, k.since_rev DESC LIMIT 1),
-        (SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
-          WHERE k.fingerprint = s.key_fingerprint AND k.until_rev IS NULL
-            AND s.key_id = '' AND s.key_fingerprint != ''),
-        (SELECT u.name FROM user_keys k JOIN users u ON u.id = k.user_id
-          WHERE k.fingerprint = s.key_fingerprint AND s.key_id = '' AND s.key_fingerprint != ''
-          ORDER BY k.since_rev DESC LIMIT 1)) AS user
-     FROM sessions s";
 
 impl Service {
     /// Events of sessions starting and ending, as they are recorded.
@@ -390,42 +374,22 @@ impl Service {
             a.parse::<std::net::IpAddr>()
                 .map_or_else(|_| a.to_owned(), |ip| ip.to_canonical().to_string())
         });
-        let mut rows = sqlx::query(&format!(
-            "SELECT * FROM ({SELECT}) WHERE (? IS NULL OR host_id = ?) AND (? IS NULL OR account = ?)
-               AND (? IS NULL OR user = ?)
-               AND (CASE WHEN ? IS NULL THEN state != 'ended' WHEN ? = ? THEN 1 ELSE state = ? END)
-               AND (? IS NULL OR source_address = ?)
-               AND (? IS NULL OR started_at >= ?) AND (? IS NULL OR started_at < ?)
-               AND (? IS NULL OR started_at < ? OR (started_at = ? AND (host_id, id) > (?, ?)))
-             ORDER BY started_at DESC, host_id, id LIMIT ?"
-        ))
-        .bind(&filter.host)
-        .bind(&filter.host)
-        .bind(&filter.account)
-        .bind(&filter.account)
-        .bind(&filter.user)
-        .bind(&filter.user)
-        .bind(&filter.state)
-        .bind(&filter.state)
-        .bind(ANY_STATE)
-        .bind(&filter.state)
-        .bind(&source)
-        .bind(&source)
-        .bind(filter.started_after)
-        .bind(filter.started_after)
-        .bind(filter.started_before)
-        .bind(filter.started_before)
-        .bind(after.map(|c| c.started_at))
-        .bind(after.map(|c| c.started_at))
-        .bind(after.map(|c| c.started_at))
-        .bind(after.map(|c| c.host_id.as_str()))
-        .bind(after.map(|c| c.id.as_str()))
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(self.pool())
-        .await?;
+        let f = store::sessions::Filter {
+            host: filter.host.as_deref(),
+            account: filter.account.as_deref(),
+            user: filter.user.as_deref(),
+            state: filter.state.as_deref(),
+            any_state: ANY_STATE,
+            source: source.as_deref(),
+            started_after: filter.started_after,
+            started_before: filter.started_before,
+            after: after.map(|c| (c.started_at, c.host_id.as_str(), c.id.as_str())),
+        };
+        let mut c = self.store().conn().await?;
+        let mut rows = store::sessions::list(c.db(), &f, i64::from(page.limit) + 1).await?;
         let more = rows.len() > page.limit as usize;
         rows.truncate(page.limit as usize);
-        let sessions = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
+        let sessions = rows.into_iter().map(record).collect::<Result<Vec<_>>>()?;
         let next = match sessions.last() {
             Some(last) if more => Some(SessionCursor {
                 started_at: last.started_at,
@@ -442,15 +406,8 @@ impl Service {
     /// lingering and unknown sessions stay, however old.
     pub async fn prune_ended_sessions(&self, retention_secs: i64, batch: u32) -> Result<u64> {
         let before = self.now() - retention_secs;
-        let done = sqlx::query(
-            "DELETE FROM sessions WHERE rowid IN
-               (SELECT rowid FROM sessions WHERE state = 'ended' AND ended_at < ? LIMIT ?)",
-        )
-        .bind(before)
-        .bind(i64::from(batch))
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected())
+        let mut c = self.store().conn().await?;
+        Ok(store::sessions::prune_ended(c.db(), before, i64::from(batch)).await?)
     }
 
     /// Logins per hour over the `hours` hours before `now`, oldest first: every session
@@ -458,18 +415,10 @@ impl Service {
     /// at `now` itself counts in the last hour.
     pub async fn logins_per_hour(&self, now: i64, hours: u32) -> Result<Vec<u64>> {
         let start = now - i64::from(hours) * 3600;
-        let rows = sqlx::query(
-            "SELECT min((started_at - ?1) / 3600, ?3 - 1) AS hour, count(*) FROM sessions
-             WHERE started_at >= ?1 AND started_at <= ?2 GROUP BY hour",
-        )
-        .bind(start)
-        .bind(now)
-        .bind(i64::from(hours))
-        .fetch_all(self.pool())
-        .await?;
+        let mut c = self.store().conn().await?;
+        let rows = store::sessions::logins_per_hour(c.db(), start, now, i64::from(hours)).await?;
         let mut counts = vec![0u64; hours as usize];
-        for r in rows {
-            let (hour, n): (i64, i64) = (r.get(0), r.get(1));
+        for (hour, n) in rows {
             let slot = usize::try_from(hour)
                 .ok()
                 .and_then(|h| counts.get_mut(h))
@@ -481,12 +430,10 @@ impl Service {
 
     /// One session.
     pub async fn get_session(&self, host: &str, id: &str) -> Result<SessionRecord> {
-        sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
-            .bind(host)
-            .bind(id)
-            .fetch_optional(self.pool())
+        let mut c = self.store().conn().await?;
+        store::sessions::get(c.db(), host, id)
             .await?
-            .map(|r| record(&r))
+            .map(record)
             .ok_or_else(|| ServiceError::not_found("session", format!("{host}/{id}")))?
     }
 
@@ -592,22 +539,19 @@ impl Service {
         let mut audits = Vec::with_capacity(sent.len());
         for (session, nonce_hex, bytes, signature, state) in sent {
             let (host, id) = (&session.host_id, &session.id);
-            sqlx::query(
-                "INSERT INTO kill_orders (nonce, host_id, session_id, operator, reason, created_at, not_after, order_bytes, signature, state)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&nonce_hex)
-            .bind(host)
-            .bind(id)
-            .bind(&actor.0)
-            .bind(reason)
-            .bind(now)
-            .bind(now + KILL_ORDER_TTL_SECS)
-            .bind(&bytes)
-            .bind(&signature)
-            .bind(state)
-            .execute(&mut *w.tx)
-            .await?;
+            let order = store::sessions::NewKillOrder {
+                nonce: &nonce_hex,
+                host_id: host,
+                session_id: id,
+                operator: &actor.0,
+                reason,
+                created_at: now,
+                not_after: now + KILL_ORDER_TTL_SECS,
+                order_bytes: &bytes,
+                signature: &signature,
+                state,
+            };
+            store::sessions::insert_kill_order(w.tx.db(), &order).await?;
             audits.push((
                 format!("session:{host}/{id}"),
                 serde_json::json!({ "order": nonce_hex, "state": state, "user": session.user, "account": session.account }),
@@ -652,14 +596,11 @@ impl Service {
             (true, false) => "incomplete",
             (false, _) => "refused",
         };
-        let pending: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM kill_orders WHERE nonce = ? AND host_id = ? AND state IN ('sent', 'undelivered')",
-        )
-        .bind(&nonce)
-        .bind(host)
-        .fetch_optional(self.pool())
-        .await?;
-        if pending.is_none() {
+        let pending = {
+            let mut c = self.store().conn().await?;
+            store::sessions::order_pending(c.db(), &nonce, host).await?
+        };
+        if !pending {
             return Ok(());
         }
         let details = serde_json::json!({
@@ -668,17 +609,15 @@ impl Service {
         });
         let actor = Actor(format!("agent:{host}"));
         let mut w = self.write(&actor, "session.kill.result", false).await?;
-        let updated = sqlx::query(
-            "UPDATE kill_orders SET state = ?, result = ? WHERE nonce = ? AND host_id = ? AND state IN ('sent', 'undelivered')",
+        let updated = store::sessions::record_order_result(
+            w.tx.db(),
+            &nonce,
+            host,
+            state,
+            &details.to_string(),
         )
-        .bind(state)
-        .bind(details.to_string())
-        .bind(&nonce)
-        .bind(host)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        .await?;
+        if !updated {
             // Recorded by a concurrent report meanwhile.
             return Ok(());
         }
@@ -710,12 +649,10 @@ impl Service {
     /// it was never carried out); an expired one is recorded as `expired`, not executed.
     pub async fn settle_orders(&self, host: &str) -> Result<()> {
         let now = self.now();
-        let open: Vec<(String, Vec<u8>, String, i64)> = sqlx::query_as(
-            "SELECT nonce, order_bytes, signature, not_after FROM kill_orders WHERE host_id = ? AND state = 'sent'",
-        )
-        .bind(host)
-        .fetch_all(self.pool())
-        .await?;
+        let open = {
+            let mut c = self.store().conn().await?;
+            store::sessions::sent_orders(c.db(), host).await?
+        };
         for (nonce, order, signature, not_after) in open {
             if not_after > now {
                 self.inner
@@ -729,16 +666,10 @@ impl Service {
             });
             let actor = Actor(format!("agent:{host}"));
             let mut w = self.write(&actor, "session.kill.result", false).await?;
-            let updated = sqlx::query(
-                "UPDATE kill_orders SET state = 'expired', result = ? WHERE nonce = ? AND host_id = ? AND state = 'sent'",
-            )
-            .bind(details.to_string())
-            .bind(&nonce)
-            .bind(host)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
+            let updated =
+                store::sessions::expire_order(w.tx.db(), &nonce, host, &details.to_string())
+                    .await?;
+            if !updated {
                 continue;
             }
             w.commit(
@@ -763,7 +694,7 @@ impl Service {
 /// Records a reported session; only a change is an event (a reconnecting fleet repeats
 /// every session it has).
 pub(super) async fn upsert(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     host: &str,
     s: &v1::Session,
     (rules, now): (&crate::alerts::Rules, i64),
@@ -787,80 +718,42 @@ pub(super) async fn upsert(
         serde_json::to_string(&lingering).map_err(|e| ServiceError::corrupt("lingering", e))?;
     // The attribution may change after a session is first reported: a late `Accepted`
     // line completes it, a second, different one withdraws it (the agent then reports
-    // empty key fields).
-    let attribution = format!(
-        "{}\n{}\n{}\n{}",
-        s.key_id,
-        i64::try_from(s.serial).unwrap_or(i64::MAX),
-        s.ca_fingerprint,
-        s.key_fingerprint
-    );
-    // The tty too: a login announced from its `Accepted` line, before sshd forked its
-    // session process, gets its tty in a later report.
-    let before: Option<(String, String, String, String, String)> = sqlx::query_as(
-        "SELECT state, pids, lingering,
-                key_id || char(10) || serial || char(10) || ca_fingerprint || char(10) || key_fingerprint,
-                tty
-         FROM sessions WHERE host_id = ? AND id = ?",
-    )
-    .bind(host)
-    .bind(&s.id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    // empty key fields). The tty too: a login announced from its `Accepted` line, before
+    // sshd forked its session process, gets its tty in a later report.
+    let reported = store::sessions::Reported {
+        state: state.to_owned(),
+        pids,
+        lingering,
+        key_id: s.key_id.clone(),
+        serial: i64::try_from(s.serial).unwrap_or(i64::MAX),
+        ca_fingerprint: s.ca_fingerprint.clone(),
+        key_fingerprint: s.key_fingerprint.clone(),
+        tty: s.tty.clone(),
+    };
+    let before = store::sessions::reported(db.re(), host, &s.id).await?;
     let event: fn(Box<SessionRecord>) -> SessionEvent = match &before {
         None => SessionEvent::Started,
-        Some((old_state, _, _, _, _)) if old_state == "ended" => SessionEvent::Started,
-        Some((old_state, old_pids, old_lingering, old_attribution, old_tty))
-            if old_state != state
-                || *old_pids != pids
-                || *old_lingering != lingering
-                || *old_attribution != attribution
-                || *old_tty != s.tty =>
-        {
-            SessionEvent::Updated
-        }
+        Some(old) if old.state == "ended" => SessionEvent::Started,
+        Some(old) if *old != reported => SessionEvent::Updated,
         // Known as it is: no write.
         Some(_) => return Ok(()),
     };
-    sqlx::query(
-        "INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint, key_fingerprint,
-            source_address, source_port, started_at, tty, pids, state, lingering)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (host_id, id) DO UPDATE SET state = excluded.state, ended_at = NULL,
-            pids = excluded.pids, lingering = excluded.lingering, key_id = excluded.key_id,
-            serial = excluded.serial, ca_fingerprint = excluded.ca_fingerprint,
-            key_fingerprint = excluded.key_fingerprint, tty = excluded.tty",
-    )
-    .bind(host)
-    .bind(&s.id)
-    .bind(&s.account)
-    .bind(&s.key_id)
-    .bind(i64::try_from(s.serial).unwrap_or(i64::MAX))
-    .bind(&s.ca_fingerprint)
-    .bind(&s.key_fingerprint)
-    .bind(&s.source_address)
-    .bind(i64::from(s.source_port))
-    .bind(started_at)
-    .bind(&s.tty)
-    .bind(&pids)
-    .bind(state)
-    .bind(&lingering)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(r) = sqlx::query(&format!("{SELECT} WHERE s.host_id = ? AND s.id = ?"))
-        .bind(host)
-        .bind(&s.id)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        let r = record(&r)?;
-        if before
-            .as_ref()
-            .is_none_or(|(old_state, ..)| old_state == "ended")
-        {
+    let new = store::sessions::NewSession {
+        host_id: host,
+        id: &s.id,
+        account: &s.account,
+        started_at,
+        source_address: &s.source_address,
+        source_port: i64::from(s.source_port),
+        reported: &reported,
+    };
+    store::sessions::upsert(db.re(), &new).await?;
+    if let Some(r) = store::sessions::get(db.re(), host, &s.id).await? {
+        let r = record(r)?;
+        if before.as_ref().is_none_or(|old| old.state == "ended") {
             let data = serde_json::json!(&r);
             crate::events::record(
-                crate::store::Db::Sqlite(conn),
+                db.re(),
                 started_at,
                 crate::events::Kind::SessionStarted,
                 &data,
@@ -868,7 +761,7 @@ pub(super) async fn upsert(
             .await?;
             // Raised when the session is first known, whatever state it is reported in.
             let alerts = rules.on_session_started(&data, now);
-            crate::alerts::record(crate::store::Db::Sqlite(conn), now, &alerts).await?;
+            crate::alerts::record(db.re(), now, &alerts).await?;
         }
         fx.events.push(event(Box::new(r)));
     }
@@ -878,30 +771,15 @@ pub(super) async fn upsert(
 /// Records that a session ended; an end already recorded (from a full list, then the
 /// agent's own report) or of a session never known is no news.
 pub(super) async fn end(
-    conn: &mut SqliteConnection,
+    mut db: Db<'_>,
     host: &str,
     id: &str,
     ended_at: i64,
     fx: &mut Effects,
 ) -> Result<()> {
-    let ended = sqlx::query(
-        "UPDATE sessions SET state = 'ended', ended_at = ?, lingering = '[]' WHERE host_id = ? AND id = ? AND state != 'ended'",
-    )
-    .bind(ended_at)
-    .bind(host)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if ended > 0 {
+    if store::sessions::end(db.re(), host, id, ended_at).await? {
         let data = serde_json::json!({"host_id": host, "id": id});
-        crate::events::record(
-            crate::store::Db::Sqlite(conn),
-            ended_at,
-            crate::events::Kind::SessionEnded,
-            &data,
-        )
-        .await?;
+        crate::events::record(db, ended_at, crate::events::Kind::SessionEnded, &data).await?;
         fx.events.push(SessionEvent::Ended {
             host_id: host.to_owned(),
             id: id.to_owned(),
@@ -1054,11 +932,11 @@ mod tests {
     }
 
     async fn state_of(svc: &Service, nonce: &str) -> String {
-        sqlx::query_scalar("SELECT state FROM kill_orders WHERE nonce = ?")
-            .bind(nonce)
-            .fetch_one(svc.pool())
+        let mut c = svc.store().conn().await.unwrap();
+        store::sessions::order_state(c.db(), nonce)
             .await
             .unwrap()
+            .expect("the order is recorded")
     }
 
     async fn with_order() -> (Service, std::sync::Arc<super::super::testing::ManualClock>) {
@@ -1191,10 +1069,9 @@ mod tests {
         svc.session_started("web1", &plain("1:1", ""))
             .await
             .unwrap();
-        sqlx::query("UPDATE sessions SET pids = '[1,'")
-            .execute(svc.pool())
-            .await
-            .unwrap();
+        svc.store()
+            .exec_for_test("UPDATE sessions SET pids = '[1,'")
+            .await;
         let err = svc.get_session("web1", "1:1").await.unwrap_err();
         assert!(
             matches!(
@@ -1226,19 +1103,17 @@ mod tests {
         let (svc, _) = service().await;
         let now = 1_800_000_000_i64;
         // 10,500 ended sessions in the last hour (the list stops at 10,000), and the edges.
-        sqlx::query(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
-             INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint,
-                 key_fingerprint, source_address, source_port, started_at, tty, pids, state,
-                 lingering, ended_at)
-             SELECT 'web1', i, 'deploy', '', 0, '', '', '127.0.0.1', 1, ?1 - (i % 3000), '',
-                 '[]', 'ended', '[]', ?1
-             FROM n",
-        )
-        .bind(now)
-        .execute(svc.pool())
-        .await
-        .unwrap();
+        svc.store()
+            .exec_for_test(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10500)
+                 INSERT INTO sessions (host_id, id, account, key_id, serial, ca_fingerprint,
+                     key_fingerprint, source_address, source_port, started_at, tty, pids, state,
+                     lingering, ended_at)
+                 SELECT 'web1', CAST(i AS TEXT), 'deploy', '', 0, '', '', '127.0.0.1', 1,
+                     {now} - (i % 3000), '', '[]', 'ended', '[]', {now}
+                 FROM n"
+            ))
+            .await;
         for (id, at) in [
             ("a", now - 3601),
             ("b", now - 24 * 3600),

@@ -15,13 +15,16 @@ pub mod audit;
 pub mod certificates;
 pub mod dashboard;
 pub mod delivery;
+pub mod enroll;
 pub mod events;
 pub mod grants;
+pub mod hosts;
 pub mod operators;
 mod postgres;
 pub mod refused;
 pub mod revocations;
 pub mod scim;
+pub mod sessions;
 pub mod signoffs;
 mod sqlite;
 pub mod stats;
@@ -195,26 +198,6 @@ impl Tx {
     }
 }
 
-// Until every statement has moved here, code not yet converted reaches SQLite's connection
-// through these; they are removed with the last such use.
-impl std::ops::Deref for Tx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        match self {
-            Tx::Sqlite(t) => t,
-            Tx::Postgres(_) => unreachable!("SQLite-only code path reached on PostgreSQL"),
-        }
-    }
-}
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match self {
-            Tx::Sqlite(t) => t,
-            Tx::Postgres(_) => unreachable!("SQLite-only code path reached on PostgreSQL"),
-        }
-    }
-}
-
 impl Store {
     /// The backend.
     pub fn backend(&self) -> Backend {
@@ -278,14 +261,6 @@ impl Store {
                 l.listen(postgres::REVISION_CHANNEL).await?;
                 Ok(Some(l))
             }
-        }
-    }
-
-    /// The SQLite pool, for code not yet moved into the store. Removed with its last use.
-    pub fn sqlite_pool(&self) -> &SqlitePool {
-        match self {
-            Store::Sqlite(p) => p,
-            Store::Postgres(_) => unreachable!("SQLite-only code path reached on PostgreSQL"),
         }
     }
 }
