@@ -835,7 +835,7 @@ mod tests {
     #[tokio::test]
     async fn writes_of_another_process_reach_subscribers() {
         let tmp = tempfile::tempdir().unwrap();
-        let url = store::default_url(tmp.path());
+        let url = store::test_url(tmp.path()).await;
         let server = Service::new(store::open(&url).await.unwrap(), Arc::new(SystemClock))
             .await
             .unwrap();

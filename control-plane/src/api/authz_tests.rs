@@ -874,7 +874,7 @@ async fn concurrent_repeats_of_a_signoff_make_exactly_one() {
     // A store on disk with the server's pool of connections: the in-memory test store has
     // one connection, which serializes reads behind writes and would hide the race.
     let tmp = tempfile::tempdir().unwrap();
-    let pool = crate::store::open(&crate::store::default_url(tmp.path()))
+    let pool = crate::store::open(&crate::store::test_url(tmp.path()).await)
         .await
         .unwrap();
     let svc = Service::new(pool, Arc::new(crate::service::SystemClock))

@@ -381,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn none_lost_across_a_restart_of_the_control_plane() {
         let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::default_url(dir.path());
+        let url = crate::store::test_url(dir.path()).await;
         let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
         let svc = Service::new(crate::store::open(&url).await.unwrap(), clock.clone())
             .await

@@ -17,6 +17,8 @@ mod offline_alerts;
 mod operators;
 mod refresh;
 mod refused;
+#[cfg(test)]
+mod replicas_tests;
 mod reports;
 mod revocations;
 mod scim;

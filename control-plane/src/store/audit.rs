@@ -105,3 +105,11 @@ pub async fn new_revision(db: Db<'_>, at: i64, actor: &str, summary: &str) -> sq
     .fetch_one(&mut *c)
     .await)
 }
+
+/// Every revision number in order, duplicates included (for tests of the sequence).
+#[cfg(test)]
+pub async fn revision_numbers(db: Db<'_>) -> sqlx::Result<Vec<i64>> {
+    on!(db, c => sqlx::query_scalar("SELECT revision FROM revisions ORDER BY revision")
+        .fetch_all(&mut *c)
+        .await)
+}

@@ -294,6 +294,17 @@ pub async fn open_memory() -> Store {
     }
 }
 
+/// The URL of a private, empty store for a test that opens it more than once (a restart,
+/// a second process): a new schema on the PostgreSQL server named by
+/// `SIGNOFF_TEST_POSTGRES`, else a SQLite file in `dir`.
+#[cfg(test)]
+pub async fn test_url(dir: &Path) -> String {
+    match std::env::var("SIGNOFF_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => postgres::test_schema_url(&url).await,
+        _ => default_url(dir),
+    }
+}
+
 impl Store {
     /// Runs one literal statement, for tests that play an attacker with write access to
     /// the database (a row edited behind the service's back). Returns the rows affected.
