@@ -61,9 +61,11 @@ pub(super) async fn begin_snapshot(pool: &PgPool) -> sqlx::Result<Transaction<'s
         .await
 }
 
-/// A store of its own for one test: a fresh schema in the server's database, migrated.
+/// A fresh schema in the test server's database at `url`, and a URL whose connections
+/// use it: every store opened with that URL (two "processes" of one test) shares it, and
+/// nothing else does.
 #[cfg(test)]
-pub(super) async fn open_test(url: &str) -> PgPool {
+pub(super) async fn test_schema_url(url: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -81,10 +83,14 @@ pub(super) async fn open_test(url: &str) -> PgPool {
         .await
         .expect("test schema");
     admin.close().await;
-    let options = options(url)
-        .expect("test PostgreSQL URL")
-        .options([("search_path", schema.as_str())]);
-    open_with(url, options).await.expect("test store")
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A store of its own for one test: a fresh schema in the server's database, migrated.
+#[cfg(test)]
+pub(super) async fn open_test(url: &str) -> PgPool {
+    open(&test_schema_url(url).await).await.expect("test store")
 }
 
 /// Whether an unacknowledged alert of rule `$1` about subject `$2` (JSON text) is raised.
