@@ -421,6 +421,36 @@ pub async fn admin_operator(service: &Service) -> Result<Option<NewOperator>> {
         .map_err(BootstrapError::Operator)
 }
 
+/// This server's replica id: which server on the database holds an agent's stream (issue
+/// 18). Made once, random, in `data_dir/replica-id`, so a restarted server knows the
+/// streams recorded under its id ended with its last run. Servers sharing a database must
+/// not share this file (copy the keys to a new replica, not this).
+pub fn replica_id(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("replica-id");
+    if exists(&path)? {
+        let id = read_text(&path)?.trim().to_owned();
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(id);
+        }
+        return Err(BootstrapError::Read {
+            path,
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a replica id (1 to 64 printable ASCII characters); remove it to make a new one",
+            ),
+        });
+    }
+    let mut bytes = [0u8; 8];
+    random_bytes(&mut bytes).map_err(|e| BootstrapError::Generate {
+        what: "replica id",
+        source: Box::new(e),
+    })?;
+    let id = hex::encode(bytes);
+    write_new(&path, format!("{id}\n").as_bytes(), 0o644)?;
+    sync_dir(data_dir)?;
+    Ok(id)
+}
+
 fn exists(path: &Path) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),

@@ -30,7 +30,7 @@ use crate::api::{HttpOptions, Metrics};
 use crate::bootstrap::{self, BootstrapError, FirstStart, ServerKeys};
 use crate::config::{Config, ConfigError, format_duration};
 use crate::service::{Clock, Service, ServiceError, SystemClock};
-use crate::store::{self, OpenError};
+use crate::store::{self, Announcement, OpenError};
 use crate::tls_listener::TlsListener;
 
 /// How often the store's latest revision is read, for writes made by other processes.
@@ -224,11 +224,14 @@ impl Server {
         let service = Service::new(pool, clock)
             .await
             .map_err(ServerError::Service)?;
-        // No agent is connected yet, whatever a crash left recorded.
+        // No agent is connected to this replica yet, whatever its last run left recorded;
+        // other replicas' agents stay online while their leases hold.
+        let replica = bootstrap::replica_id(&config.data_dir)?;
         service
-            .reset_hosts_online()
+            .start_replica(&replica)
             .await
             .map_err(ServerError::Service)?;
+        info!(replica = %replica, "replica lease taken");
 
         let addr = config.http.listen;
         let listener = TcpListener::bind(addr)
@@ -388,6 +391,11 @@ impl Server {
             REVISION_POLL_INTERVAL,
             stop_rx.clone(),
         ));
+        let leaser = tokio::spawn(renew_lease(
+            service.clone(),
+            crate::service::RENEW_EVERY,
+            stop_rx.clone(),
+        ));
         let expirer = tokio::spawn(expire_revocations(
             service.clone(),
             REVOCATION_EXPIRY_INTERVAL,
@@ -485,6 +493,7 @@ impl Server {
         };
         stop_tx.send_replace(true);
         let _ = poller.await;
+        let _ = leaser.await;
         let _ = expirer.await;
         let _ = offline_alerter.await;
         let _ = pruner.await;
@@ -492,6 +501,10 @@ impl Server {
         // Agent streams are long-lived: they end at once and their agents reconnect
         // elsewhere or after the restart, with backoff.
         agent_task.abort();
+        // The other replicas count this one's hosts offline at their next sweep.
+        if let Err(e) = service.end_replica().await {
+            warn!("cannot end this replica's lease (it lapses by itself): {e}");
+        }
         match stopped_early {
             Some(res) => Err(ServerError::Serve(match res {
                 Ok(Ok(())) => io::Error::other("the accept loop ended"),
@@ -615,6 +628,32 @@ async fn prune_sessions(service: Service, retention: Duration, mut stop: watch::
     }
 }
 
+/// Every `every` until `stop`: renews this replica's lease, counts offline the hosts of
+/// replicas whose leases lapsed ([`Service::renew_lease`]).
+async fn renew_lease(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match service.renew_lease().await {
+            Ok(()) if failing => {
+                info!("the replica lease is renewed again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                warn!("cannot renew the replica lease (retrying every {every:?}): {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 async fn expire_revocations(service: Service, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -666,7 +705,7 @@ async fn poll_revisions_and_flush_acks(
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
-    let mut listener = match service.store().revision_listener().await {
+    let mut listener = match service.store().listener().await {
         Ok(l) => l,
         Err(e) => {
             warn!("cannot listen for other replicas' revisions (polling every {every:?}): {e}");
@@ -680,6 +719,15 @@ async fn poll_revisions_and_flush_acks(
             _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => return,
             n = next_notification(listener.as_mut()), if listener.is_some() => {
                 match n {
+                    // Kill orders forwarded to whichever replica holds the host's stream.
+                    Ok(Some(n)) if matches!(Announcement::of(&n), Some(Announcement::Orders(_))) => {
+                        if let Some(Announcement::Orders(host)) = Announcement::of(&n)
+                            && let Err(e) = service.deliver_forwarded(Some(&host)).await
+                        {
+                            warn!("cannot send the kill orders forwarded for {host}: {e}");
+                        }
+                        continue;
+                    }
                     // A revision committed somewhere: read it (the payload is only a hint;
                     // the store says what is committed).
                     Ok(Some(_)) => {}
@@ -699,6 +747,13 @@ async fn poll_revisions_and_flush_acks(
         }
         if let Err(e) = service.flush_contacts().await {
             warn!("cannot record agents' acks (retrying): {e}");
+        }
+        // Kill orders forwarded by a process whose announcement was missed (or that cannot
+        // announce: the admin CLI on SQLite).
+        if let Err(e) = service.deliver_forwarded(None).await
+            && !failing
+        {
+            warn!("cannot look for forwarded kill orders: {e}");
         }
         match service.refresh_revision().await {
             Ok(_) if failing => {

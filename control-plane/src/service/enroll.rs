@@ -262,14 +262,6 @@ impl Service {
         Ok(())
     }
 
-    /// At server start no agent is connected, whatever a crash left in the store.
-    pub async fn reset_hosts_online(&self) -> Result<()> {
-        // Counted offline from now: the agents were connected until the last stop.
-        let mut c = self.store().conn().await?;
-        store::hosts::reset_online(c.db(), self.now()).await?;
-        Ok(())
-    }
-
     /// Whether `host_id` may connect: it exists and has not been removed.
     pub async fn host_is_live(&self, host_id: &str) -> Result<bool> {
         let mut c = self.store().conn().await?;
@@ -347,6 +339,7 @@ impl Service {
     ) -> Result<()> {
         self.report(super::reports::Report::Connected {
             host: host_id.to_owned(),
+            replica: self.replica().to_owned(),
             applied_revision,
             agent_version: agent_version.to_owned(),
             cert_not_after,

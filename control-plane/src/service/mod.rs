@@ -17,6 +17,7 @@ mod offline_alerts;
 mod operators;
 mod refresh;
 mod refused;
+mod replicas;
 #[cfg(test)]
 mod replicas_tests;
 mod reports;
@@ -54,6 +55,7 @@ pub use host_certificates::{
 };
 pub use hosts::NewHost;
 pub use operators::{NewOperator, OperatorAccount, Role};
+pub use replicas::{LEASE_SECS, RENEW_EVERY};
 pub use revocations::RevocationRecord;
 pub(crate) use revocations::from_columns as revocation_from_columns;
 pub use scim::{MAX_EXTERNAL_ID, ScimUser};
@@ -176,6 +178,8 @@ struct Inner {
     /// every agent's view of a
     /// revision carries the same head, signed once (`witness.rs`).
     signed_head: std::sync::Mutex<Option<(String, String)>>,
+    /// This server's replica id, once started as one (`replicas.rs`).
+    replica: std::sync::OnceLock<String>,
 }
 
 impl Service {
@@ -199,6 +203,7 @@ impl Service {
                 reports: reports::ReportQueue::default(),
                 alert_rules: std::sync::RwLock::default(),
                 signed_head: std::sync::Mutex::new(None),
+                replica: std::sync::OnceLock::new(),
             }),
         })
     }

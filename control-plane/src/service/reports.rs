@@ -24,12 +24,14 @@ pub(crate) enum Report {
     /// The stream is up: applied revision, version, certificate expiry; the host is online.
     Connected {
         host: String,
+        replica: String,
         applied_revision: i64,
         agent_version: String,
         cert_not_after: Option<i64>,
     },
-    /// The stream ended: the host is offline and its live sessions are of unknown state.
-    Disconnected { host: String },
+    /// The stream ended: the host is offline and its live sessions are of unknown state,
+    /// unless another replica holds its stream by now.
+    Disconnected { host: String, replica: String },
     /// A session started (or is known again).
     SessionStarted { host: String, session: v1::Session },
     /// A session ended.
@@ -206,6 +208,7 @@ async fn apply(
     match report {
         Report::Connected {
             host,
+            replica,
             applied_revision,
             agent_version,
             cert_not_after,
@@ -213,7 +216,7 @@ async fn apply(
             store::hosts::connected(
                 db,
                 host,
-                now,
+                (replica, now),
                 *applied_revision,
                 agent_version,
                 *cert_not_after,
@@ -221,8 +224,15 @@ async fn apply(
             .await?;
             fx.hosts_changed = true;
         }
-        Report::Disconnected { host } => {
-            store::hosts::set_online(db.re(), host, false, now).await?;
+        Report::Disconnected { host, replica } => {
+            if !store::hosts::disconnected(db.re(), host, replica, now).await?
+                && store::hosts::holder(db.re(), host)
+                    .await?
+                    .is_some_and(|r| r != *replica)
+            {
+                // The agent is connected to another replica by now.
+                return Ok(());
+            }
             store::sessions::host_unknown(db, host).await?;
             fx.hosts_changed = true;
             fx.events.push(SessionEvent::HostUnknown {

@@ -195,7 +195,20 @@ pub(crate) struct Outboxes {
 }
 
 impl Outboxes {
-    fn send(&self, host: &str, order: v1::SignedOrder) -> bool {
+    /// Whether this process holds `host`'s stream.
+    pub(super) fn holds(&self, host: &str) -> bool {
+        self.by_host.lock().is_ok_and(|m| m.contains_key(host))
+    }
+
+    /// The hosts whose streams this process holds.
+    pub(super) fn held(&self) -> Vec<String> {
+        self.by_host
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn send(&self, host: &str, order: v1::SignedOrder) -> bool {
         self.by_host
             .lock()
             .ok()
@@ -327,6 +340,7 @@ impl Service {
                 m.remove(host);
                 self.queue_report(Report::Disconnected {
                     host: host.to_owned(),
+                    replica: self.replica().to_owned(),
                 })
             }
             _ => return Ok(()),
@@ -531,10 +545,34 @@ impl Service {
                     signature: signature.clone(),
                 },
             );
-            let state = if delivered { "sent" } else { "undelivered" };
-            sent.push((session, hex::encode(nonce), bytes, signature, state));
+            sent.push((session, hex::encode(nonce), bytes, signature, delivered));
         }
+        // An order for a host whose stream another replica holds goes to it through the
+        // store; one for a host no replica holds is not queued.
+        let mut holders = HashMap::new();
+        {
+            let mut c = self.store().conn().await?;
+            for (session, ..) in sent.iter().filter(|s| !s.4) {
+                if !holders.contains_key(&session.host_id) {
+                    let holder = store::hosts::holder(c.db(), &session.host_id).await?;
+                    holders.insert(session.host_id.clone(), holder);
+                }
+            }
+        }
+        let me = self.replica();
+        let sent: Vec<_> = sent
+            .into_iter()
+            .map(|(session, nonce, bytes, signature, delivered)| {
+                let state = match holders.get(&session.host_id) {
+                    _ if delivered => "sent",
+                    Some(Some(r)) if r != me => "forwarded",
+                    _ => "undelivered",
+                };
+                (session, nonce, bytes, signature, state)
+            })
+            .collect();
         let mut w = self.write(actor, "session.kill", false).await?;
+        let mut forwarded_to = std::collections::BTreeSet::new();
         let mut records = Vec::with_capacity(sent.len());
         let mut audits = Vec::with_capacity(sent.len());
         for (session, nonce_hex, bytes, signature, state) in sent {
@@ -552,6 +590,9 @@ impl Service {
                 state,
             };
             store::sessions::insert_kill_order(w.tx.db(), &order).await?;
+            if state == "forwarded" && forwarded_to.insert(host.clone()) {
+                w.tx.announce_orders(host).await?;
+            }
             audits.push((
                 format!("session:{host}/{id}"),
                 serde_json::json!({ "order": nonce_hex, "state": state, "user": session.user, "account": session.account }),
@@ -568,6 +609,7 @@ impl Service {
         let Some((last_target, last_details)) = audits.pop() else {
             return Ok(records);
         };
+        let forwarded = !forwarded_to.is_empty();
         for (target, details) in audits {
             let entry = crate::audit::Entry {
                 actor: &actor.0,
@@ -581,7 +623,43 @@ impl Service {
         }
         w.commit("session.kill", &last_target, reason, last_details)
             .await?;
+        if forwarded {
+            self.await_forwarded(&mut records).await?;
+        }
         Ok(records)
+    }
+
+    /// Waits (at most [`super::replicas::FORWARD_WAIT`]) for the replicas holding the
+    /// hosts' streams to send the forwarded `records`, and says what became of each: `sent`
+    /// (or a result already), or `undelivered` when no replica took it in time.
+    async fn await_forwarded(&self, records: &mut [KillOrderRecord]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + super::replicas::FORWARD_WAIT;
+        loop {
+            {
+                let mut c = self.store().conn().await?;
+                for r in records.iter_mut().filter(|r| r.state == "forwarded") {
+                    if let Some(state) = store::sessions::order_state(c.db(), &r.nonce).await? {
+                        r.state = state;
+                    }
+                }
+            }
+            if records.iter().all(|r| r.state != "forwarded") {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut tx = self.store().begin_write().await?;
+        for r in records.iter_mut().filter(|r| r.state == "forwarded") {
+            store::sessions::undeliver_forwarded(tx.db(), Some(&r.nonce), i64::MAX).await?;
+            if let Some(state) = store::sessions::order_state(tx.db(), &r.nonce).await? {
+                r.state = state;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records what an agent did with an order, in the audit log too. Only the first
@@ -648,6 +726,8 @@ impl Service {
     /// order still valid is sent again (the agent never saw it, or never journaled it, so
     /// it was never carried out); an expired one is recorded as `expired`, not executed.
     pub async fn settle_orders(&self, host: &str) -> Result<()> {
+        // Orders another replica forwarded while this host was connecting.
+        self.deliver_forwarded(Some(host)).await?;
         let now = self.now();
         let open = {
             let mut c = self.store().conn().await?;

@@ -167,16 +167,62 @@ pub async fn set_online(db: Db<'_>, host: &str, online: bool, now: i64) -> sqlx:
     .map(|r| r.rows_affected()))
 }
 
-/// Marks every online host offline since `now` (at server start); returns how many.
-pub async fn reset_online(db: Db<'_>, now: i64) -> sqlx::Result<u64> {
-    on!(db, c => sqlx::query(
+/// Marks offline, since `now`, every online host whose stream no live replica holds: held
+/// by `restarted` (this replica's previous run, whose streams ended with it), by a replica
+/// whose lease lapsed before `now`, or by none. Returns their ids.
+pub async fn offline_unheld(
+    db: Db<'_>,
+    restarted: Option<&str>,
+    now: i64,
+) -> sqlx::Result<Vec<String>> {
+    on!(db, c => sqlx::query_scalar(
         "UPDATE hosts SET online = FALSE, offline_since = coalesce(offline_since, $1)
-         WHERE online",
+         WHERE online AND (replica IS NULL OR replica = $2
+             OR replica NOT IN (SELECT id FROM replicas WHERE lease_until >= $1))
+         RETURNING id",
     )
     .bind(now)
+    .bind(restarted)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Marks `host` offline since `now` unless another replica than `replica` holds its
+/// stream (a stream that ended after the agent connected elsewhere changes nothing).
+/// Returns whether the host's row was changed.
+pub async fn disconnected(db: Db<'_>, host: &str, replica: &str, now: i64) -> sqlx::Result<bool> {
+    on!(db, c => sqlx::query(
+        "UPDATE hosts SET online = FALSE, offline_since = coalesce(offline_since, $1)
+         WHERE id = $2 AND NOT (online AND replica IS NOT NULL AND replica <> $3)",
+    )
+    .bind(now)
+    .bind(host)
+    .bind(replica)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() > 0))
+}
+
+/// Marks `host` online at `replica` (it holds the host's stream) unless it was removed.
+pub async fn held_by(db: Db<'_>, host: &str, replica: &str) -> sqlx::Result<u64> {
+    on!(db, c => sqlx::query(
+        "UPDATE hosts SET online = TRUE, offline_since = NULL, replica = $1
+         WHERE id = $2 AND removed_rev IS NULL",
+    )
+    .bind(replica)
+    .bind(host)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))
+}
+
+/// The replica holding `host`'s stream, if it is online.
+pub async fn holder(db: Db<'_>, host: &str) -> sqlx::Result<Option<String>> {
+    on!(db, c => sqlx::query_scalar("SELECT replica FROM hosts WHERE id = $1 AND online")
+        .bind(host)
+        .fetch_optional(&mut *c)
+        .await)
+    .map(Option::flatten)
 }
 
 /// Records a buffered ack: the host's last contact and acked revision only move forward.
@@ -225,13 +271,13 @@ pub async fn record_contact(
     .map(|r| r.rows_affected()))
 }
 
-/// Records that `host`'s agent connected at `now`: online, its applied revision (never
-/// going back), its version, and its certificate expiry when given. Returns the rows
+/// Records that `host`'s agent connected at `now` to `replica`: online there, its applied
+/// revision (never going back), its version, and its certificate expiry when given. Returns the rows
 /// changed (0: no such host).
 pub async fn connected(
     db: Db<'_>,
     host: &str,
-    now: i64,
+    (replica, now): (&str, i64),
     applied_revision: i64,
     agent_version: &str,
     cert_not_after: Option<i64>,
@@ -240,7 +286,8 @@ pub async fn connected(
         "UPDATE hosts SET last_contact = $1, online = TRUE, offline_since = NULL,
             acked_revision = CASE WHEN acked_revision >= $2 THEN acked_revision ELSE $2 END,
             agent_version = $3,
-            cert_not_after = coalesce($4, cert_not_after)
+            cert_not_after = coalesce($4, cert_not_after),
+            replica = $6
          WHERE id = $5",
     )
     .bind(now)
@@ -248,6 +295,7 @@ pub async fn connected(
     .bind(agent_version)
     .bind(cert_not_after)
     .bind(host)
+    .bind(replica)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))

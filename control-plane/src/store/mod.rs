@@ -22,6 +22,7 @@ pub mod hosts;
 pub mod operators;
 mod postgres;
 pub mod refused;
+pub mod replicas;
 pub mod revocations;
 pub mod scim;
 pub mod sessions;
@@ -181,6 +182,16 @@ impl Tx {
         }
     }
 
+    /// Tells every process on the database, once this transaction commits, that `host`
+    /// has kill orders forwarded to whichever holds its stream (PostgreSQL: NOTIFY;
+    /// SQLite: nothing, servers look for them as they poll).
+    pub async fn announce_orders(&mut self, host: &str) -> sqlx::Result<()> {
+        match self {
+            Tx::Sqlite(_) => Ok(()),
+            Tx::Postgres(t) => postgres::notify(t, postgres::ORDER_CHANNEL, host).await,
+        }
+    }
+
     /// The transaction's connection, for one statement.
     pub fn db(&mut self) -> Db<'_> {
         match self {
@@ -250,17 +261,39 @@ impl Store {
         }
     }
 
-    /// Revisions other processes commit, as they commit, where the backend announces them
+    /// What other processes commit, as they commit, where the backend announces it
     /// (PostgreSQL's LISTEN/NOTIFY): a listener on its own connection. `None` on SQLite,
-    /// whose other writers (the admin CLI) are found by polling.
-    pub async fn revision_listener(&self) -> sqlx::Result<Option<sqlx::postgres::PgListener>> {
+    /// whose other writers (the admin CLI) are found by polling. Read what a notification
+    /// says with [`Announcement::of`].
+    pub async fn listener(&self) -> sqlx::Result<Option<sqlx::postgres::PgListener>> {
         match self {
             Store::Sqlite(_) => Ok(None),
             Store::Postgres(p) => {
                 let mut l = sqlx::postgres::PgListener::connect_with(p).await?;
-                l.listen(postgres::REVISION_CHANNEL).await?;
+                l.listen_all([postgres::REVISION_CHANNEL, postgres::ORDER_CHANNEL])
+                    .await?;
                 Ok(Some(l))
             }
+        }
+    }
+}
+
+/// What another process announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// A revision committed.
+    Revision,
+    /// Kill orders forwarded for this host.
+    Orders(String),
+}
+
+impl Announcement {
+    /// What `n` announces (`None`: a channel this version does not know).
+    pub fn of(n: &sqlx::postgres::PgNotification) -> Option<Announcement> {
+        match n.channel() {
+            postgres::REVISION_CHANNEL => Some(Announcement::Revision),
+            postgres::ORDER_CHANNEL => Some(Announcement::Orders(n.payload().to_owned())),
+            _ => None,
         }
     }
 }

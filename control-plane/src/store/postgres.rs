@@ -116,12 +116,24 @@ pub(super) const PERSON_TIMELINE: &str = "SELECT id, at, kind, data FROM events
 /// the database (payload: the revision number).
 pub(super) const REVISION_CHANNEL: &str = "signoff_revision";
 
-/// Announces `revision` on [`REVISION_CHANNEL`]; PostgreSQL delivers it when (and only if)
-/// the transaction commits.
+/// The channel on which a host's forwarded kill orders are announced (payload: the host).
+pub(super) const ORDER_CHANNEL: &str = "signoff_orders";
+
+/// Announces `revision` on [`REVISION_CHANNEL`].
 pub(super) async fn notify_revision(c: &mut sqlx::PgConnection, revision: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, CAST($2 AS TEXT))")
-        .bind(REVISION_CHANNEL)
-        .bind(revision.to_string())
+    notify(c, REVISION_CHANNEL, &revision.to_string()).await
+}
+
+/// Sends `payload` on `channel`; PostgreSQL delivers it when (and only if) the transaction
+/// commits.
+pub(super) async fn notify(
+    c: &mut sqlx::PgConnection,
+    channel: &str,
+    payload: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
         .execute(c)
         .await?;
     Ok(())

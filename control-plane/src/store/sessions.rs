@@ -297,7 +297,7 @@ pub struct NewKillOrder<'a> {
     pub order_bytes: &'a [u8],
     /// The signature, armored.
     pub signature: &'a str,
-    /// `sent` or `undelivered`.
+    /// `sent`, `forwarded` (to the replica holding the host's stream) or `undelivered`.
     pub state: &'a str,
 }
 
@@ -388,8 +388,54 @@ pub async fn expire_order(db: Db<'_>, nonce: &str, host: &str, result: &str) -> 
     .map(|r| r.rows_affected() > 0))
 }
 
+/// The hosts with kill orders forwarded to the replica holding their stream, not yet
+/// claimed.
+pub async fn forwarded_hosts(db: Db<'_>) -> sqlx::Result<Vec<String>> {
+    on!(db, c => sqlx::query_scalar(
+        "SELECT DISTINCT host_id FROM kill_orders WHERE state = 'forwarded'",
+    )
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Claims `host`'s forwarded kill orders still valid at `now` for sending (`forwarded` →
+/// `sent`): of replicas claiming at once, each order goes to one. Returns (order bytes,
+/// signature) of each.
+pub async fn claim_forwarded(
+    db: Db<'_>,
+    host: &str,
+    now: i64,
+) -> sqlx::Result<Vec<(Vec<u8>, String)>> {
+    on!(db, c => sqlx::query_as(
+        "UPDATE kill_orders SET state = 'sent'
+         WHERE host_id = $1 AND state = 'forwarded' AND not_after > $2
+         RETURNING order_bytes, signature",
+    )
+    .bind(host)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Gives up forwarded kill orders nobody claimed (`forwarded` → `undelivered`): order
+/// `nonce`, or every one made at or before `made_by`. Returns how many.
+pub async fn undeliver_forwarded(
+    db: Db<'_>,
+    nonce: Option<&str>,
+    made_by: i64,
+) -> sqlx::Result<u64> {
+    on!(db, c => sqlx::query(
+        "UPDATE kill_orders SET state = 'undelivered'
+         WHERE state = 'forwarded' AND (nonce = $1 OR $1 IS NULL) AND created_at <= $2",
+    )
+    .bind(nonce)
+    .bind(made_by)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
 /// The state of kill order `nonce`.
-#[cfg(test)]
 pub async fn order_state(db: Db<'_>, nonce: &str) -> sqlx::Result<Option<String>> {
     on!(db, c => sqlx::query_scalar("SELECT state FROM kill_orders WHERE nonce = $1")
         .bind(nonce)
