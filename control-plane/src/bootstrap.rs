@@ -63,6 +63,8 @@ const USER_CA_COMMENT: &str = "signoff user CA";
 pub const HOST_CA_KEY: &str = "host-ca.key";
 /// Its public half: `@cert-authority *.example.com` followed by this line trusts the fleet.
 pub const HOST_CA_PUB: &str = "host-ca.key.pub";
+/// This server's replica id ([`replica_id`]); never copied to another replica.
+pub const REPLICA_ID: &str = "replica-id";
 const HOST_CA_COMMENT: &str = "signoff host CA";
 
 /// Why the data directory or the keys in it cannot be used.
@@ -426,7 +428,7 @@ pub async fn admin_operator(service: &Service) -> Result<Option<NewOperator>> {
 /// streams recorded under its id ended with its last run. Servers sharing a database must
 /// not share this file (copy the keys to a new replica, not this).
 pub fn replica_id(data_dir: &Path) -> Result<String> {
-    let path = data_dir.join("replica-id");
+    let path = data_dir.join(REPLICA_ID);
     if exists(&path)? {
         let id = read_text(&path)?.trim().to_owned();
         if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) {
