@@ -718,16 +718,28 @@ async fn poll_revisions_and_flush_acks(
             // (The guard wait_for returns is dropped here: it must not live across an await.)
             _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => return,
             n = next_notification(listener.as_mut()), if listener.is_some() => {
-                match n {
+                let announced = match &n {
+                    Ok(Some(n)) => Announcement::of(n),
+                    _ => None,
+                };
+                match announced {
                     // Kill orders forwarded to whichever replica holds the host's stream.
-                    Ok(Some(n)) if matches!(Announcement::of(&n), Some(Announcement::Orders(_))) => {
-                        if let Some(Announcement::Orders(host)) = Announcement::of(&n)
-                            && let Err(e) = service.deliver_forwarded(Some(&host)).await
-                        {
+                    Some(Announcement::Orders(host)) => {
+                        if let Err(e) = service.deliver_forwarded(Some(&host)).await {
                             warn!("cannot send the kill orders forwarded for {host}: {e}");
                         }
                         continue;
                     }
+                    // What another replica's agents reported, for live views here.
+                    Some(Announcement::Live(payload)) => {
+                        if let Err(e) = service.receive_live(&payload).await {
+                            warn!("cannot take in a live change from another replica: {e}");
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                match n {
                     // A revision committed somewhere: read it (the payload is only a hint;
                     // the store says what is committed).
                     Ok(Some(_)) => {}
@@ -824,7 +836,7 @@ async fn bind_agents(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Actor, NewUser};
+    use crate::service::{Actor, NewUser, SessionEvent};
 
     #[tokio::test]
     async fn responses_over_https_carry_hsts() {
@@ -919,5 +931,64 @@ mod tests {
             .await
             .expect("the poller stops when asked")
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_replicas_sessions_and_signoff_progress_reach_live_views() {
+        let tmp = tempfile::tempdir().unwrap();
+        let url = store::test_url(tmp.path()).await;
+        let a = Service::new(store::open(&url).await.unwrap(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let b = Service::new(store::open(&url).await.unwrap(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        a.start_replica("a").await.unwrap();
+        b.start_replica("b").await.unwrap();
+        let mut sessions = b.watch_sessions();
+        let mut signoffs = b.watch_signoffs();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let poller = tokio::spawn(poll_revisions_and_flush_acks(
+            b.clone(),
+            Duration::from_millis(10),
+            stop_rx,
+        ));
+        // Give b's listener its connection before a speaks.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let session = signoff_proto::v1::Session {
+            id: "7:1".into(),
+            account: "deploy".into(),
+            key_id: "alice@corp".into(),
+            source_address: "127.0.0.1".into(),
+            source_port: 50000,
+            started_at: 1_800_000_000,
+            ..Default::default()
+        };
+        a.session_started("web1", &session).await.unwrap();
+        a.signoff_progressed();
+        if a.store().backend() == store::Backend::Sqlite {
+            // One server per SQLite database: there is no other replica to relay to, and
+            // nothing is relayed (the PostgreSQL pass of `scripts/test` runs the rest).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(sessions.try_recv().is_err());
+        } else {
+            let event = tokio::time::timeout(Duration::from_secs(5), sessions.recv())
+                .await
+                .expect("a's session reaches b's live views")
+                .unwrap();
+            match event {
+                SessionEvent::Started(r) => {
+                    assert_eq!((r.host_id.as_str(), r.id.as_str()), ("web1", "7:1"))
+                }
+                other => panic!("{other:?}"),
+            }
+            tokio::time::timeout(Duration::from_secs(5), signoffs.changed())
+                .await
+                .expect("a's sign-off progress reaches b's watchers")
+                .unwrap();
+        }
+        stop_tx.send_replace(true);
+        let _ = poller.await;
     }
 }

@@ -180,6 +180,8 @@ struct Inner {
     signed_head: std::sync::Mutex<Option<(String, String)>>,
     /// This server's replica id, once started as one (`replicas.rs`).
     replica: std::sync::OnceLock<String>,
+    /// A relay of sign-off progress to other replicas is scheduled (`replicas.rs`).
+    signoffs_relay_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -204,6 +206,7 @@ impl Service {
                 alert_rules: std::sync::RwLock::default(),
                 signed_head: std::sync::Mutex::new(None),
                 replica: std::sync::OnceLock::new(),
+                signoffs_relay_pending: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

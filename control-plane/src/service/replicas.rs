@@ -3,7 +3,10 @@
 //! stream while that replica's lease holds; a kill order made on another replica is handed
 //! to it through the store (`forwarded`, then `sent` by the holder, exactly once).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use signoff_proto::v1;
 
@@ -22,6 +25,33 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 pub(super) const FORWARD_WAIT: Duration = Duration::from_secs(2);
 /// The replica id of a service that was never started as a replica (the admin CLI, tests).
 const LOCAL: &str = "local";
+/// Progress of sign-offs is relayed at most this often (a reconnecting fleet changes
+/// hosts' state thousands of times a second; watchers only need to know "it changed").
+const SIGNOFFS_RELAY_EVERY: Duration = Duration::from_millis(100);
+/// A session event larger than this is relayed by its key and read from the store by the
+/// receiver (PostgreSQL's notification payloads stop at 8000 bytes).
+const MAX_INLINE_EVENT: usize = 7000;
+
+/// What one replica tells the others' live views (dashboards, the session event feed):
+/// the changes it saw happen on the agents' streams it holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Live {
+    /// The replica that saw it (its own notifications are ignored).
+    from: String,
+    #[serde(flatten)]
+    what: LiveChange,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LiveChange {
+    /// A session event.
+    Session(SessionEvent),
+    /// A session started or changed, too large to carry: read it.
+    SessionChanged { host_id: String, id: String },
+    /// Some sign-off's progress changed.
+    Signoffs,
+}
 
 impl Service {
     /// This server's replica id.
@@ -89,6 +119,120 @@ impl Service {
                 .send(SessionEvent::HostUnknown { host_id });
         }
         self.signoff_progressed();
+    }
+
+    /// Relays the session events this replica recorded to the other replicas' live views.
+    pub(super) fn relay_sessions(&self, events: &[SessionEvent]) {
+        if events.is_empty() || self.store().backend() != store::Backend::Postgres {
+            return;
+        }
+        let from = self.replica().to_owned();
+        let payloads: Vec<String> = events
+            .iter()
+            .filter_map(|e| {
+                let live = Live {
+                    from: from.clone(),
+                    what: LiveChange::Session(e.clone()),
+                };
+                let text = serde_json::to_string(&live).ok()?;
+                if text.len() <= MAX_INLINE_EVENT {
+                    return Some(text);
+                }
+                let (host_id, id) = match e {
+                    SessionEvent::Started(r) | SessionEvent::Updated(r) => {
+                        (r.host_id.clone(), r.id.clone())
+                    }
+                    _ => return None,
+                };
+                serde_json::to_string(&Live {
+                    from: from.clone(),
+                    what: LiveChange::SessionChanged { host_id, id },
+                })
+                .ok()
+            })
+            .collect();
+        self.relay(payloads);
+    }
+
+    /// Relays that some sign-off's progress changed (at most every
+    /// [`SIGNOFFS_RELAY_EVERY`]).
+    pub(super) fn relay_signoffs(&self) {
+        if self.store().backend() != store::Backend::Postgres
+            || self
+                .inner
+                .signoffs_relay_pending
+                .swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner
+                .signoffs_relay_pending
+                .store(false, Ordering::Release);
+            return;
+        };
+        let svc = self.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(SIGNOFFS_RELAY_EVERY).await;
+            svc.inner
+                .signoffs_relay_pending
+                .store(false, Ordering::Release);
+            let live = Live {
+                from: svc.replica().to_owned(),
+                what: LiveChange::Signoffs,
+            };
+            if let Ok(text) = serde_json::to_string(&live) {
+                svc.send_live(vec![text]).await;
+            }
+        });
+    }
+
+    fn relay(&self, payloads: Vec<String>) {
+        if payloads.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let svc = self.clone();
+            rt.spawn(async move { svc.send_live(payloads).await });
+        }
+    }
+
+    async fn send_live(&self, payloads: Vec<String>) {
+        let sent = async {
+            let mut c = self.store().conn().await?;
+            store::announce_live(c.db(), &payloads).await
+        };
+        // Live views are refreshed by other means too (every revision, every second):
+        // a relay lost is a refresh late, not a change lost.
+        if let Err(e) = sent.await {
+            tracing::debug!("cannot relay live changes to other replicas: {e}");
+        }
+    }
+
+    /// Takes in what another replica relayed (a notification's payload) as if this
+    /// replica had seen it. Its own relays, and what it cannot read, are ignored.
+    pub async fn receive_live(&self, payload: &str) -> Result<()> {
+        let Ok(live) = serde_json::from_str::<Live>(payload) else {
+            tracing::debug!("ignored a live change this version does not read");
+            return Ok(());
+        };
+        if live.from == self.replica() {
+            return Ok(());
+        }
+        match live.what {
+            LiveChange::Session(e) => {
+                let _ = self.inner.session_events.send(e);
+            }
+            LiveChange::SessionChanged { host_id, id } => {
+                let record = self.get_session(&host_id, &id).await?;
+                let _ = self
+                    .inner
+                    .session_events
+                    .send(SessionEvent::Updated(Box::new(record)));
+            }
+            LiveChange::Signoffs => self.signoff_progressed_here(),
+        }
+        Ok(())
     }
 
     /// Claims and sends the kill orders forwarded to this replica: those of `host`, or of

@@ -189,6 +189,7 @@ impl Service {
     }
 
     fn announce(&self, fx: Effects) {
+        self.relay_sessions(&fx.events);
         for event in fx.events {
             let _ = self.inner.session_events.send(event);
         }

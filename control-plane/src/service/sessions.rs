@@ -72,7 +72,7 @@ pub struct LingeringProcess {
 }
 
 /// What changed, for live views (the dashboard's event stream).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SessionEvent {
     /// A session the table did not have (or had as ended).

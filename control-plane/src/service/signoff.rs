@@ -217,6 +217,12 @@ impl Service {
     }
 
     pub(crate) fn signoff_progressed(&self) {
+        self.signoff_progressed_here();
+        self.relay_signoffs();
+    }
+
+    /// Tells this process's watchers only (what another replica relayed).
+    pub(super) fn signoff_progressed_here(&self) {
         self.inner
             .signoff_progress
             .send_modify(|n| *n = n.wrapping_add(1));

@@ -270,11 +270,24 @@ impl Store {
             Store::Sqlite(_) => Ok(None),
             Store::Postgres(p) => {
                 let mut l = sqlx::postgres::PgListener::connect_with(p).await?;
-                l.listen_all([postgres::REVISION_CHANNEL, postgres::ORDER_CHANNEL])
-                    .await?;
+                l.listen_all([
+                    postgres::REVISION_CHANNEL,
+                    postgres::ORDER_CHANNEL,
+                    postgres::LIVE_CHANNEL,
+                ])
+                .await?;
                 Ok(Some(l))
             }
         }
+    }
+}
+
+/// Tells the other processes' live views what changed (`payloads`, one notification
+/// each; PostgreSQL only, where several servers share the database).
+pub async fn announce_live(db: Db<'_>, payloads: &[String]) -> sqlx::Result<()> {
+    match db {
+        Db::Sqlite(_) => Ok(()),
+        Db::Postgres(c) => postgres::notify_all(c, postgres::LIVE_CHANNEL, payloads).await,
     }
 }
 
@@ -285,6 +298,8 @@ pub enum Announcement {
     Revision,
     /// Kill orders forwarded for this host.
     Orders(String),
+    /// A change for live views (read by `Service::receive_live`).
+    Live(String),
 }
 
 impl Announcement {
@@ -293,6 +308,7 @@ impl Announcement {
         match n.channel() {
             postgres::REVISION_CHANNEL => Some(Announcement::Revision),
             postgres::ORDER_CHANNEL => Some(Announcement::Orders(n.payload().to_owned())),
+            postgres::LIVE_CHANNEL => Some(Announcement::Live(n.payload().to_owned())),
             _ => None,
         }
     }

@@ -119,6 +119,23 @@ pub(super) const REVISION_CHANNEL: &str = "signoff_revision";
 /// The channel on which a host's forwarded kill orders are announced (payload: the host).
 pub(super) const ORDER_CHANNEL: &str = "signoff_orders";
 
+/// The channel on which replicas relay changes for live views (payload: JSON).
+pub(super) const LIVE_CHANNEL: &str = "signoff_live";
+
+/// Sends each of `payloads` on `channel`, in one statement.
+pub(super) async fn notify_all(
+    c: &mut sqlx::PgConnection,
+    channel: &str,
+    payloads: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, p) FROM unnest(CAST($2 AS TEXT[])) AS p")
+        .bind(channel)
+        .bind(payloads)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
 /// Announces `revision` on [`REVISION_CHANNEL`].
 pub(super) async fn notify_revision(c: &mut sqlx::PgConnection, revision: i64) -> sqlx::Result<()> {
     notify(c, REVISION_CHANNEL, &revision.to_string()).await
