@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use signoff_agent::state::StateFile;
 use signoff_agent::state::writer::STATE_FILE;
+use signoff_control_plane::bootstrap;
 use signoff_proto::krl::Krl;
 use tempfile::TempDir;
 
@@ -34,6 +35,22 @@ use crate::command::{Finished, run, run_ok, wait_until};
 use crate::principals::HostDir;
 use crate::sshd::free_port;
 
+/// The files in a server's data directory that every replica on one database must share
+/// (the control plane's README, "Several servers on one PostgreSQL database"): the agent
+/// CA, the order key, the user and host CAs and the certificate listener's host key. Not
+/// `replica-id`, nor the SQLite database.
+pub const SERVER_KEY_FILES: [&str; 10] = [
+    bootstrap::AGENT_CA_KEY,
+    bootstrap::AGENT_CA_CERT,
+    bootstrap::ORDER_SIGNING_KEY,
+    bootstrap::ORDER_SIGNING_PUB,
+    bootstrap::USER_CA_KEY,
+    bootstrap::USER_CA_PUB,
+    bootstrap::HOST_CA_KEY,
+    bootstrap::HOST_CA_PUB,
+    bootstrap::CERT_SSH_HOST_KEY,
+    bootstrap::CERT_SSH_HOST_PUB,
+];
 /// How long any condition in these tests may take to come true.
 pub const WAIT: Duration = Duration::from_secs(20);
 /// How many fresh agent ports to try when another process takes ours first.
@@ -201,9 +218,51 @@ impl ControlPlane {
 
     /// [`ControlPlane::start`] with the server binary `bin`.
     pub fn start_with(bin: &Path) -> Result<ControlPlane> {
+        ControlPlane::start_configured(bin, None, None)
+    }
+
+    /// A replica on the PostgreSQL database `database_url` (`postgres://…`): its own data
+    /// directory, config and ports, and, when `keys_from` is given, a copy of that
+    /// replica's keys ([`SERVER_KEY_FILES`]) made before its first start, as the control
+    /// plane's README asks; never its `replica-id`. The first replica has no `keys_from`.
+    pub fn start_replica(
+        bin: &Path,
+        database_url: &str,
+        keys_from: Option<&ControlPlane>,
+    ) -> Result<ControlPlane> {
+        ControlPlane::start_configured(bin, Some(database_url), keys_from)
+    }
+
+    fn start_configured(
+        bin: &Path,
+        database_url: Option<&str>,
+        keys_from: Option<&ControlPlane>,
+    ) -> Result<ControlPlane> {
         let dir = tempfile::Builder::new()
             .prefix("signoff-plane-")
             .tempdir()?;
+        if let Some(first) = keys_from {
+            let data = dir.path().join("data");
+            fs::create_dir_all(&data)?;
+            let mut copied = 0;
+            for name in SERVER_KEY_FILES {
+                let from = first.data_dir().join(name);
+                if from.exists() {
+                    fs::copy(&from, data.join(name))
+                        .with_context(|| format!("copying {}", from.display()))?;
+                    copied += 1;
+                }
+            }
+            if copied == 0 {
+                bail!(
+                    "{} holds none of the server's keys",
+                    first.data_dir().display()
+                );
+            }
+        }
+        let database = database_url
+            .map(|url| format!("database_url = {url:?}\n"))
+            .unwrap_or_default();
         let config = dir.path().join("server.toml");
         let mut last_log = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
@@ -211,7 +270,7 @@ impl ControlPlane {
             fs::write(
                 &config,
                 format!(
-                    "data_dir = {:?}\ndrain_timeout = \"5s\"\n\
+                    "data_dir = {:?}\n{database}drain_timeout = \"5s\"\n\
                      [http]\nlisten = \"127.0.0.1:0\"\n\
                      [agents]\nlisten = \"127.0.0.1:{agent_port}\"\n\
                      server_names = [\"localhost\"]\n",
