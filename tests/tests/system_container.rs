@@ -644,7 +644,7 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
             .arg("exec sleep 600")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(work.path().join("session.stderr"))?)
             .spawn()?,
     );
     assert!(
@@ -670,9 +670,17 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     })
     .with_context(|| {
         format!(
-            "sessions: {:?}\nagent:\n{}\nsshd:\n{}",
+            "sessions: {:?}\nssh client: {:?} {}\nagent status: {:?}\nprocesses:\n{}\n\
+             agent:\n{}\nserver:\n{}\nsshd:\n{}",
             api_get(&ct, &api_token, "/api/v1/sessions"),
+            session.0.try_wait(),
+            fs::read_to_string(work.path().join("session.stderr")).unwrap_or_default(),
+            ct.exec(&["signoff-agent", "status"]).map(|o| o.stdout),
+            ct.exec(&["ps", "-eo", "pid,ppid,lstart,args"])
+                .map(|o| o.stdout)
+                .unwrap_or_default(),
             ct.journal("signoff-agent").unwrap_or_default(),
+            ct.journal("signoff-server").unwrap_or_default(),
             ct.journal("ssh").unwrap_or_default(),
         )
     })?;
