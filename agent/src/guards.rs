@@ -235,3 +235,132 @@ pub fn held_out(state_dir: &Path, config: &Config) -> Result<Option<Holds>, Hold
     let holds = Holds::load(state_dir)?;
     Ok((!holds.is_empty()).then_some(holds))
 }
+
+#[cfg(test)]
+mod tests {
+    use signoff_proto::approvals::{NAMESPACE, ReenableApproval};
+    use signoff_proto::orders::SignoffStatement;
+    use ssh_key::{HashAlg, LineEnding, PrivateKey};
+
+    use super::*;
+
+    fn key(seed: u8) -> PrivateKey {
+        PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+    }
+
+    fn signers_file(keys: &[(&str, u8)]) -> String {
+        keys.iter()
+            .map(|(who, seed)| format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap()))
+            .collect()
+    }
+
+    fn statement(id: u64, user: &str) -> SignoffStatement {
+        SignoffStatement {
+            signoff_id: id,
+            user: user.into(),
+            reason: "left".into(),
+            operator: "token:hr".into(),
+            issued_at: 1,
+            key_ids: vec![format!("{user}@corp")],
+            key_fingerprints: vec![],
+        }
+    }
+
+    /// A re-enable of sign-off `id` of `user`, approved by the keys of `seeds`.
+    fn reenable(order: &PrivateKey, id: u64, user: &str, seeds: &[u8]) -> v1::Reenable {
+        let statement = statement(id, user).encode().unwrap();
+        let signature = orders::sign(order, &statement).unwrap();
+        let bytes = ReenableApproval {
+            signoff_id: id,
+            person: user,
+        }
+        .canonical_bytes()
+        .unwrap();
+        v1::Reenable {
+            signoff_id: id,
+            person: user.into(),
+            statement: Some(v1::SignedStatement {
+                id,
+                statement,
+                signature,
+            }),
+            signatures: seeds
+                .iter()
+                .map(|s| {
+                    key(*s)
+                        .sign(NAMESPACE, HashAlg::Sha512, &bytes)
+                        .unwrap()
+                        .to_pem(LineEnding::LF)
+                        .unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_unusable_approvers_file_releases_no_hold_and_the_fixed_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let order = key(7);
+        let allowed = dir.path().join("allowed_signers");
+        fs_write(&allowed, &signers_file(&[("orders", 7)]));
+        let approvers = dir.path().join("approvers");
+        // ann signs mallory's re-enable, but only bob and cy are approvers.
+        fs_write(&approvers, &signers_file(&[("bob", 2), ("cy", 3)]));
+        let config = Config::parse(
+            &format!(
+                "state_dir = {:?}\nallowed_signers = {:?}\n\
+                 [approvals]\nprivileged_accounts = [\"root\"]\nrequired = 1\napprovers = {:?}\n",
+                dir.path(),
+                allowed,
+                approvers
+            ),
+            Path::new("agent.toml"),
+        )
+        .unwrap();
+        let mut guards = Guards::load(&config).unwrap();
+        let enforced = Enforceable {
+            id: 3,
+            statement: statement(3, "mallory"),
+        };
+        guards.update_holds(&config, &[enforced], &[]).unwrap();
+        let u = guards
+            .update_holds(&config, &[], &[reenable(&order, 3, "mallory", &[1])])
+            .unwrap()
+            .unwrap();
+        assert!(u.released.is_empty(), "ann is no approver: {u:?}");
+        let holding = |g: &Guards| g.holds.as_ref().unwrap().holding("mallory");
+        assert_eq!(holding(&guards), BTreeSet::from([3]));
+        // First look: the file as it is releases nothing; unchanged, it is not read again.
+        assert!(guards.recheck_holds(&config).unwrap().is_empty());
+        assert!(guards.recheck_holds(&config).unwrap().is_empty());
+
+        // A broken file (a half-written edit, a bad key) is unusable as a whole, even
+        // with ann's good line in it: nothing released, no error.
+        fs_write(
+            &approvers,
+            &format!("{}cy ssh-ed25519 not-base64\n", signers_file(&[("ann", 1)])),
+        );
+        assert!(guards.recheck_holds(&config).unwrap().is_empty());
+        assert_eq!(holding(&guards), BTreeSet::from([3]));
+        // Gone altogether: the same.
+        std::fs::remove_file(&approvers).unwrap();
+        assert!(guards.recheck_holds(&config).unwrap().is_empty());
+        assert_eq!(holding(&guards), BTreeSet::from([3]));
+
+        // Fixed, with ann added: ann's kept approval releases mallory, and the release is
+        // written, so a restart does not hold her again.
+        fs_write(&approvers, &signers_file(&[("ann", 1), ("bob", 2)]));
+        let released = guards.recheck_holds(&config).unwrap();
+        assert_eq!(
+            released.iter().map(|h| h.signoff_id).collect::<Vec<_>>(),
+            [3]
+        );
+        assert!(holding(&guards).is_empty());
+        let reloaded = Guards::load(&config).unwrap();
+        assert!(holding(&reloaded).is_empty());
+    }
+
+    fn fs_write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+}
