@@ -247,9 +247,10 @@ impl Service {
         self.with_reenable_approvals(id, user, reenabled).await
     }
 
-    /// Re-enables awaiting approvals: each person's latest sign-off, when they were
-    /// re-enabled from it or it holds approvals already, oldest first. Whether hosts have
-    /// enough is theirs to say: they are listed while the sign-off is the person's latest.
+    /// Re-enables awaiting approvals, oldest first: every sign-off a person was re-enabled
+    /// from, and the one in force when it holds approvals already, unless a later
+    /// sign-off of theirs is in force. Whether hosts have enough is theirs to say (k is
+    /// theirs): they stay listed until the person is signed off again.
     pub async fn pending_reenables(&self) -> Result<Vec<ReenableApprovals>> {
         let rows = store::approvals::pending_reenables(self.store().conn().await?.db()).await?;
         let mut out = Vec::with_capacity(rows.len());

@@ -70,11 +70,16 @@ pub async fn signoff(db: Db<'_>, id: i64) -> sqlx::Result<Option<(i64, String, b
     on!(db, c => sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await)
 }
 
-/// Each person's latest sign-off when they were re-enabled from it or it holds a live
-/// approval, oldest first: (id, the person's name, whether they were re-enabled).
+/// The sign-offs whose re-enable hosts may still hold out, oldest first: (id, the
+/// person's name, whether they were re-enabled). Each sign-off the person was re-enabled
+/// from, and the one in force when it holds a live approval already, unless a later
+/// sign-off of theirs is in force (that one must be withdrawn first). Every such sign-off,
+/// not only the latest: a host holds a person out until each sign-off it enforced has its
+/// approvals.
 pub async fn pending_reenables(db: Db<'_>) -> sqlx::Result<Vec<(i64, String, bool)>> {
     let sql = format!(
-        "{SELECT_SIGNOFF} WHERE s.id = (SELECT MAX(id) FROM signoffs l WHERE l.user_id = s.user_id)
+        "{SELECT_SIGNOFF} WHERE NOT EXISTS (SELECT 1 FROM signoffs l
+                WHERE l.user_id = s.user_id AND l.id > s.id AND l.until_rev IS NULL)
            AND (s.until_rev IS NOT NULL OR EXISTS (SELECT 1 FROM reenable_approvals a
                 WHERE a.signoff_id = s.id AND a.until_rev IS NULL))
          ORDER BY s.id"

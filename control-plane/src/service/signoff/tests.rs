@@ -387,3 +387,47 @@ async fn a_corrupt_stored_progress_is_an_error_not_an_empty_list() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn every_signoff_a_person_was_reenabled_from_is_pending_until_signed_off_again() {
+    let svc = setup(&["h1"]).await;
+    let a = Actor::cli();
+    let pending = || async {
+        svc.pending_reenables()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.signoff_id, r.reenabled))
+            .collect::<Vec<_>>()
+    };
+    let first = svc.sign_off(&a, "mallory", "left").await.unwrap();
+    assert!(pending().await.is_empty(), "in force, no approvals yet");
+    svc.reenable_user(&a, "mallory", "rehired").await.unwrap();
+    assert_eq!(pending().await, [(first.id, true)]);
+
+    // Signed off again: the first re-enable is moot while the second sign-off is in force.
+    let second = svc.sign_off(&a, "mallory", "left again").await.unwrap();
+    assert!(pending().await.is_empty());
+    // An approval collected before the re-enable lists it.
+    let bytes = svc.reenable_approvals(second.id).await.unwrap().bytes;
+    let approver = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]));
+    let signature = approver
+        .sign(
+            signoff_proto::approvals::NAMESPACE,
+            ssh_key::HashAlg::Sha512,
+            bytes.as_bytes(),
+        )
+        .unwrap()
+        .to_pem(ssh_key::LineEnding::LF)
+        .unwrap();
+    svc.approve_reenable(&a, second.id, &signature)
+        .await
+        .unwrap();
+    assert_eq!(pending().await, [(second.id, false)]);
+    // Re-enabled again: hosts hold her out until each sign-off they enforced has its
+    // approvals, so both are listed, oldest first.
+    svc.reenable_user(&a, "mallory", "rehired again")
+        .await
+        .unwrap();
+    assert_eq!(pending().await, [(first.id, true), (second.id, true)]);
+}
