@@ -4,12 +4,13 @@
 //! CLI, which audits it as `operator:NAME`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use signoff_dashboard::backend::{
     AlertEntry, ApprovalMark, AuditCheck, AuditEntry, Backend, BackendError, BackendResult,
-    Certificate, Change, FeedEntry, Grant, HistoryFilter, HistoryPage, Host, Operator,
-    PendingApproval, PendingReenable, Person, Role, Session, SessionFilter, Signoff, SignoffHost,
-    SignoffHostState, TimelineEntry,
+    Certificate, Change, FeedEntry, Grant, HistoryFilter, HistoryPage, Host, LoginFailures,
+    Operator, PendingApproval, PendingReenable, Person, Role, Session, SessionFilter,
+    SessionLifetime, Signoff, SignoffHost, SignoffHostState, TimelineEntry, WebSession,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -74,6 +75,29 @@ fn backend_error(e: ServiceError) -> BackendError {
             tracing::warn!("dashboard: service error: {e}");
             BackendError::Internal(e.to_string())
         }
+    }
+}
+
+fn limits(l: SessionLifetime) -> service::WebSessionLimits {
+    service::WebSessionLimits {
+        idle_secs: l.idle_secs,
+        max_secs: l.max_secs,
+    }
+}
+
+fn web_session(s: service::WebSession) -> WebSession {
+    WebSession {
+        operator: s.operator,
+        csrf: s.csrf,
+        created_at: s.created_at,
+        last_seen: s.last_seen,
+    }
+}
+
+fn login_failures(f: service::LoginFailures) -> LoginFailures {
+    LoginFailures {
+        failures: u32::try_from(f.failures.max(0)).unwrap_or(u32::MAX),
+        last: f.last_failure,
     }
 }
 
@@ -740,6 +764,91 @@ impl Backend for DashboardBackend {
             }
         });
         rx
+    }
+
+    async fn create_web_session(
+        &self,
+        id: &str,
+        session: &WebSession,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<()> {
+        self.service
+            .create_web_session(
+                id,
+                &session.operator,
+                &session.csrf,
+                session.created_at,
+                limits(lifetime),
+            )
+            .await
+            .map_err(backend_error)
+    }
+
+    async fn web_session(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<Option<WebSession>> {
+        Ok(self
+            .service
+            .web_session(id, now, limits(lifetime))
+            .await
+            .map_err(backend_error)?
+            .map(web_session))
+    }
+
+    async fn web_session_is_live(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<bool> {
+        self.service
+            .web_session_is_live(id, now, limits(lifetime))
+            .await
+            .map_err(backend_error)
+    }
+
+    async fn end_web_session(&self, id: &str) -> BackendResult<()> {
+        self.service
+            .end_web_session(id)
+            .await
+            .map_err(backend_error)
+    }
+
+    async fn login_failures(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+    ) -> BackendResult<Option<LoginFailures>> {
+        Ok(self
+            .service
+            .login_failures(name, ip)
+            .await
+            .map_err(backend_error)?
+            .map(login_failures))
+    }
+
+    async fn record_login_failure(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+        forget_before: i64,
+    ) -> BackendResult<LoginFailures> {
+        self.service
+            .record_login_failure(name, ip, now, forget_before)
+            .await
+            .map(login_failures)
+            .map_err(backend_error)
+    }
+
+    async fn clear_login_failures(&self, name: &str, ip: Option<IpAddr>) -> BackendResult<()> {
+        self.service
+            .clear_login_failures(name, ip)
+            .await
+            .map_err(backend_error)
     }
 }
 

@@ -10,6 +10,8 @@ pub mod bootstrap;
 pub mod cert_ssh;
 pub mod config;
 pub mod dashboard;
+#[cfg(test)]
+mod dashboard_tests;
 pub mod delivery;
 pub mod events;
 pub mod hooks;

@@ -72,10 +72,16 @@ pub(crate) async fn login_handler<B: Backend>(
     }
     let now = app.backend.now();
     let name = form.name.trim().to_owned();
-    if let Some(retry_after) = app.auth.login_delay(ip, &name, now) {
+    // A backend that cannot say how long to wait refuses the try (the `?`): fail closed.
+    if let Some(retry_after) = app.auth.login_delay(&app.backend, ip, &name, now).await? {
         tracing::warn!(operator = %name, ?ip, retry_after, "dashboard login delayed: failed logins");
         return Err(PageError::TooManyLogins { retry_after });
     }
+    // Every try is counted as failed before the password is checked, and forgiven below
+    // once it succeeds: if the count cannot be stored, the password is not checked at all
+    // (the `?` answers an error), so a store that fails to write never gives a guesser
+    // tries the limiter does not see (fail closed).
+    app.auth.login_failed(&app.backend, ip, &name, now).await?;
     let next = safe_next(&form.next).to_owned();
     let operator = if name.is_empty() || form.password.is_empty() {
         None
@@ -83,7 +89,6 @@ pub(crate) async fn login_handler<B: Backend>(
         app.backend.authenticate(&name, &form.password).await?
     };
     let Some(operator) = operator else {
-        app.auth.login_failed(ip, &name, now);
         tracing::info!(operator = %name, ?ip, "dashboard login failed");
         return login_form(
             &app,
@@ -95,10 +100,16 @@ pub(crate) async fn login_handler<B: Backend>(
     };
     // A fresh session id at every login (no fixation), and the old one, if any, ends.
     if let Some(old) = cookie_value(&headers, app.auth.cookie_name()) {
-        app.auth.end_session(old);
+        app.auth.end_session(&app.backend, old).await?;
     }
-    app.auth.login_succeeded(ip, &name);
-    let id = app.auth.create_session(&operator.name, now);
+    if let Err(e) = app.auth.login_succeeded(&app.backend, ip, &name).await {
+        // The failures stay counted: later typos wait sooner, which is the safe side.
+        tracing::warn!(operator = %name, ?ip, "dashboard: cannot forget failed logins: {e}");
+    }
+    let id = app
+        .auth
+        .create_session(&app.backend, &operator.name, now)
+        .await?;
     tracing::info!(operator = %operator.name, ?ip, "dashboard login");
     let mut res = Redirect::to(&next).into_response();
     let session_cookie = app.auth.cookie(
@@ -122,7 +133,11 @@ pub(crate) async fn logout_handler<B: Backend>(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     authed.check_csrf(&form.csrf)?;
-    app.auth.end_session(&authed.session_id);
+    // If the session cannot be ended, say so: a logout that seemed to work but left the
+    // session live on every server would be worse.
+    app.auth
+        .end_session(&app.backend, &authed.session_id)
+        .await?;
     let mut res = Redirect::to("/login").into_response();
     if let Ok(v) = app.auth.cookie(app.auth.cookie_name(), "", 0).parse() {
         res.headers_mut().append(SET_COOKIE, v);

@@ -2,13 +2,13 @@
 //! (Secure, with the `__Host-` prefix, when served over TLS), a CSRF token per session,
 //! and growing delays after failed logins, per operator name and client address.
 //!
-//! Sessions live in memory: a restart of the control plane logs everyone out, which is
-//! the safe direction. Each request re-reads the operator, so a disabled operator or a
-//! changed role takes effect at once.
+//! Sessions and failure counts are kept by the [`Backend`] (the control plane's database),
+//! not in this process: several servers behind a load balancer without stickiness honour
+//! the same logins, logouts and delays. Each request re-reads the operator, so a disabled
+//! operator or a changed role takes effect at once. Where the backend fails, the answer is
+//! the safe one: no session, no login try.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 
-use crate::backend::Role;
+use crate::backend::{Backend, BackendResult, Role, SessionLifetime, WebSession};
 use crate::client_addr::TrustedProxies;
 
 /// How the dashboard treats sessions and logins.
@@ -53,60 +53,39 @@ impl Default for DashboardConfig {
     }
 }
 
-/// A logged-in browser.
-#[derive(Debug, Clone)]
-pub(crate) struct WebSession {
-    pub operator: String,
-    pub csrf: String,
-    pub created_at: i64,
-    pub last_seen: i64,
-}
-
-/// More sessions than this and the least recently used are dropped (memory is bounded
-/// whatever clients do).
-const MAX_SESSIONS: usize = 10_000;
-/// Distinct (name, address) pairs whose failures are counted at once.
-const MAX_TRACKED_FAILURES: usize = 100_000;
 /// A pair's failures are forgotten this long (seconds) after its last one.
 const FORGET_FAILURES_SECS: i64 = 24 * 3600;
 
-/// The failures of one name from one address. Buckets are per pair, so failures from one
-/// address (an attacker, or a colleague's typos behind the same NAT) never delay a login
-/// from another address, nor one for another name.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    failures: u32,
-    last: i64,
-}
-
-type BucketKey = (String, Option<IpAddr>);
-
 /// Longer names than this share a bucket with their first this many bytes: no operator
-/// name is that long, and memory must not grow with what a client types.
+/// name is that long, and what is stored must not grow with what a client types.
 const MAX_NAME_KEY: usize = 128;
 
-fn bucket_key(name: &str, ip: Option<IpAddr>) -> BucketKey {
+/// The name under which failures are counted. Buckets are per (name, address), so
+/// failures from one address (an attacker, or a colleague's typos behind the same NAT)
+/// never delay a login from another address, nor one for another name.
+fn bucket_name(name: &str) -> &str {
     let mut end = name.len().min(MAX_NAME_KEY);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    (name[..end].to_owned(), ip)
+    &name[..end]
 }
 
-/// Sessions and failed-login counters.
+/// The session and login rules, over the sessions and failure counts the backend keeps.
 #[derive(Debug)]
 pub(crate) struct Auth {
     pub config: DashboardConfig,
-    sessions: Mutex<HashMap<String, WebSession>>,
-    failures: Mutex<HashMap<BucketKey, Bucket>>,
 }
 
 impl Auth {
     pub fn new(config: DashboardConfig) -> Self {
-        Auth {
-            config,
-            sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+        Auth { config }
+    }
+
+    fn lifetime(&self) -> SessionLifetime {
+        SessionLifetime {
+            idle_secs: self.config.session_idle_secs,
+            max_secs: self.config.session_max_secs,
         }
     }
 
@@ -139,7 +118,12 @@ impl Auth {
     }
 
     /// Starts a session for `operator`; returns its id (the cookie value).
-    pub fn create_session(&self, operator: &str, now: i64) -> String {
+    pub async fn create_session<B: Backend>(
+        &self,
+        backend: &B,
+        operator: &str,
+        now: i64,
+    ) -> BackendResult<String> {
         let id = random_token();
         let session = WebSession {
             operator: operator.to_owned(),
@@ -147,65 +131,67 @@ impl Auth {
             created_at: now,
             last_seen: now,
         };
-        let mut sessions = lock(&self.sessions);
-        self.expire(&mut sessions, now);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(id.clone(), session);
-        id
+        backend
+            .create_web_session(&id, &session, self.lifetime())
+            .await?;
+        Ok(id)
     }
 
     /// The live session the request's cookie names, touched; `None` if there is none or
-    /// it expired.
-    pub fn session(&self, headers: &HeaderMap, now: i64) -> Option<(String, WebSession)> {
+    /// it expired. A backend that fails to say is "not logged in" (logged): fail closed.
+    pub async fn session<B: Backend>(
+        &self,
+        backend: &B,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Option<(String, WebSession)> {
         let id = cookie_value(headers, self.cookie_name())?;
-        let mut sessions = lock(&self.sessions);
-        let session = sessions.get_mut(id)?;
-        if self.expired(session, now) {
-            sessions.remove(id);
-            return None;
+        match backend.web_session(id, now, self.lifetime()).await {
+            Ok(session) => session.map(|s| (id.to_owned(), s)),
+            Err(e) => {
+                tracing::warn!("dashboard: cannot read the web session, treated as none: {e}");
+                None
+            }
         }
-        session.last_seen = now;
-        Some((id.to_owned(), session.clone()))
     }
 
-    /// Whether session `id` is still live (without touching it).
-    pub fn is_live(&self, id: &str, now: i64) -> bool {
-        lock(&self.sessions)
-            .get(id)
-            .is_some_and(|s| !self.expired(s, now))
+    /// Whether session `id` is still live (without touching it); `false` when the
+    /// backend fails to say (logged).
+    pub async fn is_live<B: Backend>(&self, backend: &B, id: &str, now: i64) -> bool {
+        backend
+            .web_session_is_live(id, now, self.lifetime())
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("dashboard: cannot read the web session, treated as ended: {e}");
+                false
+            })
     }
 
-    /// Ends session `id`.
-    pub fn end_session(&self, id: &str) {
-        lock(&self.sessions).remove(id);
-    }
-
-    fn expired(&self, s: &WebSession, now: i64) -> bool {
-        now - s.last_seen >= self.config.session_idle_secs
-            || now - s.created_at >= self.config.session_max_secs
-    }
-
-    fn expire(&self, sessions: &mut HashMap<String, WebSession>, now: i64) {
-        sessions.retain(|_, s| !self.expired(s, now));
+    /// Ends session `id` on every server.
+    pub async fn end_session<B: Backend>(&self, backend: &B, id: &str) -> BackendResult<()> {
+        backend.end_web_session(id).await
     }
 
     /// `None` when a login for `name` from `ip` may be tried now; else how many seconds
-    /// to wait. A pair with no recent failures is never delayed.
-    pub fn login_delay(&self, ip: Option<IpAddr>, name: &str, now: i64) -> Option<i64> {
-        let failures = lock(&self.failures);
-        let bucket = failures.get(&bucket_key(name, ip))?;
+    /// to wait. A pair with no recent failures is never delayed. An error when the
+    /// backend cannot say: the caller refuses the try.
+    pub async fn login_delay<B: Backend>(
+        &self,
+        backend: &B,
+        ip: Option<IpAddr>,
+        name: &str,
+        now: i64,
+    ) -> BackendResult<Option<i64>> {
+        let Some(bucket) = backend.login_failures(bucket_name(name), ip).await? else {
+            return Ok(None);
+        };
         if now - bucket.last >= FORGET_FAILURES_SECS {
-            return None;
+            return Ok(None);
         }
-        let until = bucket.last + self.delay_after(bucket.failures);
-        (now < until).then_some(until - now)
+        let until = bucket
+            .last
+            .saturating_add(self.delay_after(bucket.failures));
+        Ok((now < until).then_some(until - now))
     }
 
     /// The wait after `failures` failures.
@@ -219,43 +205,34 @@ impl Auth {
             .min(self.config.login_max_delay_secs)
     }
 
-    /// Counts a failed login.
-    pub fn login_failed(&self, ip: Option<IpAddr>, name: &str, now: i64) {
-        let mut failures = lock(&self.failures);
-        if failures.len() >= MAX_TRACKED_FAILURES {
-            failures.retain(|_, b| now - b.last < FORGET_FAILURES_SECS);
-        }
-        if failures.len() >= MAX_TRACKED_FAILURES {
-            // Still full: forget the pair that failed longest ago rather than grow.
-            if let Some(oldest) = failures
-                .iter()
-                .min_by_key(|(_, b)| b.last)
-                .map(|(k, _)| k.clone())
-            {
-                failures.remove(&oldest);
-            }
-        }
-        let bucket = failures.entry(bucket_key(name, ip)).or_insert(Bucket {
-            failures: 0,
-            last: now,
-        });
-        if now - bucket.last >= FORGET_FAILURES_SECS {
-            bucket.failures = 0;
-        }
-        bucket.failures = bucket.failures.saturating_add(1);
-        bucket.last = now;
+    /// Counts a login try of `name` from `ip` as failed, on every server.
+    pub async fn login_failed<B: Backend>(
+        &self,
+        backend: &B,
+        ip: Option<IpAddr>,
+        name: &str,
+        now: i64,
+    ) -> BackendResult<()> {
+        backend
+            .record_login_failure(
+                bucket_name(name),
+                ip,
+                now,
+                now.saturating_sub(FORGET_FAILURES_SECS),
+            )
+            .await?;
+        Ok(())
     }
 
     /// A login succeeded: the pair starts afresh.
-    pub fn login_succeeded(&self, ip: Option<IpAddr>, name: &str) {
-        lock(&self.failures).remove(&bucket_key(name, ip));
+    pub async fn login_succeeded<B: Backend>(
+        &self,
+        backend: &B,
+        ip: Option<IpAddr>,
+        name: &str,
+    ) -> BackendResult<()> {
+        backend.clear_login_failures(bucket_name(name), ip).await
     }
-}
-
-/// A poisoned lock only means another request panicked mid-update of a map that stays
-/// consistent; keep serving.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// 256 random bits, URL-safe base64.
@@ -294,9 +271,10 @@ pub(crate) fn allows(role: Role, needed: Role) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::Fake;
 
-    fn auth() -> Auth {
-        Auth::new(DashboardConfig::default())
+    fn auth() -> (Auth, Fake) {
+        (Auth::new(DashboardConfig::default()), Fake::new())
     }
 
     fn with_cookie(name: &str, value: &str) -> HeaderMap {
@@ -308,64 +286,88 @@ mod tests {
         h
     }
 
-    #[test]
-    fn a_session_expires_when_idle_and_at_its_maximum_age() {
-        let a = auth();
-        let id = a.create_session("alice", 1000);
+    #[tokio::test]
+    async fn a_session_expires_when_idle_and_at_its_maximum_age() {
+        let (a, b) = auth();
+        let id = a.create_session(&b, "alice", 1000).await.unwrap();
         let h = with_cookie(a.cookie_name(), &id);
-        assert!(a.session(&h, 1000 + 29 * 60).is_some());
+        assert!(a.session(&b, &h, 1000 + 29 * 60).await.is_some());
         // Touched just now: idle time starts again.
-        assert!(a.session(&h, 1000 + 58 * 60).is_some());
-        assert!(a.session(&h, 1000 + 58 * 60 + 30 * 60).is_none());
+        assert!(a.session(&b, &h, 1000 + 58 * 60).await.is_some());
+        assert!(a.is_live(&b, &id, 1000 + 58 * 60 + 30 * 60 - 1).await);
+        assert!(!a.is_live(&b, &id, 1000 + 58 * 60 + 30 * 60).await);
+        assert!(a.session(&b, &h, 1000 + 58 * 60 + 30 * 60).await.is_none());
 
-        let id = a.create_session("alice", 0);
+        let id = a.create_session(&b, "alice", 0).await.unwrap();
         let h = with_cookie(a.cookie_name(), &id);
         let mut t = 0;
         while t < 12 * 3600 - 60 {
             t += 20 * 60;
-            let live = a.session(&h, t).is_some();
+            let live = a.session(&b, &h, t).await.is_some();
             assert_eq!(live, t < 12 * 3600, "at {t}");
         }
     }
 
-    #[test]
-    fn an_unknown_or_ended_session_is_none() {
-        let a = auth();
+    #[tokio::test]
+    async fn an_unknown_or_ended_session_is_none() {
+        let (a, b) = auth();
         assert!(
-            a.session(&with_cookie(a.cookie_name(), "forged"), 0)
+            a.session(&b, &with_cookie(a.cookie_name(), "forged"), 0)
+                .await
                 .is_none()
         );
-        let id = a.create_session("alice", 0);
-        a.end_session(&id);
-        assert!(a.session(&with_cookie(a.cookie_name(), &id), 0).is_none());
+        let id = a.create_session(&b, "alice", 0).await.unwrap();
+        a.end_session(&b, &id).await.unwrap();
+        assert!(
+            a.session(&b, &with_cookie(a.cookie_name(), &id), 0)
+                .await
+                .is_none()
+        );
     }
 
-    #[test]
-    fn failures_delay_only_their_own_name_and_address() {
-        let a = auth();
+    #[tokio::test]
+    async fn a_backend_that_fails_means_no_session_and_no_login_try() {
+        let (a, b) = auth();
+        let id = a.create_session(&b, "alice", 0).await.unwrap();
+        let h = with_cookie(a.cookie_name(), &id);
+        assert!(a.session(&b, &h, 1).await.is_some());
+        b.fail_store(true);
+        assert!(a.session(&b, &h, 2).await.is_none(), "fail closed");
+        assert!(!a.is_live(&b, &id, 2).await, "fail closed");
+        assert!(a.login_delay(&b, None, "alice", 2).await.is_err());
+        assert!(a.login_failed(&b, None, "alice", 2).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn failures_delay_only_their_own_name_and_address() {
+        let (a, b) = auth();
         let attacker: IpAddr = [203, 0, 113, 9].into();
         let colleague: IpAddr = [198, 51, 100, 7].into();
         for t in 0..50 {
-            a.login_failed(Some(attacker), "alice", t);
+            a.login_failed(&b, Some(attacker), "alice", t)
+                .await
+                .unwrap();
         }
-        assert!(a.login_delay(Some(attacker), "alice", 50).is_some());
+        let delay = |ip, name| a.login_delay(&b, Some(ip), name, 50);
+        assert!(delay(attacker, "alice").await.unwrap().is_some());
         // Alice from her own address, and anyone else from the attacker's, are not held up.
-        assert_eq!(a.login_delay(Some(colleague), "alice", 50), None);
-        assert_eq!(a.login_delay(Some(attacker), "bob", 50), None);
+        assert_eq!(delay(colleague, "alice").await.unwrap(), None);
+        assert_eq!(delay(attacker, "bob").await.unwrap(), None);
     }
 
-    #[test]
-    fn delays_grow_and_are_capped_never_a_lockout() {
-        let a = auth();
+    #[tokio::test]
+    async fn delays_grow_and_are_capped_never_a_lockout() {
+        let (a, b) = auth();
         let ip: IpAddr = [127, 0, 0, 1].into();
+        let delay = |now| a.login_delay(&b, Some(ip), "alice", now);
         for _ in 0..3 {
-            a.login_failed(Some(ip), "alice", 0);
-            assert_eq!(a.login_delay(Some(ip), "alice", 0), None, "free failures");
+            a.login_failed(&b, Some(ip), "alice", 0).await.unwrap();
+            assert_eq!(delay(0).await.unwrap(), None, "free failures");
         }
         let mut delays = Vec::new();
         for _ in 0..12 {
-            a.login_failed(Some(ip), "alice", 0);
-            delays.push(a.login_delay(Some(ip), "alice", 0).unwrap_or(0));
+            a.login_failed(&b, Some(ip), "alice", 0).await.unwrap();
+            delays.push(delay(0).await.unwrap().unwrap_or(0));
         }
         assert_eq!(
             delays,
@@ -373,19 +375,37 @@ mod tests {
             "doubling up to five minutes"
         );
         // Once the wait has passed, a try is allowed again.
-        assert_eq!(a.login_delay(Some(ip), "alice", 300), None);
-        a.login_succeeded(Some(ip), "alice");
-        a.login_failed(Some(ip), "alice", 301);
-        assert_eq!(
-            a.login_delay(Some(ip), "alice", 301),
-            None,
-            "a success resets"
+        assert_eq!(delay(300).await.unwrap(), None);
+        a.login_succeeded(&b, Some(ip), "alice").await.unwrap();
+        a.login_failed(&b, Some(ip), "alice", 301).await.unwrap();
+        assert_eq!(delay(301).await.unwrap(), None, "a success resets");
+        // A day after the last failure, the pair is forgotten.
+        for _ in 0..10 {
+            a.login_failed(&b, Some(ip), "alice", 400).await.unwrap();
+        }
+        assert!(delay(401).await.unwrap().is_some());
+        assert_eq!(delay(400 + FORGET_FAILURES_SECS).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_long_name_is_counted_under_its_first_bytes() {
+        let (a, b) = auth();
+        let long = "é".repeat(200);
+        for _ in 0..10 {
+            a.login_failed(&b, None, &long, 0).await.unwrap();
+        }
+        let prefix = &long[..MAX_NAME_KEY];
+        assert!(a.login_delay(&b, None, prefix, 1).await.unwrap().is_some());
+        assert!(
+            b.stored_failure_names()
+                .iter()
+                .all(|n| n.len() <= MAX_NAME_KEY)
         );
     }
 
     #[test]
     fn cookies_carry_the_attributes() {
-        let a = auth();
+        let (a, _) = auth();
         let c = a.cookie(a.cookie_name(), "v", 60);
         assert_eq!(
             c,

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -137,7 +138,7 @@ pub struct HistoryFilter {
     /// Only as this Unix account.
     pub account: Option<String>,
     /// Only from this client address.
-    pub source: Option<std::net::IpAddr>,
+    pub source: Option<IpAddr>,
     /// Only started at or after this Unix time.
     pub started_after: Option<i64>,
     /// Only started before this Unix time (later than `started_after`).
@@ -423,6 +424,46 @@ pub struct ApprovalMark {
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// A logged-in browser's web session, as the control plane keeps it (in its database, so
+/// every server behind a load balancer sees the same sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// The operator logged in.
+    pub operator: String,
+    /// The session's CSRF token, checked on every form.
+    pub csrf: String,
+    /// Unix seconds of the login.
+    pub created_at: i64,
+    /// Unix seconds of its latest use.
+    pub last_seen: i64,
+}
+
+/// How long web sessions live: the backend refuses a session past either bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    /// A session unused for this long (seconds) ends.
+    pub idle_secs: i64,
+    /// A session ends this long (seconds) after login, however active.
+    pub max_secs: i64,
+}
+
+impl SessionLifetime {
+    /// Whether `s` is live at `now`: used less than `idle_secs` ago, made less than
+    /// `max_secs` ago.
+    pub fn is_live(self, s: &WebSession, now: i64) -> bool {
+        now - s.last_seen < self.idle_secs && now - s.created_at < self.max_secs
+    }
+}
+
+/// The failed logins of one name from one client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// How many since the pair last succeeded or was forgotten.
+    pub failures: u32,
+    /// Unix seconds of the latest.
+    pub last: i64,
+}
+
 /// What the dashboard needs from the control plane. Every action takes the operator it
 /// acts for; the implementation authorizes and audits it.
 pub trait Backend: Clone + Send + Sync + 'static {
@@ -550,6 +591,51 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<()>> + Send;
     /// Changes as they happen; the sender side ends when the receiver is dropped.
     fn changes(&self) -> mpsc::Receiver<Change>;
+    /// Stores web session `id` (the cookie's value; the backend keeps only a hash of it).
+    /// Sessions expired by `session.created_at` under `lifetime` may be deleted.
+    fn create_web_session(
+        &self,
+        id: &str,
+        session: &WebSession,
+        lifetime: SessionLifetime,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+    /// Web session `id` if it is live at `now` under `lifetime`, marked used at `now`.
+    fn web_session(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> impl Future<Output = BackendResult<Option<WebSession>>> + Send;
+    /// Whether web session `id` is live at `now` (without marking it used).
+    fn web_session_is_live(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> impl Future<Output = BackendResult<bool>> + Send;
+    /// Ends web session `id` (nothing if there is none).
+    fn end_web_session(&self, id: &str) -> impl Future<Output = BackendResult<()>> + Send;
+    /// The failed logins of `name` from `ip`, if any are recorded.
+    fn login_failures(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+    ) -> impl Future<Output = BackendResult<Option<LoginFailures>>> + Send;
+    /// Counts a failed login of `name` from `ip` at `now`; failures at or before
+    /// `forget_before` no longer count. Returns the pair's failures with this one.
+    fn record_login_failure(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+        forget_before: i64,
+    ) -> impl Future<Output = BackendResult<LoginFailures>> + Send;
+    /// Forgets the failed logins of `name` from `ip` (a login succeeded).
+    fn clear_login_failures(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
     /// The latest logins and refused attempts, newest first, at most `limit`.
     fn feed(&self, limit: usize) -> impl Future<Output = BackendResult<Vec<FeedEntry>>> + Send;
     /// A person's logins, refused attempts, alerts and audited changes, newest first.

@@ -49,7 +49,7 @@ pub(crate) async fn events_handler<B: Backend>(
                     }
                 }
                 _ = check.tick() => {
-                    let live = app.auth.is_live(&authed.session_id, app.backend.now())
+                    let live = app.auth.is_live(&app.backend, &authed.session_id, app.backend.now()).await
                         && matches!(app.backend.operator(&authed.operator.name).await, Ok(Some(_)));
                     if !live {
                         return;

@@ -244,7 +244,7 @@ pub(crate) async fn authenticate<B: Backend>(
     headers: &axum::http::HeaderMap,
 ) -> Result<Option<Authed>, PageError> {
     let now = app.backend.now();
-    let Some((session_id, session)) = app.auth.session(headers, now) else {
+    let Some((session_id, session)) = app.auth.session(&app.backend, headers, now).await else {
         return Ok(None);
     };
     match app.backend.operator(&session.operator).await? {
@@ -254,7 +254,10 @@ pub(crate) async fn authenticate<B: Backend>(
             csrf: session.csrf,
         })),
         None => {
-            app.auth.end_session(&session_id);
+            // Not logged in either way; a session left behind ends at its expiry.
+            if let Err(e) = app.auth.end_session(&app.backend, &session_id).await {
+                tracing::warn!("dashboard: cannot end the session of a disabled operator: {e}");
+            }
             Ok(None)
         }
     }

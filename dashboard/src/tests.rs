@@ -2,6 +2,8 @@
 //! backend that records the actions it is asked for. The end-to-end tests in `tests/`
 //! run the same router inside the real control plane with a real browser.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,12 @@ const XSS: &str = "<script>alert(1)</script>";
 #[derive(Debug, Default)]
 struct State {
     operators: Vec<(Operator, String)>,
+    /// Web sessions by id, and failed logins by (name, address), as the control plane's
+    /// store keeps them (it hashes the ids).
+    web_sessions: HashMap<String, WebSession>,
+    login_failures: HashMap<(String, Option<IpAddr>), LoginFailures>,
+    /// The store fails every session and login-failure call.
+    store_fails: bool,
     sessions: Vec<Session>,
     calls: Vec<String>,
     /// Listed after `web-1` and `mallory`.
@@ -30,13 +38,13 @@ struct State {
 /// An in-memory backend: operators `admin`, `op` and `viewer` (password = name + "-pw"),
 /// one host and one session whose hostname and key ID try to inject a script.
 #[derive(Debug, Clone)]
-struct Fake {
+pub(crate) struct Fake {
     state: Arc<Mutex<State>>,
     clock: Arc<AtomicI64>,
 }
 
 impl Fake {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let op = |name: &str, role| {
             (
                 Operator {
@@ -72,11 +80,36 @@ impl Fake {
             calls: Vec::new(),
             more_hosts: Vec::new(),
             more_people: Vec::new(),
+            ..Default::default()
         };
         Fake {
             state: Arc::new(Mutex::new(state)),
             clock: Arc::new(AtomicI64::new(NOW)),
         }
+    }
+
+    /// From now on the store fails (or works again).
+    pub(crate) fn fail_store(&self, fails: bool) {
+        self.state.lock().unwrap().store_fails = fails;
+    }
+
+    /// The names failed logins are counted under.
+    pub(crate) fn stored_failure_names(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .login_failures
+            .keys()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The state, or the store's failure.
+    fn store(&self) -> BackendResult<std::sync::MutexGuard<'_, State>> {
+        let state = self.state.lock().unwrap();
+        if state.store_fails {
+            return Err(BackendError::Internal("store error".into()));
+        }
+        Ok(state)
     }
 
     fn calls(&self) -> Vec<String> {
@@ -465,6 +498,83 @@ impl Backend for Fake {
         // Keep the sender alive as long as the receiver, like a real subscription.
         tokio::spawn(async move { tx.closed().await });
         rx
+    }
+    async fn create_web_session(
+        &self,
+        id: &str,
+        session: &WebSession,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<()> {
+        let mut state = self.store()?;
+        state
+            .web_sessions
+            .retain(|_, s| lifetime.is_live(s, session.created_at));
+        state.web_sessions.insert(id.to_owned(), session.clone());
+        Ok(())
+    }
+    async fn web_session(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<Option<WebSession>> {
+        let mut state = self.store()?;
+        Ok(state
+            .web_sessions
+            .get_mut(id)
+            .filter(|s| lifetime.is_live(s, now))
+            .map(|s| {
+                s.last_seen = s.last_seen.max(now);
+                s.clone()
+            }))
+    }
+    async fn web_session_is_live(
+        &self,
+        id: &str,
+        now: i64,
+        lifetime: SessionLifetime,
+    ) -> BackendResult<bool> {
+        let state = self.store()?;
+        Ok(state
+            .web_sessions
+            .get(id)
+            .is_some_and(|s| lifetime.is_live(s, now)))
+    }
+    async fn end_web_session(&self, id: &str) -> BackendResult<()> {
+        self.store()?.web_sessions.remove(id);
+        Ok(())
+    }
+    async fn login_failures(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+    ) -> BackendResult<Option<LoginFailures>> {
+        let state = self.store()?;
+        Ok(state.login_failures.get(&(name.to_owned(), ip)).copied())
+    }
+    async fn record_login_failure(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+        forget_before: i64,
+    ) -> BackendResult<LoginFailures> {
+        let mut state = self.store()?;
+        state.login_failures.retain(|_, f| f.last > forget_before);
+        let f = state
+            .login_failures
+            .entry((name.to_owned(), ip))
+            .or_insert(LoginFailures {
+                failures: 0,
+                last: now,
+            });
+        f.failures = f.failures.saturating_add(1);
+        f.last = f.last.max(now);
+        Ok(*f)
+    }
+    async fn clear_login_failures(&self, name: &str, ip: Option<IpAddr>) -> BackendResult<()> {
+        self.store()?.login_failures.remove(&(name.to_owned(), ip));
+        Ok(())
     }
 }
 

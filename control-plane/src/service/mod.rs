@@ -9,6 +9,9 @@
 
 mod approvals;
 mod certificates;
+mod dashboard_sessions;
+#[cfg(test)]
+mod dashboard_sessions_tests;
 mod enroll;
 mod grants;
 mod host_certificates;
@@ -47,6 +50,7 @@ pub use certificates::{
     CertPolicy, IssueError, IssueRequest, IssuedCertificate, Refusal, UserCa,
     validate_source_address,
 };
+pub use dashboard_sessions::{LoginFailures, MAX_WEB_SESSIONS, WebSession, WebSessionLimits};
 pub use enroll::{EnrollError, HostKeyProof, JoinToken};
 pub use grants::NewGrant;
 pub use host_certificates::{

@@ -14,6 +14,7 @@ pub mod approvals;
 pub mod audit;
 pub mod certificates;
 pub mod dashboard;
+pub mod dashboard_sessions;
 pub mod delivery;
 pub mod enroll;
 pub mod events;
