@@ -23,6 +23,11 @@
 //! times, in alternating batches of `--batch`, each spawned the same way (stdout and stderr
 //! to pipes, as sshd does, environment cleared), and prints per-call mean, p50 and p99, the
 //! ratio to `/bin/true` and the minor page faults per call, as a markdown table.
+//!
+//! With `--approvals K`, the measured grants carry K approvals and every binary is measured
+//! a second time with a config that makes their accounts privileged with `required = K`:
+//! each call then loads the approvers file and verifies K SSHSIGs over the grant's
+//! canonical bytes (issue 20), and the table shows what that adds in the same run.
 
 use std::env;
 use std::fmt::Write as _;
@@ -36,9 +41,12 @@ use base64::Engine as _;
 use signoff_agent::state::format::sha256;
 use signoff_agent::state::writer::{STATE_FILE, write_state_file};
 use signoff_agent::state::{CertificateQuery, State, StateFile};
+use signoff_proto::approvals::{GrantApproval, NAMESPACE};
 use signoff_proto::v1;
 use signoff_tests::agent::{target_dir, workspace_root};
 use signoff_tests::command::run_ok;
+use ssh_key::private::Ed25519Keypair;
+use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
 const ACCOUNTS: u64 = 1000;
 const NOW: u64 = 1_700_000_000;
@@ -64,6 +72,11 @@ struct Options {
     /// Also measure `signoff-agent` statically linked (static-pie and not PIE).
     #[arg(long = "static")]
     with_static: bool,
+    /// Also measure each binary with the measured accounts privileged (`[approvals]`,
+    /// issue 20): each measured grant carries this many approvals (Ed25519 SSHSIGs) and the
+    /// host requires all of them, so every call verifies them. 0: not measured.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
+    approvals: u8,
 }
 
 fn parse_options() -> Result<Options> {
@@ -101,7 +114,56 @@ fn account(u: u64, k: u64) -> String {
     format!("acct{}", (u * 7 + k * 101) % ACCOUNTS)
 }
 
-fn view(o: &Options) -> v1::HostView {
+/// The users whose certificates are measured: 64 of them, spread over those not revoked.
+fn measured_users(o: &Options) -> Vec<u64> {
+    (0..64u64)
+        .map(|i| (i * 1543) % (o.users - (o.users / 100).max(1)))
+        .collect()
+}
+
+/// The approvers' keys of `--approvals` (fixed seeds: the run is repeatable).
+fn approvers(o: &Options) -> Vec<PrivateKey> {
+    (0..o.approvals)
+        .map(|i| PrivateKey::from(Ed25519Keypair::from_seed(&[i + 1; 32])))
+        .collect()
+}
+
+/// The grant behind user `u`'s first entry as its approvers signed it: grant id `u + 1`,
+/// host group `all`, never ending.
+fn approved_grant(u: u64, approvers: &[PrivateKey]) -> Result<v1::ApprovedGrant> {
+    let person = format!("user{u}");
+    let account = account(u, 0);
+    let bytes = GrantApproval {
+        grant_id: u + 1,
+        person: &person,
+        account: &account,
+        host_group: "all",
+        not_after: 0,
+    }
+    .canonical_bytes()?;
+    let signatures = approvers
+        .iter()
+        .map(|k| {
+            Ok(k.sign(NAMESPACE, HashAlg::Sha512, &bytes)?
+                .to_pem(LineEnding::LF)?)
+        })
+        .collect::<Result<Vec<String>>>()?;
+    Ok(v1::ApprovedGrant {
+        grant_id: u + 1,
+        host_group: "all".into(),
+        not_after: 0,
+        signatures,
+    })
+}
+
+fn view(o: &Options) -> Result<v1::HostView> {
+    let approvers = approvers(o);
+    let mut approved = std::collections::BTreeMap::new();
+    if !approvers.is_empty() {
+        for u in measured_users(o) {
+            approved.insert(u, approved_grant(u, &approvers)?);
+        }
+    }
     let per_user = o.grants / o.users;
     let extra = o.grants % o.users;
     let mut principals = Vec::with_capacity(usize::try_from(o.grants).unwrap_or(0));
@@ -120,13 +182,18 @@ fn view(o: &Options) -> v1::HostView {
                 } else {
                     0
                 },
-                approvals: vec![],
+                approvals: approved
+                    .get(&u)
+                    .filter(|_| k == 0)
+                    .cloned()
+                    .into_iter()
+                    .collect(),
             });
         }
     }
     let revoked_users = (o.users / 100).max(1);
     let ca = fake_key(u64::MAX);
-    v1::HostView {
+    Ok(v1::HostView {
         revision: 1,
         principals,
         revocations: Some(v1::RevocationSet {
@@ -149,7 +216,7 @@ fn view(o: &Options) -> v1::HostView {
         signoffs: vec![],
         trusted_user_ca_keys: vec![],
         ..Default::default()
-    }
+    })
 }
 
 struct Stats {
@@ -199,6 +266,14 @@ fn machine() -> String {
 struct Measured {
     label: String,
     path: PathBuf,
+}
+
+/// One row of the table: a binary called with one config.
+#[derive(Debug)]
+struct Row<'a> {
+    label: String,
+    bin: &'a Measured,
+    config: PathBuf,
 }
 
 /// The release binaries whose `principals` command is measured, copied into `dir`.
@@ -329,7 +404,7 @@ fn main() -> Result<()> {
     let binaries = binaries(&o, &dir)?;
 
     let started = Instant::now();
-    let state = State::from_snapshot(view(&o))?;
+    let state = State::from_snapshot(view(&o)?)?;
     let built = started.elapsed();
     let started = Instant::now();
     let path = dir.join(STATE_FILE);
@@ -344,18 +419,60 @@ fn main() -> Result<()> {
 
     // 64 granted certificates, spread over the users that are not revoked.
     let ca_fp = fingerprint(&fake_key(u64::MAX));
-    let queries: Vec<[String; 5]> = (0..64u64)
-        .map(|i| {
-            let u = (i * 1543) % (o.users - (o.users / 100).max(1));
+    let queries: Vec<[String; 5]> = measured_users(&o)
+        .into_iter()
+        .zip(1u64..)
+        .map(|(u, serial)| {
             [
                 account(u, 0),
                 format!("user{u}@corp"),
-                (i + 1).to_string(),
+                serial.to_string(),
                 ca_fp.clone(),
                 fingerprint(&fake_key(u)),
             ]
         })
         .collect();
+    let mut rows: Vec<Row<'_>> = binaries
+        .iter()
+        .map(|bin| Row {
+            label: bin.label.clone(),
+            bin,
+            config: config.clone(),
+        })
+        .collect();
+    if o.approvals > 0 {
+        // The measured accounts privileged, every approval required.
+        let approvers_file = dir.join("approvers");
+        let lines = approvers(&o)
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Ok(format!("approver{i} {}\n", k.public_key().to_openssh()?)))
+            .collect::<Result<String>>()?;
+        fs::write(&approvers_file, lines)?;
+        let accounts: std::collections::BTreeSet<&String> = queries.iter().map(|q| &q[0]).collect();
+        let privileged = dir.join("agent-privileged.toml");
+        fs::write(
+            &privileged,
+            format!(
+                "state_dir = {:?}\n[approvals]\nprivileged_accounts = {:?}\nrequired = {}\n\
+                 approvers = {:?}\n",
+                dir.display().to_string(),
+                accounts,
+                o.approvals,
+                approvers_file.display().to_string(),
+            ),
+        )?;
+        for bin in &binaries {
+            rows.push(Row {
+                label: format!(
+                    "{}, privileged account: {} approvals verified",
+                    bin.label, o.approvals
+                ),
+                bin,
+                config: privileged.clone(),
+            });
+        }
+    }
 
     // In-process cost of the lookups alone (open, header, revocation checks, principals).
     let started = Instant::now();
@@ -378,11 +495,11 @@ fn main() -> Result<()> {
     }
     let in_process = started.elapsed() / rounds as u32;
 
-    let principals_cmd = |bin: &Path, q: &[String; 5]| {
-        let mut c = Command::new(bin);
+    let principals_cmd = |row: &Row<'_>, q: &[String; 5]| {
+        let mut c = Command::new(&row.bin.path);
         c.arg("principals")
             .arg("--config")
-            .arg(&config)
+            .arg(&row.config)
             .args(q)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -398,14 +515,15 @@ fn main() -> Result<()> {
     };
 
     // Check the answers, and warm the page cache.
-    for bin in &binaries {
+    for row in &rows {
         for q in &queries {
-            let (_, ok, out) = time_call(&mut principals_cmd(&bin.path, q))?;
+            let (_, ok, out) = time_call(&mut principals_cmd(row, q))?;
             let want = format!("{}\n", q[1].trim_end_matches("@corp"));
             if !ok || out != want.as_bytes() {
                 bail!(
-                    "{} principals {q:?} printed {:?}, want {want:?}",
-                    bin.path.display(),
+                    "{} principals --config {} {q:?} printed {:?}, want {want:?}",
+                    row.bin.path.display(),
+                    row.config.display(),
                     String::from_utf8_lossy(&out)
                 );
             }
@@ -416,18 +534,18 @@ fn main() -> Result<()> {
     }
 
     // Per binary, then `/bin/true` last: call times and minor page faults in all.
-    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(o.calls); binaries.len() + 1];
-    let mut faults = vec![0u64; binaries.len() + 1];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(o.calls); rows.len() + 1];
+    let mut faults = vec![0u64; rows.len() + 1];
     let mut i = 0usize;
     while i < o.calls {
         let n = o.batch.min(o.calls - i);
-        for (b, bin) in binaries.iter().enumerate() {
+        for (b, row) in rows.iter().enumerate() {
             let before = children_minor_faults()?;
             for k in 0..n {
                 let q = &queries[(i + k) % queries.len()];
-                let (t, ok, _) = time_call(&mut principals_cmd(&bin.path, q))?;
+                let (t, ok, _) = time_call(&mut principals_cmd(row, q))?;
                 if !ok {
-                    bail!("{} principals {q:?} failed", bin.path.display());
+                    bail!("{} principals {q:?} failed", row.bin.path.display());
                 }
                 times[b].push(t);
             }
@@ -435,13 +553,13 @@ fn main() -> Result<()> {
         }
         let before = children_minor_faults()?;
         for _ in 0..n {
-            times[binaries.len()].push(time_call(&mut true_cmd())?.0);
+            times[rows.len()].push(time_call(&mut true_cmd())?.0);
         }
-        faults[binaries.len()] += children_minor_faults()? - before;
+        faults[rows.len()] += children_minor_faults()? - before;
         i += n;
     }
     let per_call = |f: u64| f as f64 / o.calls as f64;
-    let true_faults = per_call(faults[binaries.len()]);
+    let true_faults = per_call(faults[rows.len()]);
     let t = stats(times.pop().context("no /bin/true times")?);
     let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
 
@@ -470,13 +588,13 @@ fn main() -> Result<()> {
         o.calls, o.batch
     )?;
     writeln!(report, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
-    for ((times, bin), faults) in times.into_iter().zip(&binaries).zip(&faults) {
+    for ((times, row), faults) in times.into_iter().zip(&rows).zip(&faults) {
         let a = stats(times);
         writeln!(
             report,
             "| {}, {:.1} MB | {} | {} | {} | {:.2}× | {:.2}× | {:.1} |",
-            bin.label,
-            fs::metadata(&bin.path)?.len() as f64 / 1e6,
+            row.label,
+            fs::metadata(&row.bin.path)?.len() as f64 / 1e6,
             us(a.mean),
             us(a.p50),
             us(a.p99),
