@@ -457,17 +457,91 @@ fn agents_of_a_replica_killed_mid_signoff_fail_over_and_nothing_acknowledged_is_
     Ok(())
 }
 
-/// What the load thread of the restart test saw: each request's replica, key ID and
-/// outcome, in order.
-#[derive(Default)]
-struct LoadLog {
-    /// (replica, key ID, status or error).
-    requests: Vec<(usize, String, Result<u16, String>)>,
+/// One request of the restart test's load: which replica, which key ID, when it was
+/// sent, and what came of it (the status, or why there was none).
+struct Request {
+    replica: usize,
+    key_id: String,
+    sent: Instant,
+    outcome: Result<u16, String>,
 }
 
-impl LoadLog {
-    fn acked(&self) -> impl Iterator<Item = &(usize, String, Result<u16, String>)> {
-        self.requests.iter().filter(|(_, _, s)| *s == Ok(201))
+impl Request {
+    fn acked(&self) -> bool {
+        self.outcome == Ok(201)
+    }
+}
+
+/// Revocations through every replica, each from a thread of its own sending one every
+/// 25 ms until stopped; every request is logged.
+struct Load {
+    log: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(replicas: &Replicas, token: &str) -> Load {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..replicas.count())
+            .map(|replica| {
+                let addr = replicas.replica(replica).http_addr();
+                let (log, stop, token) = (Arc::clone(&log), Arc::clone(&stop), token.to_owned());
+                thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key_id = format!("load-{replica}-{n}@corp");
+                        let sent = Instant::now();
+                        let outcome = post_revocation(addr, &token, &key_id)
+                            .map(|(status, _)| status)
+                            .map_err(|e| format!("{e:#}"));
+                        log.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(Request {
+                                replica,
+                                key_id,
+                                sent,
+                                outcome,
+                            });
+                        n += 1;
+                        thread::sleep(Duration::from_millis(25));
+                    }
+                })
+            })
+            .collect();
+        Load { log, stop, threads }
+    }
+
+    /// Whether every one of `replicas` answered at least `n` requests sent since `since`
+    /// that `count` (acknowledged ones, say).
+    fn each_answered(
+        &self,
+        replicas: usize,
+        since: Instant,
+        n: usize,
+        count: impl Fn(&Request) -> bool,
+    ) -> bool {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        (0..replicas).all(|replica| {
+            log.iter()
+                .filter(|r| r.replica == replica && r.sent >= since && count(r))
+                .count()
+                >= n
+        })
+    }
+
+    /// Stops the threads and returns every request.
+    fn finish(self) -> Result<Vec<Request>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread
+                .join()
+                .map_err(|_| anyhow!("a load thread panicked"))?;
+        }
+        Ok(std::mem::take(
+            &mut *self.log.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 }
 
@@ -481,82 +555,43 @@ fn replicas_and_agents_recover_from_a_postgresql_restart_under_load_by_themselve
         r.wait_held(&host.id, i, WAIT)?;
     }
     let token = r.fleet.plane.token("load", "read,write")?;
-    let addrs: Vec<SocketAddr> = (0..r.count()).map(|i| r.replica(i).http_addr()).collect();
+    let start = Instant::now();
+    let load = Load::start(&r, &token);
+    let n = r.count();
 
-    // Revocations through both replicas in turn, every 25 ms, until told to stop.
-    let log = Arc::new(Mutex::new(LoadLog::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
-        thread::spawn(move || {
-            let mut n = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let replica = n % addrs.len();
-                let key_id = format!("load-{n}@corp");
-                let outcome = post_revocation(addrs[replica], &token, &key_id)
-                    .map(|(status, _)| status)
-                    .map_err(|e| format!("{e:#}"));
-                log.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .requests
-                    .push((replica, key_id, outcome));
-                n += 1;
-                thread::sleep(Duration::from_millis(25));
-            }
-        })
-    };
-    let seen =
-        |f: &dyn Fn(&LoadLog) -> bool| f(&log.lock().unwrap_or_else(PoisonError::into_inner));
-    let count = || {
-        log.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .requests
-            .len()
-    };
-
-    wait_for("20 revocations acknowledged", WAIT, || {
-        Ok(seen(&|l| l.acked().count() >= 20).then_some(()))
+    wait_for("10 revocations acknowledged by each replica", WAIT, || {
+        Ok(load
+            .each_answered(n, start, 10, Request::acked)
+            .then_some(()))
     })?;
     r.db.stop(StopMode::Immediate)?;
     let outage = Instant::now();
-    let stopped_at = count();
-    // Requests made while the database is down, whatever they got.
-    wait_for("two requests during the outage", RECOVERY, || {
-        Ok((count() >= stopped_at + 2).then_some(()))
-    })?;
+    // Each replica answers (or fails) a request sent while the database is down.
+    wait_for(
+        "a request to each replica during the outage",
+        RECOVERY,
+        || Ok(load.each_answered(n, outage, 1, |_| true).then_some(())),
+    )?;
     r.db.start_again()?;
-    let back = count();
-    eprintln!(
-        "PostgreSQL was down {:?}; {} requests during the outage",
-        outage.elapsed(),
-        back - stopped_at
-    );
+    let back = Instant::now();
     // Accepted again through every replica, with no one stepping in.
     let recovered = wait_for(
         "revocations acknowledged again by every replica",
         RECOVERY,
-        || {
-            Ok(seen(&|l| {
-                (0..2).all(|replica| {
-                    l.requests[back..]
-                        .iter()
-                        .filter(|(at, _, s)| *at == replica && *s == Ok(201))
-                        .count()
-                        >= 5
-                })
-            })
-            .then(Instant::now))
-        },
+        || Ok(load.each_answered(n, back, 5, Request::acked).then_some(())),
     );
-    stop.store(true, Ordering::Relaxed);
-    load.join()
-        .map_err(|_| anyhow!("the load thread panicked"))?;
-    let log = log.lock().unwrap_or_else(PoisonError::into_inner);
-    let recovered = recovered.with_context(|| {
-        let failures: Vec<_> = log.requests[back..]
+    let requests = load.finish()?;
+    let during: Vec<_> = requests
+        .iter()
+        .filter(|q| q.sent >= outage && q.sent < back)
+        .map(|q| (q.replica, &q.outcome))
+        .collect();
+    recovered.with_context(|| {
+        let failures: Vec<_> = requests
             .iter()
-            .filter(|(_, _, s)| *s != Ok(201))
+            .filter(|q| q.sent >= back && !q.acked())
             .take(10)
+            .map(|q| (q.replica, &q.outcome))
             .collect();
         format!(
             "after the restart: {failures:?}\nreplica 0's log:\n{}\nreplica 1's log:\n{}",
@@ -565,16 +600,31 @@ fn replicas_and_agents_recover_from_a_postgresql_restart_under_load_by_themselve
         )
     })?;
     eprintln!(
-        "changes accepted again {:?} after the outage began; {} requests, {} acknowledged",
-        recovered - outage,
-        log.requests.len(),
-        log.acked().count()
+        "PostgreSQL down for {:?}; during the outage: {during:?}; {} requests, {} acknowledged",
+        back - outage,
+        requests.len(),
+        requests.iter().filter(|q| q.acked()).count()
+    );
+    // What failed failed as the server's fault: never a 4xx telling the client its token
+    // or request was bad (it was the database).
+    let refused: Vec<_> = requests
+        .iter()
+        .filter(|q| matches!(q.outcome, Ok(status) if (400..500).contains(&status)))
+        .map(|q| (q.replica, &q.key_id, &q.outcome))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "requests refused as the client's fault: {refused:?}"
     );
 
     // Every acknowledged revocation is in the store, as each replica reads it, and in
     // every agent's KRL.
-    let acked: Vec<&str> = log.acked().map(|(_, key_id, _)| key_id.as_str()).collect();
-    for i in 0..r.count() {
+    let acked: Vec<&str> = requests
+        .iter()
+        .filter(|q| q.acked())
+        .map(|q| q.key_id.as_str())
+        .collect();
+    for i in 0..n {
         let revoked = revoked_key_ids(r.replica(i))?;
         let lost: Vec<_> = acked.iter().filter(|k| !revoked.contains(**k)).collect();
         assert!(
@@ -588,7 +638,12 @@ fn replicas_and_agents_recover_from_a_postgresql_restart_under_load_by_themselve
         let krl = host.agent.krl()?;
         let missing: Vec<_> = acked.iter().filter(|k| !revokes_key_id(&krl, k)).collect();
         assert!(missing.is_empty(), "{}'s KRL lacks {missing:?}", host.id);
-        assert!(r.holder(&host.id)?.is_some(), "{} is not online", host.id);
+    }
+    // Both hosts are online again, at some replica.
+    for host in &hosts {
+        wait_for(format_args!("{} to be online", host.id), RECOVERY, || {
+            r.holder(&host.id)
+        })?;
     }
     r.assert_audit_intact(1)?;
     Ok(())
