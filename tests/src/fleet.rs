@@ -68,9 +68,15 @@ impl Fleet {
 
     /// [`Fleet::new`] with the binaries of `profile` (release for benchmarks).
     pub fn with_profile(profile: Profile) -> Result<Fleet> {
+        Fleet::over(ControlPlane::start_with(&server_binary(profile)?)?, profile)
+    }
+
+    /// [`Fleet::with_profile`] around a control plane already running: the first of
+    /// several replicas on one database, say (the others see what is set up here through
+    /// the database, and hosts enrolled with [`Fleet::host_via`] can be spread over them).
+    pub fn over(plane: ControlPlane, profile: Profile) -> Result<Fleet> {
         ensure_system_user()?;
         ensure_test_account()?;
-        let plane = ControlPlane::start_with(&server_binary(profile)?)?;
         let keys = tempfile::Builder::new()
             .prefix("signoff-e2e-keys-")
             .tempdir()?;
@@ -198,6 +204,19 @@ impl Fleet {
         )
     }
 
+    /// [`Fleet::host`] whose agent is enrolled with the server list `servers`
+    /// (`https://HOST:PORT` URLs, comma-separated) instead of the control plane's own
+    /// address: several replicas, the one it should use first leading.
+    pub fn host_via(&self, id: &str, servers: &str) -> Result<Host> {
+        self.host_setup(
+            id,
+            &HostSpec {
+                servers: Some(servers),
+                ..self.default_host()
+            },
+        )
+    }
+
     /// [`Fleet::host`] whose agent reads sshd's log from `log` instead of the file sshd
     /// writes: a test copies lines there when it wants the agent to see them (a log that
     /// lags the logins).
@@ -221,6 +240,7 @@ impl Fleet {
             ca_keys: &self.ca.public,
             agent_keeps_ca_keys: false,
             plain_keys: true,
+            servers: None,
         }
     }
 
@@ -232,6 +252,7 @@ impl Fleet {
             ca_keys,
             agent_keeps_ca_keys,
             plain_keys,
+            servers,
         } = *spec;
         let keeps = if agent_keeps_ca_keys {
             format!(
@@ -279,7 +300,11 @@ impl Fleet {
             sshd_log.unwrap_or(sshd.log_path()).display().to_string(),
             sshd.port()
         ))?;
-        agent.enroll(&self.plane, id, GROUP)?;
+        let mut token = self.plane.join_token(GROUP)?;
+        if let Some(servers) = servers {
+            token.server = servers.to_owned();
+        }
+        agent.enroll_with_token(&token, id)?;
         agent.start()?;
         sync(&self.plane, &mut agent)?;
         Ok(Host {
@@ -341,9 +366,20 @@ impl Fleet {
 
     /// A request to the HTTP API with the read+signoff token: (status, JSON body).
     pub fn hr(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        self.hr_at(&self.plane, method, path, body)
+    }
+
+    /// [`Fleet::hr`] to `plane`, another replica on the fleet's database.
+    pub fn hr_at(
+        &self,
+        plane: &ControlPlane,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
         let body = body.map(Value::to_string);
         let res = http_request(
-            self.plane.http_addr(),
+            plane.http_addr(),
             method,
             path,
             &self.signoff_token,
@@ -497,4 +533,6 @@ struct HostSpec<'a> {
     agent_keeps_ca_keys: bool,
     /// Whether sshd admits registered plain keys (`AuthorizedKeysCommand`).
     plain_keys: bool,
+    /// The agent's server list, when not the control plane's own address.
+    servers: Option<&'a str>,
 }

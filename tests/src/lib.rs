@@ -12,6 +12,7 @@
 //! - [`fleet`]: a control plane and hosts (agent + sshd each) for sign-off tests.
 //! - [`order_server`]: a stand-in for the control plane's end of the agent stream, to
 //!   deliver crafted kill orders to a real agent.
+//! - [`postgres`]: a throwaway PostgreSQL cluster a test owns, to stop and start at will.
 //! - [`seed`]: replayable randomness.
 //! - [`command`]: running programs with a deadline.
 //! - [`bench_args`]: value parsers of the benchmarks' arguments.
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod krl;
 pub mod order_server;
 pub mod plane;
+pub mod postgres;
 pub mod principals;
 pub mod seed;
 pub mod sessions;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use super::routes::Access;
-use crate::service::{Actor, Scope, Service, TokenInfo};
+use crate::service::{Actor, AuthError, Scope, Service, ServiceError, TokenInfo};
 
 /// The caller of a route that needs a token: authenticated, and holding the route's scope.
 #[derive(Debug, Clone)]
@@ -77,7 +77,11 @@ pub(crate) async fn check(
     let info = service
         .authenticate(bearer_secret(headers)?)
         .await
-        .map_err(|e| ApiError::unauthorized(&e.to_string()))?;
+        .map_err(|e| match e {
+            // Not the token's fault: the same 500 as a handler whose store fails.
+            AuthError::Store(e) => ApiError::from(ServiceError::Store(e)),
+            e => ApiError::unauthorized(&e.to_string()),
+        })?;
     // An identity provider's token opens SCIM and nothing else, whatever else it carries
     // (tokens made before `scim` became exclusive may carry more).
     if info.has(Scope::Scim) {

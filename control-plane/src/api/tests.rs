@@ -449,6 +449,17 @@ async fn an_unknown_token_is_refused() {
     assert_eq!(v["error"]["message"], "unknown token");
 }
 
+/// A token that cannot be checked (the database is out of reach) is a server error the
+/// client may retry, never a 401 that tells it its token is bad.
+#[tokio::test]
+async fn a_token_checked_while_the_store_is_out_of_reach_is_a_500_not_a_401() {
+    let s = start().await;
+    s.service.store().close().await;
+    let (status, v) = s.admin(Method::GET, "/users", None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(error_code(&v), "internal");
+}
+
 #[tokio::test]
 async fn the_wrong_scope_is_forbidden() {
     let s = start().await;

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value};
 
-use crate::service::{Scope, Service, TokenInfo};
+use crate::service::{AuthError, Scope, Service, ServiceError, TokenInfo};
 
 pub use error::ScimError;
 pub use filter::{Filter, FilterError};
@@ -220,7 +220,10 @@ impl FromRequestParts<ScimState> for ScimCaller {
             .service
             .authenticate(secret)
             .await
-            .map_err(|e| ScimError::unauthorized(e.to_string()))?;
+            .map_err(|e| match e {
+                AuthError::Store(e) => ScimError::from(ServiceError::Store(e)),
+                e => ScimError::unauthorized(e.to_string()),
+            })?;
         if !info.has(Scope::Scim) {
             return Err(ScimError::forbidden());
         }

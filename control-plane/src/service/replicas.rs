@@ -65,7 +65,7 @@ impl Service {
     pub async fn start_replica(&self, id: &str) -> Result<()> {
         let _ = self.inner.replica.set(id.to_owned());
         let now = self.now();
-        let mut tx = self.store().begin_write().await?;
+        let mut tx = self.store().begin_liveness().await?;
         store::replicas::renew(tx.db(), id, now, now + LEASE_SECS).await?;
         let offline = store::hosts::offline_unheld(tx.db(), Some(id), now).await?;
         for host in &offline {
@@ -83,7 +83,7 @@ impl Service {
     pub async fn renew_lease(&self) -> Result<()> {
         let now = self.now();
         let me = self.replica().to_owned();
-        let mut tx = self.store().begin_write().await?;
+        let mut tx = self.store().begin_liveness().await?;
         if !store::replicas::renew(tx.db(), &me, now, now + LEASE_SECS).await? {
             for host in self.inner.outboxes.held() {
                 store::hosts::held_by(tx.db(), &host, &me).await?;

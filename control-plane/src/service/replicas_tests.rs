@@ -248,6 +248,29 @@ mod leases_and_orders {
         assert!(online(&a).await);
     }
 
+    /// Both replicas come back from a database outage and renew at the same moment: a
+    /// sweep waits for the other's renewal in flight instead of judging the lease being
+    /// renewed, so it never marks offline a host its replica is claiming again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_renewing_at_once_after_an_outage_leave_each_others_hosts_online() {
+        let (a, b, clock, _tmp) = two().await;
+        let _conn = connect(&b).await;
+        for round in 0..40 {
+            clock.0.fetch_add(LEASE_SECS + 1, Ordering::SeqCst);
+            let renew = |svc: &Service| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.renew_lease().await })
+            };
+            let (x, y) = tokio::join!(renew(&a), renew(&b));
+            x.unwrap().unwrap();
+            y.unwrap().unwrap();
+            assert!(
+                online(&a).await,
+                "round {round}: web1 offline while b holds it"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_stream_ending_late_on_one_replica_leaves_the_host_online_at_the_other() {
         let (a, b, _, _tmp) = two().await;

@@ -132,8 +132,8 @@ pub struct Token {
     pub secret: String,
 }
 
-/// Why a bearer secret is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a bearer secret is refused, or could not be checked.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// No token has this secret.
@@ -145,6 +145,11 @@ pub enum AuthError {
     /// An admin revoked the token.
     #[error("token revoked")]
     Revoked,
+    /// The tokens could not be read (the database is out of reach, say): this says
+    /// nothing about the token, so adapters answer it as a server error, not a refusal
+    /// that would tell a client to give up a good token.
+    #[error("cannot read the tokens")]
+    Store(#[source] sqlx::Error),
 }
 
 fn hash(secret: &str) -> String {
@@ -263,10 +268,10 @@ impl Service {
 
     /// Checks a bearer secret.
     pub async fn authenticate(&self, secret: &str) -> Result<TokenInfo, AuthError> {
-        let mut conn = self.store().conn().await.map_err(|_| AuthError::Unknown)?;
+        let mut conn = self.store().conn().await.map_err(AuthError::Store)?;
         let row = store::tokens::by_hash(conn.db(), &hash(secret))
             .await
-            .map_err(|_| AuthError::Unknown)?
+            .map_err(AuthError::Store)?
             .ok_or(AuthError::Unknown)?;
         let t = info(row);
         if t.revoked_at.is_some() {
@@ -319,9 +324,15 @@ mod tests {
             .unwrap();
         let info = svc.authenticate(&t.secret).await.unwrap();
         assert!(info.has(Scope::Signoff) && !info.has(Scope::Write));
-        assert_eq!(svc.authenticate("so_nope").await, Err(AuthError::Unknown));
+        assert!(matches!(
+            svc.authenticate("so_nope").await,
+            Err(AuthError::Unknown)
+        ));
         clock.0.store(now + 60, Ordering::SeqCst);
-        assert_eq!(svc.authenticate(&t.secret).await, Err(AuthError::Expired));
+        assert!(matches!(
+            svc.authenticate(&t.secret).await,
+            Err(AuthError::Expired)
+        ));
         let t2 = svc
             .create_token(&Actor::cli(), "ci", &[Scope::Read], None, "")
             .await
@@ -329,7 +340,24 @@ mod tests {
         svc.revoke_token(&Actor::cli(), t2.info.id, "leaked")
             .await
             .unwrap();
-        assert_eq!(svc.authenticate(&t2.secret).await, Err(AuthError::Revoked));
+        assert!(matches!(
+            svc.authenticate(&t2.secret).await,
+            Err(AuthError::Revoked)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_store_out_of_reach_is_no_verdict_on_the_token() {
+        let (svc, _) = service().await;
+        let t = svc
+            .create_token(&Actor::cli(), "hr", &[Scope::Signoff], None, "")
+            .await
+            .unwrap();
+        svc.store().close().await;
+        assert!(matches!(
+            svc.authenticate(&t.secret).await,
+            Err(AuthError::Store(_))
+        ));
     }
 
     #[tokio::test]

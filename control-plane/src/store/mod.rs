@@ -254,6 +254,16 @@ impl Store {
         })
     }
 
+    /// A transaction that renews a replica's lease or sweeps hosts offline by leases:
+    /// serialised with every other such transaction of every process on this database
+    /// (SQLite's write lock; a PostgreSQL advisory lock of its own, apart from changes').
+    pub async fn begin_liveness(&self) -> sqlx::Result<Tx> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(sqlite::begin_immediate(p).await?),
+            Store::Postgres(p) => Tx::Postgres(postgres::begin_liveness(p).await?),
+        })
+    }
+
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
         match self {

@@ -13,6 +13,12 @@ use super::OpenError;
 /// then have one writer at a time however many control planes share the database.
 /// (`0x5349474e4f4646` is "SIGNOFF" in ASCII.)
 const CHANGE_LOCK: i64 = 0x53_4947_4e4f_4646;
+/// The advisory lock a replica takes to renew its lease and sweep lapsed replicas' hosts
+/// offline: one at a time, so a sweep never judges a lease another replica is renewing in
+/// that moment. (Under READ COMMITTED a sweep blocked on a host row that the renewing
+/// replica re-records re-checks the row, but not the lease subquery it read before: it
+/// would mark the host offline just after its replica, back from an outage, claimed it.)
+const LIVENESS_LOCK: i64 = CHANGE_LOCK + 1;
 
 fn options(url: &str) -> Result<PgConnectOptions, OpenError> {
     PgConnectOptions::from_str(url).map_err(|source| OpenError::BadUrl {
@@ -50,6 +56,15 @@ pub(super) async fn begin_change(pool: &PgPool) -> sqlx::Result<Transaction<'sta
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CHANGE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+pub(super) async fn begin_liveness(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LIVENESS_LOCK)
         .execute(&mut *tx)
         .await?;
     Ok(tx)
