@@ -639,6 +639,12 @@ fn replicas_and_agents_recover_from_a_postgresql_restart_under_load_by_themselve
         let missing: Vec<_> = acked.iter().filter(|k| !revokes_key_id(&krl, k)).collect();
         assert!(missing.is_empty(), "{}'s KRL lacks {missing:?}", host.id);
     }
+    // Both hosts are online again, at some replica.
+    for host in &hosts {
+        wait_for(format_args!("{} to be online", host.id), RECOVERY, || {
+            r.holder(&host.id)
+        })?;
+    }
     r.assert_audit_intact(1)?;
     Ok(())
 }
