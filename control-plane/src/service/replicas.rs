@@ -3,6 +3,7 @@
 //! stream while that replica's lease holds; a kill order made on another replica is handed
 //! to it through the store (`forwarded`, then `sent` by the holder, exactly once).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -76,23 +77,40 @@ impl Service {
         Ok(())
     }
 
-    /// Renews this replica's lease. If it had lapsed (the database was out of reach), the
-    /// hosts whose streams this replica still holds are recorded as held here again. Then
-    /// counts offline the hosts of replicas whose leases lapsed, and gives up forwarded
-    /// kill orders nobody claimed in time.
+    /// Renews this replica's lease, and makes the database say which streams it holds:
+    /// a host whose stream it holds is recorded held here, and one recorded here whose
+    /// stream it no longer holds is offline. Either can be out of step after the database
+    /// was out of reach: another replica's sweep counted this replica's hosts offline when
+    /// its lease lapsed, or a stream's connect or end could not be written. Then counts
+    /// offline the hosts of replicas whose leases lapsed, and gives up forwarded kill
+    /// orders nobody claimed in time.
     pub async fn renew_lease(&self) -> Result<()> {
         let now = self.now();
         let me = self.replica().to_owned();
         let mut tx = self.store().begin_liveness().await?;
-        if !store::replicas::renew(tx.db(), &me, now, now + LEASE_SECS).await? {
-            for host in self.inner.outboxes.held() {
-                store::hosts::held_by(tx.db(), &host, &me).await?;
+        store::replicas::renew(tx.db(), &me, now, now + LEASE_SECS).await?;
+        let recorded: HashSet<String> = store::hosts::online_at(tx.db(), &me)
+            .await?
+            .into_iter()
+            .collect();
+        // Read after the rows: a stream is registered here before its connect is written,
+        // so a host recorded above and not held now has really ended.
+        let held: HashSet<String> = self.inner.outboxes.held().into_iter().collect();
+        for host in held.difference(&recorded) {
+            store::hosts::held_by(tx.db(), host, &me).await?;
+        }
+        let mut offline = Vec::new();
+        for host in recorded.difference(&held) {
+            if store::hosts::disconnected(tx.db(), host, &me, now).await? {
+                store::sessions::host_unknown(tx.db(), host).await?;
+                offline.push(host.clone());
             }
         }
-        let offline = store::hosts::offline_unheld(tx.db(), None, now).await?;
-        for host in &offline {
+        let lapsed = store::hosts::offline_unheld(tx.db(), None, now).await?;
+        for host in &lapsed {
             store::sessions::host_unknown(tx.db(), host).await?;
         }
+        offline.extend(lapsed);
         store::replicas::forget_lapsed(tx.db(), now - 24 * 3600).await?;
         let stale = now - i64::try_from(FORWARD_WAIT.as_secs()).unwrap_or(2) - 1;
         store::sessions::undeliver_forwarded(tx.db(), None, stale).await?;

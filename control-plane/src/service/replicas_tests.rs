@@ -271,6 +271,37 @@ mod leases_and_orders {
         }
     }
 
+    /// A stream whose connect could not be written (the database was out of reach) is
+    /// recorded at the replica's next renewal; a dead stream never takes the host back
+    /// from the replica the agent connected to since.
+    #[tokio::test]
+    async fn a_held_stream_the_database_does_not_know_is_recorded_at_the_next_renewal() {
+        let (a, b, _, _tmp) = two().await;
+        let _conn = b.host_connected("web1");
+        assert!(!online(&a).await, "its connect was never written");
+        b.renew_lease().await.unwrap();
+        assert!(
+            online(&a).await,
+            "b holds the stream: recorded at its renewal"
+        );
+        assert_eq!(holder(&a).await.as_deref(), Some("b"));
+
+        // The agent fails over to a; b's stream has not noticed it is dead.
+        let _new = connect(&a).await;
+        assert_eq!(holder(&a).await.as_deref(), Some("a"));
+        b.renew_lease().await.unwrap();
+        assert_eq!(
+            holder(&a).await.as_deref(),
+            Some("a"),
+            "b's dead stream does not take web1 back"
+        );
+    }
+
+    async fn holder(svc: &Service) -> Option<String> {
+        let mut c = svc.store().conn().await.unwrap();
+        store::hosts::holder(c.db(), "web1").await.unwrap()
+    }
+
     #[tokio::test]
     async fn a_stream_ending_late_on_one_replica_leaves_the_host_online_at_the_other() {
         let (a, b, _, _tmp) = two().await;

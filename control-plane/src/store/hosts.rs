@@ -203,17 +203,28 @@ pub async fn disconnected(db: Db<'_>, host: &str, replica: &str, now: i64) -> sq
     .map(|r| r.rows_affected() > 0))
 }
 
-/// Marks `host` online at `replica` (it holds the host's stream) unless it was removed.
+/// Marks `host` online at `replica` (it holds the host's stream) unless it was removed or
+/// is online at another replica (the agent connected there since: this stream is a dead
+/// one that has not noticed yet).
 pub async fn held_by(db: Db<'_>, host: &str, replica: &str) -> sqlx::Result<u64> {
     on!(db, c => sqlx::query(
         "UPDATE hosts SET online = TRUE, offline_since = NULL, replica = $1
-         WHERE id = $2 AND removed_rev IS NULL",
+         WHERE id = $2 AND removed_rev IS NULL
+           AND NOT (online AND replica IS NOT NULL AND replica <> $1)",
     )
     .bind(replica)
     .bind(host)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))
+}
+
+/// The hosts recorded online with their stream held by `replica`.
+pub async fn online_at(db: Db<'_>, replica: &str) -> sqlx::Result<Vec<String>> {
+    on!(db, c => sqlx::query_scalar("SELECT id FROM hosts WHERE online AND replica = $1")
+        .bind(replica)
+        .fetch_all(&mut *c)
+        .await)
 }
 
 /// The replica holding `host`'s stream, if it is online.
