@@ -112,6 +112,13 @@ struct Options {
     /// First run the same workload on one server on SQLite, and print both side by side.
     #[arg(long)]
     baseline: bool,
+    /// Processes the simulated agents run in (each has its own open-file limit: one
+    /// socket per agent).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Internal: be one of `--workers`, reading agents from stdin.
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
 impl Options {
@@ -125,8 +132,8 @@ impl Options {
     }
 
     fn check(&self) -> Result<()> {
-        if self.replicas == 0 {
-            bail!("--replicas must be at least 1");
+        if self.replicas == 0 || self.workers == 0 {
+            bail!("--replicas and --workers must be at least 1");
         }
         match &self.database {
             Some(url) if !url.starts_with("postgres://") && !url.starts_with("postgresql://") => {
@@ -186,6 +193,8 @@ struct Enrolled {
     tls: Arc<rustls::ClientConfig>,
     /// The replica it tries first.
     home: usize,
+    /// Its certificate and key (PEM), for a worker process.
+    identity: Arc<(String, String)>,
 }
 
 /// An agent's last applied revision, and when.
@@ -199,11 +208,10 @@ struct Shared {
     servers: Vec<String>,
     signers: Vec<ssh_key::PublicKey>,
     reports: mpsc::UnboundedSender<Report>,
-    /// Streams up now. Counted by [`Holding`], so a connection that failed before its
-    /// stream came up is never subtracted (the old `fetch_sub` after every attempt wrapped
-    /// below zero whenever a connection was refused).
-    connected: AtomicUsize,
-    /// Per agent: the replica whose stream it holds now, or [`NOBODY`].
+    /// Per agent: the replica whose stream it holds now, or [`NOBODY`]; set and cleared
+    /// by [`Holding`]. The streams up now are counted from it ([`Shared::connected`]): the
+    /// old counter, decremented after every attempt, wrapped below zero whenever a
+    /// connection was refused.
     holder: Vec<AtomicUsize>,
     /// Per agent: streams that came up and got their first message (in sync on that
     /// stream). Per agent, so an agent that reconnects twice is not counted for another.
@@ -217,9 +225,26 @@ struct Holding<'a> {
     agent: usize,
 }
 
+impl Shared {
+    /// Agents with a stream up now.
+    fn connected(&self) -> usize {
+        self.holder
+            .iter()
+            .filter(|h| h.load(Ordering::Relaxed) != NOBODY)
+            .count()
+    }
+
+    /// Agents whose stream `replica` holds now.
+    fn held_by(&self, replica: usize) -> usize {
+        self.holder
+            .iter()
+            .filter(|h| h.load(Ordering::Relaxed) == replica)
+            .count()
+    }
+}
+
 impl<'a> Holding<'a> {
     fn new(shared: &'a Shared, agent: usize, replica: usize) -> Holding<'a> {
-        shared.connected.fetch_add(1, Ordering::Relaxed);
         shared.holder[agent].store(replica, Ordering::Relaxed);
         Holding { shared, agent }
     }
@@ -228,7 +253,6 @@ impl<'a> Holding<'a> {
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
         self.shared.holder[self.agent].store(NOBODY, Ordering::Relaxed);
-        self.shared.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -256,10 +280,16 @@ fn main() -> Result<()> {
     let o = <Options as clap::Parser>::parse();
     o.check()?;
     let limit = raise_fd_limit()?;
-    println!("file descriptors: {limit}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if o.worker {
+        return rt.block_on(worker());
+    }
+    println!(
+        "file descriptors: {limit} per process, {} agent process(es)",
+        o.workers
+    );
     rt.block_on(run_all(o))
 }
 
@@ -576,17 +606,24 @@ async fn workload(
                 &resp.ca_certificate_pem,
                 Some((&resp.certificate_pem, &key)),
             )?;
-            Ok::<_, anyhow::Error>(Enrolled {
-                index,
-                host_id,
-                tls,
-                home,
-            })
+            Ok::<_, anyhow::Error>((
+                Enrolled {
+                    index,
+                    host_id,
+                    tls,
+                    home,
+                    identity: Arc::new((resp.certificate_pem, key)),
+                },
+                resp.ca_certificate_pem,
+            ))
         }));
     }
     let mut agents = Vec::new();
+    let mut agent_ca = String::new();
     for t in enrolling {
-        agents.push(t.await??);
+        let (a, ca) = t.await??;
+        agents.push(a);
+        agent_ca = ca;
     }
     drop(enroll_channels);
     figures.enroll = t.elapsed();
@@ -601,8 +638,9 @@ async fn workload(
         servers,
         signers,
         reports: reports_tx,
-        connected: AtomicUsize::new(0),
-        holder: (0..agents.len()).map(|_| AtomicUsize::new(NOBODY)).collect(),
+        holder: (0..agents.len())
+            .map(|_| AtomicUsize::new(NOBODY))
+            .collect(),
         synced_streams: (0..agents.len()).map(|_| AtomicU64::new(0)).collect(),
     });
     // Per agent: the last revision applied and when.
@@ -639,11 +677,16 @@ async fn workload(
     }
 
     let t = Instant::now();
-    for a in &agents {
-        let shared = shared.clone();
-        let a = a.clone();
-        let cap = o.backoff_cap();
-        tasks.push(tokio::spawn(async move { simulate(a, shared, cap).await }));
+    if o.workers > 1 {
+        let signer = signer.trim().to_owned();
+        spawn_workers(o, &agents, &agent_ca, &signer, &shared, tasks)?;
+    } else {
+        for a in &agents {
+            let shared = shared.clone();
+            let a = a.clone();
+            let cap = o.backoff_cap();
+            tasks.push(tokio::spawn(async move { simulate(a, shared, cap).await }));
+        }
     }
     let revision = http_get(&planes[0], &token, "/api/v1/revision")?["revision"]
         .as_u64()
@@ -661,18 +704,10 @@ async fn workload(
         agents.len(),
         figures.connect.as_secs_f64()
     );
-    let per_replica: Vec<usize> = (0..planes.len())
-        .map(|r| {
-            shared
-                .holder
-                .iter()
-                .filter(|h| h.load(Ordering::Relaxed) == r)
-                .count()
-        })
-        .collect();
+    let per_replica: Vec<usize> = (0..planes.len()).map(|r| shared.held_by(r)).collect();
     println!(
         "streams per replica: {per_replica:?} (connected: {})",
-        shared.connected.load(Ordering::Relaxed)
+        shared.connected()
     );
     for (i, p) in planes.iter().enumerate() {
         if let Some(pid) = p.pid() {
@@ -787,7 +822,7 @@ async fn workload(
         println!(
             "idle {} s with {} agents connected: control plane CPU {cpu:.2}% of one core, RSS {} MiB (peak {} MiB)",
             o.idle_secs,
-            shared.connected.load(Ordering::Relaxed),
+            shared.connected(),
             rss / 1024,
             hwm / 1024
         );
@@ -897,15 +932,7 @@ async fn kill_one(
     })
     .await
     .map_err(|_| anyhow!("not every agent applied revision {rev} within 60 s of the kill"))?;
-    let per_replica: Vec<usize> = (0..planes.len())
-        .map(|r| {
-            shared
-                .holder
-                .iter()
-                .filter(|h| h.load(Ordering::Relaxed) == r)
-                .count()
-        })
-        .collect();
+    let per_replica: Vec<usize> = (0..planes.len()).map(|r| shared.held_by(r)).collect();
     println!(
         "{} killed holding {} agents; revision {rev} made {} after the kill; its agents back in sync: p50 {} p99 {} all {}; every agent at {rev} {}; streams per replica now {per_replica:?} (connected: {})",
         if planes.len() == 1 {
@@ -919,7 +946,7 @@ async fn kill_one(
         ms(f[1]),
         ms(f[2]),
         ms(everyone),
-        shared.connected.load(Ordering::Relaxed)
+        shared.connected()
     );
     Ok((held.len(), f))
 }
@@ -1179,4 +1206,203 @@ async fn stream(
         }
     }
     Err(anyhow!("stream closed")).context("sync")
+}
+
+/// Microseconds since the Unix epoch: the clock worker processes and the measuring side
+/// share (an `Instant` does not cross a process boundary).
+fn wall_us(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Starts `--workers` processes of this program (`--worker`), agent `i` in worker
+/// `i % workers`, and turns what they print into this side's [`Shared`] state and reports.
+/// Each worker is killed when its task is aborted (the end of the run).
+fn spawn_workers(
+    o: &Options,
+    agents: &[Enrolled],
+    ca: &str,
+    signer: &str,
+    shared: &Arc<Shared>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    for w in 0..o.workers {
+        let mine: Vec<Value> = agents
+            .iter()
+            .filter(|a| a.index % o.workers == w)
+            .map(|a| {
+                json!({"index": a.index, "host_id": a.host_id, "home": a.home,
+                       "cert": a.identity.0, "key": a.identity.1})
+            })
+            .collect();
+        let job = json!({
+            "servers": shared.servers,
+            "signer": signer,
+            "ca": ca,
+            "total": agents.len(),
+            "backoff_cap_ms": u64::try_from(o.backoff_cap().as_millis()).unwrap_or(u64::MAX),
+            "agents": mine,
+        });
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--worker")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker")?;
+        let mut stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            // Holding the child (killed on drop) and its stdin (the worker exits when it
+            // closes) for as long as this task runs.
+            let _child = child;
+            let mut line = job.to_string();
+            line.push('\n');
+            if stdin.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+                let idx = || num(1).and_then(|i| usize::try_from(i).ok());
+                match f.first().copied() {
+                    Some("A") => {
+                        if let (Some(agent), Some(revision), Some(us)) = (idx(), num(2), num(3)) {
+                            let now = wall_us(std::time::SystemTime::now());
+                            let ago = Duration::from_micros(now.saturating_sub(us));
+                            let at = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+                            let _ = shared.reports.send(Report::Applied {
+                                agent,
+                                revision,
+                                at,
+                            });
+                        }
+                    }
+                    Some("D") => {
+                        if let Some(n) = idx() {
+                            let _ = shared.reports.send(Report::DeltaBytes(n));
+                        }
+                    }
+                    Some("L") => {
+                        let _ = shared.reports.send(Report::LateSnapshot);
+                    }
+                    Some("H") => {
+                        if let (Some(agent), Some(r)) = (idx(), f.get(2)) {
+                            let r = r.parse().unwrap_or(NOBODY);
+                            shared.holder[agent].store(r, Ordering::Relaxed);
+                        }
+                    }
+                    Some("S") => {
+                        if let (Some(agent), Some(n)) = (idx(), num(2)) {
+                            shared.synced_streams[agent].store(n, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    Ok(())
+}
+
+/// A worker process (`--worker`): simulates the agents given on stdin's first line and
+/// prints, one per line, `A agent revision µs` (applied), `D bytes` (a delta), `L` (a late
+/// snapshot), `H agent replica|-` (the stream's holder changed) and `S agent count`
+/// (streams in sync). Exits when stdin closes.
+async fn worker() -> Result<()> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let mut input = BufReader::new(tokio::io::stdin()).lines();
+    let job: Value = serde_json::from_str(
+        &input
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow!("no job on stdin"))?,
+    )?;
+    tokio::spawn(async move {
+        while let Ok(Some(_)) = input.next_line().await {}
+        std::process::exit(0);
+    });
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let servers: Vec<String> = job["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let signers = vec![ssh_key::PublicKey::from_openssh(&text(&job["signer"]))?];
+    let ca = text(&job["ca"]);
+    let total = job["total"].as_u64().unwrap_or(0) as usize;
+    let cap = Duration::from_millis(job["backoff_cap_ms"].as_u64().unwrap_or(10_000));
+    let mut agents = Vec::new();
+    for a in job["agents"].as_array().into_iter().flatten() {
+        let (cert, key) = (text(&a["cert"]), text(&a["key"]));
+        agents.push(Enrolled {
+            index: a["index"].as_u64().unwrap_or(0) as usize,
+            host_id: text(&a["host_id"]),
+            tls: transport::mtls_config(&ca, Some((&cert, &key)))?,
+            home: a["home"].as_u64().unwrap_or(0) as usize,
+            identity: Arc::new((cert, key)),
+        });
+    }
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        servers,
+        signers,
+        reports: reports_tx,
+        holder: (0..total).map(|_| AtomicUsize::new(NOBODY)).collect(),
+        synced_streams: (0..total).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let mine: Vec<usize> = agents.iter().map(|a| a.index).collect();
+    for a in agents {
+        let shared = shared.clone();
+        tokio::spawn(async move { simulate(a, shared, cap).await });
+    }
+    // Reports as they come; holders and stream counts as they change, looked at every
+    // 5 ms.
+    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    let mut seen: Vec<(usize, u64)> = vec![(NOBODY, 0); mine.len()];
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    loop {
+        let mut text = String::new();
+        tokio::select! {
+            r = reports.recv() => match r {
+                Some(Report::Applied { agent, revision, at }) => {
+                    let us = wall_us(std::time::SystemTime::now())
+                        .saturating_sub(u64::try_from(at.elapsed().as_micros()).unwrap_or(0));
+                    text = format!("A {agent} {revision} {us}\n");
+                }
+                Some(Report::DeltaBytes(n)) => text = format!("D {n}\n"),
+                Some(Report::LateSnapshot) => text = "L\n".to_owned(),
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                for (k, &i) in mine.iter().enumerate() {
+                    let now = (
+                        shared.holder[i].load(Ordering::Relaxed),
+                        shared.synced_streams[i].load(Ordering::Relaxed),
+                    );
+                    if now.0 != seen[k].0 {
+                        if now.0 == NOBODY {
+                            text.push_str(&format!("H {i} -\n"));
+                        } else {
+                            text.push_str(&format!("H {i} {}\n", now.0));
+                        }
+                    }
+                    if now.1 != seen[k].1 {
+                        text.push_str(&format!("S {i} {}\n", now.1));
+                    }
+                    seen[k] = now;
+                }
+                if !text.is_empty() {
+                    out.write_all(text.as_bytes()).await?;
+                }
+                out.flush().await?;
+                continue;
+            }
+        }
+        out.write_all(text.as_bytes()).await?;
+    }
 }
