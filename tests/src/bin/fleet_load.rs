@@ -533,6 +533,13 @@ async fn run(o: &Options, bin: &Path, backend: &Backend) -> Result<Figures> {
     for t in tasks {
         let _ = t.await;
     }
+    // The servers' logs, when asked for (FLEET_LOAD_LOGS=DIR).
+    if let Some(dir) = std::env::var_os("FLEET_LOAD_LOGS") {
+        for (i, p) in planes.iter().enumerate() {
+            let name = format!("{}-{i}.log", figures.label.replace([' ', ','], "_"));
+            fs::write(Path::new(&dir).join(name), p.log())?;
+        }
+    }
     // Stop the replicas (SIGKILL on drop) before the next run.
     drop(planes);
     figures.load_after = loadavg();
@@ -885,9 +892,30 @@ async fn kill_one(
     let made = t0.elapsed();
     let mut back: Vec<Option<Duration>> = vec![None; held.len()];
     let mut left = held.len();
+    let mut next_progress = Duration::from_secs(1);
     while left > 0 {
         {
             let a = applied.lock().map_err(|_| anyhow!("poisoned"))?;
+            if t0.elapsed() >= next_progress {
+                next_progress += Duration::from_secs(1);
+                let up = |&(k, &i): &(usize, &usize)| {
+                    let h = shared.holder[i].load(Ordering::Relaxed);
+                    h != NOBODY && (planes.len() == 1 || h != victim)
+                        || shared.synced_streams[i].load(Ordering::Relaxed) > marks[k]
+                };
+                let reconnected = held.iter().enumerate().filter(up).count();
+                let synced = held
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, &i)| shared.synced_streams[i].load(Ordering::Relaxed) > marks[k])
+                    .count();
+                let at_rev = held.iter().filter(|&&i| a[i].0 >= rev).count();
+                println!(
+                    "  {:.0} s after the kill: of {} agents, {reconnected} reconnected, {synced} with a stream in sync, {at_rev} at revision {rev}",
+                    t0.elapsed().as_secs_f64(),
+                    held.len()
+                );
+            }
             for (k, &i) in held.iter().enumerate() {
                 if back[k].is_some() {
                     continue;
