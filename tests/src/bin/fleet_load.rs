@@ -1064,6 +1064,21 @@ async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result
     Ok(())
 }
 
+/// The order in which agent `index` tries `n` replicas: its home (`index % n`) first,
+/// then the others, rotated by `index / n`, so that the agents of a replica that dies
+/// spread over all the others rather than all moving to the next one.
+fn failover_order(index: usize, n: usize) -> Vec<usize> {
+    let home = index % n;
+    let mut others: Vec<usize> = (1..n).map(|k| (home + k) % n).collect();
+    if !others.is_empty() {
+        let len = others.len();
+        others.rotate_left((index / n) % len);
+    }
+    let mut order = vec![home];
+    order.extend(others);
+    order
+}
+
 /// One simulated agent, forever: connect (to the replica that last answered, else each
 /// other in turn), sync, and when no replica answers or the stream ends, back off.
 async fn simulate(a: Enrolled, shared: Arc<Shared>, backoff_cap: Duration) {
@@ -1071,11 +1086,12 @@ async fn simulate(a: Enrolled, shared: Arc<Shared>, backoff_cap: Duration) {
     let mut backoff = Backoff::with_cap(backoff_cap);
     let session_id = format!("{}:1", 100_000 + a.index);
     let mut session_live = true;
-    let mut preferred = a.home;
-    let n = shared.servers.len();
+    let order = failover_order(a.index, shared.servers.len());
+    let mut preferred = 0;
+    let n = order.len();
     loop {
         for step in 0..n {
-            let replica = (preferred + step) % n;
+            let replica = order[(preferred + step) % n];
             let started = Instant::now();
             let mut up = false;
             let _ = stream(
@@ -1089,7 +1105,7 @@ async fn simulate(a: Enrolled, shared: Arc<Shared>, backoff_cap: Duration) {
             )
             .await;
             if up {
-                preferred = replica;
+                preferred = (preferred + step) % n;
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff.reset();
                 }
