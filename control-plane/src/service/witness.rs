@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use signoff_proto::audit_chain::{Head, head_bytes};
-use tokio::sync::OnceCell;
 use signoff_proto::{orders, v1};
+use tokio::sync::OnceCell;
 
 use super::{Actor, Result, Service};
 use crate::store;

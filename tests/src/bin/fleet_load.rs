@@ -5,7 +5,7 @@
 //! cargo run --release -p signoff-tests --bin fleet-load -- --agents 1000 \
 //!     [--fanout-rounds 5] [--signoff] [--idle-secs 60] [--storm] [--outage-secs 0]
 //!     [--backoff-cap-secs 10]
-//!     [--replicas 3 --database postgres://… [--kill-replica] [--baseline]]
+//!     [--replicas 3 --database postgres://… [--kill-replica] [--baseline]] [--workers 2]
 //! ```
 //!
 //! Starts the release `signoff-server` (`SIGNOFF_SERVER_BIN` if set) and simulates
@@ -26,6 +26,9 @@
 //! fleet; like the agent's transport, it connects to the server that last answered first
 //! and tries the others in turn, and backs off only when none answers. `--baseline` runs
 //! the same workload on one SQLite server first and prints both side by side.
+//! `--workers K` runs the simulated agents in K child processes of this program (one
+//! socket per agent, and a process may have only so many open files); `FLEET_LOAD_LOGS=DIR`
+//! keeps the servers' logs.
 //!
 //! Phases:
 //! 1. **fan-out** (`--fanout-rounds`): a key-ID revocation through the HTTP API (of the
