@@ -182,6 +182,9 @@ struct Inner {
     /// every agent's view of a
     /// revision carries the same head, signed once (`witness.rs`).
     signed_head: std::sync::Mutex<Option<(String, String)>>,
+    /// Readings of the audit head under way, by the row the asking host holds
+    /// (`witness.rs`).
+    heads_in_flight: witness::HeadsInFlight,
     /// This server's replica id, once started as one (`replicas.rs`).
     replica: std::sync::OnceLock<String>,
     /// A relay of sign-off progress to other replicas is scheduled (`replicas.rs`).
@@ -209,6 +212,7 @@ impl Service {
                 reports: reports::ReportQueue::default(),
                 alert_rules: std::sync::RwLock::default(),
                 signed_head: std::sync::Mutex::new(None),
+                heads_in_flight: witness::HeadsInFlight::default(),
                 replica: std::sync::OnceLock::new(),
                 signoffs_relay_pending: std::sync::atomic::AtomicBool::new(false),
             }),
