@@ -449,7 +449,13 @@ fn main() -> Result<()> {
             .map(|(i, k)| Ok(format!("approver{i} {}\n", k.public_key().to_openssh()?)))
             .collect::<Result<String>>()?;
         fs::write(&approvers_file, lines)?;
-        let accounts: std::collections::BTreeSet<&String> = queries.iter().map(|q| &q[0]).collect();
+        // A TOML array (a set's Debug form would be a table).
+        let accounts: Vec<&String> = queries
+            .iter()
+            .map(|q| &q[0])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let privileged = dir.join("agent-privileged.toml");
         fs::write(
             &privileged,
