@@ -291,6 +291,7 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
             (sshd_commands_binary()?, "signoff-sshd"),
         ],
     )?;
+    let dead_replica = format!("https://localhost:{}", free_port()?);
     let vars = serde_json::json!({
         "signoff_agent_install_method": "url",
         "signoff_agent_binary_url": format!("http://127.0.0.1:{}/signoff-agent", www.port),
@@ -314,7 +315,10 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "signoff_agent_privileged_accounts": ["admin"],
         "signoff_agent_approvals_required": 1,
         "signoff_agent_approvers": [{"name": "alice", "key": fs::read_to_string(&ca.public)?.trim()}],
-        "signoff_agent_server_url": token.server,
+        // Two replicas, the second down: the role gives the host the list in an order of
+        // its own (seeded with the host id: for "ansible-host" the dead one comes first),
+        // and the agent gets past the dead one.
+        "signoff_agent_server_url": format!("{}, {dead_replica}", token.server),
         "signoff_agent_ca_pin": token.ca_pin,
         "signoff_agent_join_token": token.secret,
         "signoff_agent_host_id": "ansible-host",
@@ -345,6 +349,11 @@ fn a_playbook_run_installs_an_agent_that_admits_a_granted_user_and_refuses_after
         "no drop-in after a failed download"
     );
     ansible(&[])?.ok().context("the first run")?;
+    assert_eq!(
+        fs::read_to_string(r.join("var/lib/signoff/identity/server"))?.trim(),
+        format!("{dead_replica},{}", token.server),
+        "the host keeps both replicas, in its own order (spread: not the order written)"
+    );
     assert_eq!(
         fs::read_to_string(r.join("etc/signoff/approvers"))?,
         format!(
