@@ -238,63 +238,13 @@ pub fn held_out(state_dir: &Path, config: &Config) -> Result<Option<Holds>, Hold
 
 #[cfg(test)]
 mod tests {
-    use signoff_proto::approvals::{NAMESPACE, ReenableApproval};
-    use signoff_proto::orders::SignoffStatement;
-    use ssh_key::{HashAlg, LineEnding, PrivateKey};
-
     use super::*;
-
-    fn key(seed: u8) -> PrivateKey {
-        PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
-    }
+    use crate::holds::tests::{approve, enforced, key, reenable};
 
     fn signers_file(keys: &[(&str, u8)]) -> String {
         keys.iter()
             .map(|(who, seed)| format!("{who} {}\n", key(*seed).public_key().to_openssh().unwrap()))
             .collect()
-    }
-
-    fn statement(id: u64, user: &str) -> SignoffStatement {
-        SignoffStatement {
-            signoff_id: id,
-            user: user.into(),
-            reason: "left".into(),
-            operator: "token:hr".into(),
-            issued_at: 1,
-            key_ids: vec![format!("{user}@corp")],
-            key_fingerprints: vec![],
-        }
-    }
-
-    /// A re-enable of sign-off `id` of `user`, approved by the keys of `seeds`.
-    fn reenable(order: &PrivateKey, id: u64, user: &str, seeds: &[u8]) -> v1::Reenable {
-        let statement = statement(id, user).encode().unwrap();
-        let signature = orders::sign(order, &statement).unwrap();
-        let bytes = ReenableApproval {
-            signoff_id: id,
-            person: user,
-        }
-        .canonical_bytes()
-        .unwrap();
-        v1::Reenable {
-            signoff_id: id,
-            person: user.into(),
-            statement: Some(v1::SignedStatement {
-                id,
-                statement,
-                signature,
-            }),
-            signatures: seeds
-                .iter()
-                .map(|s| {
-                    key(*s)
-                        .sign(NAMESPACE, HashAlg::Sha512, &bytes)
-                        .unwrap()
-                        .to_pem(LineEnding::LF)
-                        .unwrap()
-                })
-                .collect(),
-        }
     }
 
     #[test]
@@ -318,13 +268,20 @@ mod tests {
         )
         .unwrap();
         let mut guards = Guards::load(&config).unwrap();
-        let enforced = Enforceable {
-            id: 3,
-            statement: statement(3, "mallory"),
-        };
-        guards.update_holds(&config, &[enforced], &[]).unwrap();
+        guards
+            .update_holds(&config, &[enforced(3, "mallory")], &[])
+            .unwrap();
         let u = guards
-            .update_holds(&config, &[], &[reenable(&order, 3, "mallory", &[1])])
+            .update_holds(
+                &config,
+                &[],
+                &[reenable(
+                    &order,
+                    3,
+                    "mallory",
+                    vec![approve(&key(1), 3, "mallory")],
+                )],
+            )
             .unwrap()
             .unwrap();
         assert!(u.released.is_empty(), "ann is no approver: {u:?}");

@@ -408,18 +408,18 @@ impl Holds {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use signoff_proto::approvals::{NAMESPACE, parse_allowed_signers};
     use signoff_proto::orders::SignoffStatement;
     use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
     use super::*;
 
-    fn key(seed: u8) -> PrivateKey {
+    pub(crate) fn key(seed: u8) -> PrivateKey {
         PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
     }
 
-    fn approve(k: &PrivateKey, signoff_id: u64, person: &str) -> String {
+    pub(crate) fn approve(k: &PrivateKey, signoff_id: u64, person: &str) -> String {
         let bytes = ReenableApproval { signoff_id, person }
             .canonical_bytes()
             .unwrap();
@@ -437,7 +437,7 @@ mod tests {
         parse_allowed_signers(&text).unwrap()
     }
 
-    fn enforced(id: u64, user: &str) -> Enforceable {
+    pub(crate) fn enforced(id: u64, user: &str) -> Enforceable {
         Enforceable {
             id,
             statement: SignoffStatement {
@@ -452,7 +452,12 @@ mod tests {
         }
     }
 
-    fn reenable(order_key: &PrivateKey, id: u64, user: &str, sigs: Vec<String>) -> v1::Reenable {
+    pub(crate) fn reenable(
+        order_key: &PrivateKey,
+        id: u64,
+        user: &str,
+        sigs: Vec<String>,
+    ) -> v1::Reenable {
         let statement = enforced(id, user).statement.encode().unwrap();
         let signature = signoff_proto::orders::sign(order_key, &statement).unwrap();
         v1::Reenable {
