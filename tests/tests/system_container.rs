@@ -653,7 +653,9 @@ fn packages_and_roles_under_systemd_install_enroll_log_in_upgrade_kill_and_unins
     );
     // Detected and attributed: listed live with alice's account and processes, and, from
     // the journal's Accepted line, her certificate's key ID and so her as the person.
-    let listed = wait_for("alice's session to be listed as hers", WAIT, || {
+    // Longer than WAIT: one CI run saw nothing within 20 s on a busy machine, and the
+    // agent's periodic whole scan would still find a login its event path missed.
+    let listed = wait_for("alice's session to be listed as hers", WAIT * 3, || {
         let sessions = api_get(&ct, &api_token, "/api/v1/sessions")?;
         Ok(sessions
             .as_array()
